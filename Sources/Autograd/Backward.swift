@@ -1,0 +1,87 @@
+import TensorModule
+
+/// The reverse walk of the tape from `roots`, each with the gradient that seeds it.
+///
+/// Entries reachable from the roots are collected without recursion and visited from the newest to
+/// the oldest; each runs once, sends its gradients to its inputs (accumulating, never overwriting)
+/// and is released right after, so memory falls as the walk proceeds.
+func runBackward(from roots: [(Variable, Tensor)]) {
+  let context = Context.current
+  var entries: [TapeEntry] = []
+  var seen = Set<ObjectIdentifier>()
+  var stack: [TapeEntry] = []
+  for (root, seed) in roots {
+    if let (entry, index) = root.producer {
+      precondition(entry.backward != nil, "backward: \(entry.name) was already backpropagated through; its saved values are freed")
+      accumulate(seed, into: &entry.gradients[index], shape: root.shape, entry.name)
+      if seen.insert(ObjectIdentifier(entry)).inserted { stack.append(entry) }
+    } else if root.requiresGrad {
+      accumulate(seed, into: &root.grad, shape: root.shape, "backward")
+    }
+  }
+  while let entry = stack.popLast() {
+    entries.append(entry)
+    for case (.entry(let input, _), _) in entry.inputs {
+      if seen.insert(ObjectIdentifier(input)).inserted { stack.append(input) }
+    }
+  }
+  entries.sort { $0.sequence > $1.sequence }
+  context.with(\.isRecording, false) {
+    for entry in entries { run(entry, context) }
+  }
+}
+
+private func run(_ entry: TapeEntry, _ context: Context) {
+  defer {
+    entry.backward = nil
+    entry.gradients = []
+  }
+  guard entry.gradients.contains(where: { $0 != nil }), let backward = entry.backward else { return }
+  switch backward {
+  case .pullback(let pullback):
+    let gradients = pullback(entry.gradients)
+    entry.gradients = []
+    for (i, gradient) in gradients.enumerated() {
+      guard let gradient else { continue }
+      if context.detectsAnomalies { checkFinite(gradient, entry.name, "backward") }
+      let (source, shape) = entry.inputs[i]
+      switch source {
+      case .none: break
+      case .leaf(let leaf): accumulate(gradient, into: &leaf.grad, shape: shape, entry.name)
+      case .entry(let input, let index):
+        precondition(input.backward != nil, "backward: \(input.name) was already backpropagated through; its saved values are freed")
+        accumulate(gradient, into: &input.gradients[index], shape: shape, entry.name)
+      }
+    }
+  case .region(let replay):
+    var accumulated: [Tensor?] = entry.inputs.map { input in
+      guard case .entry(let e, let index) = input.source else { return nil }
+      precondition(e.backward != nil, "backward: \(e.name) was already backpropagated through; its saved values are freed")
+      defer { e.gradients[index] = nil }
+      return e.gradients[index]
+    }
+    replay(entry.gradients, &accumulated)
+    for (i, input) in entry.inputs.enumerated() {
+      guard case .entry(let e, let index) = input.source, let gradient = accumulated[i] else { continue }
+      precondition(gradient.shape == input.shape, "\(entry.name): gradient \(gradient.shape) does not match input \(input.shape)")
+      e.gradients[index] = gradient
+    }
+  }
+}
+
+/// Adds `gradient` to an accumulator, first summing a broadcast gradient down to `shape`.
+func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], _ name: String) {
+  let g = gradient.shape == shape ? gradient : unbroadcast(gradient, to: shape, name)
+  slot = slot.map { $0 + g } ?? g
+}
+
+/// Sums `gradient` over the dimensions along which a value of `shape` was broadcast: the one place
+/// where broadcasting is undone.
+func unbroadcast(_ gradient: Tensor, to shape: [Int], _ name: String) -> Tensor {
+  let lead = gradient.rank - shape.count
+  precondition(
+    lead >= 0 && Shape.broadcast(shape, gradient.shape) == gradient.shape,
+    "\(name): gradient of shape \(gradient.shape) does not reduce to input shape \(shape)")
+  let axes = (0..<gradient.rank).filter { $0 < lead || (shape[$0 - lead] == 1 && gradient.shape[$0] != 1) }
+  return gradient.sum(alongAxes: axes, keepingDimensions: true).reshaped(to: shape)
+}

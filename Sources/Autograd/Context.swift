@@ -1,0 +1,99 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import TensorModule
+
+/// Whether layers behave as in training (batch statistics, dropout) or in inference.
+public enum LearningPhase: Sendable {
+  /// Training behaviour.
+  case training
+  /// Inference behaviour.
+  case inference
+
+  /// The learning phase of the current thread (`.training` unless a ``withLearningPhase(_:_:)``
+  /// scope says otherwise).
+  public static var current: LearningPhase { Context.current.learningPhase }
+}
+
+/// The per-thread state of differentiation: whether operations are recorded, the learning phase,
+/// whether a checkpoint replay is running, anomaly detection, and the tape being written.
+final class Context {
+  var isRecording = true
+  var learningPhase = LearningPhase.training
+  /// The checkpoint region being replayed, or `nil` outside any replay.
+  var replaying: String?
+  var detectsAnomalies = false
+  /// Identity of the tape being written; a replay writes a tape of its own.
+  var tape = Tape()
+  var nextSequence = 0
+  /// Set when an unrecorded checkpoint body uses a value that requires gradients.
+  var sawGradient = false
+
+  private static let key: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { Unmanaged<Context>.fromOpaque($0!).release() }
+    return key
+  }()
+
+  static var current: Context {
+    if let p = pthread_getspecific(key) { return Unmanaged<Context>.fromOpaque(p).takeUnretainedValue() }
+    let context = Context()
+    pthread_setspecific(key, Unmanaged.passRetained(context).toOpaque())
+    return context
+  }
+
+  /// Everything a checkpoint restores for its replay (contract rule 4).
+  struct Ambient {
+    var generator: RandomGenerator
+    var learningPhase: LearningPhase
+  }
+
+  var ambient: Ambient {
+    get { Ambient(generator: RandomGenerator.global, learningPhase: learningPhase) }
+    set {
+      RandomGenerator.global = newValue.generator
+      learningPhase = newValue.learningPhase
+    }
+  }
+
+  /// Runs `body` with `keyPath` set to `value`, restoring the previous value afterwards.
+  func with<T, R>(_ keyPath: ReferenceWritableKeyPath<Context, T>, _ value: T, _ body: () throws -> R) rethrows -> R {
+    let saved = self[keyPath: keyPath]
+    self[keyPath: keyPath] = value
+    defer { self[keyPath: keyPath] = saved }
+    return try body()
+  }
+}
+
+/// The identity of one tape: the top-level one of a thread, or one checkpoint replay's.
+final class Tape {}
+
+/// Runs `body` without recording operations: results are constants, nothing is retained for a
+/// backward pass. Use it for evaluation and for updates of parameters.
+public func withoutRecording<R>(_ body: () throws -> R) rethrows -> R {
+  try Context.current.with(\.isRecording, false, body)
+}
+
+/// Runs `body` in the given learning phase, restoring the previous one afterwards.
+public func withLearningPhase<R>(_ phase: LearningPhase, _ body: () throws -> R) rethrows -> R {
+  try Context.current.with(\.learningPhase, phase, body)
+}
+
+/// Runs `body` with anomaly detection: the first operation whose forward value or whose gradient
+/// contains a NaN or an infinity stops the program with a message naming the operation, the pass
+/// and the first bad element.
+public func withAnomalyDetection<R>(_ body: () throws -> R) rethrows -> R {
+  try Context.current.with(\.detectsAnomalies, true, body)
+}
+
+/// Whether operations are being recorded on this thread now.
+public var isRecording: Bool { Context.current.isRecording }
+
+/// Runs `body` unless this is a checkpoint replay, so a side effect (such as updating batch-norm
+/// running statistics) happens once per step however often the code around it is replayed
+/// (checkpoint contract rule 5).
+public func onFirstPass(_ body: () throws -> Void) rethrows {
+  if Context.current.replaying == nil { try body() }
+}

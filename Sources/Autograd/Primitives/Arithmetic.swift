@@ -1,0 +1,45 @@
+import TensorModule
+
+// Element-wise arithmetic primitives. Gradients come back in the broadcast shape; the tape sums
+// them down to each input's shape (Backward.swift, `unbroadcast`).
+
+/// a + b, with broadcasting.
+public func add(_ a: Variable, _ b: Variable) -> Variable {
+  recordOperation("add", a.value + b.value, inputs: [a, b]) { grad in [grad, grad] }
+}
+
+/// a * b, with broadcasting.
+public func multiply(_ a: Variable, _ b: Variable) -> Variable {
+  let needA = a.requiresGrad, needB = b.requiresGrad
+  let x = needB ? a.value : nil, y = needA ? b.value : nil
+  return recordOperation("multiply", a.value * b.value, inputs: [a, b]) { grad in
+    [y.map { grad * $0 }, x.map { grad * $0 }]
+  }
+}
+
+/// -x.
+public func negate(_ x: Variable) -> Variable {
+  recordOperation("negate", -x.value, inputs: [x]) { grad in [-grad] }
+}
+
+/// 1 / x.
+public func reciprocal(_ x: Variable) -> Variable {
+  let y = TensorModule.reciprocal(x.value)
+  return recordOperation("reciprocal", y, inputs: [x]) { [y] grad in [-(grad * y * y)] }
+}
+
+/// x^exponent for a constant exponent.
+public func pow(_ x: Variable, _ exponent: Double) -> Variable {
+  let value = x.value
+  return recordOperation("pow", TensorModule.pow(value, exponent), inputs: [x]) { [value] grad in
+    [grad * TensorModule.pow(value, exponent - 1) * exponent]
+  }
+}
+
+/// Elements of `a` where `condition` is non-zero and of `b` elsewhere; the condition is a constant.
+public func select(_ condition: Tensor, _ a: Variable, _ b: Variable) -> Variable {
+  let zero = Tensor(0, dtype: a.dtype)
+  return recordOperation("select", TensorModule.select(condition, a.value, b.value), inputs: [a, b]) { grad in
+    [TensorModule.select(condition, grad, zero), TensorModule.select(condition, zero, grad)]
+  }
+}

@@ -1,0 +1,31 @@
+import TensorModule
+
+/// The sum over `axes` (all when `nil`).
+public func sum(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Variable {
+  let shape = x.shape
+  let kept = x.value.sum(alongAxes: axes, keepingDimensions: true).shape
+  let y = x.value.sum(alongAxes: axes, keepingDimensions: keepingDimensions)
+  return recordOperation("sum", y, inputs: [x]) { grad in
+    [grad.reshaped(to: kept).broadcast(to: shape).contiguous()]
+  }
+}
+
+/// The maximum over `axes` (all when `nil`); the gradient goes to the first maximal element.
+public func max(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Variable {
+  let shape = x.shape, rank = x.value.rank
+  let reduced = Set((axes ?? Array(0..<rank)).map { Shape.axis($0, rank: rank, "max") }).sorted()
+  let kept = (0..<rank).filter { !reduced.contains($0) }
+  let (y, indices) = x.value.maxWithIndices(alongAxes: axes, keepingDimensions: keepingDimensions)
+  return recordOperation("max", y, inputs: [x]) { grad in
+    // Scatter into [kept..., reduced...] row-major, then put the axes back in place.
+    let inner = reduced.reduce(1) { $0 * shape[$1] }
+    let g = grad.scalars(as: Double.self)
+    var rows = [Double](repeating: 0, count: shape.reduce(1, *))
+    for (o, i) in indices.enumerated() { rows[o * inner + i] = g[o] }
+    let order = kept + reduced
+    var inverse = [Int](repeating: 0, count: rank)
+    for (i, axis) in order.enumerated() { inverse[axis] = i }
+    let scattered = Tensor(rows, shape: order.map { shape[$0] }).converted(to: grad.dtype)
+    return [scattered.permuted(inverse)]
+  }
+}

@@ -1,0 +1,97 @@
+import TensorModule
+
+/// One recorded operation: where its inputs came from, and how to send gradients back to them.
+///
+/// Entries are ordered by their sequence number, the position at which they were recorded: that
+/// order is the tape, and backward walks it in reverse.
+final class TapeEntry {
+  /// Where an input's gradient goes.
+  enum Source {
+    /// A constant: no gradient.
+    case none
+    /// A leaf that accumulates its gradient in ``Variable/grad``.
+    case leaf(Variable)
+    /// Output `index` of an earlier entry.
+    case entry(TapeEntry, Int)
+  }
+
+  /// How an entry sends gradients back.
+  enum Backward {
+    /// A pullback: output gradients in, one gradient (or `nil`) per input out; the tape adds them
+    /// to what the inputs have accumulated so far.
+    case pullback(([Tensor?]) -> [Tensor?])
+    /// A checkpoint region: it takes over the inputs' accumulated gradients and returns them with
+    /// its own contributions added, in the order the operations inside would have added them.
+    case region((_ outputGradients: [Tensor?], _ accumulated: inout [Tensor?]) -> Void)
+  }
+
+  let name: String
+  let sequence: Int
+  let tape: Tape
+  let inputs: [(source: Source, shape: [Int])]
+  let outputShapes: [[Int]]
+  /// Released (set to `nil`) as soon as it has run, freeing what it saved.
+  var backward: Backward?
+  /// The gradients accumulated for the outputs during a backward pass.
+  var gradients: [Tensor?]
+
+  init(name: String, inputs: [Variable], outputShapes: [[Int]], backward: Backward, context: Context) {
+    self.name = name
+    self.sequence = context.nextSequence
+    context.nextSequence += 1
+    self.tape = context.tape
+    self.inputs = inputs.map { input in
+      let source: Source
+      if let (entry, index) = input.producer {
+        if let region = context.replaying, entry.tape !== context.tape {
+          fatalError(
+            "checkpoint '\(region)': the body uses a value computed outside the region (output of \(entry.name), "
+              + "shape \(input.shape)) that is not one of its inputs; pass it as an input")
+        }
+        source = .entry(entry, index)
+      } else {
+        source = input.requiresGrad ? .leaf(input) : .none
+      }
+      return (source, input.shape)
+    }
+    self.outputShapes = outputShapes
+    self.backward = backward
+    self.gradients = Array(repeating: nil, count: outputShapes.count)
+  }
+}
+
+/// Records an operation and returns its output: the public way to define a differentiable
+/// operation, and the one every built-in operation uses.
+///
+/// The pullback receives the gradient of the output and returns one gradient per input (or `nil`
+/// for inputs that need none). A gradient may have the output's broadcast shape: the tape sums it
+/// down to the input's shape. Capture in the pullback only what it needs; it is freed as soon as it
+/// has run. When no input requires gradients, or recording is off, nothing is recorded.
+/// - Parameters:
+///   - name: the operation's name, used in error and anomaly messages.
+///   - value: the output, already computed.
+///   - inputs: the operands the output depends on.
+///   - pullback: the local derivative.
+public func recordOperation(
+  _ name: String, _ value: Tensor, inputs: [Variable], pullback: @escaping (Tensor) -> [Tensor?]
+) -> Variable {
+  let context = Context.current
+  if context.detectsAnomalies { checkFinite(value, name, "forward") }
+  guard inputs.contains(where: \.requiresGrad) else { return Variable(value) }
+  guard context.isRecording else {
+    context.sawGradient = true
+    return Variable(value)
+  }
+  let entry = TapeEntry(
+    name: name, inputs: inputs, outputShapes: [value.shape],
+    backward: .pullback { gradients in gradients[0].map(pullback) ?? [] }, context: context)
+  return Variable(value, producer: (entry, 0))
+}
+
+/// Stops the program if `t` holds a NaN or an infinity, naming the operation and the pass.
+func checkFinite(_ t: Tensor, _ name: String, _ pass: String) {
+  let values = t.scalars(as: Double.self)
+  guard let bad = values.firstIndex(where: { !$0.isFinite }) else { return }
+  let index = multiIndex(bad, t.shape)
+  fatalError("anomaly: \(name) produced \(values[bad]) in the \(pass) pass (shape \(t.shape), first at index \(index))")
+}

@@ -1,0 +1,80 @@
+import TensorModule
+
+/// A tensor that takes part in differentiation: a leaf (an input or a parameter) or the output of a
+/// recorded operation.
+///
+/// Leaves that require gradients receive them in ``grad`` when ``backward(seed:)`` runs; gradients
+/// accumulate (`+=`) across backward passes until set to `nil`. An operation's output keeps the
+/// tape entry that produced it, and through it the part of the tape it depends on, so a forward
+/// pass that is dropped frees itself.
+public final class Variable {
+  /// The current value. Optimisers assign new values to parameters between steps.
+  public var value: Tensor
+  /// The accumulated gradient of a leaf, or `nil` before any backward pass has reached it.
+  public var grad: Tensor?
+  /// A name for messages and state files (parameters use dotted PyTorch names).
+  public var name: String?
+  private var leafRequiresGrad: Bool
+  /// The tape entry that computed this value, and which of its outputs it is.
+  let producer: (entry: TapeEntry, index: Int)?
+
+  /// A leaf holding `value`.
+  ///
+  /// - Parameter requiresGrad: whether backward passes compute and accumulate its gradient.
+  public init(_ value: Tensor, requiresGrad: Bool = false, name: String? = nil) {
+    self.value = value
+    self.leafRequiresGrad = requiresGrad
+    self.name = name
+    self.producer = nil
+  }
+
+  init(_ value: Tensor, producer: (TapeEntry, Int)) {
+    self.value = value
+    self.leafRequiresGrad = false
+    self.producer = producer
+  }
+
+  /// True for inputs and parameters, false for the outputs of recorded operations.
+  public var isLeaf: Bool { producer == nil }
+
+  /// Whether gradients flow to this value: set by hand for leaves, true for recorded outputs.
+  public var requiresGrad: Bool {
+    get { producer != nil || leafRequiresGrad }
+    set {
+      precondition(isLeaf, "requiresGrad: only a leaf's flag can be set (this is the output of \(producer!.entry.name))")
+      leafRequiresGrad = newValue
+    }
+  }
+
+  /// The shape of ``value``.
+  public var shape: [Int] { value.shape }
+  /// The element type of ``value``.
+  public var dtype: DType { value.dtype }
+
+  /// A leaf with the same value that no gradient flows through.
+  public func detached() -> Variable { Variable(value) }
+
+  /// Backpropagates from this value through the operations recorded since its leaves, accumulating
+  /// into the ``grad`` of every leaf that requires gradients.
+  ///
+  /// Each entry's saved tensors are freed as soon as its pullback has run, so a second backward
+  /// pass through the same operations is an error.
+  /// - Parameter seed: the gradient of this value; ones for a scalar when `nil`.
+  /// - Precondition: the seed has this value's shape; a `nil` seed needs a one-element value.
+  public func backward(seed: Tensor? = nil) {
+    let seed = seed ?? {
+      precondition(value.count == 1, "backward: a seed is needed for a value of shape \(shape); only one-element values default to 1")
+      return Tensor(repeating: 1, shape: shape, dtype: dtype)
+    }()
+    precondition(seed.shape == shape, "backward: seed has shape \(seed.shape), value has shape \(shape)")
+    runBackward(from: [(self, seed)])
+  }
+}
+
+extension Variable: CustomStringConvertible {
+  /// The value, and where it came from.
+  public var description: String {
+    let origin = producer.map { "output of \($0.entry.name)" } ?? (requiresGrad ? "leaf, requires grad" : "leaf")
+    return "Variable(\(name.map { "\($0), " } ?? "")\(origin)): \(value)"
+  }
+}

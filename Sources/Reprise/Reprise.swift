@@ -1,0 +1,3 @@
+// The umbrella module: `import Reprise` brings in every layer of the library.
+@_exported import Autograd
+@_exported import TensorModule

@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The one allocator behind every tensor buffer: it counts live and peak bytes and reuses freed buffers.
+///
+/// Sizes are rounded up to size classes (four per power of two), and a freed buffer goes to a cache
+/// for its class, so the recomputation in a checkpointed backward pass reuses memory instead of
+/// faulting in fresh pages. Cached buffers are not live; ``cachedBytes`` reports them.
+public enum Allocator {
+  /// Bytes held by live tensor buffers now.
+  public static var liveBytes: Int { state.withLock { $0.live } }
+
+  /// The largest value ``liveBytes`` has reached since the last ``resetPeak()``.
+  public static var peakBytes: Int { state.withLock { $0.peak } }
+
+  /// Bytes held in the cache of freed buffers, ready for reuse.
+  public static var cachedBytes: Int { state.withLock { $0.cached } }
+
+  /// The most bytes the cache keeps; a freed buffer past this limit goes back to the system.
+  public static var cacheLimitBytes: Int {
+    get { state.withLock { $0.cacheLimit } }
+    set { state.withLock { $0.cacheLimit = newValue } }
+  }
+
+  /// Sets the peak to the current live bytes, so the next reading of ``peakBytes`` covers what
+  /// happens from now on.
+  public static func resetPeak() { state.withLock { $0.peak = $0.live } }
+
+  /// Returns every cached buffer to the system.
+  public static func releaseCache() {
+    state.withLock { s in
+      for (_, list) in s.free { for p in list { free(p) } }
+      s.free.removeAll()
+      s.cached = 0
+    }
+  }
+
+  /// The size class that a request of `bytes` bytes is rounded up to.
+  static func sizeClass(_ bytes: Int) -> Int {
+    if bytes <= 64 { return 64 }
+    let top = Int.bitWidth - (bytes - 1).leadingZeroBitCount  // 2^top >= bytes
+    let step = 1 << max(top - 3, 6)
+    return (bytes + step - 1) / step * step
+  }
+
+  /// Returns a 64-byte-aligned buffer of at least `bytes` bytes and the size class it belongs to.
+  static func allocate(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
+    let size = sizeClass(bytes)
+    let reused: UnsafeMutableRawPointer? = state.withLock { s in
+      s.live += size
+      s.peak = max(s.peak, s.live)
+      guard let p = s.free[size]?.popLast() else { return nil }
+      s.cached -= size
+      return p
+    }
+    if let reused { return (reused, size) }
+    var raw: UnsafeMutableRawPointer?
+    guard posix_memalign(&raw, 64, size) == 0, let raw else {
+      fatalError("Allocator: out of memory allocating \(size) bytes (\(liveBytes) bytes live)")
+    }
+    return (raw, size)
+  }
+
+  /// Takes back a buffer from ``allocate(_:)``; it goes to the cache while the cache has room.
+  static func release(_ pointer: UnsafeMutableRawPointer, sizeClass size: Int) {
+    let keep = state.withLock { s -> Bool in
+      s.live -= size
+      guard s.cached + size <= s.cacheLimit else { return false }
+      s.free[size, default: []].append(pointer)
+      s.cached += size
+      return true
+    }
+    if !keep { free(pointer) }
+  }
+
+  struct State {
+    var live = 0
+    var peak = 0
+    var cached = 0
+    var cacheLimit = 2 << 30
+    var free: [Int: [UnsafeMutableRawPointer]] = [:]
+  }
+
+  static let state = Locked(State())
+}
+
+/// A value guarded by a pthread mutex.
+final class Locked<Value>: @unchecked Sendable {
+  private var value: Value
+  private var mutex = pthread_mutex_t()
+
+  init(_ value: Value) {
+    self.value = value
+    pthread_mutex_init(&mutex, nil)
+  }
+
+  deinit { pthread_mutex_destroy(&mutex) }
+
+  func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+    pthread_mutex_lock(&mutex)
+    defer { pthread_mutex_unlock(&mutex) }
+    return try body(&value)
+  }
+}

@@ -1,0 +1,156 @@
+/// Batch-normalisation kernels over the channels of [N, C, H, W] tensors.
+///
+/// Statistics are per channel over N, H and W. With channel-major feature maps each channel is one
+/// contiguous row; any layout with dense planes works. Work is split by channel, so results are
+/// deterministic for a given thread count.
+
+/// Calls `body(c)` for every channel, split across threads.
+private func forEachChannel(_ x: Tensor, _ body: (Int) -> Void) {
+  Parallel.forRanges(x.shape[1], costPerItem: x.count / max(1, x.shape[1]) * 3) { r in for c in r { body(c) } }
+}
+
+/// Calls `body(plane, count)` for each of the N dense planes of channel `c`.
+@inline(__always)
+private func forEachPlane<T: TensorScalar>(of x: Tensor, channel c: Int, _: T.Type, _ body: (UnsafeMutablePointer<T>, Int) -> Void) {
+  let p = x.base(T.self) + c * x.strides[1], size = x.shape[2] * x.shape[3]
+  if x.shape[0] > 1 && x.strides[0] == size {  // channel-major: the channel is one row
+    body(p, size * x.shape[0])
+  } else {
+    for n in 0..<x.shape[0] { body(p + n * x.strides[0], size) }
+  }
+}
+
+private func checkChannels(_ operation: String, _ x: Tensor, _ perChannel: [(String, Tensor?)]) {
+  precondition(x.rank == 4, "\(operation): input must be [N, C, H, W], got \(x.shape)")
+  for (name, t) in perChannel {
+    guard let t else { continue }
+    precondition(
+      t.shape == [x.shape[1]] && t.dtype == x.dtype,
+      "\(operation): \(name) has shape \(t.shape) (\(t.dtype)), expected [\(x.shape[1])] (\(x.dtype)) for input \(x.shape)")
+  }
+}
+
+/// The per-channel mean and biased variance (divided by N * H * W) of `input` [N, C, H, W],
+/// computed in two passes for accuracy.
+public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Tensor) {
+  checkChannels("batchNormStatistics", input, [])
+  let x = input.denseWithPlanes(), channels = x.shape[1]
+  let mean = Tensor(uninitializedShape: [channels], dtype: x.dtype)
+  let variance = Tensor(uninitializedShape: [channels], dtype: x.dtype)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let pm = mean.base(T.self), pv = variance.base(T.self), m = T(max(1, x.count / max(1, channels)))
+    forEachChannel(x) { c in
+      var total: T = 0
+      forEachPlane(of: x, channel: c, T.self) { p, n in total += rowSum(p, n) }
+      let mu = total / m
+      var squares: T = 0
+      forEachPlane(of: x, channel: c, T.self) { p, n in squares += rowSumOfSquares(p, n, around: mu) }
+      pm[c] = mu
+      pv[c] = squares / m
+    }
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return (mean, variance)
+}
+
+/// `(x - mean) / sqrt(variance + epsilon) * weight + bias` per channel (weight 1 and bias 0 when
+/// absent), in the input's plane layout.
+public func batchNormalized(
+  _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Double
+) -> Tensor {
+  checkChannels("batchNormalized", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
+  let x = input.denseWithPlanes()
+  let y = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
+    let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
+    let offset = x.base(T.self) - y.base(T.self)
+    forEachChannel(x) { c in
+      let scale = (pw?[c] ?? 1) / (pv[c] + T(epsilon)).squareRoot()
+      let shift = (pb?[c] ?? 0) - pm[c] * scale
+      forEachPlane(of: y, channel: c, T.self) { out, n in
+        let src = out + offset
+        for i in 0..<n { out[i] = src[i] * scale + shift }
+      }
+    }
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return y
+}
+
+/// The gradients of training-mode batch normalisation (batch statistics that depend on the input)
+/// with respect to the input, the weight and the bias.
+///
+/// - Parameters:
+///   - mean: the batch mean used in the forward pass.
+///   - variance: the biased batch variance used in the forward pass.
+public func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double
+) -> (input: Tensor, weight: Tensor, bias: Tensor) {
+  checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight)])
+  precondition(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
+  let x = input.denseWithPlanes(), dy = gradOutput.laidOut(like: x.strides), channels = x.shape[1]
+  let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
+  let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
+    let pw = weight?.contiguous().base(T.self), pdw = dw.base(T.self), pdb = db.base(T.self)
+    let m = T(max(1, x.count / max(1, channels)))
+    let xOffset = x.base(T.self) - dy.base(T.self), dxOffset = dx.base(T.self) - dy.base(T.self)
+    forEachChannel(x) { c in
+      let mu = pm[c], invStd = 1 / (pv[c] + T(epsilon)).squareRoot()
+      var sumDy: T = 0, sumDyXhat: T = 0
+      forEachPlane(of: dy, channel: c, T.self) { g, n in
+        sumDy += rowSum(g, n)
+        sumDyXhat += rowDot(g, g + xOffset, n, around: mu) * invStd
+      }
+      pdb[c] = sumDy
+      pdw[c] = sumDyXhat
+      let k = (pw?[c] ?? 1) * invStd / m, meanDy = sumDy, meanDyXhat = sumDyXhat
+      forEachPlane(of: dy, channel: c, T.self) { g, n in
+        let src = g + xOffset, out = g + dxOffset
+        for i in 0..<n { out[i] = k * (m * g[i] - meanDy - (src[i] - mu) * invStd * meanDyXhat) }
+      }
+    }
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return (dx, dw, db)
+}
+
+/// The sum of `(p[i] - center)^2` over `n` contiguous elements with eight partial sums.
+@inline(__always)
+func rowSumOfSquares<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int, around center: T) -> T {
+  rowDot(p, p, n, around: center, centerBoth: true)
+}
+
+/// The sum of `a[i] * (b[i] - center)` (or of `(a[i] - center) * (b[i] - center)` when
+/// `centerBoth`) with eight partial sums.
+@inline(__always)
+func rowDot<T: TensorScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int, around center: T, centerBoth: Bool = false) -> T {
+  var lanes = SIMD8<T>(repeating: 0)
+  let c = SIMD8<T>(repeating: center), ca = centerBoth ? c : SIMD8<T>(repeating: 0)
+  let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), size = MemoryLayout<T>.stride
+  var i = 0
+  while i + 8 <= n {
+    let va = ra.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
+    let vb = rb.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
+    lanes += (va - ca) * (vb - c)
+    i += 8
+  }
+  var total = lanes.sum()
+  let shiftA = centerBoth ? center : 0
+  while i < n {
+    total += (a[i] - shiftA) * (b[i] - center)
+    i += 1
+  }
+  return total
+}

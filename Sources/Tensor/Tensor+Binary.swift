@@ -1,0 +1,130 @@
+/// The element-wise functions of two tensors, with NumPy broadcasting.
+enum BinaryOperation: String {
+  case add = "+", subtract = "-", multiply = "*", divide = "/", maximum, minimum, power
+  case less = ".<", lessEqual = ".<=", greater = ".>", greaterEqual = ".>=", equal = ".==", notEqual = ".!="
+}
+
+extension Tensor {
+  /// Applies `operation` to corresponding elements of `self` and `other` after broadcasting.
+  ///
+  /// The result takes the memory order of an operand that has the result's shape and is dense,
+  /// so channel-major feature maps stay channel-major.
+  func combined(with other: Tensor, _ operation: BinaryOperation) -> Tensor {
+    precondition(
+      dtype == other.dtype, "\(operation.rawValue): dtypes differ (\(shape) \(dtype), \(other.shape) \(other.dtype))")
+    guard let shape = Shape.broadcast(self.shape, other.shape) else {
+      preconditionFailure("\(operation.rawValue): shapes \(self.shape) and \(other.shape) do not broadcast")
+    }
+    let layoutSource = [self, other].first { $0.shape == shape && $0.isDense }
+    let strides = layoutSource.map { Shape.denseStrides(shape, like: $0.strides) } ?? Shape.contiguousStrides(shape)
+    let out = Tensor(uninitializedShape: shape, dtype: dtype, strides: strides)
+    let order = Shape.memoryOrder(shape, strides)
+    let a = Shape.broadcastStrides(self.shape, self.strides, to: shape)
+    let b = Shape.broadcastStrides(other.shape, other.strides, to: shape)
+    let loop = StridedLoop(shape: order.map { shape[$0] }, strides: [a, b, strides].map { s in order.map { s[$0] } })
+    switch dtype {
+    case .float32: binaryKernel(operation, loop, base(Float.self), other.base(Float.self), out.base(Float.self))
+    case .float64: binaryKernel(operation, loop, base(Double.self), other.base(Double.self), out.base(Double.self))
+    }
+    return out
+  }
+}
+
+private func binaryKernel<T: TensorScalar>(
+  _ operation: BinaryOperation, _ loop: StridedLoop,
+  _ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>, _ c: UnsafeMutablePointer<T>
+) {
+  let n = loop.rowLength, sa = loop.rowStride(0), sb = loop.rowStride(1), sc = loop.rowStride(2)
+  @inline(__always) func apply(_ f: (T, T) -> T) {
+    if loop.shape.count == 1 && sa == 1 && sb == 1 && sc == 1 {
+      Parallel.forRanges(n, costPerItem: 2) { r in for i in r { c[i] = f(a[i], b[i]) } }
+      return
+    }
+    loop.forEachRow { o in
+      let x = a + o[0], y = b + o[1], z = c + o[2]
+      switch (sa, sb, sc) {
+      case (1, 1, 1): for i in 0..<n { z[i] = f(x[i], y[i]) }
+      case (1, 0, 1): let v = y[0]; for i in 0..<n { z[i] = f(x[i], v) }
+      case (0, 1, 1): let v = x[0]; for i in 0..<n { z[i] = f(v, y[i]) }
+      default: for i in 0..<n { z[i * sc] = f(x[i * sa], y[i * sb]) }
+      }
+    }
+  }
+  switch operation {
+  case .add: apply { $0 + $1 }
+  case .subtract: apply { $0 - $1 }
+  case .multiply: apply { $0 * $1 }
+  case .divide: apply { $0 / $1 }
+  case .maximum: apply { $0 >= $1 ? $0 : $1 }
+  case .minimum: apply { $0 <= $1 ? $0 : $1 }
+  case .power: apply { T.pow($0, $1) }
+  case .less: apply { $0 < $1 ? 1 : 0 }
+  case .lessEqual: apply { $0 <= $1 ? 1 : 0 }
+  case .greater: apply { $0 > $1 ? 1 : 0 }
+  case .greaterEqual: apply { $0 >= $1 ? 1 : 0 }
+  case .equal: apply { $0 == $1 ? 1 : 0 }
+  case .notEqual: apply { $0 != $1 ? 1 : 0 }
+  }
+}
+
+extension Tensor {
+  /// Element-wise sum with broadcasting.
+  public static func + (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .add) }
+  /// Element-wise difference with broadcasting.
+  public static func - (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .subtract) }
+  /// Element-wise product with broadcasting.
+  public static func * (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .multiply) }
+  /// Element-wise quotient with broadcasting.
+  public static func / (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .divide) }
+  /// `a + b` for a scalar `b`.
+  public static func + (a: Tensor, b: Double) -> Tensor { affine(a, scale: 1, shift: b) }
+  /// `a * b` for a scalar `b`.
+  public static func * (a: Tensor, b: Double) -> Tensor { affine(a, scale: b, shift: 0) }
+  /// 1 where `a < b`, else 0 (broadcasting).
+  public static func .< (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .less) }
+  /// 1 where `a <= b`, else 0 (broadcasting).
+  public static func .<= (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .lessEqual) }
+  /// 1 where `a > b`, else 0 (broadcasting).
+  public static func .> (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .greater) }
+  /// 1 where `a >= b`, else 0 (broadcasting).
+  public static func .>= (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .greaterEqual) }
+  /// 1 where `a == b`, else 0 (broadcasting).
+  public static func .== (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .equal) }
+  /// 1 where `a != b`, else 0 (broadcasting).
+  public static func .!= (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .notEqual) }
+}
+
+/// The larger of corresponding elements (the first where equal), with broadcasting.
+public func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { a.combined(with: b, .maximum) }
+/// The smaller of corresponding elements (the first where equal), with broadcasting.
+public func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { a.combined(with: b, .minimum) }
+/// a^b, element-wise with broadcasting.
+public func pow(_ a: Tensor, _ b: Tensor) -> Tensor { a.combined(with: b, .power) }
+
+/// Elements of `a` where `condition` is non-zero and of `b` elsewhere (all three broadcast).
+///
+/// - Precondition: the three shapes broadcast together and `a` and `b` share a dtype.
+public func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
+  let shapes = [condition.shape, a.shape, b.shape]
+  guard a.dtype == b.dtype, let ab = Shape.broadcast(a.shape, b.shape),
+    let shape = Shape.broadcast(condition.shape, ab)
+  else { preconditionFailure("select: shapes \(shapes) (condition, a, b) do not broadcast or dtypes differ") }
+  let mask = condition.converted(to: a.dtype)
+  let out = Tensor(uninitializedShape: shape, dtype: a.dtype)
+  let strides = [mask, a, b].map { Shape.broadcastStrides($0.shape, $0.strides, to: shape) } + [out.strides]
+  let loop = StridedLoop(shape: shape, strides: strides)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let m = mask.base(T.self), x = a.base(T.self), y = b.base(T.self), z = out.base(T.self)
+    let s = (0..<4).map { loop.rowStride($0) }
+    loop.forEachRow { o in
+      for i in 0..<loop.rowLength {
+        z[o[3] + i * s[3]] = m[o[0] + i * s[0]] != 0 ? x[o[1] + i * s[1]] : y[o[2] + i * s[2]]
+      }
+    }
+  }
+  switch a.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return out
+}

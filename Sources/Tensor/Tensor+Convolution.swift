@@ -1,0 +1,168 @@
+/// 2-D convolution (cross-correlation, as in PyTorch) and its two gradient kernels.
+///
+/// Each group and chunk of images is one GEMM between the weight matrix and an im2col matrix whose
+/// columns run over every output pixel of the chunk, so results come out channel-major: the output
+/// has shape [N, C, H, W] and memory order [C, N, H, W]. A 1x1 convolution with stride 1 and no
+/// padding on a channel-major input needs no im2col at all: the input already is the matrix.
+
+/// The convolution of `input` [N, C, H, W] with `weight` [O, C / groups, KH, KW]; no bias.
+///
+/// - Returns: [N, O, OH, OW] with OH = (H + 2 * padding - dilation * (KH - 1) - 1) / stride + 1,
+///   stored channel-major.
+/// - Precondition: the channels fit the weight and the groups; messages name every shape.
+public func conv2d(
+  _ input: Tensor, _ weight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0,
+  dilation: IntOrPair = 1, groups: Int = 1
+) -> Tensor {
+  let g = ConvolutionGeometry(
+    "conv2d", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  precondition(input.dtype == weight.dtype, "conv2d: dtypes differ (input \(input.dtype), weight \(weight.dtype))")
+  let x = input.withDensePlanes(), w = weight.contiguous()
+  let out = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
+  switch x.dtype {
+  case .float32: convolutionForward(g, x, w, out, Float.self)
+  case .float64: convolutionForward(g, x, w, out, Double.self)
+  }
+  return out
+}
+
+/// The gradient of ``conv2d(_:_:stride:padding:dilation:groups:)`` with respect to its input.
+///
+/// - Parameter inputShape: the shape of the convolution's input [N, C, H, W].
+/// - Returns: a tensor of `inputShape`, stored channel-major.
+public func conv2dBackwardInput(
+  _ gradOutput: Tensor, _ weight: Tensor, inputShape: [Int], stride: IntOrPair = 1, padding: IntOrPair = 0,
+  dilation: IntOrPair = 1, groups: Int = 1
+) -> Tensor {
+  let g = ConvolutionGeometry(
+    "conv2dBackwardInput", input: inputShape, weight: weight.shape, stride: stride, padding: padding,
+    dilation: dilation, groups: groups)
+  precondition(
+    gradOutput.shape == g.outputShape,
+    "conv2dBackwardInput: gradient \(gradOutput.shape) does not match output \(g.outputShape) (weight \(weight.shape))")
+  let dy = gradOutput.channelMajor(), w = weight.contiguous()
+  var dx = Tensor(uninitializedShape: inputShape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(inputShape))
+  switch dy.dtype {
+  case .float32: convolutionBackwardInput(g, dy, w, &dx, Float.self)
+  case .float64: convolutionBackwardInput(g, dy, w, &dx, Double.self)
+  }
+  return dx
+}
+
+/// The gradient of ``conv2d(_:_:stride:padding:dilation:groups:)`` with respect to its weight.
+///
+/// - Parameter weightShape: the shape of the weight [O, C / groups, KH, KW].
+public func conv2dBackwardWeight(
+  _ gradOutput: Tensor, _ input: Tensor, weightShape: [Int], stride: IntOrPair = 1, padding: IntOrPair = 0,
+  dilation: IntOrPair = 1, groups: Int = 1
+) -> Tensor {
+  let g = ConvolutionGeometry(
+    "conv2dBackwardWeight", input: input.shape, weight: weightShape, stride: stride, padding: padding,
+    dilation: dilation, groups: groups)
+  precondition(
+    gradOutput.shape == g.outputShape,
+    "conv2dBackwardWeight: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape))")
+  let dy = gradOutput.channelMajor(), x = input.withDensePlanes()
+  let dw = Tensor(uninitializedShape: weightShape, dtype: dy.dtype)
+  switch dy.dtype {
+  case .float32: convolutionBackwardWeight(g, dy, x, dw, Float.self)
+  case .float64: convolutionBackwardWeight(g, dy, x, dw, Double.self)
+  }
+  return dw
+}
+
+/// True when the input can serve as the GEMM operand directly: a pointwise convolution on planes
+/// whose images lie next to each other within each channel (channel-major, or a channel slice of it).
+private func isDirect(_ g: ConvolutionGeometry, _ layout: PlaneLayout) -> Bool {
+  g.isPointwise && (g.batch == 1 || layout.imageStride == g.height * g.width)
+}
+
+private func convolutionForward<T: TensorScalar>(_ g: ConvolutionGeometry, _ x: Tensor, _ w: Tensor, _ y: Tensor, _: T.Type) {
+  let layout = PlaneLayout(x), px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
+  let ldy = g.batch * g.outputPlane
+  if y.count == 0 { return }
+  if g.patchSize == 0 { return py.update(repeating: 0, count: y.count) }
+  if isDirect(g, layout) {
+    for group in 0..<g.groups {
+      T.gemm(
+        transposeA: false, transposeB: false, m: g.groupOutputs, n: ldy, k: g.groupInputs, alpha: 1,
+        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize,
+        b: px + group * g.groupInputs * layout.channelStride, ldb: max(layout.channelStride, ldy), beta: 0,
+        c: py + group * g.groupOutputs * ldy, ldc: ldy)
+    }
+    return
+  }
+  let chunk = g.imagesPerChunk
+  let colTensor = Tensor(uninitializedShape: [g.patchSize * chunk * g.outputPlane], dtype: T.dtype)
+  let col = colTensor.base(T.self)
+  for group in 0..<g.groups {
+    for first in stride(from: 0, to: g.batch, by: chunk) {
+      let images = min(chunk, g.batch - first)
+      im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
+      T.gemm(
+        transposeA: false, transposeB: false, m: g.groupOutputs, n: images * g.outputPlane, k: g.patchSize, alpha: 1,
+        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: col, ldb: images * g.outputPlane, beta: 0,
+        c: py + group * g.groupOutputs * ldy + first * g.outputPlane, ldc: ldy)
+    }
+  }
+  withExtendedLifetime(colTensor) {}
+}
+
+private func convolutionBackwardInput<T: TensorScalar>(_ g: ConvolutionGeometry, _ dy: Tensor, _ w: Tensor, _ dx: inout Tensor, _: T.Type) {
+  let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
+  let ldy = g.batch * g.outputPlane
+  if ldy == 0 || g.outputChannels == 0 { return pdx.update(repeating: 0, count: dx.count) }
+  if isDirect(g, layout) {
+    for group in 0..<g.groups {
+      T.gemm(
+        transposeA: true, transposeB: false, m: g.groupInputs, n: ldy, k: g.groupOutputs, alpha: 1,
+        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: pdy + group * g.groupOutputs * ldy, ldb: ldy,
+        beta: 0, c: pdx + group * g.groupInputs * layout.channelStride, ldc: max(layout.channelStride, ldy))
+    }
+    return
+  }
+  pdx.update(repeating: 0, count: dx.count)
+  let chunk = g.imagesPerChunk
+  let colTensor = Tensor(uninitializedShape: [g.patchSize * chunk * g.outputPlane], dtype: T.dtype)
+  let col = colTensor.base(T.self)
+  for group in 0..<g.groups {
+    for first in stride(from: 0, to: g.batch, by: chunk) {
+      let images = min(chunk, g.batch - first)
+      T.gemm(
+        transposeA: true, transposeB: false, m: g.patchSize, n: images * g.outputPlane, k: g.groupOutputs, alpha: 1,
+        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize,
+        b: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, ldb: ldy, beta: 0, c: col, ldc: images * g.outputPlane)
+      col2im(g, col: col, gradInput: pdx, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images)
+    }
+  }
+  withExtendedLifetime(colTensor) {}
+}
+
+private func convolutionBackwardWeight<T: TensorScalar>(_ g: ConvolutionGeometry, _ dy: Tensor, _ x: Tensor, _ dw: Tensor, _: T.Type) {
+  let layout = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
+  let ldy = g.batch * g.outputPlane
+  if ldy == 0 || dw.count == 0 { return pdw.update(repeating: 0, count: dw.count) }
+  if isDirect(g, layout) {
+    for group in 0..<g.groups {
+      T.gemm(
+        transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: ldy, alpha: 1,
+        a: pdy + group * g.groupOutputs * ldy, lda: ldy, b: px + group * g.groupInputs * layout.channelStride,
+        ldb: max(layout.channelStride, ldy), beta: 0, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+    }
+    return
+  }
+  let chunk = g.imagesPerChunk
+  let colTensor = Tensor(uninitializedShape: [g.patchSize * chunk * g.outputPlane], dtype: T.dtype)
+  let col = colTensor.base(T.self)
+  for group in 0..<g.groups {
+    for first in stride(from: 0, to: g.batch, by: chunk) {
+      let images = min(chunk, g.batch - first)
+      im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
+      T.gemm(
+        transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
+        a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,
+        beta: first == 0 ? 0 : 1, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+    }
+  }
+  withExtendedLifetime(colTensor) {}
+}

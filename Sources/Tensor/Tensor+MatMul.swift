@@ -1,0 +1,67 @@
+/// Matrix products through OpenBLAS.
+
+/// The matrix product of the last two dimensions of `a` [..., M, K] and `b` [..., K, N], batched
+/// over the leading dimensions (which broadcast).
+///
+/// Transposed views (from ``Tensor/transposed(_:_:)``) are passed to BLAS as transposed operands
+/// without a copy; rank-2 contiguous operands go straight to one `gemm` call.
+/// - Precondition: both have rank of at least 2, the same dtype, and `a`'s last dimension equals
+///   `b`'s second-to-last.
+public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
+  precondition(
+    a.rank >= 2 && b.rank >= 2 && a.dtype == b.dtype && a.shape[a.rank - 1] == b.shape[b.rank - 2],
+    "matmul: shapes \(a.shape) (\(a.dtype)) and \(b.shape) (\(b.dtype)) do not fit [..., M, K] x [..., K, N]")
+  let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.shape[b.rank - 1]
+  guard let batch = Shape.broadcast(Array(a.shape.dropLast(2)), Array(b.shape.dropLast(2))) else {
+    preconditionFailure("matmul: batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
+  }
+  let lhs = MatrixOperand(a), rhs = MatrixOperand(b)
+  let out = Tensor(uninitializedShape: batch + [m, n], dtype: a.dtype)
+  let aBatch = Shape.broadcastStrides(Array(a.shape.dropLast(2)), Array(lhs.tensor.strides.dropLast(2)), to: batch)
+  let bBatch = Shape.broadcastStrides(Array(b.shape.dropLast(2)), Array(rhs.tensor.strides.dropLast(2)), to: batch)
+  let count = batch.reduce(1, *)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let pa = lhs.tensor.base(T.self), pb = rhs.tensor.base(T.self), pc = out.base(T.self)
+    for i in 0..<count {
+      var rest = i, oa = 0, ob = 0
+      for d in batch.indices.reversed() {
+        let index = rest % batch[d]
+        rest /= batch[d]
+        oa += index * aBatch[d]
+        ob += index * bBatch[d]
+      }
+      if m == 0 || n == 0 { continue }
+      if k == 0 {
+        (pc + i * m * n).update(repeating: 0, count: m * n)
+        continue
+      }
+      T.gemm(
+        transposeA: lhs.transposed, transposeB: rhs.transposed, m: m, n: n, k: k, alpha: 1,
+        a: pa + oa, lda: lhs.leading, b: pb + ob, ldb: rhs.leading, beta: 0, c: pc + i * m * n, ldc: n)
+    }
+  }
+  switch a.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return out
+}
+
+/// A matrix operand as BLAS wants it: a leading dimension and whether it is stored transposed.
+private struct MatrixOperand {
+  let tensor: Tensor
+  let transposed: Bool
+  let leading: Int
+
+  init(_ t: Tensor) {
+    let r = t.rank, rows = t.shape[r - 2], cols = t.shape[r - 1]
+    let sr = t.strides[r - 2], sc = t.strides[r - 1]
+    if (sc == 1 || cols == 1) && sr >= Swift.max(cols, 1) {
+      (tensor, transposed, leading) = (t, false, sr)
+    } else if (sr == 1 || rows == 1) && sc >= Swift.max(rows, 1) {
+      (tensor, transposed, leading) = (t, true, sc)
+    } else {
+      (tensor, transposed, leading) = (t.contiguous(), false, Swift.max(cols, 1))
+    }
+  }
+}

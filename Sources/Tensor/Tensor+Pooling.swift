@@ -1,0 +1,159 @@
+/// Max and average pooling over H x W windows of [N, C, H, W] tensors, and their gradients.
+///
+/// Pooling keeps the input's plane layout (channel-major stays channel-major). Work is split by
+/// plane, so every output and gradient element is written by one thread.
+
+/// The geometry of a pooling window: a depthwise convolution with one kernel per channel.
+private func poolingGeometry(
+  _ operation: String, _ shape: [Int], _ kernelSize: IntOrPair, _ stride: IntOrPair?, _ padding: IntOrPair
+) -> ConvolutionGeometry {
+  precondition(shape.count == 4, "\(operation): input must be [N, C, H, W], got \(shape)")
+  precondition(
+    padding.height * 2 <= kernelSize.height && padding.width * 2 <= kernelSize.width,
+    "\(operation): padding \(padding) must be at most half of kernel size \(kernelSize) (input \(shape))")
+  return ConvolutionGeometry(
+    operation, input: shape, weight: [shape[1], 1, kernelSize.height, kernelSize.width],
+    stride: stride ?? kernelSize, padding: padding, dilation: 1, groups: shape[1])
+}
+
+/// Calls `body(n, c)` for every (image, channel) plane, split across threads by plane.
+private func forEachPlane(_ g: ConvolutionGeometry, _ body: (Int, Int) -> Void) {
+  Parallel.forRanges(g.batch * g.inputChannels, costPerItem: g.outputPlane * g.kernelHeight * g.kernelWidth) { planes in
+    for p in planes { body(p / g.inputChannels, p % g.inputChannels) }
+  }
+}
+
+extension Tensor {
+  /// The first element of plane (n, c) of an image tensor with dense planes.
+  fileprivate func plane<T: TensorScalar>(_ n: Int, _ c: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+    base(T.self) + n * strides[0] + c * strides[1]
+  }
+}
+
+/// The window of output pixel (oy, ox): its first input row and column and how far it reaches.
+@inline(__always)
+private func window(_ g: ConvolutionGeometry, _ oy: Int, _ ox: Int) -> (y0: Int, y1: Int, x0: Int, x1: Int) {
+  let y = oy * g.stride.height - g.padding.height, x = ox * g.stride.width - g.padding.width
+  return (max(y, 0), min(y + g.kernelHeight, g.height), max(x, 0), min(x + g.kernelWidth, g.width))
+}
+
+/// The maximum of each window; padding never wins.
+///
+/// - Parameter stride: defaults to the kernel size.
+public func maxPool2d(_ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair? = nil, padding: IntOrPair = 0) -> Tensor {
+  let g = poolingGeometry("maxPool2d", input.shape, kernelSize, stride, padding)
+  let x = input.withDensePlanes()
+  let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: Shape.denseStrides(g.outputShape, like: x.strides))
+  func kernel<T: TensorScalar>(_: T.Type) {
+    forEachPlane(g) { n, c in
+      let src = x.plane(n, c, T.self), dst = y.plane(n, c, T.self)
+      for oy in 0..<g.outputHeight {
+        for ox in 0..<g.outputWidth {
+          let w = window(g, oy, ox)
+          var best = -T.infinity
+          for iy in w.y0..<w.y1 { for ix in w.x0..<w.x1 where src[iy * g.width + ix] > best || src[iy * g.width + ix].isNaN { best = src[iy * g.width + ix] } }
+          dst[oy * g.outputWidth + ox] = best
+        }
+      }
+    }
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return y
+}
+
+/// The gradient of ``maxPool2d(_:kernelSize:stride:padding:)``: each window's gradient goes to
+/// its first maximal input element (found again from `input`, so no indices are stored).
+public func maxPool2dBackward(
+  _ gradOutput: Tensor, _ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair? = nil, padding: IntOrPair = 0
+) -> Tensor {
+  let g = poolingGeometry("maxPool2dBackward", input.shape, kernelSize, stride, padding)
+  precondition(gradOutput.shape == g.outputShape, "maxPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
+  let x = input.withDensePlanes(), dy = gradOutput.laidOut(like: x.strides)
+  let dx = Tensor(zeros: x.shape, dtype: x.dtype).laidOut(like: x.strides)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    forEachPlane(g) { n, c in
+      let src = x.plane(n, c, T.self), grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)
+      for oy in 0..<g.outputHeight {
+        for ox in 0..<g.outputWidth {
+          let w = window(g, oy, ox)
+          var best = -T.infinity, at = -1
+          for iy in w.y0..<w.y1 { for ix in w.x0..<w.x1 where src[iy * g.width + ix] > best || (at < 0) { best = src[iy * g.width + ix]; at = iy * g.width + ix } }
+          if at >= 0 { grad[at] += gout[oy * g.outputWidth + ox] }
+        }
+      }
+    }
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return dx
+}
+
+/// The mean of each window. With `countingPadding` (PyTorch's default) padded positions count in
+/// the divisor; without it only the input elements in the window do.
+public func avgPool2d(
+  _ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair? = nil, padding: IntOrPair = 0, countingPadding: Bool = true
+) -> Tensor {
+  let g = poolingGeometry("avgPool2d", input.shape, kernelSize, stride, padding)
+  let x = input.withDensePlanes()
+  let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: Shape.denseStrides(g.outputShape, like: x.strides))
+  func kernel<T: TensorScalar>(_: T.Type) {
+    forEachPlane(g) { n, c in
+      let src = x.plane(n, c, T.self), dst = y.plane(n, c, T.self)
+      for oy in 0..<g.outputHeight {
+        for ox in 0..<g.outputWidth {
+          let w = window(g, oy, ox)
+          var total: T = 0
+          for iy in w.y0..<w.y1 { for ix in w.x0..<w.x1 { total += src[iy * g.width + ix] } }
+          dst[oy * g.outputWidth + ox] = total / T(divisor(g, w, countingPadding, oy, ox))
+        }
+      }
+    }
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return y
+}
+
+/// The gradient of ``avgPool2d(_:kernelSize:stride:padding:countingPadding:)``.
+public func avgPool2dBackward(
+  _ gradOutput: Tensor, inputShape: [Int], kernelSize: IntOrPair, stride: IntOrPair? = nil, padding: IntOrPair = 0,
+  countingPadding: Bool = true
+) -> Tensor {
+  let g = poolingGeometry("avgPool2dBackward", inputShape, kernelSize, stride, padding)
+  precondition(gradOutput.shape == g.outputShape, "avgPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
+  let dy = gradOutput.withDensePlanes()
+  let dx = Tensor(zeros: inputShape, dtype: dy.dtype).laidOut(like: dy.strides)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    forEachPlane(g) { n, c in
+      let grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)
+      for oy in 0..<g.outputHeight {
+        for ox in 0..<g.outputWidth {
+          let w = window(g, oy, ox)
+          let share = gout[oy * g.outputWidth + ox] / T(divisor(g, w, countingPadding, oy, ox))
+          for iy in w.y0..<w.y1 { for ix in w.x0..<w.x1 { grad[iy * g.width + ix] += share } }
+        }
+      }
+    }
+  }
+  switch dy.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return dx
+}
+
+/// The number an average-pooling window divides by.
+@inline(__always)
+private func divisor(_ g: ConvolutionGeometry, _ w: (y0: Int, y1: Int, x0: Int, x1: Int), _ countingPadding: Bool, _ oy: Int, _ ox: Int) -> Int {
+  if !countingPadding { return max(1, (w.y1 - w.y0) * (w.x1 - w.x0)) }
+  let y = oy * g.stride.height - g.padding.height, x = ox * g.stride.width - g.padding.width
+  let yEnd = min(y + g.kernelHeight, g.height + g.padding.height), xEnd = min(x + g.kernelWidth, g.width + g.padding.width)
+  return (yEnd - y) * (xEnd - x)
+}

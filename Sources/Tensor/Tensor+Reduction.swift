@@ -1,0 +1,141 @@
+/// Reductions over any set of axes, and softmax.
+extension Tensor {
+  /// The layout a reduction works on: kept axes first, reduced axes last, as a contiguous
+  /// [outer, inner] block (no copy when the memory order already has the reduced axes innermost,
+  /// as channel-major feature maps do for per-channel statistics).
+  func reductionRows(_ axes: [Int], _ operation: String) -> (rows: Tensor, outer: Int, inner: Int, kept: [Int]) {
+    let reduced = Set(axes.map { Shape.axis($0, rank: rank, operation) })
+    let kept = Shape.memoryOrder(shape, strides).filter { !reduced.contains($0) }
+    let rows = permuted(kept + reduced.sorted()).contiguous()
+    let outer = kept.reduce(1) { $0 * shape[$1] }
+    return (rows, outer, outer == 0 ? 0 : count / outer, kept)
+  }
+
+  /// The result of reducing to `kept` (in memory order): its shape in axis order, with strides
+  /// that store it in the order of `kept`, so the reduction writes it row after row.
+  private func reducedTensor(_ kept: [Int], keepingDimensions: Bool) -> Tensor {
+    let axes = keepingDimensions ? Array(shape.indices) : kept.sorted()
+    let outShape = axes.map { kept.contains($0) ? shape[$0] : 1 }
+    var orderStrides = [Int](repeating: 0, count: outShape.count)
+    var step = 1
+    for axis in kept.reversed() {
+      let i = axes.firstIndex(of: axis)!
+      orderStrides[i] = step
+      step *= shape[axis]
+    }
+    for i in axes.indices where !kept.contains(axes[i]) { orderStrides[i] = step }
+    return Tensor(uninitializedShape: outShape, dtype: dtype, strides: orderStrides)
+  }
+
+  /// The sum over `axes` (all axes when `nil`).
+  public func sum(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+    let (rows, outer, inner, kept) = reductionRows(axes ?? Array(0..<rank), "sum")
+    let out = reducedTensor(kept, keepingDimensions: keepingDimensions)
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let x = rows.base(T.self), y = out.base(T.self)
+      Parallel.forRanges(outer, costPerItem: inner) { r in for o in r { y[o] = rowSum(x + o * inner, inner) } }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    return out
+  }
+
+  /// The mean over `axes` (all axes when `nil`).
+  public func mean(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+    let s = sum(alongAxes: axes, keepingDimensions: keepingDimensions)
+    return s * (1 / Double(Swift.max(1, count / Swift.max(1, s.count))))
+  }
+
+  /// The variance over `axes` (all axes when `nil`): the mean squared deviation, divided by
+  /// n - 1 instead of n when `unbiased`.
+  public func variance(alongAxes axes: [Int]? = nil, unbiased: Bool = false, keepingDimensions: Bool = false) -> Tensor {
+    let m = mean(alongAxes: axes, keepingDimensions: true)
+    let d = self - m
+    let squares = (d * d).sum(alongAxes: axes, keepingDimensions: keepingDimensions)
+    let n = count / Swift.max(1, m.count)
+    return squares * (1 / Double(Swift.max(1, unbiased ? n - 1 : n)))
+  }
+
+  /// The maximum over `axes` and, for each, the position of its first occurrence within the
+  /// reduced elements (row-major over the reduced axes); the indices are listed in row-major
+  /// order of the kept axes.
+  public func maxWithIndices(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> (values: Tensor, indices: [Int]) {
+    let (rows, outer, inner, kept) = reductionRows(axes ?? Array(0..<rank), "max")
+    precondition(inner > 0, "max: cannot reduce an empty axis of shape \(shape)")
+    let out = reducedTensor(kept, keepingDimensions: keepingDimensions)
+    var indices = [Int](repeating: 0, count: outer)
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let x = rows.base(T.self), y = out.base(T.self)
+      for o in 0..<outer {
+        let row = x + o * inner
+        var best = row[0], at = 0
+        for i in 1..<Swift.max(inner, 1) where row[i] > best || (row[i].isNaN && !best.isNaN) {
+          best = row[i]
+          at = i
+        }
+        y[o] = best
+        indices[o] = at
+      }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    let axisOrder = kept.sorted()
+    if axisOrder != kept {  // put the indices in row-major order of the kept axes
+      let rowMajor = Shape.contiguousStrides(axisOrder.map { shape[$0] })
+      var reordered = indices
+      for o in 0..<outer {
+        var rest = o, position = 0
+        for axis in kept.reversed() {
+          position += rest % shape[axis] * rowMajor[axisOrder.firstIndex(of: axis)!]
+          rest /= shape[axis]
+        }
+        reordered[position] = indices[o]
+      }
+      indices = reordered
+    }
+    return (out, indices)
+  }
+
+  /// The maximum over `axes` (all axes when `nil`).
+  public func max(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+    maxWithIndices(alongAxes: axes, keepingDimensions: keepingDimensions).values
+  }
+
+  /// The index of the largest element along `axis` for every position of the other axes, in
+  /// row-major order of those axes.
+  public func argmax(alongAxis axis: Int) -> [Int] { maxWithIndices(alongAxes: [axis]).indices }
+
+  /// e^x / sum(e^x) along `axis`, computed stably.
+  public func softmax(alongAxis axis: Int) -> Tensor {
+    let e = exp(self - max(alongAxes: [axis], keepingDimensions: true))
+    return e / e.sum(alongAxes: [axis], keepingDimensions: true)
+  }
+
+  /// log(softmax(x)) along `axis`, computed stably.
+  public func logSoftmax(alongAxis axis: Int) -> Tensor {
+    let shifted = self - max(alongAxes: [axis], keepingDimensions: true)
+    return shifted - log(exp(shifted).sum(alongAxes: [axis], keepingDimensions: true))
+  }
+}
+
+/// The sum of `n` contiguous elements with eight partial sums (vectorised, deterministic).
+@inline(__always)
+func rowSum<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int) -> T {
+  var lanes = SIMD8<T>(repeating: 0)
+  var i = 0
+  let raw = UnsafeRawPointer(p)
+  while i + 8 <= n {
+    lanes += raw.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.stride, as: SIMD8<T>.self)
+    i += 8
+  }
+  var total = lanes.sum()
+  while i < n {
+    total += p[i]
+    i += 1
+  }
+  return total
+}

@@ -1,0 +1,102 @@
+/// An n-dimensional array of `Float` or `Double` elements.
+///
+/// Images use the [N, C, H, W] convention (batch, channels, height, width) at the API. A tensor is a
+/// value: copies share storage until one is mutated. It is a strided view of its storage, so
+/// permutations, slices and broadcasts cost no copy, and convolutions keep feature maps channel-major
+/// in memory ([C, N, H, W], see DESIGN.md) while their shape stays [N, C, H, W].
+public struct Tensor {
+  /// The size of each dimension.
+  public internal(set) var shape: [Int]
+  /// The distance in elements between neighbours along each dimension.
+  public internal(set) var strides: [Int]
+  /// The position of the first element in the storage.
+  private(set) var offset: Int
+  private(set) var storage: TensorStorage
+
+  /// The element type.
+  public var dtype: DType { storage.dtype }
+  /// The number of dimensions.
+  public var rank: Int { shape.count }
+  /// The number of elements.
+  public var count: Int { shape.reduce(1, *) }
+
+  init(storage: TensorStorage, shape: [Int], strides: [Int], offset: Int = 0) {
+    self.storage = storage
+    self.shape = shape
+    self.strides = strides
+    self.offset = offset
+  }
+
+  /// A tensor of the given shape whose elements are not initialised; kernels fill it.
+  ///
+  /// - Parameter strides: the memory layout; row-major when `nil`. It must be dense (a permutation
+  ///   of a row-major layout).
+  init(uninitializedShape shape: [Int], dtype: DType, strides: [Int]? = nil) {
+    precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
+    let count = shape.reduce(1, *)
+    self.init(
+      storage: TensorStorage(count: count, dtype: dtype), shape: shape,
+      strides: strides ?? Shape.contiguousStrides(shape))
+  }
+
+  /// True when the elements are stored row-major with no gaps, starting at the storage's offset.
+  public var isContiguous: Bool { Shape.isContiguous(shape, strides) }
+
+  /// True when the elements fill a block of memory without gaps in some order of the dimensions
+  /// (row-major, channel-major or any other permutation).
+  public var isDense: Bool { Shape.isDense(shape, strides) }
+
+  /// The scalar of a tensor with one element, as a `Double`.
+  ///
+  /// - Precondition: the tensor has exactly one element.
+  public var scalar: Double {
+    precondition(count == 1, "scalar: tensor of shape \(shape) has \(count) elements, expected 1")
+    switch dtype {
+    case .float32: return Double(storage.typed(Float.self)[offset])
+    case .float64: return storage.typed(Double.self)[offset]
+    }
+  }
+
+  /// The elements in row-major order, converted to `T`.
+  public func scalars<T: TensorScalar>(as type: T.Type = Float.self) -> [T] {
+    let c = contiguous()
+    switch c.dtype {
+    case .float32:
+      let p = c.storage.typed(Float.self) + c.offset
+      return (0..<c.count).map { T(p[$0]) }
+    case .float64:
+      let p = c.storage.typed(Double.self) + c.offset
+      return (0..<c.count).map { T(p[$0]) }
+    }
+  }
+
+  /// The element at a multi-dimensional index, as a `Double`.
+  ///
+  /// - Precondition: `index` has one entry per dimension, each within bounds.
+  public subscript(_ index: Int...) -> Double {
+    precondition(
+      index.count == rank && zip(index, shape).allSatisfy { $0 >= 0 && $0 < $1 },
+      "subscript: index \(index) is out of bounds for shape \(shape)")
+    let position = offset + zip(index, strides).reduce(0) { $0 + $1.0 * $1.1 }
+    switch dtype {
+    case .float32: return Double(storage.typed(Float.self)[position])
+    case .float64: return storage.typed(Double.self)[position]
+    }
+  }
+
+  /// A pointer to the first element, typed as `T`, for kernels that read.
+  func base<T: TensorScalar>(_: T.Type) -> UnsafeMutablePointer<T> {
+    precondition(T.dtype == dtype, "internal: reading a \(dtype) tensor as \(T.dtype)")
+    return storage.typed(T.self) + offset
+  }
+
+  /// Makes the storage unique (copying if it is shared) and passes a mutable pointer to the first
+  /// element; the layout (`shape`, `strides`) stays as it is when the storage was already unique,
+  /// and becomes row-major when a copy was needed.
+  mutating func withUniqueBase<T: TensorScalar, R>(
+    _: T.Type, _ body: (UnsafeMutablePointer<T>) throws -> R
+  ) rethrows -> R {
+    if !isKnownUniquelyReferenced(&storage) || !isDense { self = copied() }
+    return try body(base(T.self))
+  }
+}

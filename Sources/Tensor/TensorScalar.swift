@@ -1,0 +1,67 @@
+import COpenBLAS
+import RealModule
+
+/// The element type of a tensor, chosen at run time.
+///
+/// Training uses `.float32`; numerical gradient checks use `.float64`.
+public enum DType: String, Sendable, CustomStringConvertible {
+  /// 32-bit IEEE floating point (`Float`).
+  case float32
+  /// 64-bit IEEE floating point (`Double`).
+  case float64
+
+  /// The size of one element in bytes.
+  public var byteCount: Int { self == .float32 ? 4 : 8 }
+
+  /// The name as written in messages, for example `float32`.
+  public var description: String { rawValue }
+}
+
+/// A scalar type that tensors can hold: `Float` or `Double`.
+///
+/// Kernels are written once, generic over `TensorScalar`, and specialised for both types inside this
+/// module, so the generic code never runs unspecialised across a module boundary.
+public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, Sendable {
+  /// The run-time element type that corresponds to this scalar type.
+  static var dtype: DType { get }
+
+  /// `C = alpha * op(A) * op(B) + beta * C` for row-major matrices, through OpenBLAS.
+  static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+    a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int, beta: Self,
+    c: UnsafeMutablePointer<Self>, ldc: Int)
+}
+
+extension Float: TensorScalar {
+  /// `.float32`.
+  public static var dtype: DType { .float32 }
+
+  /// Single-precision GEMM through `cblas_sgemm`.
+  public static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
+    c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    cblas_sgemm(
+      CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+      blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
+      blasint(ldc))
+  }
+}
+
+extension Double: TensorScalar {
+  /// `.float64`.
+  public static var dtype: DType { .float64 }
+
+  /// Double-precision GEMM through `cblas_dgemm`.
+  public static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+    a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int, beta: Double,
+    c: UnsafeMutablePointer<Double>, ldc: Int
+  ) {
+    cblas_dgemm(
+      CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+      blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
+      blasint(ldc))
+  }
+}
