@@ -1,0 +1,45 @@
+import Reprise
+import XCTest
+
+final class AllocatorTests: XCTestCase {
+  func testLiveAndPeakBytesFollowTensors() {
+    let base = Allocator.liveBytes
+    Allocator.resetPeak()
+    var a: Tensor? = Tensor(zeros: [1024, 256])  // 1 MiB of Float32
+    XCTAssertEqual(Allocator.liveBytes - base, 1 << 20)
+    var b: Tensor? = Tensor(zeros: [512, 256])
+    XCTAssertEqual(Allocator.liveBytes - base, 3 << 19)
+    a = nil
+    XCTAssertEqual(Allocator.liveBytes - base, 1 << 19)
+    XCTAssertEqual(Allocator.peakBytes - base, 3 << 19)
+    b = nil
+    XCTAssertEqual(Allocator.liveBytes, base)
+    Allocator.resetPeak()
+    XCTAssertEqual(Allocator.peakBytes, base)
+    _ = (a, b)
+  }
+
+  func testFreedBuffersAreReused() {
+    Allocator.releaseCache()
+    var first: Tensor? = Tensor(zeros: [3000])
+    first = nil
+    let cached = Allocator.cachedBytes
+    XCTAssertGreaterThanOrEqual(cached, 12000)
+    let second = Tensor(zeros: [2990])  // the same size class: the cached buffer comes back
+    XCTAssertEqual(Allocator.cachedBytes, 0)
+    XCTAssertEqual(second.count, 2990)
+    Allocator.releaseCache()
+    XCTAssertEqual(Allocator.cachedBytes, 0)
+    _ = first
+  }
+
+  /// Views share storage: slicing and permuting allocate nothing.
+  func testViewsAllocateNothing() {
+    let x = Tensor(zeros: [64, 64])
+    let before = Allocator.liveBytes
+    let views = [x.transposed(), x.sliced(3..<10, alongAxis: 0), x.reshaped(to: [4096]), x.broadcast(to: [2, 64, 64])]
+    XCTAssertEqual(Allocator.liveBytes, before)
+    XCTAssertEqual(views.count, 4)
+  }
+}
+

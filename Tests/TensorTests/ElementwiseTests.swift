@@ -1,0 +1,82 @@
+import Foundation
+import Reprise
+import TestSupport
+import XCTest
+
+/// Element-wise functions against Swift's scalar functions, broadcasting against index arithmetic.
+final class ElementwiseTests: XCTestCase {
+  func testUnaryFunctionsMatchScalarDefinitions() {
+    var random = RandomGenerator(seed: 1)
+    let x = Tensor(randomNormal: [3, 17], dtype: .float64, using: &random)
+    let positive = abs(x) + 0.1
+    let v = x.scalars(as: Double.self), p = positive.scalars(as: Double.self)
+    let cases: [(String, Tensor, [Double])] = [
+      ("exp", exp(x), v.map { Foundation.exp($0) }),
+      ("log", log(positive), p.map { Foundation.log($0) }),
+      ("sqrt", sqrt(positive), p.map { $0.squareRoot() }),
+      ("abs", abs(x), v.map { Swift.abs($0) }),
+      ("negate", -x, v.map { -$0 }),
+      ("reciprocal", reciprocal(positive), p.map { 1 / $0 }),
+      ("relu", relu(x), v.map { Swift.max($0, 0) }),
+      ("relu6", relu6(x * 4), v.map { Swift.min(Swift.max(4 * $0, 0), 6) }),
+      ("sigmoid", sigmoid(x), v.map { 1 / (1 + Foundation.exp(-$0)) }),
+      ("tanh", tanh(x), v.map { Foundation.tanh($0) }),
+      ("pow", pow(positive, 1.5), p.map { Foundation.pow($0, 1.5) }),
+      ("clamp", clamp(x, min: -0.5, max: 0.25), v.map { Swift.min(Swift.max($0, -0.5), 0.25) }),
+      ("sign", sign(x), v.map { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }),
+      ("scalar add", x + 2, v.map { $0 + 2 }),
+      ("scalar multiply", x * 3, v.map { $0 * 3 }),
+    ]
+    for (name, actual, expected) in cases {
+      assertClose(actual, Tensor(expected, shape: [3, 17]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12, name)
+    }
+  }
+
+  func testBinaryBroadcastingMatchesIndexArithmetic() {
+    var random = RandomGenerator(seed: 2)
+    let a = Tensor(randomNormal: [2, 1, 4], dtype: .float64, using: &random)
+    let b = Tensor(randomNormal: [3, 1], dtype: .float64, using: &random)
+    let av = a.scalars(as: Double.self), bv = b.scalars(as: Double.self)
+    func expected(_ f: (Double, Double) -> Double) -> Tensor {
+      var out: [Double] = []
+      for i in 0..<2 { for j in 0..<3 { for k in 0..<4 { out.append(f(av[i * 4 + k], bv[j])) } } }
+      return Tensor(out, shape: [2, 3, 4])
+    }
+    assertClose(a + b, expected(+), "add")
+    assertClose(a - b, expected(-), "subtract")
+    assertClose(a * b, expected(*), "multiply")
+    assertClose(a / b, expected(/), "divide")
+    assertClose(maximum(a, b), expected { Swift.max($0, $1) }, "maximum")
+    assertClose(minimum(a, b), expected { Swift.min($0, $1) }, "minimum")
+    assertClose(a .< b, expected { $0 < $1 ? 1 : 0 }, "less")
+    assertClose(a .>= b, expected { $0 >= $1 ? 1 : 0 }, "greaterEqual")
+    assertClose(a .== a, Tensor(ones: [2, 1, 4], dtype: .float64), "equal")
+    assertClose(select(a .> b, a, b), expected { $0 > $1 ? $0 : $1 }, "select")
+  }
+
+  /// Views (transposed, sliced, broadcast) are read through their strides, not their storage order.
+  func testStridedOperands() {
+    let m = Tensor((0..<12).map(Double.init), shape: [3, 4])
+    let t = m.transposed()  // [4, 3]
+    XCTAssertFalse(t.isContiguous)
+    assertClose(t + Tensor(zeros: [4, 3], dtype: .float64), t.contiguous())
+    XCTAssertEqual((t * 2).scalars(as: Double.self), [0, 8, 16, 2, 10, 18, 4, 12, 20, 6, 14, 22])
+    let column = m.sliced(1..<2, alongAxis: 1)
+    XCTAssertEqual((column + 0.5).scalars(as: Double.self), [1.5, 5.5, 9.5])
+  }
+
+  /// Element-wise results keep a dense operand's memory order (channel-major stays channel-major).
+  func testLayoutIsPreserved() {
+    var random = RandomGenerator(seed: 4)
+    let x = conv2d(Tensor(randomNormal: [2, 3, 4, 4], using: &random), Tensor(randomNormal: [5, 3, 1, 1], using: &random))
+    let y = relu(x) + Tensor(ones: [1, 5, 1, 1])
+    XCTAssertEqual(y.strides, x.strides)
+    assertClose(y, relu(x.contiguous()) + Tensor(ones: [1, 5, 1, 1]))
+  }
+
+  func testMismatchedShapesNameBoth() {
+    assertStops(withMessageContaining: ["+: shapes [2, 3] and [4] do not broadcast"], in: self) {
+      _ = Tensor(zeros: [2, 3]) + Tensor(zeros: [4])
+    }
+  }
+}

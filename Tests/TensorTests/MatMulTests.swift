@@ -1,0 +1,45 @@
+import Reprise
+import TestSupport
+import XCTest
+
+final class MatMulTests: XCTestCase {
+  static func reference(_ a: [Double], _ b: [Double], _ m: Int, _ k: Int, _ n: Int) -> [Double] {
+    var c = [Double](repeating: 0, count: m * n)
+    for i in 0..<m { for j in 0..<n { for p in 0..<k { c[i * n + j] += a[i * k + p] * b[p * n + j] } } }
+    return c
+  }
+
+  func testOddSizesAndTransposedViews() {
+    forEachSeed { seed, random in
+      let (m, k, n) = (Int(1 + random.next() % 9), Int(1 + random.next() % 9), Int(1 + random.next() % 9))
+      let a = Tensor(randomNormal: [m, k], using: &random), b = Tensor(randomNormal: [k, n], using: &random)
+      let expected = Tensor(Self.reference(a.scalars(as: Double.self), b.scalars(as: Double.self), m, k, n), shape: [m, n])
+      assertClose(matmul(a, b), expected.converted(to: .float32), "seed \(seed)")
+      // Transposed views go to BLAS as transposed operands.
+      let at = a.transposed().contiguous().transposed(), bt = b.transposed().contiguous().transposed()
+      assertClose(matmul(at, bt), expected.converted(to: .float32), "transposed, seed \(seed)")
+    }
+  }
+
+  func testBatchedWithBroadcastBatchDimensions() {
+    var random = RandomGenerator(seed: 8)
+    let a = Tensor(randomNormal: [2, 1, 3, 4], dtype: .float64, using: &random)
+    let b = Tensor(randomNormal: [3, 4, 5], dtype: .float64, using: &random)
+    let c = matmul(a, b)
+    XCTAssertEqual(c.shape, [2, 3, 3, 5])
+    for i in 0..<2 {
+      for j in 0..<3 {
+        let ai = a.sliced(i..<i + 1, alongAxis: 0).reshaped(to: [3, 4]).scalars(as: Double.self)
+        let bj = b.sliced(j..<j + 1, alongAxis: 0).reshaped(to: [4, 5]).scalars(as: Double.self)
+        let cij = c.sliced(i..<i + 1, alongAxis: 0).sliced(j..<j + 1, alongAxis: 1).reshaped(to: [3, 5])
+        assertClose(cij, Tensor(Self.reference(ai, bj, 3, 4, 5), shape: [3, 5]), relativeTolerance: 1e-12)
+      }
+    }
+  }
+
+  func testMismatchNamesShapes() {
+    assertStops(withMessageContaining: ["matmul: shapes [2, 3] (float32) and [4, 5] (float32) do not fit"], in: self) {
+      _ = matmul(Tensor(zeros: [2, 3]), Tensor(zeros: [4, 5]))
+    }
+  }
+}

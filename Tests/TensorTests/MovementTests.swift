@@ -1,0 +1,74 @@
+import Reprise
+import TestSupport
+import XCTest
+
+final class MovementTests: XCTestCase {
+  let m = Tensor((0..<24).map(Double.init), shape: [2, 3, 4])
+
+  func testReshapeAndInference() {
+    XCTAssertEqual(m.reshaped(to: [4, -1]).shape, [4, 6])
+    XCTAssertEqual(m.reshaped(to: [6, 4]).scalars(as: Double.self), (0..<24).map(Double.init))
+    // Reshaping a non-contiguous view copies in row-major order of the view.
+    XCTAssertEqual(m.transposed(0, 2).reshaped(to: [24]).scalars(as: Double.self)[0..<4], [0, 12, 4, 16])
+  }
+
+  func testPermuteIsAViewWithPermutedStrides() {
+    let p = m.permuted([2, 0, 1])
+    XCTAssertEqual(p.shape, [4, 2, 3])
+    XCTAssertEqual(p.strides, [1, 12, 4])
+    XCTAssertEqual(p[3, 1, 2], m[1, 2, 3])
+  }
+
+  func testSliceSplitConcatenateRoundTrip() {
+    let parts = m.split(sizes: [1, 2], alongAxis: 1)
+    XCTAssertEqual(parts.map(\.shape), [[2, 1, 4], [2, 2, 4]])
+    XCTAssertEqual(parts[1][1, 0, 2], m[1, 1, 2])
+    XCTAssertEqual(Tensor.concatenate(parts, alongAxis: 1).scalars(as: Double.self), m.scalars(as: Double.self))
+    let last = m.sliced(2..<4, alongAxis: -1)
+    XCTAssertEqual(last.scalars(as: Double.self), [2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23])
+  }
+
+  /// Concatenating channel-major maps along channels keeps them channel-major, block after block.
+  func testConcatenateChannelMajor() {
+    var random = RandomGenerator(seed: 1)
+    let a = conv2d(Tensor(randomNormal: [2, 3, 4, 4], using: &random), Tensor(randomNormal: [2, 3, 1, 1], using: &random))
+    let b = conv2d(Tensor(randomNormal: [2, 3, 4, 4], using: &random), Tensor(randomNormal: [5, 3, 1, 1], using: &random))
+    let c = Tensor.concatenate([a, b], alongAxis: 1)
+    XCTAssertEqual(c.strides, [16, 32, 4, 1])
+    assertClose(c, Tensor.concatenate([a.contiguous(), b.contiguous()], alongAxis: 1))
+  }
+
+  func testPadded() {
+    let x = Tensor([1, 2, 3, 4] as [Double], shape: [2, 2])
+    let p = x.padded([(1, 0), (0, 2)], value: -1)
+    XCTAssertEqual(p.shape, [3, 4])
+    XCTAssertEqual(p.scalars(as: Double.self), [-1, -1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1])
+  }
+
+  func testBroadcastView() {
+    let row = Tensor([1, 2, 3] as [Double], shape: [3])
+    let b = row.broadcast(to: [2, 3])
+    XCTAssertEqual(b.strides, [0, 1])
+    XCTAssertEqual(b.contiguous().scalars(as: Double.self), [1, 2, 3, 1, 2, 3])
+  }
+
+  func testConversionBetweenDtypes() {
+    let x = Tensor([0.1, 1e10, -3] as [Double], shape: [3])
+    let f = x.converted(to: .float32)
+    XCTAssertEqual(f.dtype, .float32)
+    XCTAssertEqual(f.scalars(as: Float.self), [0.1, 1e10, -3])
+    XCTAssertEqual(f.converted(to: .float64).scalars(as: Double.self), [Double(Float(0.1)), 1e10, -3])
+  }
+
+  func testMisuseNamesShapes() {
+    assertStops(withMessageContaining: ["concatenate: shapes [[2, 3], [2, 4]]", "do not fit along axis 0"], in: self) {
+      _ = Tensor.concatenate([Tensor(zeros: [2, 3]), Tensor(zeros: [2, 4])], alongAxis: 0)
+    }
+  }
+
+  func testReshapeMisuseNamesShapes() {
+    assertStops(withMessageContaining: ["reshaped: cannot reshape [2, 3, 4] (24 elements) to [5, 5]"], in: self) {
+      _ = Tensor(zeros: [2, 3, 4]).reshaped(to: [5, 5])
+    }
+  }
+}
