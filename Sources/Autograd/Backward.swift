@@ -12,7 +12,7 @@ func runBackward(from roots: [(Variable, Tensor)]) {
   var stack: [TapeEntry] = []
   for (root, seed) in roots {
     if let (entry, index) = root.producer {
-      precondition(entry.backward != nil, "backward: \(entry.name) was already backpropagated through; its saved values are freed")
+      require(entry.backward != nil, "backward: \(entry.name) was already backpropagated through; its saved values are freed")
       accumulate(seed, into: &entry.gradients[index], shape: root.shape, entry.name)
       if seen.insert(ObjectIdentifier(entry)).inserted { stack.append(entry) }
     } else if root.requiresGrad {
@@ -49,21 +49,21 @@ private func run(_ entry: TapeEntry, _ context: Context) {
       case .none: break
       case .leaf(let leaf): accumulate(gradient, into: &leaf.grad, shape: shape, entry.name)
       case .entry(let input, let index):
-        precondition(input.backward != nil, "backward: \(input.name) was already backpropagated through; its saved values are freed")
+        require(input.backward != nil, "backward: \(input.name) was already backpropagated through; its saved values are freed")
         accumulate(gradient, into: &input.gradients[index], shape: shape, entry.name)
       }
     }
   case .region(let replay):
     var accumulated: [Tensor?] = entry.inputs.map { input in
       guard case .entry(let e, let index) = input.source else { return nil }
-      precondition(e.backward != nil, "backward: \(e.name) was already backpropagated through; its saved values are freed")
+      require(e.backward != nil, "backward: \(e.name) was already backpropagated through; its saved values are freed")
       defer { e.gradients[index] = nil }
       return e.gradients[index]
     }
     replay(entry.gradients, &accumulated)
     for (i, input) in entry.inputs.enumerated() {
       guard case .entry(let e, let index) = input.source, let gradient = accumulated[i] else { continue }
-      precondition(gradient.shape == input.shape, "\(entry.name): gradient \(gradient.shape) does not match input \(input.shape)")
+      require(gradient.shape == input.shape, "\(entry.name): gradient \(gradient.shape) does not match input \(input.shape)")
       e.gradients[index] = gradient
     }
   }
@@ -79,7 +79,7 @@ func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], _ na
 /// where broadcasting is undone.
 func unbroadcast(_ gradient: Tensor, to shape: [Int], _ name: String) -> Tensor {
   let lead = gradient.rank - shape.count
-  precondition(
+  require(
     lead >= 0 && Shape.broadcast(shape, gradient.shape) == gradient.shape,
     "\(name): gradient of shape \(gradient.shape) does not reduce to input shape \(shape)")
   let axes = (0..<gradient.rank).filter { $0 < lead || (shape[$0 - lead] == 1 && gradient.shape[$0] != 1) }

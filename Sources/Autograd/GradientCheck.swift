@@ -54,7 +54,7 @@ public func checkGradients(
   of body: () -> Variable
 ) -> GradientCheckResult {
   for (i, v) in variables.enumerated() {
-    precondition(v.isLeaf && v.dtype == .float64, "checkGradients: variable \(i) (\(v.shape), \(v.dtype)) must be a Float64 leaf")
+    require(v.isLeaf && v.dtype == .float64, "checkGradients: variable \(i) (\(v.shape), \(v.dtype)) must be a Float64 leaf")
   }
   let saved = variables.map { ($0.value, $0.grad, $0.requiresGrad) }
   let generator = RandomGenerator.global

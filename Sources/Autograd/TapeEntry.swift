@@ -28,7 +28,7 @@ final class TapeEntry {
   let name: String
   let sequence: Int
   let tape: Tape
-  let inputs: [(source: Source, shape: [Int])]
+  private(set) var inputs: [(source: Source, shape: [Int])]
   let outputShapes: [[Int]]
   /// Released (set to `nil`) as soon as it has run, freeing what it saved.
   var backward: Backward?
@@ -57,6 +57,20 @@ final class TapeEntry {
     self.outputShapes = outputShapes
     self.backward = backward
     self.gradients = Array(repeating: nil, count: outputShapes.count)
+  }
+
+  /// Releases the chain of entries behind this one iteratively: a deep tape released entry by
+  /// entry through nested deinits would overflow the stack.
+  deinit {
+    var pending = takeInputEntries()
+    while var entry = pending.popLast() {
+      if isKnownUniquelyReferenced(&entry) { pending += entry.takeInputEntries() }
+    }
+  }
+
+  private func takeInputEntries() -> [TapeEntry] {
+    defer { inputs = [] }
+    return inputs.compactMap { if case .entry(let e, _) = $0.source { e } else { nil } }
   }
 }
 

@@ -41,7 +41,7 @@ public final class Variable {
   public var requiresGrad: Bool {
     get { producer != nil || leafRequiresGrad }
     set {
-      precondition(isLeaf, "requiresGrad: only a leaf's flag can be set (this is the output of \(producer!.entry.name))")
+      require(isLeaf, "requiresGrad: only a leaf's flag can be set (this is the output of \(producer!.entry.name))")
       leafRequiresGrad = newValue
     }
   }
@@ -63,10 +63,10 @@ public final class Variable {
   /// - Precondition: the seed has this value's shape; a `nil` seed needs a one-element value.
   public func backward(seed: Tensor? = nil) {
     let seed = seed ?? {
-      precondition(value.count == 1, "backward: a seed is needed for a value of shape \(shape); only one-element values default to 1")
+      require(value.count == 1, "backward: a seed is needed for a value of shape \(shape); only one-element values default to 1")
       return Tensor(repeating: 1, shape: shape, dtype: dtype)
     }()
-    precondition(seed.shape == shape, "backward: seed has shape \(seed.shape), value has shape \(shape)")
+    require(seed.shape == shape, "backward: seed has shape \(seed.shape), value has shape \(shape)")
     runBackward(from: [(self, seed)])
   }
 }

@@ -9,14 +9,14 @@ struct ConvolutionGeometry {
   /// Checks the configuration and computes the output size, naming every shape in a failure.
   init(_ operation: String, input: [Int], weight: [Int], stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair, groups: Int) {
     let describe = "(input \(input), weight \(weight), stride \(stride), padding \(padding), dilation \(dilation), groups \(groups))"
-    precondition(input.count == 4 && weight.count == 4, "\(operation): input and weight must have rank 4 \(describe)")
-    precondition(
+    require(input.count == 4 && weight.count == 4, "\(operation): input and weight must have rank 4 \(describe)")
+    require(
       groups >= 1 && input[1] % groups == 0 && weight[0] % groups == 0,
       "\(operation): channels are not divisible by groups \(describe)")
-    precondition(
+    require(
       input[1] / groups == weight[1],
       "\(operation): input has \(input[1]) channels, weight expects \(weight[1] * groups) \(describe)")
-    precondition(
+    require(
       stride.height >= 1 && stride.width >= 1 && dilation.height >= 1 && dilation.width >= 1
         && padding.height >= 0 && padding.width >= 0,
       "\(operation): stride and dilation must be positive and padding non-negative \(describe)")
@@ -24,7 +24,7 @@ struct ConvolutionGeometry {
     (outputChannels, kernelHeight, kernelWidth) = (weight[0], weight[2], weight[3])
     (self.stride, self.padding, self.dilation, self.groups) = (stride, padding, dilation, groups)
     let spanH = dilation.height * (kernelHeight - 1) + 1, spanW = dilation.width * (kernelWidth - 1) + 1
-    precondition(
+    require(
       height + 2 * padding.height >= spanH && width + 2 * padding.width >= spanW,
       "\(operation): kernel is larger than the padded input \(describe)")
     outputHeight = (height + 2 * padding.height - spanH) / stride.height + 1
@@ -56,7 +56,7 @@ struct PlaneLayout {
   let channelStride: Int
 
   init(_ t: Tensor) {
-    precondition(t.rank == 4 && (t.shape[3] <= 1 || t.strides[3] == 1) && (t.shape[2] <= 1 || t.strides[2] == t.shape[3]))
+    require(Self.hasDensePlanes(t), "internal: image tensor \(t.shape) with strides \(t.strides) has no dense planes")
     (imageStride, channelStride) = (t.strides[0], t.strides[1])
   }
 

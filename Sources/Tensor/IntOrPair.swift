@@ -15,7 +15,7 @@ public struct IntOrPair: ExpressibleByIntegerLiteral, ExpressibleByArrayLiteral,
   ///
   /// - Precondition: exactly two elements.
   public init(arrayLiteral elements: Int...) {
-    precondition(elements.count == 2, "IntOrPair: expected [height, width], got \(elements)")
+    require(elements.count == 2, "IntOrPair: expected [height, width], got \(elements)")
     self.init(elements[0], elements[1])
   }
 

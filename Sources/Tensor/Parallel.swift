@@ -15,7 +15,7 @@ public enum Parallel {
   ///
   /// - Precondition: `count` is at least 1.
   public static func setThreadCount(_ count: Int) {
-    precondition(count >= 1, "setThreadCount: thread count must be at least 1, got \(count)")
+    require(count >= 1, "setThreadCount: thread count must be at least 1, got \(count)")
     threads = count
     openblas_set_num_threads(Int32(count))
   }

@@ -76,7 +76,7 @@ public enum Shape {
   /// Normalises a possibly negative axis and checks it against `rank`, naming `operation` if not.
   public static func axis(_ axis: Int, rank: Int, _ operation: String) -> Int {
     let a = axis < 0 ? axis + rank : axis
-    precondition(a >= 0 && a < rank, "\(operation): axis \(axis) is out of range for rank \(rank)")
+    require(a >= 0 && a < rank, "\(operation): axis \(axis) is out of range for rank \(rank)")
     return a
   }
 }

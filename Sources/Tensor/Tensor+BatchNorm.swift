@@ -21,10 +21,10 @@ private func forEachPlane<T: TensorScalar>(of x: Tensor, channel c: Int, _: T.Ty
 }
 
 private func checkChannels(_ operation: String, _ x: Tensor, _ perChannel: [(String, Tensor?)]) {
-  precondition(x.rank == 4, "\(operation): input must be [N, C, H, W], got \(x.shape)")
+  require(x.rank == 4, "\(operation): input must be [N, C, H, W], got \(x.shape)")
   for (name, t) in perChannel {
     guard let t else { continue }
-    precondition(
+    require(
       t.shape == [x.shape[1]] && t.dtype == x.dtype,
       "\(operation): \(name) has shape \(t.shape) (\(t.dtype)), expected [\(x.shape[1])] (\(x.dtype)) for input \(x.shape)")
   }
@@ -94,7 +94,7 @@ public func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double
 ) -> (input: Tensor, weight: Tensor, bias: Tensor) {
   checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight)])
-  precondition(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
+  require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
   let x = input.denseWithPlanes(), dy = gradOutput.laidOut(like: x.strides), channels = x.shape[1]
   let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)

@@ -10,10 +10,10 @@ extension Tensor {
   /// The result takes the memory order of an operand that has the result's shape and is dense,
   /// so channel-major feature maps stay channel-major.
   func combined(with other: Tensor, _ operation: BinaryOperation) -> Tensor {
-    precondition(
+    require(
       dtype == other.dtype, "\(operation.rawValue): dtypes differ (\(shape) \(dtype), \(other.shape) \(other.dtype))")
     guard let shape = Shape.broadcast(self.shape, other.shape) else {
-      preconditionFailure("\(operation.rawValue): shapes \(self.shape) and \(other.shape) do not broadcast")
+      fatalError("\(operation.rawValue): shapes \(self.shape) and \(other.shape) do not broadcast")
     }
     let layoutSource = [self, other].first { $0.shape == shape && $0.isDense }
     let strides = layoutSource.map { Shape.denseStrides(shape, like: $0.strides) } ?? Shape.contiguousStrides(shape)
@@ -108,7 +108,7 @@ public func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
   let shapes = [condition.shape, a.shape, b.shape]
   guard a.dtype == b.dtype, let ab = Shape.broadcast(a.shape, b.shape),
     let shape = Shape.broadcast(condition.shape, ab)
-  else { preconditionFailure("select: shapes \(shapes) (condition, a, b) do not broadcast or dtypes differ") }
+  else { fatalError("select: shapes \(shapes) (condition, a, b) do not broadcast or dtypes differ") }
   let mask = condition.converted(to: a.dtype)
   let out = Tensor(uninitializedShape: shape, dtype: a.dtype)
   let strides = [mask, a, b].map { Shape.broadcastStrides($0.shape, $0.strides, to: shape) } + [out.strides]

@@ -16,7 +16,7 @@ public func conv2d(
 ) -> Tensor {
   let g = ConvolutionGeometry(
     "conv2d", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  precondition(input.dtype == weight.dtype, "conv2d: dtypes differ (input \(input.dtype), weight \(weight.dtype))")
+  require(input.dtype == weight.dtype, "conv2d: dtypes differ (input \(input.dtype), weight \(weight.dtype))")
   let x = input.withDensePlanes(), w = weight.contiguous()
   let out = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
   switch x.dtype {
@@ -37,7 +37,7 @@ public func conv2dBackwardInput(
   let g = ConvolutionGeometry(
     "conv2dBackwardInput", input: inputShape, weight: weight.shape, stride: stride, padding: padding,
     dilation: dilation, groups: groups)
-  precondition(
+  require(
     gradOutput.shape == g.outputShape,
     "conv2dBackwardInput: gradient \(gradOutput.shape) does not match output \(g.outputShape) (weight \(weight.shape))")
   let dy = gradOutput.channelMajor(), w = weight.contiguous()
@@ -59,7 +59,7 @@ public func conv2dBackwardWeight(
   let g = ConvolutionGeometry(
     "conv2dBackwardWeight", input: input.shape, weight: weightShape, stride: stride, padding: padding,
     dilation: dilation, groups: groups)
-  precondition(
+  require(
     gradOutput.shape == g.outputShape,
     "conv2dBackwardWeight: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape))")
   let dy = gradOutput.channelMajor(), x = input.withDensePlanes()

@@ -22,7 +22,7 @@ extension Tensor {
   ///
   /// - Precondition: `scalars.count` equals the product of `shape`.
   public init<T: TensorScalar>(_ scalars: [T], shape: [Int]) {
-    precondition(
+    require(
       scalars.count == shape.reduce(1, *), "Tensor: \(scalars.count) scalars do not fill shape \(shape)")
     self.init(uninitializedShape: shape, dtype: T.dtype)
     let p = base(T.self)
@@ -33,7 +33,7 @@ extension Tensor {
   ///
   /// - Precondition: `step` is not zero.
   public static func arange(_ start: Double, _ end: Double, step: Double = 1, dtype: DType = .float32) -> Tensor {
-    precondition(step != 0, "arange: step must not be zero")
+    require(step != 0, "arange: step must not be zero")
     let n = Swift.max(0, Int(((end - start) / step).rounded(.up)))
     return Tensor((0..<n).map { start + Double($0) * step }, shape: [n]).converted(to: dtype)
   }
@@ -78,7 +78,7 @@ extension Tensor {
     randomBernoulli shape: [Int], probability: Double, dtype: DType = .float32,
     using generator: inout RandomGenerator
   ) {
-    precondition((0...1).contains(probability), "randomBernoulli: probability \(probability) is not in [0, 1]")
+    require((0...1).contains(probability), "randomBernoulli: probability \(probability) is not in [0, 1]")
     self.init(uninitializedShape: shape, dtype: dtype)
     let n = count
     switch dtype {

@@ -39,8 +39,9 @@ private func unaryKernel<T: TensorScalar>(
   case .sigmoid: apply { 1 / (1 + T.exp(-$0)) }
   case .tanh: apply { T.tanh($0) }
   case .power(let p):
-    let e = T(p)
-    if p == 2 { apply { $0 * $0 } } else { apply { T.pow($0, e) } }
+    // Integral exponents are defined for negative bases too.
+    let e = T(p), n = Int(exactly: p)
+    if p == 2 { apply { $0 * $0 } } else if let n { apply { T.pow($0, n) } } else { apply { T.pow($0, e) } }
   case .clamp(let lo, let hi):
     let l = T(lo), h = T(hi)
     apply { Swift.min(Swift.max($0, l), h) }

@@ -8,12 +8,12 @@
 /// - Precondition: both have rank of at least 2, the same dtype, and `a`'s last dimension equals
 ///   `b`'s second-to-last.
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
-  precondition(
+  require(
     a.rank >= 2 && b.rank >= 2 && a.dtype == b.dtype && a.shape[a.rank - 1] == b.shape[b.rank - 2],
     "matmul: shapes \(a.shape) (\(a.dtype)) and \(b.shape) (\(b.dtype)) do not fit [..., M, K] x [..., K, N]")
   let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.shape[b.rank - 1]
   guard let batch = Shape.broadcast(Array(a.shape.dropLast(2)), Array(b.shape.dropLast(2))) else {
-    preconditionFailure("matmul: batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
+    fatalError("matmul: batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
   }
   let lhs = MatrixOperand(a), rhs = MatrixOperand(b)
   let out = Tensor(uninitializedShape: batch + [m, n], dtype: a.dtype)

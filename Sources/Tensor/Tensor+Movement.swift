@@ -19,7 +19,7 @@ extension Tensor {
 
   /// Copies the elements of `source` (same shape; converted if its dtype differs) into this tensor.
   mutating func assign(from source: Tensor) {
-    precondition(source.shape == shape, "assign: shapes \(source.shape) and \(shape) differ")
+    require(source.shape == shape, "assign: shapes \(source.shape) and \(shape) differ")
     let loop = StridedLoop(shape: shape, strides: [source.strides, strides])
     switch (source.dtype, dtype) {
     case (.float32, .float32): copyRows(loop, source.base(Float.self), base(Float.self))
@@ -45,10 +45,10 @@ extension Tensor {
     var target = newShape
     if let i = target.firstIndex(of: -1) {
       let known = target.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
-      precondition(known > 0 && count % known == 0, "reshaped: cannot infer -1 reshaping \(shape) to \(newShape)")
+      require(known > 0 && count % known == 0, "reshaped: cannot infer -1 reshaping \(shape) to \(newShape)")
       target[i] = count / known
     }
-    precondition(
+    require(
       target.allSatisfy { $0 >= 0 } && target.reduce(1, *) == count,
       "reshaped: cannot reshape \(shape) (\(count) elements) to \(newShape)")
     let source = contiguous()
@@ -59,7 +59,7 @@ extension Tensor {
   ///
   /// - Precondition: `order` is a permutation of `0..<rank`.
   public func permuted(_ order: [Int]) -> Tensor {
-    precondition(
+    require(
       order.sorted() == Array(0..<rank), "permuted: \(order) is not a permutation of the axes of \(shape)")
     return Tensor(storage: storage, shape: order.map { shape[$0] }, strides: order.map { strides[$0] }, offset: offset)
   }
@@ -77,7 +77,7 @@ extension Tensor {
   /// - Precondition: `range` lies within the axis.
   public func sliced(_ range: Range<Int>, alongAxis axis: Int) -> Tensor {
     let a = Shape.axis(axis, rank: rank, "sliced")
-    precondition(
+    require(
       range.lowerBound >= 0 && range.upperBound <= shape[a],
       "sliced: range \(range) is out of bounds for axis \(axis) of shape \(shape)")
     var newShape = shape
@@ -89,7 +89,7 @@ extension Tensor {
   ///
   /// - Precondition: the shape broadcasts to `target`.
   public func broadcast(to target: [Int]) -> Tensor {
-    precondition(
+    require(
       target.count >= rank && Shape.broadcast(shape, target) == target,
       "broadcast: shape \(shape) does not broadcast to \(target)")
     return Tensor(storage: storage, shape: target, strides: Shape.broadcastStrides(shape, strides, to: target), offset: offset)
@@ -101,13 +101,13 @@ extension Tensor {
   /// concatenated along channels are appended block after block.
   /// - Precondition: all tensors have the same dtype, rank and sizes except along `axis`.
   public static func concatenate(_ tensors: [Tensor], alongAxis axis: Int) -> Tensor {
-    precondition(!tensors.isEmpty, "concatenate: no tensors")
+    require(!tensors.isEmpty, "concatenate: no tensors")
     let first = tensors[0]
     let a = Shape.axis(axis, rank: first.rank, "concatenate")
     for t in tensors {
       var s = t.shape, f = first.shape
       if t.rank == first.rank { s[a] = 0; f[a] = 0 }
-      precondition(
+      require(
         s == f && t.dtype == first.dtype,
         "concatenate: shapes \(tensors.map(\.shape)) (dtypes \(tensors.map(\.dtype))) do not fit along axis \(axis)")
     }
@@ -128,7 +128,7 @@ extension Tensor {
   /// - Precondition: the sizes add up to the axis length.
   public func split(sizes: [Int], alongAxis axis: Int) -> [Tensor] {
     let a = Shape.axis(axis, rank: rank, "split")
-    precondition(sizes.reduce(0, +) == shape[a] && sizes.allSatisfy { $0 >= 0 }, "split: sizes \(sizes) do not add up to axis \(axis) of shape \(shape)")
+    require(sizes.reduce(0, +) == shape[a] && sizes.allSatisfy { $0 >= 0 }, "split: sizes \(sizes) do not add up to axis \(axis) of shape \(shape)")
     var start = 0
     return sizes.map { size in
       defer { start += size }
@@ -140,7 +140,7 @@ extension Tensor {
   ///
   /// - Precondition: one pair per dimension, all non-negative.
   public func padded(_ padding: [(before: Int, after: Int)], value: Double = 0) -> Tensor {
-    precondition(
+    require(
       padding.count == rank && padding.allSatisfy { $0.before >= 0 && $0.after >= 0 },
       "padded: padding \(padding.map { [$0.before, $0.after] }) does not fit shape \(shape)")
     let newShape = zip(shape, padding).map { $0 + $1.before + $1.after }

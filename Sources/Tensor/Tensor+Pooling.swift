@@ -7,8 +7,8 @@
 private func poolingGeometry(
   _ operation: String, _ shape: [Int], _ kernelSize: IntOrPair, _ stride: IntOrPair?, _ padding: IntOrPair
 ) -> ConvolutionGeometry {
-  precondition(shape.count == 4, "\(operation): input must be [N, C, H, W], got \(shape)")
-  precondition(
+  require(shape.count == 4, "\(operation): input must be [N, C, H, W], got \(shape)")
+  require(
     padding.height * 2 <= kernelSize.height && padding.width * 2 <= kernelSize.width,
     "\(operation): padding \(padding) must be at most half of kernel size \(kernelSize) (input \(shape))")
   return ConvolutionGeometry(
@@ -70,7 +70,7 @@ public func maxPool2dBackward(
   _ gradOutput: Tensor, _ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair? = nil, padding: IntOrPair = 0
 ) -> Tensor {
   let g = poolingGeometry("maxPool2dBackward", input.shape, kernelSize, stride, padding)
-  precondition(gradOutput.shape == g.outputShape, "maxPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
+  require(gradOutput.shape == g.outputShape, "maxPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
   let x = input.withDensePlanes(), dy = gradOutput.laidOut(like: x.strides)
   let dx = Tensor(zeros: x.shape, dtype: x.dtype).laidOut(like: x.strides)
   func kernel<T: TensorScalar>(_: T.Type) {
@@ -127,7 +127,7 @@ public func avgPool2dBackward(
   countingPadding: Bool = true
 ) -> Tensor {
   let g = poolingGeometry("avgPool2dBackward", inputShape, kernelSize, stride, padding)
-  precondition(gradOutput.shape == g.outputShape, "avgPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
+  require(gradOutput.shape == g.outputShape, "avgPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
   let dy = gradOutput.withDensePlanes()
   let dx = Tensor(zeros: inputShape, dtype: dy.dtype).laidOut(like: dy.strides)
   func kernel<T: TensorScalar>(_: T.Type) {

@@ -63,7 +63,7 @@ extension Tensor {
   /// order of the kept axes.
   public func maxWithIndices(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> (values: Tensor, indices: [Int]) {
     let (rows, outer, inner, kept) = reductionRows(axes ?? Array(0..<rank), "max")
-    precondition(inner > 0, "max: cannot reduce an empty axis of shape \(shape)")
+    require(inner > 0, "max: cannot reduce an empty axis of shape \(shape)")
     let out = reducedTensor(kept, keepingDimensions: keepingDimensions)
     var indices = [Int](repeating: 0, count: outer)
     func kernel<T: TensorScalar>(_: T.Type) {

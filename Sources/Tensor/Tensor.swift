@@ -32,7 +32,7 @@ public struct Tensor {
   /// - Parameter strides: the memory layout; row-major when `nil`. It must be dense (a permutation
   ///   of a row-major layout).
   init(uninitializedShape shape: [Int], dtype: DType, strides: [Int]? = nil) {
-    precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
+    require(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
     let count = shape.reduce(1, *)
     self.init(
       storage: TensorStorage(count: count, dtype: dtype), shape: shape,
@@ -50,7 +50,7 @@ public struct Tensor {
   ///
   /// - Precondition: the tensor has exactly one element.
   public var scalar: Double {
-    precondition(count == 1, "scalar: tensor of shape \(shape) has \(count) elements, expected 1")
+    require(count == 1, "scalar: tensor of shape \(shape) has \(count) elements, expected 1")
     switch dtype {
     case .float32: return Double(storage.typed(Float.self)[offset])
     case .float64: return storage.typed(Double.self)[offset]
@@ -74,7 +74,7 @@ public struct Tensor {
   ///
   /// - Precondition: `index` has one entry per dimension, each within bounds.
   public subscript(_ index: Int...) -> Double {
-    precondition(
+    require(
       index.count == rank && zip(index, shape).allSatisfy { $0 >= 0 && $0 < $1 },
       "subscript: index \(index) is out of bounds for shape \(shape)")
     let position = offset + zip(index, strides).reduce(0) { $0 + $1.0 * $1.1 }
@@ -86,7 +86,7 @@ public struct Tensor {
 
   /// A pointer to the first element, typed as `T`, for kernels that read.
   func base<T: TensorScalar>(_: T.Type) -> UnsafeMutablePointer<T> {
-    precondition(T.dtype == dtype, "internal: reading a \(dtype) tensor as \(T.dtype)")
+    require(T.dtype == dtype, "internal: reading a \(dtype) tensor as \(T.dtype)")
     return storage.typed(T.self) + offset
   }
 

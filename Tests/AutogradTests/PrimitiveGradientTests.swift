@@ -1,0 +1,144 @@
+import Reprise
+import TestSupport
+import XCTest
+
+/// Every differentiable operation, primitive or composite, checked numerically in Float64 against a
+/// random output gradient, on odd shapes, with broadcasting, strides, padding, dilation and groups.
+final class PrimitiveGradientTests: XCTestCase {
+  var random = RandomGenerator(seed: 2024)
+
+  func leaf(_ shape: [Int], scale: Double = 1) -> Variable { randomLeaf(shape, using: &random, scale: scale) }
+
+  /// A leaf with entries bounded away from zero (for log, sqrt, reciprocal and powers).
+  func positiveLeaf(_ shape: [Int]) -> Variable {
+    Variable(abs(Tensor(randomNormal: shape, dtype: .float64, using: &random)) + 0.5, requiresGrad: true)
+  }
+
+  func testArithmetic() {
+    let a = leaf([2, 3, 4]), b = leaf([3, 1]), p = positiveLeaf([3, 1])
+    assertGradientsCorrect(at: [a, b], "add") { add(a, b) }
+    assertGradientsCorrect(at: [a, b], "multiply") { multiply(a, b) }
+    assertGradientsCorrect(at: [a], "negate") { negate(a) }
+    assertGradientsCorrect(at: [p], "reciprocal") { reciprocal(p) }
+    assertGradientsCorrect(at: [a], "pow 3") { pow(a, 3) }
+    assertGradientsCorrect(at: [p], "pow 0.5") { pow(p, 0.5) }
+    assertGradientsCorrect(at: [a, p], "subtract, divide") { (a - p) / p }
+    assertGradientsCorrect(at: [a], "scalar forms") { 2 - (a * 3 + 1) / 4 }
+    let c = leaf([2, 3, 4])
+    assertGradientsCorrect(at: [a, c], "select") { select(a.value .> c.value, a, c) }
+  }
+
+  func testUnary() {
+    let x = leaf([3, 5]), p = positiveLeaf([4, 3])
+    assertGradientsCorrect(at: [x], "exp") { exp(x) }
+    assertGradientsCorrect(at: [p], "log") { log(p) }
+    assertGradientsCorrect(at: [p], "sqrt") { sqrt(p) }
+    assertGradientsCorrect(at: [x], "relu") { relu(x) }
+    assertGradientsCorrect(at: [x], "sigmoid") { sigmoid(x) }
+    assertGradientsCorrect(at: [x], "tanh") { tanh(x) }
+    assertGradientsCorrect(at: [x], "abs") { abs(x) }
+    let y = leaf([3, 5], scale: 4)
+    assertGradientsCorrect(at: [y], "relu6") { relu6(y * 2) }
+    assertGradientsCorrect(at: [y], "clamp") { clamp(y, min: -1, max: 2) }
+    let z = leaf([3, 5])
+    assertGradientsCorrect(at: [x, z], "maximum") { maximum(x, z) }
+    assertGradientsCorrect(at: [x, z], "minimum") { minimum(x, z) }
+  }
+
+  func testReductions() {
+    let x = leaf([3, 4, 5])
+    for axes in [[0], [1], [2], [0, 2], [1, 2], [0, 1, 2]] {
+      assertGradientsCorrect(at: [x], "sum \(axes)") { sum(x, alongAxes: axes) }
+      assertGradientsCorrect(at: [x], "sum keeping \(axes)") { sum(x, alongAxes: axes, keepingDimensions: true) }
+      assertGradientsCorrect(at: [x], "max \(axes)") { max(x, alongAxes: axes) }
+      assertGradientsCorrect(at: [x], "mean \(axes)") { mean(x, alongAxes: axes, keepingDimensions: true) }
+      assertGradientsCorrect(at: [x], "variance \(axes)") { variance(x, alongAxes: axes, unbiased: true) }
+    }
+    assertGradientsCorrect(at: [x], "max of a permuted view") { max(permute(x, [2, 0, 1]), alongAxes: [0]) }
+    assertGradientsCorrect(at: [x], "softmax") { softmax(x, alongAxis: 1) }
+    assertGradientsCorrect(at: [x], "logSoftmax") { logSoftmax(x, alongAxis: -1) }
+  }
+
+  func testMovement() {
+    let x = leaf([2, 3, 4]), y = leaf([2, 5, 4])
+    assertGradientsCorrect(at: [x], "reshape") { reshape(x, to: [4, -1]) }
+    let weights = Variable(Tensor(randomNormal: [4, 2, 3], dtype: .float64, using: &random))
+    assertGradientsCorrect(at: [x], "permute") { permute(x, [2, 0, 1]) * weights }
+    assertGradientsCorrect(at: [x], "transpose") { transpose(x, 0, 2) }
+    assertGradientsCorrect(at: [x], "broadcast") { broadcast(x, to: [3, 2, 3, 4]) }
+    assertGradientsCorrect(at: [x], "slice") { slice(x, 1..<3, alongAxis: 2) }
+    assertGradientsCorrect(at: [x], "pad") { pad(x, [(0, 1), (2, 0), (1, 1)], value: 3) }
+    assertGradientsCorrect(at: [x, y], "concatenate") { concatenate([x, y, x], alongAxis: 1) }
+    assertGradientsCorrect(at: [y], "split") {
+      let parts = split(y, sizes: [2, 0, 3], alongAxis: 1)
+      return parts[0] * 2 + slice(parts[2], 1..<3, alongAxis: 1)
+    }
+  }
+
+  func testMatMul() {
+    let a = leaf([2, 1, 3, 4]), b = leaf([3, 4, 5]), c = leaf([5, 4])
+    assertGradientsCorrect(at: [a, b], "batched, broadcast") { matmul(a, b) }
+    assertGradientsCorrect(at: [a, c], "transposed view") { matmul(a, transpose(c)) }
+  }
+
+  func testConvolution() {
+    let configurations: [(x: [Int], w: [Int], stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair, groups: Int)] = [
+      ([2, 3, 5, 4], [4, 3, 3, 3], 1, 1, 1, 1),
+      ([1, 2, 7, 6], [3, 2, 3, 2], [2, 1], [1, 0], 1, 1),
+      ([2, 4, 6, 6], [6, 2, 3, 3], 2, 2, 2, 2),
+      ([2, 3, 5, 5], [3, 1, 3, 3], 1, 1, 1, 3),  // depthwise
+      ([2, 4, 5, 3], [6, 2, 5, 1], 1, [2, 0], 1, 2),
+      ([3, 5, 4, 4], [2, 5, 1, 1], 1, 0, 1, 1),  // pointwise: the direct GEMM path
+      ([2, 4, 5, 5], [4, 2, 1, 1], 2, 0, 1, 2),
+    ]
+    for c in configurations {
+      let x = leaf(c.x), w = leaf(c.w)
+      assertGradientsCorrect(at: [x, w], "conv2d \(c)") {
+        conv2d(x, w, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
+      }
+    }
+    // A channel slice of a channel-major feature map (the dense-block layout) as the input.
+    let x = leaf([2, 3, 4, 4]), w0 = leaf([6, 3, 3, 3]), w1 = leaf([2, 4, 1, 1])
+    assertGradientsCorrect(at: [x, w0, w1], "conv of a channel slice") {
+      conv2d(slice(conv2d(x, w0, padding: 1), 1..<5, alongAxis: 1), w1)
+    }
+  }
+
+  func testPooling() {
+    let x = leaf([2, 3, 5, 6])
+    assertGradientsCorrect(at: [x], "maxPool2d") { maxPool2d(x, kernelSize: 3, stride: 2, padding: 1) }
+    assertGradientsCorrect(at: [x], "maxPool2d 2x2") { maxPool2d(x, kernelSize: 2) }
+    assertGradientsCorrect(at: [x], "avgPool2d") { avgPool2d(x, kernelSize: 3, stride: [2, 1], padding: 1) }
+    assertGradientsCorrect(at: [x], "avgPool2d excluding padding") {
+      avgPool2d(x, kernelSize: 3, stride: 2, padding: 1, countingPadding: false)
+    }
+    assertGradientsCorrect(at: [x], "global average") { mean(x, alongAxes: [2, 3]) }
+  }
+
+  func testBatchNorm() {
+    let x = leaf([3, 4, 3, 2], scale: 2), w = leaf([4]), b = leaf([4])
+    assertGradientsCorrect(at: [x, w, b], "batchNorm") { batchNorm(x, weight: w, bias: b).output }
+    assertGradientsCorrect(at: [x], "batchNorm without affine") { batchNorm(x, weight: nil, bias: nil).output }
+  }
+
+  /// The fused batch-norm primitive computes what its composite definition computes, forward and
+  /// backward.
+  func testBatchNormEqualsItsComposite() {
+    let x = leaf([3, 4, 3, 2], scale: 2), w = leaf([4]), b = leaf([4])
+    let dy = Tensor(randomNormal: [3, 4, 3, 2], dtype: .float64, using: &random)
+    func composite() -> Variable {
+      let m = mean(x, alongAxes: [0, 2, 3], keepingDimensions: true)
+      let v = variance(x, alongAxes: [0, 2, 3], keepingDimensions: true)
+      return (x - m) / sqrt(v + 1e-5) * reshape(w, to: [1, 4, 1, 1]) + reshape(b, to: [1, 4, 1, 1])
+    }
+    let expected = composite()
+    expected.backward(seed: dy)
+    let grads = [x, w, b].map { $0.grad! }
+    for v in [x, w, b] { v.grad = nil }
+    let fused = batchNorm(x, weight: w, bias: b).output
+    fused.backward(seed: dy)
+    assertClose(fused.value, expected.value, relativeTolerance: 1e-10, absoluteTolerance: 1e-12)
+    for (v, g) in zip([x, w, b], grads) { assertClose(v.grad!, g, relativeTolerance: 1e-9, absoluteTolerance: 1e-12) }
+  }
+}
+

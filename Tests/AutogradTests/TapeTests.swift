@@ -1,0 +1,123 @@
+import Reprise
+import TestSupport
+import XCTest
+
+final class TapeTests: XCTestCase {
+  /// Fan-out: a value used several times receives the sum of all contributions (micrograd's
+  /// test_more_ops in spirit), checked against the derivative worked out by hand.
+  func testFanOutAccumulates() {
+    let x = Variable(Tensor([0.5, -1.5, 2] as [Double], shape: [3]), requiresGrad: true)
+    let y = x * x * x + exp(x) * x - x  // y' = 3x^2 + e^x (1 + x) - 1
+    sum(y).backward()
+    let expected = x.value.scalars(as: Double.self).map { 3 * $0 * $0 + Foundation.exp($0) * (1 + $0) - 1 }
+    assertClose(x.grad!, Tensor(expected, shape: [3]), relativeTolerance: 1e-12)
+  }
+
+  func testLeafGradientsAccumulateAcrossPasses() {
+    let w = Variable(Tensor([2] as [Double], shape: [1]), requiresGrad: true)
+    for _ in 0..<3 { sum(w * 3).backward() }
+    XCTAssertEqual(w.grad!.scalars(as: Double.self), [9])
+    w.grad = nil
+    sum(w * w).backward()
+    XCTAssertEqual(w.grad!.scalars(as: Double.self), [4])
+  }
+
+  /// Backward walks the tape without recursion: a chain far deeper than any stack would allow.
+  func testDeepChainDoesNotRecurse() {
+    let x = Variable(Tensor(1.0, dtype: .float64), requiresGrad: true)
+    var y = x
+    for _ in 0..<100_000 { y = y * 1.0 }
+    y.backward()
+    XCTAssertEqual(x.grad!.scalar, 1)
+  }
+
+  func testBroadcastGradientsAreSummedToInputShape() {
+    let a = Variable(Tensor(ones: [2, 1, 3], dtype: .float64), requiresGrad: true)
+    let b = Variable(Tensor(ones: [4, 1], dtype: .float64), requiresGrad: true)
+    sum(a * b).backward()
+    XCTAssertEqual(a.grad!.shape, [2, 1, 3])
+    XCTAssertEqual(a.grad!.scalars(as: Double.self), Array(repeating: 4, count: 6))
+    XCTAssertEqual(b.grad!.shape, [4, 1])
+    XCTAssertEqual(b.grad!.scalars(as: Double.self), Array(repeating: 6, count: 4))
+  }
+
+  func testWithoutRecordingBuildsNoGraph() {
+    let x = Variable(Tensor(ones: [3]), requiresGrad: true)
+    let y = withoutRecording { exp(x) * 2 }
+    XCTAssertTrue(y.isLeaf)
+    XCTAssertFalse(y.requiresGrad)
+    XCTAssertTrue(isRecording)
+    XCTAssertFalse(withoutRecording { isRecording })
+  }
+
+  func testLearningPhaseScopeRestores() {
+    XCTAssertEqual(LearningPhase.current, .training)
+    withLearningPhase(.inference) {
+      XCTAssertEqual(LearningPhase.current, .inference)
+      withLearningPhase(.training) { XCTAssertEqual(LearningPhase.current, .training) }
+      XCTAssertEqual(LearningPhase.current, .inference)
+    }
+    XCTAssertEqual(LearningPhase.current, .training)
+  }
+
+  /// Saved tensors are freed as each entry's pullback runs: after backward nothing of the forward
+  /// pass is held, even though the output variable itself is still alive.
+  func testBackwardReleasesSavedTensors() {
+    let x = Variable(Tensor(randomNormal: [256, 256]), requiresGrad: true)
+    let before = Allocator.liveBytes
+    let loss = sum(exp(relu(x) * 2) * x)
+    XCTAssertGreaterThanOrEqual(Allocator.liveBytes - before, 2 * 256 * 256 * 4)  // relu's and exp's outputs
+    loss.backward()
+    // Left: the scalar loss and x's gradient (one 256 KiB tensor).
+    XCTAssertLessThanOrEqual(Allocator.liveBytes - before, 256 * 256 * 4 + 64)
+    withExtendedLifetime(loss) {}
+  }
+
+  /// A dropped forward pass frees itself: the entries belong to the values, not to a global tape.
+  func testAbandonedForwardPassFreesItself() {
+    let x = Variable(Tensor(randomNormal: [128, 128]), requiresGrad: true)
+    let before = Allocator.liveBytes
+    do { _ = sum(exp(x) * x) }
+    XCTAssertEqual(Allocator.liveBytes, before)
+  }
+
+  func testSecondBackwardThroughFreedGraphStops() {
+    assertStops(withMessageContaining: ["was already backpropagated through"], in: self) {
+      let x = Variable(Tensor(ones: [2]), requiresGrad: true)
+      let y = sum(exp(x))
+      y.backward()
+      y.backward()
+    }
+  }
+
+  /// A user-defined operation: forward and pullback through the public API, checked numerically.
+  func testUserDefinedOperation() {
+    func cube(_ x: Variable) -> Variable {
+      let value = x.value
+      return recordOperation("cube", value * value * value, inputs: [x]) { [value] grad in [grad * value * value * 3] }
+    }
+    var random = RandomGenerator(seed: 3)
+    let x = randomLeaf([4, 3], using: &random)
+    assertGradientsCorrect(at: [x]) { cube(x) }
+  }
+
+  /// The gradient check can fail: a pullback that is off by a factor is caught, and the report
+  /// names the worst element.
+  func testGradientCheckCatchesWrongPullback() {
+    func wrongSquare(_ x: Variable) -> Variable {
+      let value = x.value
+      return recordOperation("wrongSquare", value * value, inputs: [x]) { [value] grad in [grad * value * 2.01] }
+    }
+    var random = RandomGenerator(seed: 4)
+    let x = randomLeaf([5], using: &random)
+    let result = checkGradients(at: [x]) { wrongSquare(x) }
+    XCTAssertFalse(result.passed)
+    XCTAssertEqual(result.compared, 5)
+    XCTAssertNotNil(result.worst)
+    XCTAssertTrue(result.description.contains("worst is variable 0 at"), result.description)
+    // The inputs come back unchanged.
+    XCTAssertNil(x.grad)
+  }
+}
+
+import Foundation
