@@ -5,9 +5,11 @@ let package = Package(
   name: "Reprise",
   products: [
     .library(name: "Reprise", targets: ["Reprise"]),
+    .executable(name: "reprise", targets: ["RepriseCLI"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
   ],
   targets: [
     .systemLibrary(
@@ -19,6 +21,10 @@ let package = Package(
       path: "Sources/Tensor"),
     .target(name: "Autograd", dependencies: ["TensorModule"], path: "Sources/Autograd"),
     .target(name: "Reprise", dependencies: ["TensorModule", "Autograd"], path: "Sources/Reprise"),
+    .executableTarget(
+      name: "RepriseCLI",
+      dependencies: ["Reprise", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "Sources/RepriseCLI"),
     .target(name: "TestSupport", dependencies: ["Reprise"], path: "Tests/TestSupport"),
     .testTarget(name: "TensorTests", dependencies: ["TestSupport"], path: "Tests/TensorTests"),
     .testTarget(name: "AutogradTests", dependencies: ["TestSupport"], path: "Tests/AutogradTests"),

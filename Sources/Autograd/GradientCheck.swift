@@ -31,7 +31,7 @@ public struct GradientCheckResult: CustomStringConvertible {
     guard let w = worst else { return "gradient check: nothing to compare" }
     return "gradient check \(passed ? "passed" : "failed"): \(failures) of \(compared) elements out of tolerance; "
       + "worst is variable \(w.variable) at \(w.index): analytic \(w.analytic), numeric \(w.numeric) "
-      + "(\((w.ratio * 1000).rounded() / 1000) x the tolerance)"
+      + "(\(Float(w.ratio)) x the tolerance)"
   }
 }
 

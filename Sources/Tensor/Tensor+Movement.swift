@@ -113,7 +113,7 @@ extension Tensor {
     }
     var shape = first.shape
     shape[a] = tensors.reduce(0) { $0 + $1.shape[a] }
-    var result = Tensor(uninitializedShape: shape, dtype: first.dtype, strides: Shape.denseStrides(shape, like: first.strides))
+    let result = Tensor(uninitializedShape: shape, dtype: first.dtype, strides: Shape.denseStrides(shape, like: first.strides))
     var start = 0
     for t in tensors {
       var part = result.sliced(start..<start + t.shape[a], alongAxis: a)
@@ -144,7 +144,7 @@ extension Tensor {
       padding.count == rank && padding.allSatisfy { $0.before >= 0 && $0.after >= 0 },
       "padded: padding \(padding.map { [$0.before, $0.after] }) does not fit shape \(shape)")
     let newShape = zip(shape, padding).map { $0 + $1.before + $1.after }
-    var result = Tensor(repeating: value, shape: newShape, dtype: dtype)
+    let result = Tensor(repeating: value, shape: newShape, dtype: dtype)
     var inner = result
     for (axis, p) in padding.enumerated() { inner = inner.sliced(p.before..<p.before + shape[axis], alongAxis: axis) }
     inner.assign(from: self)

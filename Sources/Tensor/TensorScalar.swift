@@ -21,7 +21,7 @@ public enum DType: String, Sendable, CustomStringConvertible {
 ///
 /// Kernels are written once, generic over `TensorScalar`, and specialised for both types inside this
 /// module, so the generic code never runs unspecialised across a module boundary.
-public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, Sendable {
+public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, Sendable, Codable {
   /// The run-time element type that corresponds to this scalar type.
   static var dtype: DType { get }
 
