@@ -13,7 +13,7 @@ deps:
 
 # The whole test suite.
 test: deps
-	swift test
+	swift test --disable-swift-testing
 
 # Tensor matmul against a direct cblas_sgemm call of the same size (release build, median of 11).
 bench-matmul: deps
