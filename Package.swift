@@ -20,7 +20,10 @@ let package = Package(
       dependencies: ["COpenBLAS", .product(name: "RealModule", package: "swift-numerics")],
       path: "Sources/Tensor"),
     .target(name: "Autograd", dependencies: ["TensorModule"], path: "Sources/Autograd"),
-    .target(name: "Reprise", dependencies: ["TensorModule", "Autograd"], path: "Sources/Reprise"),
+    .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .target(name: "NN", dependencies: ["Autograd", "CZlib"], path: "Sources/NN"),
+    .target(name: "Models", dependencies: ["NN"], path: "Sources/Models"),
+    .target(name: "Reprise", dependencies: ["TensorModule", "Autograd", "NN", "Models"], path: "Sources/Reprise"),
     .executableTarget(
       name: "RepriseCLI",
       dependencies: ["Reprise", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -28,6 +31,8 @@ let package = Package(
     .target(name: "TestSupport", dependencies: ["Reprise"], path: "Tests/TestSupport"),
     .testTarget(name: "TensorTests", dependencies: ["TestSupport"], path: "Tests/TensorTests"),
     .testTarget(name: "AutogradTests", dependencies: ["TestSupport"], path: "Tests/AutogradTests"),
+    .testTarget(name: "NNTests", dependencies: ["TestSupport"], path: "Tests/NNTests"),
+    .testTarget(name: "ModelsTests", dependencies: ["TestSupport"], path: "Tests/ModelsTests"),
   ],
   swiftLanguageModes: [.v5]
 )

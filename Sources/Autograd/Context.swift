@@ -30,6 +30,8 @@ final class Context {
   var nextSequence = 0
   /// Set when an unrecorded checkpoint body uses a value that requires gradients.
   var sawGradient = false
+  /// Multiply-accumulates counted by convolutions and matrix products, when counting.
+  var multiplyAccumulates: Int?
 
   private static let key: pthread_key_t = {
     var key = pthread_key_t()
@@ -96,4 +98,21 @@ public var isRecording: Bool { Context.current.isRecording }
 /// (checkpoint contract rule 5).
 public func onFirstPass(_ body: () throws -> Void) rethrows {
   if Context.current.replaying == nil { try body() }
+}
+
+/// Runs `body` and counts the multiply-accumulates of the convolutions and matrix products it
+/// performs (the "FLOPs" of model tables, which count one multiply-add as one).
+public func countingMultiplyAccumulates<R>(_ body: () throws -> R) rethrows -> (result: R, multiplyAccumulates: Int) {
+  let context = Context.current
+  let outer = context.multiplyAccumulates
+  context.multiplyAccumulates = 0
+  defer { context.multiplyAccumulates = outer.map { $0 + (context.multiplyAccumulates ?? 0) } }
+  let result = try body()
+  return (result, context.multiplyAccumulates ?? 0)
+}
+
+/// Adds to the multiply-accumulate count when counting is on.
+func countMultiplyAccumulates(_ count: @autoclosure () -> Int) {
+  let context = Context.current
+  if let n = context.multiplyAccumulates { context.multiplyAccumulates = n + count() }
 }

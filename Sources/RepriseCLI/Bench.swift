@@ -3,52 +3,93 @@ import COpenBLAS
 import Foundation
 import Reprise
 
-/// `reprise bench`: timings of the kernels on this machine.
+/// `reprise bench`: training steps of a model on random data, or a kernel against the BLAS call it wraps.
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Time a kernel: the Tensor API against the direct BLAS call it wraps.")
+    abstract: "Time training steps of a model on random data (median step time, images/s, peak memory), or a kernel.")
 
   enum Kernel: String, ExpressibleByArgument, CaseIterable {
     case matmul
   }
 
-  @Option(help: "The kernel to time: \(Kernel.allCases.map(\.rawValue).joined(separator: ", ")).")
-  var kernel: Kernel = .matmul
+  @OptionGroup var modelOptions: ModelOptions
 
-  @Option(help: "Matrix size M = N = K for matmul.")
-  var size = 1024
+  @Option(help: "Time a kernel instead of a model: \(Kernel.allCases.map(\.rawValue).joined(separator: ", ")).")
+  var kernel: Kernel?
 
-  @Option(help: "Timed repetitions (after one warm-up); the median is reported.")
-  var repeats = 11
-
-  @Option(help: "Threads for OpenBLAS and Reprise's loops.")
-  var threads: Int?
-
-  @Flag(help: "Print one JSON object instead of text.")
-  var json = false
+  @Option(help: "Images per step.") var batchSize = 64
+  @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
+  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size).") var inputSize: String?
+  @Flag(help: "Checkpoint each dense layer's BN-ReLU-conv 1x1 over a shared feature buffer.") var memoryEfficient = false
+  @Option(help: "Matrix size M = N = K for --kernel matmul.") var size = 1024
+  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func validate() throws {
+    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+    guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
     guard size >= 1 else { throw ValidationError("--size must be at least 1, got \(size)") }
-    guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    _ = try parsedInputShape()
+  }
+
+  func parsedInputShape() throws -> [Int] {
+    guard let inputSize else { return modelOptions.naturalInputShape }
+    let parts = inputSize.split(separator: ",").compactMap { Int($0) }
+    guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input-size must be C,H,W, got \(inputSize)") }
+    return parts
   }
 
   func run() throws {
     if let threads { Parallel.setThreadCount(threads) }
+    if kernel == .matmul { return benchMatmul() }
+    let shape = try parsedInputShape()
+    RandomGenerator.global = RandomGenerator(seed: 0)
+    let model = try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? 10, memoryEfficient: memoryEfficient)
+    let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
+    var random = RandomGenerator(seed: 1)
+    let images = Tensor(randomNormal: [batchSize] + shape, using: &random)
+    let labels = (0..<batchSize).map { _ in Int(random.next() % UInt64(modelOptions.classes ?? 10)) }
+    let base = Allocator.liveBytes
+    Allocator.resetPeak()
+    var times: [Double] = []
+    for s in 0...steps {
+      let t = seconds { trainStep(model, optimizer: optimizer, images: images, labels: labels) }
+      if s > 0 { times.append(t) }
+    }
+    let m = median(times), peak = Allocator.peakBytes - base
+    let rss = peakResidentBytes()
+    if json {
+      print(
+        #"{"model": "\#(modelOptions.label)", "batchSize": \#(batchSize), "memoryEfficient": \#(memoryEfficient), "#
+          + #""threads": \#(Parallel.threadCount), "parameters": \#(model.parameterCount), "stepSecondsMedian": \#(m), "#
+          + #""stepSecondsMin": \#(times.min()!), "imagesPerSecond": \#(Double(batchSize) / m), "peakBytes": \#(peak), "#
+          + #""peakResidentBytes": \#(rss)}"#)
+    } else {
+      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(memoryEfficient ? "memory-efficient" : "plain"), \(Parallel.threadCount) threads")
+      print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
+      print(String(format: "  peak tensor memory %.1f MiB, peak resident memory %.1f MiB", Double(peak) / 1_048_576, Double(rss) / 1_048_576))
+    }
+  }
+
+  func benchMatmul() {
     let n = size
     var random = RandomGenerator(seed: 1)
     let a = Tensor(randomNormal: [n, n], using: &random), b = Tensor(randomNormal: [n, n], using: &random)
     let lhs = a.scalars(as: Float.self), rhs = b.scalars(as: Float.self)
     var out = [Float](repeating: 0, count: n * n)
+    // The direct call uses OpenBLAS's own threads; Reprise keeps OpenBLAS single-threaded and splits
+    // its GEMMs across its own threads.
     let direct = {
+      openblas_set_num_threads(Int32(Parallel.threadCount))
+      defer { openblas_set_num_threads(1) }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(n), blasint(n), 1, lhs, blasint(n), rhs, blasint(n), 0, &out, blasint(n))
     }
     let api = { _ = matmul(a, b) }
     direct()
     api()
-    // Interleave the two so that both see the same machine state.
     var directTimes: [Double] = [], apiTimes: [Double] = []
-    for _ in 0..<repeats {
+    for _ in 0..<max(steps, 11) {  // interleaved, so both see the same machine state
       directTimes.append(seconds(direct))
       apiTimes.append(seconds(api))
     }
@@ -58,9 +99,16 @@ struct Bench: ParsableCommand {
         #"{"kernel": "matmul", "size": \#(n), "threads": \#(Parallel.threadCount), "directSecondsMedian": \#(d), "#
           + #""tensorSecondsMedian": \#(t), "ratio": \#(t / d), "tensorGflops": \#(flops / t / 1e9)}"#)
     } else {
-      print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(repeats):")
+      print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(directTimes.count):")
       print(String(format: "  cblas_sgemm direct  %.5f s  %.1f GFLOP/s", d, flops / d / 1e9))
       print(String(format: "  Tensor matmul       %.5f s  %.1f GFLOP/s  (%.3f x direct)", t, flops / t / 1e9, t / d))
     }
   }
+}
+
+/// The peak resident set size of this process in bytes (getrusage).
+func peakResidentBytes() -> Int {
+  var usage = rusage()
+  getrusage(RUSAGE_SELF.rawValue, &usage)
+  return usage.ru_maxrss * 1024
 }

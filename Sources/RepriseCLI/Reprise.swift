@@ -6,5 +6,5 @@ struct RepriseCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "reprise",
     abstract: "Train convolutional networks on the CPU with checkpointed autograd.",
-    subcommands: [Bench.self])
+    subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Bench.self])
 }

@@ -48,6 +48,16 @@ public enum Allocator {
 
   /// Returns a 64-byte-aligned buffer of at least `bytes` bytes and the size class it belongs to.
   static func allocate(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
+    let (pointer, size) = obtain(bytes)
+    #if DEBUG
+    // Debug builds (the test suite) fill every buffer with NaN bytes, so a kernel that reads an
+    // element it never wrote produces NaN instead of a plausible stale value.
+    pointer.initializeMemory(as: UInt8.self, repeating: 0xFF, count: size)
+    #endif
+    return (pointer, size)
+  }
+
+  private static func obtain(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
     let size = sizeClass(bytes)
     let reused: UnsafeMutableRawPointer? = state.withLock { s in
       s.live += size

@@ -65,6 +65,15 @@ struct PlaneLayout {
     t.rank == 4 && (t.shape[3] <= 1 || t.strides[3] == 1) && (t.shape[2] <= 1 || t.strides[2] == t.shape[3])
   }
 
+  /// Dense strides for an image tensor of `shape` with H x W planes innermost and images and channels
+  /// in the order `source` stores them (channel-major unless `source` is image-major). Pooling and
+  /// its gradients use it for results whose shape differs from their operand's.
+  static func strides(_ shape: [Int], orderedLike source: Tensor) -> [Int] {
+    let (n, c) = (source.shape[0], source.shape[1])
+    let imageMajor = n > 1 && c > 1 ? source.strides[0] > source.strides[1] : n == 1
+    return imageMajor ? Shape.contiguousStrides(shape) : channelMajorStrides(shape)
+  }
+
   /// The channel-major strides ([C, N, H, W] in memory) of a 4-D shape [N, C, H, W].
   static func channelMajorStrides(_ shape: [Int]) -> [Int] {
     [shape[2] * shape[3], shape[0] * shape[2] * shape[3], shape[3], 1]

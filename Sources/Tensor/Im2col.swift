@@ -41,7 +41,8 @@ private func copyRow<T: TensorScalar>(_ row: UnsafePointer<T>, _ g: ConvolutionG
   let hi = max(lo, min(g.outputWidth, w - dx <= 0 ? 0 : (w - dx - 1) / s + 1))
   for ox in 0..<lo { out[ox] = 0 }
   if s == 1 {
-    (out + lo).update(from: row + lo + dx, count: hi - lo)
+    let source = row + dx
+    for ox in lo..<hi { out[ox] = source[ox] }  // rows are short: a loop beats a memmove call
   } else {
     for ox in lo..<hi { out[ox] = row[ox * s + dx] }
   }

@@ -1,27 +1,35 @@
 import COpenBLAS
 import Dispatch
 
-/// How many cores the kernels use, and the one place that splits a loop across them.
+/// How many cores the kernels use, and the one place that splits work across them.
 ///
-/// Reprise's own loops and OpenBLAS take turns (a kernel either calls BLAS or runs its own loop),
-/// so both use the same thread count without oversubscribing the cores.
+/// Reprise runs one set of threads: OpenBLAS is kept single-threaded and matrix products are split
+/// into blocks here, like every other loop. Two thread pools on the same cores (OpenBLAS's spinning
+/// workers and Reprise's) would take turns busy-waiting; one pool never does.
 public enum Parallel {
   nonisolated(unsafe) private static var threads = defaultThreadCount()
 
   /// The number of threads kernels and OpenBLAS use.
   public static var threadCount: Int { threads }
 
-  /// Sets the number of threads for Reprise's loops and for OpenBLAS.
+  /// Sets the number of threads for every kernel, matrix products included.
   ///
   /// - Precondition: `count` is at least 1.
   public static func setThreadCount(_ count: Int) {
     require(count >= 1, "setThreadCount: thread count must be at least 1, got \(count)")
     threads = count
-    openblas_set_num_threads(Int32(count))
   }
 
   private static func defaultThreadCount() -> Int {
-    Int(openblas_get_num_threads())
+    let cores = Int(openblas_get_num_threads())
+    openblas_set_num_threads(1)
+    return max(1, cores)
+  }
+
+  /// Runs `body(0) ... body(count - 1)` on up to `count` threads.
+  static func run(_ count: Int, _ body: (Int) -> Void) {
+    if count == 1 { return body(0) }
+    DispatchQueue.concurrentPerform(iterations: count, execute: body)
   }
 
   /// Runs `body` over `0..<count` split into contiguous ranges, one per thread, when the work is

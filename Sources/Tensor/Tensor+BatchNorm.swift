@@ -57,9 +57,10 @@ public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Ten
 }
 
 /// `(x - mean) / sqrt(variance + epsilon) * weight + bias` per channel (weight 1 and bias 0 when
-/// absent), in the input's plane layout.
+/// absent), in the input's plane layout; followed by max(·, 0) in the same pass when `applyingReLU`.
 public func batchNormalized(
-  _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Double
+  _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Double,
+  applyingReLU: Bool = false
 ) -> Tensor {
   checkChannels("batchNormalized", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
   let x = input.denseWithPlanes()
@@ -73,7 +74,11 @@ public func batchNormalized(
       let shift = (pb?[c] ?? 0) - pm[c] * scale
       forEachPlane(of: y, channel: c, T.self) { out, n in
         let src = out + offset
-        for i in 0..<n { out[i] = src[i] * scale + shift }
+        if applyingReLU {
+          for i in 0..<n { out[i] = Swift.max(src[i] * scale + shift, 0) }
+        } else {
+          for i in 0..<n { out[i] = src[i] * scale + shift }
+        }
       }
     }
   }
@@ -90,12 +95,16 @@ public func batchNormalized(
 /// - Parameters:
 ///   - mean: the batch mean used in the forward pass.
 ///   - variance: the biased batch variance used in the forward pass.
+///   - reluOutput: for a fused batch norm and ReLU, its output: the gradient passes only where it is
+///     positive, applied on the fly.
 public func batchNormBackward(
-  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double,
+  reluOutput: Tensor? = nil
 ) -> (input: Tensor, weight: Tensor, bias: Tensor) {
   checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight)])
   require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
-  let x = input.denseWithPlanes(), dy = gradOutput.laidOut(like: x.strides), channels = x.shape[1]
+  let x = input.denseWithPlanes(), channels = x.shape[1]
+  let dy = reluOutput.map { reluBackward(gradOutput, output: $0) }?.laidOut(like: x.strides) ?? gradOutput.laidOut(like: x.strides)
   let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   func kernel<T: TensorScalar>(_: T.Type) {

@@ -2,6 +2,7 @@
 enum BinaryOperation: String {
   case add = "+", subtract = "-", multiply = "*", divide = "/", maximum, minimum, power
   case less = ".<", lessEqual = ".<=", greater = ".>", greaterEqual = ".>=", equal = ".==", notEqual = ".!="
+  case reluGradient
 }
 
 extension Tensor {
@@ -64,6 +65,7 @@ private func binaryKernel<T: TensorScalar>(
   case .greaterEqual: apply { $0 >= $1 ? 1 : 0 }
   case .equal: apply { $0 == $1 ? 1 : 0 }
   case .notEqual: apply { $0 != $1 ? 1 : 0 }
+  case .reluGradient: apply { $1 > 0 ? $0 : 0 }
   }
 }
 
@@ -92,6 +94,23 @@ extension Tensor {
   public static func .== (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .equal) }
   /// 1 where `a != b`, else 0 (broadcasting).
   public static func .!= (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .notEqual) }
+}
+
+/// The gradient of ReLU in one pass: `gradient` where `output` is positive, 0 elsewhere.
+public func reluBackward(_ gradient: Tensor, output: Tensor) -> Tensor { gradient.combined(with: output, .reluGradient) }
+
+extension Tensor {
+  /// Adds `other` (same shape) into this tensor: in place when the storage is not shared and dense,
+  /// otherwise into a new tensor. The gradient accumulator of the tape uses it.
+  package mutating func add(_ other: Tensor) {
+    guard other.shape == shape, other.dtype == dtype, isKnownUniquelyReferenced(&storage), isDense
+    else { return self = self + other }
+    let loop = StridedLoop(shape: shape, strides: [strides, other.strides, strides])
+    switch dtype {
+    case .float32: binaryKernel(.add, loop, base(Float.self), other.base(Float.self), base(Float.self))
+    case .float64: binaryKernel(.add, loop, base(Double.self), other.base(Double.self), base(Double.self))
+    }
+  }
 }
 
 /// The larger of corresponding elements (the first where equal), with broadcasting.

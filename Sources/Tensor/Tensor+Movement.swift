@@ -166,3 +166,20 @@ private func copyRows<S: TensorScalar, D: TensorScalar>(
     }
   }
 }
+
+extension Tensor {
+  /// Writes `source` into the elements this tensor views, in place, even when the storage is shared.
+  ///
+  /// This deliberately breaks value semantics for the one case that needs it: a growing buffer of
+  /// feature maps (a dense block's) whose earlier channels are viewed by earlier layers while later
+  /// channels are being written. The caller guarantees that no live view reads the written elements.
+  package func overwrite(with source: Tensor) {
+    var target = self
+    target.assign(from: source)
+  }
+
+  /// A channel-major [N, C, H, W] tensor of uninitialised elements.
+  package static func channelMajor(_ shape: [Int], dtype: DType) -> Tensor {
+    Tensor(uninitializedShape: shape, dtype: dtype, strides: PlaneLayout.channelMajorStrides(shape))
+  }
+}

@@ -43,7 +43,7 @@ private func window(_ g: ConvolutionGeometry, _ oy: Int, _ ox: Int) -> (y0: Int,
 public func maxPool2d(_ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair? = nil, padding: IntOrPair = 0) -> Tensor {
   let g = poolingGeometry("maxPool2d", input.shape, kernelSize, stride, padding)
   let x = input.withDensePlanes()
-  let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: Shape.denseStrides(g.outputShape, like: x.strides))
+  let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.strides(g.outputShape, orderedLike: x))
   func kernel<T: TensorScalar>(_: T.Type) {
     forEachPlane(g) { n, c in
       let src = x.plane(n, c, T.self), dst = y.plane(n, c, T.self)
@@ -71,8 +71,8 @@ public func maxPool2dBackward(
 ) -> Tensor {
   let g = poolingGeometry("maxPool2dBackward", input.shape, kernelSize, stride, padding)
   require(gradOutput.shape == g.outputShape, "maxPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
-  let x = input.withDensePlanes(), dy = gradOutput.laidOut(like: x.strides)
-  let dx = Tensor(zeros: x.shape, dtype: x.dtype).laidOut(like: x.strides)
+  let x = input.withDensePlanes(), dy = gradOutput.withDensePlanes()
+  let dx = Tensor(zeros: x.shape, dtype: x.dtype).copied(strides: PlaneLayout.strides(x.shape, orderedLike: x))
   func kernel<T: TensorScalar>(_: T.Type) {
     forEachPlane(g) { n, c in
       let src = x.plane(n, c, T.self), grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)
@@ -100,7 +100,7 @@ public func avgPool2d(
 ) -> Tensor {
   let g = poolingGeometry("avgPool2d", input.shape, kernelSize, stride, padding)
   let x = input.withDensePlanes()
-  let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: Shape.denseStrides(g.outputShape, like: x.strides))
+  let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.strides(g.outputShape, orderedLike: x))
   func kernel<T: TensorScalar>(_: T.Type) {
     forEachPlane(g) { n, c in
       let src = x.plane(n, c, T.self), dst = y.plane(n, c, T.self)
@@ -129,7 +129,7 @@ public func avgPool2dBackward(
   let g = poolingGeometry("avgPool2dBackward", inputShape, kernelSize, stride, padding)
   require(gradOutput.shape == g.outputShape, "avgPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
   let dy = gradOutput.withDensePlanes()
-  let dx = Tensor(zeros: inputShape, dtype: dy.dtype).laidOut(like: dy.strides)
+  let dx = Tensor(zeros: inputShape, dtype: dy.dtype).copied(strides: PlaneLayout.strides(inputShape, orderedLike: dy))
   func kernel<T: TensorScalar>(_: T.Type) {
     forEachPlane(g) { n, c in
       let grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)

@@ -11,7 +11,7 @@ public struct Tensor {
   public internal(set) var strides: [Int]
   /// The position of the first element in the storage.
   private(set) var offset: Int
-  private(set) var storage: TensorStorage
+  internal(set) var storage: TensorStorage
 
   /// The element type.
   public var dtype: DType { storage.dtype }
@@ -31,7 +31,7 @@ public struct Tensor {
   ///
   /// - Parameter strides: the memory layout; row-major when `nil`. It must be dense (a permutation
   ///   of a row-major layout).
-  init(uninitializedShape shape: [Int], dtype: DType, strides: [Int]? = nil) {
+  package init(uninitializedShape shape: [Int], dtype: DType, strides: [Int]? = nil) {
     require(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
     let count = shape.reduce(1, *)
     self.init(

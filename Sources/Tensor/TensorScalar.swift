@@ -25,8 +25,9 @@ public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, Sendable, C
   /// The run-time element type that corresponds to this scalar type.
   static var dtype: DType { get }
 
-  /// `C = alpha * op(A) * op(B) + beta * C` for row-major matrices, through OpenBLAS.
-  static func gemm(
+  /// `C = alpha * op(A) * op(B) + beta * C` for row-major matrices: one call to OpenBLAS on the
+  /// calling thread.
+  static func blasGemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
     a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int, beta: Self,
     c: UnsafeMutablePointer<Self>, ldc: Int)
@@ -37,7 +38,7 @@ extension Float: TensorScalar {
   public static var dtype: DType { .float32 }
 
   /// Single-precision GEMM through `cblas_sgemm`.
-  public static func gemm(
+  public static func blasGemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
     c: UnsafeMutablePointer<Float>, ldc: Int
@@ -54,7 +55,7 @@ extension Double: TensorScalar {
   public static var dtype: DType { .float64 }
 
   /// Double-precision GEMM through `cblas_dgemm`.
-  public static func gemm(
+  public static func blasGemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Double,
     a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int, beta: Double,
     c: UnsafeMutablePointer<Double>, ldc: Int
@@ -63,5 +64,38 @@ extension Double: TensorScalar {
       CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
       blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
       blasint(ldc))
+  }
+}
+
+extension TensorScalar {
+  /// `C = alpha * op(A) * op(B) + beta * C` for row-major matrices, split across
+  /// ``Parallel/threadCount`` threads by blocks of columns of C (or of rows, when C is taller than
+  /// wide), each block one single-threaded OpenBLAS call. Every element of C is computed by one
+  /// call in the same order whatever the split, so results do not depend on the thread count.
+  static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+    a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int, beta: Self,
+    c: UnsafeMutablePointer<Self>, ldc: Int
+  ) {
+    let threads = Parallel.threadCount
+    let byColumns = n >= m
+    let extent = byColumns ? n : m
+    let pieces = min(threads, extent / 16, max(1, m * n * k / (1 << 18)))
+    guard pieces > 1 else {
+      return blasGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+    Parallel.run(pieces) { p in
+      // Blocks start on multiples of 16 so that each call sees aligned, kernel-sized panels.
+      let start = extent * p / pieces / 16 * 16, end = p == pieces - 1 ? extent : extent * (p + 1) / pieces / 16 * 16
+      if byColumns {
+        blasGemm(
+          transposeA: transposeA, transposeB: transposeB, m: m, n: end - start, k: k, alpha: alpha, a: a, lda: lda,
+          b: b + (transposeB ? start * ldb : start), ldb: ldb, beta: beta, c: c + start, ldc: ldc)
+      } else {
+        blasGemm(
+          transposeA: transposeA, transposeB: transposeB, m: end - start, n: n, k: k, alpha: alpha,
+          a: a + (transposeA ? start : start * lda), lda: lda, b: b, ldb: ldb, beta: beta, c: c + start * ldc, ldc: ldc)
+      }
+    }
   }
 }

@@ -7,17 +7,21 @@ import TensorModule
 /// backward pass; fused it makes three and keeps only the input. `Tests/AutogradTests` checks it
 /// against the composite. The caller updates running statistics from the returned batch mean and
 /// biased variance.
+/// With `applyingReLU` the output is max(·, 0) of the normalised values, computed in the same pass
+/// (one pass and one feature map fewer than `relu(batchNorm(...))`, the pre-activation pattern of
+/// DenseNets and ResNets).
 /// - Returns: the normalised output and the batch mean and biased variance per channel.
 public func batchNorm(
-  _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5
+  _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5, applyingReLU: Bool = false
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, w = weight?.value
   let (mean, variance) = batchNormStatistics(x)
-  let y = batchNormalized(x, mean: mean, variance: variance, weight: w, bias: bias?.value, epsilon: epsilon)
+  let y = batchNormalized(x, mean: mean, variance: variance, weight: w, bias: bias?.value, epsilon: epsilon, applyingReLU: applyingReLU)
+  let relu = applyingReLU ? y : nil
   let inputs = [input] + [weight, bias].compactMap { $0 }
   let hasWeight = weight != nil, hasBias = bias != nil
-  let output = recordOperation("batchNorm", y, inputs: inputs) { [x] grad in
-    let g = batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, epsilon: epsilon)
+  let output = recordOperation(applyingReLU ? "batchNormReLU" : "batchNorm", y, inputs: inputs) { [x] grad in
+    let g = batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, epsilon: epsilon, reluOutput: relu)
     return [g.input] + (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : [])
   }
   return (output, mean, variance)

@@ -11,6 +11,7 @@ public func conv2d(
   let inputShape = input.shape, weightShape = weight.shape
   let x = weight.requiresGrad ? input.value : nil, w = input.requiresGrad ? weight.value : nil
   let y = TensorModule.conv2d(input.value, weight.value, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  countMultiplyAccumulates(y.count * weightShape[1] * weightShape[2] * weightShape[3])
   return recordOperation("conv2d", y, inputs: [input, weight]) { grad in
     [
       w.map {

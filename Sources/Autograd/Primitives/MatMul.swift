@@ -2,8 +2,10 @@ import TensorModule
 
 /// The matrix product of the last two dimensions, batched over (broadcast) leading dimensions.
 public func matmul(_ a: Variable, _ b: Variable) -> Variable {
-  let x = b.requiresGrad ? a.value : nil, y = a.requiresGrad ? b.value : nil
-  return recordOperation("matmul", TensorModule.matmul(a.value, b.value), inputs: [a, b]) { grad in
-    [y.map { TensorModule.matmul(grad, $0.transposed()) }, x.map { TensorModule.matmul($0.transposed(), grad) }]
+  let lhs = b.requiresGrad ? a.value : nil, rhs = a.requiresGrad ? b.value : nil
+  let product = TensorModule.matmul(a.value, b.value)
+  countMultiplyAccumulates(product.count * a.shape[a.shape.count - 1])
+  return recordOperation("matmul", product, inputs: [a, b]) { grad in
+    [rhs.map { TensorModule.matmul(grad, $0.transposed()) }, lhs.map { TensorModule.matmul($0.transposed(), grad) }]
   }
 }

@@ -23,5 +23,5 @@ public func sqrt(_ x: Variable) -> Variable {
 /// max(x, 0); the gradient passes where the output is positive.
 public func relu(_ x: Variable) -> Variable {
   let y = TensorModule.relu(x.value)
-  return recordOperation("relu", y, inputs: [x]) { [y] grad in [grad * step(y)] }
+  return recordOperation("relu", y, inputs: [x]) { [y] grad in [reluBackward(grad, output: y)] }
 }

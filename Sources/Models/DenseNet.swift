@@ -1,0 +1,158 @@
+import Autograd
+import NN
+import TensorModule
+
+/// DenseNet and DenseNet-BC.
+///
+/// Original papers: "Densely Connected Convolutional Networks", Huang, Liu, van der Maaten and
+/// Weinberger, CVPR 2017; "Memory-Efficient Implementation of DenseNets", Pleiss, Chen, Huang, Li,
+/// van der Maaten and Weinberger, 2017. Specification: reference/MODELS.md, section 1.
+///
+/// | stage        | CIFAR                         | ImageNet                                  |
+/// |--------------|-------------------------------|-------------------------------------------|
+/// | stem         | conv 3x3, c0                  | conv 7x7/2, c0, BN, ReLU, max-pool 3x3/2  |
+/// | dense blocks | 3 equal blocks                | 4 blocks (6, 12, 24, 16 for DenseNet-121) |
+/// | transitions  | BN, ReLU, conv 1x1 θc, avg-pool 2x2 after every block but the last       |
+/// | head         | BN, ReLU, global average pool, linear                                     |
+///
+/// Parameter and buffer names are torchvision's state-dict keys. With `memoryEfficient` every dense
+/// layer's BN-ReLU-conv 1x1 on the concatenated features is a checkpoint region, and a block's
+/// features live in one growing buffer (``FeatureBuffer``), so feature-map memory is linear in depth.
+public final class DenseNet: Network {
+  /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
+  public let features: ModuleContainer
+  /// The linear classifier.
+  public let classifier: Linear
+  /// The configuration it was built from.
+  public let configuration: DenseNetConfiguration
+  public let stages: [(name: String, layer: any Layer)]
+
+  /// A DenseNet as configured, initialised as MODELS.md 1.4 says (He-normal convolutions, fan-out
+  /// for the CIFAR models as the official code, fan-in for the ImageNet models as torchvision; BN
+  /// 1 and 0; linear bias 0).
+  public init(_ configuration: DenseNetConfiguration) {
+    self.configuration = configuration
+    let c = configuration, k = c.growthRate, fan: Initializer.Fan = c.stem == .imagenet ? .fanIn : .fanOut
+    var stages: [(String, any Layer)] = []
+    var modules: [(String, any Module)] = []
+    func add(_ name: String, _ layer: any Layer, named: Bool = true) {
+      stages.append(("features." + name, layer))
+      if named { modules.append((name, layer)) }
+    }
+    var width = c.initialChannels
+    if c.stem == .imagenet {
+      add("conv0", Conv2d(inputChannels: c.inputChannels, outputChannels: width, kernelSize: 7, stride: 2, padding: 3, bias: false, initializer: .kaimingNormal(fan)))
+      add("norm0", BatchNorm2d(channels: width))
+      add("relu0", ReLU(), named: false)
+      add("pool0", MaxPool2d(kernelSize: 3, stride: 2, padding: 1), named: false)
+    } else {
+      add("conv0", Conv2d(inputChannels: c.inputChannels, outputChannels: width, kernelSize: 3, padding: 1, bias: false, initializer: .kaimingNormal(fan)))
+    }
+    for (b, layerCount) in c.blocks.enumerated() {
+      add("denseblock\(b + 1)", DenseBlock(layerCount: layerCount, inputChannels: width, configuration: c, fan: fan))
+      width += layerCount * k
+      if b < c.blocks.count - 1 {
+        let out = Int((Double(width) * c.compression).rounded(.down))
+        add("transition\(b + 1)", Transition(inputChannels: width, outputChannels: out, dropRate: c.dropRate, fan: fan))
+        width = out
+      }
+    }
+    add("norm5", BatchNorm2d(channels: width))
+    stages += [("features.relu5", ReLU()), ("pool", GlobalAvgPool2d())]
+    features = ModuleContainer(modules)
+    classifier = Linear(inputFeatures: width, outputFeatures: c.classCount)
+    classifier.bias.map { $0.value = Tensor(zeros: $0.shape) }
+    stages.append(("classifier", classifier))
+    self.stages = stages
+  }
+
+  /// `features` and `classifier`.
+  public var children: [(name: String, module: any Module)] { [("features", features), ("classifier", classifier)] }
+}
+
+/// A dense block: each layer reads every earlier feature map and appends `growthRate` new ones.
+public final class DenseBlock: Layer {
+  /// The layers, `denselayer1`, `denselayer2`, ...
+  public let layers: [DenseLayer]
+  let capacity: Int
+
+  init(layerCount: Int, inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
+    layers = (0..<layerCount).map { i in
+      DenseLayer(inputChannels: inputChannels + i * c.growthRate, configuration: c, fan: fan, name: "denselayer\(i + 1)")
+    }
+    capacity = inputChannels + layerCount * c.growthRate
+  }
+
+  /// `denselayer1`, `denselayer2`, ...
+  public var children: [(name: String, module: any Module)] { layers.map { ($0.name, $0) } }
+
+  /// The block input followed by every layer's new channels.
+  public func callAsFunction(_ input: Variable) -> Variable {
+    let buffer = FeatureBuffer(capacity: capacity, first: input)
+    for layer in layers { buffer.append(layer(buffer.features)) }
+    return buffer.features
+  }
+}
+
+/// BN-ReLU-conv 1x1 (4k, the bottleneck) then BN-ReLU-conv 3x3 (k) for DenseNet-BC; BN-ReLU-conv 3x3
+/// (k) for plain DenseNet. Dropout follows each convolution when the drop rate is positive.
+public final class DenseLayer: Layer {
+  let name: String
+  let norm1: BatchNorm2d, conv1: Conv2d
+  let norm2: BatchNorm2d?, conv2: Conv2d?
+  let dropout: Dropout?
+  let memoryEfficient: Bool
+
+  init(inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan, name: String) {
+    self.name = name
+    let k = c.growthRate, bottleneckWidth = c.bottleneckFactor * k
+    norm1 = BatchNorm2d(channels: inputChannels)
+    if c.bottleneck {
+      conv1 = Conv2d(inputChannels: inputChannels, outputChannels: bottleneckWidth, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
+      norm2 = BatchNorm2d(channels: bottleneckWidth)
+      conv2 = Conv2d(inputChannels: bottleneckWidth, outputChannels: k, kernelSize: 3, padding: 1, bias: false, initializer: .kaimingNormal(fan))
+    } else {
+      conv1 = Conv2d(inputChannels: inputChannels, outputChannels: k, kernelSize: 3, padding: 1, bias: false, initializer: .kaimingNormal(fan))
+      (norm2, conv2) = (nil, nil)
+    }
+    dropout = c.dropRate > 0 ? Dropout(probability: c.dropRate) : nil
+    memoryEfficient = c.memoryEfficient
+  }
+
+  /// `norm1`, `conv1` and, for BC layers, `norm2`, `conv2` (torchvision's names).
+  public var children: [(name: String, module: any Module)] {
+    [("norm1", norm1), ("conv1", conv1)] + (norm2.map { [("norm2", $0), ("conv2", conv2!)] } ?? [])
+  }
+
+  /// The new channels computed from the concatenation of all earlier ones.
+  public func callAsFunction(_ features: Variable) -> Variable {
+    let first: (Variable) -> Variable = { [norm1, conv1, dropout] x in
+      let y = conv1(norm1(x, applyingReLU: true))
+      return dropout?(y) ?? y
+    }
+    let h = memoryEfficient ? checkpoint(features, name: name, first) : first(features)
+    guard let norm2, let conv2 else { return h }
+    let y = conv2(norm2(h, applyingReLU: true))
+    return dropout?(y) ?? y
+  }
+}
+
+/// BN-ReLU-conv 1x1 (compression) and 2x2 average pooling between dense blocks.
+public final class Transition: Layer {
+  let norm: BatchNorm2d, conv: Conv2d, dropout: Dropout?
+
+  init(inputChannels: Int, outputChannels: Int, dropRate: Double, fan: Initializer.Fan) {
+    norm = BatchNorm2d(channels: inputChannels)
+    conv = Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
+    dropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+  }
+
+  /// `norm` and `conv`.
+  public var children: [(name: String, module: any Module)] { [("norm", norm), ("conv", conv)] }
+
+  /// The compressed, down-sampled features.
+  public func callAsFunction(_ input: Variable) -> Variable {
+    let y = conv(norm(input, applyingReLU: true))
+    return avgPool2d(dropout?(y) ?? y, kernelSize: 2)
+  }
+}

@@ -1,0 +1,69 @@
+import Autograd
+import TensorModule
+
+/// Batch normalisation over the channels of [N, C, H, W] inputs, exactly as PyTorch's
+/// `BatchNorm2d`: in training it normalises with the batch's biased variance and updates the
+/// running variance with the unbiased one; in inference it uses the running statistics.
+///
+/// The running statistics are updated once per step even inside a checkpoint region that is
+/// replayed (contract rule 5).
+public final class BatchNorm2d: Layer {
+  /// The scale per channel (γ), initially 1.
+  public let weight: Variable
+  /// The shift per channel (β), initially 0.
+  public let bias: Variable
+  /// The running mean per channel, initially 0.
+  public let runningMean: Variable
+  /// The running (unbiased) variance per channel, initially 1.
+  public let runningVariance: Variable
+  /// How many training batches have updated the running statistics.
+  public private(set) var batchesTracked = 0
+  /// Added to the variance before the square root.
+  public let epsilon: Double
+  /// The weight of a new batch in the running statistics.
+  public let momentum: Double
+
+  /// Batch normalisation of `channels` channels (eps 1e-5 and momentum 0.1 by default, as PyTorch).
+  public init(channels: Int, epsilon: Double = 1e-5, momentum: Double = 0.1) {
+    weight = parameter(Tensor(ones: [channels]), "weight")
+    bias = parameter(Tensor(zeros: [channels]), "bias")
+    runningMean = buffer(Tensor(zeros: [channels]), "running_mean")
+    runningVariance = buffer(Tensor(ones: [channels]), "running_var")
+    (self.epsilon, self.momentum) = (epsilon, momentum)
+  }
+
+  /// `weight` and `bias`.
+  public var ownParameters: [(name: String, variable: Variable)] { [("weight", weight), ("bias", bias)] }
+  /// `running_mean` and `running_var` (PyTorch's names).
+  public var ownBuffers: [(name: String, variable: Variable)] {
+    [("running_mean", runningMean), ("running_var", runningVariance)]
+  }
+
+  /// Sets the number of tracked batches (when loading a state file).
+  public func setBatchesTracked(_ count: Int) { batchesTracked = count }
+
+  /// The normalised input.
+  public func callAsFunction(_ input: Variable) -> Variable { callAsFunction(input, applyingReLU: false) }
+
+  /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
+  public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
+    require(
+      input.shape.count == 4 && input.shape[1] == weight.shape[0],
+      "BatchNorm2d: input \(input.shape) does not have \(weight.shape[0]) channels in [N, C, H, W]")
+    guard LearningPhase.current == .training else {
+      let scale = weight / sqrt(Variable(runningVariance.value) + epsilon)
+      let shift = bias - Variable(runningMean.value) * scale
+      let y = input * reshape(scale, to: [1, -1, 1, 1]) + reshape(shift, to: [1, -1, 1, 1])
+      return applyingReLU ? relu(y) : y
+    }
+    let (output, mean, variance) = batchNorm(input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU)
+    onFirstPass {
+      let n = Double(input.value.count / input.shape[1])
+      let m = momentum
+      runningMean.value = runningMean.value * (1 - m) + mean * m
+      runningVariance.value = runningVariance.value * (1 - m) + variance * (m * n / Swift.max(n - 1, 1))
+      batchesTracked += 1
+    }
+    return output
+  }
+}

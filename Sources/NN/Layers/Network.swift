@@ -1,0 +1,55 @@
+import Autograd
+import TensorModule
+
+/// A network whose forward pass is a sequence of named stages: the rows of `reprise summary`, and
+/// the shape of the architecture tables in papers.
+public protocol Network: Layer {
+  /// The stages applied in order; their composition is the forward pass.
+  var stages: [(name: String, layer: any Layer)] { get }
+}
+
+extension Network {
+  /// The stages applied in order.
+  public func callAsFunction(_ input: Variable) -> Variable {
+    stages.reduce(input) { x, stage in stage.layer(x) }
+  }
+}
+
+/// Named sub-modules that are not called as one layer (PyTorch's `ModuleList` or a `features`
+/// container); it exists to give parameters their dotted names.
+public final class ModuleContainer: Module {
+  /// The sub-modules.
+  public let children: [(name: String, module: any Module)]
+
+  /// A container of the given named modules.
+  public init(_ children: [(name: String, module: any Module)]) { self.children = children }
+}
+
+/// One row of a network summary.
+public struct StageSummary: Sendable {
+  /// The stage's name (a dotted module path).
+  public var name: String
+  /// The stage's output shape.
+  public var outputShape: [Int]
+  /// Trainable parameters of the stage.
+  public var parameters: Int
+  /// Multiply-accumulates of the stage for the given input.
+  public var multiplyAccumulates: Int
+}
+
+extension Network {
+  /// Runs one input of `inputShape` [N, C, H, W] through the stages in inference, without recording,
+  /// and returns each stage's output shape, parameters and multiply-accumulates.
+  public func summary(inputShape: [Int]) -> [StageSummary] {
+    withoutRecording {
+      withLearningPhase(.inference) {
+        var x = Variable(Tensor(zeros: inputShape, dtype: parameters.first?.dtype ?? .float32))
+        return stages.map { name, layer in
+          let (y, macs) = countingMultiplyAccumulates { layer(x) }
+          x = y
+          return StageSummary(name: name, outputShape: y.shape, parameters: layer.parameterCount, multiplyAccumulates: macs)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import Autograd
+import TensorModule
+
+/// A part of a network: it owns parameters and buffers and may contain named sub-modules.
+///
+/// Parameters and buffers are listed explicitly by each module, never found by reflection, and
+/// named with PyTorch's dotted paths (`features.denseblock1.denselayer1.norm1.weight`), so state
+/// files move between Reprise and PyTorch. Modules are classes: layers update their buffers in
+/// place and optimisers update parameters in place.
+public protocol Module: AnyObject {
+  /// Sub-modules by name, in order.
+  var children: [(name: String, module: any Module)] { get }
+  /// The parameters this module owns itself (not its children's), by name.
+  var ownParameters: [(name: String, variable: Variable)] { get }
+  /// The buffers (running statistics) this module owns itself, by name.
+  var ownBuffers: [(name: String, variable: Variable)] { get }
+}
+
+/// A module that maps one value to another.
+public protocol Layer: Module {
+  /// The layer applied to `input`; training or inference behaviour follows ``LearningPhase/current``.
+  func callAsFunction(_ input: Variable) -> Variable
+}
+
+extension Module {
+  /// No sub-modules.
+  public var children: [(name: String, module: any Module)] { [] }
+  /// No parameters of its own.
+  public var ownParameters: [(name: String, variable: Variable)] { [] }
+  /// No buffers of its own.
+  public var ownBuffers: [(name: String, variable: Variable)] { [] }
+
+  /// Every parameter of this module and its descendants, with dotted names, depth first.
+  public var namedParameters: [(name: String, variable: Variable)] { collect(\.ownParameters) }
+
+  /// Every buffer of this module and its descendants, with dotted names, depth first.
+  public var namedBuffers: [(name: String, variable: Variable)] { collect(\.ownBuffers) }
+
+  /// Every parameter, in the order of ``namedParameters``.
+  public var parameters: [Variable] { namedParameters.map(\.variable) }
+
+  /// The number of trainable parameter elements (buffers excluded), the convention of the papers.
+  public var parameterCount: Int { namedParameters.reduce(0) { $0 + $1.variable.value.count } }
+
+  /// Converts every parameter and buffer to `dtype` (Float64 for gradient checks).
+  public func convert(to dtype: DType) {
+    for (_, v) in namedParameters + namedBuffers {
+      v.value = v.value.converted(to: dtype)
+      v.grad = v.grad?.converted(to: dtype)
+    }
+  }
+
+  /// Clears the gradients of every parameter.
+  public func zeroGradients() {
+    for p in parameters { p.grad = nil }
+  }
+
+  private func collect(_ own: KeyPath<any Module, [(name: String, variable: Variable)]>) -> [(name: String, variable: Variable)] {
+    var result: [(name: String, variable: Variable)] = []
+    var stack: [(prefix: String, module: any Module)] = [("", self)]
+    while let (prefix, module) = stack.popLast() {
+      result += module[keyPath: own].map { (prefix + $0.name, $0.variable) }
+      stack += module.children.reversed().map { (prefix + $0.name + ".", $0.module) }
+    }
+    return result
+  }
+}
+
+/// A parameter: a leaf that requires gradients, named for messages.
+func parameter(_ value: Tensor, _ name: String) -> Variable {
+  Variable(value, requiresGrad: true, name: name)
+}
+
+/// A buffer: a leaf without gradients.
+func buffer(_ value: Tensor, _ name: String) -> Variable {
+  Variable(value, requiresGrad: false, name: name)
+}

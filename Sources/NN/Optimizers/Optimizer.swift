@@ -1,0 +1,32 @@
+import Autograd
+import TensorModule
+
+/// Updates parameters from their gradients; the learning rate is set by a schedule each step.
+public protocol Optimizer: AnyObject {
+  /// The learning rate of the next step.
+  var learningRate: Double { get set }
+  /// The parameters it updates, in a fixed order.
+  var parameters: [Variable] { get }
+  /// Updates every parameter that has a gradient.
+  func step()
+  /// The optimiser's state (momentum buffers, step counts) as named tensors, for resuming.
+  var state: [String: Tensor] { get }
+  /// Restores state from ``state``.
+  ///
+  /// - Throws: ``StateFileError`` when an entry is missing or has the wrong shape.
+  func load(state: [String: Tensor]) throws
+}
+
+extension Optimizer {
+  /// Clears every parameter's gradient.
+  public func zeroGradients() {
+    for p in parameters { p.grad = nil }
+  }
+}
+
+/// Reads `key` from an optimiser state, checking its shape.
+func stateEntry(_ state: [String: Tensor], _ key: String, shape: [Int]) throws -> Tensor {
+  guard let t = state[key] else { throw StateFileError.missingKeys([key]) }
+  guard t.shape == shape else { throw StateFileError.shapeMismatch([(key, expected: shape, found: t.shape)]) }
+  return t
+}

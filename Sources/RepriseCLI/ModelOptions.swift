@@ -1,0 +1,68 @@
+import ArgumentParser
+import Reprise
+
+/// The options that choose and configure a model, shared by every subcommand.
+struct ModelOptions: ParsableArguments {
+  static let names = [
+    "densenet", "densenet-bc", "densenet121", "densenet169", "densenet201", "densenet161", "densenet264",
+    "densenet264-k48", "densenet232",
+  ]
+
+  @Option(help: "The model: \(names.joined(separator: ", ")).")
+  var model = "densenet-bc"
+
+  @Option(help: "Depth of a CIFAR DenseNet (densenet: 4 + 3n, densenet-bc: 4 + 6n).")
+  var depth = 40
+
+  @Option(help: "Growth rate k of a CIFAR DenseNet.")
+  var growthRate = 12
+
+  @Option(help: "Number of classes (default: the data set's).")
+  var classes: Int?
+
+  @Option(help: "Transition compression θ of a CIFAR DenseNet (default 0.5 for BC, 1 otherwise).")
+  var compression: Double?
+
+  @Option(help: "Stem channels of a CIFAR DenseNet (default 2k for BC, 16 otherwise).")
+  var initChannels: Int?
+
+  @Option(help: "Dropout after each convolution but the first.")
+  var dropRate = 0.0
+
+  func validate() throws {
+    guard Self.names.contains(model) else {
+      throw ValidationError("unknown model '\(model)'; choose one of \(Self.names.joined(separator: ", "))")
+    }
+    if let classes, classes < 1 { throw ValidationError("--classes must be positive, got \(classes)") }
+  }
+
+  /// The model for images with `inputChannels` channels and `classCount` classes (unless --classes).
+  func make(inputChannels: Int, classCount: Int, memoryEfficient: Bool) throws -> DenseNet {
+    let classes = self.classes ?? classCount
+    var configuration: DenseNetConfiguration
+    switch model {
+    case "densenet", "densenet-bc":
+      configuration = try .cifar(
+        depth: depth, growthRate: growthRate, bottleneck: model == "densenet-bc", compression: compression,
+        initialChannels: initChannels, dropRate: dropRate, classCount: classes, inputChannels: inputChannels)
+    case "densenet121": configuration = .densenet121
+    case "densenet169": configuration = .densenet169
+    case "densenet201": configuration = .densenet201
+    case "densenet161": configuration = .densenet161
+    case "densenet264": configuration = .densenet264
+    case "densenet264-k48": configuration = .densenet264k48
+    default: configuration = .densenet232
+    }
+    configuration.classCount = classes
+    configuration.inputChannels = inputChannels
+    configuration.memoryEfficient = memoryEfficient
+    if configuration.stem == .imagenet { configuration.dropRate = dropRate }
+    return DenseNet(configuration)
+  }
+
+  /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
+  var naturalInputShape: [Int] { model.hasPrefix("densenet") && model != "densenet" && model != "densenet-bc" ? [3, 224, 224] : [3, 32, 32] }
+
+  /// A short name for files and messages, such as `densenet-bc-40-k12`.
+  var label: String { model == "densenet" || model == "densenet-bc" ? "\(model)-\(depth)-k\(growthRate)" : model }
+}

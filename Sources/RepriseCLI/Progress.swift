@@ -1,0 +1,73 @@
+import Foundation
+import Reprise
+
+/// Reports training progress: a live line on a terminal, plain lines every 10% otherwise.
+final class Progress {
+  let totalSteps: Int
+  let batchSize: Int
+  let isTerminal = isatty(STDOUT_FILENO) != 0
+  var started = Date()
+  var lastPrinted = -1
+
+  init(totalSteps: Int, batchSize: Int) { (self.totalSteps, self.batchSize) = (totalSteps, batchSize) }
+
+  func update(step: Int, loss: Double) {
+    if lastPrinted < 0 { (started, lastPrinted) = (Date(), step - 1) }
+    let elapsed = Date().timeIntervalSince(started), done = step - lastPrinted
+    let rate = Double(done * batchSize) / max(elapsed, 1e-9)
+    let eta = Double(totalSteps - step) * elapsed / Double(max(done, 1))
+    let text = String(
+      format: "step %d/%d  loss %.4f  %.1f images/s  memory %.1f MiB (peak %.1f)  ETA %@", step, totalSteps, loss, rate,
+      Double(Allocator.liveBytes) / 1_048_576, Double(Allocator.peakBytes) / 1_048_576, formatDuration(eta))
+    if isTerminal {
+      print("\r" + text, terminator: "\u{1B}[K")
+      fflush(stdout)
+    } else if step % max(1, totalSteps / 10) == 0 || step == totalSteps {
+      print(text)
+      fflush(stdout)
+    }
+  }
+
+  func finish() {
+    if isTerminal { print("") }
+    lastPrinted = -1
+  }
+}
+
+/// `1h02m03s`, `4m05s` or `6s`.
+func formatDuration(_ seconds: Double) -> String {
+  let s = Int(seconds.rounded())
+  if s >= 3600 { return String(format: "%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60) }
+  return s >= 60 ? String(format: "%dm%02ds", s / 60, s % 60) : "\(s)s"
+}
+
+/// One line of the training log.
+struct EpochLog: Encodable {
+  var epoch: Int
+  var step: Int
+  var trainLoss: Double
+  var trainAccuracy: Double
+  var testLoss: Double
+  var testAccuracy: Double
+  var seconds: Double
+  var peakBytes: Int
+
+  var text: String {
+    String(
+      format: "epoch %d: train loss %.4f, train accuracy %.2f%%, test loss %.4f, test accuracy %.2f%%, %@, peak memory %.1f MiB",
+      epoch, trainLoss, 100 * trainAccuracy, testLoss, 100 * testAccuracy, formatDuration(seconds), Double(peakBytes) / 1_048_576)
+  }
+
+  /// Appends this entry as one JSON line.
+  func append(to path: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    var data = try encoder.encode(self)
+    data.append(0x0A)
+    if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+    guard let handle = FileHandle(forWritingAtPath: path) else { throw StateFileError.unwritable(path, "cannot open for appending") }
+    defer { try? handle.close() }
+    try handle.seekToEnd()
+    try handle.write(contentsOf: data)
+  }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import Reprise
+
+/// `reprise summary`: the model's stages with output shapes, parameters and multiply-accumulates.
+struct Summary: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Per-stage output shape, parameters and multiply-accumulates, and totals.")
+
+  @OptionGroup var modelOptions: ModelOptions
+  @Option(help: "Input size C,H,W (default: 3,32,32 for CIFAR models, 3,224,224 for ImageNet models).") var inputSize: String?
+  @Flag(help: "Print one JSON object with `parameters`, `macs` and the stages.") var json = false
+
+  func run() throws {
+    var shape = modelOptions.naturalInputShape
+    if let inputSize {
+      let parts = inputSize.split(separator: ",").compactMap { Int($0) }
+      guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input-size must be C,H,W, got \(inputSize)") }
+      shape = parts
+    }
+    let model = try withoutRecording {
+      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? 10, memoryEfficient: false)
+    }
+    let rows = model.summary(inputShape: [1] + shape)
+    let macs = rows.reduce(0) { $0 + $1.multiplyAccumulates }
+    if json {
+      let stages = rows.map { #"{"name": "\#($0.name)", "outputShape": \#($0.outputShape), "parameters": \#($0.parameters), "macs": \#($0.multiplyAccumulates)}"# }
+      print(#"{"model": "\#(modelOptions.label)", "inputShape": \#(shape), "parameters": \#(model.parameterCount), "macs": \#(macs), "stages": [\#(stages.joined(separator: ", "))]}"#)
+      return
+    }
+    let nameWidth = max(24, rows.map(\.name.count).max() ?? 0)
+    func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+    func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+    print(pad("stage", nameWidth) + "  " + pad("output shape", 20) + left("parameters", 14) + left("MACs", 16))
+    for r in rows {
+      print(pad(r.name, nameWidth) + "  " + pad("\(r.outputShape)", 20) + left(grouped(r.parameters), 14) + left(grouped(r.multiplyAccumulates), 16))
+    }
+    print("total: \(grouped(model.parameterCount)) parameters, \(grouped(macs)) multiply-accumulates for input \([1] + shape)")
+  }
+}
+
+/// `1234567` as `1,234,567`.
+func grouped(_ n: Int) -> String {
+  let digits = String(n.magnitude)
+  var out = ""
+  for (i, c) in digits.enumerated() {
+    if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+    out.append(c)
+  }
+  return (n < 0 ? "-" : "") + out
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import Reprise
+
+/// `reprise train`: trains a model; with no arguments, the main job (DenseNet-BC-40, k = 12,
+/// memory-efficient, one epoch of Fashion-MNIST).
+struct Train: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Train a model. With no arguments: DenseNet-BC-40 (k=12, memory-efficient) on Fashion-MNIST for one epoch.")
+
+  enum ScheduleName: String, ExpressibleByArgument, CaseIterable {
+    case constant, multistep, cosine, cyclicCosine = "cyclic-cosine"
+  }
+
+  @OptionGroup var modelOptions: ModelOptions
+  @OptionGroup var dataOptions: DataOptions
+
+  @Option(help: "Epochs to train.") var epochs = 1
+  @Option(help: "Stop after this many steps in total (across resumes).") var maxSteps: Int?
+  @Option(help: "Images per step.") var batchSize = 64
+  @Option(help: "Base learning rate.") var lr = 0.1
+  @Option(help: "SGD momentum.") var momentum = 0.9
+  @Flag(inversion: .prefixedNo, help: "Nesterov momentum.") var nesterov = true
+  @Option(help: "L2 weight decay.") var weightDecay = 1e-4
+  @Option(help: "Learning-rate schedule, stepped every batch: constant, multistep (x0.1 at 50% and 75%), cosine, cyclic-cosine.")
+  var schedule: ScheduleName = .cosine
+  @Option(help: "Restarts of the cyclic-cosine schedule (snapshot ensembles).") var cycles = 2
+  @Option(help: "Label smoothing of the cross-entropy.") var labelSmoothing = 0.0
+  @Flag(help: "Train without random crops and flips.") var noAugment = false
+  @Flag(help: "Visit the training images in file order.") var noShuffle = false
+  @Option(help: "Seed of initialisation, shuffling, augmentation and dropout.") var seed: UInt64 = 0
+  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @Flag(inversion: .prefixedNo, help: "Checkpoint each dense layer's BN-ReLU-conv 1x1 over a shared feature buffer.")
+  var memoryEfficient = true
+  @Option(help: "Start from the model state in this safetensors file.") var initWeights: String?
+  @Option(help: "Write the trained model's state here (PyTorch keys); default: a file named after the model and data.")
+  var save: String?
+  @Option(help: "Write the training state (model, optimiser, schedule position, random state) here after every epoch.")
+  var checkpoint: String?
+  @Option(help: "Continue exactly from a training state written by --checkpoint.") var resume: String?
+  @Option(help: "Append one JSON object per epoch to this file.") var log: String?
+
+  func validate() throws {
+    guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+    if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
+    guard lr > 0 else { throw ValidationError("--lr must be positive, got \(lr)") }
+    guard momentum >= 0 else { throw ValidationError("--momentum must not be negative, got \(momentum)") }
+    guard !nesterov || momentum > 0 else { throw ValidationError("--nesterov needs a positive --momentum") }
+    guard (0...1).contains(labelSmoothing) else { throw ValidationError("--label-smoothing must be in [0, 1]") }
+    guard cycles >= 1 else { throw ValidationError("--cycles must be at least 1") }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    for (flag, path) in [("--init-weights", initWeights), ("--resume", resume)] {
+      if let path, !FileManager.default.isReadableFile(atPath: path) { throw ValidationError("\(flag): cannot read \(path)") }
+    }
+  }
+
+  func run() throws {
+    if let threads { Parallel.setThreadCount(threads) }
+    let train = try dataOptions.load(.train), test = try dataOptions.load(.test)
+    RandomGenerator.global = RandomGenerator(seed: seed)
+    let model = try modelOptions.make(inputChannels: train.imageShape[0], classCount: train.classCount, memoryEfficient: memoryEfficient)
+    if let initWeights { try model.loadState(from: initWeights) }
+    let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+    let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
+    let totalSteps = min(epochs * stepsPerEpoch, maxSteps ?? .max)
+    let rates: LearningRateSchedule = switch schedule {
+    case .constant: .constant
+    case .multistep: .multiStep(milestones: [totalSteps / 2, totalSteps * 3 / 4], gamma: 0.1)
+    case .cosine: .cosine(totalSteps: totalSteps, minimum: 0)
+    case .cyclicCosine: .cyclicCosine(totalSteps: totalSteps, cycles: cycles)
+    }
+    var state = TrainingState(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1))
+    if let resume { state = try TrainingState.restore(from: resume, model: model, optimizer: optimizer) }
+    let augmentation = noAugment ? Augmentation.none : Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true)
+    let savePath = save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors"
+    let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
+    print("Training \(modelOptions.label) (\(model.parameterCount) parameters\(memoryEfficient ? ", memory-efficient" : "")) on \(dataOptions.label): "
+      + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)")
+    fflush(stdout)
+    Allocator.resetPeak()
+    while state.step < totalSteps {
+      let epoch = state.step / stepsPerEpoch
+      let order = train.order(epoch: epoch, seed: seed, shuffle: !noShuffle)
+      var epochLoss = 0.0, epochCorrect = 0.0, epochImages = 0
+      let started = Date()
+      while state.step < min(totalSteps, (epoch + 1) * stepsPerEpoch) {
+        let first = (state.step % stepsPerEpoch) * batchSize
+        let indices = Array(order[first..<min(first + batchSize, train.count)])
+        let (images, labels) = train.batch(indices, augmentation: augmentation, using: &state.dataGenerator)
+        optimizer.learningRate = rates.rate(base: lr, step: state.step)
+        let metrics = trainStep(model, optimizer: optimizer, images: images, labels: labels, labelSmoothing: labelSmoothing)
+        state.step += 1
+        epochLoss += metrics.loss * Double(labels.count)
+        epochCorrect += metrics.accuracy * Double(labels.count)
+        epochImages += labels.count
+        progress.update(step: state.step, loss: metrics.loss)
+      }
+      progress.finish()
+      let seconds = Date().timeIntervalSince(started)
+      let testMetrics = evaluate(model, on: test)
+      let line = EpochLog(
+        epoch: epoch + 1, step: state.step, trainLoss: epochLoss / Double(max(epochImages, 1)),
+        trainAccuracy: epochCorrect / Double(max(epochImages, 1)), testLoss: testMetrics.loss, testAccuracy: testMetrics.accuracy,
+        seconds: seconds, peakBytes: Allocator.peakBytes)
+      print(line.text)
+      fflush(stdout)
+      if let log { try line.append(to: log) }
+      if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer) }
+    }
+    try model.saveState(to: savePath)
+    print("Saved the model to \(savePath)")
+  }
+}

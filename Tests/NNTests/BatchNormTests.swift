@@ -1,0 +1,30 @@
+import Reprise
+import TestSupport
+import XCTest
+
+/// BatchNorm2d's running statistics follow PyTorch exactly.
+final class BatchNorm2dTests: XCTestCase {
+  func testRunningStatisticsUseUnbiasedVarianceAndMomentum() {
+    let bn = BatchNorm2d(channels: 2)
+    bn.convert(to: .float64)
+    // Channel 0 holds 1, 2, 3, 4 and channel 1 holds 2, 2, 2, 6 (N = 2, H = 1, W = 2).
+    let x = Variable(Tensor([1, 2, 2, 2, 3, 4, 2, 6] as [Double], shape: [2, 2, 1, 2]))
+    let y = bn(x)
+    // Means 2.5 and 3; unbiased variances 5/3 and 4; biased 1.25 and 3.
+    assertClose(bn.runningMean.value, Tensor([0.25, 0.3], shape: [2]), relativeTolerance: 1e-12)
+    assertClose(bn.runningVariance.value, Tensor([0.9 + 0.1 * 5 / 3, 0.9 + 0.4], shape: [2]), relativeTolerance: 1e-12)
+    XCTAssertEqual(bn.batchesTracked, 1)
+    XCTAssertEqual(y.value[0, 0, 0, 0], (1 - 2.5) / (1.25 + 1e-5).squareRoot(), accuracy: 1e-12)
+    withLearningPhase(.inference) {
+      let z = bn(x)
+      XCTAssertEqual(z.value[0, 0, 0, 0], (1 - 0.25) / (0.9 + 0.1 * 5 / 3 + 1e-5).squareRoot(), accuracy: 1e-12)
+    }
+    XCTAssertEqual(bn.batchesTracked, 1, "inference leaves the statistics alone")
+  }
+
+  func testWrongChannelsNameShapes() {
+    assertStops(withMessageContaining: ["BatchNorm2d: input [2, 3, 4, 4] does not have 5 channels"], in: self) {
+      _ = BatchNorm2d(channels: 5)(Variable(Tensor(zeros: [2, 3, 4, 4])))
+    }
+  }
+}
