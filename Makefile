@@ -2,14 +2,23 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test bench-matmul
+.PHONY: deps demo test bench bench-matmul
 
-# OpenBLAS (found through pkg-config) is the one system dependency.
+# OpenBLAS and zlib (found through pkg-config) are the system dependencies.
 deps:
-	@if ! pkg-config --exists openblas 2>/dev/null; then \
-	  echo "Installing libopenblas-dev and pkg-config"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev pkg-config; \
+	@if ! pkg-config --exists openblas zlib 2>/dev/null; then \
+	  echo "Installing libopenblas-dev, zlib1g-dev and pkg-config"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev zlib1g-dev pkg-config; \
 	fi
+
+# The main job: DenseNet-BC-40 (k=12, memory-efficient) on Fashion-MNIST for one epoch.
+demo: deps
+	@if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  echo "Installing dataset-fashion-mnist"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+	swift build -c release --product reprise
+	.build/release/reprise train
 
 # The whole test suite.
 test: deps
@@ -19,3 +28,9 @@ test: deps
 bench-matmul: deps
 	swift build -c release --product reprise
 	for size in 256 1024 2048; do .build/release/reprise bench --kernel matmul --size $$size --threads 2; done
+
+# DenseNet-BC-100 (k=12) training steps, batch 64, plain and memory-efficient.
+bench: deps
+	swift build -c release --product reprise
+	.build/release/reprise bench --depth 100 --batch-size 64 --steps 5
+	.build/release/reprise bench --depth 100 --batch-size 64 --steps 5 --memory-efficient

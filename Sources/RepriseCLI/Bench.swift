@@ -45,11 +45,11 @@ struct Bench: ParsableCommand {
     if kernel == .matmul { return benchMatmul() }
     let shape = try parsedInputShape()
     RandomGenerator.global = RandomGenerator(seed: 0)
-    let model = try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? 10, memoryEfficient: memoryEfficient)
+    let model = try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount, memoryEfficient: memoryEfficient)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     var random = RandomGenerator(seed: 1)
     let images = Tensor(randomNormal: [batchSize] + shape, using: &random)
-    let labels = (0..<batchSize).map { _ in Int(random.next() % UInt64(modelOptions.classes ?? 10)) }
+    let labels = (0..<batchSize).map { _ in Int(random.next() % UInt64(modelOptions.classes ?? modelOptions.defaultClassCount)) }
     let base = Allocator.liveBytes
     Allocator.resetPeak()
     var times: [Double] = []

@@ -60,6 +60,9 @@ struct ModelOptions: ParsableArguments {
     return DenseNet(configuration)
   }
 
+  /// Classes when neither --classes nor a data set says: 1000 for ImageNet models, 10 otherwise.
+  var defaultClassCount: Int { naturalInputShape[1] == 224 ? 1000 : 10 }
+
   /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
   var naturalInputShape: [Int] { model.hasPrefix("densenet") && model != "densenet" && model != "densenet-bc" ? [3, 224, 224] : [3, 32, 32] }
 

@@ -19,7 +19,7 @@ struct Predict: ParsableCommand {
       throw StateFileError.corrupt(input, "expected a float32 tensor 'input' of rank 4 [N, C, H, W], found \(entries.keys.sorted())")
     }
     let images = try entry.tensor(path: input)
-    let classes = modelOptions.classes ?? 10
+    let classes = modelOptions.classes ?? modelOptions.defaultClassCount
     let model = try modelOptions.make(inputChannels: images.shape[1], classCount: classes, memoryEfficient: false)
     try model.loadState(from: weights)
     let logits = withoutRecording { withLearningPhase(.inference) { model(Variable(images)).value } }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `reprise` command-line tool.
 @main
@@ -7,4 +8,19 @@ struct RepriseCommand: ParsableCommand {
     commandName: "reprise",
     abstract: "Train convolutional networks on the CPU with checkpointed autograd.",
     subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Bench.self])
+
+  /// Runs the command; a bad argument or an unreadable file ends it with one line on standard error
+  /// and a non-zero status (help and version requests print as usual).
+  static func main() {
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch {
+      let code = exitCode(for: error)
+      guard code != .success else { exit(withError: error) }
+      let message = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+      FileHandle.standardError.write(Data("reprise: \(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)\n".utf8))
+      Foundation.exit(code.rawValue)
+    }
+  }
 }

@@ -18,7 +18,7 @@ struct Summary: ParsableCommand {
       shape = parts
     }
     let model = try withoutRecording {
-      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? 10, memoryEfficient: false)
+      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount, memoryEfficient: false)
     }
     let rows = model.summary(inputShape: [1] + shape)
     let macs = rows.reduce(0) { $0 + $1.multiplyAccumulates }

@@ -90,6 +90,7 @@ final class PrimitiveGradientTests: XCTestCase {
       ([2, 4, 5, 3], [6, 2, 5, 1], 1, [2, 0], 1, 2),
       ([3, 5, 4, 4], [2, 5, 1, 1], 1, 0, 1, 1),  // pointwise: the direct GEMM path
       ([2, 4, 5, 5], [4, 2, 1, 1], 2, 0, 1, 2),
+      ([2, 8, 4, 3], [4, 8, 3, 3], 1, [1, 2], [1, 2], 1),  // the shifted-GEMM path
     ]
     for c in configurations {
       let x = leaf(c.x), w = leaf(c.w)

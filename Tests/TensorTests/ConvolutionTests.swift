@@ -72,8 +72,17 @@ final class ConvolutionTests: XCTestCase {
   /// Forward and both gradients agree with the reference to 1e-5 relative in Float32 on 24 random
   /// configurations. The gradients are checked through the identity
   /// <dy, conv(x, w)> = <dx, x> = <dw, w> applied to one-hot probes of the reference.
+  /// Stride-1 convolutions wide enough for the shifted-GEMM path (no im2col): padding, dilation,
+  /// groups and non-square kernels.
+  static let shiftedConfigurations = [
+    Configuration(batch: 2, inputChannels: 8, outputChannels: 4, height: 5, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+    Configuration(batch: 3, inputChannels: 16, outputChannels: 8, height: 4, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0, dilation: 1, groups: 2),
+    Configuration(batch: 1, inputChannels: 9, outputChannels: 5, height: 7, width: 5, kernelHeight: 3, kernelWidth: 1, stride: 1, padding: [2, 0], dilation: [2, 1], groups: 1),
+    Configuration(batch: 2, inputChannels: 8, outputChannels: 4, height: 1, width: 1, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+  ]
+
   func testForwardAndGradientsMatchReferenceLoops() {
-    for (k, c) in Self.randomConfigurations(24, seed: 7).enumerated() {
+    for (k, c) in (Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations).enumerated() {
       var random = RandomGenerator(seed: UInt64(100 + k))
       let xShape = [c.batch, c.inputChannels, c.height, c.width]
       let wShape = [c.outputChannels, c.inputChannels / c.groups, c.kernelHeight, c.kernelWidth]

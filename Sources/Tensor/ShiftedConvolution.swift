@@ -1,0 +1,172 @@
+/// Stride-1 convolution as a sum of shifted matrix products, with no im2col.
+///
+/// Pad every (channel, image) plane once into a grid of Hp x Wp and lay the channel's planes end to
+/// end. Then output pixel (n, oy, ox), numbered t = n·Hp·Wp + oy·Wp + ox on the same grid, reads
+/// input t + offset(ky, kx) with offset = ky·dh·Wp + kx·dw for every kernel tap: each tap is one GEMM
+/// of the tap's [O, C] weight slice with the padded input shifted by a constant. The grid positions
+/// that are not outputs (the right and bottom margins) are computed and dropped. This trades
+/// (Hp·Wp) / (OH·OW) more multiply-adds for no im2col matrix at all, which pays for the narrow
+/// 3x3 convolutions of dense layers (k output channels) where building the matrix cost more than
+/// the product.
+struct ShiftedGrid {
+  let g: ConvolutionGeometry
+  /// Padded plane sizes.
+  let paddedHeight, paddedWidth: Int
+  /// Elements per channel of the padded input: N·Hp·Wp.
+  let length: Int
+  /// Grid positions computed per output channel: up to the last real output pixel.
+  let span: Int
+  /// The shift of each kernel tap, in tap order (ky, kx).
+  let offsets: [Int]
+
+  init(_ g: ConvolutionGeometry) {
+    self.g = g
+    let wp = g.width + 2 * g.padding.width
+    paddedHeight = g.height + 2 * g.padding.height
+    paddedWidth = wp
+    length = g.batch * paddedHeight * wp
+    let reach = g.dilation.height * (g.kernelHeight - 1) * wp + g.dilation.width * (g.kernelWidth - 1)
+    span = length - reach
+    offsets = (0..<g.kernelHeight * g.kernelWidth).map { k in
+      k / g.kernelWidth * g.dilation.height * wp + k % g.kernelWidth * g.dilation.width
+    }
+  }
+
+  /// Whether this path is the faster one: stride 1, not pointwise, and enough channels per group for
+  /// each tap's GEMM to be worth a call.
+  static func applies(to g: ConvolutionGeometry) -> Bool {
+    g.stride == 1 && !g.isPointwise && g.groupInputs >= 8 && g.groupOutputs >= 4
+  }
+
+  /// The padded copy of image tensor `x` ([N, C, H, W] with dense planes): [C, N, Hp, Wp] flattened.
+  func padded<T: TensorScalar>(_ x: Tensor, _: T.Type) -> Tensor {
+    let out = Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype)
+    let layout = PlaneLayout(x), src = x.base(T.self), dst = out.base(T.self)
+    let (h, w, hp, wp, top, left) = (g.height, g.width, paddedHeight, paddedWidth, g.padding.height, g.padding.width)
+    Parallel.forRanges(g.inputChannels * g.batch, costPerItem: hp * wp) { planes in
+      for p in planes {
+        let c = p / g.batch, n = p % g.batch
+        let from = src + n * layout.imageStride + c * layout.channelStride, to = dst + c * length + n * hp * wp
+        to.update(repeating: 0, count: top * wp)
+        for y in 0..<h {
+          let row = to + (y + top) * wp
+          for x in 0..<left { row[x] = 0 }
+          for x in 0..<w { row[left + x] = from[y * w + x] }
+          for x in (left + w)..<wp { row[x] = 0 }
+        }
+        (to + (top + h) * wp).update(repeating: 0, count: (hp - top - h) * wp)
+      }
+    }
+    return out
+  }
+
+  /// The output-shaped tensor `dy` ([N, O, OH, OW]) spread onto the grid, zero at non-output positions:
+  /// [O, span] flattened.
+  func spread<T: TensorScalar>(_ dy: Tensor, _: T.Type) -> Tensor {
+    let out = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)
+    let layout = PlaneLayout(dy), src = dy.base(T.self), dst = out.base(T.self)
+    let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
+    Parallel.forRanges(g.outputChannels, costPerItem: span) { channels in
+      for o in channels {
+        let row = dst + o * span
+        row.update(repeating: 0, count: span)
+        for n in 0..<g.batch {
+          let from = src + n * layout.imageStride + o * layout.channelStride
+          for y in 0..<oh {
+            let to = row + n * hp * wp + y * wp
+            for x in 0..<ow { to[x] = from[y * ow + x] }
+          }
+        }
+      }
+    }
+    return out
+  }
+
+  /// The weight [O, C/g, KH, KW] regrouped by tap: [KH·KW, O, C/g].
+  func taps<T: TensorScalar>(_ weight: Tensor, _: T.Type) -> Tensor {
+    let kk = g.kernelHeight * g.kernelWidth, rows = g.outputChannels * g.groupInputs
+    let out = Tensor(uninitializedShape: [kk * rows], dtype: T.dtype)
+    let src = weight.contiguous().base(T.self), dst = out.base(T.self)
+    for r in 0..<rows { for k in 0..<kk { dst[k * rows + r] = src[r * kk + k] } }
+    return out
+  }
+}
+
+extension ShiftedGrid {
+  func forward<T: TensorScalar>(_ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type) {
+    let xp = padded(x, T.self), wk = taps(weight, T.self)
+    let yp = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)
+    let px = xp.base(T.self), pw = wk.base(T.self), pyp = yp.base(T.self)
+    let rows = g.outputChannels * g.groupInputs
+    for group in 0..<g.groups {
+      for (k, offset) in offsets.enumerated() {
+        T.gemm(
+          transposeA: false, transposeB: false, m: g.groupOutputs, n: span, k: g.groupInputs, alpha: 1,
+          a: pw + k * rows + group * g.groupOutputs * g.groupInputs, lda: g.groupInputs,
+          b: px + group * g.groupInputs * length + offset, ldb: length, beta: k == 0 ? 0 : 1,
+          c: pyp + group * g.groupOutputs * span, ldc: span)
+      }
+    }
+    // Keep the real output pixels.
+    let layout = PlaneLayout(y), py = y.base(T.self)
+    let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
+    Parallel.forRanges(g.outputChannels, costPerItem: span) { channels in
+      for o in channels {
+        for n in 0..<g.batch {
+          let to = py + n * layout.imageStride + o * layout.channelStride
+          for row in 0..<oh {
+            let from = pyp + o * span + n * hp * wp + row * wp
+            for x in 0..<ow { to[row * ow + x] = from[x] }
+          }
+        }
+      }
+    }
+  }
+
+  func backwardInput<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
+    let dyp = spread(dy, T.self), wk = taps(weight, T.self)
+    let dxp = Tensor(repeating: 0, shape: [g.inputChannels * length], dtype: T.dtype)
+    let pdy = dyp.base(T.self), pw = wk.base(T.self), pdx = dxp.base(T.self)
+    let rows = g.outputChannels * g.groupInputs
+    for group in 0..<g.groups {
+      for (k, offset) in offsets.enumerated() {
+        T.gemm(
+          transposeA: true, transposeB: false, m: g.groupInputs, n: span, k: g.groupOutputs, alpha: 1,
+          a: pw + k * rows + group * g.groupOutputs * g.groupInputs, lda: g.groupInputs,
+          b: pdy + group * g.groupOutputs * span, ldb: span, beta: 1,
+          c: pdx + group * g.groupInputs * length + offset, ldc: length)
+      }
+    }
+    // Crop the padding away.
+    let layout = PlaneLayout(dx), out = dx.base(T.self)
+    let (h, w, hp, wp, top, left) = (g.height, g.width, paddedHeight, paddedWidth, g.padding.height, g.padding.width)
+    Parallel.forRanges(g.inputChannels, costPerItem: length) { channels in
+      for c in channels {
+        for n in 0..<g.batch {
+          let to = out + n * layout.imageStride + c * layout.channelStride
+          for y in 0..<h {
+            let from = pdx + c * length + n * hp * wp + (y + top) * wp + left
+            for x in 0..<w { to[y * w + x] = from[x] }
+          }
+        }
+      }
+    }
+  }
+
+  func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
+    let dyp = spread(dy, T.self), xp = padded(x, T.self)
+    let kk = offsets.count, rows = g.outputChannels * g.groupInputs
+    let dwk = Tensor(uninitializedShape: [kk * rows], dtype: T.dtype)
+    let pdy = dyp.base(T.self), px = xp.base(T.self), pdwk = dwk.base(T.self)
+    for group in 0..<g.groups {
+      for (k, offset) in offsets.enumerated() {
+        T.gemm(
+          transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: span, alpha: 1,
+          a: pdy + group * g.groupOutputs * span, lda: span, b: px + group * g.groupInputs * length + offset, ldb: length,
+          beta: 0, c: pdwk + k * rows + group * g.groupOutputs * g.groupInputs, ldc: g.groupInputs)
+      }
+    }
+    let out = dw.base(T.self)
+    for r in 0..<rows { for k in 0..<kk { out[r * kk + k] = pdwk[k * rows + r] } }
+  }
+}
