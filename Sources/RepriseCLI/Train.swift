@@ -26,7 +26,10 @@ struct Train: ParsableCommand {
   var schedule: ScheduleName = .cosine
   @Option(help: "Restarts of the cyclic-cosine schedule (snapshot ensembles).") var cycles = 2
   @Option(help: "Label smoothing of the cross-entropy.") var labelSmoothing = 0.0
-  @Flag(help: "Train without random crops and flips.") var noAugment = false
+  @Flag(
+    inversion: .prefixedNo,
+    help: "Random crops (padding 2 for 28x28 images, 4 otherwise) and horizontal flips. Default: on for runs of more than one epoch, off for a single epoch (the main job), where it lowers accuracy.")
+  var augment: Bool?
   @Flag(help: "Visit the training images in file order.") var noShuffle = false
   @Option(help: "Seed of initialisation, shuffling, augmentation and dropout.") var seed: UInt64 = 0
   @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
@@ -72,7 +75,7 @@ struct Train: ParsableCommand {
     }
     var state = TrainingState(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1))
     if let resume { state = try TrainingState.restore(from: resume, model: model, optimizer: optimizer) }
-    let augmentation = noAugment ? Augmentation.none : Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true)
+    let augmentation = augment ?? (epochs > 1) ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
     let savePath = save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors"
     let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
     print("Training \(modelOptions.label) (\(model.parameterCount) parameters\(memoryEfficient ? ", memory-efficient" : "")) on \(dataOptions.label): "

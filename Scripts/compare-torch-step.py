@@ -1,0 +1,101 @@
+"""One SGD step of DenseNet-BC in PyTorch and in Reprise from the same weights on the same batch;
+prints the worst differences of the updated weights and running statistics, against PyTorch in float32
+and against PyTorch in float64 (the float32 rounding of PyTorch itself is printed for scale: weight
+gradients of convolutions followed by batch norm are sums with heavy cancellation).
+
+Usage: python Scripts/compare-torch-step.py [DEPTH] [GROWTH] [BATCH]   (needs torch and safetensors;
+run from the repository root after `swift build -c release`). Never part of CI."""
+import json, math, os, subprocess, sys, tempfile
+import torch, torch.nn as nn, torch.nn.functional as F
+from safetensors.torch import save_file, load_file
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin, k):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(cin); self.conv1 = nn.Conv2d(cin, 4 * k, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(4 * k); self.conv2 = nn.Conv2d(4 * k, k, 3, padding=1, bias=False)
+    def forward(self, x):
+        return self.conv2(F.relu(self.norm2(self.conv1(F.relu(self.norm1(x))))))
+
+class DenseBlock(nn.Module):
+    def __init__(self, n, cin, k):
+        super().__init__()
+        for i in range(n): self.add_module(f"denselayer{i + 1}", DenseLayer(cin + i * k, k))
+    def forward(self, x):
+        for layer in self.children(): x = torch.cat([x, layer(x)], 1)
+        return x
+
+class Transition(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(cin); self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+    def forward(self, x):
+        return F.avg_pool2d(self.conv(F.relu(self.norm(x))), 2)
+
+class DenseNetBC(nn.Module):
+    """torchvision's module names with the CIFAR stem, as Reprise's densenet-bc."""
+    def __init__(self, depth, k, classes=10, channels=3):
+        super().__init__()
+        n, c = (depth - 4) // 6, 2 * k
+        self.features = nn.Sequential()
+        self.features.add_module("conv0", nn.Conv2d(channels, c, 3, padding=1, bias=False))
+        for b in range(3):
+            self.features.add_module(f"denseblock{b + 1}", DenseBlock(n, c, k)); c += n * k
+            if b < 2:
+                self.features.add_module(f"transition{b + 1}", Transition(c, c // 2)); c //= 2
+        self.features.add_module("norm5", nn.BatchNorm2d(c))
+        self.classifier = nn.Linear(c, classes)
+    def forward(self, x):
+        return self.classifier(F.adaptive_avg_pool2d(F.relu(self.features(x)), 1).flatten(1))
+
+def main():
+    depth, k, batch = (int(a) for a in (sys.argv[1:4] + ["40", "12", "16"][len(sys.argv) - 1:]))
+    torch.manual_seed(0); torch.set_num_threads(2)
+    model = DenseNetBC(depth, k).double()
+    for m in model.modules():  # non-trivial BN parameters and statistics
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.5, 1.5); nn.init.uniform_(m.bias, -0.2, 0.2)
+            m.running_mean.uniform_(-0.1, 0.1); m.running_var.uniform_(0.8, 1.2)
+    model = model.float()
+    images = torch.randn(batch, 3, 32, 32); labels = torch.randint(0, 10, (batch,))
+    work = tempfile.mkdtemp()
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    save_file(initial, f"{work}/initial.safetensors")
+    save_file({"images": images, "labels": labels}, f"{work}/batch.safetensors")
+    def step(m, x):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        m.train(); opt.zero_grad()
+        F.cross_entropy(m(x), labels).backward(); opt.step()
+        return m.state_dict()
+    exact = DenseNetBC(depth, k).double(); exact.load_state_dict({key: v.double() if v.is_floating_point() else v for key, v in initial.items()})
+    reference = step(exact, images.double())
+    expected = step(model, images)
+
+    def worst(got, want):
+        result = (0.0, "")
+        for key, value in want.items():
+            if key.endswith("num_batches_tracked"):
+                assert int(got[key]) == int(value), key
+                continue
+            diff = (got[key].double() - value.double()).abs()
+            result = max(result, ((diff.max() / value.double().abs().max().clamp_min(1e-30)).item(), key))
+        return result
+    torch32 = worst(expected, reference)
+    for efficient in (False, True):
+        out = f"{work}/reprise-{efficient}.safetensors"
+        subprocess.run([".build/release/reprise", "train", "--model", "densenet-bc", "--depth", str(depth),
+            "--growth-rate", str(k), "--classes", "10", "--dataset", f"{work}/batch.safetensors",
+            "--init-weights", f"{work}/initial.safetensors", "--batch-size", str(batch), "--max-steps", "1",
+            "--lr", "0.1", "--momentum", "0.9", "--weight-decay", "1e-4", "--schedule", "constant",
+            "--no-shuffle", "--no-augment", "--threads", "2", "--save", out,
+            "--memory-efficient" if efficient else "--no-memory-efficient"], check=True, stdout=subprocess.DEVNULL)
+        got = load_file(out)
+        against32, against64 = worst(got, expected), worst(got, reference)
+        print(json.dumps({"depth": depth, "k": k, "batch": batch, "memoryEfficient": efficient,
+            "repriseVsTorch32": against32[0], "repriseVsTorch32Tensor": against32[1],
+            "repriseVsTorch64": against64[0], "repriseVsTorch64Tensor": against64[1],
+            "torch32VsTorch64": torch32[0], "torch32VsTorch64Tensor": torch32[1],
+            "torch": torch.__version__}))
+
+if __name__ == "__main__":
+    main()
