@@ -22,6 +22,25 @@ final class BatchNorm2dTests: XCTestCase {
     XCTAssertEqual(bn.batchesTracked, 1, "inference leaves the statistics alone")
   }
 
+  /// Inference without recording takes a fused kernel; it equals the differentiable composite.
+  func testInferenceFastPathEqualsComposite() {
+    var random = RandomGenerator(seed: 4)
+    let bn = BatchNorm2d(channels: 3)
+    bn.convert(to: .float64)
+    bn.runningMean.value = Tensor(randomNormal: [3], dtype: .float64, using: &random)
+    bn.runningVariance.value = Tensor(randomUniform: [3], lower: 0.5, upper: 2, dtype: .float64, using: &random)
+    bn.weight.value = Tensor(randomNormal: [3], dtype: .float64, using: &random)
+    let x = Variable(Tensor(randomNormal: [2, 3, 4, 5], dtype: .float64, using: &random), requiresGrad: true)
+    withLearningPhase(.inference) {
+      for relu in [false, true] {
+        let fused = withoutRecording { bn(x, applyingReLU: relu) }
+        let composite = bn(x, applyingReLU: relu)
+        XCTAssertFalse(composite.isLeaf)
+        assertClose(fused.value, composite.value, relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
+      }
+    }
+  }
+
   func testWrongChannelsNameShapes() {
     assertStops(withMessageContaining: ["BatchNorm2d: input [2, 3, 4, 4] does not have 5 channels"], in: self) {
       _ = BatchNorm2d(channels: 5)(Variable(Tensor(zeros: [2, 3, 4, 4])))

@@ -51,6 +51,13 @@ public final class BatchNorm2d: Layer {
       input.shape.count == 4 && input.shape[1] == weight.shape[0],
       "BatchNorm2d: input \(input.shape) does not have \(weight.shape[0]) channels in [N, C, H, W]")
     guard LearningPhase.current == .training else {
+      if !isRecording || ![input, weight, bias].contains(where: \.requiresGrad) {
+        // Nothing to differentiate: one fused pass with the running statistics.
+        return Variable(
+          batchNormalized(
+            input.value, mean: runningMean.value, variance: runningVariance.value, weight: weight.value, bias: bias.value,
+            epsilon: epsilon, applyingReLU: applyingReLU))
+      }
       let scale = weight / sqrt(Variable(runningVariance.value) + epsilon)
       let shift = bias - Variable(runningMean.value) * scale
       let y = input * reshape(scale, to: [1, -1, 1, 1]) + reshape(shift, to: [1, -1, 1, 1])
