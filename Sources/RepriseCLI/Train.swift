@@ -16,7 +16,7 @@ struct Train: ParsableCommand {
   @OptionGroup var dataOptions: DataOptions
 
   @Option(help: "Epochs to train.") var epochs = 1
-  @Option(help: "Stop after this many steps in total (across resumes).") var maxSteps: Int?
+  @Option(help: "Stop after this many steps in total (across resumes); the schedule still spans --epochs.") var maxSteps: Int?
   @Option(help: "Images per step.") var batchSize = 64
   @Option(help: "Base learning rate.") var lr = 0.1
   @Option(help: "SGD momentum.") var momentum = 0.9
@@ -66,12 +66,14 @@ struct Train: ParsableCommand {
     if let initWeights { try model.loadState(from: initWeights) }
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
-    let totalSteps = min(epochs * stepsPerEpoch, maxSteps ?? .max)
+    // The schedule spans all epochs; --max-steps only stops early, so a run stopped and resumed
+    // follows the same learning rates as one that was not.
+    let scheduleSteps = epochs * stepsPerEpoch, totalSteps = min(scheduleSteps, maxSteps ?? .max)
     let rates: LearningRateSchedule = switch schedule {
     case .constant: .constant
-    case .multistep: .multiStep(milestones: [totalSteps / 2, totalSteps * 3 / 4], gamma: 0.1)
-    case .cosine: .cosine(totalSteps: totalSteps, minimum: 0)
-    case .cyclicCosine: .cyclicCosine(totalSteps: totalSteps, cycles: cycles)
+    case .multistep: .multiStep(milestones: [scheduleSteps / 2, scheduleSteps * 3 / 4], gamma: 0.1)
+    case .cosine: .cosine(totalSteps: scheduleSteps, minimum: 0)
+    case .cyclicCosine: .cyclicCosine(totalSteps: scheduleSteps, cycles: cycles)
     }
     var state = TrainingState(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1))
     if let resume { state = try TrainingState.restore(from: resume, model: model, optimizer: optimizer) }
