@@ -78,21 +78,20 @@ struct Bench: ParsableCommand {
     let a = Tensor(randomNormal: [n, n], using: &random), b = Tensor(randomNormal: [n, n], using: &random)
     let lhs = a.scalars(as: Float.self), rhs = b.scalars(as: Float.self)
     var out = [Float](repeating: 0, count: n * n)
-    // The direct call uses OpenBLAS's own threads; Reprise keeps OpenBLAS single-threaded and splits
-    // its GEMMs across its own threads.
+    // The direct calls use OpenBLAS's own threads; Reprise keeps OpenBLAS single-threaded and splits
+    // its GEMMs across its own threads. Switching OpenBLAS's thread count between calls slows both
+    // sides, so each side runs its repetitions in one block.
     let direct = {
-      openblas_set_num_threads(Int32(Parallel.threadCount))
-      defer { openblas_set_num_threads(1) }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(n), blasint(n), 1, lhs, blasint(n), rhs, blasint(n), 0, &out, blasint(n))
     }
     let api = { _ = matmul(a, b) }
+    let repeats = max(steps, 11)
+    openblas_set_num_threads(Int32(Parallel.threadCount))
     direct()
+    let directTimes = (0..<repeats).map { _ in seconds(direct) }
+    openblas_set_num_threads(1)
     api()
-    var directTimes: [Double] = [], apiTimes: [Double] = []
-    for _ in 0..<max(steps, 11) {  // interleaved, so both see the same machine state
-      directTimes.append(seconds(direct))
-      apiTimes.append(seconds(api))
-    }
+    let apiTimes = (0..<repeats).map { _ in seconds(api) }
     let d = median(directTimes), t = median(apiTimes), flops = 2 * pow(Double(n), 3)
     if json {
       print(
