@@ -1,5 +1,4 @@
 import COpenBLAS
-import Dispatch
 
 /// How many cores the kernels use, and the one place that splits work across them.
 ///
@@ -7,17 +6,19 @@ import Dispatch
 /// into blocks here, like every other loop. Two thread pools on the same cores (OpenBLAS's spinning
 /// workers and Reprise's) would take turns busy-waiting; one pool never does.
 public enum Parallel {
-  nonisolated(unsafe) private static var threads = defaultThreadCount()
+  nonisolated(unsafe) private static var pool = ThreadPool(workerCount: defaultThreadCount() - 1)
 
   /// The number of threads kernels and OpenBLAS use.
-  public static var threadCount: Int { threads }
+  public static var threadCount: Int { pool.workerCount + 1 }
 
   /// Sets the number of threads for every kernel, matrix products included.
   ///
   /// - Precondition: `count` is at least 1.
   public static func setThreadCount(_ count: Int) {
     require(count >= 1, "setThreadCount: thread count must be at least 1, got \(count)")
-    threads = count
+    guard count != threadCount else { return }
+    pool.shutdown()
+    pool = ThreadPool(workerCount: count - 1)
   }
 
   private static func defaultThreadCount() -> Int {
@@ -28,8 +29,7 @@ public enum Parallel {
 
   /// Runs `body(0) ... body(count - 1)` on up to `count` threads.
   static func run(_ count: Int, _ body: (Int) -> Void) {
-    if count == 1 { return body(0) }
-    DispatchQueue.concurrentPerform(iterations: count, execute: body)
+    pool.run(count, body)
   }
 
   /// Runs `body` over `0..<count` split into contiguous ranges, one per thread, when the work is
@@ -38,12 +38,12 @@ public enum Parallel {
   /// Each range is processed by one thread, so results that depend only on the range are
   /// deterministic for a given thread count.
   static func forRanges(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
-    let chunks = min(threads, count, max(1, count * costPerItem / 32_768))
+    let chunks = min(threadCount, count, max(1, count * costPerItem / 32_768))
     if chunks <= 1 {
       body(0..<count)
       return
     }
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    pool.run(chunks) { c in
       body(count * c / chunks..<count * (c + 1) / chunks)
     }
   }

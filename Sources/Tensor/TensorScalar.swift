@@ -78,7 +78,7 @@ extension TensorScalar {
     c: UnsafeMutablePointer<Self>, ldc: Int
   ) {
     let threads = Parallel.threadCount
-    let byColumns = n >= m
+    let byColumns = n > m
     let extent = byColumns ? n : m
     let pieces = min(threads, extent / 16, max(1, m * n * k / (1 << 18)))
     guard pieces > 1 else {
