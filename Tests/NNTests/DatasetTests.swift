@@ -7,10 +7,7 @@ import XCTest
 final class DatasetTests: XCTestCase {
   var directory: String!
 
-  override func setUpWithError() throws {
-    directory = NSTemporaryDirectory() + "reprise-data-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-  }
+  override func setUpWithError() throws { directory = try makeTemporaryDirectory("reprise-data") }
 
   override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: directory) }
 

@@ -6,10 +6,7 @@ import XCTest
 final class StateFileTests: XCTestCase {
   var directory: String!
 
-  override func setUpWithError() throws {
-    directory = NSTemporaryDirectory() + "reprise-state-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-  }
+  override func setUpWithError() throws { directory = try makeTemporaryDirectory("reprise-state") }
 
   override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: directory) }
 

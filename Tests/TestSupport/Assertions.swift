@@ -1,3 +1,4 @@
+import Foundation
 import Reprise
 import XCTest
 
@@ -61,4 +62,11 @@ public func forEachSeed(_ seeds: Range<UInt64> = 0..<5, _ body: (_ seed: UInt64,
     var generator = RandomGenerator(seed: seed)
     try body(seed, &generator)
   }
+}
+
+/// A new, empty directory under the system's temporary directory, for tests that write files.
+public func makeTemporaryDirectory(_ prefix: String) throws -> String {
+  let path = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
+  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  return path
 }
