@@ -8,7 +8,9 @@ import Darwin
 ///
 /// Sizes are rounded up to size classes (four per power of two), and a freed buffer goes to a cache
 /// for its class, so the recomputation in a checkpointed backward pass reuses memory instead of
-/// faulting in fresh pages. Cached buffers are not live; ``cachedBytes`` reports them.
+/// faulting in fresh pages. A request takes a cached buffer of its class or, failing that, the
+/// smallest cached one up to twice its size (and is charged for it). Cached buffers are not live;
+/// ``cachedBytes`` reports them.
 public enum Allocator {
   /// Bytes held by live tensor buffers now.
   public static var liveBytes: Int { state.withLock { $0.live } }
@@ -59,14 +61,19 @@ public enum Allocator {
 
   private static func obtain(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
     let size = sizeClass(bytes)
-    let reused: UnsafeMutableRawPointer? = state.withLock { s in
-      s.live += size
+    let reused: (UnsafeMutableRawPointer, Int)? = state.withLock { s in
+      // The same size class if one is cached, else the smallest cached class up to twice the size:
+      // buffers of neighbouring sizes then serve each other instead of piling up in the cache.
+      let chosen = s.free[size] != nil ? size : s.free.keys.filter { $0 > size && $0 <= 2 * size }.min()
+      let charged = chosen ?? size
+      s.live += charged
       s.peak = max(s.peak, s.live)
-      guard let p = s.free[size]?.popLast() else { return nil }
-      s.cached -= size
-      return p
+      guard let chosen, let p = s.free[chosen]?.popLast() else { return nil }
+      if s.free[chosen]!.isEmpty { s.free[chosen] = nil }
+      s.cached -= chosen
+      return (p, chosen)
     }
-    if let reused { return (reused, size) }
+    if let reused { return reused }
     var raw: UnsafeMutableRawPointer?
     guard posix_memalign(&raw, 64, size) == 0, let raw else {
       fatalError("Allocator: out of memory allocating \(size) bytes (\(liveBytes) bytes live)")

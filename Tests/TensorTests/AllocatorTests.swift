@@ -3,6 +3,7 @@ import XCTest
 
 final class AllocatorTests: XCTestCase {
   func testLiveAndPeakBytesFollowTensors() {
+    Allocator.releaseCache()  // so that no cached larger buffer serves these requests
     let base = Allocator.liveBytes
     Allocator.resetPeak()
     var a: Tensor? = Tensor(zeros: [1024, 256])  // 1 MiB of Float32
@@ -31,6 +32,21 @@ final class AllocatorTests: XCTestCase {
     Allocator.releaseCache()
     XCTAssertEqual(Allocator.cachedBytes, 0)
     _ = first
+  }
+
+  /// A request with no cached buffer of its class takes the smallest cached one up to twice its size.
+  func testNeighbouringSizesShareCachedBuffers() {
+    Allocator.releaseCache()
+    var big: Tensor? = Tensor(zeros: [1000])  // 4000 bytes
+    big = nil
+    let cached = Allocator.cachedBytes
+    let before = Allocator.liveBytes
+    let small = Tensor(zeros: [600])  // 2400 bytes: served by the cached 4000-byte buffer
+    XCTAssertEqual(Allocator.cachedBytes, 0)
+    XCTAssertEqual(Allocator.liveBytes - before, cached, "charged for the buffer it holds")
+    let tiny = Tensor(zeros: [100])  // 400 bytes: nothing cached within twice its size
+    XCTAssertEqual(Allocator.cachedBytes, 0)
+    _ = (big, small, tiny)
   }
 
   /// Views share storage: slicing and permuting allocate nothing.
