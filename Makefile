@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test bench bench-matmul
+.PHONY: deps demo test bench bench-matmul compare sweep
 
 # OpenBLAS and zlib (found through pkg-config) are the system dependencies.
 deps:
@@ -34,3 +34,14 @@ bench: deps
 	swift build -c release --product reprise
 	.build/release/reprise bench --depth 100 --batch-size 64 --steps 5
 	.build/release/reprise bench --depth 100 --batch-size 64 --steps 5 --memory-efficient
+
+# Reprise against PyTorch (../shared/anchors/torch_densenet.py) in the same run: DenseNet-BC-100, batch 64.
+# PyTorch is never installed here: set PYTHON to an interpreter that has torch (else only Reprise runs).
+compare: deps
+	swift build -c release --product reprise
+	python3 Scripts/compare.py --depths 100 --steps 5
+
+# Peak memory against depth (40 to 250), plain and memory-efficient: docs/memory-vs-depth.csv and .svg.
+sweep: deps
+	swift build -c release --product reprise
+	python3 Scripts/compare.py --sweep --steps 2

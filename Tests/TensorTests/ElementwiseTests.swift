@@ -24,6 +24,8 @@ final class ElementwiseTests: XCTestCase {
       ("pow", pow(positive, 1.5), p.map { Foundation.pow($0, 1.5) }),
       ("clamp", clamp(x, min: -0.5, max: 0.25), v.map { Swift.min(Swift.max($0, -0.5), 0.25) }),
       ("sign", sign(x), v.map { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }),
+      ("step", step(x, threshold: 0.25), v.map { $0 > 0.25 ? 1 : 0 }),
+      ("affine", affine(x, scale: -2, shift: 0.5), v.map { -2 * $0 + 0.5 }),
       ("scalar add", x + 2, v.map { $0 + 2 }),
       ("scalar multiply", x * 3, v.map { $0 * 3 }),
     ]
