@@ -71,4 +71,22 @@ final class PoolingTests: XCTestCase {
       XCTAssertEqual(dxAvg.scalars(as: Double.self)[i], objective { avgPool2d($0, kernelSize: 3, stride: 2, padding: 1) }, accuracy: 1e-6)
     }
   }
+
+  /// Gradients of 1x1 outputs whose size-1 dimensions carry arbitrary strides (as a channel-major
+  /// map of 1x1 planes does) give the same input gradient as a row-major copy: the result keeps dense
+  /// planes whatever those strides say (a DenseNet on 4x4 inputs once hit this).
+  func testBackwardOfOneByOneGradientsWithOddStrides() {
+    var random = RandomGenerator(seed: 13)
+    let dense = Tensor(randomNormal: [2, 3, 1, 1], dtype: .float64, using: &random)
+    let odd = dense.copied(strides: [1, 2, 40, 40])
+    XCTAssertEqual(odd.strides, [1, 2, 40, 40])
+    for (a, b) in [
+      (avgPool2dBackward(odd, inputShape: [2, 3, 2, 2], kernelSize: 2), avgPool2dBackward(dense, inputShape: [2, 3, 2, 2], kernelSize: 2)),
+      (avgPool2d(odd, kernelSize: 1), avgPool2d(dense, kernelSize: 1)),
+    ] {
+      assertBitIdentical(a, b)
+    }
+    let x = Tensor(randomNormal: [2, 3, 2, 2], dtype: .float64, using: &random)
+    assertBitIdentical(maxPool2dBackward(odd, x, kernelSize: 2), maxPool2dBackward(dense, x, kernelSize: 2))
+  }
 }

@@ -13,7 +13,7 @@ public func assertClose(
   }
   let x = a.scalars(as: Double.self), y = b.scalars(as: Double.self)
   var worst = -1, worstRatio = 0.0
-  for i in x.indices {
+  for i in x.indices where x[i] != y[i] {
     let ratio = Swift.abs(x[i] - y[i]) / (absoluteTolerance + relativeTolerance * Swift.abs(y[i]))
     if !(ratio <= worstRatio) { (worst, worstRatio) = (i, ratio) }
   }
