@@ -82,6 +82,26 @@ struct ShiftedGrid {
     return out
   }
 
+  /// Copies from grid planes (one channel every `channelLength` elements, one image every Hp·Wp)
+  /// the window at (`top`, `left`) the size of `target`'s planes into `target` [N, C, H, W].
+  func extract<T: TensorScalar>(
+    _ grid: UnsafePointer<T>, channelLength: Int, top: Int, left: Int, into target: Tensor, _: T.Type
+  ) {
+    let layout = PlaneLayout(target), out = target.base(T.self)
+    let (channels, h, w, hp, wp) = (target.shape[1], target.shape[2], target.shape[3], paddedHeight, paddedWidth)
+    Parallel.forRanges(channels, costPerItem: channelLength) { range in
+      for c in range {
+        for n in 0..<g.batch {
+          let to = out + n * layout.imageStride + c * layout.channelStride
+          for y in 0..<h {
+            let from = grid + c * channelLength + n * hp * wp + (y + top) * wp + left
+            for x in 0..<w { to[y * w + x] = from[x] }
+          }
+        }
+      }
+    }
+  }
+
   /// The weight [O, C/g, KH, KW] regrouped by tap: [KH·KW, O, C/g].
   func taps<T: TensorScalar>(_ weight: Tensor, _: T.Type) -> Tensor {
     let kk = g.kernelHeight * g.kernelWidth, rows = g.outputChannels * g.groupInputs
@@ -108,19 +128,7 @@ extension ShiftedGrid {
       }
     }
     // Keep the real output pixels.
-    let layout = PlaneLayout(y), py = y.base(T.self)
-    let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
-    Parallel.forRanges(g.outputChannels, costPerItem: span) { channels in
-      for o in channels {
-        for n in 0..<g.batch {
-          let to = py + n * layout.imageStride + o * layout.channelStride
-          for row in 0..<oh {
-            let from = pyp + o * span + n * hp * wp + row * wp
-            for x in 0..<ow { to[row * ow + x] = from[x] }
-          }
-        }
-      }
-    }
+    extract(pyp, channelLength: span, top: 0, left: 0, into: y, T.self)
   }
 
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
@@ -138,19 +146,7 @@ extension ShiftedGrid {
       }
     }
     // Crop the padding away.
-    let layout = PlaneLayout(dx), out = dx.base(T.self)
-    let (h, w, hp, wp, top, left) = (g.height, g.width, paddedHeight, paddedWidth, g.padding.height, g.padding.width)
-    Parallel.forRanges(g.inputChannels, costPerItem: length) { channels in
-      for c in channels {
-        for n in 0..<g.batch {
-          let to = out + n * layout.imageStride + c * layout.channelStride
-          for y in 0..<h {
-            let from = pdx + c * length + n * hp * wp + (y + top) * wp + left
-            for x in 0..<w { to[y * w + x] = from[x] }
-          }
-        }
-      }
-    }
+    extract(pdx, channelLength: length, top: g.padding.height, left: g.padding.width, into: dx, T.self)
   }
 
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {

@@ -11,7 +11,7 @@ public struct Tensor {
   public internal(set) var strides: [Int]
   /// The position of the first element in the storage.
   private(set) var offset: Int
-  internal(set) var storage: TensorStorage
+  var storage: TensorStorage
 
   /// The element type.
   public var dtype: DType { storage.dtype }
