@@ -15,9 +15,11 @@ import TensorModule
 /// | transitions  | BN, ReLU, conv 1x1 θc, avg-pool 2x2 after every block but the last       |
 /// | head         | BN, ReLU, global average pool, linear                                     |
 ///
-/// Parameter and buffer names are torchvision's state-dict keys. With `memoryEfficient` every dense
-/// layer's BN-ReLU-conv 1x1 on the concatenated features is a checkpoint region, and a block's
-/// features live in one growing buffer (``FeatureBuffer``), so feature-map memory is linear in depth.
+/// Parameter and buffer names are torchvision's state-dict keys. A block's features live in one
+/// growing buffer (``FeatureBuffer``). With `memoryEfficient` every BN-ReLU-conv unit keeps only its
+/// input (``batchNormReLUConv(_:norm:conv:)``) and recomputes its normalised map in the backward
+/// pass, so a dense layer keeps its bottleneck output and nothing of the concatenated features but
+/// the shared buffer: feature-map memory is linear in depth.
 public final class DenseNet: Network {
   /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
   public let features: ModuleContainer
@@ -53,7 +55,7 @@ public final class DenseNet: Network {
       width += layerCount * k
       if b < c.blocks.count - 1 {
         let out = Int((Double(width) * c.compression).rounded(.down))
-        add("transition\(b + 1)", Transition(inputChannels: width, outputChannels: out, dropRate: c.dropRate, fan: fan))
+        add("transition\(b + 1)", Transition(inputChannels: width, outputChannels: out, configuration: c, fan: fan))
         width = out
       }
     }
@@ -126,25 +128,26 @@ public final class DenseLayer: Layer {
 
   /// The new channels computed from the concatenation of all earlier ones.
   public func callAsFunction(_ features: Variable) -> Variable {
-    let first: (Variable) -> Variable = { [norm1, conv1, dropout] x in
-      let y = conv1(norm1(x, applyingReLU: true))
+    func unit(_ x: Variable, _ norm: BatchNorm2d, _ conv: Conv2d) -> Variable {
+      let y = memoryEfficient ? batchNormReLUConv(x, norm: norm, conv: conv) : conv(norm(x, applyingReLU: true))
       return dropout?(y) ?? y
     }
-    let h = memoryEfficient ? checkpoint(features, name: name, first) : first(features)
+    let h = unit(features, norm1, conv1)
     guard let norm2, let conv2 else { return h }
-    let y = conv2(norm2(h, applyingReLU: true))
-    return dropout?(y) ?? y
+    return unit(h, norm2, conv2)
   }
 }
 
 /// BN-ReLU-conv 1x1 (compression) and 2x2 average pooling between dense blocks.
 public final class Transition: Layer {
   let norm: BatchNorm2d, conv: Conv2d, dropout: Dropout?
+  let memoryEfficient: Bool
 
-  init(inputChannels: Int, outputChannels: Int, dropRate: Double, fan: Initializer.Fan) {
+  init(inputChannels: Int, outputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
     norm = BatchNorm2d(channels: inputChannels)
     conv = Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
-    dropout = dropRate > 0 ? Dropout(probability: dropRate) : nil
+    dropout = c.dropRate > 0 ? Dropout(probability: c.dropRate) : nil
+    memoryEfficient = c.memoryEfficient
   }
 
   /// `norm` and `conv`.
@@ -152,7 +155,7 @@ public final class Transition: Layer {
 
   /// The compressed, down-sampled features.
   public func callAsFunction(_ input: Variable) -> Variable {
-    let y = conv(norm(input, applyingReLU: true))
+    let y = memoryEfficient ? batchNormReLUConv(input, norm: norm, conv: conv) : conv(norm(input, applyingReLU: true))
     return avgPool2d(dropout?(y) ?? y, kernelSize: 2)
   }
 }

@@ -9,14 +9,20 @@ import Darwin
 /// Sizes are rounded up to size classes (four per power of two), and a freed buffer goes to a cache
 /// for its class, so the recomputation in a checkpointed backward pass reuses memory instead of
 /// faulting in fresh pages. A request takes a cached buffer of its class or, failing that, the
-/// smallest cached one up to twice its size (and is charged for it). Cached buffers are not live;
-/// ``cachedBytes`` reports them.
+/// smallest cached one up to twice its size (and is charged for it). A request the cache cannot
+/// serve first evicts as many cached bytes as it needs, so the cache never adds to the peak
+/// footprint. Cached buffers are not live; ``cachedBytes`` reports them.
 public enum Allocator {
   /// Bytes held by live tensor buffers now.
   public static var liveBytes: Int { state.withLock { $0.live } }
 
   /// The largest value ``liveBytes`` has reached since the last ``resetPeak()``.
   public static var peakBytes: Int { state.withLock { $0.peak } }
+
+  /// The most bytes ever live at once (unlike ``peakBytes``, never reset). When a request finds no
+  /// cached buffer to reuse, the cache gives up buffers until live plus cached bytes are back within
+  /// this mark, so caching never raises the resident footprint above the largest live working set.
+  public static var highWaterBytes: Int { state.withLock { $0.highWater } }
 
   /// Bytes held in the cache of freed buffers, ready for reuse.
   public static var cachedBytes: Int { state.withLock { $0.cached } }
@@ -34,7 +40,7 @@ public enum Allocator {
   /// Returns every cached buffer to the system.
   public static func releaseCache() {
     state.withLock { s in
-      for (_, list) in s.free { for p in list { free(p) } }
+      for (size, list) in s.free { for p in list { systemFree(p, size) } }
       s.free.removeAll()
       s.cached = 0
     }
@@ -61,6 +67,7 @@ public enum Allocator {
 
   private static func obtain(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
     let size = sizeClass(bytes)
+    var evicted: [(UnsafeMutableRawPointer, Int)] = []
     let reused: (UnsafeMutableRawPointer, Int)? = state.withLock { s in
       // The same size class if one is cached, else the smallest cached class up to twice the size:
       // buffers of neighbouring sizes then serve each other instead of piling up in the cache.
@@ -68,17 +75,17 @@ public enum Allocator {
       let charged = chosen ?? size
       s.live += charged
       s.peak = max(s.peak, s.live)
-      guard let chosen, let p = s.free[chosen]?.popLast() else { return nil }
+      s.highWater = max(s.highWater, s.live)
+      guard let chosen, let p = s.free[chosen]?.popLast() else {
+        evicted = s.evict(atLeast: s.live + s.cached - s.highWater)
+        return nil
+      }
       if s.free[chosen]!.isEmpty { s.free[chosen] = nil }
       s.cached -= chosen
       return (p, chosen)
     }
-    if let reused { return reused }
-    var raw: UnsafeMutableRawPointer?
-    guard posix_memalign(&raw, 64, size) == 0, let raw else {
-      fatalError("Allocator: out of memory allocating \(size) bytes (\(liveBytes) bytes live)")
-    }
-    return (raw, size)
+    for (p, size) in evicted { systemFree(p, size) }
+    return reused ?? (systemAllocate(size), size)
   }
 
   /// Takes back a buffer from ``allocate(_:)``; it goes to the cache while the cache has room.
@@ -90,7 +97,31 @@ public enum Allocator {
       s.cached += size
       return true
     }
-    if !keep { free(pointer) }
+    if !keep { systemFree(pointer, size) }
+  }
+
+  /// Buffers of a megabyte or more are mapped and unmapped directly, so that what is freed leaves
+  /// the resident set at once (the C heap would keep it).
+  static let mappingThreshold = 1 << 20
+
+  private static func systemAllocate(_ size: Int) -> UnsafeMutableRawPointer {
+    if size >= mappingThreshold {
+      let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+      if let p, p != MAP_FAILED {
+        // Transparent huge pages where the system allows them: a fresh mapping then faults in
+        // 2 MiB at a time, not 4 KiB.
+        if size >= 4 * mappingThreshold { _ = madvise(p, size, MADV_HUGEPAGE) }
+        return p
+      }
+    } else {
+      var raw: UnsafeMutableRawPointer?
+      if posix_memalign(&raw, 64, size) == 0, let raw { return raw }
+    }
+    fatalError("Allocator: out of memory allocating \(size) bytes (\(liveBytes) bytes live)")
+  }
+
+  private static func systemFree(_ pointer: UnsafeMutableRawPointer, _ size: Int) {
+    if size >= mappingThreshold { munmap(pointer, size) } else { free(pointer) }
   }
 
   struct State {
@@ -98,7 +129,30 @@ public enum Allocator {
     var peak = 0
     var cached = 0
     var cacheLimit = 2 << 30
+    /// The most live bytes ever (``peak`` without resets): the cache keeps live plus cached
+    /// bytes within it.
+    var highWater = 0
     var free: [Int: [UnsafeMutableRawPointer]] = [:]
+
+    /// Takes cached buffers worth at least `bytes` out of the cache (all of it if it holds less),
+    /// before a request that the cache cannot serve is allocated: live plus cached bytes, the
+    /// resident footprint, then grows only when live bytes do. Classes no larger than `bytes` go
+    /// first, largest first, then the larger classes from the smallest.
+    mutating func evict(atLeast bytes: Int) -> [(UnsafeMutableRawPointer, Int)] {
+      var taken: [(UnsafeMutableRawPointer, Int)] = [], total = 0
+      guard bytes > 0 else { return taken }
+      let below = free.keys.filter { $0 <= bytes }.sorted(by: >), above = free.keys.filter { $0 > bytes }.sorted()
+      for size in below + above {
+        while total < bytes, let p = free[size]?.popLast() {
+          taken.append((p, size))
+          total += size
+        }
+        if free[size]?.isEmpty == true { free[size] = nil }
+        if total >= bytes { break }
+      }
+      cached -= total
+      return taken
+    }
   }
 
   static let state = Locked(State())

@@ -141,5 +141,33 @@ final class PrimitiveGradientTests: XCTestCase {
     assertClose(fused.value, expected.value, relativeTolerance: 1e-10, absoluteTolerance: 1e-12)
     for (v, g) in zip([x, w, b], grads) { assertClose(v.grad!, g, relativeTolerance: 1e-9, absoluteTolerance: 1e-12) }
   }
-}
 
+  func testBatchNormReLUConv() {
+    let x = leaf([3, 4, 5, 4], scale: 2), g = leaf([4]), b = leaf([4])
+    for (w, stride, padding, groups): (Variable, IntOrPair, IntOrPair, Int) in [(leaf([6, 4, 3, 3]), 1, 1, 1), (leaf([4, 2, 3, 2]), 2, 0, 2), (leaf([5, 4, 1, 1]), 1, 0, 1)] {
+      assertGradientsCorrect(at: [x, g, b, w], "batchNormReLUConv2d stride \(stride) groups \(groups)") {
+        batchNormReLUConv2d(x, normWeight: g, normBias: b, convWeight: w, stride: stride, padding: padding, groups: groups).output
+      }
+    }
+  }
+
+  /// The fused pre-activation unit is bit-identical to batch norm, ReLU and convolution composed,
+  /// forward and backward (it recomputes the normalised map from the same operands).
+  func testBatchNormReLUConvEqualsItsComposition() {
+    for dtype in [DType.float32, .float64] {
+      let x = Variable(Tensor(randomNormal: [4, 6, 7, 5], dtype: dtype, using: &random), requiresGrad: true)
+      let g = Variable(Tensor(randomNormal: [6], dtype: dtype, using: &random), requiresGrad: true)
+      let b = Variable(Tensor(randomNormal: [6], dtype: dtype, using: &random), requiresGrad: true)
+      let w = Variable(Tensor(randomNormal: [8, 6, 3, 3], dtype: dtype, using: &random), requiresGrad: true)
+      let dy = Tensor(randomNormal: [4, 8, 7, 5], dtype: dtype, using: &random)
+      let composed = conv2d(batchNorm(x, weight: g, bias: b, applyingReLU: true).output, w, padding: 1)
+      composed.backward(seed: dy)
+      let expected = [x, g, b, w].map { $0.grad! }
+      for v in [x, g, b, w] { v.grad = nil }
+      let fused = batchNormReLUConv2d(x, normWeight: g, normBias: b, convWeight: w, padding: 1).output
+      fused.backward(seed: dy)
+      assertBitIdentical(fused.value, composed.value, "output \(dtype)")
+      for (v, e) in zip([x, g, b, w], expected) { assertBitIdentical(v.grad, e, "gradient \(dtype)") }
+    }
+  }
+}

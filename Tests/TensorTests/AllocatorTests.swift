@@ -57,5 +57,20 @@ final class AllocatorTests: XCTestCase {
     XCTAssertEqual(Allocator.liveBytes, before)
     XCTAssertEqual(views.count, 4)
   }
-}
 
+  /// A request the cache cannot serve evicts cached buffers first: live plus cached bytes stay
+  /// within the high-water mark of live bytes.
+  func testCacheNeverRaisesTheFootprint() {
+    Allocator.releaseCache()
+    var small: Tensor? = Tensor(zeros: [1 << 18])  // 1 MiB, cached when freed
+    small = nil
+    XCTAssertEqual(Allocator.cachedBytes, 1 << 20)
+    // A new largest working set: the cached mebibyte cannot serve it and would add to the footprint.
+    let count = (Allocator.highWaterBytes - Allocator.liveBytes) / 4 + (1 << 20)
+    let large = Tensor(zeros: [count])
+    XCTAssertEqual(Allocator.cachedBytes, 0)
+    XCTAssertLessThanOrEqual(Allocator.liveBytes + Allocator.cachedBytes, Allocator.highWaterBytes)
+    XCTAssertEqual(large.count, count)
+    _ = small
+  }
+}

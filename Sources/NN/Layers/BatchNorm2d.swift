@@ -47,9 +47,7 @@ public final class BatchNorm2d: Layer {
 
   /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
   public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
-    require(
-      input.shape.count == 4 && input.shape[1] == weight.shape[0],
-      "BatchNorm2d: input \(input.shape) does not have \(weight.shape[0]) channels in [N, C, H, W]")
+    checkInput(input)
     guard LearningPhase.current == .training else {
       if !isRecording || ![input, weight, bias].contains(where: \.requiresGrad) {
         // Nothing to differentiate: one fused pass with the running statistics.
@@ -64,6 +62,13 @@ public final class BatchNorm2d: Layer {
       return applyingReLU ? relu(y) : y
     }
     let (output, mean, variance) = batchNorm(input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU)
+    updateRunningStatistics(mean: mean, variance: variance, of: input)
+    return output
+  }
+
+  /// Moves the running statistics towards a training batch's mean and biased variance (PyTorch's
+  /// update, with the unbiased variance), once per step: not during a checkpoint replay.
+  func updateRunningStatistics(mean: Tensor, variance: Tensor, of input: Variable) {
     onFirstPass {
       let n = Double(input.value.count / input.shape[1])
       let m = momentum
@@ -71,6 +76,11 @@ public final class BatchNorm2d: Layer {
       runningVariance.value = runningVariance.value * (1 - m) + variance * (m * n / Swift.max(n - 1, 1))
       batchesTracked += 1
     }
-    return output
+  }
+
+  func checkInput(_ input: Variable) {
+    require(
+      input.shape.count == 4 && input.shape[1] == weight.shape[0],
+      "BatchNorm2d: input \(input.shape) does not have \(weight.shape[0]) channels in [N, C, H, W]")
   }
 }

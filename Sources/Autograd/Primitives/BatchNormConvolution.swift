@@ -1,0 +1,37 @@
+import TensorModule
+
+/// Training-mode batch normalisation and ReLU followed by a convolution (the pre-activation
+/// pattern), as one operation that keeps only its input.
+///
+/// A fused primitive rather than a composite, because memory demands it: composed,
+/// `conv2d(batchNorm(x, applyingReLU: true).output, w)` keeps the normalised map for the
+/// convolution's weight gradient and the ReLU mask, one more feature map per use. Fused, the
+/// pullback recomputes the normalised map from the input in one element-wise pass: a checkpoint of
+/// the normalisation alone, which does not replay the convolution as a region around all three
+/// would. Pre-activation layers over a shared feature buffer (memory-efficient DenseNets,
+/// sequentially aggregated convolutions) then keep nothing per layer beyond their outputs.
+/// Values and gradients are bit-identical to the composition's (the same kernels on the same
+/// operands); `Tests/AutogradTests` checks it.
+///
+/// The caller updates running statistics from the returned batch mean and biased variance.
+/// - Returns: the convolution's output and the batch mean and biased variance per input channel.
+public func batchNormReLUConv2d(
+  _ input: Variable, normWeight: Variable, normBias: Variable, epsilon: Double = 1e-5,
+  convWeight: Variable, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: Int = 1
+) -> (output: Variable, mean: Tensor, variance: Tensor) {
+  let x = input.value, gamma = normWeight.value, beta = normBias.value, w = convWeight.value
+  let (mean, variance) = batchNormStatistics(x)
+  func normalized() -> Tensor {
+    batchNormalized(x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
+  }
+  let y = TensorModule.conv2d(normalized(), w, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  countMultiplyAccumulates(y.count * w.shape[1] * w.shape[2] * w.shape[3])
+  let output = recordOperation("batchNormReLUConv2d", y, inputs: [input, normWeight, normBias, convWeight]) { grad in
+    let a = normalized()
+    let da = conv2dBackwardInput(grad, w, inputShape: x.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    let dw = conv2dBackwardWeight(grad, a, weightShape: w.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    let g = batchNormBackward(da, x, mean: mean, variance: variance, weight: gamma, epsilon: epsilon, reluOutput: a)
+    return [g.input, g.weight, g.bias, dw]
+  }
+  return (output, mean, variance)
+}

@@ -1,0 +1,18 @@
+import Autograd
+import TensorModule
+
+/// `conv(relu(norm(input)))`, the pre-activation unit of DenseNets and sequentially aggregated
+/// convolutions. In training it is one operation that keeps only `input`
+/// (``Autograd/batchNormReLUConv2d(_:normWeight:normBias:epsilon:convWeight:stride:padding:dilation:groups:)``):
+/// the normalised map is recomputed in the backward pass instead of stored, and the convolution is
+/// not replayed. Values, gradients and running statistics equal the composition's bit for bit.
+public func batchNormReLUConv(_ input: Variable, norm: BatchNorm2d, conv: Conv2d) -> Variable {
+  guard LearningPhase.current == .training else { return conv(norm(input, applyingReLU: true)) }
+  norm.checkInput(input)
+  let (y, mean, variance) = batchNormReLUConv2d(
+    input, normWeight: norm.weight, normBias: norm.bias, epsilon: norm.epsilon, convWeight: conv.weight,
+    stride: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: conv.groups)
+  norm.updateRunningStatistics(mean: mean, variance: variance, of: input)
+  guard let bias = conv.bias else { return y }
+  return y + reshape(bias, to: [1, -1, 1, 1])
+}
