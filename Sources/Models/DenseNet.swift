@@ -16,10 +16,12 @@ import TensorModule
 /// | head         | BN, ReLU, global average pool, linear                                     |
 ///
 /// Parameter and buffer names are torchvision's state-dict keys. A block's features live in one
-/// growing buffer (``FeatureBuffer``). With `memoryEfficient` every BN-ReLU-conv unit keeps only its
-/// input (``batchNormReLUConv(_:norm:conv:)``) and recomputes its normalised map in the backward
-/// pass, so a dense layer keeps its bottleneck output and nothing of the concatenated features but
-/// the shared buffer: feature-map memory is linear in depth.
+/// growing buffer (``FeatureBuffer``). With `memoryEfficient` every dense layer is a checkpoint
+/// region whose input is a view of that buffer, and every BN-ReLU-conv unit keeps only its input
+/// (``batchNormReLUConv(_:norm:conv:)``): a layer keeps nothing after its forward pass but the k
+/// channels it appended, and feature-map memory is linear in depth. The backward pass replays each
+/// layer's two convolutions (Pleiss et al. replay only the first and keep the 4k-channel bottleneck
+/// output, the largest per-layer cost).
 public final class DenseNet: Network {
   /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
   public let features: ModuleContainer
@@ -132,9 +134,12 @@ public final class DenseLayer: Layer {
       let y = memoryEfficient ? batchNormReLUConv(x, norm: norm, conv: conv) : conv(norm(x, applyingReLU: true))
       return dropout?(y) ?? y
     }
-    let h = unit(features, norm1, conv1)
-    guard let norm2, let conv2 else { return h }
-    return unit(h, norm2, conv2)
+    let body: (Variable) -> Variable = { [self] x in
+      let h = unit(x, norm1, conv1)
+      guard let norm2, let conv2 else { return h }
+      return unit(h, norm2, conv2)
+    }
+    return memoryEfficient ? checkpoint(features, name: name, body) : body(features)
   }
 }
 
