@@ -21,6 +21,8 @@ public enum Initializer: Sendable {
   case xavierNormal
   /// Uniform(±sqrt(6 / (fanIn + fanOut))).
   case xavierUniform
+  /// Uniform(±bound).
+  case uniform(bound: Double)
   /// Every element equal to the value.
   case constant(Double)
   /// PyTorch's default for convolution and linear weights and biases: Uniform(±1 / sqrt(fanIn)).
@@ -42,6 +44,7 @@ public enum Initializer: Sendable {
     case .xavierUniform:
       let bound = (6 / Double(max(1, fanIn + fanOut))).squareRoot()
       return Tensor(randomUniform: shape, lower: -bound, upper: bound, dtype: dtype)
+    case .uniform(let bound): return Tensor(randomUniform: shape, lower: -bound, upper: bound, dtype: dtype)
     case .constant(let value): return Tensor(repeating: value, shape: shape, dtype: dtype)
     case .pytorchDefault(let fanIn):
       let bound = 1 / Double(max(1, fanIn)).squareRoot()

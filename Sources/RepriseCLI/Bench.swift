@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
   @Option(help: "Images per step.") var batchSize = 64
   @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
   @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size).") var inputSize: String?
-  @Flag(help: "Checkpoint each dense layer's BN-ReLU-conv 1x1 over a shared feature buffer.") var memoryEfficient = false
+  @Flag(help: "The memory-efficient form: checkpoint regions over shared feature buffers (dense layers, SeqConv filters).") var memoryEfficient = false
   @Option(help: "Matrix size M = N = K for --kernel matmul.") var size = 1024
   @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
   @Flag(help: "Print one JSON object instead of text.") var json = false

@@ -5,7 +5,7 @@ import Reprise
 struct ModelOptions: ParsableArguments {
   static let names = [
     "densenet", "densenet-bc", "densenet121", "densenet169", "densenet201", "densenet161", "densenet264",
-    "densenet264-k48", "densenet232",
+    "densenet264-k48", "densenet232", "seqresnet", "seqresnet-b", "seqresnet-b22", "seqresnet-b42", "seqresnext24",
   ]
 
   @Option(help: "The model: \(names.joined(separator: ", ")).")
@@ -17,6 +17,15 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Growth rate k of a CIFAR DenseNet.")
   var growthRate = 12
 
+  @Option(help: "Granularity k of a CIFAR SeqResNet: channels per filter.")
+  var granularity = 8
+
+  @Option(help: "Widening factor r of a CIFAR SeqResNet: stage widths 16r, 32r, 48r.")
+  var widening = 4
+
+  @Option(help: "Residual blocks per stage N of a CIFAR SeqResNet.")
+  var blocksPerStage = 1
+
   @Option(help: "Number of classes (default: the data set's).")
   var classes: Int?
 
@@ -26,25 +35,27 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Stem channels of a CIFAR DenseNet (default 2k for BC, 16 otherwise).")
   var initChannels: Int?
 
-  @Option(help: "Dropout after each convolution but the first.")
-  var dropRate = 0.0
+  @Option(help: "Dropout: after each convolution but the first (DenseNet), before the blender (SeqResNet; default 0.1 on CIFAR).")
+  var dropRate: Double?
 
   func validate() throws {
     guard Self.names.contains(model) else {
       throw ValidationError("unknown model '\(model)'; choose one of \(Self.names.joined(separator: ", "))")
     }
     if let classes, classes < 1 { throw ValidationError("--classes must be positive, got \(classes)") }
+    if let dropRate, !(0..<1).contains(dropRate) { throw ValidationError("--drop-rate must be in [0, 1), got \(dropRate)") }
   }
 
   /// The model for images with `inputChannels` channels and `classCount` classes (unless --classes).
-  func make(inputChannels: Int, classCount: Int, memoryEfficient: Bool) throws -> DenseNet {
+  func make(inputChannels: Int, classCount: Int, memoryEfficient: Bool) throws -> any Network {
     let classes = self.classes ?? classCount
+    if model.hasPrefix("seq") { return try makeSeqResNet(inputChannels: inputChannels, classCount: classes, memoryEfficient: memoryEfficient) }
     var configuration: DenseNetConfiguration
     switch model {
     case "densenet", "densenet-bc":
       configuration = try .cifar(
         depth: depth, growthRate: growthRate, bottleneck: model == "densenet-bc", compression: compression,
-        initialChannels: initChannels, dropRate: dropRate, classCount: classes, inputChannels: inputChannels)
+        initialChannels: initChannels, dropRate: dropRate ?? 0, classCount: classes, inputChannels: inputChannels)
     case "densenet121": configuration = .densenet121
     case "densenet169": configuration = .densenet169
     case "densenet201": configuration = .densenet201
@@ -56,16 +67,42 @@ struct ModelOptions: ParsableArguments {
     configuration.classCount = classes
     configuration.inputChannels = inputChannels
     configuration.memoryEfficient = memoryEfficient
-    if configuration.stem == .imagenet { configuration.dropRate = dropRate }
+    if configuration.stem == .imagenet { configuration.dropRate = dropRate ?? 0 }
     return DenseNet(configuration)
+  }
+
+  private func makeSeqResNet(inputChannels: Int, classCount: Int, memoryEfficient: Bool) throws -> SeqResNet {
+    var configuration: SeqResNetConfiguration
+    switch model {
+    case "seqresnet", "seqresnet-b":
+      configuration = try .cifar(
+        granularity: granularity, widening: widening, blocksPerStage: blocksPerStage, bottleneck: model == "seqresnet-b",
+        dropRate: dropRate ?? 0.1)
+    case "seqresnet-b22": configuration = .b22
+    case "seqresnet-b42": configuration = .b42
+    default: configuration = .resnext24
+    }
+    configuration.classCount = classCount
+    configuration.inputChannels = inputChannels
+    configuration.memoryEfficient = memoryEfficient
+    return SeqResNet(configuration)
   }
 
   /// Classes when neither --classes nor a data set says: 1000 for ImageNet models, 10 otherwise.
   var defaultClassCount: Int { naturalInputShape[1] == 224 ? 1000 : 10 }
 
-  /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
-  var naturalInputShape: [Int] { model.hasPrefix("densenet") && model != "densenet" && model != "densenet-bc" ? [3, 224, 224] : [3, 32, 32] }
+  /// The models of CIFAR size (the others are ImageNet models).
+  static let cifarModels: Set = ["densenet", "densenet-bc", "seqresnet", "seqresnet-b"]
 
-  /// A short name for files and messages, such as `densenet-bc-40-k12`.
-  var label: String { model == "densenet" || model == "densenet-bc" ? "\(model)-\(depth)-k\(growthRate)" : model }
+  /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
+  var naturalInputShape: [Int] { Self.cifarModels.contains(model) ? [3, 32, 32] : [3, 224, 224] }
+
+  /// A short name for files and messages, such as `densenet-bc-40-k12` or `seqresnet-k8-r4-n1`.
+  var label: String {
+    switch model {
+    case "densenet", "densenet-bc": return "\(model)-\(depth)-k\(growthRate)"
+    case "seqresnet", "seqresnet-b": return "\(model)-k\(granularity)-r\(widening)-n\(blocksPerStage)"
+    default: return model
+    }
+  }
 }
