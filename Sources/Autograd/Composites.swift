@@ -81,15 +81,6 @@ public func clamp(_ x: Variable, min lower: Double, max upper: Double) -> Variab
 /// min(max(x, 0), 6).
 public func relu6(_ x: Variable) -> Variable { clamp(x, min: 0, max: 6) }
 
-/// Consecutive pieces of the given sizes along `axis`.
-public func split(_ x: Variable, sizes: [Int], alongAxis axis: Int) -> [Variable] {
-  var start = 0
-  return sizes.map { size in
-    defer { start += size }
-    return slice(x, start..<start + size, alongAxis: axis)
-  }
-}
-
 /// Swaps two dimensions (the last two by default).
 public func transpose(_ x: Variable, _ a: Int = -2, _ b: Int = -1) -> Variable {
   let rank = x.shape.count

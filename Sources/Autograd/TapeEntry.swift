@@ -102,6 +102,24 @@ public func recordOperation(
   return Variable(value, producer: (entry, 0))
 }
 
+/// Records an operation with several outputs and returns them, like
+/// ``recordOperation(_:_:inputs:pullback:)``; the pullback receives one gradient per output, `nil`
+/// for outputs that received none.
+public func recordOperation(
+  _ name: String, _ values: [Tensor], inputs: [Variable], pullback: @escaping ([Tensor?]) -> [Tensor?]
+) -> [Variable] {
+  let context = Context.current
+  if context.detectsAnomalies { for value in values { checkFinite(value, name, "forward") } }
+  guard inputs.contains(where: \.requiresGrad) else { return values.map { Variable($0) } }
+  guard context.isRecording else {
+    context.sawGradient = true
+    return values.map { Variable($0) }
+  }
+  let entry = TapeEntry(
+    name: name, inputs: inputs, outputShapes: values.map(\.shape), backward: .pullback(pullback), context: context)
+  return values.enumerated().map { Variable($1, producer: (entry, $0)) }
+}
+
 /// Stops the program if `t` holds a NaN or an infinity, naming the operation and the pass.
 func checkFinite(_ t: Tensor, _ name: String, _ pass: String) {
   let values = t.scalars(as: Double.self)

@@ -119,36 +119,37 @@ public final class SeqConv: Layer {
 
   /// The activated output.
   public func callAsFunction(_ input: Variable) -> Variable {
-    let all = run(input, shortcut: nil).all
-    return slice(all, inputChannels..<all.shape[1], alongAxis: 1)
+    let buffer = run(input, shortcut: nil).buffer
+    return buffer.window(inputChannels..<buffer.channelCount)
   }
 
   /// The raw outputs (each filter's transform plus its slice of `shortcut`, [N, outputChannels,
   /// H, W]) and their activation.
   public func callAsFunction(_ input: Variable, shortcut: Variable?) -> (raw: Variable, activated: Variable) {
-    let (raws, all) = run(input, shortcut: shortcut)
-    return (raws.count == 1 ? raws[0] : concatenate(raws, alongAxis: 1), slice(all, inputChannels..<all.shape[1], alongAxis: 1))
+    let (raws, buffer) = run(input, shortcut: shortcut)
+    return (raws.count == 1 ? raws[0] : concatenate(raws, alongAxis: 1), buffer.window(inputChannels..<buffer.channelCount))
   }
 
   /// The input followed by the activated output, [input | a_0 | a_1 | ...]: the buffer itself, no copy.
-  public func extending(_ input: Variable) -> Variable { run(input, shortcut: nil).all }
+  public func extending(_ input: Variable) -> Variable { run(input, shortcut: nil).buffer.features }
 
-  private func run(_ input: Variable, shortcut: Variable?) -> (raws: [Variable], all: Variable) {
+  private func run(_ input: Variable, shortcut: Variable?) -> (raws: [Variable], buffer: FeatureBuffer) {
     let k = granularity, count = filters.count
     require(
       input.shape.count == 4 && input.shape[1] == inputChannels,
       "SeqConv: input \(input.shape) does not have \(inputChannels) channels in [N, C, H, W]")
+    var shortcuts: [Variable]?
     if let shortcut {
       require(
         shortcut.shape == [input.shape[0], count * k, input.shape[2], input.shape[3]],
         "SeqConv: shortcut \(shortcut.shape) does not match the output [\(input.shape[0]), \(count * k), \(input.shape[2]), \(input.shape[3])]")
+      shortcuts = count == 1 ? [shortcut] : split(shortcut, sizes: Array(repeating: k, count: count), alongAxis: 1)
     }
-    let buffer = FeatureBuffer(capacity: inputChannels + count * k, first: input)
+    // Windowed filters start their windows every k channels, also inside the input.
+    let buffer = FeatureBuffer(capacity: inputChannels + count * k, first: input, pieceSize: windowed ? k : nil)
     var raws: [Variable] = []
     for (i, filter) in filters.enumerated() {
-      let range = window(ofFilter: i), all = buffer.features
-      let inputs = [range.count == all.shape[1] ? all : slice(all, range, alongAxis: 1)]
-        + (shortcut.map { [slice($0, i * k..<(i + 1) * k, alongAxis: 1)] } ?? [])
+      let inputs = [buffer.window(window(ofFilter: i))] + (shortcuts.map { [$0[i]] } ?? [])
       let body: ([Variable]) -> [Variable] = { [windowDropout] v in
         let (raw, activated) = filter(windowDropout?(v[0]) ?? v[0], shortcut: v.count > 1 ? v[1] : nil)
         return [raw, activated]
@@ -157,6 +158,6 @@ public final class SeqConv: Layer {
       raws.append(outputs[0])
       buffer.append(outputs[1])
     }
-    return (raws, buffer.features)
+    return (raws, buffer)
   }
 }

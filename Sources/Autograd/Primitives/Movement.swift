@@ -30,6 +30,21 @@ public func slice(_ x: Variable, _ range: Range<Int>, alongAxis axis: Int) -> Va
   }
 }
 
+/// Consecutive pieces of the given sizes along `axis`, as views.
+///
+/// One operation with several outputs rather than one slice per piece: the backward pass writes
+/// the pieces' gradients into one gradient of `x` (zeros for pieces that received none), instead
+/// of padding every piece's gradient to the size of `x`.
+public func split(_ x: Variable, sizes: [Int], alongAxis axis: Int) -> [Variable] {
+  let shape = x.shape, dtype = x.dtype
+  let a = Shape.axis(axis, rank: shape.count, "split")
+  let pieces = x.value.split(sizes: sizes, alongAxis: a)
+  return recordOperation("split", pieces, inputs: [x]) { gradients in
+    let filled = zip(gradients, pieces).map { g, piece in g ?? Tensor(zeros: piece.shape, dtype: dtype) }
+    return [Tensor.concatenate(filled, alongAxis: a)]
+  }
+}
+
 /// `x` with `padding[i]` elements of `value` added before and after along axis `i`.
 public func pad(_ x: Variable, _ padding: [(before: Int, after: Int)], value: Double = 0) -> Variable {
   let shape = x.shape

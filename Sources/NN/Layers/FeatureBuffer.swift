@@ -3,45 +3,79 @@ import TensorModule
 
 /// One growing buffer of feature maps along channels, the "shared storage" of the memory-efficient
 /// DenseNet (Pleiss et al. 2017): a block's input and every layer's new channels are written into
-/// one channel-major allocation, and the concatenation of everything so far is a view of its first
-/// channels, not a copy. Feature-map memory is then linear in the number of layers.
+/// one channel-major allocation, and any window of consecutive channels (the concatenation of
+/// everything so far, or a sliding window of it) is a view of it, not a copy. Feature-map memory is
+/// then linear in the number of layers.
 ///
-/// Appending is differentiable: its pullback splits the gradient of the view into the part for the
-/// earlier channels and the part for the appended ones.
+/// The buffer remembers which variable each run of channels came from (a piece: each appended map,
+/// and the first maps, optionally cut into equal pieces). A window's gradient is split into views
+/// for the pieces it covers, so backward costs each window its own width, never the buffer's.
 public final class FeatureBuffer {
   private let storage: Tensor
-  private var current: Variable?
+  private var pieces: [(channels: Range<Int>, variable: Variable)] = []
 
   /// The number of channels written so far.
   public private(set) var channelCount = 0
 
-  /// A buffer for `capacity` channels of maps shaped like `first` ([N, C, H, W]), which it holds first.
-  public init(capacity: Int, first: Variable) {
+  /// A buffer for `capacity` channels of maps shaped like `first` ([N, C, H, W]), which it holds
+  /// first, as pieces of `pieceSize` channels (one piece when nil) so that windows may start inside it.
+  ///
+  /// - Precondition: `first` fits, and `pieceSize` divides its channels.
+  public init(capacity: Int, first: Variable, pieceSize: Int? = nil) {
     let s = first.shape
     require(s.count == 4 && capacity >= s[1], "FeatureBuffer: capacity \(capacity) cannot hold the first maps \(s)")
+    let size = pieceSize ?? s[1]
+    require(size > 0 && s[1] % size == 0, "FeatureBuffer: pieces of \(size) channels do not divide the first maps \(s)")
     storage = Tensor.channelMajor([s[0], capacity, s[2], s[3]], dtype: first.dtype)
-    _ = append(first)
+    storage.sliced(0..<s[1], alongAxis: 1).overwrite(with: first.value)
+    channelCount = s[1]
+    let ranges = stride(from: 0, to: s[1], by: size).map { $0..<$0 + size }
+    guard ranges.count > 1 else {
+      pieces = [(0..<s[1], first)]
+      return
+    }
+    // Cut into pieces: views of the copy, whose gradients are gathered back into one.
+    let views = ranges.map { storage.sliced($0, alongAxis: 1) }
+    let outputs = recordOperation("FeatureBuffer.split", views, inputs: [first]) { gradients in
+      let gradient = Tensor.channelMajor(s, dtype: first.dtype)
+      for (range, g) in zip(ranges, gradients) {
+        gradient.sliced(range, alongAxis: 1).overwrite(with: g ?? Tensor(zeros: [s[0], size, s[2], s[3]], dtype: first.dtype))
+      }
+      return [gradient]
+    }
+    pieces = Array(zip(ranges, outputs))
   }
 
   /// The concatenation of every map appended so far.
-  public var features: Variable { current! }
+  public var features: Variable { window(0..<channelCount) }
 
-  /// Writes `maps` after the existing channels and returns the concatenation of all of them.
+  /// Writes `maps` after the existing channels.
   ///
-  /// - Precondition: the batch and spatial sizes match and there is room.
-  @discardableResult
-  public func append(_ maps: Variable) -> Variable {
+  /// - Precondition: the batch and spatial sizes and the dtype match and there is room.
+  public func append(_ maps: Variable) {
     let s = maps.shape, k = s.count == 4 ? s[1] : 0, c = channelCount
     require(
       s.count == 4 && s[0] == storage.shape[0] && s[2] == storage.shape[2] && s[3] == storage.shape[3]
         && c + k <= storage.shape[1] && maps.dtype == storage.dtype,
       "FeatureBuffer.append: maps \(s) (\(maps.dtype)) do not fit after \(c) channels of \(storage.shape) (\(storage.dtype))")
     storage.sliced(c..<c + k, alongAxis: 1).overwrite(with: maps.value)
+    pieces.append((c..<c + k, maps))
     channelCount = c + k
-    let view = storage.sliced(0..<c + k, alongAxis: 1)
-    current = recordOperation("concatenate", view, inputs: (current.map { [$0] } ?? []) + [maps]) { grad in
-      c == 0 ? [grad] : grad.split(sizes: [c, k], alongAxis: 1)
+  }
+
+  /// The channels `range` of the buffer as one map: a view of the buffer, differentiable with
+  /// respect to the pieces it covers.
+  ///
+  /// - Precondition: `range` lies within the written channels and starts and ends at piece boundaries.
+  public func window(_ range: Range<Int>) -> Variable {
+    let covered = pieces.filter { $0.channels.overlaps(range) }
+    require(
+      range.upperBound <= channelCount && !range.isEmpty && covered.first?.channels.lowerBound == range.lowerBound
+        && covered.last?.channels.upperBound == range.upperBound,
+      "FeatureBuffer.window: channels \(range) do not start and end at piece boundaries \(pieces.map(\.channels)) of \(channelCount) channels")
+    let offsets = covered.map { $0.channels.lowerBound - range.lowerBound..<$0.channels.upperBound - range.lowerBound }
+    return recordOperation("FeatureBuffer.window", storage.sliced(range, alongAxis: 1), inputs: covered.map(\.variable)) { gradient in
+      offsets.map { gradient.sliced($0, alongAxis: 1) }
     }
-    return current!
   }
 }
