@@ -74,7 +74,8 @@ final class ModuleGradientTests: XCTestCase {
     XCTAssertEqual(accuracy(z, labels: [2, 1]), 0.5)
   }
 
-  /// The growing feature buffer is a differentiable concatenation.
+  /// The growing feature buffer is a differentiable concatenation, and its windows are
+  /// differentiable views, also when the first maps are cut into pieces.
   func testFeatureBufferGradients() {
     let a = randomLeaf([2, 2, 3, 3], using: &random), b = randomLeaf([2, 1, 3, 3], using: &random)
     assertGradientsCorrect(at: [a, b], "feature buffer") {
@@ -82,6 +83,26 @@ final class ModuleGradientTests: XCTestCase {
       buffer.append(b * 2)
       buffer.append(exp(slice(buffer.features, 1..<3, alongAxis: 1)))
       return buffer.features * buffer.features
+    }
+    let c = randomLeaf([2, 4, 3, 3], using: &random)
+    assertGradientsCorrect(at: [c, b], "windows over pieces") {
+      let buffer = FeatureBuffer(capacity: 7, first: c, pieceSize: 2)
+      buffer.append(b * 3)
+      let w = buffer.window(2..<5)  // the second piece of the first maps and the appended channel
+      buffer.append(sigmoid(slice(w, 1..<3, alongAxis: 1) * slice(w, 0..<2, alongAxis: 1)))
+      return buffer.window(4..<7) * sum(buffer.window(0..<4), alongAxes: [1], keepingDimensions: true) + sum(buffer.features, alongAxes: [1, 2, 3], keepingDimensions: true)
+    }
+  }
+
+  func testFeatureBufferWindowsMatchTheirChannels() {
+    let c = Variable(Tensor(randomNormal: [2, 4, 3, 3], using: &random))
+    let buffer = FeatureBuffer(capacity: 6, first: c, pieceSize: 2)
+    let appended = Variable(Tensor(randomNormal: [2, 2, 3, 3], using: &random))
+    buffer.append(appended)
+    assertBitIdentical(buffer.window(2..<6).value, Tensor.concatenate([c.value.sliced(2..<4, alongAxis: 1), appended.value], alongAxis: 1))
+    assertBitIdentical(buffer.features.value, Tensor.concatenate([c.value, appended.value], alongAxis: 1))
+    assertStops(withMessageContaining: ["FeatureBuffer.window: channels 1..<4 do not start and end at piece boundaries"], in: self) {
+      _ = buffer.window(1..<4)
     }
   }
 }
