@@ -132,6 +132,7 @@ extension ShiftedGrid {
   }
 
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
+    if usesShiftedGradient { return backwardInputByShiftedGradient(dy, weight, into: dx, T.self) }
     let dyp = spread(dy, T.self), wk = taps(weight, T.self)
     let dxp = Tensor(repeating: 0, shape: [g.inputChannels * length], dtype: T.dtype)
     let pdy = dyp.base(T.self), pw = wk.base(T.self), pdx = dxp.base(T.self)
@@ -150,6 +151,7 @@ extension ShiftedGrid {
   }
 
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
+    if usesShiftedGradient { return backwardWeightByShiftedGradient(dy, x, into: dw, T.self) }
     let dyp = spread(dy, T.self), xp = padded(x, T.self)
     let kk = offsets.count, rows = g.outputChannels * g.groupInputs
     let dwk = Tensor(uninitializedShape: [kk * rows], dtype: T.dtype)
@@ -164,5 +166,79 @@ extension ShiftedGrid {
     }
     let out = dw.base(T.self)
     for r in 0..<rows { for k in 0..<kk { out[r * kk + k] = pdwk[k * rows + r] } }
+  }
+}
+
+/// Both gradients of a convolution with few outputs per group (the k-channel convolutions of dense
+/// and sequentially aggregated layers), as single GEMMs over all taps.
+///
+/// Per tap, the input gradient is a product with only O (= k) terms per element that rewrites the
+/// whole padded input gradient, nine times for a 3x3 kernel, and the weight gradient re-reads the
+/// whole padded input nine times. Instead the output gradient, O rows only, is copied once per tap
+/// shifted back by the tap's offset: rows (tap, o) of S. Then dx_grid = W_tapsᵀ · S (K = taps·O)
+/// and dW_taps = S · x_gridᵀ (one pass over the input) are one GEMM each.
+extension ShiftedGrid {
+  /// Whether the gradients go through the shifted output gradient: few outputs per group.
+  var usesShiftedGradient: Bool { g.groupOutputs <= 32 }
+
+  /// Rows (tap, o) of one group's output gradient on the input grid, row (k, o) at position s holding
+  /// dy[o] at grid position s - offset(k) and zero where that is no output: [taps·O, length].
+  func shiftedGradient<T: TensorScalar>(_ dy: Tensor, group: Int, _: T.Type) -> Tensor {
+    let o = g.groupOutputs, kk = offsets.count
+    let out = Tensor(uninitializedShape: [kk * o * length], dtype: T.dtype)
+    let layout = PlaneLayout(dy), src = dy.base(T.self), dst = out.base(T.self)
+    let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
+    Parallel.forRanges(kk * o, costPerItem: length) { rows in
+      for r in rows {
+        let k = r / o, channel = group * o + r % o, row = dst + r * length
+        row.update(repeating: 0, count: length)
+        for n in 0..<g.batch {
+          let from = src + n * layout.imageStride + channel * layout.channelStride
+          for y in 0..<oh {
+            let to = row + offsets[k] + n * hp * wp + y * wp
+            for x in 0..<ow { to[x] = from[y * ow + x] }
+          }
+        }
+      }
+    }
+    return out
+  }
+
+  /// One group's weights as [taps·O, C/g]: row (k, o) holds weight[o, :, k].
+  func groupTaps<T: TensorScalar>(_ weight: Tensor, group: Int, _: T.Type) -> Tensor {
+    let o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count
+    let out = Tensor(uninitializedShape: [kk * o * ci], dtype: T.dtype)
+    let src = weight.contiguous().base(T.self), dst = out.base(T.self)
+    for k in 0..<kk {
+      for oo in 0..<o { for c in 0..<ci { dst[(k * o + oo) * ci + c] = src[((group * o + oo) * ci + c) * kk + k] } }
+    }
+    return out
+  }
+
+  func backwardInputByShiftedGradient<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
+    let dxp = Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype)
+    let rows = offsets.count * g.groupOutputs
+    for group in 0..<g.groups {
+      let shifted = shiftedGradient(dy, group: group, T.self), w = groupTaps(weight, group: group, T.self)
+      T.gemm(
+        transposeA: true, transposeB: false, m: g.groupInputs, n: length, k: rows, alpha: 1, a: w.base(T.self), lda: g.groupInputs,
+        b: shifted.base(T.self), ldb: length, beta: 0, c: dxp.base(T.self) + group * g.groupInputs * length, ldc: length)
+    }
+    extract(dxp.base(T.self), channelLength: length, top: g.padding.height, left: g.padding.width, into: dx, T.self)
+  }
+
+  func backwardWeightByShiftedGradient<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
+    let xp = padded(x, T.self), o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count
+    let product = Tensor(uninitializedShape: [kk * o * ci], dtype: T.dtype)
+    let out = dw.base(T.self), p = product.base(T.self)
+    for group in 0..<g.groups {
+      let shifted = shiftedGradient(dy, group: group, T.self)
+      T.gemm(
+        transposeA: false, transposeB: true, m: kk * o, n: ci, k: length, alpha: 1, a: shifted.base(T.self), lda: length,
+        b: xp.base(T.self) + group * ci * length, ldb: length, beta: 0, c: p, ldc: ci)
+      for k in 0..<kk {
+        for oo in 0..<o { for c in 0..<ci { out[((group * o + oo) * ci + c) * kk + k] = p[(k * o + oo) * ci + c] } }
+      }
+    }
   }
 }

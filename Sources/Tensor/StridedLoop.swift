@@ -30,14 +30,29 @@ struct StridedLoop {
   /// The stride of operand `k` along a row.
   func rowStride(_ k: Int) -> Int { strides[k][shape.count - 1] }
 
+  /// The number of rows.
+  var rowCount: Int { shape.dropLast().reduce(1, *) }
+
   /// Calls `body` with each row's starting offset for every operand.
-  func forEachRow(_ body: (UnsafeMutableBufferPointer<Int>) -> Void) {
-    if shape.contains(0) { return }
+  func forEachRow(_ body: (UnsafeMutableBufferPointer<Int>) -> Void) { forEachRow(in: 0..<rowCount, body) }
+
+  /// Calls `body` with the starting offsets of the rows numbered `rows` (in row-major order).
+  func forEachRow(in rows: Range<Int>, _ body: (UnsafeMutableBufferPointer<Int>) -> Void) {
+    if shape.contains(0) || rows.isEmpty { return }
     let outer = shape.count - 1
     var index = [Int](repeating: 0, count: outer)
     var offsets = [Int](repeating: 0, count: strides.count)
+    var remaining = rows.lowerBound
+    for axis in stride(from: outer - 1, through: 0, by: -1) {
+      index[axis] = remaining % shape[axis]
+      remaining /= shape[axis]
+      for k in offsets.indices { offsets[k] += index[axis] * strides[k][axis] }
+    }
+    var left = rows.count
     offsets.withUnsafeMutableBufferPointer { offsets in
       while true {
+        left -= 1
+        if left < 0 { return }
         body(offsets)
         var axis = outer - 1
         while axis >= 0 {

@@ -41,13 +41,15 @@ private func binaryKernel<T: TensorScalar>(
       Parallel.forRanges(n, costPerItem: 2) { r in for i in r { c[i] = f(a[i], b[i]) } }
       return
     }
-    loop.forEachRow { o in
+    Parallel.forRanges(loop.rowCount, costPerItem: n) { rows in
+      loop.forEachRow(in: rows) { o in
       let x = a + o[0], y = b + o[1], z = c + o[2]
       switch (sa, sb, sc) {
       case (1, 1, 1): for i in 0..<n { z[i] = f(x[i], y[i]) }
       case (1, 0, 1): let v = y[0]; for i in 0..<n { z[i] = f(x[i], v) }
       case (0, 1, 1): let v = x[0]; for i in 0..<n { z[i] = f(v, y[i]) }
       default: for i in 0..<n { z[i * sc] = f(x[i * sa], y[i * sb]) }
+      }
       }
     }
   }

@@ -67,6 +67,18 @@ final class ElementwiseTests: XCTestCase {
     XCTAssertEqual((column + 0.5).scalars(as: Double.self), [1.5, 5.5, 9.5])
   }
 
+  /// Large broadcast products (a per-image, per-channel scale of a permuted map) are split across
+  /// threads by rows; every row, wherever a thread's share starts, matches index arithmetic.
+  func testLargeStridedBroadcastMatchesIndexArithmetic() {
+    var random = RandomGenerator(seed: 3)
+    let x = Tensor(randomNormal: [5, 7, 65, 67], dtype: .float64, using: &random).permuted([1, 0, 2, 3])  // [7, 5, 65, 67]
+    let scale = Tensor(randomNormal: [7, 5, 1, 1], dtype: .float64, using: &random)
+    let xv = x.contiguous().scalars(as: Double.self), sv = scale.scalars(as: Double.self)
+    let expected = Tensor(xv.indices.map { xv[$0] * sv[$0 / (65 * 67)] }, shape: [7, 5, 65, 67])
+    assertBitIdentical(x * scale, expected)
+    assertBitIdentical((x + scale).contiguous(), Tensor(xv.indices.map { xv[$0] + sv[$0 / (65 * 67)] }, shape: [7, 5, 65, 67]))
+  }
+
   /// Element-wise results keep a dense operand's memory order (channel-major stays channel-major).
   func testLayoutIsPreserved() {
     var random = RandomGenerator(seed: 4)
