@@ -82,6 +82,7 @@ private func convolutionForward<T: TensorScalar>(_ g: ConvolutionGeometry, _ x: 
   let ldy = g.batch * g.outputPlane
   if y.count == 0 { return }
   if g.patchSize == 0 { return py.update(repeating: 0, count: y.count) }
+  if DepthwiseConvolution.applies(to: g) { return DepthwiseConvolution(g: g).forward(x, w, into: y, T.self) }
   if ShiftedGrid.applies(to: g) { return ShiftedGrid(g).forward(x, w, into: y, T.self) }
   if isDirect(g, layout) {
     for group in 0..<g.groups {
@@ -113,6 +114,7 @@ private func convolutionBackwardInput<T: TensorScalar>(_ g: ConvolutionGeometry,
   let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
   let ldy = g.batch * g.outputPlane
   if ldy == 0 || g.outputChannels == 0 { return pdx.update(repeating: 0, count: dx.count) }
+  if DepthwiseConvolution.applies(to: g) { return DepthwiseConvolution(g: g).backwardInput(dy, w, into: dx, T.self) }
   if ShiftedGrid.applies(to: g) { return ShiftedGrid(g).backwardInput(dy, w, into: dx, T.self) }
   if isDirect(g, layout) {
     for group in 0..<g.groups {
@@ -144,6 +146,7 @@ private func convolutionBackwardWeight<T: TensorScalar>(_ g: ConvolutionGeometry
   let layout = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
   let ldy = g.batch * g.outputPlane
   if ldy == 0 || dw.count == 0 { return pdw.update(repeating: 0, count: dw.count) }
+  if DepthwiseConvolution.applies(to: g) { return DepthwiseConvolution(g: g).backwardWeight(dy, x, into: dw, T.self) }
   if ShiftedGrid.applies(to: g) { return ShiftedGrid(g).backwardWeight(dy, x, into: dw, T.self) }
   if isDirect(g, layout) {
     for group in 0..<g.groups {

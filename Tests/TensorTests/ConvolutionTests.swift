@@ -79,10 +79,21 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 3, inputChannels: 16, outputChannels: 8, height: 4, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0, dilation: 1, groups: 2),
     Configuration(batch: 1, inputChannels: 9, outputChannels: 5, height: 7, width: 5, kernelHeight: 3, kernelWidth: 1, stride: 1, padding: [2, 0], dilation: [2, 1], groups: 1),
     Configuration(batch: 2, inputChannels: 8, outputChannels: 4, height: 1, width: 1, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+    // More than 32 outputs per group: the gradients take one GEMM per tap.
+    Configuration(batch: 2, inputChannels: 8, outputChannels: 40, height: 4, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+  ]
+
+  /// Depthwise convolutions (the direct kernel): kernels 3, 5 and 7 with their paddings, strides,
+  /// dilation, non-square kernels and maps smaller than the kernel's reach.
+  static let depthwiseConfigurations = [
+    Configuration(batch: 2, inputChannels: 3, outputChannels: 3, height: 7, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 3),
+    Configuration(batch: 3, inputChannels: 4, outputChannels: 4, height: 8, width: 9, kernelHeight: 5, kernelWidth: 5, stride: 2, padding: 2, dilation: 1, groups: 4),
+    Configuration(batch: 1, inputChannels: 2, outputChannels: 2, height: 5, width: 4, kernelHeight: 7, kernelWidth: 7, stride: 1, padding: 3, dilation: 1, groups: 2),
+    Configuration(batch: 2, inputChannels: 5, outputChannels: 5, height: 9, width: 7, kernelHeight: 3, kernelWidth: 2, stride: [1, 3], padding: [2, 1], dilation: [2, 1], groups: 5),
   ]
 
   func testForwardAndGradientsMatchReferenceLoops() {
-    for (k, c) in (Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations).enumerated() {
+    for (k, c) in (Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.depthwiseConfigurations).enumerated() {
       var random = RandomGenerator(seed: UInt64(100 + k))
       let xShape = [c.batch, c.inputChannels, c.height, c.width]
       let wShape = [c.outputChannels, c.inputChannels / c.groups, c.kernelHeight, c.kernelWidth]

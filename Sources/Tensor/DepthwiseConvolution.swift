@@ -1,0 +1,109 @@
+/// Depthwise convolution (one filter per channel: groups = input channels = output channels) as
+/// direct loops over each (image, channel) plane.
+///
+/// With one input channel per group, im2col and GEMM would multiply a 1 x K² row by a K² x (H·W)
+/// matrix per channel: all copying, hardly any arithmetic. The direct loops read each input plane
+/// once per kernel tap along contiguous rows, which the compiler vectorises for stride 1.
+struct DepthwiseConvolution {
+  let g: ConvolutionGeometry
+
+  /// Whether `g` is a depthwise convolution with channel multiplier 1.
+  static func applies(to g: ConvolutionGeometry) -> Bool {
+    g.groups == g.inputChannels && g.groups == g.outputChannels && g.groups > 1
+  }
+
+  /// The output columns `ox` whose input column for horizontal tap `kx` lies inside the image.
+  func columns(tap kx: Int) -> Range<Int> {
+    let shift = g.padding.width - kx * g.dilation.width, sw = g.stride.width
+    let lower = shift <= 0 ? 0 : (shift + sw - 1) / sw
+    let last = g.width - 1 + shift
+    let upper = last < 0 ? 0 : min(g.outputWidth, last / sw + 1)
+    return lower..<max(lower, upper)
+  }
+
+  /// The input row of output row `oy` for vertical tap `ky`, if it lies inside the image.
+  func inputRow(_ oy: Int, tap ky: Int) -> Int? {
+    let iy = oy * g.stride.height - g.padding.height + ky * g.dilation.height
+    return iy >= 0 && iy < g.height ? iy : nil
+  }
+
+  /// Calls `body(ky, kx, iy, oy, columns, inputOffset)` for every tap and output row with a valid
+  /// input row; input column = ox * stride + inputOffset.
+  @inline(__always)
+  func forEachTapRow(_ body: (Int, Int, Int, Int, Range<Int>, Int) -> Void) {
+    for ky in 0..<g.kernelHeight {
+      for kx in 0..<g.kernelWidth {
+        let range = columns(tap: kx), offset = kx * g.dilation.width - g.padding.width
+        if range.isEmpty { continue }
+        for oy in 0..<g.outputHeight {
+          guard let iy = inputRow(oy, tap: ky) else { continue }
+          body(ky, kx, iy, oy, range, offset)
+        }
+      }
+    }
+  }
+
+  func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type) {
+    let xl = PlaneLayout(x), yl = PlaneLayout(y), px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
+    let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
+    Parallel.forRanges(g.batch * g.inputChannels, costPerItem: g.outputPlane * kk) { planes in
+      for p in planes {
+        let c = p / g.batch, n = p % g.batch
+        let src = px + n * xl.imageStride + c * xl.channelStride, dst = py + n * yl.imageStride + c * yl.channelStride
+        dst.update(repeating: 0, count: g.outputPlane)
+        forEachTapRow { ky, kx, iy, oy, range, offset in
+          let weight = pw[c * kk + ky * g.kernelWidth + kx], row = src + iy * iw + offset, out = dst + oy * ow
+          if sw == 1 {
+            for ox in range { out[ox] += weight * row[ox] }
+          } else {
+            for ox in range { out[ox] += weight * row[ox * sw] }
+          }
+        }
+      }
+    }
+  }
+
+  func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
+    let dyl = PlaneLayout(dy), dxl = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
+    let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
+    Parallel.forRanges(g.batch * g.inputChannels, costPerItem: g.outputPlane * kk) { planes in
+      for p in planes {
+        let c = p / g.batch, n = p % g.batch
+        let src = pdy + n * dyl.imageStride + c * dyl.channelStride, dst = pdx + n * dxl.imageStride + c * dxl.channelStride
+        dst.update(repeating: 0, count: g.height * iw)
+        forEachTapRow { ky, kx, iy, oy, range, offset in
+          let weight = pw[c * kk + ky * g.kernelWidth + kx], row = dst + iy * iw + offset, grad = src + oy * ow
+          if sw == 1 {
+            for ox in range { row[ox] += weight * grad[ox] }
+          } else {
+            for ox in range { row[ox * sw] += weight * grad[ox] }
+          }
+        }
+      }
+    }
+  }
+
+  func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
+    let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
+    let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
+    Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in
+      for c in channels {
+        let taps = pdw + c * kk
+        taps.update(repeating: 0, count: kk)
+        for n in 0..<g.batch {
+          let grad = pdy + n * dyl.imageStride + c * dyl.channelStride, src = px + n * xl.imageStride + c * xl.channelStride
+          forEachTapRow { ky, kx, iy, oy, range, offset in
+            let row = src + iy * iw + offset, out = grad + oy * ow
+            var sum: T = 0
+            if sw == 1 {
+              for ox in range { sum += out[ox] * row[ox] }
+            } else {
+              for ox in range { sum += out[ox] * row[ox * sw] }
+            }
+            taps[ky * g.kernelWidth + kx] += sum
+          }
+        }
+      }
+    }
+  }
+}
