@@ -23,6 +23,8 @@ public enum Initializer: Sendable {
   case xavierUniform
   /// Uniform(±bound).
   case uniform(bound: Double)
+  /// Normal(0, standardDeviation).
+  case normal(standardDeviation: Double)
   /// Every element equal to the value.
   case constant(Double)
   /// PyTorch's default for convolution and linear weights and biases: Uniform(±1 / sqrt(fanIn)).
@@ -44,6 +46,7 @@ public enum Initializer: Sendable {
     case .xavierUniform:
       let bound = (6 / Double(max(1, fanIn + fanOut))).squareRoot()
       return Tensor(randomUniform: shape, lower: -bound, upper: bound, dtype: dtype)
+    case .normal(let deviation): return Tensor(randomNormal: shape, standardDeviation: deviation, dtype: dtype)
     case .uniform(let bound): return Tensor(randomUniform: shape, lower: -bound, upper: bound, dtype: dtype)
     case .constant(let value): return Tensor(repeating: value, shape: shape, dtype: dtype)
     case .pytorchDefault(let fanIn):

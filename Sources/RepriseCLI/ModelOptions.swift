@@ -6,6 +6,7 @@ struct ModelOptions: ParsableArguments {
   static let names = [
     "densenet", "densenet-bc", "densenet121", "densenet169", "densenet201", "densenet161", "densenet264",
     "densenet264-k48", "densenet232", "seqresnet", "seqresnet-b", "seqresnet-b22", "seqresnet-b42", "seqresnext24",
+    "resnet20", "resnet50", "seresnet56", "shakenet26-2x96d", "mobilenetv2",
   ]
 
   @Option(help: "The model: \(names.joined(separator: ", ")).")
@@ -26,6 +27,12 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Residual blocks per stage N of a CIFAR SeqResNet.")
   var blocksPerStage = 1
 
+  @Option(help: "The first convolution of each block of resnet20, resnet50, seresnet56, shakenet26-2x96d and mobilenetv2: standard, dsconv, multiception or mixconv.")
+  var conv = "standard"
+
+  @Option(help: "Stochastic depth of resnet20, resnet50 and seresnet56: the last block's survival probability (linear decay from 1; 1 is off).")
+  var finalSurvival = 1.0
+
   @Option(help: "Number of classes (default: the data set's).")
   var classes: Int?
 
@@ -43,6 +50,10 @@ struct ModelOptions: ParsableArguments {
       throw ValidationError("unknown model '\(model)'; choose one of \(Self.names.joined(separator: ", "))")
     }
     if let classes, classes < 1 { throw ValidationError("--classes must be positive, got \(classes)") }
+    if ConvolutionVariant(rawValue: conv) == nil {
+      throw ValidationError("unknown convolution '\(conv)'; choose one of \(ConvolutionVariant.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    if !(finalSurvival > 0 && finalSurvival <= 1) { throw ValidationError("--final-survival must be in (0, 1], got \(finalSurvival)") }
     if let dropRate, !(0..<1).contains(dropRate) { throw ValidationError("--drop-rate must be in [0, 1), got \(dropRate)") }
   }
 
@@ -50,6 +61,20 @@ struct ModelOptions: ParsableArguments {
   func make(inputChannels: Int, classCount: Int, memoryEfficient: Bool) throws -> any Network {
     let classes = self.classes ?? classCount
     if model.hasPrefix("seq") { return try makeSeqResNet(inputChannels: inputChannels, classCount: classes, memoryEfficient: memoryEfficient) }
+    let variant = ConvolutionVariant(rawValue: conv) ?? .standard
+    switch model {
+    case "resnet20", "resnet50", "seresnet56":
+      var configuration: ResNetConfiguration =
+        model == "resnet20" ? .resnet20(variant) : model == "resnet50" ? .resnet50(variant) : .seresnet56(variant)
+      (configuration.classCount, configuration.inputChannels) = (classes, inputChannels)
+      (configuration.finalSurvival, configuration.memoryEfficient) = (finalSurvival, memoryEfficient)
+      return ResNet(configuration)
+    case "shakenet26-2x96d":
+      return ShakeNet(convolution: variant, classCount: classes, inputChannels: inputChannels, memoryEfficient: memoryEfficient)
+    case "mobilenetv2":
+      return MobileNetV2(convolution: variant, classCount: classes, inputChannels: inputChannels, memoryEfficient: memoryEfficient)
+    default: break
+    }
     var configuration: DenseNetConfiguration
     switch model {
     case "densenet", "densenet-bc":
@@ -92,7 +117,9 @@ struct ModelOptions: ParsableArguments {
   var defaultClassCount: Int { naturalInputShape[1] == 224 ? 1000 : 10 }
 
   /// The models of CIFAR size (the others are ImageNet models).
-  static let cifarModels: Set = ["densenet", "densenet-bc", "seqresnet", "seqresnet-b"]
+  static let cifarModels: Set = [
+    "densenet", "densenet-bc", "seqresnet", "seqresnet-b", "resnet20", "resnet50", "seresnet56", "shakenet26-2x96d", "mobilenetv2",
+  ]
 
   /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
   var naturalInputShape: [Int] { Self.cifarModels.contains(model) ? [3, 32, 32] : [3, 224, 224] }
@@ -102,6 +129,7 @@ struct ModelOptions: ParsableArguments {
     switch model {
     case "densenet", "densenet-bc": return "\(model)-\(depth)-k\(growthRate)"
     case "seqresnet", "seqresnet-b": return "\(model)-k\(granularity)-r\(widening)-n\(blocksPerStage)"
+    case "resnet20", "resnet50", "seresnet56", "shakenet26-2x96d", "mobilenetv2": return "\(model)-\(conv)"
     default: return model
     }
   }

@@ -16,14 +16,49 @@ public func conv2d(
 ) -> Tensor {
   let g = ConvolutionGeometry(
     "conv2d", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  let out = Tensor(uninitializedShape: g.outputShape, dtype: input.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
+  convolve(input, weight, g, into: out)
+  return out
+}
+
+/// Several convolutions of one input, their outputs one after another along channels, each written
+/// straight into its channels of one channel-major result (no per-convolution copy).
+///
+/// - Parameters:
+///   - weights: one weight [O_i, C / groups, KH_i, KW_i] per convolution.
+///   - paddings: one padding per convolution (so that the output sizes agree).
+/// - Returns: [N, ΣO_i, OH, OW], stored channel-major.
+public func concatenatedConv2d(
+  _ input: Tensor, _ weights: [Tensor], stride: IntOrPair = 1, paddings: [IntOrPair], groups: Int = 1
+) -> Tensor {
+  require(
+    !weights.isEmpty && weights.count == paddings.count,
+    "concatenatedConv2d: \(weights.count) weights and \(paddings.count) paddings (input \(input.shape))")
+  let geometries = zip(weights, paddings).map { w, p in
+    ConvolutionGeometry("concatenatedConv2d", input: input.shape, weight: w.shape, stride: stride, padding: p, dilation: 1, groups: groups)
+  }
+  let first = geometries[0].outputShape
+  require(
+    geometries.allSatisfy { $0.outputShape[2...] == first[2...] },
+    "concatenatedConv2d: outputs \(geometries.map(\.outputShape)) differ in size (weights \(weights.map(\.shape)), paddings \(paddings))")
+  let shape = [first[0], geometries.reduce(0) { $0 + $1.outputChannels }, first[2], first[3]]
+  let out = Tensor(uninitializedShape: shape, dtype: input.dtype, strides: PlaneLayout.channelMajorStrides(shape))
+  var start = 0
+  for (w, g) in zip(weights, geometries) {
+    convolve(input, w, g, into: out.sliced(start..<start + g.outputChannels, alongAxis: 1))
+    start += g.outputChannels
+  }
+  return out
+}
+
+/// Runs the forward kernel into `out`, a channel-major tensor or a channel range of one.
+private func convolve(_ input: Tensor, _ weight: Tensor, _ g: ConvolutionGeometry, into out: Tensor) {
   require(input.dtype == weight.dtype, "conv2d: dtypes differ (input \(input.dtype), weight \(weight.dtype))")
   let x = input.withDensePlanes(), w = weight.contiguous()
-  let out = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
   switch x.dtype {
   case .float32: convolutionForward(g, x, w, out, Float.self)
   case .float64: convolutionForward(g, x, w, out, Double.self)
   }
-  return out
 }
 
 /// The gradient of ``conv2d(_:_:stride:padding:dilation:groups:)`` with respect to its input.

@@ -23,3 +23,29 @@ public func conv2d(
     ]
   }
 }
+
+/// Several convolutions of one input with their outputs concatenated along channels in weight
+/// order, computed straight into one result (the depthwise branches of a Multiception layer, one
+/// per kernel size, materialise only their concatenation). No bias.
+///
+/// - Parameter paddings: one per weight, so that the output sizes agree ((K - 1) / 2 for odd K).
+public func concatenatedConv2d(
+  _ input: Variable, _ weights: [Variable], stride: IntOrPair = 1, paddings: [IntOrPair], groups: Int = 1
+) -> Variable {
+  let inputShape = input.shape
+  let x = input.value, ws = weights.map(\.value)
+  let y = TensorModule.concatenatedConv2d(x, ws, stride: stride, paddings: paddings, groups: groups)
+  let sizes = ws.map { $0.shape[0] }
+  countMultiplyAccumulates(zip(ws, sizes).reduce(0) { $0 + y.count / y.shape[1] * $1.1 * $1.0.shape[1] * $1.0.shape[2] * $1.0.shape[3] })
+  return recordOperation("concatenatedConv2d", y, inputs: [input] + weights) { grad in
+    let parts = grad.split(sizes: sizes, alongAxis: 1)
+    var dx: Tensor?
+    var dws: [Tensor?] = []
+    for (part, (w, padding)) in zip(parts, zip(ws, paddings)) {
+      let d = conv2dBackwardInput(part, w, inputShape: inputShape, stride: stride, padding: padding, groups: groups)
+      dx = dx.map { $0 + d } ?? d
+      dws.append(conv2dBackwardWeight(part, x, weightShape: w.shape, stride: stride, padding: padding, groups: groups))
+    }
+    return [dx] + dws
+  }
+}
