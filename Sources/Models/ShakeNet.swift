@@ -68,7 +68,7 @@ public final class ShakeUnit: Layer {
         ("2", ReLU()), ("3", Models.convolution(outputChannels, outputChannels, kernel: 3, fan: .fanOut)), ("4", BatchNorm2d(channels: outputChannels)),
       ])
     }
-    shortcut = inputChannels == outputChannels ? nil : ShakeShortcut(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride)
+    shortcut = inputChannels == outputChannels && stride == 1 ? nil : ShakeShortcut(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride)
     self.memoryEfficient = memoryEfficient
   }
 

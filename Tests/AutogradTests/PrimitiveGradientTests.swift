@@ -170,4 +170,12 @@ final class PrimitiveGradientTests: XCTestCase {
       for (v, e) in zip([x, g, b, w], expected) { assertBitIdentical(v.grad, e, "gradient \(dtype)") }
     }
   }
+
+  func testConcatenatedConv2d() {
+    let x = leaf([2, 3, 5, 4])
+    let depthwise = [leaf([3, 1, 3, 3]), leaf([3, 1, 5, 5]), leaf([3, 1, 3, 3])]
+    assertGradientsCorrect(at: [x] + depthwise, "depthwise branches") { concatenatedConv2d(x, depthwise, paddings: [1, 2, 1], groups: 3) }
+    let dense = [leaf([2, 3, 3, 3]), leaf([4, 3, 1, 1])]
+    assertGradientsCorrect(at: [x] + dense, "strided dense branches") { concatenatedConv2d(x, dense, stride: 2, paddings: [1, 0]) }
+  }
 }

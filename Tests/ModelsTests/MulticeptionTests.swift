@@ -1,0 +1,146 @@
+@testable import Models
+import Reprise
+import TestSupport
+import XCTest
+
+/// The Multiception family: gradients of every convolution variant, shake-shake weights, stochastic
+/// depth, memory-efficient equals plain, and the exact counts of reference/MODELS.md 3.6 and 3.3.
+final class MulticeptionTests: XCTestCase {
+  /// Every variant with strides 1 and 2 and every kernel list, on tiny shapes in Float64.
+  func testGradientsOfEveryVariant() {
+    for variant in ConvolutionVariant.allCases {
+      for stride in [1, 2] {
+        for kernels in variant == .multiception ? [[3, 5, 7], [3, 5], [3, 3]] : [[3]] {
+          RandomGenerator.global = RandomGenerator(seed: 21)
+          let layer = variant.make(inputChannels: 3, outputChannels: 4, stride: stride, kernels: kernels, fan: .fanIn)
+          layer.convert(to: .float64)
+          var random = RandomGenerator(seed: 22)
+          let x = randomLeaf([2, 3, 7, 6], using: &random)
+          assertGradientsCorrect(at: [x] + layer.parameters, "\(variant) stride \(stride) kernels \(kernels)") { layer(x) }
+        }
+      }
+    }
+  }
+
+  /// The concatenated depthwise branches equal separate depthwise convolutions concatenated.
+  func testMulticeptionBranchesEqualSeparateConvolutions() {
+    var random = RandomGenerator(seed: 23)
+    let x = Tensor(randomNormal: [2, 3, 9, 8], using: &random)
+    let weights = [3, 5, 7, 3].map { Tensor(randomNormal: [3, 1, $0, $0], using: &random) }
+    let fused = concatenatedConv2d(x, weights, paddings: [1, 2, 3, 1], groups: 3)
+    let separate = Tensor.concatenate(zip(weights, [1, 2, 3, 1]).map { conv2d(x, $0, padding: .init($1), groups: 3) }, alongAxis: 1)
+    assertBitIdentical(fused.contiguous(), separate.contiguous())
+  }
+
+  func testShakeShakeWeights() {
+    let a = Variable(Tensor([1, 2, 3, 4] as [Double], shape: [2, 2, 1, 1]), requiresGrad: true)
+    let b = Variable(Tensor([10, 20, 30, 40] as [Double], shape: [2, 2, 1, 1]), requiresGrad: true)
+    let alpha = Tensor([0.25, 0.5] as [Double], shape: [2, 1, 1, 1]), beta = Tensor([0.9, 0.1] as [Double], shape: [2, 1, 1, 1])
+    let y = shakeShake(a, b, alpha: alpha, beta: beta)
+    XCTAssertEqual(y.value.scalars(as: Double.self), [0.25 + 7.5, 0.5 + 15, 1.5 + 15, 2 + 20])
+    y.backward(seed: Tensor(ones: [2, 2, 1, 1], dtype: .float64))
+    XCTAssertEqual(a.grad!.scalars(as: Double.self), [0.9, 0.9, 0.1, 0.1], "β weights the first branch's gradient")
+    XCTAssertEqual(b.grad!.scalars(as: Double.self).map { ($0 * 1e12).rounded() / 1e12 }, [0.1, 0.1, 0.9, 0.9])
+  }
+
+  /// In training the two branches mix with a fresh α per image; at inference they are averaged.
+  func testShakeUnitMixesPerImageInTrainingAndAveragesAtInference() {
+    RandomGenerator.global = RandomGenerator(seed: 24)
+    let unit = ShakeUnit(inputChannels: 4, outputChannels: 4, stride: 1, convolution: .multiception, kernels: [3, 5], memoryEfficient: false)
+    var random = RandomGenerator(seed: 25)
+    let x = Variable(Tensor(randomNormal: [3, 4, 5, 5], using: &random))
+    let (a, b) = withLearningPhase(.inference) { (unit.branches[0](x), unit.branches[1](x)) }
+    let averaged = withLearningPhase(.inference) { unit(x) }
+    assertClose(averaged.value, ((a + b) * 0.5 + x).value, relativeTolerance: 1e-6, absoluteTolerance: 1e-6)
+    let trained = unit(x)
+    XCTAssertFalse(trained.value.scalars(as: Float.self) == averaged.value.scalars(as: Float.self))
+  }
+
+  /// A block that never survives returns ReLU of its shortcut in training; at inference its branch
+  /// is scaled by the survival probability.
+  func testStochasticDepth() {
+    RandomGenerator.global = RandomGenerator(seed: 26)
+    let configuration = ResNetConfiguration(blocksPerStage: 1, convolution: .multiception)
+    let dropped = BasicBlock(inputChannels: 4, outputChannels: 4, stride: 1, configuration: configuration, kernels: [3, 5], survival: 1e-12)
+    var random = RandomGenerator(seed: 27)
+    let x = Variable(Tensor(randomNormal: [2, 4, 5, 5], using: &random))
+    assertBitIdentical(dropped(x).value, relu(x).value)
+    let block = BasicBlock(inputChannels: 4, outputChannels: 4, stride: 1, configuration: configuration, kernels: [3, 5], survival: 0.25)
+    withLearningPhase(.inference) {
+      let h = block.bn2(block.conv2(relu(block.first(x))))
+      assertClose(block(x).value, relu(h * 0.25 + x).value, relativeTolerance: 1e-6, absoluteTolerance: 1e-6)
+    }
+  }
+
+  /// Checkpointed and plain networks give bit-identical gradients and running statistics, with
+  /// shake-shake draws and stochastic depth inside the replayed regions.
+  func testMemoryEfficientEqualsPlain() {
+    let models: [(String, (Bool) -> any Network)] = [
+      ("ShakeNet", { ShakeNet(convolution: .multiception, unitsPerStage: 1, widths: [4, 8, 12], classCount: 3, inputChannels: 2, memoryEfficient: $0) }),
+      ("Multiception ResNet", { efficient in
+        var c = ResNetConfiguration(blocksPerStage: 2, convolution: .multiception, finalSurvival: 0.5, classCount: 3, inputChannels: 2)
+        c.memoryEfficient = efficient
+        return ResNet(c)
+      }),
+      ("MobileNetV2", { MobileNetV2(convolution: .dsconv, classCount: 3, inputChannels: 2, memoryEfficient: $0) }),
+    ]
+    for (name, make) in models {
+      var results: [[Tensor]] = []
+      for efficient in [false, true] {
+        RandomGenerator.global = RandomGenerator(seed: 42)
+        let model = make(efficient)
+        RandomGenerator.global = RandomGenerator(seed: 9)
+        var random = RandomGenerator(seed: 2)
+        let x = Variable(Tensor(randomNormal: [4, 2, 8, 8], using: &random))
+        crossEntropy(model(x), labels: [0, 1, 2, 1]).backward()
+        results.append(model.parameters.map { $0.grad ?? Tensor(zeros: $0.shape) } + model.namedBuffers.map(\.variable.value))
+      }
+      XCTAssertEqual(results[0].count, results[1].count, name)
+      for (i, (a, b)) in zip(results[0], results[1]).enumerated() { assertBitIdentical(a, b, "\(name) tensor \(i)") }
+    }
+  }
+
+  func testNames() {
+    let model = withoutRecording { ResNet(.seresnet56(.multiception)) }
+    let names = Set(model.namedParameters.map(\.name))
+    for name in [
+      "stem.conv.weight", "layer1.0.conv1.depthwise.2.weight", "layer1.0.conv1.pointwise.bias", "layer2.0.shortcut.0.weight",
+      "layer3.8.se.fc.0.weight", "fc.bias",
+    ] { XCTAssertTrue(names.contains(name), name) }
+    XCTAssertEqual(model.namedParameters.first { $0.name == "layer3.0.conv1.depthwise.1.weight" }?.variable.shape, [32, 1, 3, 3])
+  }
+}
+
+/// Exact counts of reference/MODELS.md 3.6 and 3.3 (code-exact, CIFAR-10 unless noted).
+final class MulticeptionCountTests: XCTestCase {
+  func count(_ make: @autoclosure () -> any Network) -> Int { withoutRecording { make().parameterCount } }
+
+  func testResNetCounts() {
+    let expected: [(ConvolutionVariant, [Int])] = [
+      (.standard, [272_474, 758_554, 867_866]), (.dsconv, [166_858, 443_498, 510_922]), (.multiception, [189_434, 509_434, 585_530]),
+      (.mixconv, [269_848, 752_188, 860_752]),
+    ]
+    for (variant, counts) in expected {
+      XCTAssertEqual(count(ResNet(.resnet20(variant))), counts[0], "ResNet-20 \(variant)")
+      XCTAssertEqual(count(ResNet(.resnet50(variant))), counts[1], "ResNet-50 \(variant)")
+      XCTAssertEqual(count(ResNet(.seresnet56(variant))), counts[2], "SE-ResNet-56 \(variant)")
+    }
+    var c100 = ResNetConfiguration.resnet50(.multiception)
+    c100.classCount = 100
+    XCTAssertEqual(count(ResNet(c100)), 515_284)
+    var imagenet32 = ResNetConfiguration.resnet50(.standard)
+    imagenet32.classCount = 1000
+    XCTAssertEqual(count(ResNet(imagenet32)), 822_904)
+  }
+
+  func testShakeNetAndMobileNetCounts() {
+    XCTAssertEqual(count(ShakeNet(convolution: .standard)), 26_192_906)
+    XCTAssertEqual(count(ShakeNet(convolution: .dsconv)), 15_451_178)
+    XCTAssertEqual(count(ShakeNet(convolution: .multiception)), 16_980_714)
+    XCTAssertEqual(count(ShakeNet(convolution: .mixconv)), 26_480_650)
+    XCTAssertEqual(count(ShakeNet(convolution: .multiception, classCount: 100)), 17_015_364)
+    XCTAssertEqual(count(MobileNetV2(convolution: .multiception)), 2_252_634)
+    XCTAssertEqual(count(MobileNetV2(convolution: .dsconv)), 2_236_330)
+    XCTAssertEqual(count(MobileNetV2(convolution: .multiception, classCount: 100)), 2_367_924)
+  }
+}
