@@ -108,6 +108,14 @@ final class MulticeptionTests: XCTestCase {
       "layer3.8.se.fc.0.weight", "fc.bias",
     ] { XCTAssertTrue(names.contains(name), name) }
     XCTAssertEqual(model.namedParameters.first { $0.name == "layer3.0.conv1.depthwise.1.weight" }?.variable.shape, [32, 1, 3, 3])
+    let shake = withoutRecording { ShakeNet(convolution: .multiception, unitsPerStage: 1, widths: [4, 8, 12]) }
+    let shakeNames = Set(shake.namedParameters.map(\.name))
+    for name in ["c_in.weight", "c_in.bias", "layer1.0.branch1.1.bn2.weight", "layer2.0.shortcut.conv1.weight", "fc_out.bias"] {
+      XCTAssertTrue(shakeNames.contains(name), name)
+    }
+    let mobile = withoutRecording { MobileNetV2(convolution: .multiception) }
+    XCTAssertTrue(mobile.namedBuffers.map(\.name).contains("features.2.conv.1.bn1.running_mean"))
+    XCTAssertTrue(mobile.namedParameters.map(\.name).contains("classifier.1.weight"))
   }
 }
 
