@@ -29,6 +29,7 @@ public final class DenseNet: Network {
   public let classifier: Linear
   /// The configuration it was built from.
   public let configuration: DenseNetConfiguration
+  /// The stages in order, as `reprise summary` lists them.
   public let stages: [(name: String, layer: any Layer)]
 
   /// A DenseNet as configured, initialised as MODELS.md 1.4 says (He-normal convolutions, fan-out

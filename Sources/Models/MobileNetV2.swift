@@ -15,6 +15,7 @@ import TensorModule
 /// With `.standard` every row is the ordinary inverted residual (expand, depthwise 3x3, linear
 /// projection). Then a 1x1 conv to 1280, global pooling, dropout 0.2 and the classifier.
 public final class MobileNetV2: Network {
+  /// The stages in order, as `reprise summary` lists them.
   public let stages: [(name: String, layer: any Layer)]
   private let features: Sequential, classifier: Sequential
 

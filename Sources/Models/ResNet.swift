@@ -57,6 +57,7 @@ public struct ResNetConfiguration: Sendable, Equatable {
 public final class ResNet: Network {
   /// The configuration it was built from.
   public let configuration: ResNetConfiguration
+  /// The stages in order, as `reprise summary` lists them.
   public let stages: [(name: String, layer: any Layer)]
 
   /// A network as configured: He-normal (fan-in) convolutions, BN 1 and 0, PyTorch's default linear.

@@ -21,6 +21,7 @@ import TensorModule
 public final class SeqResNet: Network {
   /// The configuration it was built from.
   public let configuration: SeqResNetConfiguration
+  /// The stages in order, as `reprise summary` lists them.
   public let stages: [(name: String, layer: any Layer)]
   private let modules: [(name: String, module: any Module)]
 

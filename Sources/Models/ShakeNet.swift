@@ -23,6 +23,7 @@ public func shakeShake(_ a: Variable, _ b: Variable, alpha: Tensor, beta: Tensor
 /// | stage 3 | 8x8    | 4 x ..., 384, the first with stride 2                              |
 /// | head    | 1x1    | ReLU, 8x8 average pool, linear                                     |
 public final class ShakeNet: Network {
+  /// The stages in order, as `reprise summary` lists them.
   public let stages: [(name: String, layer: any Layer)]
 
   /// ShakeNet-26-2x96d: convolutions Normal(0, sqrt(2 / (K²·out))), BN 1 and 0, linear bias 0.
