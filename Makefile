@@ -29,11 +29,15 @@ bench-matmul: deps
 	swift build -c release --product reprise
 	for size in 256 1024 2048; do .build/release/reprise bench --kernel matmul --size $$size --threads 2; done
 
-# DenseNet-BC-100 (k=12) training steps, batch 64, plain and memory-efficient.
+# Training steps on random data: DenseNet-BC-100 (k=12) and SeqResNet(8,4,1), batch 64, plain and
+# memory-efficient; ResNet-20 with each convolution variant, batch 128.
 bench: deps
 	swift build -c release --product reprise
 	.build/release/reprise bench --depth 100 --batch-size 64 --steps 5
 	.build/release/reprise bench --depth 100 --batch-size 64 --steps 5 --memory-efficient
+	.build/release/reprise bench --model seqresnet --granularity 8 --widening 4 --batch-size 64 --steps 5
+	.build/release/reprise bench --model seqresnet --granularity 8 --widening 4 --batch-size 64 --steps 5 --memory-efficient
+	for conv in standard dsconv multiception mixconv; do .build/release/reprise bench --model resnet20 --conv $$conv --batch-size 128 --steps 5; done
 
 # Reprise against PyTorch (../shared/anchors/torch_densenet.py) in the same run: DenseNet-BC-100, batch 64.
 # PyTorch is never installed here: set PYTHON to an interpreter that has torch (else only Reprise runs).
