@@ -21,6 +21,10 @@ import TensorModule
 //         accumulated gradients so that even sums of several contributions are added in the order
 //         the unchecked graph adds them.
 // Rule 9. `checkpointed(_:segments:)` splits a sequence of steps into segments, each one region.
+// Rule 10. The replay computes only what the backward pass reads: an operation recorded with a
+//         deferred value (convolutions, whose pullbacks do not need their outputs) computes it
+//         only when something reads it, so a region's last convolution, whose output only leaves
+//         the region, is not recomputed. Outside a replay every value is computed at once.
 
 /// Runs `body` on `inputs` as a checkpoint region: its intermediate values are dropped after the
 /// forward pass and recomputed during the backward pass.

@@ -102,6 +102,28 @@ public func recordOperation(
   return Variable(value, producer: (entry, 0))
 }
 
+/// Records an operation whose value, during a checkpoint replay, is computed only if something
+/// reads it (checkpoint rule 10); everywhere else it is ``recordOperation(_:_:inputs:pullback:)``
+/// with `compute()` as the value.
+///
+/// For an operation whose pullback does not need its own output, such as a convolution: the last
+/// convolution of a region, whose output only leaves the region, is then not recomputed in the
+/// backward pass. `compute` must be pure (no random draws, no side effects) and capture what it
+/// reads by value.
+public func recordOperation(
+  _ name: String, deferring compute: @escaping () -> Tensor, shape: [Int], dtype: DType = .float32, inputs: [Variable],
+  pullback: @escaping (Tensor) -> [Tensor?]
+) -> Variable {
+  let context = Context.current
+  guard context.replaying != nil, context.isRecording, inputs.contains(where: \.requiresGrad) else {
+    return recordOperation(name, compute(), inputs: inputs, pullback: pullback)
+  }
+  let entry = TapeEntry(
+    name: name, inputs: inputs, outputShapes: [shape],
+    backward: .pullback { gradients in gradients[0].map(pullback) ?? [] }, context: context)
+  return Variable(deferring: compute, shape: shape, dtype: dtype, producer: (entry, 0))
+}
+
 /// Records an operation with several outputs and returns them, like
 /// ``recordOperation(_:_:inputs:pullback:)``; the pullback receives one gradient per output, `nil`
 /// for outputs that received none.

@@ -9,7 +9,20 @@ import TensorModule
 /// pass that is dropped frees itself.
 public final class Variable {
   /// The current value. Optimisers assign new values to parameters between steps.
-  public var value: Tensor
+  ///
+  /// In a checkpoint replay, the output of an operation recorded with a deferred value is
+  /// computed the first time it is read here (checkpoint rule 10).
+  public var value: Tensor {
+    get {
+      if let stored { return stored }
+      let computed = deferred!.compute()
+      (stored, deferred) = (computed, nil)
+      return computed
+    }
+    set { (stored, deferred) = (newValue, nil) }
+  }
+  private var stored: Tensor?
+  private var deferred: (compute: () -> Tensor, shape: [Int], dtype: DType)?
   /// The accumulated gradient of a leaf, or `nil` before any backward pass has reached it.
   public var grad: Tensor?
   /// A name for messages and state files (parameters use dotted PyTorch names).
@@ -22,17 +35,27 @@ public final class Variable {
   ///
   /// - Parameter requiresGrad: whether backward passes compute and accumulate its gradient.
   public init(_ value: Tensor, requiresGrad: Bool = false, name: String? = nil) {
-    self.value = value
+    self.stored = value
     self.leafRequiresGrad = requiresGrad
     self.name = name
     self.producer = nil
   }
 
   init(_ value: Tensor, producer: (TapeEntry, Int)) {
-    self.value = value
+    self.stored = value
     self.leafRequiresGrad = false
     self.producer = producer
   }
+
+  /// An output whose value `compute` produces when it is first read.
+  init(deferring compute: @escaping () -> Tensor, shape: [Int], dtype: DType, producer: (TapeEntry, Int)) {
+    self.deferred = (compute, shape, dtype)
+    self.leafRequiresGrad = false
+    self.producer = producer
+  }
+
+  /// Whether the value has been computed (false only for a deferred value not read yet).
+  var isComputed: Bool { stored != nil }
 
   /// True for inputs and parameters, false for the outputs of recorded operations.
   public var isLeaf: Bool { producer == nil }
@@ -47,9 +70,9 @@ public final class Variable {
   }
 
   /// The shape of ``value``.
-  public var shape: [Int] { value.shape }
+  public var shape: [Int] { stored?.shape ?? deferred!.shape }
   /// The element type of ``value``.
-  public var dtype: DType { value.dtype }
+  public var dtype: DType { stored?.dtype ?? deferred!.dtype }
 
   /// A leaf with the same value that no gradient flows through.
   public func detached() -> Variable { Variable(value) }

@@ -20,8 +20,9 @@ import TensorModule
 /// region whose input is a view of that buffer, and every BN-ReLU-conv unit keeps only its input
 /// (``batchNormReLUConv(_:norm:conv:)``): a layer keeps nothing after its forward pass but the k
 /// channels it appended, and feature-map memory is linear in depth. The backward pass replays each
-/// layer's two convolutions (Pleiss et al. replay only the first and keep the 4k-channel bottleneck
-/// output, the largest per-layer cost).
+/// layer's first convolution and the second unit's batch statistics; the second convolution's
+/// output only leaves the region, so it is not recomputed (checkpoint rule 10). Pleiss et al.
+/// replay the same work but keep the 4k-channel bottleneck output, the largest per-layer cost.
 public final class DenseNet: Network {
   /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
   public let features: ModuleContainer

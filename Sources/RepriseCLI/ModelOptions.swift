@@ -45,6 +45,9 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Dropout: after each convolution but the first (DenseNet), before the blender (SeqResNet; default 0.1 on CIFAR).")
   var dropRate: Double?
 
+  @Option(help: "Channel dropout on each filter's window in the windowed layers of a CIFAR SeqResNet (the official code's 0.1).")
+  var windowDropRate = 0.1
+
   func validate() throws {
     guard Self.names.contains(model) else {
       throw ValidationError("unknown model '\(model)'; choose one of \(Self.names.joined(separator: ", "))")
@@ -55,6 +58,7 @@ struct ModelOptions: ParsableArguments {
     }
     if !(finalSurvival > 0 && finalSurvival <= 1) { throw ValidationError("--final-survival must be in (0, 1], got \(finalSurvival)") }
     if let dropRate, !(0..<1).contains(dropRate) { throw ValidationError("--drop-rate must be in [0, 1), got \(dropRate)") }
+    if !(0..<1).contains(windowDropRate) { throw ValidationError("--window-drop-rate must be in [0, 1), got \(windowDropRate)") }
   }
 
   /// The model for images with `inputChannels` channels and `classCount` classes (unless --classes).
@@ -103,6 +107,7 @@ struct ModelOptions: ParsableArguments {
       configuration = try .cifar(
         granularity: granularity, widening: widening, blocksPerStage: blocksPerStage, bottleneck: model == "seqresnet-b",
         dropRate: dropRate ?? 0.1)
+      configuration.windowDropRate = windowDropRate
     case "seqresnet-b22": configuration = .b22
     case "seqresnet-b42": configuration = .b42
     default: configuration = .resnext24

@@ -1,36 +1,39 @@
 import Foundation
 import Reprise
 
-/// Reports training progress: a live line on a terminal, plain lines every 10% otherwise.
+/// Reports training progress: a live line on a terminal, plain lines every 10% otherwise. The loss
+/// and accuracy shown are means over the steps since the previous line (one batch's loss is too noisy).
 final class Progress {
   let totalSteps: Int
   let batchSize: Int
   let isTerminal = isatty(STDOUT_FILENO) != 0
   var started = Date()
   var lastPrinted = -1
+  var lossSum = 0.0, accuracySum = 0.0, stepsSummed = 0
 
   init(totalSteps: Int, batchSize: Int) { (self.totalSteps, self.batchSize) = (totalSteps, batchSize) }
 
-  func update(step: Int, loss: Double) {
+  func update(step: Int, loss: Double, accuracy: Double) {
     if lastPrinted < 0 { (started, lastPrinted) = (Date(), step - 1) }
+    (lossSum, accuracySum, stepsSummed) = (lossSum + loss, accuracySum + accuracy, stepsSummed + 1)
+    let due = step % max(1, totalSteps / 10) == 0 || step == totalSteps
+    guard isTerminal || due else { return }
     let elapsed = Date().timeIntervalSince(started), done = step - lastPrinted
     let rate = Double(done * batchSize) / max(elapsed, 1e-9)
     let eta = Double(totalSteps - step) * elapsed / Double(max(done, 1))
     let text = String(
-      format: "step %d/%d  loss %.4f  %.1f images/s  memory %.1f MiB (peak %.1f)  ETA %@", step, totalSteps, loss, rate,
+      format: "step %d/%d  loss %.4f  accuracy %.2f%%  %.1f images/s  memory %.1f MiB (peak %.1f)  ETA %@", step, totalSteps,
+      lossSum / Double(stepsSummed), 100 * accuracySum / Double(stepsSummed), rate,
       Double(Allocator.liveBytes) / 1_048_576, Double(Allocator.peakBytes) / 1_048_576, formatDuration(eta))
-    if isTerminal {
-      print("\r" + text, terminator: "\u{1B}[K")
-      fflush(stdout)
-    } else if step % max(1, totalSteps / 10) == 0 || step == totalSteps {
-      print(text)
-      fflush(stdout)
-    }
+    if isTerminal { print("\r" + text, terminator: "\u{1B}[K") } else { print(text) }
+    fflush(stdout)
+    if due { (lossSum, accuracySum, stepsSummed) = (0, 0, 0) }
   }
 
   func finish() {
     if isTerminal { print("") }
     lastPrinted = -1
+    (lossSum, accuracySum, stepsSummed) = (0, 0, 0)
   }
 }
 

@@ -99,7 +99,7 @@ struct Train: ParsableCommand {
         epochLoss += metrics.loss * Double(labels.count)
         epochCorrect += metrics.accuracy * Double(labels.count)
         epochImages += labels.count
-        progress.update(step: state.step, loss: metrics.loss)
+        progress.update(step: state.step, loss: metrics.loss, accuracy: metrics.accuracy)
       }
       progress.finish()
       let seconds = Date().timeIntervalSince(started)

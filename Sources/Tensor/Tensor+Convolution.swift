@@ -21,6 +21,16 @@ public func conv2d(
   return out
 }
 
+/// The shape of `conv2d(input, weight, ...)` for operands of these shapes, without computing it.
+///
+/// - Precondition: the shapes fit as ``conv2d(_:_:stride:padding:dilation:groups:)`` requires.
+public func conv2dOutputShape(
+  input: [Int], weight: [Int], stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: Int = 1
+) -> [Int] {
+  ConvolutionGeometry("conv2d", input: input, weight: weight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    .outputShape
+}
+
 /// Several convolutions of one input, their outputs one after another along channels, each written
 /// straight into its channels of one channel-major result (no per-convolution copy).
 ///

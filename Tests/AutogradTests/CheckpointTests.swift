@@ -197,6 +197,27 @@ final class CheckpointTests: XCTestCase {
     _ = checkpointed(steps, x)  // default: about sqrt(9) = 3 segments
     XCTAssertEqual(calls.reduce(0, +), 9)
   }
+
+  // Rule 10: the replay computes a convolution's value only when something reads it. A region
+  // conv -> relu -> conv recomputes the first convolution (relu reads it) but not the last, whose
+  // output only leaves the region; the gradients are those of the unchecked graph.
+  func testRule10ReplaySkipsValuesNothingReads() {
+    let x = randomLeaf([2, 3, 5, 5], using: &random)
+    let w1 = randomLeaf([4, 3, 3, 3], using: &random), w2 = randomLeaf([2, 4, 1, 1], using: &random)
+    let body: (Variable) -> Variable = { v in conv2d(relu(conv2d(v, w1, padding: 1)), w2) }
+    let plain = gradients([x, w1, w2]) {
+      let y = body(x)
+      return sum(y * y)
+    }
+    let firstMACs = 2 * 4 * 5 * 5 * 27, secondMACs = 2 * 2 * 5 * 5 * 4
+    let (y, forwardMACs) = countingMultiplyAccumulates { checkpoint(x, name: "convs", body) }
+    XCTAssertEqual(forwardMACs, firstMACs + secondMACs)
+    let loss = sum(y * y)
+    let backwardMACs = countingMultiplyAccumulates { loss.backward() }.multiplyAccumulates
+    let checked = [x, w1, w2].map(\.grad)
+    XCTAssertEqual(backwardMACs, firstMACs, "the replay recomputed the region's last convolution")
+    for (p, c) in zip(plain, checked) { assertBitIdentical(p, c) }
+  }
 }
 
 /// Dropout-like masking from the global generator, in training only (rule 4).

@@ -13,6 +13,9 @@ import TensorModule
 /// Values and gradients are bit-identical to the composition's (the same kernels on the same
 /// operands); `Tests/AutogradTests` checks it.
 ///
+/// The pullback does not need the output, so in a checkpoint replay it is computed only if read
+/// (checkpoint rule 10): the last unit of a region costs only its statistics in the replay.
+///
 /// The caller updates running statistics from the returned batch mean and biased variance.
 /// - Returns: the convolution's output and the batch mean and biased variance per input channel.
 public func batchNormReLUConv2d(
@@ -24,9 +27,13 @@ public func batchNormReLUConv2d(
   func normalized() -> Tensor {
     batchNormalized(x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
   }
-  let y = TensorModule.conv2d(normalized(), w, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  countMultiplyAccumulates(y.count * w.shape[1] * w.shape[2] * w.shape[3])
-  let output = recordOperation("batchNormReLUConv2d", y, inputs: [input, normWeight, normBias, convWeight]) { grad in
+  let shape = conv2dOutputShape(input: x.shape, weight: w.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  let compute = {
+    countMultiplyAccumulates(shape.reduce(1, *) * w.shape[1] * w.shape[2] * w.shape[3])
+    return TensorModule.conv2d(normalized(), w, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  }
+  let inputs = [input, normWeight, normBias, convWeight]
+  let output = recordOperation("batchNormReLUConv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: inputs) { grad in
     let a = normalized()
     let da = conv2dBackwardInput(grad, w, inputShape: x.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
     let dw = conv2dBackwardWeight(grad, a, weightShape: w.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
