@@ -42,11 +42,11 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Stem channels of a CIFAR DenseNet (default 2k for BC, 16 otherwise).")
   var initChannels: Int?
 
-  @Option(help: "Dropout: after each convolution but the first (DenseNet), before the blender (SeqResNet; default 0.1 on CIFAR).")
+  @Option(help: "Dropout: after each convolution but the first (DenseNet), before the blender (CIFAR SeqResNet; default 0.1, 0 when training a single epoch).")
   var dropRate: Double?
 
-  @Option(help: "Channel dropout on each filter's window in the windowed layers of a CIFAR SeqResNet (the official code's 0.1).")
-  var windowDropRate = 0.1
+  @Option(help: "Channel dropout on each filter's window in the windowed layers of a CIFAR SeqResNet (default: the official code's 0.1, 0 when training a single epoch).")
+  var windowDropRate: Double?
 
   func validate() throws {
     guard Self.names.contains(model) else {
@@ -58,13 +58,18 @@ struct ModelOptions: ParsableArguments {
     }
     if !(finalSurvival > 0 && finalSurvival <= 1) { throw ValidationError("--final-survival must be in (0, 1], got \(finalSurvival)") }
     if let dropRate, !(0..<1).contains(dropRate) { throw ValidationError("--drop-rate must be in [0, 1), got \(dropRate)") }
-    if !(0..<1).contains(windowDropRate) { throw ValidationError("--window-drop-rate must be in [0, 1), got \(windowDropRate)") }
+    if let windowDropRate, !(0..<1).contains(windowDropRate) { throw ValidationError("--window-drop-rate must be in [0, 1), got \(windowDropRate)") }
   }
 
   /// The model for images with `inputChannels` channels and `classCount` classes (unless --classes).
-  func make(inputChannels: Int, classCount: Int, memoryEfficient: Bool) throws -> any Network {
+  ///
+  /// - Parameter regularized: whether dropout rates not given on the command line take the
+  ///   papers' defaults (otherwise 0: a single epoch of training underfits, and dropout only slows it).
+  func make(inputChannels: Int, classCount: Int, memoryEfficient: Bool, regularized: Bool = true) throws -> any Network {
     let classes = self.classes ?? classCount
-    if model.hasPrefix("seq") { return try makeSeqResNet(inputChannels: inputChannels, classCount: classes, memoryEfficient: memoryEfficient) }
+    if model.hasPrefix("seq") {
+      return try makeSeqResNet(inputChannels: inputChannels, classCount: classes, memoryEfficient: memoryEfficient, regularized: regularized)
+    }
     let variant = ConvolutionVariant(rawValue: conv) ?? .standard
     switch model {
     case "resnet20", "resnet50", "seresnet56":
@@ -100,14 +105,14 @@ struct ModelOptions: ParsableArguments {
     return DenseNet(configuration)
   }
 
-  private func makeSeqResNet(inputChannels: Int, classCount: Int, memoryEfficient: Bool) throws -> SeqResNet {
+  private func makeSeqResNet(inputChannels: Int, classCount: Int, memoryEfficient: Bool, regularized: Bool) throws -> SeqResNet {
     var configuration: SeqResNetConfiguration
     switch model {
     case "seqresnet", "seqresnet-b":
       configuration = try .cifar(
         granularity: granularity, widening: widening, blocksPerStage: blocksPerStage, bottleneck: model == "seqresnet-b",
-        dropRate: dropRate ?? 0.1)
-      configuration.windowDropRate = windowDropRate
+        dropRate: dropRate ?? (regularized ? 0.1 : 0))
+      configuration.windowDropRate = windowDropRate ?? (regularized ? configuration.windowDropRate : 0)
     case "seqresnet-b22": configuration = .b22
     case "seqresnet-b42": configuration = .b42
     default: configuration = .resnext24

@@ -62,7 +62,11 @@ struct Train: ParsableCommand {
     if let threads { Parallel.setThreadCount(threads) }
     let train = try dataOptions.load(.train), test = try dataOptions.load(.test)
     RandomGenerator.global = RandomGenerator(seed: seed)
-    let model = try modelOptions.make(inputChannels: train.imageShape[0], classCount: train.classCount, memoryEfficient: memoryEfficient)
+    // Regularisation that only pays off over many epochs (augmentation, dropout) is off by default
+    // for a single epoch, where the model underfits and it only slows learning.
+    let regularized = epochs > 1
+    let model = try modelOptions.make(
+      inputChannels: train.imageShape[0], classCount: train.classCount, memoryEfficient: memoryEfficient, regularized: regularized)
     if let initWeights { try model.loadState(from: initWeights) }
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
@@ -77,7 +81,7 @@ struct Train: ParsableCommand {
     }
     var state = TrainingState(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1))
     if let resume { state = try TrainingState.restore(from: resume, model: model, optimizer: optimizer) }
-    let augmentation = augment ?? (epochs > 1) ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
+    let augmentation = augment ?? regularized ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
     let savePath = save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors"
     let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
     print("Training \(modelOptions.label) (\(model.parameterCount) parameters\(memoryEfficient ? ", memory-efficient" : "")) on \(dataOptions.label): "
