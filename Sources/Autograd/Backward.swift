@@ -69,12 +69,10 @@ private func run(_ entry: TapeEntry, _ context: Context) {
   }
 }
 
-/// Adds `gradient` to an accumulator, first summing a broadcast gradient down to `shape`. The sum
-/// is written in place when the accumulator owns its storage (the same additions in the same
-/// order, without a new buffer per contribution: a dense block's pieces receive one per layer).
+/// Adds `gradient` to an accumulator, first summing a broadcast gradient down to `shape`.
 func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], _ name: String) {
   let g = gradient.shape == shape ? gradient : unbroadcast(gradient, to: shape, name)
-  if slot == nil { slot = g } else { slot!.add(g) }
+  slot = slot.map { $0 + g } ?? g
 }
 
 /// Sums `gradient` over the dimensions along which a value of `shape` was broadcast: the one place

@@ -107,8 +107,7 @@ extension Tensor {
   package mutating func add(_ other: Tensor) {
     guard other.shape == shape, other.dtype == dtype, isKnownUniquelyReferenced(&storage), isDense
     else { return self = self + other }
-    let order = Shape.memoryOrder(shape, strides)
-    let loop = StridedLoop(shape: order.map { shape[$0] }, strides: [strides, other.strides, strides].map { s in order.map { s[$0] } })
+    let loop = StridedLoop(shape: shape, strides: [strides, other.strides, strides])
     switch dtype {
     case .float32: binaryKernel(.add, loop, base(Float.self), other.base(Float.self), base(Float.self))
     case .float64: binaryKernel(.add, loop, base(Double.self), other.base(Double.self), base(Double.self))
