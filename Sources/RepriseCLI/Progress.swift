@@ -67,7 +67,9 @@ struct EpochLog: Encodable {
     encoder.outputFormatting = [.sortedKeys]
     var data = try encoder.encode(self)
     data.append(0x0A)
-    if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+    if !FileManager.default.fileExists(atPath: path), !FileManager.default.createFile(atPath: path, contents: nil) {
+      throw StateFileError.unwritable(path, "cannot create the file")
+    }
     guard let handle = FileHandle(forWritingAtPath: path) else { throw StateFileError.unwritable(path, "cannot open for appending") }
     defer { try? handle.close() }
     try handle.seekToEnd()
