@@ -111,7 +111,7 @@ public func recordOperation(
 /// backward pass. `compute` must be pure (no random draws, no side effects) and capture what it
 /// reads by value.
 public func recordOperation(
-  _ name: String, deferring compute: @escaping () -> Tensor, shape: [Int], dtype: DType = .float32, inputs: [Variable],
+  _ name: String, deferring compute: @escaping () -> Tensor, shape: [Int], dtype: DType, inputs: [Variable],
   pullback: @escaping (Tensor) -> [Tensor?]
 ) -> Variable {
   let context = Context.current

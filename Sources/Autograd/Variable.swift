@@ -54,9 +54,6 @@ public final class Variable {
     self.producer = producer
   }
 
-  /// Whether the value has been computed (false only for a deferred value not read yet).
-  var isComputed: Bool { stored != nil }
-
   /// True for inputs and parameters, false for the outputs of recorded operations.
   public var isLeaf: Bool { producer == nil }
 
