@@ -104,7 +104,8 @@ public func batchNormBackward(
   checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight)])
   require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
   let x = input.denseWithPlanes(), channels = x.shape[1]
-  let dy = reluOutput.map { reluBackward(gradOutput, output: $0) }?.laidOut(like: x.strides) ?? gradOutput.laidOut(like: x.strides)
+  // The ReLU's mask is applied on the fly: no masked copy of the gradient is made.
+  let dy = gradOutput.laidOut(like: x.strides), relu = reluOutput?.laidOut(like: x.strides)
   let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   func kernel<T: TensorScalar>(_: T.Type) {
@@ -112,19 +113,30 @@ public func batchNormBackward(
     let pw = weight?.contiguous().base(T.self), pdw = dw.base(T.self), pdb = db.base(T.self)
     let m = T(max(1, x.count / max(1, channels)))
     let xOffset = x.base(T.self) - dy.base(T.self), dxOffset = dx.base(T.self) - dy.base(T.self)
+    let reluOffset = relu.map { $0.base(T.self) - dy.base(T.self) }
     forEachChannel(x) { c in
       let mu = pm[c], invStd = 1 / (pv[c] + T(epsilon)).squareRoot()
-      var sumDy: T = 0, sumDyXhat: T = 0
+      var sumDy: T = 0, sumDyCentered: T = 0
       forEachPlane(of: dy, channel: c, T.self) { g, n in
-        sumDy += rowSum(g, n)
-        sumDyXhat += rowDot(g, g + xOffset, n, around: mu) * invStd
+        let sums = rowGradientSums(g, g + xOffset, reluOffset.map { g + $0 }, n, around: mu)
+        sumDy += sums.sum
+        sumDyCentered += sums.dot
       }
+      let sumDyXhat = sumDyCentered * invStd
       pdb[c] = sumDy
       pdw[c] = sumDyXhat
-      let k = (pw?[c] ?? 1) * invStd / m, meanDy = sumDy, meanDyXhat = sumDyXhat
+      let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat
       forEachPlane(of: dy, channel: c, T.self) { g, n in
         let src = g + xOffset, out = g + dxOffset
-        for i in 0..<n { out[i] = k * (m * g[i] - meanDy - (src[i] - mu) * invStd * meanDyXhat) }
+        if let reluOffset {
+          let r = g + reluOffset
+          for i in 0..<n {
+            let gi = g[i], ri = r[i]  // both loaded unconditionally, so that the loop vectorises
+            out[i] = k * (m * (ri > 0 ? gi : 0) - sumDy - (src[i] - mu) * scaledXhat)
+          }
+        } else {
+          for i in 0..<n { out[i] = k * (m * g[i] - sumDy - (src[i] - mu) * scaledXhat) }
+        }
       }
     }
   }
@@ -133,6 +145,49 @@ public func batchNormBackward(
   case .float64: kernel(Double.self)
   }
   return (dx, dw, db)
+}
+
+/// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass, with
+/// eight partial sums each; `g[i]` counts as 0 wherever `mask[i]` (when given) is not positive.
+///
+/// The masked lanes are built element by element from unconditional loads: that form vectorises,
+/// where a generic `SIMD8.replacing(with:where:)` runs lane by lane through memory.
+@inline(__always)
+func rowGradientSums<T: TensorScalar>(
+  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ mask: UnsafePointer<T>?, _ n: Int, around center: T
+) -> (sum: T, dot: T) {
+  var sums = SIMD8<T>(repeating: 0), dots = SIMD8<T>(repeating: 0)
+  let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
+  let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x)
+  var i = 0
+  if let mask {
+    while i + 8 <= n {
+      var vg = SIMD8<T>(repeating: 0)
+      for l in 0..<8 {
+        let gl = g[i + l], ml = mask[i + l]
+        vg[l] = ml > 0 ? gl : 0
+      }
+      sums += vg
+      dots += vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c)
+      i += 8
+    }
+  } else {
+    while i + 8 <= n {
+      let vg = rg.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
+      sums += vg
+      dots += vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c)
+      i += 8
+    }
+  }
+  var sum = sums.sum(), dot = dots.sum()
+  while i < n {
+    let gl = g[i], ml = mask?[i] ?? 1
+    let gi = ml > 0 ? gl : 0
+    sum += gi
+    dot += gi * (x[i] - center)
+    i += 1
+  }
+  return (sum, dot)
 }
 
 /// The sum of `(p[i] - center)^2` over `n` contiguous elements with eight partial sums.

@@ -31,43 +31,69 @@ extension Tensor {
   }
 }
 
+/// One element-wise function of two scalars, as a type: a kernel specialised for it inlines the
+/// function into its loops, which then vectorise (a closure argument is called per element).
+private protocol BinaryFunction {
+  static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T
+}
+
+private enum Add: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a + b } }
+private enum Subtract: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a - b } }
+private enum Multiply: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a * b } }
+private enum Divide: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a / b } }
+private enum Maximum: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a >= b ? a : b } }
+private enum Minimum: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a <= b ? a : b } }
+private enum Power: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { T.pow(a, b) } }
+private enum Less: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a < b ? 1 : 0 } }
+private enum LessEqual: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a <= b ? 1 : 0 } }
+private enum Greater: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a > b ? 1 : 0 } }
+private enum GreaterEqual: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a >= b ? 1 : 0 } }
+private enum Equal: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a == b ? 1 : 0 } }
+private enum NotEqual: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a != b ? 1 : 0 } }
+private enum ReLUGradient: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { b > 0 ? a : 0 } }
+
 private func binaryKernel<T: TensorScalar>(
   _ operation: BinaryOperation, _ loop: StridedLoop,
   _ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>, _ c: UnsafeMutablePointer<T>
 ) {
+  switch operation {
+  case .add: binaryRows(Add.self, loop, a, b, c)
+  case .subtract: binaryRows(Subtract.self, loop, a, b, c)
+  case .multiply: binaryRows(Multiply.self, loop, a, b, c)
+  case .divide: binaryRows(Divide.self, loop, a, b, c)
+  case .maximum: binaryRows(Maximum.self, loop, a, b, c)
+  case .minimum: binaryRows(Minimum.self, loop, a, b, c)
+  case .power: binaryRows(Power.self, loop, a, b, c)
+  case .less: binaryRows(Less.self, loop, a, b, c)
+  case .lessEqual: binaryRows(LessEqual.self, loop, a, b, c)
+  case .greater: binaryRows(Greater.self, loop, a, b, c)
+  case .greaterEqual: binaryRows(GreaterEqual.self, loop, a, b, c)
+  case .equal: binaryRows(Equal.self, loop, a, b, c)
+  case .notEqual: binaryRows(NotEqual.self, loop, a, b, c)
+  case .reluGradient: binaryRows(ReLUGradient.self, loop, a, b, c)
+  }
+}
+
+/// `c = F(a, b)` over the loop's rows, split across threads; unit-stride and scalar-operand rows
+/// get loops of their own.
+private func binaryRows<F: BinaryFunction, T: TensorScalar>(
+  _: F.Type, _ loop: StridedLoop, _ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>, _ c: UnsafeMutablePointer<T>
+) {
   let n = loop.rowLength, sa = loop.rowStride(0), sb = loop.rowStride(1), sc = loop.rowStride(2)
-  @inline(__always) func apply(_ f: (T, T) -> T) {
-    if loop.shape.count == 1 && sa == 1 && sb == 1 && sc == 1 {
-      Parallel.forRanges(n, costPerItem: 2) { r in for i in r { c[i] = f(a[i], b[i]) } }
-      return
-    }
-    Parallel.forRanges(loop.rowCount, costPerItem: n) { rows in
-      loop.forEachRow(in: rows) { o in
+  if loop.shape.count == 1 && sa == 1 && sb == 1 && sc == 1 {
+    Parallel.forRanges(n, costPerItem: 2) { r in for i in r { c[i] = F.apply(a[i], b[i]) } }
+    return
+  }
+  Parallel.forRanges(loop.rowCount, costPerItem: n) { rows in
+    loop.forEachRow(in: rows) { o in
       let x = a + o[0], y = b + o[1], z = c + o[2]
       switch (sa, sb, sc) {
-      case (1, 1, 1): for i in 0..<n { z[i] = f(x[i], y[i]) }
-      case (1, 0, 1): let v = y[0]; for i in 0..<n { z[i] = f(x[i], v) }
-      case (0, 1, 1): let v = x[0]; for i in 0..<n { z[i] = f(v, y[i]) }
-      default: for i in 0..<n { z[i * sc] = f(x[i * sa], y[i * sb]) }
-      }
+      case (1, 1, 1): for i in 0..<n { z[i] = F.apply(x[i], y[i]) }
+      case (1, 0, 1): let v = y[0]; for i in 0..<n { z[i] = F.apply(x[i], v) }
+      case (0, 1, 1): let v = x[0]; for i in 0..<n { z[i] = F.apply(v, y[i]) }
+      default: for i in 0..<n { z[i * sc] = F.apply(x[i * sa], y[i * sb]) }
       }
     }
-  }
-  switch operation {
-  case .add: apply { $0 + $1 }
-  case .subtract: apply { $0 - $1 }
-  case .multiply: apply { $0 * $1 }
-  case .divide: apply { $0 / $1 }
-  case .maximum: apply { $0 >= $1 ? $0 : $1 }
-  case .minimum: apply { $0 <= $1 ? $0 : $1 }
-  case .power: apply { T.pow($0, $1) }
-  case .less: apply { $0 < $1 ? 1 : 0 }
-  case .lessEqual: apply { $0 <= $1 ? 1 : 0 }
-  case .greater: apply { $0 > $1 ? 1 : 0 }
-  case .greaterEqual: apply { $0 >= $1 ? 1 : 0 }
-  case .equal: apply { $0 == $1 ? 1 : 0 }
-  case .notEqual: apply { $0 != $1 ? 1 : 0 }
-  case .reluGradient: apply { $1 > 0 ? $0 : 0 }
   }
 }
 
