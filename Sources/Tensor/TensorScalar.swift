@@ -70,14 +70,17 @@ extension Double: TensorScalar {
 extension TensorScalar {
   /// `C = alpha * op(A) * op(B) + beta * C` for row-major matrices, split across
   /// ``Parallel/threadCount`` threads by blocks of columns of C (or of rows, when C is taller than
-  /// wide), each block one single-threaded OpenBLAS call. Every element of C is computed by one
-  /// call in the same order whatever the split, so results do not depend on the thread count.
+  /// wide), each block one single-threaded OpenBLAS call; a product whose inner dimension K dwarfs C
+  /// is split along K instead. Results are deterministic for a given thread count.
   static func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Self,
     a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int, beta: Self,
     c: UnsafeMutablePointer<Self>, ldc: Int
   ) {
     let threads = Parallel.threadCount
+    if threads > 1 && k >= 8 * max(m, n) && m * n * k >= 1 << 22 {
+      return splitAlongK(pieces: threads, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB, beta: beta, c: c, ldc: ldc)
+    }
     let byColumns = n > m
     let extent = byColumns ? n : m
     let pieces = min(threads, extent / 16, max(1, m * n * k / (1 << 18)))
@@ -97,5 +100,29 @@ extension TensorScalar {
           a: a + (transposeA ? start : start * lda), lda: lda, b: b, ldb: ldb, beta: beta, c: c + start * ldc, ldc: ldc)
       }
     }
+  }
+
+  /// A product with a long inner dimension and a small result (a weight gradient sums over every
+  /// pixel of the batch), split along K: each thread packs only its share of both operands, where a
+  /// split of C's rows or columns would have every thread pack the whole of the other operand. The
+  /// partial products are added to C in piece order, so results depend on the thread count only.
+  private static func splitAlongK(
+    pieces: Int, m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Self>, ldb: Int, transposeB: Bool, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int
+  ) {
+    let scratch = Tensor(uninitializedShape: [(pieces - 1) * m * n], dtype: dtype)
+    let partial = scratch.base(Self.self)
+    Parallel.run(pieces) { p in
+      let start = k * p / pieces / 16 * 16, end = p == pieces - 1 ? k : k * (p + 1) / pieces / 16 * 16
+      blasGemm(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: end - start, alpha: alpha,
+        a: a + (transposeA ? start * lda : start), lda: lda, b: b + (transposeB ? start : start * ldb), ldb: ldb,
+        beta: p == 0 ? beta : 0, c: p == 0 ? c : partial + (p - 1) * m * n, ldc: p == 0 ? ldc : n)
+    }
+    for p in 1..<pieces {
+      let part = partial + (p - 1) * m * n
+      for i in 0..<m { for j in 0..<n { c[i * ldc + j] += part[i * n + j] } }
+    }
+    withExtendedLifetime(scratch) {}
   }
 }
