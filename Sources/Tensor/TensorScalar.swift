@@ -83,7 +83,10 @@ extension TensorScalar {
     }
     let byColumns = n > m
     let extent = byColumns ? n : m
-    let pieces = min(threads, extent / 16, max(1, m * n * k / (1 << 18)))
+    // Split by columns, the shared operand A is the small one (a weight): pieces beyond one per
+    // thread cost little and let a thread that started late (a worker waking up) take fewer.
+    let perThread = byColumns && n >= 4 * m ? 4 : 1
+    let pieces = min(threads * perThread, extent / (16 * perThread), max(1, m * n * k / (1 << 18)))
     guard pieces > 1 else {
       return blasGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
