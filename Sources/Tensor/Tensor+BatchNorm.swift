@@ -70,8 +70,7 @@ public func batchNormalized(
     let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
     let offset = x.base(T.self) - y.base(T.self)
     forEachChannel(x) { c in
-      let scale = (pw?[c] ?? 1) / (pv[c] + T(epsilon)).squareRoot()
-      let shift = (pb?[c] ?? 0) - pm[c] * scale
+      let (scale, shift) = affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon)
       forEachPlane(of: y, channel: c, T.self) { out, n in
         let src = out + offset
         if applyingReLU {
@@ -89,36 +88,45 @@ public func batchNormalized(
   return y
 }
 
+/// The per-channel `scale` and `shift` of `x * scale + shift`, the normalisation as applied: one
+/// definition, so that the backward pass recomputes a fused ReLU's mask bit for bit.
+@inline(__always)
+private func affineCoefficients<T: TensorScalar>(mean: T, variance: T, weight: T?, bias: T?, epsilon: Double) -> (scale: T, shift: T) {
+  let scale = (weight ?? 1) / (variance + T(epsilon)).squareRoot()
+  return (scale, (bias ?? 0) - mean * scale)
+}
+
 /// The gradients of training-mode batch normalisation (batch statistics that depend on the input)
 /// with respect to the input, the weight and the bias.
 ///
 /// - Parameters:
 ///   - mean: the batch mean used in the forward pass.
 ///   - variance: the biased batch variance used in the forward pass.
-///   - reluOutput: for a fused batch norm and ReLU, its output: the gradient passes only where it is
-///     positive, applied on the fly.
+///   - bias: the forward pass's bias; only the ReLU's mask depends on it.
+///   - applyingReLU: for a fused batch norm and ReLU: the gradient passes only where the normalised
+///     value was positive, recomputed from the input on the fly (no mask or output is read).
 public func batchNormBackward(
-  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double,
-  reluOutput: Tensor? = nil
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
+  epsilon: Double, applyingReLU: Bool = false
 ) -> (input: Tensor, weight: Tensor, bias: Tensor) {
-  checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight)])
+  checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
   require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
   let x = input.denseWithPlanes(), channels = x.shape[1]
-  // The ReLU's mask is applied on the fly: no masked copy of the gradient is made.
-  let dy = gradOutput.laidOut(like: x.strides), relu = reluOutput?.laidOut(like: x.strides)
+  let dy = gradOutput.laidOut(like: x.strides)
   let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   func kernel<T: TensorScalar>(_: T.Type) {
     let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
-    let pw = weight?.contiguous().base(T.self), pdw = dw.base(T.self), pdb = db.base(T.self)
+    let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
+    let pdw = dw.base(T.self), pdb = db.base(T.self)
     let m = T(max(1, x.count / max(1, channels)))
     let xOffset = x.base(T.self) - dy.base(T.self), dxOffset = dx.base(T.self) - dy.base(T.self)
-    let reluOffset = relu.map { $0.base(T.self) - dy.base(T.self) }
     forEachChannel(x) { c in
       let mu = pm[c], invStd = 1 / (pv[c] + T(epsilon)).squareRoot()
+      let relu = applyingReLU ? affineCoefficients(mean: mu, variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon) : nil
       var sumDy: T = 0, sumDyCentered: T = 0
       forEachPlane(of: dy, channel: c, T.self) { g, n in
-        let sums = rowGradientSums(g, g + xOffset, reluOffset.map { g + $0 }, n, around: mu)
+        let sums = rowGradientSums(g, g + xOffset, n, around: mu, reluOf: relu)
         sumDy += sums.sum
         sumDyCentered += sums.dot
       }
@@ -128,11 +136,10 @@ public func batchNormBackward(
       let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat
       forEachPlane(of: dy, channel: c, T.self) { g, n in
         let src = g + xOffset, out = g + dxOffset
-        if let reluOffset {
-          let r = g + reluOffset
+        if let (scale, shift) = relu {
           for i in 0..<n {
-            let gi = g[i], ri = r[i]  // both loaded unconditionally, so that the loop vectorises
-            out[i] = k * (m * (ri > 0 ? gi : 0) - sumDy - (src[i] - mu) * scaledXhat)
+            let gi = g[i], xi = src[i]  // both loaded unconditionally, so that the loop vectorises
+            out[i] = k * (m * (xi * scale + shift > 0 ? gi : 0) - sumDy - (xi - mu) * scaledXhat)
           }
         } else {
           for i in 0..<n { out[i] = k * (m * g[i] - sumDy - (src[i] - mu) * scaledXhat) }
@@ -148,24 +155,25 @@ public func batchNormBackward(
 }
 
 /// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass, with
-/// eight partial sums each; `g[i]` counts as 0 wherever `mask[i]` (when given) is not positive.
+/// eight partial sums each; with `reluOf`, `g[i]` counts as 0 wherever `x[i] * scale + shift` is
+/// not positive (the mask of a ReLU after the normalisation).
 ///
 /// The masked lanes are built element by element from unconditional loads: that form vectorises,
 /// where a generic `SIMD8.replacing(with:where:)` runs lane by lane through memory.
 @inline(__always)
 func rowGradientSums<T: TensorScalar>(
-  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ mask: UnsafePointer<T>?, _ n: Int, around center: T
+  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: (scale: T, shift: T)?
 ) -> (sum: T, dot: T) {
   var sums = SIMD8<T>(repeating: 0), dots = SIMD8<T>(repeating: 0)
   let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
   let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x)
   var i = 0
-  if let mask {
+  if let (scale, shift) = relu {
     while i + 8 <= n {
       var vg = SIMD8<T>(repeating: 0)
       for l in 0..<8 {
-        let gl = g[i + l], ml = mask[i + l]
-        vg[l] = ml > 0 ? gl : 0
+        let gl = g[i + l], xl = x[i + l]
+        vg[l] = xl * scale + shift > 0 ? gl : 0
       }
       sums += vg
       dots += vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c)
@@ -181,10 +189,10 @@ func rowGradientSums<T: TensorScalar>(
   }
   var sum = sums.sum(), dot = dots.sum()
   while i < n {
-    let gl = g[i], ml = mask?[i] ?? 1
-    let gi = ml > 0 ? gl : 0
+    let gl = g[i], xl = x[i]
+    let gi = relu.map { xl * $0.scale + $0.shift > 0 ? gl : 0 } ?? gl
     sum += gi
-    dot += gi * (x[i] - center)
+    dot += gi * (xl - center)
     i += 1
   }
   return (sum, dot)

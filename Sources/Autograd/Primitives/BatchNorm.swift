@@ -9,7 +9,8 @@ import TensorModule
 /// biased variance.
 /// With `applyingReLU` the output is max(·, 0) of the normalised values, computed in the same pass
 /// (one pass and one feature map fewer than `relu(batchNorm(...))`, the pre-activation pattern of
-/// DenseNets and ResNets).
+/// DenseNets and ResNets); the backward pass recomputes the ReLU's mask from the input, so only the
+/// input is kept.
 /// - Returns: the normalised output and the batch mean and biased variance per channel.
 public func batchNorm(
   _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5, applyingReLU: Bool = false
@@ -17,11 +18,10 @@ public func batchNorm(
   let x = input.value, w = weight?.value
   let (mean, variance) = batchNormStatistics(x)
   let y = batchNormalized(x, mean: mean, variance: variance, weight: w, bias: bias?.value, epsilon: epsilon, applyingReLU: applyingReLU)
-  let relu = applyingReLU ? y : nil
   let inputs = [input] + [weight, bias].compactMap { $0 }
-  let hasWeight = weight != nil, hasBias = bias != nil
+  let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil
   let output = recordOperation(applyingReLU ? "batchNormReLU" : "batchNorm", y, inputs: inputs) { [x] grad in
-    let g = batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, epsilon: epsilon, reluOutput: relu)
+    let g = batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU)
     return [g.input] + (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : [])
   }
   return (output, mean, variance)
