@@ -216,29 +216,42 @@ extension ShiftedGrid {
   }
 
   func backwardInputByShiftedGradient<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
-    let dxp = Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype)
-    let rows = offsets.count * g.groupOutputs
-    for group in 0..<g.groups {
-      let shifted = shiftedGradient(dy, group: group, T.self), w = groupTaps(weight, group: group, T.self)
-      T.gemm(
-        transposeA: true, transposeB: false, m: g.groupInputs, n: length, k: rows, alpha: 1, a: w.base(T.self), lda: g.groupInputs,
-        b: shifted.base(T.self), ldb: length, beta: 0, c: dxp.base(T.self) + group * g.groupInputs * length, ldc: length)
-    }
-    extract(dxp.base(T.self), channelLength: length, top: g.padding.height, left: g.padding.width, into: dx, T.self)
+    backwardByShiftedGradient(dy, input: nil, weight: weight, inputGradient: dx, weightGradient: nil, T.self)
   }
 
   func backwardWeightByShiftedGradient<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
-    let xp = padded(x, T.self), o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count
-    let product = Tensor(uninitializedShape: [kk * o * ci], dtype: T.dtype)
-    let out = dw.base(T.self), p = product.base(T.self)
+    backwardByShiftedGradient(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self)
+  }
+
+  /// The input gradient (into `inputGradient`, from `weight`) and the weight gradient (into
+  /// `weightGradient`, from `input`), either or both, from one shifted output gradient per group.
+  func backwardByShiftedGradient<T: TensorScalar>(
+    _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type
+  ) {
+    let o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count
+    let dxp = dx.map { _ in Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype) }
+    let xp = dw == nil ? nil : x.map { padded($0, T.self) }
+    let product = dw.map { _ in Tensor(uninitializedShape: [kk * o * ci], dtype: T.dtype) }
     for group in 0..<g.groups {
       let shifted = shiftedGradient(dy, group: group, T.self)
-      T.gemm(
-        transposeA: false, transposeB: true, m: kk * o, n: ci, k: length, alpha: 1, a: shifted.base(T.self), lda: length,
-        b: xp.base(T.self) + group * ci * length, ldb: length, beta: 0, c: p, ldc: ci)
-      for k in 0..<kk {
-        for oo in 0..<o { for c in 0..<ci { out[((group * o + oo) * ci + c) * kk + k] = p[(k * o + oo) * ci + c] } }
+      if let dxp, let weight {
+        let w = groupTaps(weight, group: group, T.self)
+        T.gemm(
+          transposeA: true, transposeB: false, m: ci, n: length, k: kk * o, alpha: 1, a: w.base(T.self), lda: ci,
+          b: shifted.base(T.self), ldb: length, beta: 0, c: dxp.base(T.self) + group * ci * length, ldc: length)
       }
+      if let dw, let xp, let product {
+        let out = dw.base(T.self), p = product.base(T.self)
+        T.gemm(
+          transposeA: false, transposeB: true, m: kk * o, n: ci, k: length, alpha: 1, a: shifted.base(T.self), lda: length,
+          b: xp.base(T.self) + group * ci * length, ldb: length, beta: 0, c: p, ldc: ci)
+        for k in 0..<kk {
+          for oo in 0..<o { for c in 0..<ci { out[((group * o + oo) * ci + c) * kk + k] = p[(k * o + oo) * ci + c] } }
+        }
+      }
+    }
+    if let dx, let dxp {
+      extract(dxp.base(T.self), channelLength: length, top: g.padding.height, left: g.padding.width, into: dx, T.self)
     }
   }
 }

@@ -116,6 +116,39 @@ public func conv2dBackwardWeight(
   return dw
 }
 
+/// Both gradients of ``conv2d(_:_:stride:padding:dilation:groups:)``, with respect to its input and
+/// its weight, equal to ``conv2dBackwardInput(_:_:inputShape:stride:padding:dilation:groups:)`` and
+/// ``conv2dBackwardWeight(_:_:weightShape:stride:padding:dilation:groups:)`` but sharing the work
+/// they have in common (for a stride-1 convolution with few outputs, the output gradient shifted
+/// once per kernel tap).
+///
+/// - Returns: the input gradient, stored channel-major, and the weight gradient.
+public func conv2dBackward(
+  _ gradOutput: Tensor, input: Tensor, weight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0,
+  dilation: IntOrPair = 1, groups: Int = 1
+) -> (input: Tensor, weight: Tensor) {
+  let g = ConvolutionGeometry(
+    "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  guard ShiftedGrid.applies(to: g), ShiftedGrid(g).usesShiftedGradient, g.batch * g.outputPlane > 0 else {
+    return (
+      conv2dBackwardInput(gradOutput, weight, inputShape: input.shape, stride: stride, padding: padding, dilation: dilation, groups: groups),
+      conv2dBackwardWeight(gradOutput, input, weightShape: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    )
+  }
+  require(
+    gradOutput.shape == g.outputShape,
+    "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
+  require(input.dtype == weight.dtype && gradOutput.dtype == input.dtype, "conv2dBackward: dtypes differ (gradient \(gradOutput.dtype), input \(input.dtype), weight \(weight.dtype))")
+  let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = weight.contiguous()
+  let dx = Tensor(uninitializedShape: input.shape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
+  let dw = Tensor(uninitializedShape: weight.shape, dtype: dy.dtype)
+  switch dy.dtype {
+  case .float32: ShiftedGrid(g).backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Float.self)
+  case .float64: ShiftedGrid(g).backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Double.self)
+  }
+  return (dx, dw)
+}
+
 /// True when the input can serve as the GEMM operand directly: a pointwise convolution on planes
 /// whose images lie next to each other within each channel (channel-major, or a channel slice of it).
 private func isDirect(_ g: ConvolutionGeometry, _ layout: PlaneLayout) -> Bool {

@@ -69,9 +69,6 @@ final class ConvolutionTests: XCTestCase {
     return (y, [c.batch, c.outputChannels, oh, ow])
   }
 
-  /// Forward and both gradients agree with the reference to 1e-5 relative in Float32 on 24 random
-  /// configurations. The gradients are checked through the identity
-  /// <dy, conv(x, w)> = <dx, x> = <dw, w> applied to one-hot probes of the reference.
   /// Stride-1 convolutions wide enough for the shifted-GEMM path (no im2col): padding, dilation,
   /// groups and non-square kernels.
   static let shiftedConfigurations = [
@@ -92,6 +89,10 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 2, inputChannels: 5, outputChannels: 5, height: 9, width: 7, kernelHeight: 3, kernelWidth: 2, stride: [1, 3], padding: [2, 1], dilation: [2, 1], groups: 5),
   ]
 
+  /// Forward and both gradients (separately and from `conv2dBackward`) agree with the reference to
+  /// 1e-5 relative in Float32 on 24 random configurations and the shifted and depthwise ones above.
+  /// The gradients are checked through the identity <dy, conv(x, w)> = <dx, x> = <dw, w> applied
+  /// to one-hot probes of the reference.
   func testForwardAndGradientsMatchReferenceLoops() {
     for (k, c) in (Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.depthwiseConfigurations).enumerated() {
       var random = RandomGenerator(seed: UInt64(100 + k))
@@ -121,6 +122,10 @@ final class ConvolutionTests: XCTestCase {
       let dw = conv2dBackwardWeight(dy, x, weightShape: wShape, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
       assertClose(dx, Tensor(dxExpected, shape: xShape).converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "dx \(c)")
       assertClose(dw, Tensor(dwExpected, shape: wShape).converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "dw \(c)")
+      // Both at once (shared work on the shifted path): the same arithmetic, so the same bits.
+      let both = conv2dBackward(dy, input: x, weight: w, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
+      XCTAssertEqual(both.input.scalars(as: Float.self), dx.scalars(as: Float.self), "conv2dBackward input \(c)")
+      XCTAssertEqual(both.weight.scalars(as: Float.self), dw.scalars(as: Float.self), "conv2dBackward weight \(c)")
     }
   }
 

@@ -34,8 +34,7 @@ public func batchNormReLUConv2d(
   }
   let inputs = [input, normWeight, normBias, convWeight]
   let output = recordOperation("batchNormReLUConv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: inputs) { grad in
-    let dw = conv2dBackwardWeight(grad, normalized(), weightShape: w.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-    let da = conv2dBackwardInput(grad, w, inputShape: x.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    let (da, dw) = conv2dBackward(grad, input: normalized(), weight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
     let g = batchNormBackward(da, x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
     return [g.input, g.weight, g.bias, dw]
   }

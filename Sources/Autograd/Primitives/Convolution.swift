@@ -19,7 +19,11 @@ public func conv2d(
   }
   let savedInput = weight.requiresGrad ? x : nil, savedWeight = input.requiresGrad ? w : nil
   return recordOperation("conv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: [input, weight]) { grad in
-    [
+    if let savedInput, let savedWeight {
+      let g = conv2dBackward(grad, input: savedInput, weight: savedWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+      return [g.input, g.weight]
+    }
+    return [
       savedWeight.map {
         conv2dBackwardInput(grad, $0, inputShape: inputShape, stride: stride, padding: padding, dilation: dilation, groups: groups)
       },
