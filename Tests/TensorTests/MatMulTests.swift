@@ -21,6 +21,24 @@ final class MatMulTests: XCTestCase {
     }
   }
 
+  /// Products large enough to be split across threads, each way the split is made: along K (a long
+  /// inner dimension, small result: weight gradients), by column blocks (several per thread) and by
+  /// row blocks; with plain and transposed operands, against the reference loops.
+  func testProductsSplitAcrossThreads() {
+    let threads = Parallel.threadCount
+    Parallel.setThreadCount(2)
+    defer { Parallel.setThreadCount(threads) }
+    var random = RandomGenerator(seed: 21)
+    for (m, k, n) in [(12, 40_000, 20), (8, 64, 8_192), (600, 64, 100)] {
+      let a = Tensor(randomNormal: [m, k], dtype: .float64, using: &random)
+      let b = Tensor(randomNormal: [k, n], dtype: .float64, using: &random)
+      let expected = Tensor(Self.reference(a.scalars(as: Double.self), b.scalars(as: Double.self), m, k, n), shape: [m, n])
+      assertClose(matmul(a, b), expected, relativeTolerance: 1e-10, absoluteTolerance: 1e-9, "\(m)x\(k)x\(n)")
+      let at = a.transposed().contiguous().transposed(), bt = b.transposed().contiguous().transposed()
+      assertClose(matmul(at, bt), expected, relativeTolerance: 1e-10, absoluteTolerance: 1e-9, "transposed \(m)x\(k)x\(n)")
+    }
+  }
+
   func testBatchedWithBroadcastBatchDimensions() {
     var random = RandomGenerator(seed: 8)
     let a = Tensor(randomNormal: [2, 1, 3, 4], dtype: .float64, using: &random)
