@@ -127,20 +127,6 @@ extension Tensor {
 /// The gradient of ReLU in one pass: `gradient` where `output` is positive, 0 elsewhere.
 public func reluBackward(_ gradient: Tensor, output: Tensor) -> Tensor { gradient.combined(with: output, .reluGradient) }
 
-extension Tensor {
-  /// Adds `other` (same shape) into this tensor: in place when the storage is not shared and dense,
-  /// otherwise into a new tensor. The gradient accumulator of the tape uses it.
-  package mutating func add(_ other: Tensor) {
-    guard other.shape == shape, other.dtype == dtype, isKnownUniquelyReferenced(&storage), isDense
-    else { return self = self + other }
-    let loop = StridedLoop(shape: shape, strides: [strides, other.strides, strides])
-    switch dtype {
-    case .float32: binaryKernel(.add, loop, base(Float.self), other.base(Float.self), base(Float.self))
-    case .float64: binaryKernel(.add, loop, base(Double.self), other.base(Double.self), base(Double.self))
-    }
-  }
-}
-
 /// The larger of corresponding elements (the first where equal), with broadcasting.
 public func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { a.combined(with: b, .maximum) }
 /// The smaller of corresponding elements (the first where equal), with broadcasting.

@@ -129,7 +129,8 @@ public func conv2dBackward(
 ) -> (input: Tensor, weight: Tensor) {
   let g = ConvolutionGeometry(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  guard ShiftedGrid.applies(to: g), ShiftedGrid(g).usesShiftedGradient, g.batch * g.outputPlane > 0 else {
+  let grid = ShiftedGrid.applies(to: g) ? ShiftedGrid(g) : nil
+  guard let grid, grid.usesShiftedGradient, g.batch * g.outputPlane > 0 else {
     return (
       conv2dBackwardInput(gradOutput, weight, inputShape: input.shape, stride: stride, padding: padding, dilation: dilation, groups: groups),
       conv2dBackwardWeight(gradOutput, input, weightShape: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
@@ -143,8 +144,8 @@ public func conv2dBackward(
   let dx = Tensor(uninitializedShape: input.shape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
   let dw = Tensor(uninitializedShape: weight.shape, dtype: dy.dtype)
   switch dy.dtype {
-  case .float32: ShiftedGrid(g).backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Float.self)
-  case .float64: ShiftedGrid(g).backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Double.self)
+  case .float32: grid.backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Float.self)
+  case .float64: grid.backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Double.self)
   }
   return (dx, dw)
 }
