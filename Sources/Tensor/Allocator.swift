@@ -6,12 +6,16 @@ import Darwin
 
 /// The one allocator behind every tensor buffer: it counts live and peak bytes and reuses freed buffers.
 ///
-/// Sizes are rounded up to size classes (four per power of two), and a freed buffer goes to a cache
-/// for its class, so the recomputation in a checkpointed backward pass reuses memory instead of
-/// faulting in fresh pages. A request takes a cached buffer of its class or, failing that, the
-/// smallest cached one up to twice its size (and is charged for it). A request the cache cannot
-/// serve first evicts as many cached bytes as it needs, so the cache never adds to the peak
-/// footprint. Cached buffers are not live; ``cachedBytes`` reports them.
+/// Small buffers (under ``mappingThreshold``) come from the C heap, rounded up to size classes
+/// (four per power of two); a freed one goes to a cache for its class and serves the next request
+/// of its class, or of up to half its size (charged in full). Large buffers are ranges of mapped
+/// memory, rounded up to ``granule``: a freed range joins the free ranges (merging with its free
+/// neighbours), and a request is carved from the smallest free range that holds it, so memory that
+/// is already resident serves requests of any smaller size instead of new pages being faulted in
+/// and cleared (the sizes of a dense block's buffers grow by k channels per layer, so exact-size
+/// reuse would mostly miss). A request that nothing cached can serve first gives cached memory back
+/// to the system until live plus cached bytes fit within the high-water mark of live bytes, so the
+/// cache never adds to the peak footprint. Cached memory is not live; ``cachedBytes`` reports it.
 public enum Allocator {
   /// Bytes held by live tensor buffers now.
   public static var liveBytes: Int { state.withLock { $0.live } }
@@ -20,12 +24,15 @@ public enum Allocator {
   public static var peakBytes: Int { state.withLock { $0.peak } }
 
   /// The most bytes ever live at once (unlike ``peakBytes``, never reset). When a request finds no
-  /// cached buffer to reuse, the cache gives up buffers until live plus cached bytes are back within
+  /// cached memory to reuse, the cache gives memory back until live plus cached bytes are within
   /// this mark, so caching never raises the resident footprint above the largest live working set.
   public static var highWaterBytes: Int { state.withLock { $0.highWater } }
 
   /// Bytes held in the cache of freed buffers, ready for reuse.
   public static var cachedBytes: Int { state.withLock { $0.cached } }
+
+  /// How many requests the cache could not serve, so that fresh memory came from the system.
+  public static var systemAllocations: Int { state.withLock { $0.misses } }
 
   /// The most bytes the cache keeps; a freed buffer past this limit goes back to the system.
   public static var cacheLimitBytes: Int {
@@ -39,22 +46,27 @@ public enum Allocator {
 
   /// Returns every cached buffer to the system.
   public static func releaseCache() {
-    state.withLock { s in
-      for (size, list) in s.free { for p in list { systemFree(p, size) } }
-      s.free.removeAll()
-      s.cached = 0
-    }
+    let taken = state.withLock { s in s.evict(atLeast: s.cached) }
+    for piece in taken { systemFree(piece) }
   }
 
-  /// The size class that a request of `bytes` bytes is rounded up to.
+  /// Buffers of a mebibyte or more are ranges of memory mapped directly, so that what is given back
+  /// leaves the resident set at once (the C heap would keep it).
+  static let mappingThreshold = 1 << 20
+
+  /// The unit that mapped ranges are measured in.
+  static let granule = 1 << 16
+
+  /// The bytes a request of `bytes` bytes is charged: its size class if small, else whole granules.
   static func sizeClass(_ bytes: Int) -> Int {
     if bytes <= 64 { return 64 }
+    if bytes >= mappingThreshold { return (bytes + granule - 1) / granule * granule }
     let top = Int.bitWidth - (bytes - 1).leadingZeroBitCount  // 2^top >= bytes
     let step = 1 << max(top - 3, 6)
     return (bytes + step - 1) / step * step
   }
 
-  /// Returns a 64-byte-aligned buffer of at least `bytes` bytes and the size class it belongs to.
+  /// Returns a 64-byte-aligned buffer of at least `bytes` bytes and the size it is charged.
   static func allocate(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
     let (pointer, size) = obtain(bytes)
     #if DEBUG
@@ -66,26 +78,24 @@ public enum Allocator {
   }
 
   private static func obtain(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
-    let size = sizeClass(bytes)
-    var evicted: [(UnsafeMutableRawPointer, Int)] = []
-    let reused: (UnsafeMutableRawPointer, Int)? = state.withLock { s in
-      // The same size class if one is cached, else the smallest cached class up to twice the size:
-      // buffers of neighbouring sizes then serve each other instead of piling up in the cache.
-      let chosen = s.free[size] != nil ? size : s.free.keys.filter { $0 > size && $0 <= 2 * size }.min()
-      let charged = chosen ?? size
-      s.live += charged
+    var size = sizeClass(bytes)
+    var evicted: [Piece] = []
+    let reused: UnsafeMutableRawPointer? = state.withLock { s in
+      let found = size >= mappingThreshold ? s.mapped.take(size).map { ($0, size) } : s.takeSmall(size)
+      if let (_, charged) = found { size = charged }
+      s.live += size
       s.peak = max(s.peak, s.live)
       s.highWater = max(s.highWater, s.live)
-      guard let chosen, let p = s.free[chosen]?.popLast() else {
+      guard let (p, _) = found else {
+        s.misses += 1
         evicted = s.evict(atLeast: s.live + s.cached - s.highWater)
         return nil
       }
-      if s.free[chosen]!.isEmpty { s.free[chosen] = nil }
-      s.cached -= chosen
-      return (p, chosen)
+      s.cached -= size
+      return p
     }
-    for (p, size) in evicted { systemFree(p, size) }
-    return reused ?? (systemAllocate(size), size)
+    for piece in evicted { systemFree(piece) }
+    return (reused ?? systemAllocate(size), size)
   }
 
   /// Takes back a buffer from ``allocate(_:)``; it goes to the cache while the cache has room.
@@ -93,16 +103,16 @@ public enum Allocator {
     let keep = state.withLock { s -> Bool in
       s.live -= size
       guard s.cached + size <= s.cacheLimit else { return false }
-      s.free[size, default: []].append(pointer)
+      if size >= mappingThreshold {
+        s.mapped.insert(pointer, size)
+      } else {
+        s.free[size, default: []].append(pointer)
+      }
       s.cached += size
       return true
     }
-    if !keep { systemFree(pointer, size) }
+    if !keep { systemFree(Piece(pointer: pointer, size: size, mapped: size >= mappingThreshold)) }
   }
-
-  /// Buffers of a megabyte or more are mapped and unmapped directly, so that what is freed leaves
-  /// the resident set at once (the C heap would keep it).
-  static let mappingThreshold = 1 << 20
 
   private static func systemAllocate(_ size: Int) -> UnsafeMutableRawPointer {
     if size >= mappingThreshold {
@@ -120,35 +130,62 @@ public enum Allocator {
     fatalError("Allocator: out of memory allocating \(size) bytes (\(liveBytes) bytes live)")
   }
 
-  private static func systemFree(_ pointer: UnsafeMutableRawPointer, _ size: Int) {
-    if size >= mappingThreshold { munmap(pointer, size) } else { free(pointer) }
+  /// Memory given back to the system: a heap buffer, or a range of mapped memory (which may span
+  /// several original mappings, since free ranges merge across them).
+  struct Piece {
+    let pointer: UnsafeMutableRawPointer
+    let size: Int
+    let mapped: Bool
+  }
+
+  private static func systemFree(_ piece: Piece) {
+    if piece.mapped { munmap(piece.pointer, piece.size) } else { free(piece.pointer) }
   }
 
   struct State {
     var live = 0
     var peak = 0
     var cached = 0
+    var misses = 0
     var cacheLimit = 2 << 30
     /// The most live bytes ever (``peak`` without resets): the cache keeps live plus cached
     /// bytes within it.
     var highWater = 0
+    /// Cached heap buffers by size class.
     var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    /// Cached mapped memory.
+    var mapped = FreeRanges()
 
-    /// Takes cached buffers worth at least `bytes` out of the cache (all of it if it holds less),
+    /// A cached heap buffer of class `size`, else the smallest cached class up to twice the size:
+    /// buffers of neighbouring sizes then serve each other instead of piling up in the cache.
+    mutating func takeSmall(_ size: Int) -> (UnsafeMutableRawPointer, Int)? {
+      guard let chosen = free[size] != nil ? size : free.keys.filter({ $0 > size && $0 <= 2 * size }).min(),
+        let p = free[chosen]?.popLast()
+      else { return nil }
+      if free[chosen]!.isEmpty { free[chosen] = nil }
+      return (p, chosen)
+    }
+
+    /// Takes cached memory worth at least `bytes` out of the cache (all of it if it holds less),
     /// before a request that the cache cannot serve is allocated: live plus cached bytes, the
-    /// resident footprint, then grows only when live bytes do. Classes no larger than `bytes` go
-    /// first, largest first, then the larger classes from the smallest.
-    mutating func evict(atLeast bytes: Int) -> [(UnsafeMutableRawPointer, Int)] {
-      var taken: [(UnsafeMutableRawPointer, Int)] = [], total = 0
+    /// resident footprint, then grows only when live bytes do. Heap buffers go first, largest
+    /// class first, then mapped ranges from the smallest (a large range serves the most requests).
+    mutating func evict(atLeast bytes: Int) -> [Piece] {
+      var taken: [Piece] = [], total = 0
       guard bytes > 0 else { return taken }
-      let below = free.keys.filter { $0 <= bytes }.sorted(by: >), above = free.keys.filter { $0 > bytes }.sorted()
-      for size in below + above {
+      for size in free.keys.sorted(by: >) {
         while total < bytes, let p = free[size]?.popLast() {
-          taken.append((p, size))
+          taken.append(Piece(pointer: p, size: size, mapped: false))
           total += size
         }
         if free[size]?.isEmpty == true { free[size] = nil }
         if total >= bytes { break }
+      }
+      if total < bytes {
+        for (p, size) in mapped.remove(atLeast: bytes - total, granule: granule) {
+          taken.append(Piece(pointer: p, size: size, mapped: true))
+          total += size
+        }
       }
       cached -= total
       return taken

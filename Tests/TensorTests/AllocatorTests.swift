@@ -49,6 +49,31 @@ final class AllocatorTests: XCTestCase {
     _ = (big, small, tiny)
   }
 
+  /// A freed large buffer serves smaller requests by being cut into pieces, and the pieces, freed,
+  /// merge again to serve a request as large as the first: no fresh memory is mapped either time.
+  func testLargeBuffersAreCarvedAndMerged() {
+    Allocator.releaseCache()
+    var whole: Tensor? = Tensor(zeros: [2 << 20])  // 8 MiB
+    whole = nil
+    XCTAssertEqual(Allocator.cachedBytes, 8 << 20)
+    let misses = Allocator.systemAllocations, before = Allocator.liveBytes
+    var first: Tensor? = Tensor(repeating: 1, shape: [3 << 18])  // 3 MiB
+    var second: Tensor? = Tensor(repeating: 2, shape: [5 << 18])  // 5 MiB
+    XCTAssertEqual(Allocator.systemAllocations, misses, "both carved from the cached 8 MiB")
+    XCTAssertEqual(Allocator.cachedBytes, 0)
+    XCTAssertEqual(Allocator.liveBytes - before, 8 << 20)
+    XCTAssertEqual(first!.scalars(as: Float.self), [Float](repeating: 1, count: 3 << 18), "the pieces do not overlap")
+    XCTAssertEqual(second!.scalars(as: Float.self), [Float](repeating: 2, count: 5 << 18))
+    first = nil
+    second = nil
+    XCTAssertEqual(Allocator.cachedBytes, 8 << 20)
+    whole = Tensor(zeros: [2 << 20])
+    XCTAssertEqual(Allocator.systemAllocations, misses, "the merged pieces serve 8 MiB again")
+    XCTAssertEqual(Allocator.cachedBytes, 0)
+    Allocator.releaseCache()
+    _ = (whole, first, second)
+  }
+
   /// Views share storage: slicing and permuting allocate nothing.
   func testViewsAllocateNothing() {
     let x = Tensor(zeros: [64, 64])
