@@ -229,25 +229,29 @@ extension ShiftedGrid {
     _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type
   ) {
     let o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count
-    let dxp = dx.map { _ in Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype) }
-    let xp = dw == nil ? nil : x.map { padded($0, T.self) }
     let product = dw.map { _ in Tensor(uninitializedShape: [kk * o * ci], dtype: T.dtype) }
+    var xp = dw == nil ? nil : x.map { padded($0, T.self) }
+    var dxp: Tensor?
     for group in 0..<g.groups {
       let shifted = shiftedGradient(dy, group: group, T.self)
-      if let dxp, let weight {
-        let w = groupTaps(weight, group: group, T.self)
-        T.gemm(
-          transposeA: true, transposeB: false, m: ci, n: length, k: kk * o, alpha: 1, a: w.base(T.self), lda: ci,
-          b: shifted.base(T.self), ldb: length, beta: 0, c: dxp.base(T.self) + group * ci * length, ldc: length)
-      }
-      if let dw, let xp, let product {
+      // The weight gradient first, so that the padded input is gone before the input gradient's
+      // grid is allocated: one grid-sized buffer less at the peak.
+      if let dw, let xpGrid = xp, let product {
         let out = dw.base(T.self), p = product.base(T.self)
         T.gemm(
           transposeA: false, transposeB: true, m: kk * o, n: ci, k: length, alpha: 1, a: shifted.base(T.self), lda: length,
-          b: xp.base(T.self) + group * ci * length, ldb: length, beta: 0, c: p, ldc: ci)
+          b: xpGrid.base(T.self) + group * ci * length, ldb: length, beta: 0, c: p, ldc: ci)
         for k in 0..<kk {
           for oo in 0..<o { for c in 0..<ci { out[((group * o + oo) * ci + c) * kk + k] = p[(k * o + oo) * ci + c] } }
         }
+      }
+      if group == g.groups - 1 { xp = nil }
+      if dx != nil, let weight {
+        if dxp == nil { dxp = Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype) }
+        let w = groupTaps(weight, group: group, T.self)
+        T.gemm(
+          transposeA: true, transposeB: false, m: ci, n: length, k: kk * o, alpha: 1, a: w.base(T.self), lda: ci,
+          b: shifted.base(T.self), ldb: length, beta: 0, c: dxp!.base(T.self) + group * ci * length, ldc: length)
       }
     }
     if let dx, let dxp {

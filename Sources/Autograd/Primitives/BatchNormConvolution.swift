@@ -28,15 +28,30 @@ public func batchNormReLUConv2d(
     batchNormalized(x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
   }
   let shape = conv2dOutputShape(input: x.shape, weight: w.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  // In a checkpoint replay the pullback runs as soon as the replay ends, so the normalised map that
+  // computing the value needed is kept for it rather than computed a third time.
+  let kept = ReplayKept()
   let compute = {
     countMultiplyAccumulates(shape.reduce(1, *) * w.shape[1] * w.shape[2] * w.shape[3])
-    return TensorModule.conv2d(normalized(), w, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    let a = normalized()
+    if Context.current.replaying != nil { kept.tensor = a }
+    return TensorModule.conv2d(a, w, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   let inputs = [input, normWeight, normBias, convWeight]
   let output = recordOperation("batchNormReLUConv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: inputs) { grad in
-    let (da, dw) = conv2dBackward(grad, input: normalized(), weight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    // The normalised map lives only in this closure: it is freed before the batch-norm backward pass.
+    let (da, dw) = {
+      let a = kept.tensor ?? normalized()
+      kept.tensor = nil
+      return conv2dBackward(grad, input: a, weight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }()
     let g = batchNormBackward(da, x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
     return [g.input, g.weight, g.bias, dw]
   }
   return (output, mean, variance)
+}
+
+/// A tensor an operation's replay keeps for its pullback.
+private final class ReplayKept {
+  var tensor: Tensor?
 }
