@@ -25,6 +25,11 @@ import TensorModule
 //         deferred value (convolutions, whose pullbacks do not need their outputs) computes it
 //         only when something reads it, so a region's last convolution, whose output only leaves
 //         the region, is not recomputed. Outside a replay every value is computed at once.
+// Rule 11. Batch statistics are computed once: the first pass keeps the per-channel mean and
+//         variance of every training-mode normalisation directly in the region (not in regions
+//         nested in it), and the replay reads them back in the same order instead of going over
+//         the feature maps again. They are the same bits the replay would compute (rule 8); a
+//         replay that normalises a different number of channels stops with a message (rule 6).
 
 /// Runs `body` on `inputs` as a checkpoint region: its intermediate values are dropped after the
 /// forward pass and recomputed during the backward pass.
@@ -43,9 +48,10 @@ public func checkpoint(
   let context = Context.current
   guard context.isRecording else { return body(inputs) }
   let entryState = context.ambient  // Rule 4
+  let statistics = RegionStatistics(region: name)  // Rule 11
   // Rule 1: the first pass records nothing; it only notes whether anything inside needs gradients.
   let (outputs, needsGradient) = context.with(\.sawGradient, false) {
-    let outputs = context.with(\.isRecording, false) { body(inputs) }
+    let outputs = context.with(\.isRecording, false) { context.with(\.statistics, statistics) { body(inputs) } }
     return (outputs.map(\.value), context.sawGradient || inputs.contains(where: \.requiresGrad))
   }
   guard needsGradient else { return outputs.map { Variable($0) } }
@@ -53,7 +59,7 @@ public func checkpoint(
   let entry = TapeEntry(
     name: "checkpoint '\(name)'", inputs: inputs, outputShapes: shapes,
     backward: .region { outputGradients, accumulated in
-      replay(name, body, inputs, shapes, entryState, outputGradients, &accumulated)
+      replay(name, body, inputs, shapes, entryState, statistics, outputGradients, &accumulated)
     }, context: context)
   return outputs.enumerated().map { Variable($1, producer: (entry, $0)) }
 }
@@ -66,7 +72,8 @@ public func checkpoint(_ input: Variable, name: String = "checkpoint", _ body: @
 /// The backward pass of one region (rule 2).
 private func replay(
   _ name: String, _ body: ([Variable]) -> [Variable], _ inputs: [Variable], _ shapes: [[Int]],
-  _ entryState: Context.Ambient, _ outputGradients: [Tensor?], _ accumulated: inout [Tensor?]
+  _ entryState: Context.Ambient, _ statistics: RegionStatistics, _ outputGradients: [Tensor?],
+  _ accumulated: inout [Tensor?]
 ) {
   let context = Context.current
   // Leaves are used as they are, so their gradients accumulate where they always do (rule 3);
@@ -79,9 +86,12 @@ private func replay(
   }
   let surrounding = context.ambient
   context.ambient = entryState  // Rule 4
+  statistics.startReplay()  // Rule 11
   let outputs = context.with(\.tape, Tape()) {
     context.with(\.replaying, name) {
-      context.with(\.isRecording, true) { body(standIns) }
+      context.with(\.statistics, statistics) {
+        context.with(\.isRecording, true) { body(standIns) }
+      }
     }
   }
   context.ambient = surrounding
@@ -114,4 +124,41 @@ public func checkpointed(
     x = s == segments - 1 ? run(x) : checkpoint(x, name: "\(name) \(s + 1) of \(segments)", run)
   }
   return x
+}
+
+/// The batch statistics a checkpoint region's first pass computed, in order, for its replay
+/// (rule 11).
+final class RegionStatistics {
+  private let region: String
+  private var kept: [(mean: Tensor, variance: Tensor)] = []
+  private var next: Int?
+
+  init(region: String) { self.region = region }
+
+  /// From now on ``statistics(of:)`` reads the kept values back from the first.
+  func startReplay() { next = 0 }
+
+  /// The per-channel batch mean and biased variance of `x`: computed and kept in the first pass,
+  /// read back in the replay.
+  func statistics(of x: Tensor) -> (mean: Tensor, variance: Tensor) {
+    guard let i = next else {
+      let computed = batchNormStatistics(x)
+      kept.append(computed)
+      return computed
+    }
+    if i >= kept.count || kept[i].mean.shape != [x.shape[1]] {
+      fatalError(
+        "checkpoint '\(region)': normalisation \(i + 1) of the replay has input \(x.shape), the first pass "
+          + (i < kept.count ? "normalised \(kept[i].mean.shape[0]) channels there" : "only \(kept.count) normalisations")
+          + "; the body must be deterministic")
+    }
+    next = i + 1
+    return kept[i]
+  }
+}
+
+/// The per-channel batch mean and biased variance of `x` for a training-mode normalisation: inside
+/// a checkpoint region computed once, in the first pass (rule 11).
+func batchStatistics(_ x: Tensor) -> (mean: Tensor, variance: Tensor) {
+  Context.current.statistics?.statistics(of: x) ?? batchNormStatistics(x)
 }

@@ -32,6 +32,8 @@ final class Context {
   var sawGradient = false
   /// Multiply-accumulates counted by convolutions and matrix products, when counting.
   var multiplyAccumulates: Int?
+  /// The batch statistics of the innermost checkpoint region running (rule 11).
+  var statistics: RegionStatistics?
 
   private static let key: pthread_key_t = {
     var key = pthread_key_t()

@@ -218,6 +218,24 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(backwardMACs, firstMACs, "the replay recomputed the region's last convolution")
     for (p, c) in zip(plain, checked) { assertBitIdentical(p, c) }
   }
+
+  // Rule 11: the replay normalises with the statistics the first pass computed. This body reads a
+  // scale that changes between the passes (which the contract forbids), so that statistics
+  // recomputed in the replay would differ and the test can tell.
+  func testRule11ReplayReusesTheFirstPassStatistics() {
+    let x = randomLeaf([4, 3, 5, 5], using: &random)
+    let gamma = randomLeaf([3], using: &random), beta = randomLeaf([3], using: &random)
+    var scale = 1.0
+    let y = checkpoint(x, name: "norm") { v in batchNorm(v * scale, weight: gamma, bias: beta).output }
+    let (mean, variance) = batchNormStatistics(x.value)
+    scale = 2
+    let seed = Tensor(randomNormal: y.shape, dtype: y.dtype, using: &random)
+    y.backward(seed: seed)
+    let expected = batchNormBackward(seed, x.value * 2, mean: mean, variance: variance, weight: gamma.value, epsilon: 1e-5)
+    assertBitIdentical(x.grad!, expected.input * 2)
+    assertBitIdentical(gamma.grad!, expected.weight)
+    assertBitIdentical(beta.grad!, expected.bias)
+  }
 }
 
 /// Dropout-like masking from the global generator, in training only (rule 4).

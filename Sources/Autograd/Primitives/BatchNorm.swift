@@ -16,7 +16,7 @@ public func batchNorm(
   _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5, applyingReLU: Bool = false
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, w = weight?.value
-  let (mean, variance) = batchNormStatistics(x)
+  let (mean, variance) = batchStatistics(x)
   let y = batchNormalized(x, mean: mean, variance: variance, weight: w, bias: bias?.value, epsilon: epsilon, applyingReLU: applyingReLU)
   let inputs = [input] + [weight, bias].compactMap { $0 }
   let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil

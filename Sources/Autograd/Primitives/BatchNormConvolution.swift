@@ -23,7 +23,7 @@ public func batchNormReLUConv2d(
   convWeight: Variable, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: Int = 1
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, gamma = normWeight.value, beta = normBias.value, w = convWeight.value
-  let (mean, variance) = batchNormStatistics(x)
+  let (mean, variance) = batchStatistics(x)
   func normalized() -> Tensor {
     batchNormalized(x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
   }
