@@ -39,7 +39,10 @@ struct ShiftedGrid {
   }
 
   /// The padded copy of image tensor `x` ([N, C, H, W] with dense planes): [C, N, Hp, Wp] flattened.
-  func padded<T: TensorScalar>(_ x: Tensor, _: T.Type) -> Tensor {
+  /// With `normalizing`, each value v of channel c is copied as max(v · scale[c] + shift[c], 0):
+  /// the values of ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)`` with the
+  /// ReLU, bit for bit, without that map as a tensor of its own.
+  func padded<T: TensorScalar>(_ x: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil) -> Tensor {
     let out = Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype)
     let layout = PlaneLayout(x), src = x.base(T.self), dst = out.base(T.self)
     let (h, w, hp, wp, top, left) = (g.height, g.width, paddedHeight, paddedWidth, g.padding.height, g.padding.width)
@@ -51,7 +54,12 @@ struct ShiftedGrid {
         for y in 0..<h {
           let row = to + (y + top) * wp
           for x in 0..<left { row[x] = 0 }
-          for x in 0..<w { row[left + x] = from[y * w + x] }
+          if let affine {
+            let (scale, shift) = (affine.scale[c], affine.shift[c])
+            for x in 0..<w { row[left + x] = Swift.max(from[y * w + x] * scale + shift, 0) }
+          } else {
+            for x in 0..<w { row[left + x] = from[y * w + x] }
+          }
           for x in (left + w)..<wp { row[x] = 0 }
         }
         (to + (top + h) * wp).update(repeating: 0, count: (hp - top - h) * wp)
@@ -113,8 +121,10 @@ struct ShiftedGrid {
 }
 
 extension ShiftedGrid {
-  func forward<T: TensorScalar>(_ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type) {
-    let xp = padded(x, T.self), wk = taps(weight, T.self)
+  func forward<T: TensorScalar>(
+    _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    let xp = padded(x, T.self, normalizing: affine), wk = taps(weight, T.self)
     let yp = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)
     let px = xp.base(T.self), pw = wk.base(T.self), pyp = yp.base(T.self)
     let rows = g.outputChannels * g.groupInputs
@@ -225,12 +235,14 @@ extension ShiftedGrid {
 
   /// The input gradient (into `inputGradient`, from `weight`) and the weight gradient (into
   /// `weightGradient`, from `input`), either or both, from one shifted output gradient per group.
+  /// With `normalizing`, the input is normalised as it is padded (see ``padded(_:_:normalizing:)``).
   func backwardByShiftedGradient<T: TensorScalar>(
-    _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type
+    _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type,
+    normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
     let o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count
     let product = dw.map { _ in Tensor(uninitializedShape: [kk * o * ci], dtype: T.dtype) }
-    var xp = dw == nil ? nil : x.map { padded($0, T.self) }
+    var xp = dw == nil ? nil : x.map { padded($0, T.self, normalizing: affine) }
     var dxp: Tensor?
     for group in 0..<g.groups {
       let shifted = shiftedGradient(dy, group: group, T.self)

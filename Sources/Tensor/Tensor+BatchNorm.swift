@@ -20,7 +20,7 @@ private func forEachPlane<T: TensorScalar>(of x: Tensor, channel c: Int, _: T.Ty
   }
 }
 
-private func checkChannels(_ operation: String, _ x: Tensor, _ perChannel: [(String, Tensor?)]) {
+func checkChannels(_ operation: String, _ x: Tensor, _ perChannel: [(String, Tensor?)]) {
   require(x.rank == 4, "\(operation): input must be [N, C, H, W], got \(x.shape)")
   for (name, t) in perChannel {
     guard let t else { continue }
@@ -91,7 +91,7 @@ public func batchNormalized(
 /// The per-channel `scale` and `shift` of `x * scale + shift`, the normalisation as applied: one
 /// definition, so that the backward pass recomputes a fused ReLU's mask bit for bit.
 @inline(__always)
-private func affineCoefficients<T: TensorScalar>(mean: T, variance: T, weight: T?, bias: T?, epsilon: Double) -> (scale: T, shift: T) {
+func affineCoefficients<T: TensorScalar>(mean: T, variance: T, weight: T?, bias: T?, epsilon: Double) -> (scale: T, shift: T) {
   let scale = (weight ?? 1) / (variance + T(epsilon)).squareRoot()
   return (scale, (bias ?? 0) - mean * scale)
 }

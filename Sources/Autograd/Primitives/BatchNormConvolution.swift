@@ -10,8 +10,9 @@ import TensorModule
 /// the normalisation alone, which does not replay the convolution as a region around all three
 /// would. Pre-activation layers over a shared feature buffer (memory-efficient DenseNets,
 /// sequentially aggregated convolutions) then keep nothing per layer beyond their outputs.
-/// Values and gradients are bit-identical to the composition's (the same kernels on the same
-/// operands); `Tests/AutogradTests` checks it.
+/// The kernels are TensorModule's `batchNormReLUConv2d` and `batchNormReLUConv2dBackward`, which
+/// normalise straight into the padded planes of a stride-1 3x3 convolution. Values and gradients
+/// are bit-identical to the composition's; `Tests/AutogradTests` and `Tests/TensorTests` check it.
 ///
 /// The pullback does not need the output, so in a checkpoint replay it is computed only if read
 /// (checkpoint rule 10): the last unit of a region costs only its statistics in the replay.
@@ -24,24 +25,32 @@ public func batchNormReLUConv2d(
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, gamma = normWeight.value, beta = normBias.value, w = convWeight.value
   let (mean, variance) = batchStatistics(x)
-  func normalized() -> Tensor {
-    batchNormalized(x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
-  }
   let shape = conv2dOutputShape(input: x.shape, weight: w.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
   // In a checkpoint replay the pullback runs as soon as the replay ends, so the normalised map that
   // computing the value needed is kept for it rather than computed a third time.
   let kept = ReplayKept()
   let compute = {
     countMultiplyAccumulates(shape.reduce(1, *) * w.shape[1] * w.shape[2] * w.shape[3])
-    let a = normalized()
-    if Context.current.replaying != nil { kept.tensor = a }
+    guard Context.current.replaying != nil else {
+      return TensorModule.batchNormReLUConv2d(
+        x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: epsilon, convWeight: w,
+        stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+    let a = batchNormalized(x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
+    kept.tensor = a
     return TensorModule.conv2d(a, w, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   let inputs = [input, normWeight, normBias, convWeight]
   let output = recordOperation("batchNormReLUConv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: inputs) { grad in
-    // The normalised map lives only in this closure: it is freed before the batch-norm backward pass.
+    guard kept.tensor != nil else {
+      let g = batchNormReLUConv2dBackward(
+        grad, input: x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: epsilon,
+        convWeight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
+      return [g.input, g.normWeight, g.normBias, g.convWeight]
+    }
+    // The kept map lives only in this closure: it is freed before the batch-norm backward pass.
     let (da, dw) = {
-      let a = kept.tensor ?? normalized()
+      let a = kept.tensor!
       kept.tensor = nil
       return conv2dBackward(grad, input: a, weight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }()

@@ -1,0 +1,101 @@
+/// The kernels of the pre-activation unit: batch normalisation with given batch statistics, ReLU,
+/// and a convolution, forward and backward.
+///
+/// Each is equal, bit for bit, to composing ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)``
+/// with ``conv2d(_:_:stride:padding:dilation:groups:)`` (forward) or with ``conv2dBackward(_:input:weight:stride:padding:dilation:groups:)``
+/// and ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:)`` (backward). Where
+/// the convolution copies its input into padded planes anyway (stride 1, a kernel larger than 1x1,
+/// the shifted-GEMM path), the normalised values are written straight into those planes: one pass
+/// over the feature map and one feature map fewer, in each direction.
+
+/// `conv2d(batchNormalized(input, ..., applyingReLU: true), convWeight, ...)`.
+///
+/// - Parameters:
+///   - mean, variance: the per-channel batch mean and biased variance of `input`.
+///   - normWeight, normBias: the normalisation's scale and shift per channel (1 and 0 when absent).
+/// - Returns: [N, O, OH, OW], stored channel-major.
+public func batchNormReLUConv2d(
+  _ input: Tensor, mean: Tensor, variance: Tensor, normWeight: Tensor?, normBias: Tensor?, epsilon: Double,
+  convWeight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: Int = 1
+) -> Tensor {
+  let g = ConvolutionGeometry(
+    "batchNormReLUConv2d", input: input.shape, weight: convWeight.shape, stride: stride, padding: padding,
+    dilation: dilation, groups: groups)
+  guard normalizesWhilePadding(g, input, convWeight) else {
+    let a = batchNormalized(input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
+    return conv2d(a, convWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  }
+  checkChannels("batchNormReLUConv2d", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
+  let x = input.withDensePlanes(), w = convWeight.contiguous()
+  let out = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let affine = affineTable(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, T.self)
+    ShiftedGrid(g).forward(x, w, into: out, T.self, normalizing: affine)
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return out
+}
+
+/// The gradients of ``batchNormReLUConv2d(_:mean:variance:normWeight:normBias:epsilon:convWeight:stride:padding:dilation:groups:)``
+/// as a training-mode unit (the statistics depend on the input) with respect to the input, the
+/// normalisation's weight and bias, and the convolution's weight.
+public func batchNormReLUConv2dBackward(
+  _ gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor, normWeight: Tensor?, normBias: Tensor?,
+  epsilon: Double, convWeight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+  groups: Int = 1
+) -> (input: Tensor, normWeight: Tensor, normBias: Tensor, convWeight: Tensor) {
+  let g = ConvolutionGeometry(
+    "batchNormReLUConv2dBackward", input: input.shape, weight: convWeight.shape, stride: stride, padding: padding,
+    dilation: dilation, groups: groups)
+  let (da, dw) = { () -> (Tensor, Tensor) in
+    guard normalizesWhilePadding(g, input, convWeight), ShiftedGrid(g).usesShiftedGradient, g.batch * g.outputPlane > 0 else {
+      let a = batchNormalized(input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
+      return conv2dBackward(gradOutput, input: a, weight: convWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+    checkChannels("batchNormReLUConv2dBackward", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
+    require(
+      gradOutput.shape == g.outputShape && gradOutput.dtype == input.dtype,
+      "batchNormReLUConv2dBackward: gradient \(gradOutput.shape) (\(gradOutput.dtype)) does not match output \(g.outputShape) (\(input.dtype))")
+    let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = convWeight.contiguous()
+    let da = Tensor(uninitializedShape: input.shape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
+    let dw = Tensor(uninitializedShape: convWeight.shape, dtype: x.dtype)
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let affine = affineTable(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, T.self)
+      ShiftedGrid(g).backwardByShiftedGradient(
+        dy, input: x, weight: w, inputGradient: da, weightGradient: dw, T.self, normalizing: affine)
+    }
+    switch x.dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    return (da, dw)
+  }()
+  let n = batchNormBackward(
+    da, input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
+  return (n.input, n.weight, n.bias, dw)
+}
+
+/// Whether the convolution takes the shifted-GEMM path, which pads its input (and so can normalise
+/// it on the way).
+private func normalizesWhilePadding(_ g: ConvolutionGeometry, _ input: Tensor, _ weight: Tensor) -> Bool {
+  input.dtype == weight.dtype && g.batch * g.outputPlane * g.outputChannels > 0 && g.patchSize > 0
+    && !DepthwiseConvolution.applies(to: g) && ShiftedGrid.applies(to: g)
+}
+
+/// Every channel's `scale` and `shift`, as ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)`` computes them.
+private func affineTable<T: TensorScalar>(
+  mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Double, _: T.Type
+) -> (scale: [T], shift: [T]) {
+  let m = mean.scalars(as: T.self), v = variance.scalars(as: T.self)
+  let w = weight?.scalars(as: T.self), b = bias?.scalars(as: T.self)
+  var scale: [T] = [], shift: [T] = []
+  for c in m.indices {
+    let (s, t) = affineCoefficients(mean: m[c], variance: v[c], weight: w?[c], bias: b?[c], epsilon: epsilon)
+    scale.append(s)
+    shift.append(t)
+  }
+  return (scale, shift)
+}

@@ -1,0 +1,54 @@
+import Reprise
+import TestSupport
+import XCTest
+
+/// The pre-activation unit's kernels against the composition they replace, bit for bit.
+final class BatchNormConvolutionTests: XCTestCase {
+  /// Configurations on both paths: normalised while padded (stride-1 kernels larger than 1x1) and
+  /// composed (pointwise, strided, wide outputs in the backward pass); both dtypes and both layouts.
+  func testKernelsEqualTheComposition() {
+    struct Case {
+      let channels: Int, outputs: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, groups: Int
+    }
+    let cases = [
+      Case(channels: 8, outputs: 4, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+      Case(channels: 12, outputs: 6, kernel: 3, stride: 1, padding: 0, dilation: 1, groups: 1),
+      Case(channels: 16, outputs: 8, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 2),
+      Case(channels: 8, outputs: 5, kernel: 3, stride: 1, padding: 2, dilation: 2, groups: 1),
+      Case(channels: 8, outputs: 40, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+      Case(channels: 8, outputs: 4, kernel: 1, stride: 1, padding: 0, dilation: 1, groups: 1),
+      Case(channels: 8, outputs: 4, kernel: 3, stride: 2, padding: 1, dilation: 1, groups: 1),
+    ]
+    var random = RandomGenerator(seed: 31)
+    for (i, c) in cases.enumerated() {
+      for dtype in [DType.float32, .float64] {
+        for channelMajor in [false, true] {
+          let context = "case \(i) \(c) \(dtype) \(channelMajor ? "channel-major" : "image-major") (seed 31)"
+          var x = Tensor(randomNormal: [3, c.channels, 7, 6], dtype: dtype, using: &random)
+          if channelMajor { x = x.permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3]) }
+          let gamma = Tensor(randomNormal: [c.channels], dtype: dtype, using: &random)
+          let beta = Tensor(randomNormal: [c.channels], dtype: dtype, using: &random)
+          let w = Tensor(randomNormal: [c.outputs, c.channels / c.groups, c.kernel, c.kernel], dtype: dtype, using: &random)
+          let (mean, variance) = batchNormStatistics(x)
+          let a = batchNormalized(x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: 1e-5, applyingReLU: true)
+          let composed = conv2d(a, w, stride: IntOrPair(c.stride), padding: IntOrPair(c.padding), dilation: IntOrPair(c.dilation), groups: c.groups)
+          let fused = batchNormReLUConv2d(
+            x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: 1e-5, convWeight: w,
+            stride: IntOrPair(c.stride), padding: IntOrPair(c.padding), dilation: IntOrPair(c.dilation), groups: c.groups)
+          assertBitIdentical(fused, composed, "forward, \(context)")
+          let dy = Tensor(randomNormal: composed.shape, dtype: dtype, using: &random)
+          let (da, dw) = conv2dBackward(
+            dy, input: a, weight: w, stride: IntOrPair(c.stride), padding: IntOrPair(c.padding), dilation: IntOrPair(c.dilation), groups: c.groups)
+          let n = batchNormBackward(da, x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: 1e-5, applyingReLU: true)
+          let g = batchNormReLUConv2dBackward(
+            dy, input: x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: 1e-5, convWeight: w,
+            stride: IntOrPair(c.stride), padding: IntOrPair(c.padding), dilation: IntOrPair(c.dilation), groups: c.groups)
+          assertBitIdentical(g.input, n.input, "input gradient, \(context)")
+          assertBitIdentical(g.normWeight, n.weight, "norm weight gradient, \(context)")
+          assertBitIdentical(g.normBias, n.bias, "norm bias gradient, \(context)")
+          assertBitIdentical(g.convWeight, dw, "conv weight gradient, \(context)")
+        }
+      }
+    }
+  }
+}
