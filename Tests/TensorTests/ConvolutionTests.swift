@@ -76,6 +76,8 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 3, inputChannels: 16, outputChannels: 8, height: 4, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0, dilation: 1, groups: 2),
     Configuration(batch: 1, inputChannels: 9, outputChannels: 5, height: 7, width: 5, kernelHeight: 3, kernelWidth: 1, stride: 1, padding: [2, 0], dilation: [2, 1], groups: 1),
     Configuration(batch: 2, inputChannels: 8, outputChannels: 4, height: 1, width: 1, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+    // Padding wider than the kernel's reach: outputs beyond the input's size in both directions.
+    Configuration(batch: 3, inputChannels: 8, outputChannels: 6, height: 4, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: [3, 2], dilation: 1, groups: 1),
     // More than 32 outputs per group: the gradients take one GEMM per tap.
     Configuration(batch: 2, inputChannels: 8, outputChannels: 40, height: 4, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
   ]
