@@ -46,7 +46,10 @@ public func checkpoint(
   _ inputs: [Variable], name: String = "checkpoint", _ body: @escaping ([Variable]) -> [Variable]
 ) -> [Variable] {
   let context = Context.current
-  guard context.isRecording else { return body(inputs) }
+  // Not recording (inside an enclosing region's first pass, say): no region of its own, and its
+  // normalisations belong to no enclosing region's statistics either, since the enclosing region's
+  // replay will run this one as a region (rule 11).
+  guard context.isRecording else { return context.with(\.statistics, nil) { body(inputs) } }
   let entryState = context.ambient  // Rule 4
   let statistics = RegionStatistics(region: name)  // Rule 11
   // Rule 1: the first pass records nothing; it only notes whether anything inside needs gradients.

@@ -99,7 +99,9 @@ public var isRecording: Bool { Context.current.isRecording }
 /// running statistics) happens once per step however often the code around it is replayed
 /// (checkpoint contract rule 5).
 public func onFirstPass(_ body: () throws -> Void) rethrows {
-  if Context.current.replaying == nil { try body() }
+  let context = Context.current
+  // What runs only once keeps no batch statistics for a replay that will not read them (rule 11).
+  if context.replaying == nil { try context.with(\.statistics, nil, body) }
 }
 
 /// Runs `body` and counts the multiply-accumulates of the convolutions and matrix products it

@@ -236,6 +236,26 @@ final class CheckpointTests: XCTestCase {
     assertBitIdentical(gamma.grad!, expected.weight)
     assertBitIdentical(beta.grad!, expected.bias)
   }
+
+  // Rule 11 with nested regions: each region keeps only its own normalisations' statistics, so the
+  // outer replay, which runs the inner region as a region, reads back exactly what it kept.
+  func testRule11NestedRegionsKeepTheirOwnStatistics() {
+    let x = randomLeaf([4, 3, 5, 5], using: &random)
+    let g1 = randomLeaf([3], using: &random), b1 = randomLeaf([3], using: &random)
+    let g2 = randomLeaf([3], using: &random), b2 = randomLeaf([3], using: &random)
+    let g3 = randomLeaf([3], using: &random), b3 = randomLeaf([3], using: &random)
+    let inner: (Variable) -> Variable = { v in batchNorm(v * 1.5, weight: g2, bias: b2).output }
+    let outer: (Variable, Bool) -> Variable = { v, checked in
+      let a = batchNorm(v, weight: g1, bias: b1, applyingReLU: true).output
+      let h = checked ? checkpoint(a, name: "inner", inner) : inner(a)
+      return batchNorm(h + a, weight: g3, bias: b3).output
+    }
+    let leaves = [x, g1, b1, g2, b2, g3, b3]
+    let seed = Tensor(randomNormal: x.shape, dtype: .float64, using: &random)
+    let plain = gradients(leaves, seed: seed) { outer(x, false) }
+    let checked = gradients(leaves, seed: seed) { checkpoint(x, name: "outer") { outer($0, true) } }
+    for (i, (p, c)) in zip(plain, checked).enumerated() { assertBitIdentical(p, c, "leaf \(i)") }
+  }
 }
 
 /// Dropout-like masking from the global generator, in training only (rule 4).
