@@ -21,16 +21,15 @@ public func batchNormReLUConv2d(
   let g = ConvolutionGeometry(
     "batchNormReLUConv2d", input: input.shape, weight: convWeight.shape, stride: stride, padding: padding,
     dilation: dilation, groups: groups)
+  let preActivation = PreActivation(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon)
   guard normalizesWhilePadding(g, input, convWeight) else {
-    let a = batchNormalized(input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
-    return conv2d(a, convWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    return conv2d(preActivation.applied(to: input), convWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   checkChannels("batchNormReLUConv2d", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
   let x = input.withDensePlanes(), w = convWeight.contiguous()
   let out = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
   func kernel<T: TensorScalar>(_: T.Type) {
-    let affine = affineTable(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, T.self)
-    ShiftedGrid(g).forward(x, w, into: out, T.self, normalizing: affine)
+    ShiftedGrid(g).forward(x, w, into: out, T.self, normalizing: preActivation.affine(T.self))
   }
   switch x.dtype {
   case .float32: kernel(Float.self)
@@ -50,29 +49,13 @@ public func batchNormReLUConv2dBackward(
   let g = ConvolutionGeometry(
     "batchNormReLUConv2dBackward", input: input.shape, weight: convWeight.shape, stride: stride, padding: padding,
     dilation: dilation, groups: groups)
-  let (da, dw) = { () -> (Tensor, Tensor) in
-    guard normalizesWhilePadding(g, input, convWeight), ShiftedGrid(g).usesShiftedGradient, g.batch * g.outputPlane > 0 else {
-      let a = batchNormalized(input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
-      return conv2dBackward(gradOutput, input: a, weight: convWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
-    }
-    checkChannels("batchNormReLUConv2dBackward", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
-    require(
-      gradOutput.shape == g.outputShape && gradOutput.dtype == input.dtype,
-      "batchNormReLUConv2dBackward: gradient \(gradOutput.shape) (\(gradOutput.dtype)) does not match output \(g.outputShape) (\(input.dtype))")
-    let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = convWeight.contiguous()
-    let da = Tensor(uninitializedShape: input.shape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
-    let dw = Tensor(uninitializedShape: convWeight.shape, dtype: x.dtype)
-    func kernel<T: TensorScalar>(_: T.Type) {
-      let affine = affineTable(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, T.self)
-      ShiftedGrid(g).backwardByShiftedGradient(
-        dy, input: x, weight: w, inputGradient: da, weightGradient: dw, T.self, normalizing: affine)
-    }
-    switch x.dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
-    return (da, dw)
-  }()
+  let preActivation = PreActivation(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon)
+  checkChannels("batchNormReLUConv2dBackward", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
+  let (da, dw) =
+    shiftedGradientBackward(gradOutput, input: input, weight: convWeight, g, "batchNormReLUConv2dBackward", normalizing: preActivation)
+    ?? conv2dBackward(
+      gradOutput, input: preActivation.applied(to: input), weight: convWeight, stride: stride, padding: padding,
+      dilation: dilation, groups: groups)
   let n = batchNormBackward(
     da, input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
   return (n.input, n.weight, n.bias, dw)
@@ -85,17 +68,27 @@ private func normalizesWhilePadding(_ g: ConvolutionGeometry, _ input: Tensor, _
     && !DepthwiseConvolution.applies(to: g) && ShiftedGrid.applies(to: g)
 }
 
-/// Every channel's `scale` and `shift`, as ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)`` computes them.
-private func affineTable<T: TensorScalar>(
-  mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Double, _: T.Type
-) -> (scale: [T], shift: [T]) {
-  let m = mean.scalars(as: T.self), v = variance.scalars(as: T.self)
-  let w = weight?.scalars(as: T.self), b = bias?.scalars(as: T.self)
-  var scale: [T] = [], shift: [T] = []
-  for c in m.indices {
-    let (s, t) = affineCoefficients(mean: m[c], variance: v[c], weight: w?[c], bias: b?[c], epsilon: epsilon)
-    scale.append(s)
-    shift.append(t)
+/// A training-mode batch normalisation with given statistics followed by ReLU: what a pre-activation
+/// unit applies to its input before the convolution.
+struct PreActivation {
+  let mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?
+  let epsilon: Double
+
+  /// The normalised map as a tensor of its own.
+  func applied(to x: Tensor) -> Tensor {
+    batchNormalized(x, mean: mean, variance: variance, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: true)
   }
-  return (scale, shift)
+
+  /// Every channel's `scale` and `shift`, as ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)`` computes them.
+  func affine<T: TensorScalar>(_: T.Type) -> (scale: [T], shift: [T]) {
+    let m = mean.scalars(as: T.self), v = variance.scalars(as: T.self)
+    let w = weight?.scalars(as: T.self), b = bias?.scalars(as: T.self)
+    var scale: [T] = [], shift: [T] = []
+    for c in m.indices {
+      let (s, t) = affineCoefficients(mean: m[c], variance: v[c], weight: w?[c], bias: b?[c], epsilon: epsilon)
+      scale.append(s)
+      shift.append(t)
+    }
+    return (scale, shift)
+  }
 }

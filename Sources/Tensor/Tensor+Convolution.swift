@@ -129,23 +129,37 @@ public func conv2dBackward(
 ) -> (input: Tensor, weight: Tensor) {
   let g = ConvolutionGeometry(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  let grid = ShiftedGrid.applies(to: g) ? ShiftedGrid(g) : nil
-  guard let grid, grid.usesShiftedGradient, g.batch * g.outputPlane > 0 else {
-    return (
-      conv2dBackwardInput(gradOutput, weight, inputShape: input.shape, stride: stride, padding: padding, dilation: dilation, groups: groups),
-      conv2dBackwardWeight(gradOutput, input, weightShape: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-    )
+  if let both = shiftedGradientBackward(gradOutput, input: input, weight: weight, g, "conv2dBackward") { return both }
+  return (
+    conv2dBackwardInput(gradOutput, weight, inputShape: input.shape, stride: stride, padding: padding, dilation: dilation, groups: groups),
+    conv2dBackwardWeight(gradOutput, input, weightShape: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  )
+}
+
+/// Both gradients from one shifted output gradient, when the convolution takes that path (stride 1,
+/// few outputs per group); nil otherwise. With `normalizing`, `input` is the pre-activation unit's
+/// input, normalised on its way into the padded grid, and the input gradient is the normalised map's.
+func shiftedGradientBackward(
+  _ gradOutput: Tensor, input: Tensor, weight: Tensor, _ g: ConvolutionGeometry, _ operation: String,
+  normalizing preActivation: PreActivation? = nil
+) -> (input: Tensor, weight: Tensor)? {
+  guard ShiftedGrid.applies(to: g), case let grid = ShiftedGrid(g), grid.usesShiftedGradient, g.batch * g.outputPlane > 0 else {
+    return nil
   }
   require(
     gradOutput.shape == g.outputShape,
-    "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
-  require(input.dtype == weight.dtype && gradOutput.dtype == input.dtype, "conv2dBackward: dtypes differ (gradient \(gradOutput.dtype), input \(input.dtype), weight \(weight.dtype))")
+    "\(operation): gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
+  require(input.dtype == weight.dtype && gradOutput.dtype == input.dtype, "\(operation): dtypes differ (gradient \(gradOutput.dtype), input \(input.dtype), weight \(weight.dtype))")
   let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = weight.contiguous()
   let dx = Tensor(uninitializedShape: input.shape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
   let dw = Tensor(uninitializedShape: weight.shape, dtype: dy.dtype)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    grid.backwardByShiftedGradient(
+      dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, T.self, normalizing: preActivation?.affine(T.self))
+  }
   switch dy.dtype {
-  case .float32: grid.backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Float.self)
-  case .float64: grid.backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, Double.self)
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
   }
   return (dx, dw)
 }
