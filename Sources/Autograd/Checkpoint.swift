@@ -160,8 +160,17 @@ final class RegionStatistics {
   }
 }
 
-/// The per-channel batch mean and biased variance of `x` for a training-mode normalisation: inside
-/// a checkpoint region computed once, in the first pass (rule 11).
-func batchStatistics(_ x: Tensor) -> (mean: Tensor, variance: Tensor) {
-  Context.current.statistics?.statistics(of: x) ?? batchNormStatistics(x)
+/// The per-channel batch mean and biased variance of `x` for a training-mode normalisation: the
+/// caller's when `given`, otherwise inside a checkpoint region computed once, in the first pass
+/// (rule 11).
+func batchStatistics(
+  _ x: Tensor, given: (mean: Tensor, variance: Tensor)?, _ operation: String
+) -> (mean: Tensor, variance: Tensor) {
+  guard let given else { return Context.current.statistics?.statistics(of: x) ?? batchNormStatistics(x) }
+  let channels = x.rank == 4 ? x.shape[1] : -1
+  require(
+    given.mean.shape == [channels] && given.variance.shape == [channels] && given.mean.dtype == x.dtype
+      && given.variance.dtype == x.dtype,
+    "\(operation): statistics \(given.mean.shape) and \(given.variance.shape) (\(given.mean.dtype)) do not fit input \(x.shape) (\(x.dtype))")
+  return given
 }

@@ -93,9 +93,16 @@ public final class DenseBlock: Layer {
   public var children: [(name: String, module: any Module)] { layers.map { ($0.name, $0) } }
 
   /// The block input followed by every layer's new channels.
+  ///
+  /// In training each layer's first normalisation takes its window's batch statistics from the
+  /// buffer, which computes each feature map's once (not once per later layer).
   public func callAsFunction(_ input: Variable) -> Variable {
     let buffer = FeatureBuffer(capacity: capacity, first: input)
-    for layer in layers { buffer.append(layer(buffer.features)) }
+    let training = LearningPhase.current == .training
+    for layer in layers {
+      let window = 0..<buffer.channelCount
+      buffer.append(layer(buffer.window(window), statistics: training ? buffer.batchStatistics(window) : nil))
+    }
     return buffer.features
   }
 }
@@ -131,15 +138,22 @@ public final class DenseLayer: Layer {
   }
 
   /// The new channels computed from the concatenation of all earlier ones.
-  public func callAsFunction(_ features: Variable) -> Variable {
-    func unit(_ x: Variable, _ norm: BatchNorm2d, _ conv: Conv2d) -> Variable {
-      let y = memoryEfficient ? batchNormReLUConv(x, norm: norm, conv: conv) : conv(norm(x, applyingReLU: true))
+  public func callAsFunction(_ features: Variable) -> Variable { callAsFunction(features, statistics: nil) }
+
+  /// The new channels, with the batch statistics of `features` when the caller has them (see
+  /// ``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``).
+  public func callAsFunction(_ features: Variable, statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
+    func unit(_ x: Variable, _ norm: BatchNorm2d, _ conv: Conv2d, _ statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
+      let y =
+        memoryEfficient
+        ? batchNormReLUConv(x, norm: norm, conv: conv, statistics: statistics)
+        : conv(norm(x, applyingReLU: true, statistics: statistics))
       return dropout?(y) ?? y
     }
     let body: (Variable) -> Variable = { [self] x in
-      let h = unit(x, norm1, conv1)
+      let h = unit(x, norm1, conv1, statistics)
       guard let norm2, let conv2 else { return h }
-      return unit(h, norm2, conv2)
+      return unit(h, norm2, conv2, nil)
     }
     return memoryEfficient ? checkpoint(features, name: name, body) : body(features)
   }

@@ -41,6 +41,36 @@ final class BatchNorm2dTests: XCTestCase {
     }
   }
 
+  /// Statistics the caller passes (a feature buffer's) give the same outputs, gradients and running
+  /// statistics, bit for bit, as statistics computed from the input, plain and fused with a
+  /// convolution; statistics of the wrong size stop with the shapes.
+  func testGivenStatisticsEqualComputedOnes() {
+    var random = RandomGenerator(seed: 12)
+    let x = Tensor(randomNormal: [2, 4, 3, 3], mean: 0.5, dtype: .float64, using: &random)
+    let statistics = batchNormStatistics(x), gamma = Tensor(randomNormal: [4], dtype: .float64, using: &random)
+    for fused in [false, true] {
+      var results: [[Tensor]] = []
+      for given in [nil, statistics] {
+        RandomGenerator.global = RandomGenerator(seed: 3)
+        let bn = BatchNorm2d(channels: 4), conv = Conv2d(inputChannels: 4, outputChannels: 2, kernelSize: 3, padding: 1)
+        bn.convert(to: .float64)
+        conv.convert(to: .float64)
+        bn.weight.value = gamma
+        let input = Variable(x, requiresGrad: true)
+        let y = fused ? batchNormReLUConv(input, norm: bn, conv: conv, statistics: given) : conv(bn(input, applyingReLU: true, statistics: given))
+        sum(y * y).backward()
+        results.append([y.value, input.grad!, bn.weight.grad!, bn.bias.grad!, conv.weight.grad!, bn.runningMean.value, bn.runningVariance.value])
+      }
+      for (i, (a, b)) in zip(results[0], results[1]).enumerated() { assertBitIdentical(a, b, "fused \(fused), tensor \(i)") }
+    }
+    assertStops(withMessageContaining: ["batchNorm: statistics [3] and [3] (float64) do not fit input [2, 4, 3, 3] (float64)"], in: self) {
+      let wrong = (Tensor(zeros: [3], dtype: .float64), Tensor(ones: [3], dtype: .float64))
+      let bn = BatchNorm2d(channels: 4)
+      bn.convert(to: .float64)
+      _ = bn(Variable(x), applyingReLU: false, statistics: wrong)
+    }
+  }
+
   func testWrongChannelsNameShapes() {
     assertStops(withMessageContaining: ["BatchNorm2d: input [2, 3, 4, 4] does not have 5 channels"], in: self) {
       _ = BatchNorm2d(channels: 5)(Variable(Tensor(zeros: [2, 3, 4, 4])))

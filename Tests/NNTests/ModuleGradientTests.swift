@@ -105,4 +105,28 @@ final class ModuleGradientTests: XCTestCase {
       _ = buffer.window(1..<4)
     }
   }
+
+  /// A window's batch statistics from the buffer are bit for bit those computed over the window,
+  /// for windows starting inside the first maps, across pieces, and asked for again.
+  func testFeatureBufferStatisticsMatchTheirWindows() {
+    for dtype in [DType.float32, .float64] {
+      let first = Variable(Tensor(randomNormal: [3, 4, 5, 2], mean: 1, standardDeviation: 2, dtype: dtype, using: &random))
+      let buffer = FeatureBuffer(capacity: 7, first: first, pieceSize: 2)
+      for range in [0..<4, 2..<4] {
+        let (mean, variance) = buffer.batchStatistics(range), expected = batchNormStatistics(buffer.window(range).value)
+        assertBitIdentical(mean, expected.mean, "\(dtype) mean of \(range)")
+        assertBitIdentical(variance, expected.variance, "\(dtype) variance of \(range)")
+      }
+      buffer.append(Variable(Tensor(randomNormal: [3, 3, 5, 2], mean: -3, dtype: dtype, using: &random)))
+      for range in [0..<7, 2..<7, 4..<7, 0..<7] {
+        let (mean, variance) = buffer.batchStatistics(range), expected = batchNormStatistics(buffer.window(range).value)
+        assertBitIdentical(mean, expected.mean, "\(dtype) mean of \(range)")
+        assertBitIdentical(variance, expected.variance, "\(dtype) variance of \(range)")
+      }
+    }
+    let buffer = FeatureBuffer(capacity: 6, first: Variable(Tensor(zeros: [1, 4, 2, 2])), pieceSize: 2)
+    assertStops(withMessageContaining: ["FeatureBuffer.batchStatistics: channels 0..<5 do not start and end at piece boundaries"], in: self) {
+      _ = buffer.batchStatistics(0..<5)
+    }
+  }
 }

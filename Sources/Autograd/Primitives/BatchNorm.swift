@@ -11,12 +11,18 @@ import TensorModule
 /// (one pass and one feature map fewer than `relu(batchNorm(...))`, the pre-activation pattern of
 /// DenseNets and ResNets); the backward pass recomputes the ReLU's mask from the input, so only the
 /// input is kept.
+/// - Parameter statistics: `input`'s batch mean and biased variance when the caller already has
+///   them, exactly as `batchNormStatistics` computes them (a channel's statistics do not depend on
+///   the other channels, so those of a window of a ``FeatureBuffer`` serve every window that covers
+///   it); they are the statistics the gradient differentiates through, so any other values give
+///   wrong gradients. Computed here when nil.
 /// - Returns: the normalised output and the batch mean and biased variance per channel.
 public func batchNorm(
-  _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5, applyingReLU: Bool = false
+  _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5, applyingReLU: Bool = false,
+  statistics: (mean: Tensor, variance: Tensor)? = nil
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, w = weight?.value
-  let (mean, variance) = batchStatistics(x)
+  let (mean, variance) = batchStatistics(x, given: statistics, "batchNorm")
   let y = batchNormalized(x, mean: mean, variance: variance, weight: w, bias: bias?.value, epsilon: epsilon, applyingReLU: applyingReLU)
   let inputs = [input] + [weight, bias].compactMap { $0 }
   let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil

@@ -18,13 +18,16 @@ import TensorModule
 /// (checkpoint rule 10): the last unit of a region costs only its statistics in the replay.
 ///
 /// The caller updates running statistics from the returned batch mean and biased variance.
+/// - Parameter statistics: `input`'s batch statistics when the caller already has them, as for
+///   ``batchNorm(_:weight:bias:epsilon:applyingReLU:statistics:)``.
 /// - Returns: the convolution's output and the batch mean and biased variance per input channel.
 public func batchNormReLUConv2d(
   _ input: Variable, normWeight: Variable, normBias: Variable, epsilon: Double = 1e-5,
-  convWeight: Variable, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: Int = 1
+  convWeight: Variable, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: Int = 1,
+  statistics: (mean: Tensor, variance: Tensor)? = nil
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, gamma = normWeight.value, beta = normBias.value, w = convWeight.value
-  let (mean, variance) = batchStatistics(x)
+  let (mean, variance) = batchStatistics(x, given: statistics, "batchNormReLUConv2d")
   let shape = conv2dOutputShape(input: x.shape, weight: w.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
   // In a checkpoint replay the pullback runs as soon as the replay ends, so the normalised map that
   // computing the value needed is kept for it rather than computed a third time.

@@ -46,7 +46,14 @@ public final class BatchNorm2d: Layer {
   public func callAsFunction(_ input: Variable) -> Variable { callAsFunction(input, applyingReLU: false) }
 
   /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
-  public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
+  ///
+  /// - Parameter statistics: in training, `input`'s batch mean and biased variance when the caller
+  ///   already has them (``FeatureBuffer/batchStatistics(_:)``), which saves a pass over the input;
+  ///   they must be exactly those `batchNormStatistics` computes, or the gradients are wrong.
+  ///   Unused in inference.
+  public func callAsFunction(
+    _ input: Variable, applyingReLU: Bool, statistics: (mean: Tensor, variance: Tensor)? = nil
+  ) -> Variable {
     checkInput(input)
     guard LearningPhase.current == .training else {
       if !isRecording || ![input, weight, bias].contains(where: \.requiresGrad) {
@@ -61,7 +68,8 @@ public final class BatchNorm2d: Layer {
       let y = input * reshape(scale, to: [1, -1, 1, 1]) + reshape(shift, to: [1, -1, 1, 1])
       return applyingReLU ? relu(y) : y
     }
-    let (output, mean, variance) = batchNorm(input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU)
+    let (output, mean, variance) = batchNorm(
+      input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU, statistics: statistics)
     updateRunningStatistics(mean: mean, variance: variance, of: input)
     return output
   }

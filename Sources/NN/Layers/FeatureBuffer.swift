@@ -13,6 +13,8 @@ import TensorModule
 public final class FeatureBuffer {
   private let storage: Tensor
   private var pieces: [(channels: Range<Int>, variable: Variable)] = []
+  /// The batch statistics of the pieces (by index) that ``batchStatistics(_:)`` was asked for.
+  private var statistics: [Int: (mean: Tensor, variance: Tensor)] = [:]
 
   /// The number of channels written so far.
   public private(set) var channelCount = 0
@@ -69,13 +71,38 @@ public final class FeatureBuffer {
   /// - Precondition: `range` lies within the written channels and starts and ends at piece boundaries.
   public func window(_ range: Range<Int>) -> Variable {
     let covered = pieces.filter { $0.channels.overlaps(range) }
-    require(
-      range.upperBound <= channelCount && !range.isEmpty && covered.first?.channels.lowerBound == range.lowerBound
-        && covered.last?.channels.upperBound == range.upperBound,
-      "FeatureBuffer.window: channels \(range) do not start and end at piece boundaries \(pieces.map(\.channels)) of \(channelCount) channels")
+    checkBoundaries(range, covered.map(\.channels), "window")
     let offsets = covered.map { $0.channels.lowerBound - range.lowerBound..<$0.channels.upperBound - range.lowerBound }
     return recordOperation("FeatureBuffer.window", storage.sliced(range, alongAxis: 1), inputs: covered.map(\.variable)) { gradient in
       offsets.map { gradient.sliced($0, alongAxis: 1) }
     }
+  }
+
+  /// The batch mean and biased variance per channel of ``window(_:)`` of `range`, as
+  /// `batchNormStatistics` computes them, for a training-mode normalisation of that window
+  /// (``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``). A channel's statistics do not
+  /// depend on the other channels and the written channels never change, so each piece's are
+  /// computed once, however many windows cover it: the normalisations of a dense block go over
+  /// each feature map once instead of once per later layer.
+  ///
+  /// - Precondition: `range` lies within the written channels and starts and ends at piece boundaries.
+  public func batchStatistics(_ range: Range<Int>) -> (mean: Tensor, variance: Tensor) {
+    let covered = pieces.indices.filter { pieces[$0].channels.overlaps(range) }
+    checkBoundaries(range, covered.map { pieces[$0].channels }, "batchStatistics")
+    let perPiece = covered.map { i in
+      if let known = statistics[i] { return known }
+      let computed = batchNormStatistics(storage.sliced(pieces[i].channels, alongAxis: 1))
+      statistics[i] = computed
+      return computed
+    }
+    guard perPiece.count > 1 else { return perPiece[0] }
+    return (Tensor.concatenate(perPiece.map(\.mean), alongAxis: 0), Tensor.concatenate(perPiece.map(\.variance), alongAxis: 0))
+  }
+
+  private func checkBoundaries(_ range: Range<Int>, _ covered: [Range<Int>], _ operation: String) {
+    require(
+      range.upperBound <= channelCount && !range.isEmpty && covered.first?.lowerBound == range.lowerBound
+        && covered.last?.upperBound == range.upperBound,
+      "FeatureBuffer.\(operation): channels \(range) do not start and end at piece boundaries \(pieces.map(\.channels)) of \(channelCount) channels")
   }
 }
