@@ -206,15 +206,19 @@ extension ShiftedGrid {
     let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
     Parallel.forRanges(kk * o, costPerItem: length) { rows in
       for r in rows {
+        // One pass over the row: zeros only between the copied output rows.
         let k = r / o, channel = group * o + r % o, row = dst + r * length
-        row.update(repeating: 0, count: length)
+        var written = 0
         for n in 0..<g.batch {
           let from = src + n * layout.imageStride + channel * layout.channelStride
           for y in 0..<oh {
-            let to = row + offsets[k] + n * hp * wp + y * wp
+            let start = offsets[k] + n * hp * wp + y * wp, to = row + start
+            (row + written).update(repeating: 0, count: start - written)
             for x in 0..<ow { to[x] = from[y * ow + x] }
+            written = start + ow
           }
         }
+        (row + written).update(repeating: 0, count: length - written)
       }
     }
     return out
