@@ -39,11 +39,12 @@ bench: deps
 	.build/release/reprise bench --model seqresnet --granularity 8 --widening 4 --batch-size 64 --steps 5 --memory-efficient
 	for conv in standard dsconv multiception mixconv; do .build/release/reprise bench --model resnet20 --conv $$conv --batch-size 128 --steps 5; done
 
-# Reprise against PyTorch (../shared/anchors/torch_densenet.py) in the same run: DenseNet-BC-100, batch 64.
-# PyTorch is never installed here: set PYTHON to an interpreter that has torch (else only Reprise runs).
+# Reprise against PyTorch (../shared/anchors/torch_densenet.py) in the same run: DenseNet-BC-100, batch 64,
+# three rounds of both back to back. PyTorch is never installed here: set PYTHON to an interpreter that
+# has torch (else only Reprise runs).
 compare: deps
 	swift build -c release --product reprise
-	python3 Scripts/compare.py --depths 100 --steps 5
+	python3 Scripts/compare.py --depths 100 --steps 5 --rounds 3
 
 # Peak memory against depth (40 to 250), plain and memory-efficient: docs/memory-vs-depth.csv and .svg.
 sweep: deps

@@ -3,7 +3,10 @@ data, plain and memory-efficient. Prints one table (median step time, peak resid
 with --sweep, writes docs/memory-vs-depth.csv and docs/memory-vs-depth.svg (peak memory against depth,
 like Figure 4 of the memory-efficient DenseNet report).
 
-Usage: python3 Scripts/compare.py [--depths 100] [--batch 64] [--steps 5] [--threads 2] [--sweep]
+Usage: python3 Scripts/compare.py [--depths 100] [--batch 64] [--steps 5] [--threads 2] [--rounds 1] [--sweep]
+With --rounds R, each configuration runs R times, Reprise and PyTorch back to back in each round (this
+shared machine's speed drifts over minutes); the table shows the medians over rounds and the time
+ratio's median, with the range of the rounds' own ratios.
 PyTorch's side runs ../shared/anchors/torch_densenet.py when `import torch` works (set PYTHON to the
 interpreter that has it); otherwise only Reprise's side is measured. Never part of CI."""
 import argparse, csv, json, os, subprocess, sys
@@ -20,6 +23,10 @@ def pytorch(python, anchor, depth, batch, steps, threads, efficient):
     command = [python, anchor, str(depth), "12", str(batch), str(int(efficient)), str(steps), str(threads)]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     return {"step": result["step_s_median"], "rssMiB": result["peak_rss_mib"]}
+
+def median(values):
+    ordered = sorted(values); middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 def torch_python():
     for python in [os.environ.get("PYTHON"), sys.executable, "python3"]:
@@ -59,7 +66,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--depths", default="100"); parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5); parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1); parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
     anchor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared/anchors/torch_densenet.py")
     python = torch_python() if os.path.exists(anchor) else None
@@ -68,12 +75,18 @@ def main():
     print(f"{'depth':>5} {'mode':>10} | {'Reprise step':>12} {'RSS MiB':>8} | {'PyTorch step':>12} {'RSS MiB':>8} | {'time ratio':>10} {'RSS ratio':>9}")
     for depth in depths:
         for efficient in (False, True):
-            ours = reprise(depth, args.batch, args.steps, args.threads, efficient)
-            theirs = pytorch(python, anchor, depth, args.batch, args.steps, args.threads, efficient)
+            rounds = [(reprise(depth, args.batch, args.steps, args.threads, efficient),
+                       pytorch(python, anchor, depth, args.batch, args.steps, args.threads, efficient)) for _ in range(args.rounds)]
+            ours = {"step": median([r[0]["step"] for r in rounds]), "rssMiB": max(r[0]["rssMiB"] for r in rounds)}
+            theirs = rounds[0][1] and {"step": median([r[1]["step"] for r in rounds]), "rssMiB": max(r[1]["rssMiB"] for r in rounds)}
             mode = "efficient" if efficient else "plain"
             line = f"{depth:>5} {mode:>10} | {ours['step']:>11.3f}s {ours['rssMiB']:>8.0f} | "
             if theirs:
-                line += f"{theirs['step']:>11.3f}s {theirs['rssMiB']:>8.0f} | {ours['step'] / theirs['step']:>10.2f} {ours['rssMiB'] / theirs['rssMiB']:>9.2f}"
+                ratios = sorted(r[0]["step"] / r[1]["step"] for r in rounds)
+                line += f"{theirs['step']:>11.3f}s {theirs['rssMiB']:>8.0f} | {median(ratios):>10.2f} {ours['rssMiB'] / theirs['rssMiB']:>9.2f}"
+                if len(rounds) > 1:
+                    line += f"  (rounds {ratios[0]:.2f} to {ratios[-1]:.2f}; Reprise " + ", ".join(f"{r[0]['step']:.3f}" for r in rounds)
+                    line += "; PyTorch " + ", ".join(f"{r[1]['step']:.3f}" for r in rounds) + ")"
             else:
                 line += f"{'(no torch)':>12} {'':>8} |"
             print(line, flush=True)
