@@ -23,6 +23,9 @@ import TensorModule
 /// layer's first convolution and the second unit's batch statistics; the second convolution's
 /// output only leaves the region, so it is not recomputed (checkpoint rule 10). Pleiss et al.
 /// replay the same work but keep the 4k-channel bottleneck output, the largest per-layer cost.
+/// Without it, the 3x3 units are fused all the same (their convolution pads its input, so the
+/// normalised map is written straight into the padded planes in both directions and never kept),
+/// and the 1x1 units keep their normalised maps, which is the quadratic part.
 public final class DenseNet: Network {
   /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
   public let features: ModuleContainer
@@ -143,9 +146,11 @@ public final class DenseLayer: Layer {
   /// The new channels, with the batch statistics of `features` when the caller has them (see
   /// ``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``).
   public func callAsFunction(_ features: Variable, statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
+    // A 3x3 unit is fused in both modes: its convolution pads its input anyway, so normalising on
+    // the way in, forward and backward, costs nothing and saves keeping the normalised map.
     func unit(_ x: Variable, _ norm: BatchNorm2d, _ conv: Conv2d, _ statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
       let y =
-        memoryEfficient
+        memoryEfficient || conv.weight.shape[2...] != [1, 1]
         ? batchNormReLUConv(x, norm: norm, conv: conv, statistics: statistics)
         : conv(norm(x, applyingReLU: true, statistics: statistics))
       return dropout?(y) ?? y
