@@ -55,15 +55,17 @@ struct ShiftedGrid {
         let from = src + n * layout.imageStride + c * layout.channelStride, to = dst + c * length + n * hp * wp
         to.update(repeating: 0, count: top * wp)
         for y in 0..<h {
-          let row = to + (y + top) * wp
-          for x in 0..<left { row[x] = 0 }
+          // Row pointers computed once: index arithmetic with overflow checks inside the loops
+          // keeps them from being vectorised.
+          let row = to + (y + top) * wp, source = from + y * w, inner = row + left
+          row.update(repeating: 0, count: left)
           if let affine {
             let (scale, shift) = (affine.scale[c], affine.shift[c])
-            for x in 0..<w { row[left + x] = Swift.max(from[y * w + x] * scale + shift, 0) }
+            for x in 0..<w { inner[x] = Swift.max(source[x] * scale + shift, 0) }
           } else {
-            for x in 0..<w { row[left + x] = from[y * w + x] }
+            inner.update(from: source, count: w)
           }
-          for x in (left + w)..<wp { row[x] = 0 }
+          (inner + w).update(repeating: 0, count: wp - left - w)
         }
         (to + (top + h) * wp).update(repeating: 0, count: (hp - top - h) * wp)
         if n == g.batch - 1 {  // the last image's bottom margin
@@ -87,8 +89,7 @@ struct ShiftedGrid {
         for n in 0..<g.batch {
           let from = src + n * layout.imageStride + o * layout.channelStride
           for y in 0..<oh {
-            let to = row + n * hp * wp + y * wp
-            for x in 0..<ow { to[x] = from[y * ow + x] }
+            (row + n * hp * wp + y * wp).update(from: from + y * ow, count: ow)
           }
         }
       }
@@ -108,8 +109,7 @@ struct ShiftedGrid {
         for n in 0..<g.batch {
           let to = out + n * layout.imageStride + c * layout.channelStride
           for y in 0..<h {
-            let from = grid + c * channelLength + n * hp * wp + (y + top) * wp + left
-            for x in 0..<w { to[y * w + x] = from[x] }
+            (to + y * w).update(from: grid + c * channelLength + n * hp * wp + (y + top) * wp + left, count: w)
           }
         }
       }
@@ -212,9 +212,9 @@ extension ShiftedGrid {
         for n in 0..<g.batch {
           let from = src + n * layout.imageStride + channel * layout.channelStride
           for y in 0..<oh {
-            let start = offsets[k] + n * hp * wp + y * wp, to = row + start
+            let start = offsets[k] + n * hp * wp + y * wp
             (row + written).update(repeating: 0, count: start - written)
-            for x in 0..<ow { to[x] = from[y * ow + x] }
+            (row + start).update(from: from + y * ow, count: ow)
             written = start + ow
           }
         }

@@ -21,36 +21,70 @@ extension Tensor {
   }
 }
 
+/// One element-wise function of one scalar, as a value: a kernel specialised for its type inlines
+/// the function into its loop, which then vectorises (a closure argument is called per element).
+private protocol UnaryFunction {
+  associatedtype Scalar: TensorScalar
+  func callAsFunction(_ x: Scalar) -> Scalar
+}
+
+private struct Negate<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { -x } }
+private struct Exp<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.exp(x) } }
+private struct Log<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.log(x) } }
+private struct Sqrt<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { x.squareRoot() } }
+private struct Abs<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { Swift.abs(x) } }
+private struct Sign<T: TensorScalar>: UnaryFunction {
+  @inline(__always) func callAsFunction(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+}
+private struct Reciprocal<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { 1 / x } }
+private struct ReLU<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { x > 0 ? x : 0 } }
+private struct Sigmoid<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { 1 / (1 + T.exp(-x)) } }
+private struct Tanh<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.tanh(x) } }
+private struct Square<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { x * x } }
+private struct IntegerPower<T: TensorScalar>: UnaryFunction {
+  let n: Int
+  @inline(__always) func callAsFunction(_ x: T) -> T { T.pow(x, n) }
+}
+private struct RealPower<T: TensorScalar>: UnaryFunction {
+  let e: T
+  @inline(__always) func callAsFunction(_ x: T) -> T { T.pow(x, e) }
+}
+private struct Clamp<T: TensorScalar>: UnaryFunction {
+  let low: T, high: T
+  @inline(__always) func callAsFunction(_ x: T) -> T { Swift.min(Swift.max(x, low), high) }
+}
+private struct Affine<T: TensorScalar>: UnaryFunction {
+  let scale: T, shift: T
+  @inline(__always) func callAsFunction(_ x: T) -> T { scale * x + shift }
+}
+private struct Step<T: TensorScalar>: UnaryFunction {
+  let threshold: T
+  @inline(__always) func callAsFunction(_ x: T) -> T { x > threshold ? 1 : 0 }
+}
+
 private func unaryKernel<T: TensorScalar>(
   _ operation: UnaryOperation, _ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int
 ) {
-  @inline(__always) func apply(_ f: (T) -> T) {
+  func apply<F: UnaryFunction>(_ f: F) where F.Scalar == T {
     Parallel.forRanges(n, costPerItem: 4) { r in for i in r { y[i] = f(x[i]) } }
   }
   switch operation {
-  case .negate: apply { -$0 }
-  case .exp: apply { T.exp($0) }
-  case .log: apply { T.log($0) }
-  case .sqrt: apply { $0.squareRoot() }
-  case .abs: apply { Swift.abs($0) }
-  case .sign: apply { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
-  case .reciprocal: apply { 1 / $0 }
-  case .relu: apply { $0 > 0 ? $0 : 0 }
-  case .sigmoid: apply { 1 / (1 + T.exp(-$0)) }
-  case .tanh: apply { T.tanh($0) }
+  case .negate: apply(Negate())
+  case .exp: apply(Exp())
+  case .log: apply(Log())
+  case .sqrt: apply(Sqrt())
+  case .abs: apply(Abs())
+  case .sign: apply(Sign())
+  case .reciprocal: apply(Reciprocal())
+  case .relu: apply(ReLU())
+  case .sigmoid: apply(Sigmoid())
+  case .tanh: apply(Tanh())
   case .power(let p):
     // Integral exponents are defined for negative bases too.
-    let e = T(p), n = Int(exactly: p)
-    if p == 2 { apply { $0 * $0 } } else if let n { apply { T.pow($0, n) } } else { apply { T.pow($0, e) } }
-  case .clamp(let lo, let hi):
-    let l = T(lo), h = T(hi)
-    apply { Swift.min(Swift.max($0, l), h) }
-  case .affine(let scale, let shift):
-    let a = T(scale), b = T(shift)
-    apply { a * $0 + b }
-  case .step(let threshold):
-    let t = T(threshold)
-    apply { $0 > t ? 1 : 0 }
+    if p == 2 { apply(Square()) } else if let n = Int(exactly: p) { apply(IntegerPower(n: n)) } else { apply(RealPower(e: T(p))) }
+  case .clamp(let lo, let hi): apply(Clamp(low: T(lo), high: T(hi)))
+  case .affine(let scale, let shift): apply(Affine(scale: T(scale), shift: T(shift)))
+  case .step(let threshold): apply(Step(threshold: T(threshold)))
   }
 }
 
