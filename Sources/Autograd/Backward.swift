@@ -72,7 +72,7 @@ private func run(_ entry: TapeEntry, _ context: Context) {
 /// Adds `gradient` to an accumulator, first summing a broadcast gradient down to `shape`.
 func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], _ name: String) {
   let g = gradient.shape == shape ? gradient : unbroadcast(gradient, to: shape, name)
-  slot = slot.map { $0 + g } ?? g
+  if slot == nil { slot = g } else { slot! += g }  // in place once the slot owns its buffer
 }
 
 /// Sums `gradient` over the dimensions along which a value of `shape` was broadcast: the one place

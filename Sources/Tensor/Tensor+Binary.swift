@@ -31,6 +31,33 @@ extension Tensor {
   }
 }
 
+extension Tensor {
+  /// `a = a + b`, with `b` broadcast to the shape of `a`. When `a` alone owns its storage (no other
+  /// tensor shares it and it is not a view into a larger buffer) the sum is written over `a`, so
+  /// accumulating gradients neither allocates nor fills a third buffer; otherwise `a` becomes the
+  /// new tensor `a + b`, and tensors that shared its storage keep their values. The sums are those
+  /// of `a + b`, bit for bit.
+  ///
+  /// - Precondition: the dtypes match and `b` broadcasts to the shape of `a`.
+  public static func += (a: inout Tensor, b: Tensor) {
+    guard a.dtype == b.dtype, Shape.broadcast(a.shape, b.shape) == a.shape, a.isDense, a.storage.count == a.count,
+      isKnownUniquelyReferenced(&a.storage)
+    else {
+      let sum = a + b
+      require(sum.shape == a.shape, "+=: \(b.shape) does not broadcast to the shape \(a.shape) it is added to")
+      a = sum
+      return
+    }
+    let order = Shape.memoryOrder(a.shape, a.strides)
+    let bStrides = Shape.broadcastStrides(b.shape, b.strides, to: a.shape)
+    let loop = StridedLoop(shape: order.map { a.shape[$0] }, strides: [a.strides, bStrides, a.strides].map { s in order.map { s[$0] } })
+    switch a.dtype {
+    case .float32: binaryKernel(.add, loop, a.base(Float.self), b.base(Float.self), a.base(Float.self))
+    case .float64: binaryKernel(.add, loop, a.base(Double.self), b.base(Double.self), a.base(Double.self))
+    }
+  }
+}
+
 /// One element-wise function of two scalars, as a type: a kernel specialised for it inlines the
 /// function into its loops, which then vectorise (a closure argument is called per element).
 private protocol BinaryFunction {

@@ -88,6 +88,39 @@ final class ElementwiseTests: XCTestCase {
     assertClose(y, relu(x.contiguous()) + Tensor(ones: [1, 5, 1, 1]))
   }
 
+  /// `+=` adds over a tensor that alone owns its buffer (no new buffer: the allocator's peak does
+  /// not move) and otherwise leaves the tensors that shared the buffer as they were.
+  func testAddAssignIsInPlaceOnlyForUnsharedBuffers() {
+    var random = RandomGenerator(seed: 5)
+    let b = Tensor(randomNormal: [64, 1024], dtype: .float64, using: &random)
+    var a = Tensor(randomNormal: [64, 1024], dtype: .float64, using: &random)
+    let once = a + b, twice = once + b
+    Allocator.resetPeak()
+    let live = Allocator.liveBytes
+    a += b
+    XCTAssertEqual(Allocator.peakBytes, live, "an unshared tensor is added to in place")
+    assertBitIdentical(a, once)
+    let copy = a
+    a += b
+    assertBitIdentical(copy, once, "a copy sharing the buffer keeps its values")
+    assertBitIdentical(a, twice)
+    let whole = twice.copied()
+    var view = whole.sliced(0..<8, alongAxis: 0)
+    view += b.sliced(0..<8, alongAxis: 0)
+    assertBitIdentical(whole, twice, "the buffer a view looks into is not written")
+    assertBitIdentical(view, (twice + b).sliced(0..<8, alongAxis: 0))
+    var rows = Tensor(zeros: [2, 3], dtype: .float32)
+    rows += Tensor([Float(1), 2, 3], shape: [3])
+    XCTAssertEqual(rows.scalars(as: Float.self), [1, 2, 3, 1, 2, 3], "broadcast to the shape added to")
+  }
+
+  func testAddAssignNeedsOperandsThatBroadcastToItsShape() {
+    assertStops(withMessageContaining: ["+=: [2, 3] does not broadcast to the shape [3] it is added to"], in: self) {
+      var a = Tensor(zeros: [3])
+      a += Tensor(zeros: [2, 3])
+    }
+  }
+
   func testMismatchedShapesNameBoth() {
     assertStops(withMessageContaining: ["+: shapes [2, 3] and [4] do not broadcast"], in: self) {
       _ = Tensor(zeros: [2, 3]) + Tensor(zeros: [4])
