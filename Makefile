@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test bench bench-matmul compare sweep
+.PHONY: deps demo test bench bench-matmul compare compare-models sweep
 
 # OpenBLAS and zlib (found through pkg-config) are the system dependencies.
 deps:
@@ -45,6 +45,13 @@ bench: deps
 compare: deps
 	swift build -c release --product reprise
 	python3 Scripts/compare.py --depths 100 --steps 5 --rounds 3
+
+# The same for SeqResNet(8,4,1), batch 64, and ResNet-20 with each convolution variant, batch 128,
+# against the PyTorch transcriptions in Scripts/torch_models.py.
+compare-models: deps
+	swift build -c release --product reprise
+	python3 Scripts/compare.py --model seqresnet --batch 64 --steps 5 --rounds 3
+	python3 Scripts/compare.py --model resnet20 --batch 128 --steps 5 --rounds 3
 
 # Peak memory against depth (40 to 250), plain and memory-efficient: docs/memory-vs-depth.csv and .svg.
 sweep: deps

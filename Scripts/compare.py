@@ -1,28 +1,48 @@
-"""Reprise against PyTorch on the same machine, same run: DenseNet-BC (k=12) training steps on random
-data, plain and memory-efficient. Prints one table (median step time, peak resident memory, ratios) and,
-with --sweep, writes docs/memory-vs-depth.csv and docs/memory-vs-depth.svg (peak memory against depth,
-like Figure 4 of the memory-efficient DenseNet report).
+"""Reprise against PyTorch on the same machine, same run: training steps on random data, plain and
+memory-efficient. Prints one table (median step time, peak resident memory, ratios) and, with --sweep,
+writes docs/memory-vs-depth.csv and docs/memory-vs-depth.svg (peak memory against depth, like Figure 4
+of the memory-efficient DenseNet report).
 
-Usage: python3 Scripts/compare.py [--depths 100] [--batch 64] [--steps 5] [--threads 2] [--rounds 1] [--sweep]
+Usage: python3 Scripts/compare.py [--model densenet-bc] [--depths 100] [--batch 64] [--steps 5] [--threads 2]
+                                  [--rounds 1] [--sweep]
+       python3 Scripts/compare.py --model seqresnet [--granularity 8 --widening 4 --blocks 1] ...
+       python3 Scripts/compare.py --model resnet20 [--convs standard,dsconv,multiception,mixconv] --batch 128 ...
 With --rounds R, each configuration runs R times, Reprise and PyTorch back to back in each round (this
 shared machine's speed drifts over minutes); the table shows the medians over rounds and the time
 ratio's median, with the range of the rounds' own ratios.
-PyTorch's side runs ../shared/anchors/torch_densenet.py when `import torch` works (set PYTHON to the
-interpreter that has it); otherwise only Reprise's side is measured. Never part of CI."""
+PyTorch's side runs ../shared/anchors/torch_densenet.py for DenseNet-BC and Scripts/torch_models.py for
+the others, when `import torch` works (set PYTHON to the interpreter that has it); otherwise only
+Reprise's side is measured. The parameter counts of both sides are compared. Never part of CI."""
 import argparse, csv, json, os, subprocess, sys
 
-def reprise(depth, batch, steps, threads, efficient):
-    command = [".build/release/reprise", "bench", "--model", "densenet-bc", "--depth", str(depth), "--batch-size", str(batch),
-               "--steps", str(steps), "--threads", str(threads), "--json"] + (["--memory-efficient"] if efficient else [])
+def reprise(model_args, batch, steps, threads, efficient):
+    command = [".build/release/reprise", "bench"] + model_args + ["--batch-size", str(batch), "--steps", str(steps),
+               "--threads", str(threads), "--json"] + (["--memory-efficient"] if efficient else [])
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-    return {"step": result["stepSecondsMedian"], "rssMiB": result["peakResidentBytes"] / 2**20, "tensorMiB": result["peakBytes"] / 2**20}
+    return {"step": result["stepSecondsMedian"], "rssMiB": result["peakResidentBytes"] / 2**20, "tensorMiB": result["peakBytes"] / 2**20,
+            "params": result["parameters"]}
 
-def pytorch(python, anchor, depth, batch, steps, threads, efficient):
+def pytorch(python, script, script_args, batch, steps, threads, efficient):
     if not python:
         return None
-    command = [python, anchor, str(depth), "12", str(batch), str(int(efficient)), str(steps), str(threads)]
+    command = [python, script] + script_args(batch, int(efficient), steps) + [str(threads)]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    return {"step": result["step_s_median"], "rssMiB": result["peak_rss_mib"]}
+    return {"step": result["step_s_median"], "rssMiB": result["peak_rss_mib"], "params": result["params"]}
+
+def configurations(args, here):
+    """(label, depth or None, Reprise's model arguments, PyTorch script, its arguments before THREADS) per configuration."""
+    if args.model == "densenet-bc":
+        anchor = os.path.join(here, "../../shared/anchors/torch_densenet.py")
+        depths = [40, 100, 160, 250] if args.sweep else [int(d) for d in args.depths.split(",")]
+        return [(str(d), d, ["--model", "densenet-bc", "--depth", str(d)], anchor,
+                 lambda b, e, s, d=d: [str(d), "12", str(b), str(e), str(s)]) for d in depths]
+    script = os.path.join(here, "torch_models.py")
+    if args.model == "seqresnet":
+        k, r, n = args.granularity, args.widening, args.blocks
+        return [(f"k{k} r{r} N{n}", None, ["--model", "seqresnet", "--granularity", str(k), "--widening", str(r), "--blocks-per-stage", str(n)],
+                 script, lambda b, e, s: ["seqresnet", str(k), str(r), str(n), str(b), str(e), str(s)])]
+    return [(conv, None, ["--model", "resnet20", "--conv", conv], script, lambda b, e, s, conv=conv: ["resnet20", conv, str(b), str(e), str(s)])
+            for conv in args.convs.split(",")]
 
 def median(values):
     ordered = sorted(values); middle = len(ordered) // 2
@@ -64,29 +84,39 @@ def svg(rows, path):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=["densenet-bc", "seqresnet", "resnet20"], default="densenet-bc")
     parser.add_argument("--depths", default="100"); parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--granularity", type=int, default=8); parser.add_argument("--widening", type=int, default=4)
+    parser.add_argument("--blocks", type=int, default=1); parser.add_argument("--convs", default="standard,dsconv,multiception,mixconv")
+    parser.add_argument("--modes", default="plain,efficient")
     parser.add_argument("--steps", type=int, default=5); parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1); parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
-    anchor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../shared/anchors/torch_densenet.py")
-    python = torch_python() if os.path.exists(anchor) else None
-    depths = [40, 100, 160, 250] if args.sweep else [int(d) for d in args.depths.split(",")]
+    if args.sweep and args.model != "densenet-bc":
+        parser.error("--sweep is the DenseNet-BC depth sweep")
+    here = os.path.dirname(os.path.abspath(__file__))
+    configs = configurations(args, here)
+    python = torch_python() if all(os.path.exists(c[3]) for c in configs) else None
+    modes = [{"plain": False, "efficient": True}[m] for m in args.modes.split(",")]
     rows = []
-    print(f"{'depth':>5} {'mode':>10} | {'Reprise step':>12} {'RSS MiB':>8} | {'PyTorch step':>12} {'RSS MiB':>8} | {'time ratio':>10} {'RSS ratio':>9}")
-    for depth in depths:
-        for efficient in (False, True):
-            rounds = [(reprise(depth, args.batch, args.steps, args.threads, efficient),
-                       pytorch(python, anchor, depth, args.batch, args.steps, args.threads, efficient)) for _ in range(args.rounds)]
+    print(f"{args.model}, batch {args.batch}, {args.threads} threads, median of {args.steps} steps")
+    print(f"{'config':>12} {'mode':>10} | {'Reprise step':>12} {'RSS MiB':>8} | {'PyTorch step':>12} {'RSS MiB':>8} | {'time ratio':>10} {'RSS ratio':>9}")
+    for label, depth, model_args, script, script_args in configs:
+        for efficient in modes:
+            rounds = [(reprise(model_args, args.batch, args.steps, args.threads, efficient),
+                       pytorch(python, script, script_args, args.batch, args.steps, args.threads, efficient)) for _ in range(args.rounds)]
             ours = {"step": median([r[0]["step"] for r in rounds]), "rssMiB": max(r[0]["rssMiB"] for r in rounds)}
             theirs = rounds[0][1] and {"step": median([r[1]["step"] for r in rounds]), "rssMiB": max(r[1]["rssMiB"] for r in rounds)}
             mode = "efficient" if efficient else "plain"
-            line = f"{depth:>5} {mode:>10} | {ours['step']:>11.3f}s {ours['rssMiB']:>8.0f} | "
+            line = f"{label:>12} {mode:>10} | {ours['step']:>11.3f}s {ours['rssMiB']:>8.0f} | "
             if theirs:
                 ratios = sorted(r[0]["step"] / r[1]["step"] for r in rounds)
                 line += f"{theirs['step']:>11.3f}s {theirs['rssMiB']:>8.0f} | {median(ratios):>10.2f} {ours['rssMiB'] / theirs['rssMiB']:>9.2f}"
                 if len(rounds) > 1:
                     line += f"  (rounds {ratios[0]:.2f} to {ratios[-1]:.2f}; Reprise " + ", ".join(f"{r[0]['step']:.3f}" for r in rounds)
                     line += "; PyTorch " + ", ".join(f"{r[1]['step']:.3f}" for r in rounds) + ")"
+                if rounds[0][0]["params"] != rounds[0][1]["params"]:
+                    line += f"  PARAMETERS DIFFER: Reprise {rounds[0][0]['params']}, PyTorch {rounds[0][1]['params']}"
             else:
                 line += f"{'(no torch)':>12} {'':>8} |"
             print(line, flush=True)

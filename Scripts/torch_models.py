@@ -1,0 +1,171 @@
+"""PyTorch transcriptions of Reprise's other benchmark models, for Scripts/compare.py --model:
+SeqResNet(k, r, N) for CIFAR (Huang et al. 2019; reference/MODELS.md 2, the structure of the official
+code: feature maps in a list, torch.cat per window, F.dropout2d per window, checkpoint per filter in the
+memory-efficient form) and ResNet-20 with the Multiception paper's convolution variants (MODELS.md 3).
+Written from the specification, structure for structure with Sources/Models; parameter counts are
+printed so the caller can check them against `reprise bench`.
+
+Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREADS]
+       python torch_models.py resnet20 CONV BATCH EFFICIENT(0/1) STEPS [THREADS]
+Prints one JSON line (the keys of ../shared/anchors/torch_densenet.py): params, median step seconds,
+peak RSS MiB. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
+import json, resource, sys, time
+import torch, torch.nn as nn, torch.nn.functional as F
+import torch.utils.checkpoint as cp
+
+
+class ConvUnit(nn.Module):
+    """conv (no bias, padding (size - 1) / 2), BN, ReLU; returns the raw and the activated map."""
+    def __init__(self, cin, cout, size, stride=1, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, size, stride, (size - 1) // 2, groups=groups, bias=False)
+        self.norm = nn.BatchNorm2d(cout)
+    def forward(self, x):
+        raw = self.conv(x)
+        return raw, F.relu(self.norm(raw))
+
+
+class SeqConv(nn.Module):
+    """Filters of k channels; filter i reads all channels so far (dense) or the last `cin` (windowed)."""
+    def __init__(self, cin, cout, k, windowed, drop, zero, efficient):
+        super().__init__()
+        count = cout // k
+        self.convs = nn.ModuleList(nn.Conv2d(cin if windowed else cin + i * k, k, 3, 1, 1, bias=False) for i in range(count))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(k) for _ in range(count))
+        if zero:
+            for c in self.convs: nn.init.zeros_(c.weight)
+        self.cin, self.k, self.windowed, self.drop, self.efficient = cin, k, windowed, drop, efficient
+    def filter(self, i, window, shortcut):
+        if self.drop > 0: window = F.dropout2d(window, self.drop, self.training)
+        raw = self.convs[i](window)
+        if shortcut is not None: raw = raw + shortcut
+        return raw, F.relu(self.norms[i](raw))
+    def forward(self, x, shortcut=None):
+        maps, raws = [x], []
+        shortcuts = shortcut.split(self.k, 1) if shortcut is not None else [None] * len(self.convs)
+        for i in range(len(self.convs)):
+            everything = torch.cat(maps, 1) if len(maps) > 1 else maps[0]
+            window = everything[:, i * self.k:i * self.k + self.cin] if self.windowed else everything
+            if self.efficient:
+                raw, act = cp.checkpoint(self.filter, i, window, shortcuts[i], use_reentrant=False)
+            else:
+                raw, act = self.filter(i, window, shortcuts[i])
+            raws.append(raw); maps.append(act)
+        return torch.cat(raws, 1), torch.cat(maps[1:], 1), torch.cat(maps, 1)
+
+
+class SeqResNet(nn.Module):
+    def __init__(self, k, r, n, efficient, classes=10):
+        super().__init__()
+        widths = [16 * r, 32 * r, 48 * r]
+        self.stem = ConvUnit(3, 16, 3)
+        self.head = SeqConv(16, widths[0], k, False, 0, False, efficient)
+        self.extensions, self.shrinks, self.blocks = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for s, w in enumerate(widths):
+            if s > 0:
+                self.extensions.append(SeqConv(widths[s - 1], w - widths[s - 1], k, True, 0.1, False, efficient))
+                self.shrinks.append(ConvUnit(w, w, 3, 2, groups=w // k))
+            self.blocks.append(nn.ModuleList(
+                nn.ModuleList([SeqConv(w, w, k, True, 0.1, False, efficient), SeqConv(w, w, k, True, 0.1, True, efficient)])
+                for _ in range(n)))
+        self.blender = ConvUnit(widths[-1], widths[-1], 1)
+        self.fc = nn.Linear(widths[-1], classes)
+    def forward(self, x):
+        _, x = self.stem(x)
+        raw, act, _ = self.head(x)
+        for s in range(3):
+            if s > 0:
+                raw, act = self.shrinks[s - 1](self.extensions[s - 1](act)[2])
+            for layer1, layer2 in self.blocks[s]:
+                raw, act, _ = layer2(layer1(act)[1], raw)
+        _, x = self.blender(F.dropout2d(act, 0.1, self.training))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def conv(cin, cout, size, stride=1, groups=1, bias=False):
+    return nn.Conv2d(cin, cout, size, stride, (size - 1) // 2, groups=groups, bias=bias)
+
+
+class Variant(nn.Module):
+    """The replacement of a block's first conv 3x3 + BN (MODELS.md 3.1)."""
+    def __init__(self, kind, cin, cout, stride, kernels):
+        super().__init__()
+        self.kind = kind
+        if kind == "standard":
+            self.body = nn.Sequential(conv(cin, cout, 3, stride), nn.BatchNorm2d(cout))
+        elif kind == "dsconv":
+            self.body = nn.Sequential(conv(cin, cin, 3, stride, groups=cin), conv(cin, cout, 1, bias=True), nn.BatchNorm2d(cout))
+        elif kind == "multiception":
+            self.depthwise = nn.ModuleList(conv(cin, cin, size, groups=cin) for size in kernels)
+            self.body = nn.Sequential(nn.BatchNorm2d(cin * len(kernels)), conv(cin * len(kernels), cout, 1, stride, bias=True),
+                                      nn.BatchNorm2d(cout))
+        elif kind == "mixconv":
+            parts = lambda c: [c - 2 * (c // 3), c // 3, c // 3]
+            self.parts = parts(cin)
+            self.convs = nn.ModuleList(conv(i, o, size, stride) for i, o, size in zip(parts(cin), parts(cout), [3, 5, 7]))
+        else:
+            raise SystemExit(f"unknown convolution variant {kind}")
+    def forward(self, x):
+        if self.kind == "multiception":
+            return self.body(torch.cat([d(x) for d in self.depthwise], 1))
+        if self.kind == "mixconv":
+            return torch.cat([c(p) for c, p in zip(self.convs, x.split(self.parts, 1))], 1)
+        return self.body(x)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, kind, cin, cout, stride, kernels, efficient):
+        super().__init__()
+        self.conv1 = Variant(kind, cin, cout, stride, kernels)
+        self.conv2, self.bn2 = conv(cout, cout, 3), nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential(conv(cin, cout, 1, stride), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+        self.efficient = efficient
+    def body(self, x):
+        h = self.bn2(self.conv2(F.relu(self.conv1(x))))
+        return F.relu(h + (self.shortcut(x) if self.shortcut is not None else x))
+    def forward(self, x):
+        return cp.checkpoint(self.body, x, use_reentrant=False) if self.efficient else self.body(x)
+
+
+class ResNet(nn.Module):
+    def __init__(self, kind, n, efficient, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(conv(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU())
+        blocks, width = [], 16
+        for s, (w, kernels) in enumerate(zip([16, 32, 64], [[3, 5, 7], [3, 5], [3, 3]])):
+            for b in range(n):
+                blocks.append(BasicBlock(kind, width if b == 0 else w, w, 2 if b == 0 and s > 0 else 1, kernels, efficient))
+            width = w
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, classes)
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+
+if __name__ == "__main__":
+    name, args = sys.argv[1], sys.argv[2:]
+    if name == "seqresnet":
+        k, r, n, batch, efficient, steps = map(int, args[:6]); rest = args[6:]
+        model = SeqResNet(k, r, n, bool(efficient))
+    elif name == "resnet20":
+        kind = args[0]; batch, efficient, steps = map(int, args[1:4]); rest = args[4:]
+        model = ResNet(kind, 3, bool(efficient))
+    else:
+        raise SystemExit(__doc__)
+    if rest: torch.set_num_threads(int(rest[0]))
+    torch.manual_seed(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    x = torch.randn(batch, 3, 32, 32); y = torch.randint(0, 10, (batch,))
+    x.requires_grad_(bool(efficient))  # so that non-reentrant checkpoints of the first layer record
+    times = []
+    for s in range(steps + 1):
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
+        if s: times.append(time.perf_counter() - t)
+    times.sort()
+    print(json.dumps({"model": name, "batch": batch, "efficient": efficient,
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_s_median": times[len(times) // 2], "step_s_min": times[0],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(), "loss": loss.item()}))
