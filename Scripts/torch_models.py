@@ -1,6 +1,6 @@
 """PyTorch transcriptions of Reprise's other benchmark models, for Scripts/compare.py --model:
 SeqResNet(k, r, N) for CIFAR (Huang et al. 2019; reference/MODELS.md 2, the structure of the official
-code: feature maps in a list, torch.cat per window, F.dropout2d per window, checkpoint per filter in the
+code: the window re-made by one torch.cat per filter, F.dropout2d per window, checkpoint per filter in the
 memory-efficient form) and ResNet-20 with the Multiception paper's convolution variants (MODELS.md 3).
 Written from the specification, structure for structure with Sources/Models; parameter counts are
 printed so the caller can check them against `reprise bench`.
@@ -41,17 +41,17 @@ class SeqConv(nn.Module):
         if shortcut is not None: raw = raw + shortcut
         return raw, F.relu(self.norms[i](raw))
     def forward(self, x, shortcut=None):
-        maps, raws = [x], []
+        # As the official code: the window is one tensor, re-made by one torch.cat per filter.
+        view, raws, acts = x, [], []
         shortcuts = shortcut.split(self.k, 1) if shortcut is not None else [None] * len(self.convs)
         for i in range(len(self.convs)):
-            everything = torch.cat(maps, 1) if len(maps) > 1 else maps[0]
-            window = everything[:, i * self.k:i * self.k + self.cin] if self.windowed else everything
             if self.efficient:
-                raw, act = cp.checkpoint(self.filter, i, window, shortcuts[i], use_reentrant=False)
+                raw, act = cp.checkpoint(self.filter, i, view, shortcuts[i], use_reentrant=False)
             else:
-                raw, act = self.filter(i, window, shortcuts[i])
-            raws.append(raw); maps.append(act)
-        return torch.cat(raws, 1), torch.cat(maps[1:], 1), torch.cat(maps, 1)
+                raw, act = self.filter(i, view, shortcuts[i])
+            raws.append(raw); acts.append(act)
+            view = torch.cat([view[:, self.k:] if self.windowed else view, act], 1)
+        return torch.cat(raws, 1), torch.cat(acts, 1)
 
 
 class SeqResNet(nn.Module):
@@ -72,12 +72,12 @@ class SeqResNet(nn.Module):
         self.fc = nn.Linear(widths[-1], classes)
     def forward(self, x):
         _, x = self.stem(x)
-        raw, act, _ = self.head(x)
+        raw, act = self.head(x)
         for s in range(3):
             if s > 0:
-                raw, act = self.shrinks[s - 1](self.extensions[s - 1](act)[2])
+                raw, act = self.shrinks[s - 1](torch.cat([act, self.extensions[s - 1](act)[1]], 1))
             for layer1, layer2 in self.blocks[s]:
-                raw, act, _ = layer2(layer1(act)[1], raw)
+                raw, act = layer2(layer1(act)[1], raw)
         _, x = self.blender(F.dropout2d(act, 0.1, self.training))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 

@@ -83,25 +83,37 @@ struct DepthwiseConvolution {
     }
   }
 
+  /// Each tap's weight gradient is a sum over every output position. Summed along each row with one
+  /// running total, the loop cannot vectorise (floating-point addition does not reassociate); so
+  /// every (tap, output column) keeps its own running total over images and rows, an element-wise
+  /// update that does vectorise, and each tap's totals are added in column order at the end.
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
     let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
     let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in
+      let totals = UnsafeMutablePointer<T>.allocate(capacity: kk * ow)
+      defer { totals.deallocate() }
       for c in channels {
-        let taps = pdw + c * kk
-        taps.update(repeating: 0, count: kk)
+        totals.update(repeating: 0, count: kk * ow)
         for n in 0..<g.batch {
           let grad = pdy + n * dyl.imageStride + c * dyl.channelStride, src = px + n * xl.imageStride + c * xl.channelStride
           forEachTapRow { ky, kx, iy, oy, range, offset in
-            let row = src + iy * iw + offset, out = grad + oy * ow
-            var sum: T = 0
+            let row = src + iy * iw + offset, out = grad + oy * ow, total = totals + (ky * g.kernelWidth + kx) * ow
             if sw == 1 {
-              for ox in range { sum += out[ox] * row[ox] }
+              for ox in range { total[ox] += out[ox] * row[ox] }
             } else {
-              for ox in range { sum += out[ox] * row[ox * sw] }
+              var input = row + range.lowerBound * sw
+              for ox in range {
+                total[ox] += out[ox] * input.pointee
+                input += sw
+              }
             }
-            taps[ky * g.kernelWidth + kx] += sum
           }
+        }
+        for t in 0..<kk {
+          var sum: T = 0
+          for ox in 0..<ow { sum += totals[t * ow + ox] }
+          pdw[c * kk + t] = sum
         }
       }
     }

@@ -15,6 +15,7 @@ func im2col<T: TensorScalar>(
     for row in rows {
       let c = row / kk, ky = row % kk / g.kernelWidth, kx = row % g.kernelWidth
       let dy = ky * g.dilation.height - g.padding.height, dx = kx * g.dilation.width - g.padding.width
+      let (lo, hi) = insideColumns(g, dx)  // the same for every image and output row: computed once
       var out = col + row * columns
       for n in 0..<images {
         let plane = x + (firstImage + n) * layout.imageStride + (firstChannel + c) * layout.channelStride
@@ -23,7 +24,7 @@ func im2col<T: TensorScalar>(
           if iy < 0 || iy >= g.height {
             out.update(repeating: 0, count: g.outputWidth)
           } else {
-            copyRow(plane + iy * g.width, g, dx, out)
+            copyRow(plane + iy * g.width, g, dx, lo, hi, out)
           }
           out += g.outputWidth
         }
@@ -32,19 +33,31 @@ func im2col<T: TensorScalar>(
   }
 }
 
-/// One output row of im2col: input pixels `ox * stride + dx` of a row, zero outside it.
+/// The first and one-past-last output columns whose input column `ox * stride + dx` lies inside a row.
 @inline(__always)
-private func copyRow<T: TensorScalar>(_ row: UnsafePointer<T>, _ g: ConvolutionGeometry, _ dx: Int, _ out: UnsafeMutablePointer<T>) {
+private func insideColumns(_ g: ConvolutionGeometry, _ dx: Int) -> (lo: Int, hi: Int) {
   let s = g.stride.width, w = g.width
-  // The first and one-past-last output columns whose input column lies inside the row.
   let lo = dx >= 0 ? 0 : min(g.outputWidth, (-dx + s - 1) / s)
-  let hi = max(lo, min(g.outputWidth, w - dx <= 0 ? 0 : (w - dx - 1) / s + 1))
+  return (lo, max(lo, min(g.outputWidth, w - dx <= 0 ? 0 : (w - dx - 1) / s + 1)))
+}
+
+/// One output row of im2col: input pixels `ox * stride + dx` of a row for `ox` in `lo..<hi`, zero
+/// outside.
+@inline(__always)
+private func copyRow<T: TensorScalar>(
+  _ row: UnsafePointer<T>, _ g: ConvolutionGeometry, _ dx: Int, _ lo: Int, _ hi: Int, _ out: UnsafeMutablePointer<T>
+) {
+  let s = g.stride.width
   for ox in 0..<lo { out[ox] = 0 }
   if s == 1 {
     let source = row + dx
     for ox in lo..<hi { out[ox] = source[ox] }  // rows are short: a loop beats a memmove call
   } else {
-    for ox in lo..<hi { out[ox] = row[ox * s + dx] }
+    var source = row + lo * s + dx  // a stepped pointer: no overflow-checked index per element
+    for ox in lo..<hi {
+      out[ox] = source.pointee
+      source += s
+    }
   }
   for ox in hi..<g.outputWidth { out[ox] = 0 }
 }
@@ -64,8 +77,7 @@ func col2im<T: TensorScalar>(
       for k in 0..<kk {
         let ky = k / g.kernelWidth, kx = k % g.kernelWidth
         let dy = ky * g.dilation.height - g.padding.height, dxOff = kx * g.dilation.width - g.padding.width
-        let lo = dxOff >= 0 ? 0 : min(g.outputWidth, (-dxOff + s - 1) / s)
-        let hi = max(lo, min(g.outputWidth, g.width - dxOff <= 0 ? 0 : (g.width - dxOff - 1) / s + 1))
+        let (lo, hi) = insideColumns(g, dxOff)
         var source = col + (c * kk + k) * columns
         for n in 0..<images {
           let plane = dx + (firstImage + n) * layout.imageStride + (firstChannel + c) * layout.channelStride
@@ -76,7 +88,11 @@ func col2im<T: TensorScalar>(
               if s == 1 {
                 for ox in lo..<hi { row[ox] += source[ox] }
               } else {
-                for ox in lo..<hi { row[ox * s] += source[ox] }
+                var target = row + lo * s
+                for ox in lo..<hi {
+                  target.pointee += source[ox]
+                  target += s
+                }
               }
             }
             source += g.outputWidth
