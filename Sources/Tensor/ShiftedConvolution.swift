@@ -133,7 +133,9 @@ extension ShiftedGrid {
   func forward<T: TensorScalar>(
     _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
-    let xp = padded(x, T.self, normalizing: affine), wk = taps(weight, T.self)
+    let xp = padded(x, T.self, normalizing: affine)
+    if g.groupOutputs <= 8 && offsets.count <= 9 { return forwardStacked(xp, weight, into: y, T.self) }
+    let wk = taps(weight, T.self)
     let yp = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)
     let px = xp.base(T.self), pw = wk.base(T.self), pyp = yp.base(T.self)
     let rows = g.outputChannels * g.groupInputs
@@ -148,6 +150,41 @@ extension ShiftedGrid {
     }
     // Keep the real output pixels.
     extract(pyp, channelLength: span, top: 0, left: 0, into: y, T.self)
+  }
+
+  /// The forward pass for few outputs per group (the k-channel convolutions of dense and
+  /// sequentially aggregated layers). A GEMM per tap would pack the whole padded input once per tap
+  /// for only O rows of products; instead one GEMM per group computes every tap's products at once,
+  /// Z = W_taps (taps·O x C/g) · x_grid (C/g x length), packing the input once, and output (o, t)
+  /// sums the rows (k, o) of Z at t + offset(k), in tap order, straight into `y`. Taken for up to 8
+  /// outputs per group and 9 taps: SeqResNet(8,4,1)'s k = 8 filters gained 8 to 17% a step in
+  /// alternating runs, while DenseNet's k = 12 and ResNet-20's 16 outputs, and MixConv's 5x5 and 7x7
+  /// parts (25 or 49 rows of Z per output), were slower.
+  func forwardStacked<T: TensorScalar>(_ xp: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type) {
+    let o = g.groupOutputs, kk = offsets.count, rows = kk * o
+    let z = Tensor(uninitializedShape: [rows * length], dtype: T.dtype)
+    let px = xp.base(T.self), pz = z.base(T.self), layout = PlaneLayout(y), out = y.base(T.self)
+    let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
+    for group in 0..<g.groups {
+      let wk = groupTaps(weight, group: group, T.self)
+      T.gemm(
+        transposeA: false, transposeB: false, m: rows, n: length, k: g.groupInputs, alpha: 1, a: wk.base(T.self),
+        lda: g.groupInputs, b: px + group * g.groupInputs * length, ldb: length, beta: 0, c: pz, ldc: length)
+      Parallel.forRanges(o * g.batch, costPerItem: kk * oh * ow) { planes in
+        for p in planes {
+          let channel = p / g.batch, n = p % g.batch
+          let plane = out + n * layout.imageStride + (group * o + channel) * layout.channelStride
+          for row in 0..<oh {
+            let target = plane + row * ow, t = n * hp * wp + row * wp
+            target.update(from: pz + channel * length + t + offsets[0], count: ow)
+            for k in 1..<kk {
+              let source = pz + (k * o + channel) * length + t + offsets[k]
+              for column in 0..<ow { target[column] += source[column] }
+            }
+          }
+        }
+      }
+    }
   }
 
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
