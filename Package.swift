@@ -15,9 +15,10 @@ let package = Package(
     .systemLibrary(
       name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]),
+    .target(name: "CKernels", path: "Sources/CKernels"),
     .target(
       name: "TensorModule",
-      dependencies: ["COpenBLAS", .product(name: "RealModule", package: "swift-numerics")],
+      dependencies: ["COpenBLAS", "CKernels", .product(name: "RealModule", package: "swift-numerics")],
       path: "Sources/Tensor"),
     .target(name: "Autograd", dependencies: ["TensorModule"], path: "Sources/Autograd"),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),

@@ -134,6 +134,7 @@ extension ShiftedGrid {
     _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
     let xp = padded(x, T.self, normalizing: affine)
+    if usesDirectKernel(T.self) { return forwardDirect(xp, weight, into: y) }
     if g.groupOutputs <= 8 && offsets.count <= 9 { return forwardStacked(xp, weight, into: y, T.self) }
     let wk = taps(weight, T.self)
     let yp = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)
@@ -153,7 +154,8 @@ extension ShiftedGrid {
   }
 
   /// The forward pass for few outputs per group (the k-channel convolutions of dense and
-  /// sequentially aggregated layers). A GEMM per tap would pack the whole padded input once per tap
+  /// sequentially aggregated layers) where the direct kernel does not run (Float64, or a processor
+  /// without AVX2 and FMA; see ShiftedConvolution+Direct.swift). A GEMM per tap would pack the whole padded input once per tap
   /// for only O rows of products; instead one GEMM per group computes every tap's products at once,
   /// Z = W_taps (taps·O x C/g) · x_grid (C/g x length), packing the input once, and output (o, t)
   /// sums the rows (k, o) of Z at t + offset(k), in tap order, straight into `y`. Taken for up to 8
@@ -188,6 +190,7 @@ extension ShiftedGrid {
   }
 
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
+    if usesDirectKernel(T.self) { return backwardInputDirect(dy, weight, into: dx) }
     if usesShiftedGradient { return backwardInputByShiftedGradient(dy, weight, into: dx, T.self) }
     let dyp = spread(dy, T.self), wk = taps(weight, T.self)
     let dxp = Tensor(repeating: 0, shape: [g.inputChannels * length], dtype: T.dtype)
@@ -290,6 +293,11 @@ extension ShiftedGrid {
     _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
+    if let dx, let weight, usesDirectKernel(T.self) {
+      backwardInputDirect(dy, weight, into: dx)
+      guard dw != nil else { return }
+      return backwardByShiftedGradient(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self, normalizing: affine)
+    }
     let o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count
     let product = dw.map { _ in Tensor(uninitializedShape: [kk * o * ci], dtype: T.dtype) }
     var xp = dw == nil ? nil : x.map { padded($0, T.self, normalizing: affine) }

@@ -82,6 +82,12 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 2, inputChannels: 8, outputChannels: 40, height: 4, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
     // Ungrouped with few input channels (a MixConv part): a 7x7 kernel over 5 channels.
     Configuration(batch: 2, inputChannels: 5, outputChannels: 6, height: 6, width: 5, kernelHeight: 7, kernelWidth: 7, stride: 1, padding: 3, dilation: 1, groups: 1),
+    // The Float32 direct kernel's edges: rows of 8 + 5 positions, tiles of 6 + 6 + 1 outputs (and
+    // of 6 + 1 input channels for the input gradient); rows of 4 and 20 positions, pairs of
+    // positions spanning two rows and two images, a 3x5 kernel.
+    Configuration(batch: 3, inputChannels: 7, outputChannels: 13, height: 5, width: 13, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+    Configuration(batch: 3, inputChannels: 6, outputChannels: 7, height: 3, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
+    Configuration(batch: 2, inputChannels: 6, outputChannels: 7, height: 3, width: 20, kernelHeight: 3, kernelWidth: 5, stride: 1, padding: [1, 2], dilation: 1, groups: 1),
   ]
 
   /// Depthwise convolutions (the direct kernel): kernels 3, 5 and 7 with their paddings, strides,

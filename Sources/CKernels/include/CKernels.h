@@ -1,0 +1,43 @@
+// Kernels written in C for the one thing Swift cannot express portably: AVX2 and FMA instructions
+// chosen at run time. Swift code compiled for baseline x86-64 gets 4-wide SSE and no fused
+// multiply-add; these functions carry their own target attributes and are called only after
+// `reprise_kernels_available()` said yes. Every other kernel of Reprise is Swift.
+#ifndef REPRISE_CKERNELS_H
+#define REPRISE_CKERNELS_H
+
+#include <stdbool.h>
+
+/// Whether this processor has AVX2 and FMA, which the kernels below require.
+bool reprise_kernels_available(void);
+
+/// The number of floats `reprise_pack_taps_f32` writes: `outputs` rounded up to a multiple of 6,
+/// times `channels` times `taps`.
+long reprise_packed_taps_count(long outputs, long channels, long taps);
+
+/// Packs the weights `w(o, c, k) = weights[o * outputStride + c * channelStride + k * tapStride]`
+/// for `reprise_shifted_convolution_f32`: tiles of 6 outputs, each [taps][channels][6], the last
+/// tile padded with zeros.
+void reprise_pack_taps_f32(
+  const float *weights, long outputs, long channels, long taps, long outputStride, long channelStride,
+  long tapStride, float *packed);
+
+/// A stride-1 convolution computed directly on a padded grid, one output row at a time:
+///
+///   output(o, row r, column j) = sum over k < taps and c < channels of
+///     w(o, c, k) * grid[c * gridChannelStride + t(r) + j + offsets[k]],
+///   t(r) = gridOrigin + (r / rowsPerImage) * gridImageStride + (r % rowsPerImage) * gridRowStride,
+///
+/// for rows r in [firstRow, firstRow + rowCount) and columns j < rowWidth, written to
+/// output[o * outputChannelStride + (r / rowsPerImage) * outputImageStride + (r % rowsPerImage) *
+/// rowWidth + j]. `packed` comes from `reprise_pack_taps_f32`. Every grid position read must lie in
+/// the grid; nothing beyond a row's `rowWidth` columns is read or written.
+///
+/// Each output element is one sum in the order (k, c), so the result does not depend on how the
+/// rows are split between threads.
+void reprise_shifted_convolution_f32(
+  const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
+  const long *offsets, long taps, long firstRow, long rowCount, long rowsPerImage, long rowWidth,
+  long gridImageStride, long gridRowStride, long gridOrigin, float *output, long outputImageStride,
+  long outputChannelStride);
+
+#endif
