@@ -14,7 +14,9 @@ import CKernels
 ///
 /// The input gradient is the same kernel run backwards: input pixel s receives, from every tap k,
 /// the output gradient at s - offset(k), read from the output gradient laid on the grid behind
-/// `reach` zeros so that every shifted read stays inside it.
+/// `reach` zeros so that every shifted read stays inside it. The weight gradient reads that same
+/// grid: a sum over positions per (output, channel, tap), with no shifted copy of the output
+/// gradient per tap.
 extension ShiftedGrid {
   /// Whether this processor runs the direct kernel.
   static let hasDirectKernel = reprise_kernels_available()
@@ -36,16 +38,28 @@ extension ShiftedGrid {
     withExtendedLifetime((xp, w, y)) {}
   }
 
-  /// The input gradient from the output gradient `dy`, straight into `dx`.
-  func backwardInputDirect(_ dy: Tensor, _ weight: Tensor, into dx: Tensor) {
-    let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
+  /// The input gradient (into `dx`, from `weight`) and the weight gradient (into `dw`, from
+  /// `input`, normalised as it is padded when `normalizing`), either or both, from one copy of the
+  /// output gradient on the grid.
+  func backwardDirect<T: TensorScalar>(
+    _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type,
+    normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    let (grid, reach) = gradientGrid(dy)
+    if let dw, let x { weightGradientDirect(grid, reach: reach, padded(x, T.self, normalizing: affine), into: dw) }
+    if let dx, let weight { inputGradientDirect(grid, reach: reach, weight, into: dx) }
+  }
+
+  /// The output gradient laid on the grid behind `reach` zeros: output (n, y, x) at
+  /// reach + n·Hp·Wp + y·Wp + x, zeros elsewhere; [O, reach + length].
+  private func gradientGrid(_ dy: Tensor) -> (grid: Tensor, reach: Int) {
     let reach = length - span, extent = reach + length
     let grid = Tensor(uninitializedShape: [g.outputChannels * extent], dtype: .float32)
     let layout = PlaneLayout(dy), src = dy.base(Float.self), dst = grid.base(Float.self)
     let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
     Parallel.forRanges(g.outputChannels, costPerItem: extent) { channels in
       for channel in channels {
-        // Output (n, y, x) at reach + n·Hp·Wp + y·Wp + x, zeros elsewhere, in one pass.
+        // One pass over the row: zeros only between the copied output rows.
         let row = dst + channel * extent
         var written = 0
         for n in 0..<g.batch {
@@ -59,15 +73,54 @@ extension ShiftedGrid {
         (row + written).update(repeating: 0, count: extent - written)
       }
     }
-    let backwards = offsets.map { reach - $0 }, dxLayout = PlaneLayout(dx)
+    withExtendedLifetime(dy) {}
+    return (grid, reach)
+  }
+
+  /// Input pixel s gets, from every tap k, the output gradient at s - offset(k): the forward kernel
+  /// run over the gradient grid with offsets reach - offset(k), input channels as outputs.
+  private func inputGradientDirect(_ grid: Tensor, reach: Int, _ weight: Tensor, into dx: Tensor) {
+    let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
+    let extent = reach + length, backwards = offsets.map { reach - $0 }, layout = PlaneLayout(dx)
     for group in 0..<g.groups {
       let packed = packTaps(w.base(Float.self) + group * o * ci * kk, outputs: ci, channels: o, outputStride: kk, channelStride: ci * kk)
       convolveRows(
-        grid: dst + group * o * extent, gridChannelStride: extent, channels: o, packed: packed, outputs: ci,
-        offsets: backwards, origin: g.padding.height * wp + g.padding.width, height: g.height, width: g.width,
-        into: dx.base(Float.self) + group * ci * dxLayout.channelStride, dxLayout)
+        grid: grid.base(Float.self) + group * o * extent, gridChannelStride: extent, channels: o, packed: packed,
+        outputs: ci, offsets: backwards, origin: g.padding.height * paddedWidth + g.padding.width, height: g.height,
+        width: g.width, into: dx.base(Float.self) + group * ci * layout.channelStride, layout)
     }
-    withExtendedLifetime((dy, w, grid, dx)) {}
+    withExtendedLifetime((grid, w, dx)) {}
+  }
+
+  /// dW[o, c, k] = sum over grid positions t of dy[o, t] · x_grid[c, t + offset(k)], the positions
+  /// split into one piece per thread whose sums (8 lanes each) are added in piece and lane order:
+  /// the result depends on the thread count only.
+  private func weightGradientDirect(_ grid: Tensor, reach: Int, _ xp: Tensor, into dw: Tensor) {
+    let (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count), pairs = ci * kk, extent = reach + length
+    let pieces = max(1, min(Parallel.threadCount, span / 1024))
+    let partial = Tensor(uninitializedShape: [pieces * o * pairs * 8], dtype: .float32)
+    let pp = partial.base(Float.self), out = dw.base(Float.self)
+    for group in 0..<g.groups {
+      // Pair (c, k) reads input channel c shifted by tap k: pairs in dW's own order.
+      let rows = (0..<pairs).map { (group * ci + $0 / kk) * length + offsets[$0 % kk] }
+      pp.update(repeating: 0, count: pieces * o * pairs * 8)
+      rows.withUnsafeBufferPointer { rows in
+        Parallel.run(pieces) { p in
+          reprise_shifted_weight_gradient_f32(
+            grid.base(Float.self) + group * o * extent + reach, extent, o, xp.base(Float.self), rows.baseAddress, pairs,
+            span * p / pieces / 8 * 8, p == pieces - 1 ? span : span * (p + 1) / pieces / 8 * 8, pp + p * o * pairs * 8)
+        }
+      }
+      for i in 0..<o * pairs {
+        var total: Float = 0
+        for p in 0..<pieces {
+          let lanes = pp + (p * o * pairs + i) * 8
+          for lane in 0..<8 { total += lanes[lane] }
+        }
+        out[group * o * pairs + i] = total
+      }
+    }
+    withExtendedLifetime((grid, xp, partial, dw)) {}
   }
 
   /// One group's weights `w(o, c, k) = weights[o·outputStride + c·channelStride + k]` in the

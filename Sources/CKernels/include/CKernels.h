@@ -40,4 +40,16 @@ void reprise_shifted_convolution_f32(
   long gridImageStride, long gridRowStride, long gridOrigin, float *output, long outputImageStride,
   long outputChannelStride);
 
+/// The weight gradient of that convolution over positions [first, last) of the grid:
+///
+///   partial[(o * pairs + p) * 8 + lane] += sum over positions t = first + lane + 8i < last of
+///     gradient[o * gradientChannelStride + t] * grid[rows[p] + t],
+///
+/// for o < outputs and p < pairs, where `rows[p]` is the offset in `grid` of input channel c shifted
+/// by tap k (one pair (c, k) per p). The 8 lanes of each sum are kept apart, for the caller to add
+/// in a fixed order. `first` is a multiple of 8.
+void reprise_shifted_weight_gradient_f32(
+  const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
+  long first, long last, float *partial);
+
 #endif

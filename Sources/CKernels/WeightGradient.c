@@ -1,0 +1,72 @@
+// The weight gradient of CKernels.h: register tiles of 3 outputs by 4 (channel, tap) pairs.
+//
+// Each tile streams a block of grid positions: per 8 positions it loads 3 vectors of the output
+// gradient and 4 of the shifted input and does 12 fused multiply-adds into vector accumulators,
+// which go to memory once per block. The shifted output gradient (taps x outputs rows) that the
+// matrix-product form builds is never written.
+#include "CKernels.h"
+
+#include <immintrin.h>
+
+enum { ROWS = 3, COLUMNS = 4, BLOCK = 512 };
+
+__attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(long width) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// `rows` outputs by `columns` pairs (constants after inlining) over positions [first, last).
+__attribute__((target("avx2,fma"), always_inline)) static inline void tile(
+  int rows, int columns, const float *gradient, long gradientChannelStride, const float *grid, const long *pairRows,
+  long first, long last, float *partial, long pairs) {
+  __m256 acc[ROWS][COLUMNS];
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < columns; j++) acc[i][j] = _mm256_setzero_ps();
+  long t = first;
+  for (; t + 8 <= last; t += 8) {
+    __m256 dy[ROWS];
+    for (int i = 0; i < rows; i++) dy[i] = _mm256_loadu_ps(gradient + i * gradientChannelStride + t);
+    for (int j = 0; j < columns; j++) {
+      const __m256 x = _mm256_loadu_ps(grid + pairRows[j] + t);
+      for (int i = 0; i < rows; i++) acc[i][j] = _mm256_fmadd_ps(dy[i], x, acc[i][j]);
+    }
+  }
+  if (t < last) {
+    const __m256i mask = lanesBelow(last - t);
+    __m256 dy[ROWS];
+    for (int i = 0; i < rows; i++) dy[i] = _mm256_maskload_ps(gradient + i * gradientChannelStride + t, mask);
+    for (int j = 0; j < columns; j++) {
+      const __m256 x = _mm256_maskload_ps(grid + pairRows[j] + t, mask);
+      for (int i = 0; i < rows; i++) acc[i][j] = _mm256_fmadd_ps(dy[i], x, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < columns; j++) {
+      float *p = partial + (i * pairs + j) * 8;
+      _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[i][j]));
+    }
+}
+
+#define TILE(r, c) tile(r, c, gradient + o * gradientChannelStride, gradientChannelStride, grid, rows + p, start, end, \
+  partial + (o * pairs + p) * 8, pairs)
+
+__attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
+  const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
+  long first, long last, float *partial) {
+  for (long start = first; start < last; start += BLOCK) {
+    const long end = last - start < BLOCK ? last : start + BLOCK;
+    for (long o = 0; o < outputs; o += ROWS) {
+      const long r = outputs - o < ROWS ? outputs - o : ROWS;
+      long p = 0;
+      for (; p + COLUMNS <= pairs; p += COLUMNS) {
+        if (r == 3) TILE(3, 4);
+        else if (r == 2) TILE(2, 4);
+        else TILE(1, 4);
+      }
+      for (; p < pairs; p++) {
+        if (r == 3) TILE(3, 1);
+        else if (r == 2) TILE(2, 1);
+        else TILE(1, 1);
+      }
+    }
+  }
+}
