@@ -155,10 +155,11 @@ extension ShiftedGrid {
 
   /// The forward pass for few outputs per group (the k-channel convolutions of dense and
   /// sequentially aggregated layers) where the direct kernel does not run (Float64, or a processor
-  /// without AVX2 and FMA; see ShiftedConvolution+Direct.swift). A GEMM per tap would pack the whole padded input once per tap
-  /// for only O rows of products; instead one GEMM per group computes every tap's products at once,
-  /// Z = W_taps (taps·O x C/g) · x_grid (C/g x length), packing the input once, and output (o, t)
-  /// sums the rows (k, o) of Z at t + offset(k), in tap order, straight into `y`. Taken for up to 8
+  /// without AVX2 and FMA; see ShiftedConvolution+Direct.swift). A GEMM per tap would pack the whole
+  /// padded input once per tap for only O rows of products; instead one GEMM per group computes
+  /// every tap's products at once, Z = W_taps (taps·O x C/g) · x_grid (C/g x length), packing the
+  /// input once, and output (o, t) sums the rows (k, o) of Z at t + offset(k), in tap order,
+  /// straight into `y`. Taken for up to 8
   /// outputs per group and 9 taps: SeqResNet(8,4,1)'s k = 8 filters gained 8 to 17% a step in
   /// alternating runs, while DenseNet's k = 12 and ResNet-20's 16 outputs, and MixConv's 5x5 and 7x7
   /// parts (25 or 49 rows of Z per output), were slower.

@@ -78,7 +78,8 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 2, inputChannels: 8, outputChannels: 4, height: 1, width: 1, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
     // Padding wider than the kernel's reach: outputs beyond the input's size in both directions.
     Configuration(batch: 3, inputChannels: 8, outputChannels: 6, height: 4, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: [3, 2], dilation: 1, groups: 1),
-    // More than 32 outputs per group: the gradients take one GEMM per tap.
+    // More than 32 outputs per group: without the direct kernels (Float64), the gradients take one
+    // GEMM per tap.
     Configuration(batch: 2, inputChannels: 8, outputChannels: 40, height: 4, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
     // Ungrouped with few input channels (a MixConv part): a 7x7 kernel over 5 channels.
     Configuration(batch: 2, inputChannels: 5, outputChannels: 6, height: 6, width: 5, kernelHeight: 7, kernelWidth: 7, stride: 1, padding: 3, dilation: 1, groups: 1),
