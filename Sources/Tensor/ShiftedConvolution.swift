@@ -159,10 +159,9 @@ extension ShiftedGrid {
   /// padded input once per tap for only O rows of products; instead one GEMM per group computes
   /// every tap's products at once, Z = W_taps (taps·O x C/g) · x_grid (C/g x length), packing the
   /// input once, and output (o, t) sums the rows (k, o) of Z at t + offset(k), in tap order,
-  /// straight into `y`. Taken for up to 8
-  /// outputs per group and 9 taps: SeqResNet(8,4,1)'s k = 8 filters gained 8 to 17% a step in
-  /// alternating runs, while DenseNet's k = 12 and ResNet-20's 16 outputs, and MixConv's 5x5 and 7x7
-  /// parts (25 or 49 rows of Z per output), were slower.
+  /// straight into `y`. Taken for up to 8 outputs per group and 9 taps: SeqResNet(8,4,1)'s k = 8
+  /// filters gained 8 to 17% a step in alternating runs, while DenseNet's k = 12 and ResNet-20's 16
+  /// outputs, and MixConv's 5x5 and 7x7 parts (25 or 49 rows of Z per output), were slower.
   func forwardStacked<T: TensorScalar>(_ xp: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type) {
     let o = g.groupOutputs, kk = offsets.count, rows = kk * o
     let z = Tensor(uninitializedShape: [rows * length], dtype: T.dtype)

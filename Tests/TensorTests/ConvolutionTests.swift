@@ -102,20 +102,34 @@ final class ConvolutionTests: XCTestCase {
 
   /// Forward and both gradients (separately and from `conv2dBackward`) agree with the reference to
   /// 1e-5 relative in Float32 on 24 random configurations and the shifted and depthwise ones above.
-  /// The gradients are checked through the identity <dy, conv(x, w)> = <dx, x> = <dw, w> applied
-  /// to one-hot probes of the reference.
   func testForwardAndGradientsMatchReferenceLoops() {
-    for (k, c) in (Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.depthwiseConfigurations).enumerated() {
+    checkAgainstReference(Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.depthwiseConfigurations, dtype: .float32, tolerance: 1e-5)
+  }
+
+  /// The same in Float64 for the shifted configurations: where the processor has the Float32 direct
+  /// kernels, Float64 is what still runs the shifted grid's matrix-product paths (the stacked forward
+  /// for up to 8 outputs, one GEMM per tap beyond, and their gradients).
+  func testShiftedMatrixProductPathsInFloat64() {
+    checkAgainstReference(Self.shiftedConfigurations, dtype: .float64, tolerance: 1e-10)
+  }
+
+  /// Checks `conv2d`, `conv2dBackwardInput`, `conv2dBackwardWeight` and `conv2dBackward` on each
+  /// configuration against the reference. The gradients are checked through the identity
+  /// <dy, conv(x, w)> = <dx, x> = <dw, w> applied to one-hot probes of the reference.
+  func checkAgainstReference(
+    _ configurations: [Configuration], dtype: DType, tolerance: Double, file: StaticString = #filePath, line: UInt = #line
+  ) {
+    for (k, c) in configurations.enumerated() {
       var random = RandomGenerator(seed: UInt64(100 + k))
       let xShape = [c.batch, c.inputChannels, c.height, c.width]
       let wShape = [c.outputChannels, c.inputChannels / c.groups, c.kernelHeight, c.kernelWidth]
-      let x = Tensor(randomNormal: xShape, using: &random), w = Tensor(randomNormal: wShape, using: &random)
+      let x = Tensor(randomNormal: xShape, dtype: dtype, using: &random), w = Tensor(randomNormal: wShape, dtype: dtype, using: &random)
       let xs = x.scalars(as: Double.self), ws = w.scalars(as: Double.self)
       let (expected, shape) = Self.reference(xs, ws, c)
       let y = conv2d(x, w, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
-      assertClose(y, Tensor(expected, shape: shape).converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "\(c)")
+      assertClose(y, Tensor(expected, shape: shape).converted(to: dtype), relativeTolerance: tolerance, absoluteTolerance: tolerance, "seed \(100 + k) \(c)", file: file, line: line)
 
-      let dy = Tensor(randomNormal: shape, using: &random), dys = dy.scalars(as: Double.self)
+      let dy = Tensor(randomNormal: shape, dtype: dtype, using: &random), dys = dy.scalars(as: Double.self)
       // dx[i] = sum over outputs of dy * d(conv)/dx[i]; conv is linear in x, so probe with one-hot x.
       var dxExpected = [Double](repeating: 0, count: xs.count)
       for i in xs.indices {
@@ -131,12 +145,12 @@ final class ConvolutionTests: XCTestCase {
       }
       let dx = conv2dBackwardInput(dy, w, inputShape: xShape, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
       let dw = conv2dBackwardWeight(dy, x, weightShape: wShape, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
-      assertClose(dx, Tensor(dxExpected, shape: xShape).converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "dx \(c)")
-      assertClose(dw, Tensor(dwExpected, shape: wShape).converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "dw \(c)")
+      assertClose(dx, Tensor(dxExpected, shape: xShape).converted(to: dtype), relativeTolerance: tolerance, absoluteTolerance: tolerance, "dx seed \(100 + k) \(c)", file: file, line: line)
+      assertClose(dw, Tensor(dwExpected, shape: wShape).converted(to: dtype), relativeTolerance: tolerance, absoluteTolerance: tolerance, "dw seed \(100 + k) \(c)", file: file, line: line)
       // Both at once (shared work on the shifted path): the same arithmetic, so the same bits.
       let both = conv2dBackward(dy, input: x, weight: w, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
-      XCTAssertEqual(both.input.scalars(as: Float.self), dx.scalars(as: Float.self), "conv2dBackward input \(c)")
-      XCTAssertEqual(both.weight.scalars(as: Float.self), dw.scalars(as: Float.self), "conv2dBackward weight \(c)")
+      XCTAssertEqual(both.input.scalars(as: Double.self), dx.scalars(as: Double.self), "conv2dBackward input \(c)", file: file, line: line)
+      XCTAssertEqual(both.weight.scalars(as: Double.self), dw.scalars(as: Double.self), "conv2dBackward weight \(c)", file: file, line: line)
     }
   }
 
