@@ -16,16 +16,17 @@ import TensorModule
 /// | head         | BN, ReLU, global average pool, linear                                     |
 ///
 /// Parameter and buffer names are torchvision's state-dict keys. A block's features live in one
-/// growing buffer (``FeatureBuffer``). With `memoryEfficient` every dense layer is a checkpoint
-/// region whose input is a view of that buffer, and every BN-ReLU-conv unit keeps only its input
-/// (``batchNormReLUConv(_:norm:conv:)``): a layer keeps nothing after its forward pass but the k
-/// channels it appended, and feature-map memory is linear in depth. The backward pass replays each
-/// layer's first convolution and the second unit's batch statistics; the second convolution's
-/// output only leaves the region, so it is not recomputed (checkpoint rule 10). Pleiss et al.
-/// replay the same work but keep the 4k-channel bottleneck output, the largest per-layer cost.
-/// Without it, the 3x3 units are fused all the same (their convolution pads its input, so the
-/// normalised map is written straight into the padded planes in both directions and never kept),
-/// and the 1x1 units keep their normalised maps, which is the quadratic part.
+/// growing buffer (``FeatureBuffer``). With `memoryEfficient` every BN-ReLU-conv unit keeps only
+/// its input (``batchNormReLUConv(_:norm:conv:)``), so no layer keeps a normalised map, the
+/// quadratic part; the backward pass recomputes the normalisations. A layer's 4k-channel
+/// bottleneck output is then either kept, as Pleiss et al. keep it, or, in the first layers of each
+/// block (``DenseNetConfiguration/keptBottleneckFraction``), not kept: the layer is a checkpoint
+/// region whose input is a view of the buffer, and the backward pass replays its first convolution
+/// and the second unit's batch statistics; the second convolution's output only leaves the region,
+/// so it is not recomputed (checkpoint rule 10). Either way feature-map memory is linear in depth.
+/// Without the option, the 3x3 units are fused all the same (their convolution pads its input, so
+/// the normalised map is written straight into the padded planes in both directions and never
+/// kept), and the 1x1 units keep their normalised maps.
 public final class DenseNet: Network {
   /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
   public let features: ModuleContainer
@@ -40,6 +41,9 @@ public final class DenseNet: Network {
   /// for the CIFAR models as the official code, fan-in for the ImageNet models as torchvision; BN
   /// 1 and 0; linear bias 0).
   public init(_ configuration: DenseNetConfiguration) {
+    require(
+      (0...1).contains(configuration.keptBottleneckFraction),
+      "DenseNet: keptBottleneckFraction \(configuration.keptBottleneckFraction) is not in [0, 1]")
     self.configuration = configuration
     let c = configuration, k = c.growthRate, fan: Initializer.Fan = c.stem == .imagenet ? .fanIn : .fanOut
     var stages: [(String, any Layer)] = []
@@ -86,8 +90,11 @@ public final class DenseBlock: Layer {
   let capacity: Int
 
   init(layerCount: Int, inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
+    let firstKeeping = layerCount - c.keptBottlenecks(of: layerCount)
     layers = (0..<layerCount).map { i in
-      DenseLayer(inputChannels: inputChannels + i * c.growthRate, configuration: c, fan: fan, name: "denselayer\(i + 1)")
+      DenseLayer(
+        inputChannels: inputChannels + i * c.growthRate, configuration: c, fan: fan, name: "denselayer\(i + 1)",
+        keepsBottleneckOutput: i >= firstKeeping)
     }
     capacity = inputChannels + layerCount * c.growthRate
   }
@@ -118,9 +125,13 @@ public final class DenseLayer: Layer {
   let norm2: BatchNorm2d?, conv2: Conv2d?
   let dropout: Dropout?
   let memoryEfficient: Bool
+  /// Whether the layer is a checkpoint region: memory-efficient and not among its block's last
+  /// layers that keep their bottleneck output (``DenseNetConfiguration/keptBottleneckFraction``).
+  public let isCheckpointed: Bool
 
-  init(inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan, name: String) {
+  init(inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan, name: String, keepsBottleneckOutput: Bool) {
     self.name = name
+    isCheckpointed = c.memoryEfficient && !keepsBottleneckOutput
     let k = c.growthRate, bottleneckWidth = c.bottleneckFactor * k
     norm1 = BatchNorm2d(channels: inputChannels)
     if c.bottleneck {
@@ -160,7 +171,7 @@ public final class DenseLayer: Layer {
       guard let norm2, let conv2 else { return h }
       return unit(h, norm2, conv2, nil)
     }
-    return memoryEfficient ? checkpoint(features, name: name, body) : body(features)
+    return isCheckpointed ? checkpoint(features, name: name, body) : body(features)
   }
 }
 

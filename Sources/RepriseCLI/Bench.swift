@@ -62,11 +62,12 @@ struct Bench: ParsableCommand {
     if json {
       print(
         #"{"model": "\#(modelOptions.label)", "batchSize": \#(batchSize), "memoryEfficient": \#(memoryEfficient), "#
+          + #""keptBottleneckFraction": \#(modelOptions.keptBottleneckFraction), "#
           + #""threads": \#(Parallel.threadCount), "parameters": \#(model.parameterCount), "stepSecondsMedian": \#(m), "#
           + #""stepSecondsMin": \#(times.min()!), "imagesPerSecond": \#(Double(batchSize) / m), "peakBytes": \#(peak), "#
           + #""peakResidentBytes": \#(rss)}"#)
     } else {
-      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(memoryEfficient ? "memory-efficient" : "plain"), \(Parallel.threadCount) threads")
+      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(modelOptions.modeLabel(memoryEfficient: memoryEfficient)), \(Parallel.threadCount) threads")
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
       print(String(format: "  peak tensor memory %.1f MiB, peak resident memory %.1f MiB", Double(peak) / 1_048_576, Double(rss) / 1_048_576))
     }

@@ -42,6 +42,9 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Stem channels of a CIFAR DenseNet (default 2k for BC, 16 otherwise).")
   var initChannels: Int?
 
+  @Option(help: "With --memory-efficient: the fraction of each dense block's layers, the last ones, that keep their bottleneck output instead of recomputing it (0: least memory, 1: least time).")
+  var keptBottleneckFraction = 0.5
+
   @Option(help: "Dropout: after each convolution but the first (DenseNet), before the blender (CIFAR SeqResNet; default 0.1, 0 when training a single epoch).")
   var dropRate: Double?
 
@@ -57,6 +60,9 @@ struct ModelOptions: ParsableArguments {
       throw ValidationError("unknown convolution '\(conv)'; choose one of \(ConvolutionVariant.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     if !(finalSurvival > 0 && finalSurvival <= 1) { throw ValidationError("--final-survival must be in (0, 1], got \(finalSurvival)") }
+    if !(0...1).contains(keptBottleneckFraction) {
+      throw ValidationError("--kept-bottleneck-fraction must be in [0, 1], got \(keptBottleneckFraction)")
+    }
     if let dropRate, !(0..<1).contains(dropRate) { throw ValidationError("--drop-rate must be in [0, 1), got \(dropRate)") }
     if let windowDropRate, !(0..<1).contains(windowDropRate) { throw ValidationError("--window-drop-rate must be in [0, 1), got \(windowDropRate)") }
   }
@@ -100,7 +106,7 @@ struct ModelOptions: ParsableArguments {
     }
     configuration.classCount = classes
     configuration.inputChannels = inputChannels
-    configuration.memoryEfficient = memoryEfficient
+    (configuration.memoryEfficient, configuration.keptBottleneckFraction) = (memoryEfficient, keptBottleneckFraction)
     if configuration.stem == .imagenet { configuration.dropRate = dropRate ?? 0 }
     return DenseNet(configuration)
   }
@@ -135,6 +141,12 @@ struct ModelOptions: ParsableArguments {
   var naturalInputShape: [Int] { Self.cifarModels.contains(model) ? [3, 32, 32] : [3, 224, 224] }
 
   /// A short name for files and messages, such as `densenet-bc-40-k12` or `seqresnet-k8-r4-n1`.
+  /// "plain" or "memory-efficient", with the kept bottleneck fraction for DenseNet-BC models.
+  func modeLabel(memoryEfficient: Bool) -> String {
+    guard memoryEfficient else { return "plain" }
+    return model.hasPrefix("densenet") && model != "densenet" ? "memory-efficient, kept bottleneck fraction \(keptBottleneckFraction)" : "memory-efficient"
+  }
+
   var label: String {
     switch model {
     case "densenet", "densenet-bc": return "\(model)-\(depth)-k\(growthRate)"

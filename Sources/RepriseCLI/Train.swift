@@ -84,7 +84,7 @@ struct Train: ParsableCommand {
     let augmentation = augment ?? regularized ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
     let savePath = save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors"
     let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
-    print("Training \(modelOptions.label) (\(model.parameterCount) parameters\(memoryEfficient ? ", memory-efficient" : "")) on \(dataOptions.label): "
+    print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(modelOptions.modeLabel(memoryEfficient: memoryEfficient))) on \(dataOptions.label): "
       + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)")
     fflush(stdout)
     Allocator.resetPeak()

@@ -4,12 +4,16 @@ import XCTest
 
 /// DenseNet on tiny configurations: shapes, gradients, and memory-efficient equals plain.
 final class DenseNetTests: XCTestCase {
-  /// DenseNet-BC of depth 10 (one layer per block), k = 2, on 2-channel 8x8 images.
-  func tiny(memoryEfficient: Bool, bottleneck: Bool = true, dropRate: Double = 0) throws -> DenseNet {
+  /// DenseNet-BC of depth 10 (one layer per block) or `layersPerBlock` layers per block, k = 2,
+  /// on 2-channel 8x8 images.
+  func tiny(
+    memoryEfficient: Bool, bottleneck: Bool = true, dropRate: Double = 0, layersPerBlock: Int = 1,
+    keptBottleneckFraction: Double = 0.5
+  ) throws -> DenseNet {
     RandomGenerator.global = RandomGenerator(seed: 42)
     return DenseNet(
-      try .cifar(depth: bottleneck ? 10 : 7, growthRate: 2, bottleneck: bottleneck, dropRate: dropRate, classCount: 3, inputChannels: 2,
-        memoryEfficient: memoryEfficient))
+      try .cifar(depth: 4 + (bottleneck ? 6 : 3) * layersPerBlock, growthRate: 2, bottleneck: bottleneck, dropRate: dropRate, classCount: 3,
+        inputChannels: 2, memoryEfficient: memoryEfficient, keptBottleneckFraction: keptBottleneckFraction))
   }
 
   func testForwardShapeAndNames() throws {
@@ -36,9 +40,56 @@ final class DenseNetTests: XCTestCase {
   }
 
   /// Memory-efficient and plain DenseNet-BC give bit-identical gradients and running statistics,
-  /// with dropout inside the checkpointed regions.
+  /// with dropout inside the checkpointed regions, whichever layers keep their bottleneck outputs.
   func testMemoryEfficientEqualsPlain() throws {
-    try assertMemoryEfficientEqualsPlain(imageShape: [2, 8, 8]) { try tiny(memoryEfficient: $0, dropRate: 0.2) }
+    for fraction in [0, 0.5, 1] {
+      try assertMemoryEfficientEqualsPlain(imageShape: [2, 8, 8], "kept bottleneck fraction \(fraction)") {
+        try tiny(memoryEfficient: $0, dropRate: 0.2, layersPerBlock: 2, keptBottleneckFraction: fraction)
+      }
+    }
+  }
+
+  /// The last floor(fraction x n) layers of each block keep their bottleneck outputs; the others are
+  /// checkpoint regions. Plain models have none, and fractions outside [0, 1] are refused.
+  func testKeptBottleneckFractionChoosesTheLastLayersOfEachBlock() throws {
+    func checkpointed(_ model: DenseNet) -> [[Bool]] {
+      model.stages.compactMap { $0.layer as? DenseBlock }.map { $0.layers.map(\.isCheckpointed) }
+    }
+    let three = [[true, false, false], [true, false, false], [true, false, false]]
+    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: 0.7)), three)
+    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: 0)), Array(repeating: [true, true, true], count: 3))
+    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: 1)), Array(repeating: [false, false, false], count: 3))
+    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: false, layersPerBlock: 3)), Array(repeating: [false, false, false], count: 3))
+    // Without a bottleneck there is nothing to keep: every memory-efficient layer is a region.
+    XCTAssertEqual(
+      checkpointed(try tiny(memoryEfficient: true, bottleneck: false, layersPerBlock: 3, keptBottleneckFraction: 1)),
+      Array(repeating: [true, true, true], count: 3))
+    for bad in [-0.1, 1.5, .nan] {
+      XCTAssertThrowsError(try DenseNetConfiguration.cifar(depth: 40, growthRate: 12, bottleneck: true, keptBottleneckFraction: bad)) {
+        XCTAssertEqual("\($0)", "kept bottleneck fraction must be in [0, 1], got \(bad)")
+      }
+    }
+  }
+
+  /// A kept bottleneck output costs its own size in memory: after the forward pass (the tape alive)
+  /// a model that keeps every one holds at least their bytes more than one that keeps none, and
+  /// not much more (each kept layer also keeps its second normalisation's statistics).
+  func testKeptBottleneckOutputsCostTheirSize() throws {
+    func liveAfterForward(_ fraction: Double) throws -> Int {
+      let model = try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: fraction)
+      var random = RandomGenerator(seed: 3)
+      let x = Variable(Tensor(randomNormal: [4, 2, 8, 8], using: &random))
+      Allocator.releaseCache()
+      let base = Allocator.liveBytes
+      let loss = crossEntropy(model(x), labels: [0, 1, 2, 1])
+      defer { withExtendedLifetime(loss) {} }
+      return Allocator.liveBytes - base
+    }
+    // 4 images, 4k = 8 channels, 3 layers per block at 8x8, 4x4 and 2x2, Float32.
+    let bottlenecks = 3 * 4 * 8 * (64 + 16 + 4) * 4
+    let extra = try liveAfterForward(1) - liveAfterForward(0)
+    XCTAssertGreaterThanOrEqual(extra, bottlenecks)
+    XCTAssertLessThanOrEqual(extra, bottlenecks + bottlenecks / 4)
   }
 
   /// Multiply-accumulates against MODELS.md: DenseNet-BC-100 (k = 12) at 32x32 is 287.9 M.
