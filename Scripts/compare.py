@@ -7,9 +7,10 @@ Usage: python3 Scripts/compare.py [--model densenet-bc] [--depths 100] [--batch 
                                   [--rounds 1] [--sweep]
        python3 Scripts/compare.py --model seqresnet [--granularity 8 --widening 4 --blocks 1] ...
        python3 Scripts/compare.py --model resnet20 [--convs standard,dsconv,multiception,mixconv] --batch 128 ...
-With --rounds R, each configuration runs R times, Reprise and PyTorch back to back in each round (this
-shared machine's speed drifts over minutes); the table shows the medians over rounds and the time
-ratio's median, with the range of the rounds' own ratios.
+With --rounds R, each configuration runs R times, Reprise and PyTorch back to back, plain and then
+memory-efficient, in each round (this shared machine's speed drifts over minutes); the table shows the
+medians over rounds and the time ratio's median, with the range of the rounds' own ratios, and for
+each side what the memory-efficient mode costs over plain: the median of the rounds' own ratios.
 PyTorch's side runs ../shared/anchors/torch_densenet.py for DenseNet-BC and Scripts/torch_models.py for
 the others, when `import torch` works (set PYTHON to the interpreter that has it); otherwise only
 Reprise's side is measured. The parameter counts of both sides are compared. Never part of CI."""
@@ -102,9 +103,15 @@ def main():
     print(f"{args.model}, batch {args.batch}, {args.threads} threads, median of {args.steps} steps")
     print(f"{'config':>12} {'mode':>10} | {'Reprise step':>12} {'RSS MiB':>8} | {'PyTorch step':>12} {'RSS MiB':>8} | {'time ratio':>10} {'RSS ratio':>9}")
     for label, depth, model_args, script, script_args in configs:
+        # Rounds outermost, so that each round's plain and memory-efficient runs are minutes apart at
+        # most and their ratio, the memory-efficient mode's cost, is not the machine's drift.
+        measured = {efficient: [] for efficient in modes}
+        for _ in range(args.rounds):
+            for efficient in modes:
+                measured[efficient].append((reprise(model_args, args.batch, args.steps, args.threads, efficient),
+                                            pytorch(python, script, script_args, args.batch, args.steps, args.threads, efficient)))
         for efficient in modes:
-            rounds = [(reprise(model_args, args.batch, args.steps, args.threads, efficient),
-                       pytorch(python, script, script_args, args.batch, args.steps, args.threads, efficient)) for _ in range(args.rounds)]
+            rounds = measured[efficient]
             ours = {"step": median([r[0]["step"] for r in rounds]), "rssMiB": max(r[0]["rssMiB"] for r in rounds)}
             theirs = rounds[0][1] and {"step": median([r[1]["step"] for r in rounds]), "rssMiB": max(r[1]["rssMiB"] for r in rounds)}
             mode = "efficient" if efficient else "plain"
@@ -123,6 +130,13 @@ def main():
             rows.append({"implementation": "Reprise", "depth": depth, "efficient": efficient, "batch": args.batch, "stepSeconds": ours["step"], "rssMiB": ours["rssMiB"]})
             if theirs:
                 rows.append({"implementation": "PyTorch", "depth": depth, "efficient": efficient, "batch": args.batch, "stepSeconds": theirs["step"], "rssMiB": theirs["rssMiB"]})
+        if len(modes) == 2:
+            def cost(side):
+                if measured[True][0][side] is None:
+                    return "(no torch)"
+                ratios = sorted(e[side]["step"] / p[side]["step"] - 1 for p, e in zip(measured[False], measured[True]))
+                return f"{median(ratios):+.0%} (rounds {ratios[0]:+.0%} to {ratios[-1]:+.0%})"
+            print(f"{label:>12} {'eff/plain':>10} | Reprise {cost(0)} | PyTorch {cost(1)}", flush=True)
     if args.sweep:
         os.makedirs("docs", exist_ok=True)
         with open("docs/memory-vs-depth.csv", "w", newline="") as f:
