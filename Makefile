@@ -40,11 +40,11 @@ bench: deps
 	for conv in standard dsconv multiception mixconv; do .build/release/reprise bench --model resnet20 --conv $$conv --batch-size 128 --steps 5; done
 
 # Reprise against PyTorch (../shared/anchors/torch_densenet.py) in the same run: DenseNet-BC-100, batch 64,
-# three rounds of both back to back. PyTorch is never installed here: set PYTHON to an interpreter that
-# has torch (else only Reprise runs).
+# five rounds of both back to back, plain and memory-efficient in each. PyTorch is never installed here:
+# set PYTHON to an interpreter that has torch (else only Reprise runs).
 compare: deps
 	swift build -c release --product reprise
-	python3 Scripts/compare.py --depths 100 --steps 5 --rounds 3
+	python3 Scripts/compare.py --depths 100 --steps 5 --rounds 5
 
 # The same for SeqResNet(8,4,1), batch 64, and ResNet-20 with each convolution variant, batch 128,
 # against the PyTorch transcriptions in Scripts/torch_models.py.

@@ -176,6 +176,14 @@ public final class DenseLayer: Layer {
 }
 
 /// BN-ReLU-conv 1x1 (compression) and 2x2 average pooling between dense blocks.
+///
+/// Without dropout the pooling comes before the convolution: a 1x1 convolution without bias and a
+/// 2x2 average commute (each output is a weighted sum over channels of an average over pixels,
+/// either way round), so this is the same function with a quarter of the convolution's
+/// multiply-adds (saving 9% of DenseNet-BC-100's arithmetic) and only the pooled map kept for its weight
+/// gradient; the sums are added in a different order, so values differ from conv-then-pool by
+/// rounding. Dropout acts on the convolution's full-size output, so with dropout the order is the
+/// papers'.
 public final class Transition: Layer {
   let norm: BatchNorm2d, conv: Conv2d, dropout: Dropout?
   let memoryEfficient: Bool
@@ -192,7 +200,8 @@ public final class Transition: Layer {
 
   /// The compressed, down-sampled features.
   public func callAsFunction(_ input: Variable) -> Variable {
+    guard let dropout else { return conv(avgPool2d(norm(input, applyingReLU: true), kernelSize: 2)) }
     let y = memoryEfficient ? batchNormReLUConv(input, norm: norm, conv: conv) : conv(norm(input, applyingReLU: true))
-    return avgPool2d(dropout?(y) ?? y, kernelSize: 2)
+    return avgPool2d(dropout(y), kernelSize: 2)
   }
 }
