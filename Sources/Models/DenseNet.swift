@@ -180,9 +180,9 @@ public final class DenseLayer: Layer {
 /// Without dropout the pooling comes before the convolution: a 1x1 convolution without bias and a
 /// 2x2 average commute (each output is a weighted sum over channels of an average over pixels,
 /// either way round), so this is the same function with a quarter of the convolution's
-/// multiply-adds (saving 9% of DenseNet-BC-100's arithmetic) and only the pooled map kept for its weight
-/// gradient; the sums are added in a different order, so values differ from conv-then-pool by
-/// rounding. Dropout acts on the convolution's full-size output, so with dropout the order is the
+/// multiply-adds (9% of DenseNet-BC-100's arithmetic saved) and only the pooled map kept for its
+/// weight gradient; the sums are added in a different order, so values differ from conv-then-pool
+/// by rounding. Dropout acts on the convolution's full-size output, so with dropout the order is the
 /// papers'.
 public final class Transition: Layer {
   let norm: BatchNorm2d, conv: Conv2d, dropout: Dropout?

@@ -140,13 +140,13 @@ struct ModelOptions: ParsableArguments {
   /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
   var naturalInputShape: [Int] { Self.cifarModels.contains(model) ? [3, 32, 32] : [3, 224, 224] }
 
-  /// A short name for files and messages, such as `densenet-bc-40-k12` or `seqresnet-k8-r4-n1`.
   /// "plain" or "memory-efficient", with the kept bottleneck fraction for DenseNet-BC models.
   func modeLabel(memoryEfficient: Bool) -> String {
     guard memoryEfficient else { return "plain" }
     return model.hasPrefix("densenet") && model != "densenet" ? "memory-efficient, kept bottleneck fraction \(keptBottleneckFraction)" : "memory-efficient"
   }
 
+  /// A short name for files and messages, such as `densenet-bc-40-k12` or `seqresnet-k8-r4-n1`.
   var label: String {
     switch model {
     case "densenet", "densenet-bc": return "\(model)-\(depth)-k\(growthRate)"
