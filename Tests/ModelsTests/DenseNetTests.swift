@@ -1,3 +1,4 @@
+@testable import Models
 import Reprise
 import TestSupport
 import XCTest
@@ -89,6 +90,21 @@ final class DenseNetTests: XCTestCase {
     let bottlenecks = 3 * 4 * 8 * (64 + 16 + 4) * 4
     let extra = try liveAfterForward(1) - liveAfterForward(0)
     XCTAssertEqual(Double(extra), Double(bottlenecks), accuracy: Double(bottlenecks) / 8)
+  }
+
+  /// Without dropout a transition pools before its convolution: in Float64 its output equals the
+  /// papers' BN-ReLU, conv 1x1, average pool to rounding, and its gradients are checked numerically
+  /// with the whole model in `testGradientsOfPlainAndBCModels`.
+  func testTransitionPoolsBeforeItsConvolution() throws {
+    let model = try tiny(memoryEfficient: false)
+    model.convert(to: .float64)
+    let transition = try XCTUnwrap(model.stages.first { $0.name == "features.transition1" }?.layer as? Transition)
+    var random = RandomGenerator(seed: 5)
+    let x = Variable(Tensor(randomNormal: [3, 6, 8, 8], using: &random).converted(to: .float64))
+    let pooledFirst = transition(x).value
+    let papers = avgPool2d(transition.conv(transition.norm(x, applyingReLU: true)), kernelSize: 2).value
+    XCTAssertEqual(pooledFirst.shape, [3, 3, 4, 4])
+    assertClose(pooledFirst, papers, relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
   }
 
   /// Multiply-accumulates against MODELS.md: DenseNet-BC-100 (k = 12) at 32x32 is 287.9 M with the
