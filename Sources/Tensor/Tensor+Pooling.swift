@@ -72,10 +72,11 @@ public func maxPool2dBackward(
   let g = poolingGeometry("maxPool2dBackward", input.shape, kernelSize, stride, padding)
   require(gradOutput.shape == g.outputShape, "maxPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
   let x = input.withDensePlanes(), dy = gradOutput.withDensePlanes()
-  let dx = Tensor(zeros: x.shape, dtype: x.dtype).copied(strides: PlaneLayout.strides(x.shape, orderedLike: x))
+  let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: PlaneLayout.strides(x.shape, orderedLike: x))
   func kernel<T: TensorScalar>(_: T.Type) {
     forEachPlane(g) { n, c in
       let src = x.plane(n, c, T.self), grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)
+      grad.update(repeating: 0, count: g.height * g.width)
       for oy in 0..<g.outputHeight {
         for ox in 0..<g.outputWidth {
           let w = window(g, oy, ox)
@@ -104,6 +105,14 @@ public func avgPool2d(
   func kernel<T: TensorScalar>(_: T.Type) {
     forEachPlane(g) { n, c in
       let src = x.plane(n, c, T.self), dst = y.plane(n, c, T.self)
+      if isHalving(g) {
+        // The transitions' 2x2 windows, summed in the general loop's order.
+        for oy in 0..<g.outputHeight {
+          let top = src + 2 * oy * g.width, bottom = top + g.width, row = dst + oy * g.outputWidth
+          for ox in 0..<g.outputWidth { row[ox] = (top[2 * ox] + top[2 * ox + 1] + bottom[2 * ox] + bottom[2 * ox + 1]) / 4 }
+        }
+        return
+      }
       for oy in 0..<g.outputHeight {
         for ox in 0..<g.outputWidth {
           let w = window(g, oy, ox)
@@ -129,10 +138,22 @@ public func avgPool2dBackward(
   let g = poolingGeometry("avgPool2dBackward", inputShape, kernelSize, stride, padding)
   require(gradOutput.shape == g.outputShape, "avgPool2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape)")
   let dy = gradOutput.withDensePlanes()
-  let dx = Tensor(zeros: inputShape, dtype: dy.dtype).copied(strides: PlaneLayout.strides(inputShape, orderedLike: dy))
+  let dx = Tensor(uninitializedShape: inputShape, dtype: dy.dtype, strides: PlaneLayout.strides(inputShape, orderedLike: dy))
   func kernel<T: TensorScalar>(_: T.Type) {
     forEachPlane(g) { n, c in
       let grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)
+      if isHalving(g) {
+        // Every input element lies in exactly one window: written once, no zeroing.
+        for oy in 0..<g.outputHeight {
+          let top = grad + 2 * oy * g.width, bottom = top + g.width, row = gout + oy * g.outputWidth
+          for ox in 0..<g.outputWidth {
+            let share = row[ox] / 4
+            (top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]) = (share, share, share, share)
+          }
+        }
+        return
+      }
+      grad.update(repeating: 0, count: g.height * g.width)
       for oy in 0..<g.outputHeight {
         for ox in 0..<g.outputWidth {
           let w = window(g, oy, ox)
@@ -147,6 +168,14 @@ public func avgPool2dBackward(
   case .float64: kernel(Double.self)
   }
   return dx
+}
+
+/// Whether the windows are 2x2 with stride 2 and no padding and tile the input exactly (even
+/// height and width): every input element then lies in exactly one window, which holds 4.
+@inline(__always)
+private func isHalving(_ g: ConvolutionGeometry) -> Bool {
+  g.kernelHeight == 2 && g.kernelWidth == 2 && g.stride.height == 2 && g.stride.width == 2 && g.padding.height == 0
+    && g.padding.width == 0 && g.height % 2 == 0 && g.width % 2 == 0
 }
 
 /// The number an average-pooling window divides by.

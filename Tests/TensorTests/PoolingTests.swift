@@ -30,32 +30,40 @@ final class PoolingTests: XCTestCase {
 
   func testForwardAgainstReference() {
     var random = RandomGenerator(seed: 11)
+    // [2, 3, 6, 8] with 2x2 windows of stride 2 takes the exact-tiling path; 7 rows do not.
     for (kernel, stride, padding) in [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)] {
-      let shape = [2, 3, 7, 6]
-      let x = Tensor(randomNormal: shape, dtype: .float64, using: &random)
-      let v = x.scalars(as: Double.self)
-      let maxRef = Self.pool(v, shape, kernel: kernel, stride: stride, padding: padding) { w, _ in w.max()! }
-      let avgRef = Self.pool(v, shape, kernel: kernel, stride: stride, padding: padding) { w, count in w.reduce(0, +) / Double(count) }
-      let avgExcl = Self.pool(v, shape, kernel: kernel, stride: stride, padding: padding) { w, _ in w.reduce(0, +) / Double(w.count) }
-      let k = IntOrPair(kernel), s = IntOrPair(stride), p = IntOrPair(padding)
-      assertClose(maxPool2d(x, kernelSize: k, stride: s, padding: p), Tensor(maxRef.values, shape: maxRef.shape), "max \(kernel) \(stride) \(padding)")
-      assertClose(avgPool2d(x, kernelSize: k, stride: s, padding: p), Tensor(avgRef.values, shape: avgRef.shape), "avg \(kernel) \(stride) \(padding)")
-      assertClose(
-        avgPool2d(x, kernelSize: k, stride: s, padding: p, countingPadding: false), Tensor(avgExcl.values, shape: avgExcl.shape),
-        "avg excluding padding \(kernel) \(stride) \(padding)")
+      for shape in [[2, 3, 7, 6], [2, 3, 6, 8]] {
+        let x = Tensor(randomNormal: shape, dtype: .float64, using: &random)
+        let v = x.scalars(as: Double.self)
+        let maxRef = Self.pool(v, shape, kernel: kernel, stride: stride, padding: padding) { w, _ in w.max()! }
+        let avgRef = Self.pool(v, shape, kernel: kernel, stride: stride, padding: padding) { w, count in w.reduce(0, +) / Double(count) }
+        let avgExcl = Self.pool(v, shape, kernel: kernel, stride: stride, padding: padding) { w, _ in w.reduce(0, +) / Double(w.count) }
+        let k = IntOrPair(kernel), s = IntOrPair(stride), p = IntOrPair(padding)
+        assertClose(maxPool2d(x, kernelSize: k, stride: s, padding: p), Tensor(maxRef.values, shape: maxRef.shape), "max \(kernel) \(stride) \(padding) \(shape)")
+        assertClose(avgPool2d(x, kernelSize: k, stride: s, padding: p), Tensor(avgRef.values, shape: avgRef.shape), "avg \(kernel) \(stride) \(padding) \(shape)")
+        assertClose(
+          avgPool2d(x, kernelSize: k, stride: s, padding: p, countingPadding: false), Tensor(avgExcl.values, shape: avgExcl.shape),
+          "avg excluding padding \(kernel) \(stride) \(padding) \(shape)")
+      }
     }
   }
 
   /// The backward kernels are the transposes of the forward maps: <dy, pool(x + t e_i)> changes at
-  /// rate dx[i] (checked by central differences on every element).
+  /// rate dx[i] (checked by central differences on every element): overlapping padded windows,
+  /// 2x2 windows that tile the input exactly, and 2x2 windows that leave the last row and column out.
   func testBackwardIsTheDerivative() {
     var random = RandomGenerator(seed: 12)
-    let shape = [1, 2, 5, 5]
+    for (shape, kernel, stride, padding) in [([1, 2, 5, 5], 3, 2, 1), ([1, 2, 4, 6], 2, 2, 0), ([1, 2, 5, 5], 2, 2, 0)] {
+      checkBackward(shape, IntOrPair(kernel), IntOrPair(stride), IntOrPair(padding), using: &random)
+    }
+  }
+
+  private func checkBackward(_ shape: [Int], _ kernel: IntOrPair, _ stride: IntOrPair, _ padding: IntOrPair, using random: inout RandomGenerator) {
     let x = Tensor(randomNormal: shape, dtype: .float64, using: &random)
-    let probe = maxPool2d(x, kernelSize: 3, stride: 2, padding: 1)
+    let probe = maxPool2d(x, kernelSize: kernel, stride: stride, padding: padding)
     let dy = Tensor(randomNormal: probe.shape, dtype: .float64, using: &random)
-    let dxMax = maxPool2dBackward(dy, x, kernelSize: 3, stride: 2, padding: 1)
-    let dxAvg = avgPool2dBackward(dy, inputShape: shape, kernelSize: 3, stride: 2, padding: 1)
+    let dxMax = maxPool2dBackward(dy, x, kernelSize: kernel, stride: stride, padding: padding)
+    let dxAvg = avgPool2dBackward(dy, inputShape: shape, kernelSize: kernel, stride: stride, padding: padding)
     var values = x.scalars(as: Double.self)
     let eps = 1e-6
     for i in values.indices {
@@ -67,8 +75,9 @@ final class PoolingTests: XCTestCase {
         values[i] += eps
         return (plus - minus) / (2 * eps)
       }
-      XCTAssertEqual(dxMax.scalars(as: Double.self)[i], objective { maxPool2d($0, kernelSize: 3, stride: 2, padding: 1) }, accuracy: 1e-6)
-      XCTAssertEqual(dxAvg.scalars(as: Double.self)[i], objective { avgPool2d($0, kernelSize: 3, stride: 2, padding: 1) }, accuracy: 1e-6)
+      let at = "element \(i) of \(shape), kernel \(kernel), stride \(stride), padding \(padding)"
+      XCTAssertEqual(dxMax.scalars(as: Double.self)[i], objective { maxPool2d($0, kernelSize: kernel, stride: stride, padding: padding) }, accuracy: 1e-6, at)
+      XCTAssertEqual(dxAvg.scalars(as: Double.self)[i], objective { avgPool2d($0, kernelSize: kernel, stride: stride, padding: padding) }, accuracy: 1e-6, at)
     }
   }
 
