@@ -85,6 +85,7 @@ private func replay(
     guard !input.isLeaf else { return input }
     let standIn = Variable(input.value, requiresGrad: true)
     standIn.grad = accumulated[i]
+    standIn.gradientSink = input.gradientSink  // the same view: its gradient may go to the same place
     return standIn
   }
   let surrounding = context.ambient

@@ -30,6 +30,9 @@ public final class Variable {
   private var leafRequiresGrad: Bool
   /// The tape entry that computed this value, and which of its outputs it is.
   let producer: (entry: TapeEntry, index: Int)?
+  /// For a view of a shared buffer of channels: where consumers may add its gradient in place
+  /// (``recordChannelView(_:name:channels:pieces:)``).
+  var gradientSink: ChannelViewSink?
 
   /// A leaf holding `value`.
   ///

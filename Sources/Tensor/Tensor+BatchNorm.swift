@@ -109,18 +109,41 @@ public func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
   epsilon: Double, applyingReLU: Bool = false
 ) -> (input: Tensor, weight: Tensor, bias: Tensor) {
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, nil)
+  return (g.input!, g.weight, g.bias)
+}
+
+/// ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:)`` with the input
+/// gradient written or added into `destination` instead of a new tensor (see
+/// ``GradientDestination``); returns the weight and bias gradients.
+public func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
+  epsilon: Double, applyingReLU: Bool = false, into destination: GradientDestination
+) -> (weight: Tensor, bias: Tensor) {
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, destination)
+  return (g.weight, g.bias)
+}
+
+private func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, _ mean: Tensor, _ variance: Tensor, _ weight: Tensor?, _ bias: Tensor?,
+  _ epsilon: Double, _ applyingReLU: Bool, _ destination: GradientDestination?
+) -> (input: Tensor?, weight: Tensor, bias: Tensor) {
   checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
   require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
   let x = input.denseWithPlanes(), channels = x.shape[1]
   let dy = gradOutput.laidOut(like: x.strides)
-  let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
+  destination?.check(against: x)
+  let dx = destination == nil ? Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides) : nil
   let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   func kernel<T: TensorScalar>(_: T.Type) {
     let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
     let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
     let pdw = dw.base(T.self), pdb = db.base(T.self)
     let m = T(max(1, x.count / max(1, channels)))
-    let xOffset = x.base(T.self) - dy.base(T.self), dxOffset = dx.base(T.self) - dy.base(T.self)
+    let xOffset = x.base(T.self) - dy.base(T.self)
+    // Per channel: how far its gradient lies from its output gradient, and whether it is added.
+    let targets: [(offset: Int, adding: Bool)] =
+      destination?.channelTargets(dy, T.self) ?? Array(repeating: (dx!.base(T.self) - dy.base(T.self), false), count: channels)
     forEachChannel(x) { c in
       let mu = pm[c], invStd = 1 / (pv[c] + T(epsilon)).squareRoot()
       let relu = applyingReLU ? affineCoefficients(mean: mu, variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon) : nil
@@ -133,16 +156,26 @@ public func batchNormBackward(
       let sumDyXhat = sumDyCentered * invStd
       pdb[c] = sumDy
       pdw[c] = sumDyXhat
-      let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat
+      let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat, (dxOffset, adding) = targets[c]
       forEachPlane(of: dy, channel: c, T.self) { g, n in
         let src = g + xOffset, out = g + dxOffset
-        if let (scale, shift) = relu {
+        // g and x are both loaded unconditionally, so that the loops vectorise; an added gradient
+        // is summed as `old + new`, as accumulating a separate gradient tensor would.
+        switch (relu, adding) {
+        case (let (scale, shift)?, false):
           for i in 0..<n {
-            let gi = g[i], xi = src[i]  // both loaded unconditionally, so that the loop vectorises
+            let gi = g[i], xi = src[i]
             out[i] = k * (m * (xi * scale + shift > 0 ? gi : 0) - sumDy - (xi - mu) * scaledXhat)
           }
-        } else {
+        case (let (scale, shift)?, true):
+          for i in 0..<n {
+            let gi = g[i], xi = src[i]
+            out[i] = out[i] + k * (m * (xi * scale + shift > 0 ? gi : 0) - sumDy - (xi - mu) * scaledXhat)
+          }
+        case (nil, false):
           for i in 0..<n { out[i] = k * (m * g[i] - sumDy - (src[i] - mu) * scaledXhat) }
+        case (nil, true):
+          for i in 0..<n { out[i] = out[i] + k * (m * g[i] - sumDy - (src[i] - mu) * scaledXhat) }
         }
       }
     }
@@ -152,6 +185,46 @@ public func batchNormBackward(
   case .float64: kernel(Double.self)
   }
   return (dx, dw, db)
+}
+
+/// Where a backward kernel puts an input gradient instead of a new tensor: tensors that hold
+/// consecutive runs of the input's channels, each laid out like the input (so a channel-major
+/// input, whose strides do not depend on the channel count), with the gradient written over the
+/// parts marked `overwriting` and added to the values already in the others (`old + new`, as
+/// accumulating a separate gradient would add them). The gradient of a view into a shared buffer
+/// of channels then accumulates where each piece keeps its own, without a gradient of the whole
+/// view to write, read back and add piece by piece.
+public struct GradientDestination {
+  /// The parts in channel order: their channels add up to the input's.
+  public let parts: [(tensor: Tensor, overwriting: Bool)]
+
+  /// A destination made of `parts`.
+  public init(_ parts: [(tensor: Tensor, overwriting: Bool)]) { self.parts = parts }
+
+  func check(against x: Tensor) {
+    let fits = parts.allSatisfy { p in
+      p.tensor.dtype == x.dtype && p.tensor.strides == x.strides && p.tensor.rank == 4 && p.tensor.shape[0] == x.shape[0]
+        && p.tensor.shape[2...] == x.shape[2...]
+    }
+    require(
+      fits && parts.reduce(0) { $0 + $1.tensor.shape[1] } == x.shape[1],
+      "batchNormBackward: destination parts \(parts.map(\.tensor.shape)) (strides \(parts.map(\.tensor.strides))) do not tile "
+        + "the input \(x.shape) laid out with strides \(x.strides) (\(x.dtype))")
+  }
+
+  /// Per channel of `dy` (laid out like the input): the distance from its elements to the
+  /// destination's, and whether the gradient is added there.
+  func channelTargets<T: TensorScalar>(_ dy: Tensor, _: T.Type) -> [(offset: Int, adding: Bool)] {
+    var targets: [(offset: Int, adding: Bool)] = [], c = 0
+    let channelStride = dy.strides[1], base = dy.base(T.self)
+    for (tensor, overwriting) in parts {
+      for local in 0..<tensor.shape[1] {
+        targets.append(((tensor.base(T.self) + local * channelStride) - (base + c * channelStride), !overwriting))
+        c += 1
+      }
+    }
+    return targets
+  }
 }
 
 /// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass, with

@@ -46,19 +46,42 @@ public func batchNormReLUConv2dBackward(
   epsilon: Double, convWeight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
   groups: Int = 1
 ) -> (input: Tensor, normWeight: Tensor, normBias: Tensor, convWeight: Tensor) {
+  let (da, dw) = unitConvolutionBackward(gradOutput, input, mean, variance, normWeight, normBias, epsilon, convWeight, stride, padding, dilation, groups)
+  let n = batchNormBackward(
+    da, input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
+  return (n.input, n.weight, n.bias, dw)
+}
+
+/// ``batchNormReLUConv2dBackward(_:input:mean:variance:normWeight:normBias:epsilon:convWeight:stride:padding:dilation:groups:)``
+/// with the input gradient written or added into `destination` instead of a new tensor (see
+/// ``GradientDestination``); returns the other gradients.
+public func batchNormReLUConv2dBackward(
+  _ gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor, normWeight: Tensor?, normBias: Tensor?,
+  epsilon: Double, convWeight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+  groups: Int = 1, into destination: GradientDestination
+) -> (normWeight: Tensor, normBias: Tensor, convWeight: Tensor) {
+  let (da, dw) = unitConvolutionBackward(gradOutput, input, mean, variance, normWeight, normBias, epsilon, convWeight, stride, padding, dilation, groups)
+  let n = batchNormBackward(
+    da, input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true,
+    into: destination)
+  return (n.weight, n.bias, dw)
+}
+
+/// The convolution's part of a unit's backward pass: the gradients of its input (the normalised
+/// map) and of its weight.
+private func unitConvolutionBackward(
+  _ gradOutput: Tensor, _ input: Tensor, _ mean: Tensor, _ variance: Tensor, _ normWeight: Tensor?, _ normBias: Tensor?,
+  _ epsilon: Double, _ convWeight: Tensor, _ stride: IntOrPair, _ padding: IntOrPair, _ dilation: IntOrPair, _ groups: Int
+) -> (input: Tensor, weight: Tensor) {
   let g = ConvolutionGeometry(
     "batchNormReLUConv2dBackward", input: input.shape, weight: convWeight.shape, stride: stride, padding: padding,
     dilation: dilation, groups: groups)
   let preActivation = PreActivation(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon)
   checkChannels("batchNormReLUConv2dBackward", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
-  let (da, dw) =
-    shiftedGradientBackward(gradOutput, input: input, weight: convWeight, g, "batchNormReLUConv2dBackward", normalizing: preActivation)
+  return shiftedGradientBackward(gradOutput, input: input, weight: convWeight, g, "batchNormReLUConv2dBackward", normalizing: preActivation)
     ?? conv2dBackward(
       gradOutput, input: preActivation.applied(to: input), weight: convWeight, stride: stride, padding: padding,
       dilation: dilation, groups: groups)
-  let n = batchNormBackward(
-    da, input, mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon, applyingReLU: true)
-  return (n.input, n.weight, n.bias, dw)
 }
 
 /// Whether the convolution takes the shifted-GEMM path, which pads its input (and so can normalise

@@ -27,6 +27,12 @@ public struct Tensor {
     self.offset = offset
   }
 
+  /// Whether this tensor is all of its storage and nothing else holds that storage, so that
+  /// writing into it changes no other tensor.
+  package mutating func ownsItsStorage() -> Bool {
+    storage.count == count && isKnownUniquelyReferenced(&storage)
+  }
+
   /// A tensor of the given shape whose elements are not initialised; kernels fill it.
   ///
   /// - Parameter strides: the memory layout; row-major when `nil`. It must be dense (a permutation

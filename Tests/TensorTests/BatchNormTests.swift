@@ -33,6 +33,39 @@ final class BatchNormTests: XCTestCase {
     }
   }
 
+  /// Into a destination of parts, the input gradient is written over the overwriting parts and
+  /// added (`old + new`, bit for bit) to the others, with and without the fused ReLU; the weight and
+  /// bias gradients are those of the plain kernel.
+  func testBackwardIntoPartsWritesOrAdds() {
+    var random = RandomGenerator(seed: 22)
+    let shape = [3, 5, 4, 4], channelMajor = { (t: Tensor) in t.permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3]) }
+    let x = channelMajor(Tensor(randomNormal: shape, dtype: .float64, using: &random))
+    let dy = Tensor(randomNormal: shape, dtype: .float64, using: &random)
+    let weight = Tensor(randomNormal: [5], dtype: .float64, using: &random), bias = Tensor(randomNormal: [5], dtype: .float64, using: &random)
+    let stats = batchNormStatistics(x)
+    for relu in [false, true] {
+      let expected = batchNormBackward(dy, x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: relu)
+      let old = channelMajor(Tensor(randomNormal: [3, 3, 4, 4], dtype: .float64, using: &random))
+      let written = channelMajor(Tensor(randomNormal: [3, 2, 4, 4], dtype: .float64, using: &random))
+      let added = old.contiguous().permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])  // a copy of `old`, channel-major
+      let g = batchNormBackward(
+        dy, x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: relu,
+        into: GradientDestination([(written, true), (added, false)]))
+      assertBitIdentical(written, expected.input.sliced(0..<2, alongAxis: 1), "overwritten part, ReLU \(relu)")
+      assertBitIdentical(added, old + expected.input.sliced(2..<5, alongAxis: 1), "added part, ReLU \(relu)")
+      assertBitIdentical(g.weight, expected.weight, "weight, ReLU \(relu)")
+      assertBitIdentical(g.bias, expected.bias, "bias, ReLU \(relu)")
+    }
+  }
+
+  func testDestinationMustTileTheInput() {
+    assertStops(withMessageContaining: ["batchNormBackward: destination parts [[2, 3, 2, 2]]", "do not tile the input [2, 4, 2, 2]"], in: self) {
+      let x = Tensor(ones: [2, 4, 2, 2]).permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])
+      let part = Tensor(zeros: [2, 3, 2, 2]).permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])
+      _ = batchNormBackward(x, x, mean: Tensor(zeros: [4]), variance: Tensor(ones: [4]), weight: nil, epsilon: 1e-5, into: GradientDestination([(part, true)]))
+    }
+  }
+
   func testPerChannelShapesAreChecked() {
     assertStops(withMessageContaining: ["batchNormalized: weight has shape [3] (float32), expected [4] (float32) for input [2, 4, 3, 3]"], in: self) {
       let x = Tensor(zeros: [2, 4, 3, 3])

@@ -25,10 +25,26 @@ public func batchNorm(
   let (mean, variance) = batchStatistics(x, given: statistics, "batchNorm")
   let y = batchNormalized(x, mean: mean, variance: variance, weight: w, bias: bias?.value, epsilon: epsilon, applyingReLU: applyingReLU)
   let inputs = [input] + [weight, bias].compactMap { $0 }
-  let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil
-  let output = recordOperation(applyingReLU ? "batchNormReLU" : "batchNorm", y, inputs: inputs) { [x] grad in
+  let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil, sink = input.gradientSink
+  let name = applyingReLU ? "batchNormReLU" : "batchNorm"
+  let output = recordOperation(name, y, inputs: inputs) { [x] grad in
+    let others = { (g: (weight: Tensor, bias: Tensor)) in (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : []) }
+    if let destination = sink?.destination(like: x) {
+      let g = batchNormBackward(
+        grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU, into: destination)
+      checkSent(destination, name)
+      return [nil] + others(g)
+    }
     let g = batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU)
-    return [g.input] + (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : [])
+    return [g.input] + others((g.weight, g.bias))
   }
   return (output, mean, variance)
+}
+
+/// Stops the program, under anomaly detection, if a gradient a kernel put into a channel view's
+/// pieces (``recordChannelView(_:name:channels:pieces:)``) holds a NaN or an infinity: the check
+/// the tape makes of returned gradients.
+func checkSent(_ destination: GradientDestination, _ name: String) {
+  guard Context.current.detectsAnomalies else { return }
+  for part in destination.parts { checkFinite(part.tensor, name, "backward") }
 }

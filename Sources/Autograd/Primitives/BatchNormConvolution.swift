@@ -43,9 +43,17 @@ public func batchNormReLUConv2d(
     kept.tensor = a
     return TensorModule.conv2d(a, w, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
-  let inputs = [input, normWeight, normBias, convWeight]
+  let inputs = [input, normWeight, normBias, convWeight], sink = input.gradientSink
   let output = recordOperation("batchNormReLUConv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: inputs) { grad in
+    let destination = sink?.destination(like: x)
     guard kept.tensor != nil else {
+      if let destination {
+        let g = batchNormReLUConv2dBackward(
+          grad, input: x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: epsilon,
+          convWeight: w, stride: stride, padding: padding, dilation: dilation, groups: groups, into: destination)
+        checkSent(destination, "batchNormReLUConv2d")
+        return [nil, g.normWeight, g.normBias, g.convWeight]
+      }
       let g = batchNormReLUConv2dBackward(
         grad, input: x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: epsilon,
         convWeight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
@@ -57,6 +65,12 @@ public func batchNormReLUConv2d(
       kept.tensor = nil
       return conv2dBackward(grad, input: a, weight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }()
+    if let destination {
+      let g = batchNormBackward(
+        da, x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true, into: destination)
+      checkSent(destination, "batchNormReLUConv2d")
+      return [nil, g.weight, g.bias, dw]
+    }
     let g = batchNormBackward(da, x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true)
     return [g.input, g.weight, g.bias, dw]
   }

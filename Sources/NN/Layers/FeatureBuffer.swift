@@ -66,16 +66,14 @@ public final class FeatureBuffer {
   }
 
   /// The channels `range` of the buffer as one map: a view of the buffer, differentiable with
-  /// respect to the pieces it covers.
+  /// respect to the pieces it covers. A batch normalisation of it adds its gradient straight into
+  /// the pieces' gradients (``recordChannelView(_:name:channels:pieces:)``).
   ///
   /// - Precondition: `range` lies within the written channels and starts and ends at piece boundaries.
   public func window(_ range: Range<Int>) -> Variable {
     let covered = pieces.filter { $0.channels.overlaps(range) }
     checkBoundaries(range, covered.map(\.channels), "window")
-    let offsets = covered.map { $0.channels.lowerBound - range.lowerBound..<$0.channels.upperBound - range.lowerBound }
-    return recordOperation("FeatureBuffer.window", storage.sliced(range, alongAxis: 1), inputs: covered.map(\.variable)) { gradient in
-      offsets.map { gradient.sliced($0, alongAxis: 1) }
-    }
+    return recordChannelView(storage.sliced(range, alongAxis: 1), name: "FeatureBuffer.window", channels: range, pieces: covered)
   }
 
   /// The batch mean and biased variance per channel of ``window(_:)`` of `range`, as
