@@ -45,9 +45,8 @@ public func batchNormReLUConv2d(
   }
   let inputs = [input, normWeight, normBias, convWeight], sink = input.gradientSink
   let output = recordOperation("batchNormReLUConv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: inputs) { grad in
-    let destination = sink?.destination(like: x)
     guard kept.tensor != nil else {
-      if let destination {
+      if let destination = sink?.destination(like: x) {
         let g = batchNormReLUConv2dBackward(
           grad, input: x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: epsilon,
           convWeight: w, stride: stride, padding: padding, dilation: dilation, groups: groups, into: destination)
@@ -65,7 +64,8 @@ public func batchNormReLUConv2d(
       kept.tensor = nil
       return conv2dBackward(grad, input: a, weight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }()
-    if let destination {
+    // Asked for only now, so that gradients it creates for pieces are not allocated beside the kept map.
+    if let destination = sink?.destination(like: x) {
       let g = batchNormBackward(
         da, x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true, into: destination)
       checkSent(destination, "batchNormReLUConv2d")
