@@ -40,9 +40,7 @@ extension Tensor {
   ///
   /// - Precondition: the dtypes match and `b` broadcasts to the shape of `a`.
   public static func += (a: inout Tensor, b: Tensor) {
-    guard a.dtype == b.dtype, Shape.broadcast(a.shape, b.shape) == a.shape, a.isDense, a.storage.count == a.count,
-      isKnownUniquelyReferenced(&a.storage)
-    else {
+    guard a.dtype == b.dtype, Shape.broadcast(a.shape, b.shape) == a.shape, a.isDense, a.ownsItsStorage() else {
       let sum = a + b
       require(sum.shape == a.shape, "+=: \(b.shape) does not broadcast to the shape \(a.shape) it is added to")
       a = sum
