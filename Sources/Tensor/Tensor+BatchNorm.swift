@@ -227,8 +227,8 @@ public struct GradientDestination {
   }
 }
 
-/// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass, with
-/// eight partial sums each; with `reluOf`, `g[i]` counts as 0 wherever `x[i] * scale + shift` is
+/// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass,
+/// each blocked like ``rowSum(_:_:)``; with `reluOf`, `g[i]` counts as 0 wherever `x[i] * scale + shift` is
 /// not positive (the mask of a ReLU after the normalisation).
 ///
 /// The masked lanes are built element by element from unconditional loads: that form vectorises,
@@ -237,7 +237,7 @@ public struct GradientDestination {
 func rowGradientSums<T: TensorScalar>(
   _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: (scale: T, shift: T)?
 ) -> (sum: T, dot: T) {
-  var sums = SIMD8<T>(repeating: 0), dots = SIMD8<T>(repeating: 0)
+  var sums = BlockedLanes<T>(), dots = BlockedLanes<T>()
   let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
   let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x)
   var i = 0
@@ -248,19 +248,19 @@ func rowGradientSums<T: TensorScalar>(
         let gl = g[i + l], xl = x[i + l]
         vg[l] = xl * scale + shift > 0 ? gl : 0
       }
-      sums += vg
-      dots += vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c)
+      sums.add(vg)
+      dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
       i += 8
     }
   } else {
     while i + 8 <= n {
       let vg = rg.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
-      sums += vg
-      dots += vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c)
+      sums.add(vg)
+      dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
       i += 8
     }
   }
-  var sum = sums.sum(), dot = dots.sum()
+  var sum = sums.sum, dot = dots.sum
   while i < n {
     let gl = g[i], xl = x[i]
     let gi = relu.map { xl * $0.scale + $0.shift > 0 ? gl : 0 } ?? gl
@@ -269,33 +269,4 @@ func rowGradientSums<T: TensorScalar>(
     i += 1
   }
   return (sum, dot)
-}
-
-/// The sum of `(p[i] - center)^2` over `n` contiguous elements with eight partial sums.
-@inline(__always)
-func rowSumOfSquares<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int, around center: T) -> T {
-  rowDot(p, p, n, around: center, centerBoth: true)
-}
-
-/// The sum of `a[i] * (b[i] - center)` (or of `(a[i] - center) * (b[i] - center)` when
-/// `centerBoth`) with eight partial sums.
-@inline(__always)
-func rowDot<T: TensorScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int, around center: T, centerBoth: Bool = false) -> T {
-  var lanes = SIMD8<T>(repeating: 0)
-  let c = SIMD8<T>(repeating: center), ca = centerBoth ? c : SIMD8<T>(repeating: 0)
-  let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), size = MemoryLayout<T>.stride
-  var i = 0
-  while i + 8 <= n {
-    let va = ra.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
-    let vb = rb.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
-    lanes += (va - ca) * (vb - c)
-    i += 8
-  }
-  var total = lanes.sum()
-  let shiftA = centerBoth ? center : 0
-  while i < n {
-    total += (a[i] - shiftA) * (b[i] - center)
-    i += 1
-  }
-  return total
 }

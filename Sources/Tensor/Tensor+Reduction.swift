@@ -121,21 +121,3 @@ extension Tensor {
     return shifted - log(exp(shifted).sum(alongAxes: [axis], keepingDimensions: true))
   }
 }
-
-/// The sum of `n` contiguous elements with eight partial sums (vectorised, deterministic).
-@inline(__always)
-func rowSum<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int) -> T {
-  var lanes = SIMD8<T>(repeating: 0)
-  var i = 0
-  let raw = UnsafeRawPointer(p)
-  while i + 8 <= n {
-    lanes += raw.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.stride, as: SIMD8<T>.self)
-    i += 8
-  }
-  var total = lanes.sum()
-  while i < n {
-    total += p[i]
-    i += 1
-  }
-  return total
-}
