@@ -30,8 +30,11 @@ final class Context {
   var nextSequence = 0
   /// Set when an unrecorded checkpoint body uses a value that requires gradients.
   var sawGradient = false
-  /// Multiply-accumulates counted by convolutions and matrix products, when counting.
-  var multiplyAccumulates: Int?
+  /// Multiply-accumulates counted by convolutions and matrix products, when counting: as the
+  /// model defines them, and as performed.
+  var multiplyAccumulates: (asDefined: Int, computed: Int)?
+  /// Inside ``countingAsDefined(_:_:)``: the performed work is not the model's own.
+  var countsComputedOnly = false
   /// The batch statistics of the innermost checkpoint region running (rule 11).
   var statistics: RegionStatistics?
 
@@ -106,17 +109,43 @@ public func onFirstPass(_ body: () throws -> Void) rethrows {
 
 /// Runs `body` and counts the multiply-accumulates of the convolutions and matrix products it
 /// performs (the "FLOPs" of model tables, which count one multiply-add as one).
-public func countingMultiplyAccumulates<R>(_ body: () throws -> R) rethrows -> (result: R, multiplyAccumulates: Int) {
+///
+/// - Returns: `multiplyAccumulates`, the count of the computation as the model defines it (the
+///   papers' and torchvision's convention), and `computedMultiplyAccumulates`, what was performed;
+///   they differ where a layer computes the same function with less work
+///   (``countingAsDefined(_:_:)``).
+public func countingMultiplyAccumulates<R>(
+  _ body: () throws -> R
+) rethrows -> (result: R, multiplyAccumulates: Int, computedMultiplyAccumulates: Int) {
   let context = Context.current
   let outer = context.multiplyAccumulates
-  context.multiplyAccumulates = 0
-  defer { context.multiplyAccumulates = outer.map { $0 + (context.multiplyAccumulates ?? 0) } }
+  context.multiplyAccumulates = (0, 0)
+  defer {
+    let inner = context.multiplyAccumulates ?? (0, 0)
+    context.multiplyAccumulates = outer.map { ($0.asDefined + inner.asDefined, $0.computed + inner.computed) }
+  }
   let result = try body()
-  return (result, context.multiplyAccumulates ?? 0)
+  let counted = context.multiplyAccumulates ?? (0, 0)
+  return (result, counted.asDefined, counted.computed)
+}
+
+/// Runs `body`, which computes part of a model in another form than the model defines it (the
+/// same function with less work, such as a transition that pools before its 1x1 convolution), and
+/// counts `definedMultiplyAccumulates` for it as defined while counting its own work as computed.
+public func countingAsDefined<R>(_ definedMultiplyAccumulates: @autoclosure () -> Int, _ body: () throws -> R) rethrows -> R {
+  let context = Context.current
+  guard let counted = context.multiplyAccumulates else { return try body() }
+  context.multiplyAccumulates = (counted.asDefined + definedMultiplyAccumulates(), counted.computed)
+  let outer = context.countsComputedOnly
+  context.countsComputedOnly = true
+  defer { context.countsComputedOnly = outer }
+  return try body()
 }
 
 /// Adds to the multiply-accumulate count when counting is on.
 func countMultiplyAccumulates(_ count: @autoclosure () -> Int) {
   let context = Context.current
-  if let n = context.multiplyAccumulates { context.multiplyAccumulates = n + count() }
+  guard let counted = context.multiplyAccumulates else { return }
+  let n = count()
+  context.multiplyAccumulates = (counted.asDefined + (context.countsComputedOnly ? 0 : n), counted.computed + n)
 }

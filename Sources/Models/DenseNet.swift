@@ -200,7 +200,14 @@ public final class Transition: Layer {
 
   /// The compressed, down-sampled features.
   public func callAsFunction(_ input: Variable) -> Variable {
-    guard let dropout else { return conv(avgPool2d(norm(input, applyingReLU: true), kernelSize: 2)) }
+    guard let dropout else {
+      let normalized = norm(input, applyingReLU: true)
+      // Counted as the papers define it: the convolution over the full-size map.
+      let positions = normalized.shape[0] * normalized.shape[2] * normalized.shape[3]
+      return countingAsDefined(positions * conv.weight.shape[0] * conv.weight.shape[1]) {
+        conv(avgPool2d(normalized, kernelSize: 2))
+      }
+    }
     let y = memoryEfficient ? batchNormReLUConv(input, norm: norm, conv: conv) : conv(norm(input, applyingReLU: true))
     return avgPool2d(dropout(y), kernelSize: 2)
   }

@@ -8,7 +8,8 @@ struct Summary: ParsableCommand {
 
   @OptionGroup var modelOptions: ModelOptions
   @Option(help: "Input size C,H,W (default: 3,32,32 for CIFAR models, 3,224,224 for ImageNet models).") var inputSize: String?
-  @Flag(help: "Print one JSON object with `parameters`, `macs` and the stages.") var json = false
+  @Flag(help: "Print one JSON object with `parameters`, `macs` (as the model is defined), `computedMacs` (as Reprise computes it) and the stages.")
+  var json = false
 
   func run() throws {
     var shape = modelOptions.naturalInputShape
@@ -21,20 +22,30 @@ struct Summary: ParsableCommand {
       try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount, memoryEfficient: false)
     }
     let rows = model.summary(inputShape: [1] + shape)
-    let macs = rows.reduce(0) { $0 + $1.multiplyAccumulates }
+    let macs = rows.reduce(0) { $0 + $1.multiplyAccumulates }, computed = rows.reduce(0) { $0 + $1.computedMultiplyAccumulates }
     if json {
-      let stages = rows.map { #"{"name": "\#($0.name)", "outputShape": \#($0.outputShape), "parameters": \#($0.parameters), "macs": \#($0.multiplyAccumulates)}"# }
-      print(#"{"model": "\#(modelOptions.label)", "inputShape": \#(shape), "parameters": \#(model.parameterCount), "macs": \#(macs), "stages": [\#(stages.joined(separator: ", "))]}"#)
+      let stages = rows.map {
+        #"{"name": "\#($0.name)", "outputShape": \#($0.outputShape), "parameters": \#($0.parameters), "#
+          + #""macs": \#($0.multiplyAccumulates), "computedMacs": \#($0.computedMultiplyAccumulates)}"#
+      }
+      print(
+        #"{"model": "\#(modelOptions.label)", "inputShape": \#(shape), "parameters": \#(model.parameterCount), "#
+          + #""macs": \#(macs), "computedMacs": \#(computed), "stages": [\#(stages.joined(separator: ", "))]}"#)
       return
     }
     let nameWidth = max(24, rows.map(\.name.count).max() ?? 0)
     func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
     func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
-    print(pad("stage", nameWidth) + "  " + pad("output shape", 20) + left("parameters", 14) + left("MACs", 16))
+    print(pad("stage", nameWidth) + "  " + pad("output shape", 20) + left("parameters", 14) + left("MACs", 16) + left("computed", 16))
     for r in rows {
-      print(pad(r.name, nameWidth) + "  " + pad("\(r.outputShape)", 20) + left(grouped(r.parameters), 14) + left(grouped(r.multiplyAccumulates), 16))
+      print(
+        pad(r.name, nameWidth) + "  " + pad("\(r.outputShape)", 20) + left(grouped(r.parameters), 14)
+          + left(grouped(r.multiplyAccumulates), 16) + left(grouped(r.computedMultiplyAccumulates), 16))
     }
     print("total: \(grouped(model.parameterCount)) parameters, \(grouped(macs)) multiply-accumulates for input \([1] + shape)")
+    if computed != macs {
+      print("Reprise computes \(grouped(computed)) of them: some layers compute the same function with less work")
+    }
   }
 }
 

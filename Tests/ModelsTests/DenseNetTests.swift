@@ -107,16 +107,30 @@ final class DenseNetTests: XCTestCase {
     assertClose(pooledFirst, papers, relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
   }
 
-  /// Multiply-accumulates against MODELS.md: DenseNet-BC-100 (k = 12) at 32x32 is 287.9 M with the
-  /// transitions' convolutions at full size. Reprise pools first (``Transition``), so it does a
-  /// quarter of those: 287.9 M less three quarters of the full-size transitions (216 -> 108 at
-  /// 32x32 and 300 -> 150 at 16x16), and the transitions' stages count the pooled products.
+  /// Multiply-accumulates against MODELS.md, counted as the papers and torchvision define the
+  /// model: DenseNet-BC-100 (k = 12) at 32x32 is 287.9 M. Reprise pools first (``Transition``), so
+  /// it computes a quarter of the transitions' convolutions: 287.9 M less three quarters of the
+  /// full-size products (216 -> 108 at 32x32 and 300 -> 150 at 16x16).
   func testMultiplyAccumulates() throws {
     let model = withoutRecording { DenseNet(try! .cifar(depth: 100, growthRate: 12, bottleneck: true)) }
     let stages = model.summary(inputShape: [1, 3, 32, 32])
-    let macs = stages.reduce(0) { $0 + $1.multiplyAccumulates }
-    let fullSizeTransitions = 216 * 108 * 32 * 32 + 300 * 150 * 16 * 16
-    XCTAssertEqual(Double(macs + fullSizeTransitions * 3 / 4) / 1e6, 287.9, accuracy: 0.05)
-    XCTAssertEqual(stages.filter { $0.name.contains("transition") }.map(\.multiplyAccumulates), [216 * 108 * 16 * 16, 300 * 150 * 8 * 8])
+    let macs = stages.reduce(0) { $0 + $1.multiplyAccumulates }, computed = stages.reduce(0) { $0 + $1.computedMultiplyAccumulates }
+    let fullSizeTransitions = [216 * 108 * 32 * 32, 300 * 150 * 16 * 16]
+    XCTAssertEqual(Double(macs) / 1e6, 287.9, accuracy: 0.05)
+    XCTAssertEqual(macs - computed, fullSizeTransitions.reduce(0, +) * 3 / 4)
+    let transitions = stages.filter { $0.name.contains("transition") }
+    XCTAssertEqual(transitions.map(\.multiplyAccumulates), fullSizeTransitions)
+    XCTAssertEqual(transitions.map(\.computedMultiplyAccumulates), fullSizeTransitions.map { $0 / 4 })
+    for stage in stages where !stage.name.contains("transition") {
+      XCTAssertEqual(stage.multiplyAccumulates, stage.computedMultiplyAccumulates, stage.name)
+    }
   }
+
+  /// DenseNet-121 at 224x224: 2.834 G multiply-accumulates as torchvision and the paper count it.
+  func testDenseNet121MultiplyAccumulatesAsDefined() throws {
+    let model = withoutRecording { DenseNet(.densenet121) }
+    let macs = model.summary(inputShape: [1, 3, 224, 224]).reduce(0) { $0 + $1.multiplyAccumulates }
+    XCTAssertEqual(Double(macs) / 1e9, 2.834, accuracy: 0.0005)
+  }
+
 }

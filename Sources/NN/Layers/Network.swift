@@ -33,21 +33,28 @@ public struct StageSummary: Sendable {
   public var outputShape: [Int]
   /// Trainable parameters of the stage.
   public var parameters: Int
-  /// Multiply-accumulates of the stage for the given input.
+  /// Multiply-accumulates of the stage for the given input, counted as the model defines it
+  /// (the convention of the papers and torchvision).
   public var multiplyAccumulates: Int
+  /// Multiply-accumulates that Reprise performs for the stage: fewer than `multiplyAccumulates`
+  /// where a layer computes the same function with less work (DenseNet's transitions pool first).
+  public var computedMultiplyAccumulates: Int
 }
 
 extension Network {
   /// Runs one input of `inputShape` [N, C, H, W] through the stages in inference, without recording,
-  /// and returns each stage's output shape, parameters and multiply-accumulates.
+  /// and returns each stage's output shape, parameters and multiply-accumulates (as defined and as
+  /// computed).
   public func summary(inputShape: [Int]) -> [StageSummary] {
     withoutRecording {
       withLearningPhase(.inference) {
         var x = Variable(Tensor(zeros: inputShape, dtype: parameters.first?.dtype ?? .float32))
         return stages.map { name, layer in
-          let (y, macs) = countingMultiplyAccumulates { layer(x) }
+          let (y, macs, computed) = countingMultiplyAccumulates { layer(x) }
           x = y
-          return StageSummary(name: name, outputShape: y.shape, parameters: layer.parameterCount, multiplyAccumulates: macs)
+          return StageSummary(
+            name: name, outputShape: y.shape, parameters: layer.parameterCount, multiplyAccumulates: macs,
+            computedMultiplyAccumulates: computed)
         }
       }
     }
