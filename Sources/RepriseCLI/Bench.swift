@@ -23,6 +23,7 @@ struct Bench: ParsableCommand {
   @Flag(help: "The memory-efficient form: checkpoint regions over shared feature buffers (dense layers, SeqConv filters).") var memoryEfficient = false
   @Option(help: "Matrix size M = N = K for --kernel matmul.") var size = 1024
   @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func validate() throws {
@@ -46,9 +47,10 @@ struct Bench: ParsableCommand {
     let shape = try parsedInputShape()
     RandomGenerator.global = RandomGenerator(seed: 0)
     let model = try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount, memoryEfficient: memoryEfficient)
+    model.convert(to: dtype)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     var random = RandomGenerator(seed: 1)
-    let images = Tensor(randomNormal: [batchSize] + shape, using: &random)
+    let images = Tensor(randomNormal: [batchSize] + shape, dtype: dtype, using: &random)
     let labels = (0..<batchSize).map { _ in Int(random.next() % UInt64(modelOptions.classes ?? modelOptions.defaultClassCount)) }
     let base = Allocator.liveBytes
     Allocator.resetPeak()
@@ -63,11 +65,11 @@ struct Bench: ParsableCommand {
       print(
         #"{"model": "\#(modelOptions.label)", "batchSize": \#(batchSize), "memoryEfficient": \#(memoryEfficient), "#
           + #""keptBottleneckFraction": \#(modelOptions.keptBottleneckFraction), "#
-          + #""threads": \#(Parallel.threadCount), "parameters": \#(model.parameterCount), "stepSecondsMedian": \#(m), "#
+          + #""threads": \#(Parallel.threadCount), "dtype": "\#(dtype)", "parameters": \#(model.parameterCount), "stepSecondsMedian": \#(m), "#
           + #""stepSecondsMin": \#(times.min()!), "imagesPerSecond": \#(Double(batchSize) / m), "peakBytes": \#(peak), "#
           + #""peakResidentBytes": \#(rss)}"#)
     } else {
-      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(modelOptions.modeLabel(memoryEfficient: memoryEfficient)), \(Parallel.threadCount) threads")
+      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(modelOptions.modeLabel(memoryEfficient: memoryEfficient)), \(dtype), \(Parallel.threadCount) threads")
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
       print(String(format: "  peak tensor memory %.1f MiB, peak resident memory %.1f MiB", Double(peak) / 1_048_576, Double(rss) / 1_048_576))
     }
@@ -112,3 +114,6 @@ func peakResidentBytes() -> Int {
   getrusage(RUSAGE_SELF.rawValue, &usage)
   return usage.ru_maxrss * 1024
 }
+
+/// `--dtype float32|float64`.
+extension DType: ExpressibleByArgument {}

@@ -33,6 +33,8 @@ struct Train: ParsableCommand {
   @Flag(help: "Visit the training images in file order.") var noShuffle = false
   @Option(help: "Seed of initialisation, shuffling, augmentation and dropout.") var seed: UInt64 = 0
   @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @Option(help: "Element type of the weights, activations and gradients: float32 or float64 (slower; for checking numerics).")
+  var dtype: DType = .float32
   @Flag(inversion: .prefixedNo, help: "Checkpoint each dense layer's BN-ReLU-conv 1x1 over a shared feature buffer.")
   var memoryEfficient = true
   @Option(help: "Start from the model state in this safetensors file.") var initWeights: String?
@@ -67,6 +69,7 @@ struct Train: ParsableCommand {
     let regularized = epochs > 1
     let model = try modelOptions.make(
       inputChannels: train.imageShape[0], classCount: train.classCount, memoryEfficient: memoryEfficient, regularized: regularized)
+    model.convert(to: dtype)
     if let initWeights { try model.loadState(from: initWeights) }
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
@@ -84,7 +87,7 @@ struct Train: ParsableCommand {
     let augmentation = augment ?? regularized ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
     let savePath = save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors"
     let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
-    print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(modelOptions.modeLabel(memoryEfficient: memoryEfficient))) on \(dataOptions.label): "
+    print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(modelOptions.modeLabel(memoryEfficient: memoryEfficient))\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
       + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)")
     fflush(stdout)
     Allocator.resetPeak()
@@ -98,7 +101,7 @@ struct Train: ParsableCommand {
         let indices = Array(order[first..<min(first + batchSize, train.count)])
         let (images, labels) = train.batch(indices, augmentation: augmentation, using: &state.dataGenerator)
         optimizer.learningRate = rates.rate(base: lr, step: state.step)
-        let metrics = trainStep(model, optimizer: optimizer, images: images, labels: labels, labelSmoothing: labelSmoothing)
+        let metrics = trainStep(model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing)
         state.step += 1
         epochLoss += metrics.loss * Double(labels.count)
         epochCorrect += metrics.accuracy * Double(labels.count)
@@ -107,7 +110,7 @@ struct Train: ParsableCommand {
       }
       progress.finish()
       let seconds = Date().timeIntervalSince(started)
-      let testMetrics = evaluate(model, on: test)
+      let testMetrics = evaluate(model, on: test, dtype: dtype)
       let line = EpochLog(
         epoch: epoch + 1, step: state.step, trainLoss: epochLoss / Double(max(epochImages, 1)),
         trainAccuracy: epochCorrect / Double(max(epochImages, 1)), testLoss: testMetrics.loss, testAccuracy: testMetrics.accuracy,

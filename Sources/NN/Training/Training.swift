@@ -24,8 +24,9 @@ public func trainStep(
   return Metrics(loss: loss.value.scalar, accuracy: accuracy(logits.value, labels: labels))
 }
 
-/// The loss and accuracy of `model` on `dataset`, in inference mode without recording.
-public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 500) -> Metrics {
+/// The loss and accuracy of `model` on `dataset`, in inference mode without recording, with the
+/// images converted to `dtype` (the model's element type).
+public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 500, dtype: DType = .float32) -> Metrics {
   var generator = RandomGenerator(seed: 0)
   var totalLoss = 0.0, correct = 0.0
   return withoutRecording {
@@ -33,7 +34,7 @@ public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 5
       for start in stride(from: 0, to: dataset.count, by: batchSize) {
         let indices = Array(start..<min(start + batchSize, dataset.count))
         let (images, labels) = dataset.batch(indices, using: &generator)
-        let logits = model(Variable(images))
+        let logits = model(Variable(images.converted(to: dtype)))
         totalLoss += crossEntropy(logits, labels: labels).value.scalar * Double(indices.count)
         correct += accuracy(logits.value, labels: labels) * Double(indices.count)
       }
