@@ -86,16 +86,19 @@ struct DepthwiseConvolution {
   /// Each tap's weight gradient is a sum over every output position. Summed along each row with one
   /// running total, the loop cannot vectorise (floating-point addition does not reassociate); so
   /// every (tap, output column) keeps its own running total over images and rows, an element-wise
-  /// update that does vectorise, and each tap's totals are added in column order at the end.
+  /// update that does vectorise, and each tap's totals are added in column order at the end. The
+  /// running totals cover one image and are then added into Float64 sums, so no total runs over
+  /// more than one image's rows (the blocked summation of Summation.swift).
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
     let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
     let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in
-      let totals = UnsafeMutablePointer<T>.allocate(capacity: kk * ow)
-      defer { totals.deallocate() }
+      let totals = UnsafeMutablePointer<T>.allocate(capacity: kk * ow), sums = UnsafeMutablePointer<Double>.allocate(capacity: kk * ow)
+      defer { (totals.deallocate(), sums.deallocate()) }
       for c in channels {
-        totals.update(repeating: 0, count: kk * ow)
+        sums.update(repeating: 0, count: kk * ow)
         for n in 0..<g.batch {
+          totals.update(repeating: 0, count: kk * ow)
           let grad = pdy + n * dyl.imageStride + c * dyl.channelStride, src = px + n * xl.imageStride + c * xl.channelStride
           forEachTapRow { ky, kx, iy, oy, range, offset in
             let row = src + iy * iw + offset, out = grad + oy * ow, total = totals + (ky * g.kernelWidth + kx) * ow
@@ -109,11 +112,12 @@ struct DepthwiseConvolution {
               }
             }
           }
+          for i in 0..<kk * ow { sums[i] += Double(totals[i]) }
         }
         for t in 0..<kk {
-          var sum: T = 0
-          for ox in 0..<ow { sum += totals[t * ow + ox] }
-          pdw[c * kk + t] = sum
+          var sum = 0.0
+          for ox in 0..<ow { sum += sums[t * ow + ox] }
+          pdw[c * kk + t] = T(sum)
         }
       }
     }

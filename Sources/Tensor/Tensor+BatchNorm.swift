@@ -38,15 +38,16 @@ public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Ten
   let mean = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   let variance = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   func kernel<T: TensorScalar>(_: T.Type) {
-    let pm = mean.base(T.self), pv = variance.base(T.self), m = T(max(1, x.count / max(1, channels)))
+    let pm = mean.base(T.self), pv = variance.base(T.self), m = Double(max(1, x.count / max(1, channels)))
     forEachChannel(x) { c in
-      var total: T = 0
-      forEachPlane(of: x, channel: c, T.self) { p, n in total += rowSum(p, n) }
-      let mu = total / m
-      var squares: T = 0
-      forEachPlane(of: x, channel: c, T.self) { p, n in squares += rowSumOfSquares(p, n, around: mu) }
+      // Planes' sums are added in Float64, as the blocks within a plane are (Summation.swift).
+      var total = 0.0
+      forEachPlane(of: x, channel: c, T.self) { p, n in total += Double(rowSum(p, n)) }
+      let mu = T(total / m)
+      var squares = 0.0
+      forEachPlane(of: x, channel: c, T.self) { p, n in squares += Double(rowSumOfSquares(p, n, around: mu)) }
       pm[c] = mu
-      pv[c] = squares / m
+      pv[c] = T(squares / m)
     }
   }
   switch x.dtype {
@@ -147,12 +148,12 @@ private func batchNormBackward(
     forEachChannel(x) { c in
       let mu = pm[c], invStd = 1 / (pv[c] + T(epsilon)).squareRoot()
       let relu = applyingReLU ? affineCoefficients(mean: mu, variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon) : nil
-      var sumDy: T = 0, sumDyCentered: T = 0
+      var planeSums = (sum: 0.0, dot: 0.0)
       forEachPlane(of: dy, channel: c, T.self) { g, n in
         let sums = rowGradientSums(g, g + xOffset, n, around: mu, reluOf: relu)
-        sumDy += sums.sum
-        sumDyCentered += sums.dot
+        planeSums = (planeSums.sum + Double(sums.sum), planeSums.dot + Double(sums.dot))
       }
+      let sumDy = T(planeSums.sum), sumDyCentered = T(planeSums.dot)
       let sumDyXhat = sumDyCentered * invStd
       pdb[c] = sumDy
       pdw[c] = sumDyXhat
