@@ -4,7 +4,11 @@ statistics), max |change - exact change| / max |exact change|, of PyTorch in flo
 in float32 and float64, plain and memory-efficient; prints the worst tensor, the fifth worst and the
 median of each.
 
-Usage: python Scripts/compare-torch-step.py [DEPTH] [GROWTH] [BATCH]   (needs torch and safetensors;
+Also prints how many ReLU inputs of PyTorch's float32 forward pass have another sign than in float64:
+each such flip moves a whole term into or out of a gradient sum, and one or two of them decide the
+worst tensor's error (docs/numerics.md).
+
+Usage: python Scripts/compare-torch-step.py [DEPTH] [GROWTH] [BATCH] [SEED]   (needs torch and safetensors;
 run from the repository root after `swift build -c release`). Never part of CI."""
 import json, math, os, subprocess, sys, tempfile
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -50,8 +54,8 @@ class DenseNetBC(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(F.relu(self.features(x)), 1).flatten(1))
 
 def main():
-    depth, k, batch = (int(a) for a in (sys.argv[1:4] + ["40", "12", "16"][len(sys.argv) - 1:]))
-    torch.manual_seed(0); torch.set_num_threads(2)
+    depth, k, batch, seed = (int(a) for a in (sys.argv[1:5] + ["40", "12", "16", "0"][len(sys.argv) - 1:]))
+    torch.manual_seed(seed); torch.set_num_threads(2)
     model = DenseNetBC(depth, k).double()
     for m in model.modules():  # non-trivial BN parameters and statistics
         if isinstance(m, nn.BatchNorm2d):
@@ -63,14 +67,25 @@ def main():
     initial = {key: value.clone() for key, value in model.state_dict().items()}
     save_file(initial, f"{work}/initial.safetensors")
     save_file({"images": images, "labels": labels}, f"{work}/batch.safetensors")
-    def step(m, x):
+    relu = F.relu
+    def step(m, x, signs):
+        # Records the sign of every ReLU input of the forward pass: where float32 and float64
+        # disagree, a whole term enters or leaves a gradient sum, whatever the arithmetic's accuracy.
+        def recording(v, *args, **kwargs):
+            signs.append((v.detach() > 0).flatten())
+            return relu(v, *args, **kwargs)
         opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
         m.train(); opt.zero_grad()
-        F.cross_entropy(m(x), labels).backward(); opt.step()
+        F.relu = recording
+        try: loss = F.cross_entropy(m(x), labels)
+        finally: F.relu = relu
+        loss.backward(); opt.step()
         return m.state_dict()
     exact = DenseNetBC(depth, k).double(); exact.load_state_dict({key: v.double() if v.is_floating_point() else v for key, v in initial.items()})
-    reference = step(exact, images.double())
-    expected = step(model, images)
+    signs64, signs32 = [], []
+    reference = step(exact, images.double(), signs64)
+    expected = step(model, images, signs32)
+    flips = sum(int((a != b).sum()) for a, b in zip(signs32, signs64))
 
     def errors(got):
         """Per tensor: max |change - exact change| / max |exact change| of the step's change."""
@@ -87,7 +102,8 @@ def main():
         ranked = sorted(result.items(), key=lambda kv: -kv[1])
         return {f"{name}Worst": ranked[0][1], f"{name}WorstTensor": ranked[0][0], f"{name}Fifth": ranked[4][1],
                 f"{name}Median": ranked[len(ranked) // 2][1]}
-    summary = {"depth": depth, "k": k, "batch": batch, "torch": torch.__version__}
+    summary = {"depth": depth, "k": k, "batch": batch, "seed": seed, "torch": torch.__version__,
+               "reluInputs": sum(len(a) for a in signs32), "torch32ReluSignFlips": flips}
     summary.update(describe("torch32", errors(expected)))
     for dtype in ("float32", "float64"):
         for efficient in (False, True):
