@@ -4,7 +4,7 @@ import RealModule
 /// The element type of a tensor, chosen at run time.
 ///
 /// Training uses `.float32`; numerical gradient checks use `.float64`.
-public enum DType: String, Sendable, CustomStringConvertible {
+public enum DType: String, Sendable, CustomStringConvertible, CaseIterable {
   /// 32-bit IEEE floating point (`Float`).
   case float32
   /// 64-bit IEEE floating point (`Double`).
