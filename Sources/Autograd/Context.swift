@@ -33,8 +33,6 @@ final class Context {
   /// Multiply-accumulates counted by convolutions and matrix products, when counting: as the
   /// model defines them, and as performed.
   var multiplyAccumulates: (asDefined: Int, computed: Int)?
-  /// Inside ``countingAsDefined(_:_:)``: the performed work is not the model's own.
-  var countsComputedOnly = false
   /// The batch statistics of the innermost checkpoint region running (rule 11).
   var statistics: RegionStatistics?
 
@@ -134,12 +132,10 @@ public func countingMultiplyAccumulates<R>(
 /// counts `definedMultiplyAccumulates` for it as defined while counting its own work as computed.
 public func countingAsDefined<R>(_ definedMultiplyAccumulates: @autoclosure () -> Int, _ body: () throws -> R) rethrows -> R {
   let context = Context.current
-  guard let counted = context.multiplyAccumulates else { return try body() }
-  context.multiplyAccumulates = (counted.asDefined + definedMultiplyAccumulates(), counted.computed)
-  let outer = context.countsComputedOnly
-  context.countsComputedOnly = true
-  defer { context.countsComputedOnly = outer }
-  return try body()
+  guard let outer = context.multiplyAccumulates else { return try body() }
+  let (result, _, computed) = try countingMultiplyAccumulates(body)
+  context.multiplyAccumulates = (outer.asDefined + definedMultiplyAccumulates(), outer.computed + computed)
+  return result
 }
 
 /// Adds to the multiply-accumulate count when counting is on.
@@ -147,5 +143,5 @@ func countMultiplyAccumulates(_ count: @autoclosure () -> Int) {
   let context = Context.current
   guard let counted = context.multiplyAccumulates else { return }
   let n = count()
-  context.multiplyAccumulates = (counted.asDefined + (context.countsComputedOnly ? 0 : n), counted.computed + n)
+  context.multiplyAccumulates = (counted.asDefined + n, counted.computed + n)
 }

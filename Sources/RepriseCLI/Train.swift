@@ -110,7 +110,7 @@ struct Train: ParsableCommand {
       }
       progress.finish()
       let seconds = Date().timeIntervalSince(started)
-      let testMetrics = evaluate(model, on: test, dtype: dtype)
+      let testMetrics = evaluate(model, on: test)
       let line = EpochLog(
         epoch: epoch + 1, step: state.step, trainLoss: epochLoss / Double(max(epochImages, 1)),
         trainAccuracy: epochCorrect / Double(max(epochImages, 1)), testLoss: testMetrics.loss, testAccuracy: testMetrics.accuracy,

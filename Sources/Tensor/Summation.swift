@@ -2,12 +2,12 @@
 ///
 /// A per-channel statistic of a batch adds N·H·W terms: 65,536 for 64 images of 32x32. Eight lanes
 /// that each add an eighth of them one after another carry 8,192 roundings in every lane, and the
-/// error grows with that count; in Float32 the batch-norm gradients of a DenseNet step then lost
-/// about four times as many digits as PyTorch's (whose reductions are pairwise). Here each lane
-/// adds `summationBlock / 8` terms into a fresh block accumulator in the working precision, and
-/// the block sums are added into a Float64 accumulator: the working precision's error grows with
-/// 64 additions instead of n / 8, at the cost of one conversion and vector addition per block. The order of additions is fixed by `n` alone, so results
-/// stay deterministic for any thread count.
+/// error grows with that count: a Float32 mean of 100 + N(0, 1) came out several units in the last
+/// place off. Here each lane adds `summationBlock / 8` terms into a fresh block accumulator in the
+/// working precision, and the block sums are added into a Float64 accumulator: the working
+/// precision's error grows with 64 additions instead of n / 8, at the cost of one conversion and
+/// vector addition per block. The order of additions is fixed by `n` alone, so results stay
+/// deterministic for any thread count.
 
 /// Terms per block of a blocked sum (a multiple of 8).
 let summationBlock = 512

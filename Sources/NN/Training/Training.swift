@@ -25,8 +25,9 @@ public func trainStep(
 }
 
 /// The loss and accuracy of `model` on `dataset`, in inference mode without recording, with the
-/// images converted to `dtype` (the model's element type).
-public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 500, dtype: DType = .float32) -> Metrics {
+/// images converted to the model's element type.
+public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 500) -> Metrics {
+  let dtype = model.parameters.first?.dtype ?? .float32
   var generator = RandomGenerator(seed: 0)
   var totalLoss = 0.0, correct = 0.0
   return withoutRecording {
