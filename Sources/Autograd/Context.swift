@@ -33,8 +33,13 @@ final class Context {
   /// Multiply-accumulates counted by convolutions and matrix products, when counting: as the
   /// model defines them, and as performed.
   var multiplyAccumulates: (asDefined: Int, computed: Int)?
-  /// The batch statistics of the innermost checkpoint region running (rule 11).
-  var statistics: RegionStatistics?
+  /// The innermost checkpoint region running: its policy and first-pass memo (rule 10,
+  /// optimisation B).
+  var region: RegionState?
+  /// The checkpoint plan in force: which units run as regions (``withCheckpointPlan(_:_:)``).
+  var plan: UnitRegions?
+  /// Measures units for the checkpoint planner, when profiling.
+  var profiler: UnitProfiler?
 
   private static let key: pthread_key_t = {
     var key = pthread_key_t()
@@ -101,8 +106,8 @@ public var isRecording: Bool { Context.current.isRecording }
 /// (checkpoint contract rule 5).
 public func onFirstPass(_ body: () throws -> Void) rethrows {
   let context = Context.current
-  // What runs only once keeps no batch statistics for a replay that will not read them (rule 11).
-  if context.replaying == nil { try context.with(\.statistics, nil, body) }
+  // What runs only once keeps nothing for a replay that will not read it (optimisation B).
+  if context.replaying == nil { try context.with(\.region, nil, body) }
 }
 
 /// Runs `body` and counts the multiply-accumulates of the convolutions and matrix products it

@@ -103,7 +103,7 @@ public func recordOperation(
 }
 
 /// Records an operation whose value, during a checkpoint replay, is computed only if something
-/// reads it (checkpoint rule 10); everywhere else it is ``recordOperation(_:_:inputs:pullback:)``
+/// reads it (checkpoint optimisation A), and which a region's policy may keep (rule 10); everywhere else it is ``recordOperation(_:_:inputs:pullback:)``
 /// with `compute()` as the value.
 ///
 /// For an operation whose pullback does not need its own output, such as a convolution: the last
@@ -115,6 +115,12 @@ public func recordOperation(
   pullback: @escaping (Tensor) -> [Tensor?]
 ) -> Variable {
   let context = Context.current
+  var compute = compute
+  if let region = context.region, region.policy.savedOperations.contains(name) {
+    // Rule 10: the first pass keeps the value; the replay reads it back instead of computing it.
+    let kept = region.memo.value("the output of \(name) \(shape)") { [compute()] }[0]
+    compute = { kept }
+  }
   guard context.replaying != nil, context.isRecording, inputs.contains(where: \.requiresGrad) else {
     return recordOperation(name, compute(), inputs: inputs, pullback: pullback)
   }

@@ -57,6 +57,13 @@ public final class Variable {
     self.producer = producer
   }
 
+  /// Gives a deferred value the tensor a checkpoint region kept for it instead of computing it
+  /// (contract rule 10); a value already computed stays as it is (the same bits, rule 8).
+  func resolveDeferred(with kept: Tensor) {
+    guard stored == nil else { return }
+    (stored, deferred) = (kept, nil)
+  }
+
   /// True for inputs and parameters, false for the outputs of recorded operations.
   public var isLeaf: Bool { producer == nil }
 

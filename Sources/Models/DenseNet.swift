@@ -16,17 +16,12 @@ import TensorModule
 /// | head         | BN, ReLU, global average pool, linear                                     |
 ///
 /// Parameter and buffer names are torchvision's state-dict keys. A block's features live in one
-/// growing buffer (``FeatureBuffer``). With `memoryEfficient` every BN-ReLU-conv unit keeps only
-/// its input (``batchNormReLUConv(_:norm:conv:)``), so no layer keeps a normalised map, the
-/// quadratic part; the backward pass recomputes the normalisations. A layer's 4k-channel
-/// bottleneck output is then either kept, as Pleiss et al. keep it, or, in the first layers of each
-/// block (``DenseNetConfiguration/keptBottleneckFraction``), not kept: the layer is a checkpoint
-/// region whose input is a view of the buffer, and the backward pass replays its first convolution
-/// and the second unit's batch statistics; the second convolution's output only leaves the region,
-/// so it is not recomputed (checkpoint rule 10). Either way feature-map memory is linear in depth.
-/// Without the option, the 3x3 units are fused all the same (their convolution pads its input, so
-/// the normalised map is written straight into the padded planes in both directions and never
-/// kept), and the 1x1 units keep their normalised maps.
+/// growing buffer (``FeatureBuffer``), so a layer's input is a view, not a concatenation. The 3x3
+/// units are fused BN-ReLU-conv operations (their convolution pads its input, so the normalised map
+/// is written straight into the padded planes in both directions and never kept); the 1x1
+/// bottleneck units keep their normalised maps, and tag their output `bottleneck` for checkpoint
+/// policies. How the network is checkpointed is a plan applied to it:
+/// ``memoryEfficientPlan(keptBottleneckFraction:)`` is Pleiss et al.'s.
 public final class DenseNet: Network {
   /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
   public let features: ModuleContainer
@@ -41,9 +36,6 @@ public final class DenseNet: Network {
   /// for the CIFAR models as the official code, fan-in for the ImageNet models as torchvision; BN
   /// 1 and 0; linear bias 0).
   public init(_ configuration: DenseNetConfiguration) {
-    require(
-      (0...1).contains(configuration.keptBottleneckFraction),
-      "DenseNet: keptBottleneckFraction \(configuration.keptBottleneckFraction) is not in [0, 1]")
     self.configuration = configuration
     let c = configuration, k = c.growthRate, fan: Initializer.Fan = c.stem == .imagenet ? .fanIn : .fanOut
     var stages: [(String, any Layer)] = []
@@ -81,26 +73,53 @@ public final class DenseNet: Network {
 
   /// `features` and `classifier`.
   public var children: [(name: String, module: any Module)] { [("features", features), ("classifier", classifier)] }
+
+  /// The memory-efficient implementation of Pleiss et al. as a checkpoint plan: every dense layer
+  /// is a region, so no layer keeps a normalised map (the quadratic part) and feature-map memory is
+  /// linear in depth; the backward pass recomputes the normalisations.
+  ///
+  /// - Parameter keptBottleneckFraction: the fraction of each block's layers, the last ones, whose
+  ///   region keeps its 4k-channel bottleneck output (policy: the name `bottleneck`) instead of
+  ///   recomputing it. A layer's recomputation costs in proportion to its input width, which grows
+  ///   through the block, while its bottleneck output has the same size in every layer of the
+  ///   block: the last layers save the most time per byte kept. 0 keeps the least (each layer's k
+  ///   new channels); 1 keeps every bottleneck output, as Pleiss et al. and torchvision's
+  ///   `memory_efficient` do. The number of layers is rounded down. Transitions with dropout, whose
+  ///   normalised map would be kept for the convolution, are regions too.
+  /// - Precondition: `keptBottleneckFraction` is in [0, 1].
+  public func memoryEfficientPlan(keptBottleneckFraction: Double = 0.5) -> CheckpointPlan {
+    require(
+      (0...1).contains(keptBottleneckFraction), "DenseNet: kept bottleneck fraction \(keptBottleneckFraction) is not in [0, 1]")
+    return .units(of: self) { unit in
+      if let transition = unit.module as? Transition { return transition.dropout == nil ? nil : .nothing }
+      guard unit.module is DenseLayer else { return nil }
+      let kept = configuration.bottleneck ? Int((keptBottleneckFraction * Double(unit.siblingCount)).rounded(.down)) : 0
+      return unit.index >= unit.siblingCount - kept ? .saving(names: ["bottleneck"]) : .nothing
+    }
+  }
+
+  /// ``memoryEfficientPlan(keptBottleneckFraction:)`` with half the bottlenecks kept.
+  public func memoryEfficientPlan() -> CheckpointPlan { memoryEfficientPlan(keptBottleneckFraction: 0.5) }
 }
 
 /// A dense block: each layer reads every earlier feature map and appends `growthRate` new ones.
-public final class DenseBlock: Layer {
+public final class DenseBlock: Chain, Layer {
   /// The layers, `denselayer1`, `denselayer2`, ...
   public let layers: [DenseLayer]
   let capacity: Int
 
   init(layerCount: Int, inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
-    let firstKeeping = layerCount - c.keptBottlenecks(of: layerCount)
     layers = (0..<layerCount).map { i in
-      DenseLayer(
-        inputChannels: inputChannels + i * c.growthRate, configuration: c, fan: fan, name: "denselayer\(i + 1)",
-        keepsBottleneckOutput: i >= firstKeeping)
+      DenseLayer(inputChannels: inputChannels + i * c.growthRate, configuration: c, fan: fan, name: "denselayer\(i + 1)")
     }
     capacity = inputChannels + layerCount * c.growthRate
   }
 
   /// `denselayer1`, `denselayer2`, ...
   public var children: [(name: String, module: any Module)] { layers.map { ($0.name, $0) } }
+
+  /// The layers, the units a checkpoint plan may make regions.
+  public var units: [(name: String, module: any Module)] { children }
 
   /// The block input followed by every layer's new channels.
   ///
@@ -111,7 +130,8 @@ public final class DenseBlock: Layer {
     let training = LearningPhase.current == .training
     for layer in layers {
       let window = 0..<buffer.channelCount
-      buffer.append(layer(buffer.window(window), statistics: training ? buffer.batchStatistics(window) : nil))
+      let statistics = training ? buffer.batchStatistics(window) : nil
+      buffer.append(checkpointUnit(layer, buffer.window(window)) { layer($0, statistics: statistics) })
     }
     return buffer.features
   }
@@ -124,14 +144,9 @@ public final class DenseLayer: Layer {
   let norm1: BatchNorm2d, conv1: Conv2d
   let norm2: BatchNorm2d?, conv2: Conv2d?
   let dropout: Dropout?
-  let memoryEfficient: Bool
-  /// Whether the layer is a checkpoint region: memory-efficient and not among its block's last
-  /// layers that keep their bottleneck output (``DenseNetConfiguration/keptBottleneckFraction``).
-  public let isCheckpointed: Bool
 
-  init(inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan, name: String, keepsBottleneckOutput: Bool) {
+  init(inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan, name: String) {
     self.name = name
-    isCheckpointed = c.memoryEfficient && !keepsBottleneckOutput
     let k = c.growthRate, bottleneckWidth = c.bottleneckFactor * k
     norm1 = BatchNorm2d(channels: inputChannels)
     if c.bottleneck {
@@ -143,7 +158,6 @@ public final class DenseLayer: Layer {
       (norm2, conv2) = (nil, nil)
     }
     dropout = c.dropRate > 0 ? Dropout(probability: c.dropRate) : nil
-    memoryEfficient = c.memoryEfficient
   }
 
   /// `norm1`, `conv1` and, for BC layers, `norm2`, `conv2` (torchvision's names).
@@ -157,21 +171,18 @@ public final class DenseLayer: Layer {
   /// The new channels, with the batch statistics of `features` when the caller has them (see
   /// ``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``).
   public func callAsFunction(_ features: Variable, statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
-    // A 3x3 unit is fused in both modes: its convolution pads its input anyway, so normalising on
-    // the way in, forward and backward, costs nothing and saves keeping the normalised map.
+    // A 3x3 unit is fused: its convolution pads its input anyway, so normalising on the way in,
+    // forward and backward, costs nothing and saves keeping the normalised map.
     func unit(_ x: Variable, _ norm: BatchNorm2d, _ conv: Conv2d, _ statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
       let y =
-        memoryEfficient || conv.weight.shape[2...] != [1, 1]
+        conv.weight.shape[2...] != [1, 1]
         ? batchNormReLUConv(x, norm: norm, conv: conv, statistics: statistics)
-        : conv(norm(x, applyingReLU: true, statistics: statistics))
+        : checkpointName(conv(norm(x, applyingReLU: true, statistics: statistics)), "bottleneck")
       return dropout?(y) ?? y
     }
-    let body: (Variable) -> Variable = { [self] x in
-      let h = unit(x, norm1, conv1, statistics)
-      guard let norm2, let conv2 else { return h }
-      return unit(h, norm2, conv2, nil)
-    }
-    return isCheckpointed ? checkpoint(features, name: name, body) : body(features)
+    let h = unit(features, norm1, conv1, statistics)
+    guard let norm2, let conv2 else { return h }
+    return unit(h, norm2, conv2, nil)
   }
 }
 
@@ -186,13 +197,11 @@ public final class DenseLayer: Layer {
 /// papers'.
 public final class Transition: Layer {
   let norm: BatchNorm2d, conv: Conv2d, dropout: Dropout?
-  let memoryEfficient: Bool
 
   init(inputChannels: Int, outputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
     norm = BatchNorm2d(channels: inputChannels)
     conv = Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
     dropout = c.dropRate > 0 ? Dropout(probability: c.dropRate) : nil
-    memoryEfficient = c.memoryEfficient
   }
 
   /// `norm` and `conv`.
@@ -208,7 +217,6 @@ public final class Transition: Layer {
         conv(avgPool2d(normalized, kernelSize: 2))
       }
     }
-    let y = memoryEfficient ? batchNormReLUConv(input, norm: norm, conv: conv) : conv(norm(input, applyingReLU: true))
-    return avgPool2d(dropout(y), kernelSize: 2)
+    return avgPool2d(dropout(conv(norm(input, applyingReLU: true))), kernelSize: 2)
   }
 }

@@ -30,36 +30,14 @@ public struct DenseNetConfiguration: Sendable, Equatable {
   public var inputChannels: Int
   /// The stem.
   public var stem: Stem
-  /// Whether dense layers keep nothing but their inputs over a shared feature buffer, recomputing
-  /// the rest in the backward pass (see ``DenseNet``).
-  public var memoryEfficient: Bool
-  /// With `memoryEfficient` and a bottleneck: the fraction of each block's layers, the last ones,
-  /// that keep their 4k-channel bottleneck output instead of recomputing it in the backward pass.
-  ///
-  /// A layer's recomputation costs in proportion to its input width, which grows through the
-  /// block, while its bottleneck output has the same size in every layer of the block: the last
-  /// layers save the most time per byte kept. 0 keeps the least (each layer's k new channels);
-  /// 1 keeps every bottleneck output, as Pleiss et al. and torchvision's `memory_efficient` do, and
-  /// recomputes only the normalisations. Feature-map memory is linear in depth for any value.
-  /// The number of layers is rounded down. Must lie in [0, 1].
-  public var keptBottleneckFraction: Double
-
   /// A configuration from its parts.
   public init(
     growthRate: Int, blocks: [Int], bottleneck: Bool, compression: Double, initialChannels: Int, dropRate: Double = 0,
-    classCount: Int, inputChannels: Int = 3, stem: Stem, memoryEfficient: Bool = false, keptBottleneckFraction: Double = 0.5
+    classCount: Int, inputChannels: Int = 3, stem: Stem
   ) {
     (self.growthRate, self.blocks, self.bottleneck, self.compression, self.initialChannels) =
       (growthRate, blocks, bottleneck, compression, initialChannels)
-    (self.dropRate, self.classCount, self.inputChannels, self.stem, self.memoryEfficient) =
-      (dropRate, classCount, inputChannels, stem, memoryEfficient)
-    self.keptBottleneckFraction = keptBottleneckFraction
-  }
-
-  /// How many of a block's `layerCount` layers keep their bottleneck output (the last ones).
-  func keptBottlenecks(of layerCount: Int) -> Int {
-    guard memoryEfficient && bottleneck else { return 0 }
-    return Int((keptBottleneckFraction * Double(layerCount)).rounded(.down))
+    (self.dropRate, self.classCount, self.inputChannels, self.stem) = (dropRate, classCount, inputChannels, stem)
   }
 
   /// The three-block CIFAR model of depth L: (L - 4) / 3 layers per block for plain DenseNet and
@@ -69,8 +47,7 @@ public struct DenseNetConfiguration: Sendable, Equatable {
   /// - Throws: ``ModelError`` when the depth does not divide into three blocks.
   public static func cifar(
     depth: Int, growthRate: Int, bottleneck: Bool, compression: Double? = nil, initialChannels: Int? = nil,
-    dropRate: Double = 0, classCount: Int = 10, inputChannels: Int = 3, memoryEfficient: Bool = false,
-    keptBottleneckFraction: Double = 0.5
+    dropRate: Double = 0, classCount: Int = 10, inputChannels: Int = 3
   ) throws -> DenseNetConfiguration {
     let convsPerLayer = bottleneck ? 2 : 1
     guard depth > 4, (depth - 4) % (3 * convsPerLayer) == 0 else {
@@ -80,15 +57,11 @@ public struct DenseNetConfiguration: Sendable, Equatable {
     let theta = compression ?? (bottleneck ? 0.5 : 1)
     guard theta > 0 && theta <= 1 else { throw ModelError.invalid("compression must be in (0, 1], got \(theta)") }
     guard (0..<1).contains(dropRate) else { throw ModelError.invalid("drop rate must be in [0, 1), got \(dropRate)") }
-    guard (0...1).contains(keptBottleneckFraction) else {
-      throw ModelError.invalid("kept bottleneck fraction must be in [0, 1], got \(keptBottleneckFraction)")
-    }
     let n = (depth - 4) / (3 * convsPerLayer)
     return DenseNetConfiguration(
       growthRate: growthRate, blocks: [n, n, n], bottleneck: bottleneck, compression: theta,
       initialChannels: initialChannels ?? (bottleneck ? 2 * growthRate : 16), dropRate: dropRate, classCount: classCount,
-      inputChannels: inputChannels, stem: .cifar, memoryEfficient: memoryEfficient,
-      keptBottleneckFraction: keptBottleneckFraction)
+      inputChannels: inputChannels, stem: .cifar)
   }
 
   /// An ImageNet model (DenseNet-BC with a 7x7 stem) with the given blocks and growth rate.

@@ -20,7 +20,7 @@ public final class MobileNetV2: Network {
   private let features: Sequential, classifier: Sequential
 
   /// He-normal (fan-out) convolutions with zero biases, BN 1 and 0, classifier Normal(0, 0.01), bias 0.
-  public init(convolution: ConvolutionVariant, classCount: Int = 10, inputChannels: Int = 3, memoryEfficient: Bool = false) {
+  public init(convolution: ConvolutionVariant, classCount: Int = 10, inputChannels: Int = 3) {
     let table = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
     let kernels: [[Int]?] = convolution == .standard ? [] : [[3, 5, 7], [3, 5]]
     var layers: [any Layer] = [convBNReLU6(inputChannels, 32, kernel: 3, stride: 1)]
@@ -30,7 +30,7 @@ public final class MobileNetV2: Network {
         layers.append(
           InvertedResidual(
             inputChannels: width, outputChannels: c, stride: i == 0 ? s : 1, expansion: t,
-            variant: row < kernels.count ? kernels[row].map { (convolution, $0) } : nil, memoryEfficient: memoryEfficient))
+            variant: row < kernels.count ? kernels[row].map { (convolution, $0) } : nil))
         width = c
       }
     }
@@ -44,6 +44,9 @@ public final class MobileNetV2: Network {
 
   /// `features` and `classifier`.
   public var children: [(name: String, module: any Module)] { [("features", features), ("classifier", classifier)] }
+
+  /// Every inverted residual block a region that keeps nothing.
+  public func memoryEfficientPlan() -> CheckpointPlan { .units(of: self) { $0.module is InvertedResidual ? .nothing : nil } }
 }
 
 /// conv (no bias), BN, ReLU6: torchvision's `ConvBNReLU` (children `0`, `1`).
@@ -60,9 +63,8 @@ func convBNReLU6(_ input: Int, _ output: Int, kernel: Int, stride: Int, groups: 
 public final class InvertedResidual: Layer {
   let conv: Sequential
   let residual: Bool
-  let memoryEfficient: Bool
 
-  init(inputChannels: Int, outputChannels: Int, stride: Int, expansion: Int, variant: (ConvolutionVariant, [Int])?, memoryEfficient: Bool) {
+  init(inputChannels: Int, outputChannels: Int, stride: Int, expansion: Int, variant: (ConvolutionVariant, [Int])?) {
     let hidden = inputChannels * expansion
     var layers: [any Layer] = expansion == 1 ? [] : [convBNReLU6(inputChannels, hidden, kernel: 1, stride: 1)]
     if let (kind, kernels) = variant {
@@ -78,15 +80,11 @@ public final class InvertedResidual: Layer {
     }
     conv = Sequential(layers)
     residual = stride == 1 && inputChannels == outputChannels
-    self.memoryEfficient = memoryEfficient
   }
 
   /// `conv` (torchvision's name), numbered within.
   public var children: [(name: String, module: any Module)] { [("conv", conv)] }
 
   /// The block applied to `input`.
-  public func callAsFunction(_ input: Variable) -> Variable {
-    let body: (Variable) -> Variable = { [conv, residual] x in residual ? x + conv(x) : conv(x) }
-    return memoryEfficient ? checkpoint(input, name: "inverted residual", body) : body(input)
-  }
+  public func callAsFunction(_ x: Variable) -> Variable { residual ? x + conv(x) : conv(x) }
 }

@@ -21,17 +21,15 @@ public struct ResNetConfiguration: Sendable, Equatable {
   public var classCount: Int
   /// Channels of the input images.
   public var inputChannels: Int
-  /// Whether every residual block is a checkpoint region.
-  public var memoryEfficient = false
 
   /// A configuration from its parts.
   public init(
     blocksPerStage: Int, convolution: ConvolutionVariant = .standard, squeezeReduction: Int? = nil, finalSurvival: Double = 1,
-    classCount: Int = 10, inputChannels: Int = 3, memoryEfficient: Bool = false
+    classCount: Int = 10, inputChannels: Int = 3
   ) {
     (self.blocksPerStage, self.convolution, self.squeezeReduction, self.finalSurvival) =
       (blocksPerStage, convolution, squeezeReduction, finalSurvival)
-    (self.classCount, self.inputChannels, self.memoryEfficient) = (classCount, inputChannels, memoryEfficient)
+    (self.classCount, self.inputChannels) = (classCount, inputChannels)
   }
 
   /// ResNet-20 (n = 3).
@@ -86,6 +84,9 @@ public final class ResNet: Network {
 
   /// The stem, `layer1` to `layer3` and `fc`.
   public var children: [(name: String, module: any Module)] { stages.filter { !($0.layer is GlobalAvgPool2d) }.map { ($0.name, $0.layer) } }
+
+  /// Every residual block a region that keeps nothing.
+  public func memoryEfficientPlan() -> CheckpointPlan { .units(of: self) { $0.module is BasicBlock ? .nothing : nil } }
 }
 
 /// The post-activation basic block: variant(x), ReLU, conv 3x3, BN, optional SE, plus the
@@ -97,7 +98,6 @@ public final class BasicBlock: Layer {
   let squeeze: SqueezeExcitation?
   let shortcut: Sequential?
   let survival: Double
-  let memoryEfficient: Bool
 
   init(inputChannels: Int, outputChannels: Int, stride: Int, configuration c: ResNetConfiguration, kernels: [Int], survival: Double) {
     first = c.convolution.make(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride, kernels: kernels, fan: .fanIn)
@@ -109,7 +109,7 @@ public final class BasicBlock: Layer {
       ? Sequential([
         ("0", convolution(inputChannels, outputChannels, kernel: 1, stride: stride, fan: .fanIn)), ("1", BatchNorm2d(channels: outputChannels)),
       ]) : nil
-    (self.survival, memoryEfficient) = (survival, c.memoryEfficient)
+    self.survival = survival
   }
 
   /// `conv1` (the variant), `conv2`, `bn2`, `se` and `shortcut` when present.
@@ -118,22 +118,19 @@ public final class BasicBlock: Layer {
   }
 
   /// The block applied to `input`.
-  public func callAsFunction(_ input: Variable) -> Variable {
-    let body: (Variable) -> Variable = { [self] x in
-      let identity = shortcut?(x) ?? x
-      var keep = 1.0
-      if survival < 1 {
-        if LearningPhase.current == .training {
-          if Tensor(randomUniform: [1], dtype: .float64).scalar >= survival { return relu(identity) }
-        } else {
-          keep = survival
-        }
+  public func callAsFunction(_ x: Variable) -> Variable {
+    let identity = shortcut?(x) ?? x
+    var keep = 1.0
+    if survival < 1 {
+      if LearningPhase.current == .training {
+        if Tensor(randomUniform: [1], dtype: .float64).scalar >= survival { return relu(identity) }
+      } else {
+        keep = survival
       }
-      var h = bn2(conv2(relu(first(x))))
-      if let squeeze { h = squeeze(h) }
-      return relu((keep == 1 ? h : h * keep) + identity)
     }
-    return memoryEfficient ? checkpoint(input, name: "block", body) : body(input)
+    var h = bn2(conv2(relu(first(x))))
+    if let squeeze { h = squeeze(h) }
+    return relu((keep == 1 ? h : h * keep) + identity)
   }
 }
 

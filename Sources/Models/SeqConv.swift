@@ -77,14 +77,14 @@ public final class SeqFilter: Module {
 /// | ResNeXt   | either                                     | as SeqConvB, 3x3 in `subgroups`    |
 ///
 /// The input and the outputs live in one growing channel buffer (``FeatureBuffer``), so a window
-/// is a view, not a copy. With `memoryEfficient` each filter is a checkpoint region: a layer keeps
-/// nothing after its forward pass but its outputs, and replays each filter in the backward pass.
-public final class SeqConv: Layer {
+/// is a view, not a copy. Its filters are the units of a chain: a plan that makes each a checkpoint
+/// region (``SeqResNet/memoryEfficientPlan()``) leaves a layer keeping nothing after its forward pass
+/// but its outputs, and replays each filter in the backward pass.
+public final class SeqConv: Chain, Layer {
   /// The filters, `filter1`, `filter2`, ...
   public let filters: [SeqFilter]
   let inputChannels: Int, granularity: Int, windowed: Bool
   let windowDropout: Dropout2d?
-  let memoryEfficient: Bool
 
   /// A layer from `inputChannels` to `outputChannels` (a multiple of `granularity` k).
   ///
@@ -95,7 +95,7 @@ public final class SeqConv: Layer {
   ///   - windowDropRate: channel dropout on each filter's window, a fresh mask per filter (CIFAR).
   public init(
     inputChannels: Int, outputChannels: Int, granularity k: Int, windowed: Bool, bottleneck: Bool, subgroups: Int = 1,
-    zeroInitialized: Bool = false, windowDropRate: Double = 0, memoryEfficient: Bool = false
+    zeroInitialized: Bool = false, windowDropRate: Double = 0
   ) {
     require(
       k > 0 && outputChannels % k == 0 && k % subgroups == 0 && (!windowed || inputChannels % k == 0),
@@ -105,12 +105,15 @@ public final class SeqConv: Layer {
         windowChannels: windowed ? inputChannels : inputChannels + i * k, granularity: k, bottleneck: bottleneck,
         subgroups: subgroups, zeroInitialized: zeroInitialized)
     }
-    (self.inputChannels, granularity, self.windowed, self.memoryEfficient) = (inputChannels, k, windowed, memoryEfficient)
+    (self.inputChannels, granularity, self.windowed) = (inputChannels, k, windowed)
     windowDropout = windowDropRate > 0 ? Dropout2d(probability: windowDropRate) : nil
   }
 
   /// `filter1`, `filter2`, ...
   public var children: [(name: String, module: any Module)] { filters.enumerated().map { ("filter\($0 + 1)", $1) } }
+
+  /// The filters, in order.
+  public var units: [(name: String, module: any Module)] { children }
 
   /// The channels of the window filter `index` reads, counted in [input | a_0 | a_1 | ...].
   public func window(ofFilter index: Int) -> Range<Int> {
@@ -154,7 +157,7 @@ public final class SeqConv: Layer {
         let (raw, activated) = filter(windowDropout?(v[0]) ?? v[0], shortcut: v.count > 1 ? v[1] : nil)
         return [raw, activated]
       }
-      let outputs = memoryEfficient ? checkpoint(inputs, name: "filter\(i + 1)", body) : body(inputs)
+      let outputs = checkpointUnit(filter, inputs, body)
       raws.append(outputs[0])
       buffer.append(outputs[1])
     }

@@ -55,12 +55,15 @@ public final class SeqResNet: Network {
 
   /// The stem, the stages, the blender and the classifier.
   public var children: [(name: String, module: any Module)] { modules }
+
+  /// Every filter a region that keeps nothing.
+  public func memoryEfficientPlan() -> CheckpointPlan { .units(of: self) { $0.module is SeqFilter ? .nothing : nil } }
 }
 
 /// One stage: its entry (the dense head of the first stage, or a down-sampling block), then
 /// residual blocks at the stage's width. It maps activated maps to activated maps; the residual
 /// stream lives inside.
-public final class SeqStage: Layer {
+public final class SeqStage: Chain, Layer {
   /// The dense head (first stage) or the windowed extension of a down-sampling block.
   let entry: SeqConv
   /// Whether the entry is a down-sampling extension whose input is kept: [input | extension].
@@ -78,13 +81,13 @@ public final class SeqStage: Layer {
       // shrink halves the resolution.
       entry = SeqConv(
         inputChannels: inputChannels, outputChannels: width, granularity: k, windowed: false, bottleneck: c.bottleneck,
-        subgroups: g, memoryEfficient: c.memoryEfficient)
+        subgroups: g)
       shrink = c.stem == .imagenet ? ConvUnit(inputChannels: width, outputChannels: width, kernelSize: 3, stride: 2, groups: width / k * g) : nil
     } else {
       // Down-sampling: the extension uses the previous stage's granularity and cardinality.
       entry = SeqConv(
         inputChannels: inputChannels, outputChannels: width - inputChannels, granularity: c.granularities[s - 1], windowed: true,
-        bottleneck: c.bottleneck, subgroups: c.subgroups[s - 1], windowDropRate: c.windowDropRate, memoryEfficient: c.memoryEfficient)
+        bottleneck: c.bottleneck, subgroups: c.subgroups[s - 1], windowDropRate: c.windowDropRate)
       shrink = ConvUnit(inputChannels: width, outputChannels: width, kernelSize: 3, stride: 2, groups: width / k * g)
     }
     blocks = (0..<c.blocksPerStage[s]).map { _ in SeqResidualBlock(width: width, granularity: k, subgroups: g, configuration: c) }
@@ -96,31 +99,36 @@ public final class SeqStage: Layer {
       + blocks.enumerated().map { ("block\($0 + 1)", $1) }
   }
 
+  /// The entry, the shrink and the blocks, the units a checkpoint plan may make regions.
+  public var units: [(name: String, module: any Module)] { children }
+
   /// The stage's activated output.
   public func callAsFunction(_ input: Variable) -> Variable {
+    func pair(_ v: [Variable]) -> (raw: Variable, activated: Variable) { (v[0], v[1]) }
     var stream: (raw: Variable, activated: Variable)
-    if extends {
-      stream = shrink!.pair(entry.extending(input))
-    } else if let shrink {
-      stream = shrink.pair(entry(input))
+    if let shrink {
+      let entered = checkpointUnit(entry, input) { [entry, extends] in extends ? entry.extending($0) : entry($0) }
+      stream = pair(checkpointUnit(shrink, [entered]) { v in let p = shrink.pair(v[0]); return [p.raw, p.activated] })
     } else {
-      stream = entry(input, shortcut: nil)
+      stream = pair(checkpointUnit(entry, [input]) { [entry] v in let p = entry(v[0], shortcut: nil); return [p.raw, p.activated] })
     }
-    for block in blocks { stream = block(stream) }
+    for block in blocks {
+      stream = pair(checkpointUnit(block, [stream.raw, stream.activated]) { v in let p = block((v[0], v[1])); return [p.raw, p.activated] })
+    }
     return stream.activated
   }
 }
 
 /// Two windowed layers; the second adds the block's raw input to its filters' outputs before BN,
 /// and its last convolutions start at zero (MODELS.md 2.3, 2.6).
-public final class SeqResidualBlock: Module {
+public final class SeqResidualBlock: Chain {
   let layer1: SeqConv, layer2: SeqConv
 
   init(width: Int, granularity k: Int, subgroups g: Int, configuration c: SeqResNetConfiguration) {
     func layer(zero: Bool) -> SeqConv {
       SeqConv(
         inputChannels: width, outputChannels: width, granularity: k, windowed: true, bottleneck: c.bottleneck, subgroups: g,
-        zeroInitialized: zero, windowDropRate: c.windowDropRate, memoryEfficient: c.memoryEfficient)
+        zeroInitialized: zero, windowDropRate: c.windowDropRate)
     }
     (layer1, layer2) = (layer(zero: false), layer(zero: true))
   }
@@ -128,8 +136,13 @@ public final class SeqResidualBlock: Module {
   /// `layer1` and `layer2`.
   public var children: [(name: String, module: any Module)] { [("layer1", layer1), ("layer2", layer2)] }
 
+  /// The two layers, the units a checkpoint plan may make regions.
+  public var units: [(name: String, module: any Module)] { children }
+
   /// The block applied to the residual stream (raw) and its activation.
   public func callAsFunction(_ stream: (raw: Variable, activated: Variable)) -> (raw: Variable, activated: Variable) {
-    layer2(layer1(stream.activated), shortcut: stream.raw)
+    let hidden = checkpointUnit(layer1, stream.activated) { [layer1] in layer1($0) }
+    let out = checkpointUnit(layer2, [hidden, stream.raw]) { [layer2] v in let p = layer2(v[0], shortcut: v[1]); return [p.raw, p.activated] }
+    return (out[0], out[1])
   }
 }

@@ -30,18 +30,16 @@ public struct SeqResNetConfiguration: Sendable, Equatable {
   public var inputChannels: Int
   /// The stem.
   public var stem: Stem
-  /// Whether every filter is a checkpoint region.
-  public var memoryEfficient: Bool
 
   /// A configuration from its parts.
   public init(
     stageWidths: [Int], blocksPerStage: [Int], granularities: [Int], subgroups: [Int], bottleneck: Bool,
-    windowDropRate: Double, dropRate: Double, classCount: Int, inputChannels: Int = 3, stem: Stem, memoryEfficient: Bool = false
+    windowDropRate: Double, dropRate: Double, classCount: Int, inputChannels: Int = 3, stem: Stem
   ) {
     (self.stageWidths, self.blocksPerStage, self.granularities, self.subgroups, self.bottleneck) =
       (stageWidths, blocksPerStage, granularities, subgroups, bottleneck)
-    (self.windowDropRate, self.dropRate, self.classCount, self.inputChannels, self.stem, self.memoryEfficient) =
-      (windowDropRate, dropRate, classCount, inputChannels, stem, memoryEfficient)
+    (self.windowDropRate, self.dropRate, self.classCount, self.inputChannels, self.stem) =
+      (windowDropRate, dropRate, classCount, inputChannels, stem)
   }
 
   /// The CIFAR template SeqResNet(k, r, N) or, with `bottleneck`, SeqResNet-B(k, r, N): stage
@@ -51,7 +49,7 @@ public struct SeqResNetConfiguration: Sendable, Equatable {
   /// - Throws: ``ModelError`` when k does not divide 16r or a size is not positive.
   public static func cifar(
     granularity k: Int, widening r: Int, blocksPerStage n: Int, bottleneck: Bool, dropRate: Double = 0.1,
-    classCount: Int = 10, inputChannels: Int = 3, memoryEfficient: Bool = false
+    classCount: Int = 10, inputChannels: Int = 3
   ) throws -> SeqResNetConfiguration {
     guard k > 0, r > 0, n >= 0 else {
       throw ModelError.invalid("granularity, widening and blocks per stage must be positive, got k \(k), r \(r), N \(n)")
@@ -61,7 +59,7 @@ public struct SeqResNetConfiguration: Sendable, Equatable {
     return SeqResNetConfiguration(
       stageWidths: [16 * r, 32 * r, 48 * r], blocksPerStage: [n, n, n], granularities: [k, k, k], subgroups: [1, 1, 1],
       bottleneck: bottleneck, windowDropRate: 0.1, dropRate: dropRate, classCount: classCount, inputChannels: inputChannels,
-      stem: .cifar, memoryEfficient: memoryEfficient)
+      stem: .cifar)
   }
 
   /// An ImageNet model: widths 64W(1, 2, 4, 8), granularities G, cardinalities g (MODELS.md 2.5).

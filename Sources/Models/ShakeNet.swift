@@ -28,8 +28,7 @@ public final class ShakeNet: Network {
 
   /// ShakeNet-26-2x96d: convolutions Normal(0, sqrt(2 / (K²·out))), BN 1 and 0, linear bias 0.
   public init(
-    convolution: ConvolutionVariant, unitsPerStage: Int = 4, widths: [Int] = [96, 192, 384], classCount: Int = 10, inputChannels: Int = 3,
-    memoryEfficient: Bool = false
+    convolution: ConvolutionVariant, unitsPerStage: Int = 4, widths: [Int] = [96, 192, 384], classCount: Int = 10, inputChannels: Int = 3
   ) {
     let kernels = [[3, 5, 7], [3, 5], [3, 3]]
     var stages: [(String, any Layer)] = [("c_in", Models.convolution(inputChannels, 16, kernel: 3, bias: true, fan: .fanOut))]
@@ -38,7 +37,7 @@ public final class ShakeNet: Network {
       let units: [(String, any Layer)] = (0..<unitsPerStage).map { u in
         let unit = ShakeUnit(
           inputChannels: u == 0 ? width : stageWidth, outputChannels: stageWidth, stride: u == 0 && s > 0 ? 2 : 1, convolution: convolution,
-          kernels: kernels[s], memoryEfficient: memoryEfficient)
+          kernels: kernels[s])
         return ("\(u)", unit)
       }
       stages.append(("layer\(s + 1)", Sequential(units)))
@@ -52,6 +51,9 @@ public final class ShakeNet: Network {
 
   /// The stem `c_in`, `layer1` to `layer3`, `fc_out`.
   public var children: [(name: String, module: any Module)] { stages.filter { !$0.layer.namedParameters.isEmpty }.map { ($0.name, $0.layer) } }
+
+  /// Every shake-shake unit a region that keeps nothing.
+  public func memoryEfficientPlan() -> CheckpointPlan { .units(of: self) { $0.module is ShakeUnit ? .nothing : nil } }
 }
 
 /// A shake-shake unit: two branches combined by ``shakeShake(_:_:alpha:beta:)`` in training and
@@ -59,9 +61,8 @@ public final class ShakeNet: Network {
 public final class ShakeUnit: Layer {
   let branches: [Sequential]
   let shortcut: ShakeShortcut?
-  let memoryEfficient: Bool
 
-  init(inputChannels: Int, outputChannels: Int, stride: Int, convolution: ConvolutionVariant, kernels: [Int], memoryEfficient: Bool) {
+  init(inputChannels: Int, outputChannels: Int, stride: Int, convolution: ConvolutionVariant, kernels: [Int]) {
     branches = (0..<2).map { _ in
       Sequential([
         ("0", ReLU()),
@@ -70,7 +71,6 @@ public final class ShakeUnit: Layer {
       ])
     }
     shortcut = inputChannels == outputChannels && stride == 1 ? nil : ShakeShortcut(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride)
-    self.memoryEfficient = memoryEfficient
   }
 
   /// `branch1`, `branch2` and `shortcut` when present.
@@ -79,19 +79,16 @@ public final class ShakeUnit: Layer {
   }
 
   /// The unit applied to `input`.
-  public func callAsFunction(_ input: Variable) -> Variable {
-    let body: (Variable) -> Variable = { [self] x in
-      let a = branches[0](x), b = branches[1](x), n = x.shape[0]
-      let mixed: Variable
-      if LearningPhase.current == .training {
-        let alpha = Tensor(randomUniform: [n, 1, 1, 1], dtype: x.dtype), beta = Tensor(randomUniform: [n, 1, 1, 1], dtype: x.dtype)
-        mixed = shakeShake(a, b, alpha: alpha, beta: beta)
-      } else {
-        mixed = (a + b) * 0.5
-      }
-      return mixed + (shortcut?(x) ?? x)
+  public func callAsFunction(_ x: Variable) -> Variable {
+    let a = branches[0](x), b = branches[1](x), n = x.shape[0]
+    let mixed: Variable
+    if LearningPhase.current == .training {
+      let alpha = Tensor(randomUniform: [n, 1, 1, 1], dtype: x.dtype), beta = Tensor(randomUniform: [n, 1, 1, 1], dtype: x.dtype)
+      mixed = shakeShake(a, b, alpha: alpha, beta: beta)
+    } else {
+      mixed = (a + b) * 0.5
     }
-    return memoryEfficient ? checkpoint(input, name: "shake unit", body) : body(input)
+    return mixed + (shortcut?(x) ?? x)
   }
 }
 

@@ -20,7 +20,9 @@ struct Bench: ParsableCommand {
   @Option(help: "Images per step.") var batchSize = 64
   @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
   @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size).") var inputSize: String?
-  @Flag(help: "The memory-efficient form: checkpoint regions over shared feature buffers (dense layers, SeqConv filters).") var memoryEfficient = false
+  @Flag(help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer; ResNets: every block; SeqResNets: every filter).")
+  var memoryEfficient = false
+  @OptionGroup var planOptions: PlanOptions
   @Option(help: "Matrix size M = N = K for --kernel matmul.") var size = 1024
   @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
   @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
@@ -31,45 +33,50 @@ struct Bench: ParsableCommand {
     guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
     guard size >= 1 else { throw ValidationError("--size must be at least 1, got \(size)") }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    _ = try parsedInputShape()
-  }
-
-  func parsedInputShape() throws -> [Int] {
-    guard let inputSize else { return modelOptions.naturalInputShape }
-    let parts = inputSize.split(separator: ",").compactMap { Int($0) }
-    guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input-size must be C,H,W, got \(inputSize)") }
-    return parts
+    if memoryEfficient && planOptions.choosesPlan {
+      throw ValidationError("--memory-efficient is a plan of its own; drop it or --memory-budget / --checkpoint-segments")
+    }
+    _ = try parsedInputShape(inputSize, modelOptions)
   }
 
   func run() throws {
     if let threads { Parallel.setThreadCount(threads) }
     if kernel == .matmul { return benchMatmul() }
-    let shape = try parsedInputShape()
+    let shape = try parsedInputShape(inputSize, modelOptions)
     RandomGenerator.global = RandomGenerator(seed: 0)
-    let model = try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount, memoryEfficient: memoryEfficient)
+    let classes = modelOptions.classes ?? modelOptions.defaultClassCount
+    let model = try modelOptions.make(inputChannels: shape[0], classCount: classes)
     model.convert(to: dtype)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
+    let (plan, planned) = try planOptions.plan(
+      for: model, memoryEfficient: memoryEfficient, batchShape: [batchSize] + shape, classCount: classes,
+      reservedBytes: optimizer.stateBytes)
     var random = RandomGenerator(seed: 1)
     let images = Tensor(randomNormal: [batchSize] + shape, dtype: dtype, using: &random)
-    let labels = (0..<batchSize).map { _ in Int(random.next() % UInt64(modelOptions.classes ?? modelOptions.defaultClassCount)) }
+    let labels = (0..<batchSize).map { _ in Int(random.next() % UInt64(classes)) }
     let base = Allocator.liveBytes
     Allocator.resetPeak()
     var times: [Double] = []
-    for s in 0...steps {
-      let t = seconds { trainStep(model, optimizer: optimizer, images: images, labels: labels) }
-      if s > 0 { times.append(t) }
+    try withCheckpointPlan(plan, in: model) {
+      for s in 0...steps {
+        let t = seconds { trainStep(model, optimizer: optimizer, images: images, labels: labels) }
+        if s > 0 { times.append(t) }
+      }
     }
     let m = median(times), peak = Allocator.peakBytes - base
+    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
     let rss = peakResidentBytes()
     if json {
       print(
         #"{"model": "\#(modelOptions.label)", "batchSize": \#(batchSize), "memoryEfficient": \#(memoryEfficient), "#
-          + #""keptBottleneckFraction": \#(modelOptions.keptBottleneckFraction), "#
+          + #""keptBottleneckFraction": \#(planOptions.keptBottleneckFraction), "plan": "\#(mode)", "regions": \#(plan.regions.count), "#
+          + (planned.map { #""memoryBudgetBytes": \#($0.budgetBytes), "plannedPeakBytes": \#($0.predictedPeakBytes), "# } ?? "")
           + #""threads": \#(Parallel.threadCount), "dtype": "\#(dtype)", "parameters": \#(model.parameterCount), "stepSecondsMedian": \#(m), "#
           + #""stepSecondsMin": \#(times.min()!), "imagesPerSecond": \#(Double(batchSize) / m), "peakBytes": \#(peak), "#
           + #""peakResidentBytes": \#(rss)}"#)
     } else {
-      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(modelOptions.modeLabel(memoryEfficient: memoryEfficient)), \(dtype), \(Parallel.threadCount) threads")
+      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads")
+      if let planned { print(plannedSummary(planned)) }
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
       print(String(format: "  peak tensor memory %.1f MiB, peak resident memory %.1f MiB", Double(peak) / 1_048_576, Double(rss) / 1_048_576))
     }

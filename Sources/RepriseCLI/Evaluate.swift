@@ -19,7 +19,7 @@ struct Evaluate: ParsableCommand {
   func run() throws {
     if let threads { Parallel.setThreadCount(threads) }
     let test = try dataOptions.load(.test)
-    let model = try modelOptions.make(inputChannels: test.imageShape[0], classCount: test.classCount, memoryEfficient: false)
+    let model = try modelOptions.make(inputChannels: test.imageShape[0], classCount: test.classCount)
     try model.loadState(from: weights)
     let metrics = evaluate(model, on: test, batchSize: batchSize)
     print(String(format: "test loss %.4f, test accuracy %.2f%% (%d images)", metrics.loss, 100 * metrics.accuracy, test.count))

@@ -42,9 +42,6 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Stem channels of a CIFAR DenseNet (default 2k for BC, 16 otherwise).")
   var initChannels: Int?
 
-  @Option(help: "With --memory-efficient: the fraction of each dense block's layers, the last ones, that keep their bottleneck output instead of recomputing it (0: least memory, 1: least time).")
-  var keptBottleneckFraction = 0.5
-
   @Option(help: "Dropout: after each convolution but the first (DenseNet), before the blender (CIFAR SeqResNet; default 0.1, 0 when training a single epoch).")
   var dropRate: Double?
 
@@ -60,9 +57,6 @@ struct ModelOptions: ParsableArguments {
       throw ValidationError("unknown convolution '\(conv)'; choose one of \(ConvolutionVariant.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     if !(finalSurvival > 0 && finalSurvival <= 1) { throw ValidationError("--final-survival must be in (0, 1], got \(finalSurvival)") }
-    if !(0...1).contains(keptBottleneckFraction) {
-      throw ValidationError("--kept-bottleneck-fraction must be in [0, 1], got \(keptBottleneckFraction)")
-    }
     if let dropRate, !(0..<1).contains(dropRate) { throw ValidationError("--drop-rate must be in [0, 1), got \(dropRate)") }
     if let windowDropRate, !(0..<1).contains(windowDropRate) { throw ValidationError("--window-drop-rate must be in [0, 1), got \(windowDropRate)") }
   }
@@ -71,10 +65,10 @@ struct ModelOptions: ParsableArguments {
   ///
   /// - Parameter regularized: whether dropout rates not given on the command line take the
   ///   papers' defaults (otherwise 0: a single epoch of training underfits, and dropout only slows it).
-  func make(inputChannels: Int, classCount: Int, memoryEfficient: Bool, regularized: Bool = true) throws -> any Network {
+  func make(inputChannels: Int, classCount: Int, regularized: Bool = true) throws -> any Network {
     let classes = self.classes ?? classCount
     if model.hasPrefix("seq") {
-      return try makeSeqResNet(inputChannels: inputChannels, classCount: classes, memoryEfficient: memoryEfficient, regularized: regularized)
+      return try makeSeqResNet(inputChannels: inputChannels, classCount: classes, regularized: regularized)
     }
     let variant = ConvolutionVariant(rawValue: conv) ?? .standard
     switch model {
@@ -82,12 +76,12 @@ struct ModelOptions: ParsableArguments {
       var configuration: ResNetConfiguration =
         model == "resnet20" ? .resnet20(variant) : model == "resnet50" ? .resnet50(variant) : .seresnet56(variant)
       (configuration.classCount, configuration.inputChannels) = (classes, inputChannels)
-      (configuration.finalSurvival, configuration.memoryEfficient) = (finalSurvival, memoryEfficient)
+      configuration.finalSurvival = finalSurvival
       return ResNet(configuration)
     case "shakenet26-2x96d":
-      return ShakeNet(convolution: variant, classCount: classes, inputChannels: inputChannels, memoryEfficient: memoryEfficient)
+      return ShakeNet(convolution: variant, classCount: classes, inputChannels: inputChannels)
     case "mobilenetv2":
-      return MobileNetV2(convolution: variant, classCount: classes, inputChannels: inputChannels, memoryEfficient: memoryEfficient)
+      return MobileNetV2(convolution: variant, classCount: classes, inputChannels: inputChannels)
     default: break
     }
     var configuration: DenseNetConfiguration
@@ -106,12 +100,11 @@ struct ModelOptions: ParsableArguments {
     }
     configuration.classCount = classes
     configuration.inputChannels = inputChannels
-    (configuration.memoryEfficient, configuration.keptBottleneckFraction) = (memoryEfficient, keptBottleneckFraction)
     if configuration.stem == .imagenet { configuration.dropRate = dropRate ?? 0 }
     return DenseNet(configuration)
   }
 
-  private func makeSeqResNet(inputChannels: Int, classCount: Int, memoryEfficient: Bool, regularized: Bool) throws -> SeqResNet {
+  private func makeSeqResNet(inputChannels: Int, classCount: Int, regularized: Bool) throws -> SeqResNet {
     var configuration: SeqResNetConfiguration
     switch model {
     case "seqresnet", "seqresnet-b":
@@ -125,7 +118,6 @@ struct ModelOptions: ParsableArguments {
     }
     configuration.classCount = classCount
     configuration.inputChannels = inputChannels
-    configuration.memoryEfficient = memoryEfficient
     return SeqResNet(configuration)
   }
 
@@ -139,12 +131,6 @@ struct ModelOptions: ParsableArguments {
 
   /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
   var naturalInputShape: [Int] { Self.cifarModels.contains(model) ? [3, 32, 32] : [3, 224, 224] }
-
-  /// "plain" or "memory-efficient", with the kept bottleneck fraction for DenseNet-BC models.
-  func modeLabel(memoryEfficient: Bool) -> String {
-    guard memoryEfficient else { return "plain" }
-    return model.hasPrefix("densenet") && model != "densenet" ? "memory-efficient, kept bottleneck fraction \(keptBottleneckFraction)" : "memory-efficient"
-  }
 
   /// A short name for files and messages, such as `densenet-bc-40-k12` or `seqresnet-k8-r4-n1`.
   var label: String {

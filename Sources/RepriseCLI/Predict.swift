@@ -20,7 +20,7 @@ struct Predict: ParsableCommand {
     }
     let images = try entry.tensor(path: input)
     let classes = modelOptions.classes ?? modelOptions.defaultClassCount
-    let model = try modelOptions.make(inputChannels: images.shape[1], classCount: classes, memoryEfficient: false)
+    let model = try modelOptions.make(inputChannels: images.shape[1], classCount: classes)
     try model.loadState(from: weights)
     let logits = withoutRecording { withLearningPhase(.inference) { model(Variable(images)).value } }
     try SafeTensors.write([("logits", SafeTensors.Entry(logits))], to: output)

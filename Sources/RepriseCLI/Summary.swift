@@ -19,7 +19,7 @@ struct Summary: ParsableCommand {
       shape = parts
     }
     let model = try withoutRecording {
-      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount, memoryEfficient: false)
+      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount)
     }
     let rows = model.summary(inputShape: [1] + shape)
     let macs = rows.reduce(0) { $0 + $1.multiplyAccumulates }, computed = rows.reduce(0) { $0 + $1.computedMultiplyAccumulates }

@@ -35,8 +35,11 @@ struct Train: ParsableCommand {
   @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
   @Option(help: "Element type of the weights, activations and gradients: float32 or float64 (slower; for checking numerics).")
   var dtype: DType = .float32
-  @Flag(inversion: .prefixedNo, help: "Checkpoint each dense layer's BN-ReLU-conv 1x1 over a shared feature buffer.")
+  @Flag(
+    inversion: .prefixedNo,
+    help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer). On unless --memory-budget or --checkpoint-segments chooses another plan.")
   var memoryEfficient = true
+  @OptionGroup var planOptions: PlanOptions
   @Option(help: "Start from the model state in this safetensors file.") var initWeights: String?
   @Option(help: "Write the trained model's state here (PyTorch keys); default: a file named after the model and data.")
   var save: String?
@@ -68,10 +71,14 @@ struct Train: ParsableCommand {
     // for a single epoch, where the model underfits and it only slows learning.
     let regularized = epochs > 1
     let model = try modelOptions.make(
-      inputChannels: train.imageShape[0], classCount: train.classCount, memoryEfficient: memoryEfficient, regularized: regularized)
+      inputChannels: train.imageShape[0], classCount: train.classCount, regularized: regularized)
     model.convert(to: dtype)
     if let initWeights { try model.loadState(from: initWeights) }
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+    let (plan, planned) = try planOptions.plan(
+      for: model, memoryEfficient: memoryEfficient && !planOptions.choosesPlan, batchShape: [batchSize] + train.imageShape,
+      classCount: modelOptions.classes ?? train.classCount, reservedBytes: optimizer.stateBytes)
+    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
     // The schedule spans all epochs; --max-steps only stops early, so a run stopped and resumed
     // follows the same learning rates as one that was not.
@@ -87,40 +94,44 @@ struct Train: ParsableCommand {
     let augmentation = augment ?? regularized ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
     let savePath = save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors"
     let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
-    print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(modelOptions.modeLabel(memoryEfficient: memoryEfficient))\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
+    print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(mode)\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
       + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)")
+    if let planned { print(plannedSummary(planned)) }
     fflush(stdout)
     Allocator.resetPeak()
-    while state.step < totalSteps {
-      let epoch = state.step / stepsPerEpoch
-      let order = train.order(epoch: epoch, seed: seed, shuffle: !noShuffle)
-      var epochLoss = 0.0, epochCorrect = 0.0, epochImages = 0
-      let started = Date()
-      while state.step < min(totalSteps, (epoch + 1) * stepsPerEpoch) {
-        let first = (state.step % stepsPerEpoch) * batchSize
-        let indices = Array(order[first..<min(first + batchSize, train.count)])
-        let (images, labels) = train.batch(indices, augmentation: augmentation, using: &state.dataGenerator)
-        optimizer.learningRate = rates.rate(base: lr, step: state.step)
-        let metrics = trainStep(model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing)
-        state.step += 1
-        epochLoss += metrics.loss * Double(labels.count)
-        epochCorrect += metrics.accuracy * Double(labels.count)
-        epochImages += labels.count
-        progress.update(step: state.step, loss: metrics.loss, accuracy: metrics.accuracy)
+    try withCheckpointPlan(plan, in: model) {
+      while state.step < totalSteps {
+        let epoch = state.step / stepsPerEpoch
+        let order = train.order(epoch: epoch, seed: seed, shuffle: !noShuffle)
+        var epochLoss = 0.0, epochCorrect = 0.0, epochImages = 0
+        let started = Date()
+        while state.step < min(totalSteps, (epoch + 1) * stepsPerEpoch) {
+          let first = (state.step % stepsPerEpoch) * batchSize
+          let indices = Array(order[first..<min(first + batchSize, train.count)])
+          let (images, labels) = train.batch(indices, augmentation: augmentation, using: &state.dataGenerator)
+          optimizer.learningRate = rates.rate(base: lr, step: state.step)
+          let metrics = trainStep(model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing)
+          state.step += 1
+          epochLoss += metrics.loss * Double(labels.count)
+          epochCorrect += metrics.accuracy * Double(labels.count)
+          epochImages += labels.count
+          progress.update(step: state.step, loss: metrics.loss, accuracy: metrics.accuracy)
+        }
+        progress.finish()
+        let seconds = Date().timeIntervalSince(started)
+        let testMetrics = evaluate(model, on: test)
+        let line = EpochLog(
+          epoch: epoch + 1, step: state.step, trainLoss: epochLoss / Double(max(epochImages, 1)),
+          trainAccuracy: epochCorrect / Double(max(epochImages, 1)), testLoss: testMetrics.loss, testAccuracy: testMetrics.accuracy,
+          seconds: seconds, peakBytes: Allocator.peakBytes)
+        print(line.text)
+        fflush(stdout)
+        if let log { try line.append(to: log) }
+        if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer) }
       }
-      progress.finish()
-      let seconds = Date().timeIntervalSince(started)
-      let testMetrics = evaluate(model, on: test)
-      let line = EpochLog(
-        epoch: epoch + 1, step: state.step, trainLoss: epochLoss / Double(max(epochImages, 1)),
-        trainAccuracy: epochCorrect / Double(max(epochImages, 1)), testLoss: testMetrics.loss, testAccuracy: testMetrics.accuracy,
-        seconds: seconds, peakBytes: Allocator.peakBytes)
-      print(line.text)
-      fflush(stdout)
-      if let log { try line.append(to: log) }
-      if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer) }
     }
     try model.saveState(to: savePath)
     print("Saved the model to \(savePath)")
   }
+
 }

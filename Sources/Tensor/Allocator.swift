@@ -44,6 +44,14 @@ public enum Allocator {
   /// happens from now on.
   public static func resetPeak() { state.withLock { $0.peak = $0.live } }
 
+  /// The largest value ``liveBytes`` has reached since the last ``resetIntervalPeak()``: a second
+  /// peak for measuring a part of a step (the checkpoint planner's profile) without disturbing
+  /// ``peakBytes``.
+  public static var intervalPeakBytes: Int { state.withLock { $0.intervalPeak } }
+
+  /// Sets the interval peak to the current live bytes.
+  public static func resetIntervalPeak() { state.withLock { $0.intervalPeak = $0.live } }
+
   /// Returns every cached buffer to the system.
   public static func releaseCache() {
     let taken = state.withLock { s in s.evict(atLeast: s.cached) }
@@ -85,6 +93,7 @@ public enum Allocator {
       if let (_, charged) = found { size = charged }
       s.live += size
       s.peak = max(s.peak, s.live)
+      s.intervalPeak = max(s.intervalPeak, s.live)
       s.highWater = max(s.highWater, s.live)
       guard let (p, _) = found else {
         s.misses += 1
@@ -145,6 +154,7 @@ public enum Allocator {
   struct State {
     var live = 0
     var peak = 0
+    var intervalPeak = 0
     var cached = 0
     var misses = 0
     var cacheLimit = 2 << 30

@@ -198,10 +198,51 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(calls.reduce(0, +), 9)
   }
 
-  // Rule 10: the replay computes a convolution's value only when something reads it. A region
-  // conv -> relu -> conv recomputes the first convolution (relu reads it) but not the last, whose
-  // output only leaves the region; the gradients are those of the unchecked graph.
-  func testRule10ReplaySkipsValuesNothingReads() {
+  // Rule 10: a policy keeps what it names from the first pass and the replay uses it. Keeping the
+  // first convolution's output (by name, or by operation) saves its recomputation; the gradients
+  // are those of the unchecked graph, and a replay that tags a different value stops (rule 6).
+  func testRule10PolicyKeepsNamedValues() {
+    let x = randomLeaf([2, 3, 5, 5], using: &random)
+    let w1 = randomLeaf([4, 3, 3, 3], using: &random), w2 = randomLeaf([2, 4, 1, 1], using: &random)
+    let body: (Variable) -> Variable = { v in conv2d(relu(checkpointName(conv2d(v, w1, padding: 1), "first")), w2) }
+    let plain = gradients([x, w1, w2]) {
+      let y = body(x)
+      return sum(y * y)
+    }
+    for policy in [CheckpointPolicy.saving(names: ["first"]), .saving(operations: ["conv2d"]), .dotsSaveable] {
+      let y = checkpoint(x, policy: policy, name: "convs", body)
+      let loss = sum(y * y)
+      let backwardMACs = countingMultiplyAccumulates { loss.backward() }.multiplyAccumulates
+      XCTAssertEqual(backwardMACs, 0, "\(policy): the replay recomputed a kept convolution")
+      for (p, c) in zip(plain, [x, w1, w2].map(\.grad)) { assertBitIdentical(p, c, "\(policy)") }
+      for leaf in [x, w1, w2] { leaf.grad = nil }
+    }
+    // The kept value costs its bytes after the forward pass; keeping nothing costs none. (Sizes
+    // the allocator charges exactly: a mebibyte kept, a power of two out.)
+    let big = randomLeaf([4, 8, 32, 32], using: &random)
+    let v1 = randomLeaf([32, 8, 3, 3], using: &random), v2 = randomLeaf([2, 32, 1, 1], using: &random)
+    func bytesKept(_ policy: CheckpointPolicy) -> Int {
+      Allocator.releaseCache()
+      let before = Allocator.liveBytes
+      let y = checkpoint(big, policy: policy, name: "convs") { v in conv2d(relu(checkpointName(conv2d(v, v1, padding: 1), "first")), v2) }
+      defer { withExtendedLifetime(y) {} }
+      return Allocator.liveBytes - before
+    }
+    XCTAssertEqual(bytesKept(.saving(names: ["first"])) - bytesKept(.nothing), 4 * 32 * 32 * 32 * 8, "the first convolution's output, Float64")
+    var calls = 0
+    let flaky = checkpoint(x, policy: .saving(names: ["a", "b"]), name: "flaky") { v in
+      calls += 1
+      return checkpointName(v * 2, calls == 1 ? "a" : "b")
+    }
+    assertStops(withMessageContaining: ["checkpoint 'flaky': the replay asks for the value named 'b'", "the first pass kept the value named 'a'"], in: self) {
+      sum(flaky).backward()
+    }
+  }
+
+  // Optimisation A: the replay computes a convolution's value only when something reads it. A
+  // region conv -> relu -> conv recomputes the first convolution (relu reads it) but not the last,
+  // whose output only leaves the region; the gradients are those of the unchecked graph.
+  func testOptimisationAReplaySkipsValuesNothingReads() {
     let x = randomLeaf([2, 3, 5, 5], using: &random)
     let w1 = randomLeaf([4, 3, 3, 3], using: &random), w2 = randomLeaf([2, 4, 1, 1], using: &random)
     let body: (Variable) -> Variable = { v in conv2d(relu(conv2d(v, w1, padding: 1)), w2) }
@@ -219,38 +260,48 @@ final class CheckpointTests: XCTestCase {
     for (p, c) in zip(plain, checked) { assertBitIdentical(p, c) }
   }
 
-  // Rule 11: the replay normalises with the statistics the first pass computed. This body reads a
-  // scale that changes between the passes (which the contract forbids), so that statistics
-  // recomputed in the replay would differ and the test can tell.
-  func testRule11ReplayReusesTheFirstPassStatistics() {
+  // Optimisation B: the replay reads back what the first pass memoised, in order. BatchNorm2d's
+  // batch statistics use the memo; this body reads a scale that changes between the passes (which
+  // the contract forbids), so that statistics recomputed in the replay would differ and the test
+  // can tell. A replay that asks for a different value stops (rule 6).
+  func testOptimisationBReplayReadsTheFirstPassMemo() {
+    let norm = BatchNorm2d(channels: 3)
+    norm.convert(to: .float64)
     let x = randomLeaf([4, 3, 5, 5], using: &random)
-    let gamma = randomLeaf([3], using: &random), beta = randomLeaf([3], using: &random)
     var scale = 1.0
-    let y = checkpoint(x, name: "norm") { v in batchNorm(v * scale, weight: gamma, bias: beta).output }
+    let y = checkpoint(x, name: "norm") { v in norm(v * scale) }
     let (mean, variance) = batchNormStatistics(x.value)
     scale = 2
     let seed = Tensor(randomNormal: y.shape, dtype: y.dtype, using: &random)
     y.backward(seed: seed)
-    let expected = batchNormBackward(seed, x.value * 2, mean: mean, variance: variance, weight: gamma.value, epsilon: 1e-5)
+    let expected = batchNormBackward(seed, x.value * 2, mean: mean, variance: variance, weight: norm.weight.value, epsilon: 1e-5)
     assertBitIdentical(x.grad!, expected.input * 2)
-    assertBitIdentical(gamma.grad!, expected.weight)
-    assertBitIdentical(beta.grad!, expected.bias)
+    assertBitIdentical(norm.weight.grad!, expected.weight)
+    assertBitIdentical(norm.bias.grad!, expected.bias)
+    var calls = 0
+    let computed = checkpoint(x, name: "memo") { v in
+      calls += 1
+      let kept = firstPassMemo(calls == 1 ? "one tensor" : "another") { [Tensor(ones: [2], dtype: .float64) * Double(calls)] }
+      return v * Variable(kept[0].sum())
+    }
+    assertStops(withMessageContaining: ["checkpoint 'memo': the replay asks for another where the first pass kept one tensor"], in: self) {
+      sum(computed).backward()
+    }
   }
 
-  // Rule 11 with nested regions: each region keeps only its own normalisations' statistics, so the
-  // outer replay, which runs the inner region as a region, reads back exactly what it kept.
-  func testRule11NestedRegionsKeepTheirOwnStatistics() {
+  // Optimisation B with nested regions: each region keeps only its own normalisations' statistics,
+  // so the outer replay, which runs the inner region as a region, reads back exactly what it kept.
+  func testOptimisationBNestedRegionsKeepTheirOwnMemo() {
     let x = randomLeaf([4, 3, 5, 5], using: &random)
-    let g1 = randomLeaf([3], using: &random), b1 = randomLeaf([3], using: &random)
-    let g2 = randomLeaf([3], using: &random), b2 = randomLeaf([3], using: &random)
-    let g3 = randomLeaf([3], using: &random), b3 = randomLeaf([3], using: &random)
-    let inner: (Variable) -> Variable = { v in batchNorm(v * 1.5, weight: g2, bias: b2).output }
+    let norms = (0..<3).map { _ in BatchNorm2d(channels: 3) }
+    for n in norms { n.convert(to: .float64) }
+    let inner: (Variable) -> Variable = { v in norms[1](v * 1.5) }
     let outer: (Variable, Bool) -> Variable = { v, checked in
-      let a = batchNorm(v, weight: g1, bias: b1, applyingReLU: true).output
+      let a = norms[0](v, applyingReLU: true)
       let h = checked ? checkpoint(a, name: "inner", inner) : inner(a)
-      return batchNorm(h + a, weight: g3, bias: b3).output
+      return norms[2](h + a)
     }
-    let leaves = [x, g1, b1, g2, b2, g3, b3]
+    let leaves = [x] + norms.flatMap(\.parameters)
     let seed = Tensor(randomNormal: x.shape, dtype: .float64, using: &random)
     let plain = gradients(leaves, seed: seed) { outer(x, false) }
     let checked = gradients(leaves, seed: seed) { checkpoint(x, name: "outer") { outer($0, true) } }

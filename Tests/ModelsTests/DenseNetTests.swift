@@ -7,18 +7,15 @@ import XCTest
 final class DenseNetTests: XCTestCase {
   /// DenseNet-BC of depth 10 (one layer per block) or `layersPerBlock` layers per block, k = 2,
   /// on 2-channel 8x8 images.
-  func tiny(
-    memoryEfficient: Bool, bottleneck: Bool = true, dropRate: Double = 0, layersPerBlock: Int = 1,
-    keptBottleneckFraction: Double = 0.5
-  ) throws -> DenseNet {
+  func tiny(bottleneck: Bool = true, dropRate: Double = 0, layersPerBlock: Int = 1) throws -> DenseNet {
     RandomGenerator.global = RandomGenerator(seed: 42)
     return DenseNet(
       try .cifar(depth: 4 + (bottleneck ? 6 : 3) * layersPerBlock, growthRate: 2, bottleneck: bottleneck, dropRate: dropRate, classCount: 3,
-        inputChannels: 2, memoryEfficient: memoryEfficient, keptBottleneckFraction: keptBottleneckFraction))
+        inputChannels: 2))
   }
 
   func testForwardShapeAndNames() throws {
-    let model = try tiny(memoryEfficient: false)
+    let model = try tiny()
     XCTAssertEqual(model(Variable(Tensor(randomNormal: [4, 2, 8, 8]))).shape, [4, 3])
     let names = model.namedParameters.map(\.name)
     XCTAssertEqual(names.first, "features.conv0.weight")
@@ -31,58 +28,59 @@ final class DenseNetTests: XCTestCase {
 
   func testGradientsOfPlainAndBCModels() throws {
     for bottleneck in [true, false] {
-      let model = try tiny(memoryEfficient: true, bottleneck: bottleneck)
+      let model = try tiny(bottleneck: bottleneck)
       model.convert(to: .float64)
       var random = RandomGenerator(seed: 1)
       let x = randomLeaf([2, 2, 4, 4], using: &random)
       let labels = [0, 2]
-      assertGradientsCorrect(at: [x] + model.parameters, "bottleneck \(bottleneck)") { crossEntropy(model(x), labels: labels) }
-    }
-  }
-
-  /// Memory-efficient and plain DenseNet-BC give bit-identical gradients and running statistics,
-  /// with dropout inside the checkpointed regions, whichever layers keep their bottleneck outputs.
-  func testMemoryEfficientEqualsPlain() throws {
-    for fraction in [0, 0.5, 1] {
-      try assertMemoryEfficientEqualsPlain(imageShape: [2, 8, 8], "kept bottleneck fraction \(fraction)") {
-        try tiny(memoryEfficient: $0, dropRate: 0.2, layersPerBlock: 2, keptBottleneckFraction: fraction)
+      try withCheckpointPlan(model.memoryEfficientPlan(), in: model) {
+        assertGradientsCorrect(at: [x] + model.parameters, "bottleneck \(bottleneck)") { crossEntropy(model(x), labels: labels) }
       }
     }
   }
 
-  /// The last floor(fraction x n) layers of each block keep their bottleneck outputs; the others are
-  /// checkpoint regions. Plain models have none, and fractions outside [0, 1] are refused.
+  /// Every plan gives the gradients and running statistics of no plan, bit for bit, with dropout
+  /// inside the regions, whichever layers keep their bottleneck outputs, plain DenseNet and BC.
+  func testPlansEqualPlain() throws {
+    let model = try tiny(dropRate: 0.2, layersPerBlock: 2)
+    let fractions = [0, 1].map { ("memory-efficient, kept fraction \($0)", model.memoryEfficientPlan(keptBottleneckFraction: $0)) }
+    try assertPlansEqualPlain(imageShape: [2, 8, 8], "DenseNet-BC", extra: fractions) { try tiny(dropRate: 0.2, layersPerBlock: 2) }
+    try assertPlansEqualPlain(imageShape: [2, 8, 8], "DenseNet") { try tiny(bottleneck: false, dropRate: 0.2, layersPerBlock: 2) }
+  }
+
+  /// The memory-efficient plan makes every dense layer a region; the last floor(fraction x n) layers
+  /// of each block keep their bottleneck outputs. Fractions outside [0, 1] are refused.
   func testKeptBottleneckFractionChoosesTheLastLayersOfEachBlock() throws {
-    func checkpointed(_ model: DenseNet) -> [[Bool]] {
-      model.stages.compactMap { $0.layer as? DenseBlock }.map { $0.layers.map(\.isCheckpointed) }
+    let model = try tiny(layersPerBlock: 3)
+    func kept(_ plan: CheckpointPlan) -> [[Bool]] {
+      let layers = plan.regions.filter { $0.first.contains("denselayer") }
+      XCTAssertEqual(layers.count, 9, "every dense layer is a region")
+      return (0..<3).map { b in layers[(3 * b)..<(3 * b + 3)].map { !$0.policy.savedNames.isEmpty } }
     }
-    let three = [[true, false, false], [true, false, false], [true, false, false]]
-    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: 0.7)), three)
-    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: 0)), Array(repeating: [true, true, true], count: 3))
-    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: 1)), Array(repeating: [false, false, false], count: 3))
-    XCTAssertEqual(checkpointed(try tiny(memoryEfficient: false, layersPerBlock: 3)), Array(repeating: [false, false, false], count: 3))
-    // Without a bottleneck there is nothing to keep: every memory-efficient layer is a region.
-    XCTAssertEqual(
-      checkpointed(try tiny(memoryEfficient: true, bottleneck: false, layersPerBlock: 3, keptBottleneckFraction: 1)),
-      Array(repeating: [true, true, true], count: 3))
-    for bad in [-0.1, 1.5, .nan] {
-      XCTAssertThrowsError(try DenseNetConfiguration.cifar(depth: 40, growthRate: 12, bottleneck: true, keptBottleneckFraction: bad)) {
-        XCTAssertEqual("\($0)", "kept bottleneck fraction must be in [0, 1], got \(bad)")
-      }
+    XCTAssertEqual(kept(model.memoryEfficientPlan(keptBottleneckFraction: 0.7)), Array(repeating: [false, true, true], count: 3))
+    XCTAssertEqual(kept(model.memoryEfficientPlan(keptBottleneckFraction: 0)), Array(repeating: [false, false, false], count: 3))
+    XCTAssertEqual(kept(model.memoryEfficientPlan(keptBottleneckFraction: 1)), Array(repeating: [true, true, true], count: 3))
+    XCTAssertEqual(model.memoryEfficientPlan(keptBottleneckFraction: 1).regions.first?.policy, .saving(names: ["bottleneck"]))
+    // Without a bottleneck there is nothing to keep.
+    XCTAssertEqual(kept(try tiny(bottleneck: false, layersPerBlock: 3).memoryEfficientPlan(keptBottleneckFraction: 1)), Array(repeating: [false, false, false], count: 3))
+    assertStops(withMessageContaining: ["DenseNet: kept bottleneck fraction 1.5 is not in [0, 1]"], in: self) {
+      _ = model.memoryEfficientPlan(keptBottleneckFraction: 1.5)
     }
   }
 
   /// A kept bottleneck output costs its own size in memory: after the forward pass (the tape alive)
-  /// a model that keeps every one holds their bytes more than one that keeps none, to within an
+  /// a plan that keeps every one holds their bytes more than one that keeps none, to within an
   /// eighth (the two also differ in small tensors such as batch statistics).
   func testKeptBottleneckOutputsCostTheirSize() throws {
     func liveAfterForward(_ fraction: Double) throws -> Int {
-      let model = try tiny(memoryEfficient: true, layersPerBlock: 3, keptBottleneckFraction: fraction)
+      let model = try tiny(layersPerBlock: 3)
       var random = RandomGenerator(seed: 3)
       let x = Variable(Tensor(randomNormal: [4, 2, 8, 8], using: &random))
       Allocator.releaseCache()
       let base = Allocator.liveBytes
-      let loss = crossEntropy(model(x), labels: [0, 1, 2, 1])
+      let loss = try withCheckpointPlan(model.memoryEfficientPlan(keptBottleneckFraction: fraction), in: model) {
+        crossEntropy(model(x), labels: [0, 1, 2, 1])
+      }
       defer { withExtendedLifetime(loss) {} }
       return Allocator.liveBytes - base
     }
@@ -96,7 +94,7 @@ final class DenseNetTests: XCTestCase {
   /// papers' BN-ReLU, conv 1x1, average pool to rounding, and its gradients are checked numerically
   /// with the whole model in `testGradientsOfPlainAndBCModels`.
   func testTransitionPoolsBeforeItsConvolution() throws {
-    let model = try tiny(memoryEfficient: false)
+    let model = try tiny()
     model.convert(to: .float64)
     let transition = try XCTUnwrap(model.stages.first { $0.name == "features.transition1" }?.layer as? Transition)
     var random = RandomGenerator(seed: 5)

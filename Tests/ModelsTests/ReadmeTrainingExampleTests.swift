@@ -10,16 +10,18 @@ final class ReadmeTrainingExampleTests: XCTestCase {
     let test = train
     // --- README example begins (with `train` and `test` loaded as above) ---
     RandomGenerator.global = RandomGenerator(seed: 0)
-    let model = DenseNet(try .cifar(depth: 10, growthRate: 4, bottleneck: true, inputChannels: 1, memoryEfficient: true))
+    let model = DenseNet(try .cifar(depth: 10, growthRate: 4, bottleneck: true, inputChannels: 1))
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     let schedule = LearningRateSchedule.cosine(totalSteps: 2, minimum: 0)
     var generator = RandomGenerator(seed: 1)
-    for step in 0..<2 {
-      let indices = Array(train.order(epoch: 0, seed: 1, shuffle: true)[(step * 64)..<(step * 64 + 64)])
-      let (images, labels) = train.batch(indices, using: &generator)
-      optimizer.learningRate = schedule.rate(base: 0.1, step: step)
-      let metrics = trainStep(model, optimizer: optimizer, images: images, labels: labels)
-      print("step \(step): loss \(metrics.loss)")
+    try withCheckpointPlan(model.memoryEfficientPlan(), in: model) {
+      for step in 0..<2 {
+        let indices = Array(train.order(epoch: 0, seed: 1, shuffle: true)[(step * 64)..<(step * 64 + 64)])
+        let (images, labels) = train.batch(indices, using: &generator)
+        optimizer.learningRate = schedule.rate(base: 0.1, step: step)
+        let metrics = trainStep(model, optimizer: optimizer, images: images, labels: labels)
+        print("step \(step): loss \(metrics.loss)")
+      }
     }
     print("test accuracy \(evaluate(model, on: test).accuracy)")
     try model.saveState(to: NSTemporaryDirectory() + "readme-densenet.safetensors")

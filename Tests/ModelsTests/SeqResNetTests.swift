@@ -7,11 +7,9 @@ import XCTest
 /// gradients of every layer variant, memory-efficient equals plain, names and initialisation.
 final class SeqResNetTests: XCTestCase {
   /// SeqResNet-B(k 4, r 1, N 1) on 2-channel 8x8 images: widths 16, 32, 48.
-  func tiny(memoryEfficient: Bool, bottleneck: Bool = true) throws -> SeqResNet {
+  func tiny(bottleneck: Bool = true) throws -> SeqResNet {
     RandomGenerator.global = RandomGenerator(seed: 42)
-    return SeqResNet(
-      try .cifar(granularity: 4, widening: 1, blocksPerStage: 1, bottleneck: bottleneck, classCount: 3, inputChannels: 2,
-        memoryEfficient: memoryEfficient))
+    return SeqResNet(try .cifar(granularity: 4, widening: 1, blocksPerStage: 1, bottleneck: bottleneck, classCount: 3, inputChannels: 2))
   }
 
   func testWindowsOfDenseAndWindowedLayers() {
@@ -53,7 +51,7 @@ final class SeqResNetTests: XCTestCase {
   /// Numerical gradients of the layer in every form: dense and windowed, plain and bottleneck,
   /// subgroups, with a shortcut, with window dropout, and as checkpoint regions.
   func testLayerGradientsInEveryVariant() {
-    let variants: [(windowed: Bool, bottleneck: Bool, subgroups: Int, dropout: Double, efficient: Bool)] = [
+    let variants: [(windowed: Bool, bottleneck: Bool, subgroups: Int, dropout: Double, checkpointed: Bool)] = [
       (false, false, 1, 0, false), (true, false, 1, 0, false), (false, true, 1, 0, false), (true, true, 1, 0, false),
       (true, true, 2, 0, false), (true, false, 1, 0.3, false), (true, true, 2, 0.3, true),
     ]
@@ -61,22 +59,28 @@ final class SeqResNetTests: XCTestCase {
       RandomGenerator.global = RandomGenerator(seed: 11)
       let layer = SeqConv(
         inputChannels: 4, outputChannels: 6, granularity: 2, windowed: v.windowed, bottleneck: v.bottleneck, subgroups: v.subgroups,
-        windowDropRate: v.dropout, memoryEfficient: v.efficient)
+        windowDropRate: v.dropout)
       layer.convert(to: .float64)
       var random = RandomGenerator(seed: 12)
       let x = randomLeaf([2, 4, 3, 3], using: &random), shortcut = randomLeaf([2, 6, 3, 3], using: &random)
-      assertGradientsCorrect(at: [x, shortcut] + layer.parameters, "\(v)") {
-        RandomGenerator.global = RandomGenerator(seed: 13)  // the same dropout masks in every evaluation
-        let (raw, activated) = layer(x, shortcut: shortcut)
-        return raw * activated
+      let plan: CheckpointPlan = v.checkpointed ? .units(of: layer) { _ in .nothing } : .none
+      try! withCheckpointPlan(plan, in: layer) {
+        assertGradientsCorrect(at: [x, shortcut] + layer.parameters, "\(v)") {
+          RandomGenerator.global = RandomGenerator(seed: 13)  // the same dropout masks in every evaluation
+          let (raw, activated) = layer(x, shortcut: shortcut)
+          return raw * activated
+        }
       }
     }
   }
 
-  /// Memory-efficient and plain SeqResNet-B give bit-identical gradients and running statistics,
-  /// with window and blender dropout inside the replayed regions.
-  func testMemoryEfficientEqualsPlain() throws {
-    try assertMemoryEfficientEqualsPlain(imageShape: [2, 8, 8]) { try tiny(memoryEfficient: $0) }
+  /// Every plan gives SeqResNet-B's gradients and running statistics without checkpointing, bit for
+  /// bit, with window and blender dropout inside the replayed regions; also with whole blocks and
+  /// layers as regions around the filters' regions (nested).
+  func testPlansEqualPlain() throws {
+    let model = try tiny()
+    let nested = CheckpointPlan.units(of: model) { $0.module is SeqResidualBlock || $0.module is SeqFilter ? .nothing : nil }
+    try assertPlansEqualPlain(imageShape: [2, 8, 8], extra: [("blocks around filters", nested)]) { try tiny() }
   }
 
   func testModelGradients() throws {
@@ -105,7 +109,7 @@ final class SeqResNetTests: XCTestCase {
   }
 
   func testNamesAndInitialisation() throws {
-    let model = try tiny(memoryEfficient: false)
+    let model = try tiny()
     XCTAssertEqual(model(Variable(Tensor(randomNormal: [2, 2, 8, 8]))).shape, [2, 3])
     let parameters = Dictionary(uniqueKeysWithValues: model.namedParameters.map { ($0.name, $0.variable.value) })
     for name in [

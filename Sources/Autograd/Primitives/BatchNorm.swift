@@ -48,3 +48,17 @@ func checkSent(_ destination: GradientDestination, _ name: String) {
   guard Context.current.detectsAnomalies else { return }
   for part in destination.parts { checkFinite(part.tensor, name, "backward") }
 }
+
+/// The per-channel batch mean and biased variance of `x` for a training-mode normalisation: the
+/// caller's when `given` (checked against `x`), otherwise computed.
+func batchStatistics(
+  _ x: Tensor, given: (mean: Tensor, variance: Tensor)?, _ operation: String
+) -> (mean: Tensor, variance: Tensor) {
+  guard let given else { return batchNormStatistics(x) }
+  let channels = x.rank == 4 ? x.shape[1] : -1
+  require(
+    given.mean.shape == [channels] && given.variance.shape == [channels] && given.mean.dtype == x.dtype
+      && given.variance.dtype == x.dtype,
+    "\(operation): statistics \(given.mean.shape) and \(given.variance.shape) (\(given.mean.dtype)) do not fit input \(x.shape) (\(x.dtype))")
+  return given
+}

@@ -1,11 +1,24 @@
 import TensorModule
 
 /// The matrix product of the last two dimensions, batched over (broadcast) leading dimensions.
+///
+/// The pullback needs only the operands, so in a checkpoint replay the product is computed only if
+/// read (optimisation A), and a policy may keep it (rule 10, ``CheckpointPolicy/dotsSaveable``).
 public func matmul(_ a: Variable, _ b: Variable) -> Variable {
-  let lhs = b.requiresGrad ? a.value : nil, rhs = a.requiresGrad ? b.value : nil
-  let product = TensorModule.matmul(a.value, b.value)
-  countMultiplyAccumulates(product.count * a.shape[a.shape.count - 1])
-  return recordOperation("matmul", product, inputs: [a, b]) { grad in
+  let x = a.value, y = b.value
+  require(
+    x.rank >= 2 && y.rank >= 2 && x.dtype == y.dtype && x.shape[x.rank - 1] == y.shape[y.rank - 2],
+    "matmul: shapes \(x.shape) (\(x.dtype)) and \(y.shape) (\(y.dtype)) do not fit [..., M, K] x [..., K, N]")
+  guard let batch = Shape.broadcast(Array(x.shape.dropLast(2)), Array(y.shape.dropLast(2))) else {
+    fatalError("matmul: batch dimensions of \(x.shape) and \(y.shape) do not broadcast")
+  }
+  let shape = batch + [x.shape[x.rank - 2], y.shape[y.rank - 1]]
+  let compute = {
+    countMultiplyAccumulates(shape.reduce(1, *) * x.shape[x.rank - 1])
+    return TensorModule.matmul(x, y)
+  }
+  let lhs = b.requiresGrad ? x : nil, rhs = a.requiresGrad ? y : nil
+  return recordOperation("matmul", deferring: compute, shape: shape, dtype: x.dtype, inputs: [a, b]) { grad in
     [rhs.map { TensorModule.matmul(grad, $0.transposed()) }, lhs.map { TensorModule.matmul($0.transposed(), grad) }]
   }
 }

@@ -69,7 +69,8 @@ public final class BatchNorm2d: Layer {
       return applyingReLU ? relu(y) : y
     }
     let (output, mean, variance) = batchNorm(
-      input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU, statistics: statistics)
+      input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU,
+      statistics: statistics ?? batchStatistics(of: input))
     updateRunningStatistics(mean: mean, variance: variance, of: input)
     return output
   }
@@ -84,6 +85,17 @@ public final class BatchNorm2d: Layer {
       runningVariance.value = runningVariance.value * (1 - m) + variance * (m * n / Swift.max(n - 1, 1))
       batchesTracked += 1
     }
+  }
+
+  /// The batch mean and biased variance of `input`, computed once per step inside a checkpoint
+  /// region: its replay reads back what the first pass computed instead of going over the feature
+  /// map again (checkpoint optimisation B). They are the bits a second computation would give.
+  func batchStatistics(of input: Variable) -> (mean: Tensor, variance: Tensor) {
+    let kept = firstPassMemo("the batch statistics of \(input.shape)") {
+      let (mean, variance) = batchNormStatistics(input.value)
+      return [mean, variance]
+    }
+    return (kept[0], kept[1])
   }
 
   func checkInput(_ input: Variable) {

@@ -2,17 +2,22 @@ import Autograd
 import TensorModule
 
 /// A network whose forward pass is a sequence of named stages: the rows of `reprise summary`, and
-/// the shape of the architecture tables in papers.
-public protocol Network: Layer {
+/// the shape of the architecture tables in papers. Its stages are the units of its chain
+/// structure, which a ``CheckpointPlan`` maps to checkpoint regions.
+public protocol Network: Composition {
   /// The stages applied in order; their composition is the forward pass.
   var stages: [(name: String, layer: any Layer)] { get }
+  /// The hand-made checkpoint plan for training in little memory (`reprise train
+  /// --memory-efficient`): by default every leaf unit a region that keeps nothing.
+  func memoryEfficientPlan() -> CheckpointPlan
 }
 
 extension Network {
-  /// The stages applied in order.
-  public func callAsFunction(_ input: Variable) -> Variable {
-    stages.reduce(input) { x, stage in stage.layer(x) }
-  }
+  /// The stages.
+  public var composedLayers: [(name: String, layer: any Layer)] { stages }
+
+  /// Every leaf unit a region that keeps nothing.
+  public func memoryEfficientPlan() -> CheckpointPlan { .everyUnit(of: self) }
 }
 
 /// Named sub-modules that are not called as one layer (PyTorch's `ModuleList` or a `features`

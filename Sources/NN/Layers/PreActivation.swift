@@ -16,7 +16,8 @@ public func batchNormReLUConv(
   norm.checkInput(input)
   let (y, mean, variance) = batchNormReLUConv2d(
     input, normWeight: norm.weight, normBias: norm.bias, epsilon: norm.epsilon, convWeight: conv.weight,
-    stride: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: conv.groups, statistics: statistics)
+    stride: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: conv.groups,
+    statistics: statistics ?? norm.batchStatistics(of: input))
   norm.updateRunningStatistics(mean: mean, variance: variance, of: input)
   guard let bias = conv.bias else { return y }
   return y + reshape(bias, to: [1, -1, 1, 1])

@@ -22,6 +22,9 @@ public final class Adam: Optimizer {
   private var steps = 0
   private var moments: [(Tensor, Tensor)?]
 
+  /// Two moment estimates per parameter.
+  public var stateBytes: Int { parameterBytes(copies: 2) }
+
   /// An optimiser over `parameters`; `decoupled: true` makes it AdamW.
   public init(
     _ parameters: [Variable], learningRate: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999), epsilon: Double = 1e-8,

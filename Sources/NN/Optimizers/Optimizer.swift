@@ -15,9 +15,17 @@ public protocol Optimizer: AnyObject {
   ///
   /// - Throws: ``StateFileError`` when an entry is missing or has the wrong shape.
   func load(state: [String: Tensor]) throws
+  /// The bytes of state it holds once it has stepped (momentum buffers, moment estimates): memory a
+  /// training step needs besides the model's, which a checkpoint budget counts.
+  var stateBytes: Int { get }
 }
 
 extension Optimizer {
+  /// The bytes of `copies` tensors shaped like each parameter.
+  func parameterBytes(copies: Int) -> Int {
+    copies * parameters.reduce(0) { $0 + $1.value.count * $1.value.dtype.byteCount }
+  }
+
   /// Clears every parameter's gradient.
   public func zeroGradients() {
     for p in parameters { p.grad = nil }

@@ -50,6 +50,9 @@ public final class SGD: Optimizer {
     }
   }
 
+  /// One buffer per parameter with momentum, none without.
+  public var stateBytes: Int { parameterBytes(copies: momentum != 0 ? 1 : 0) }
+
   /// The momentum buffers, as `momentum.<index>`.
   public var state: [String: Tensor] {
     var result: [String: Tensor] = [:]

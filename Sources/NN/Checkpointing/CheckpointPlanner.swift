@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Autograd
+import TensorModule
+
+/// Finds the fastest checkpoint plan whose peak tensor memory fits a budget, for any network with
+/// a chain structure, by measuring it.
+///
+/// It profiles training steps of the network three ways: every leaf unit keeping its tape, every
+/// leaf unit a region that keeps nothing, and every leaf unit that tags values
+/// (``Autograd/checkpointName(_:_:)``) a region that keeps them. Per unit that gives each option's
+/// kept bytes, forward and backward footprints and replay time (``CheckpointChain``); the solver
+/// picks per unit, and the plan is then run and its peak measured. When the measured peak exceeds
+/// the budget (the model of memory is a model), it plans again for a budget smaller by the excess.
+/// Profiling leaves the network as it was: running statistics, the random generator and gradients
+/// are restored.
+public struct CheckpointPlanner {
+  /// The network planned for.
+  public let network: any Chain
+  /// One forward and backward pass of a training batch (no update): what is measured.
+  public let step: () -> Void
+  /// Bytes live during real training steps but not during `step`, counted against the budget:
+  /// an optimiser's state, say (``Optimizer/stateBytes``).
+  public var reservedBytes: Int
+  /// Steps whose median time ``plan(within:)`` reports.
+  public var timedSteps = 3
+
+  /// A planner for `network` that measures `step`.
+  public init(network: any Chain, reservedBytes: Int = 0, step: @escaping () -> Void) {
+    (self.network, self.reservedBytes, self.step) = (network, reservedBytes, step)
+  }
+
+  /// What profiling measured.
+  public struct Profile {
+    /// The chain of leaf units and their options, in bytes above the live bytes before a step.
+    public var chain: CheckpointChain
+    /// The leaf units' paths, in forward order.
+    public var paths: [String]
+    /// Per unit, the policy of each option (nil: no region, the unit keeps its tape).
+    public var policies: [[CheckpointPolicy?]]
+    /// Measured peaks, reserved bytes included: with no plan, and with every leaf unit a region
+    /// that keeps nothing (the smallest peak the planner reaches).
+    public var plainPeakBytes: Int, minimumPeakBytes: Int
+  }
+
+  /// A plan and what it was predicted and measured to cost.
+  public struct Result {
+    /// The plan.
+    public var plan: CheckpointPlan
+    /// The budget asked for.
+    public var budgetBytes: Int
+    /// The peak the solver predicted and the peak measured running the plan (reserved bytes included).
+    public var predictedPeakBytes: Int, peakBytes: Int
+    /// The median seconds of a step (forward and backward) with the plan.
+    public var stepSecondsMedian: Double
+    /// The two ends of the range of budgets (see ``Profile``).
+    public var minimumPeakBytes: Int, plainPeakBytes: Int
+  }
+
+  /// Profiles the network.
+  public func profile() -> Profile {
+    let leaves = network.leafUnits
+    let ids = leaves.map { ObjectIdentifier($0.module) }
+    let everyUnit = UnitRegions(Dictionary(uniqueKeysWithValues: zip(ids, leaves.map { UnitRegions.Region(last: ObjectIdentifier($0.module), name: $0.path, policy: .nothing) })))
+    let kept = measure(nil, ids)
+    let recomputed = measure(everyUnit, ids)
+    // Units that tag values get a third option: a region that keeps them.
+    var saving = UnitRegions()
+    for (id, leaf) in zip(ids, leaves) {
+      if let names = recomputed.units[id]?.names, !names.isEmpty {
+        saving.regions[id] = UnitRegions.Region(last: id, name: leaf.path, policy: .saving(names: names))
+      }
+    }
+    let saved = saving.regions.isEmpty ? nil : measure(saving, ids)
+    var units: [[CheckpointChain.Option]] = [], policies: [[CheckpointPolicy?]] = []
+    var previous = (kept: kept.first, recomputed: recomputed.first, saved: saved?.first ?? 0)
+    for id in ids {
+      let k = kept.units[id] ?? .init(), r = recomputed.units[id] ?? .init()
+      let backward = (r.backwardPeak ?? r.forwardPeak) - previous.recomputed
+      var options = [
+        CheckpointChain.Option(
+          keptBytes: k.liveAfter - previous.kept, forwardBytes: k.forwardPeak - previous.kept, backwardBytes: backward, recomputeSeconds: 0),
+        CheckpointChain.Option(
+          keptBytes: r.liveAfter - previous.recomputed, forwardBytes: r.forwardPeak - previous.recomputed, backwardBytes: backward,
+          recomputeSeconds: r.replaySeconds ?? 0),
+      ]
+      var unitPolicies: [CheckpointPolicy?] = [nil, .nothing]
+      if let saved, let s = saved.units[id] {
+        if let policy = saving.regions[id]?.policy {
+          options.append(
+            CheckpointChain.Option(
+              keptBytes: s.liveAfter - previous.saved, forwardBytes: s.forwardPeak - previous.saved,
+              backwardBytes: max(backward, (s.backwardPeak ?? s.forwardPeak) - previous.saved), recomputeSeconds: s.replaySeconds ?? 0))
+          unitPolicies.append(policy)
+        }
+        previous.saved = s.liveAfter
+      }
+      units.append(options)
+      policies.append(unitPolicies)
+      previous = (k.liveAfter, r.liveAfter, previous.saved)
+    }
+    let tail = recomputed.units[ids.last!].map { max(0, $0.gapPeak - $0.liveAfter) } ?? 0
+    return Profile(
+      chain: CheckpointChain(baseBytes: kept.first, units: units, tailBytes: tail), paths: leaves.map(\.path), policies: policies,
+      plainPeakBytes: kept.peak + reservedBytes, minimumPeakBytes: recomputed.peak + reservedBytes)
+  }
+
+  /// The fastest plan whose measured peak, reserved bytes included, is at most `budget` bytes.
+  ///
+  /// - Throws: ``CheckpointPlanningError/budgetTooSmall(budget:minimum:)`` when even the smallest
+  ///   peak does not fit.
+  public func plan(within budget: Int, profile: Profile? = nil) throws -> Result {
+    let profile = profile ?? self.profile()
+    guard budget >= profile.minimumPeakBytes else {
+      throw CheckpointPlanningError.budgetTooSmall(budget: budget, minimum: profile.minimumPeakBytes)
+    }
+    var target = budget - reservedBytes
+    var best: (plan: CheckpointPlan, predicted: Int, measured: Int)?
+    for _ in 0..<6 {
+      let choices =
+        profile.chain.cheapest(within: target)
+        ?? profile.chain.units.map { options in options.indices.min { options[$0].keptBytes < options[$1].keptBytes }! }
+      let plan = CheckpointPlan(
+        regions: zip(profile.paths, zip(profile.policies, choices)).compactMap { path, choice in
+          choice.0[choice.1].map { CheckpointPlan.Region(first: path, policy: $0) }
+        })
+      let regions = try! plan.resolved(in: network)  // built from the network's own paths
+      let measured = measure(regions, []).peak + reservedBytes
+      let candidate = (plan, profile.chain.peakBytes(choices) + reservedBytes, measured)
+      if measured <= budget {
+        best = candidate
+        break
+      }
+      if best == nil || measured < best!.measured { best = candidate }
+      // Over by the model's error: ask for that much less, and a little more each time.
+      target -= measured - budget + budget / 200
+      if target < profile.chain.baseBytes { break }
+    }
+    let chosen = best!
+    let regions = try chosen.plan.resolved(in: network)
+    let times = (0..<max(1, timedSteps)).map { _ in measure(regions, []).seconds }.sorted()
+    return Result(
+      plan: chosen.plan, budgetBytes: budget, predictedPeakBytes: chosen.predicted, peakBytes: chosen.measured,
+      stepSecondsMedian: times[times.count / 2], minimumPeakBytes: profile.minimumPeakBytes, plainPeakBytes: profile.plainPeakBytes)
+  }
+
+  /// One profiled step under `regions`, from the network's state before it, which is then restored.
+  private func measure(_ regions: UnitRegions?, _ units: [ObjectIdentifier]) -> (
+    units: [ObjectIdentifier: UnitProfiler.Measurement], first: Int, peak: Int, seconds: Double
+  ) {
+    let buffers = network.namedBuffers.map { ($0.variable, $0.variable.value) }
+    let norms = allModules(network).compactMap { $0 as? BatchNorm2d }.map { ($0, $0.batchesTracked) }
+    let generator = RandomGenerator.global
+    defer {
+      for (v, value) in buffers { v.value = value }
+      for (norm, count) in norms { norm.setBatchesTracked(count) }
+      RandomGenerator.global = generator
+      for p in network.parameters { p.grad = nil }
+    }
+    for p in network.parameters { p.grad = nil }
+    let profiler = UnitProfiler(units: Set(units))
+    let base = Allocator.liveBytes
+    Allocator.resetPeak()
+    let start = now()
+    profilingUnits(profiler) { withCheckpointRegions(regions) { step() } }
+    let seconds = now() - start
+    let peak = Allocator.peakBytes - base
+    let relative = profiler.measurements.mapValues { m -> UnitProfiler.Measurement in
+      var m = m
+      m.liveBefore -= base
+      m.liveAfter -= base
+      m.forwardPeak -= base
+      m.gapPeak = max(0, m.gapPeak - base)
+      m.backwardPeak = m.backwardPeak.map { $0 - base }
+      m.backwardLiveBefore = m.backwardLiveBefore.map { $0 - base }
+      return m
+    }
+    let first = profiler.order.first.flatMap { relative[$0]?.liveBefore } ?? 0
+    return (relative, first, peak, seconds)
+  }
+}
+
+/// A budget the planner cannot meet.
+public enum CheckpointPlanningError: Error, CustomStringConvertible, Equatable {
+  /// The budget is below the smallest peak any plan reaches.
+  case budgetTooSmall(budget: Int, minimum: Int)
+
+  /// The message.
+  public var description: String {
+    switch self {
+    case .budgetTooSmall(let budget, let minimum):
+      "memory budget \(formatBytes(budget)) is below the smallest peak a checkpoint plan reaches for this model and batch, "
+        + "\(formatBytes(minimum)) (\(minimum) bytes)"
+    }
+  }
+}
+
+/// `bytes` in MiB or GiB, for messages.
+public func formatBytes(_ bytes: Int) -> String {
+  let mib = Double(bytes) / 1_048_576
+  let (value, unit) = mib >= 1024 ? (mib / 1024, "GiB") : (mib, "MiB")
+  return "\((value * 10).rounded() / 10) \(unit)"
+}
+
+/// Every module of `root` and below, depth first.
+func allModules(_ root: any Module) -> [any Module] {
+  var result: [any Module] = [], stack: [any Module] = [root]
+  while let m = stack.popLast() {
+    result.append(m)
+    stack += m.children.reversed().map(\.module)
+  }
+  return result
+}
+
+private func now() -> Double {
+  var t = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &t)
+  return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
