@@ -4,8 +4,10 @@ import TensorModule
 ///
 /// Entries reachable from the roots are collected without recursion and visited from the newest to
 /// the oldest; each runs once, sends its gradients to its inputs (accumulating, never overwriting)
-/// and is released right after, so memory falls as the walk proceeds.
-func runBackward(from roots: [(Variable, Tensor)]) {
+/// and is released right after, so memory falls as the walk proceeds. The roots are emptied once
+/// their gradients are seeded, so that what only they hold (a checkpoint replay's outputs, whose
+/// uncomputed values keep their operands) is freed before the walk.
+func runBackward(from roots: inout [(Variable, Tensor)]) {
   let context = Context.current
   var entries: [TapeEntry] = []
   var seen = Set<ObjectIdentifier>()
@@ -19,6 +21,7 @@ func runBackward(from roots: [(Variable, Tensor)]) {
       accumulate(seed, into: &root.grad, shape: root.shape, "backward")
     }
   }
+  roots = []
   while let entry = stack.popLast() {
     entries.append(entry)
     for case (.entry(let input, _), _) in entry.inputs {
@@ -60,7 +63,7 @@ private func run(_ entry: TapeEntry, _ context: Context) {
       defer { e.gradients[index] = nil }
       return e.gradients[index]
     }
-    replay(entry.gradients, &accumulated)
+    replay(&entry.gradients, &accumulated)
     for (i, input) in entry.inputs.enumerated() {
       guard case .entry(let e, let index) = input.source, let gradient = accumulated[i] else { continue }
       require(gradient.shape == input.shape, "\(entry.name): gradient \(gradient.shape) does not match input \(input.shape)")

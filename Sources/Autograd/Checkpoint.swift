@@ -86,7 +86,7 @@ func checkpoint(
     name: "checkpoint '\(name)'", inputs: inputs, outputShapes: shapes,
     backward: .region { outputGradients, accumulated in
       observer?.willReplay()
-      replay(region, body, inputs, shapes, entryState, outputGradients, &accumulated, observer)
+      replay(region, body, inputs, shapes, entryState, &outputGradients, &accumulated, observer)
       observer?.didFinishBackward()
     }, context: context)
   return outputs.enumerated().map { Variable($1, producer: (entry, $0)) }
@@ -102,7 +102,7 @@ protocol RegionObserver: AnyObject {
 /// The backward pass of one region (rule 2).
 private func replay(
   _ region: RegionState, _ body: ([Variable]) -> [Variable], _ inputs: [Variable], _ shapes: [[Int]],
-  _ entryState: Context.Ambient, _ outputGradients: [Tensor?], _ accumulated: inout [Tensor?],
+  _ entryState: Context.Ambient, _ outputGradients: inout [Tensor?], _ accumulated: inout [Tensor?],
   _ observer: RegionObserver?
 ) {
   let context = Context.current, name = region.name
@@ -118,7 +118,7 @@ private func replay(
   let surrounding = context.ambient
   context.ambient = entryState  // Rule 4
   region.startReplay()  // Rule 10, optimisation B
-  let outputs = context.with(\.tape, Tape()) {
+  var outputs = context.with(\.tape, Tape()) {
     context.with(\.replaying, name) {
       context.with(\.region, region) {
         context.with(\.isRecording, true) { body(standIns) }
@@ -133,8 +133,11 @@ private func replay(
       "checkpoint '\(name)': the replay produced \(replayed.count) outputs of shapes \(replayed), "
         + "the first pass \(shapes.count) of shapes \(shapes); the body must be deterministic")
   }
-  let roots = zip(outputs, outputGradients).compactMap { output, gradient in gradient.map { (output, $0) } }
-  runBackward(from: roots)
+  // The outputs and their gradients go with the seeding: an output nothing read keeps its
+  // uncomputed value's operands (optimisation A), which would otherwise outlive their use.
+  var roots = zip(outputs, outputGradients).compactMap { output, gradient in gradient.map { (output, $0) } }
+  (outputs, outputGradients) = ([], [])
+  runBackward(from: &roots)
   for (i, input) in inputs.enumerated() where !input.isLeaf { accumulated[i] = standIns[i].grad }
 }
 

@@ -22,7 +22,8 @@ final class TapeEntry {
     case pullback(([Tensor?]) -> [Tensor?])
     /// A checkpoint region: it takes over the inputs' accumulated gradients and returns them with
     /// its own contributions added, in the order the operations inside would have added them.
-    case region((_ outputGradients: [Tensor?], _ accumulated: inout [Tensor?]) -> Void)
+    /// It empties `outputGradients` once they are seeded into its replay.
+    case region((_ outputGradients: inout [Tensor?], _ accumulated: inout [Tensor?]) -> Void)
   }
 
   let name: String

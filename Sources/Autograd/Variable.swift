@@ -97,7 +97,8 @@ public final class Variable {
       return Tensor(repeating: 1, shape: shape, dtype: dtype)
     }()
     require(seed.shape == shape, "backward: seed has shape \(seed.shape), value has shape \(shape)")
-    runBackward(from: [(self, seed)])
+    var roots = [(self, seed)]
+    runBackward(from: &roots)
   }
 }
 

@@ -23,11 +23,17 @@ public func batchNorm(
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, w = weight?.value
   let (mean, variance) = batchStatistics(x, given: statistics, "batchNorm")
-  let y = batchNormalized(x, mean: mean, variance: variance, weight: w, bias: bias?.value, epsilon: epsilon, applyingReLU: applyingReLU)
+  // The pullback recomputes the ReLU's mask from the input, so in a checkpoint replay the output is
+  // computed only if read (optimisation A): for a convolution whose output the region's policy kept,
+  // only when that convolution's weight gradient needs it.
+  let beta = bias?.value
+  let compute = {
+    batchNormalized(x, mean: mean, variance: variance, weight: w, bias: beta, epsilon: epsilon, applyingReLU: applyingReLU)
+  }
   let inputs = [input] + [weight, bias].compactMap { $0 }
   let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil, sink = input.gradientSink
   let name = applyingReLU ? "batchNormReLU" : "batchNorm"
-  let output = recordOperation(name, y, inputs: inputs) { [x] grad in
+  let output = recordOperation(name, deferring: compute, shape: x.shape, dtype: x.dtype, inputs: inputs) { [x] grad in
     let others = { (g: (weight: Tensor, bias: Tensor)) in (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : []) }
     if let destination = sink?.destination(like: x) {
       let g = batchNormBackward(

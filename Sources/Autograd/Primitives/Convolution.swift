@@ -10,17 +10,21 @@ public func conv2d(
   dilation: IntOrPair = 1, groups: Int = 1
 ) -> Variable {
   let inputShape = input.shape, weightShape = weight.shape
-  let x = input.value, w = weight.value
+  let w = weight.value
+  // In a replay the input may itself be deferred (optimisation A): it is read when the value or the
+  // weight gradient needs it, so a normalised map feeding a convolution whose output the region's
+  // policy kept is computed only for the weight gradient, and freed with it. Elsewhere it is read now.
+  let x: () -> Tensor = Context.current.replaying != nil ? { input.value } : { [value = input.value] in value }
   let shape = conv2dOutputShape(
     input: inputShape, weight: weightShape, stride: stride, padding: padding, dilation: dilation, groups: groups)
   let compute = {
     countMultiplyAccumulates(shape.reduce(1, *) * weightShape[1] * weightShape[2] * weightShape[3])
-    return TensorModule.conv2d(x, w, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    return TensorModule.conv2d(x(), w, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   let savedInput = weight.requiresGrad ? x : nil, savedWeight = input.requiresGrad ? w : nil
-  return recordOperation("conv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: [input, weight]) { grad in
+  return recordOperation("conv2d", deferring: compute, shape: shape, dtype: input.dtype, inputs: [input, weight]) { grad in
     if let savedInput, let savedWeight {
-      let g = conv2dBackward(grad, input: savedInput, weight: savedWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+      let g = conv2dBackward(grad, input: savedInput(), weight: savedWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
       return [g.input, g.weight]
     }
     return [
@@ -28,7 +32,7 @@ public func conv2d(
         conv2dBackwardInput(grad, $0, inputShape: inputShape, stride: stride, padding: padding, dilation: dilation, groups: groups)
       },
       savedInput.map {
-        conv2dBackwardWeight(grad, $0, weightShape: weightShape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        conv2dBackwardWeight(grad, $0(), weightShape: weightShape, stride: stride, padding: padding, dilation: dilation, groups: groups)
       },
     ]
   }
