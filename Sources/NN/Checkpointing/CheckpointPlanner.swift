@@ -44,6 +44,8 @@ public struct CheckpointPlanner {
     /// Measured peaks, reserved bytes included: with no plan, and with every leaf unit a region
     /// that keeps nothing (the smallest peak the planner reaches).
     public var plainPeakBytes: Int, minimumPeakBytes: Int
+    /// The plan that reached ``minimumPeakBytes``.
+    public var minimumPlan: CheckpointPlan
   }
 
   /// A plan and what it was predicted and measured to cost.
@@ -103,9 +105,23 @@ public struct CheckpointPlanner {
       previous = (k.liveAfter, r.liveAfter, previous.saved)
     }
     let tail = recomputed.units[ids.last!].map { max(0, $0.gapPeak - $0.liveAfter) } ?? 0
+    let chain = CheckpointChain(baseBytes: kept.first, units: units, tailBytes: tail)
+    let paths = leaves.map(\.path)
+    // The smallest peak is measured with the plan predicted to reach it (not necessarily every unit
+    // a region: a region's bookkeeping can cost more than a tiny unit's tape).
+    let smallest = plan(paths, policies, chain.smallestPeak())
+    let minimum = min(measure(try! smallest.resolved(in: network), []).peak, kept.peak)
     return Profile(
-      chain: CheckpointChain(baseBytes: kept.first, units: units, tailBytes: tail), paths: leaves.map(\.path), policies: policies,
-      plainPeakBytes: kept.peak + reservedBytes, minimumPeakBytes: recomputed.peak + reservedBytes)
+      chain: chain, paths: paths, policies: policies, plainPeakBytes: kept.peak + reservedBytes,
+      minimumPeakBytes: minimum + reservedBytes, minimumPlan: minimum < kept.peak ? smallest : .none)
+  }
+
+  /// The plan of per-unit choices.
+  private func plan(_ paths: [String], _ policies: [[CheckpointPolicy?]], _ choices: [Int]) -> CheckpointPlan {
+    CheckpointPlan(
+      regions: zip(paths, zip(policies, choices)).compactMap { path, choice in
+        choice.0[choice.1].map { CheckpointPlan.Region(first: path, policy: $0) }
+      })
   }
 
   /// The fastest plan whose measured peak, reserved bytes included, is at most `budget` bytes.
@@ -117,29 +133,25 @@ public struct CheckpointPlanner {
     guard budget >= profile.minimumPeakBytes else {
       throw CheckpointPlanningError.budgetTooSmall(budget: budget, minimum: profile.minimumPeakBytes)
     }
-    var target = budget - reservedBytes
-    var best: (plan: CheckpointPlan, predicted: Int, measured: Int)?
-    for _ in 0..<6 {
-      let choices =
-        profile.chain.cheapest(within: target)
-        ?? profile.chain.units.map { options in options.indices.min { options[$0].keptBytes < options[$1].keptBytes }! }
-      let plan = CheckpointPlan(
-        regions: zip(profile.paths, zip(profile.policies, choices)).compactMap { path, choice in
-          choice.0[choice.1].map { CheckpointPlan.Region(first: path, policy: $0) }
-        })
-      let regions = try! plan.resolved(in: network)  // built from the network's own paths
-      let measured = measure(regions, []).peak + reservedBytes
-      let candidate = (plan, profile.chain.peakBytes(choices) + reservedBytes, measured)
-      if measured <= budget {
-        best = candidate
-        break
+    let none = Array(repeating: 0, count: profile.chain.units.count)
+    var best = (plan: CheckpointPlan.none, predicted: profile.chain.peakBytes(none) + reservedBytes, measured: profile.plainPeakBytes)
+    if budget < profile.plainPeakBytes {
+      let smallest = profile.chain.smallestPeak()
+      best = (profile.minimumPlan, profile.chain.peakBytes(smallest) + reservedBytes, profile.minimumPeakBytes)
+      var target = budget - reservedBytes
+      for _ in 0..<6 {
+        guard let choices = profile.chain.cheapest(within: target) else { break }
+        let plan = plan(profile.paths, profile.policies, choices)
+        let measured = measure(try! plan.resolved(in: network), []).peak + reservedBytes  // the network's own paths
+        if measured <= budget {
+          best = (plan, profile.chain.peakBytes(choices) + reservedBytes, measured)
+          break
+        }
+        // Over by the model's error: ask for that much less, and a little more each time.
+        target -= measured - budget + budget / 200
       }
-      if best == nil || measured < best!.measured { best = candidate }
-      // Over by the model's error: ask for that much less, and a little more each time.
-      target -= measured - budget + budget / 200
-      if target < profile.chain.baseBytes { break }
     }
-    let chosen = best!
+    let chosen = best
     let regions = try chosen.plan.resolved(in: network)
     let times = (0..<max(1, timedSteps)).map { _ in measure(regions, []).seconds }.sorted()
     return Result(

@@ -95,4 +95,32 @@ public struct CheckpointChain: Sendable, Equatable {
     }
     return choices.reversed()
   }
+
+  /// The choices of the smallest predicted peak (the other end of the range from keeping every
+  /// tape), by the same kind of programme: the states are the (running total, peak so far) pairs
+  /// that no other state beats in both.
+  public func smallestPeak() -> [Int] {
+    struct State { var total: Int, peak: Int, node: Int }
+    var nodes: [(parent: Int, choice: Int)] = []
+    var states = [State(total: baseBytes, peak: baseBytes, node: -1)]
+    for options in units {
+      var next: [State] = []
+      for s in states {
+        for (c, o) in options.enumerated() {
+          nodes.append((s.node, c))
+          next.append(State(total: s.total + o.keptBytes, peak: max(s.peak, s.total + max(o.forwardBytes, o.backwardBytes)), node: nodes.count - 1))
+        }
+      }
+      next.sort { ($0.total, $0.peak) < ($1.total, $1.peak) }
+      states = []
+      for s in next where states.last.map({ s.peak < $0.peak }) ?? true { states.append(s) }
+    }
+    let best = states.min { max($0.peak, $0.total + tailBytes) < max($1.peak, $1.total + tailBytes) }!
+    var choices: [Int] = [], node = best.node
+    while node >= 0 {
+      choices.append(nodes[node].choice)
+      node = nodes[node].parent
+    }
+    return choices.reversed()
+  }
 }

@@ -1,0 +1,90 @@
+import Reprise
+import TestSupport
+import XCTest
+
+/// Plans over chain structure: paths, spans across nested compositions, segments, errors, and the
+/// planner on a small network.
+final class CheckpointPlanTests: XCTestCase {
+  override func setUp() { RandomGenerator.global = RandomGenerator(seed: 3) }
+
+  /// conv, BN, ReLU, a nested block of two convolutions, pooling, linear.
+  func network() -> Sequential {
+    Sequential([
+      ("stem", Sequential([Conv2d(inputChannels: 2, outputChannels: 4, kernelSize: 3, padding: 1), BatchNorm2d(channels: 4), ReLU()])),
+      ("block", Sequential([Conv2d(inputChannels: 4, outputChannels: 4, kernelSize: 3, padding: 1), ReLU(), Conv2d(inputChannels: 4, outputChannels: 4, kernelSize: 1)])),
+      ("pool", GlobalAvgPool2d()), ("fc", Linear(inputFeatures: 4, outputFeatures: 3)),
+    ])
+  }
+
+  func gradients(_ model: Sequential, _ plan: CheckpointPlan) throws -> [Tensor] {
+    var random = RandomGenerator(seed: 4)
+    let x = Variable(Tensor(randomNormal: [3, 2, 6, 6], using: &random))
+    model.zeroGradients()
+    try withCheckpointPlan(plan, in: model) { crossEntropy(model(x), labels: [0, 2, 1]).backward() }
+    return model.parameters.map { $0.grad! }
+  }
+
+  func testUnitsAndLeavesFollowTheChainStructure() {
+    let model = network()
+    XCTAssertEqual(model.allUnits.map(\.path), ["stem", "stem.0", "stem.1", "stem.2", "block", "block.0", "block.1", "block.2", "pool", "fc"])
+    XCTAssertEqual(model.leafUnits.map(\.path), ["stem.0", "stem.1", "stem.2", "block.0", "block.1", "block.2", "pool", "fc"])
+  }
+
+  /// Regions of one unit, of a whole nested composition, across its boundary, and segments all give
+  /// the unplanned gradients; a region saves what it should (fewer bytes live after the forward pass).
+  func testPlansGiveTheSameGradients() throws {
+    let model = network()
+    let plain = try gradients(model, .none)
+    let plans: [CheckpointPlan] = [
+      CheckpointPlan(regions: [.init(first: "stem.0"), .init(first: "block.1")]),
+      CheckpointPlan(regions: [.init(first: "block")]),
+      CheckpointPlan(regions: [.init(first: "stem.1", last: "block.1", policy: .dotsSaveable)]),
+      CheckpointPlan(regions: [.init(first: "block"), .init(first: "block.0")]),  // nested
+      .segments(3, of: model), .everyUnit(of: model),
+    ]
+    for plan in plans {
+      for (a, b) in zip(plain, try gradients(model, plan)) { assertBitIdentical(a, b, "\(plan)") }
+    }
+    XCTAssertEqual(
+      CheckpointPlan.segments(3, of: model).regions,
+      [.init(first: "stem.0", last: "stem.1"), .init(first: "stem.2", last: "block.1")], "8 steps in 3 segments, the last unchecked")
+  }
+
+  func testPlansThatDoNotFitAreErrors() {
+    let model = network()
+    XCTAssertThrowsError(try CheckpointPlan(regions: [.init(first: "stem.7")]).resolved(in: model)) {
+      XCTAssertEqual($0 as? CheckpointPlanError, .unknownUnit("stem.7"))
+    }
+    XCTAssertThrowsError(try CheckpointPlan(regions: [.init(first: "block.2", last: "stem.0")]).resolved(in: model)) {
+      XCTAssertEqual($0 as? CheckpointPlanError, .notConsecutive("block.2", "stem.0"))
+    }
+  }
+
+  /// The planner's plan fits its budget as measured, recomputes less as the budget grows, gives
+  /// the unplanned gradients, and a budget below the smallest peak is an error naming it.
+  func testPlannerFitsBudgets() throws {
+    let model = network()
+    var random = RandomGenerator(seed: 5)
+    let x = Tensor(randomNormal: [8, 2, 16, 16], using: &random)
+    let planner = CheckpointPlanner(network: model) { crossEntropy(model(Variable(x)), labels: (0..<8).map { $0 % 3 }).backward() }
+    let profile = planner.profile()
+    XCTAssertLessThan(profile.minimumPeakBytes, profile.plainPeakBytes)
+    XCTAssertEqual(profile.paths, model.leafUnits.map(\.path))
+    var previousRegions = Int.max
+    for fraction in [0.0, 0.5, 1.0] {
+      let budget = profile.minimumPeakBytes + Int(fraction * Double(profile.plainPeakBytes - profile.minimumPeakBytes))
+      let result = try planner.plan(within: budget, profile: profile)
+      XCTAssertLessThanOrEqual(result.peakBytes, budget, "fraction \(fraction)")
+      XCTAssertLessThanOrEqual(result.plan.regions.count, previousRegions, "fraction \(fraction)")
+      previousRegions = result.plan.regions.count
+      model.zeroGradients()
+      let planned = try gradients(model, result.plan), plain = try gradients(model, .none)
+      for (a, b) in zip(plain, planned) { assertBitIdentical(a, b, "fraction \(fraction)") }
+    }
+    XCTAssertEqual(try planner.plan(within: profile.plainPeakBytes, profile: profile).plan, .none)
+    XCTAssertThrowsError(try planner.plan(within: profile.minimumPeakBytes - 1, profile: profile)) { error in
+      XCTAssertEqual(error as? CheckpointPlanningError, .budgetTooSmall(budget: profile.minimumPeakBytes - 1, minimum: profile.minimumPeakBytes))
+      XCTAssertTrue("\(error)".contains("\(profile.minimumPeakBytes) bytes"), "\(error)")
+    }
+  }
+}
