@@ -38,12 +38,12 @@ public struct CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
   /// Whether the region keeps nothing but its inputs.
   public var keepsNothing: Bool { savedNames.isEmpty && savedOperations.isEmpty }
 
-  /// `nothing`, or what is saved.
+  /// `nothing`, or the saved names and operations (`bottleneck`, `outputs of conv2d, matmul`).
   public var description: String {
     guard !keepsNothing else { return "nothing" }
-    let parts = (savedNames.isEmpty ? [] : ["names: " + savedNames.sorted().joined(separator: ", ")])
-      + (savedOperations.isEmpty ? [] : ["operations: " + savedOperations.sorted().joined(separator: ", ")])
-    return "saving " + parts.joined(separator: "; ")
+    let parts = (savedNames.isEmpty ? [] : [savedNames.sorted().joined(separator: ", ")])
+      + (savedOperations.isEmpty ? [] : ["outputs of " + savedOperations.sorted().joined(separator: ", ")])
+    return parts.joined(separator: "; ")
   }
 }
 

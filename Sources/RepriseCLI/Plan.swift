@@ -71,7 +71,7 @@ func plannedSummary(_ r: CheckpointPlanner.Result) -> String {
   """
   Checkpoint plan within \(formatBytes(r.budgetBytes)): \(r.plan.regions.count) regions, predicted peak \(formatBytes(r.predictedPeakBytes)), \
   measured \(formatBytes(r.peakBytes)), step \(String(format: "%.3f", r.stepSecondsMedian)) s
-    (reachable peaks: \(formatBytes(r.minimumPeakBytes)) with every unit recomputed to \(formatBytes(r.plainPeakBytes)) with none)
+    (reachable peaks: from \(formatBytes(r.minimumPeakBytes)), the smallest, to \(formatBytes(r.plainPeakBytes)) without checkpointing)
   """
 }
 

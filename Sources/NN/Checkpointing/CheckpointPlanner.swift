@@ -27,6 +27,10 @@ public struct CheckpointPlanner {
   public var reservedBytes: Int
   /// Steps whose median time ``plan(within:)`` reports.
   public var timedSteps = 3
+  /// The part of the budget a measured plan leaves unused: live bytes depend slightly on which
+  /// cached buffers serve which requests, so a training step measured elsewhere (with an
+  /// optimiser's updates between steps) can peak a little above the planner's own measurement.
+  public var margin = 0.005
 
   /// A planner for `network` that measures `step`.
   public init(network: any Chain, reservedBytes: Int = 0, step: @escaping () -> Void) {
@@ -124,7 +128,8 @@ public struct CheckpointPlanner {
       })
   }
 
-  /// The fastest plan whose measured peak, reserved bytes included, is at most `budget` bytes.
+  /// The fastest plan whose measured peak, reserved bytes included, is at most `budget` bytes less
+  /// the ``margin``.
   ///
   /// - Throws: ``CheckpointPlanningError/budgetTooSmall(budget:minimum:)`` when even the smallest
   ///   peak does not fit.
@@ -138,17 +143,18 @@ public struct CheckpointPlanner {
     if budget < profile.plainPeakBytes {
       let smallest = profile.chain.smallestPeak()
       best = (profile.minimumPlan, profile.chain.peakBytes(smallest) + reservedBytes, profile.minimumPeakBytes)
-      var target = budget - reservedBytes
+      let limit = budget - Int(margin * Double(budget))
+      var target = limit - reservedBytes
       for _ in 0..<6 {
         guard let choices = profile.chain.cheapest(within: target) else { break }
         let plan = plan(profile.paths, profile.policies, choices)
         let measured = measure(try! plan.resolved(in: network), []).peak + reservedBytes  // the network's own paths
-        if measured <= budget {
+        if measured <= limit {
           best = (plan, profile.chain.peakBytes(choices) + reservedBytes, measured)
           break
         }
         // Over by the model's error: ask for that much less, and a little more each time.
-        target -= measured - budget + budget / 200
+        target -= measured - limit + budget / 200
       }
     }
     let chosen = best

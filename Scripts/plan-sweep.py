@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Step time against peak memory of checkpoint plans: the planner at budgets 25%, 50% and 75% of the
+way from the smallest reachable peak to the plain peak, the hand-made memory-efficient plan, no plan,
+and Chen et al.'s segments, each measured by `reprise bench` (training steps, allocator peak).
+
+Usage: Scripts/plan-sweep.py [--models densenet,resnet50,seqresnet,mobilenetv2] [--batch-size 64]
+                              [--steps 5] [--csv docs/time-vs-memory.csv]
+Needs a release build (`swift build -c release --product reprise`). Runs one command at a time.
+"""
+import argparse
+import csv
+import json
+import subprocess
+import sys
+
+MODELS = {
+    "densenet": ["--model", "densenet-bc", "--depth", "100", "--growth-rate", "12"],
+    "resnet50": ["--model", "resnet50", "--conv", "standard"],
+    "seqresnet": ["--model", "seqresnet", "--granularity", "8", "--widening", "4", "--blocks-per-stage", "1"],
+    "mobilenetv2": ["--model", "mobilenetv2", "--conv", "standard"],
+}
+REPRISE = ".build/release/reprise"
+
+
+def run(args):
+    out = subprocess.run([REPRISE] + args + ["--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--segments", default="2,4,8")
+    parser.add_argument("--csv", default="docs/time-vs-memory.csv")
+    a = parser.parse_args()
+    rows = []
+    for name in a.models.split(","):
+        model = MODELS[name] + ["--batch-size", str(a.batch_size)]
+        bench = model + ["--steps", str(a.steps)]
+        ends = run(["plan"] + model + ["--budget-fraction", "1"])
+        low, high = ends["minimumPeakBytes"], ends["plainPeakBytes"]
+        points = [("plain", []), ("memory-efficient", ["--memory-efficient"])]
+        points += [(f"planner {int(f * 100)}%", ["--memory-budget", str(low + int(f * (high - low)))]) for f in (0.25, 0.5, 0.75)]
+        points += [(f"{s} segments", ["--checkpoint-segments", s]) for s in a.segments.split(",")]
+        for label, options in points:
+            r = run(["bench"] + bench + options)
+            budget = r.get("memoryBudgetBytes")
+            row = {
+                "model": name, "plan": label, "stepSecondsMedian": round(r["stepSecondsMedian"], 4), "stepSecondsMin": round(r["stepSecondsMin"], 4), "peakBytes": r["peakBytes"],
+                "budgetBytes": budget or "", "plannedPeakBytes": r.get("plannedPeakBytes", ""),
+                "peakOverBudget": round(r["peakBytes"] / budget, 4) if budget else "", "regions": r["regions"],
+                "minimumPeakBytes": low, "plainPeakBytes": high,
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    with open(a.csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {a.csv}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
