@@ -8,11 +8,11 @@ final class CheckpointPlanTests: XCTestCase {
   override func setUp() { RandomGenerator.global = RandomGenerator(seed: 3) }
 
   /// conv, BN, ReLU, a nested block of two convolutions, pooling, linear.
-  func network() -> Sequential {
+  func network(width c: Int = 4) -> Sequential {
     Sequential([
-      ("stem", Sequential([Conv2d(inputChannels: 2, outputChannels: 4, kernelSize: 3, padding: 1), BatchNorm2d(channels: 4), ReLU()])),
-      ("block", Sequential([Conv2d(inputChannels: 4, outputChannels: 4, kernelSize: 3, padding: 1), ReLU(), Conv2d(inputChannels: 4, outputChannels: 4, kernelSize: 1)])),
-      ("pool", GlobalAvgPool2d()), ("fc", Linear(inputFeatures: 4, outputFeatures: 3)),
+      ("stem", Sequential([Conv2d(inputChannels: 2, outputChannels: c, kernelSize: 3, padding: 1), BatchNorm2d(channels: c), ReLU()])),
+      ("block", Sequential([Conv2d(inputChannels: c, outputChannels: c, kernelSize: 3, padding: 1), ReLU(), Conv2d(inputChannels: c, outputChannels: c, kernelSize: 1)])),
+      ("pool", GlobalAvgPool2d()), ("fc", Linear(inputFeatures: c, outputFeatures: 3)),
     ])
   }
 
@@ -63,9 +63,9 @@ final class CheckpointPlanTests: XCTestCase {
   /// The planner's plan fits its budget as measured, recomputes less as the budget grows, gives
   /// the unplanned gradients, and a budget below the smallest peak is an error naming it.
   func testPlannerFitsBudgets() throws {
-    let model = network()
+    let model = network(width: 16)
     var random = RandomGenerator(seed: 5)
-    let x = Tensor(randomNormal: [8, 2, 16, 16], using: &random)
+    let x = Tensor(randomNormal: [8, 2, 32, 32], using: &random)
     let planner = CheckpointPlanner(network: model) { crossEntropy(model(Variable(x)), labels: (0..<8).map { $0 % 3 }).backward() }
     let profile = planner.profile()
     XCTAssertLessThan(profile.minimumPeakBytes, profile.plainPeakBytes)

@@ -109,8 +109,8 @@ public struct CheckpointPlanner {
       previous = (k.liveAfter, r.liveAfter, previous.saved)
     }
     let tail = recomputed.units[ids.last!].map { max(0, $0.gapPeak - $0.liveAfter) } ?? 0
-    let chain = CheckpointChain(baseBytes: kept.first, units: units, tailBytes: tail)
     let paths = leaves.map(\.path)
+    let chain = CheckpointChain(baseBytes: kept.first, units: units, tailBytes: tail, spannable: spannableRuns(paths))
     // The smallest peak is measured with the plan predicted to reach it (not necessarily every unit
     // a region: a region's bookkeeping can cost more than a tiny unit's tape).
     let smallest = plan(paths, policies, chain.smallestPeak())
@@ -120,12 +120,41 @@ public struct CheckpointPlanner {
       minimumPeakBytes: minimum + reservedBytes, minimumPlan: minimum < kept.peak ? smallest : .none)
   }
 
-  /// The plan of per-unit choices.
-  private func plan(_ paths: [String], _ policies: [[CheckpointPolicy?]], _ choices: [Int]) -> CheckpointPlan {
-    CheckpointPlan(
-      regions: zip(paths, zip(policies, choices)).compactMap { path, choice in
-        choice.0[choice.1].map { CheckpointPlan.Region(first: path, policy: $0) }
-      })
+  /// The plan of a schedule.
+  private func plan(_ paths: [String], _ policies: [[CheckpointPolicy?]], _ schedule: [CheckpointChain.Step]) -> CheckpointPlan {
+    var regions: [CheckpointPlan.Region] = [], first = 0
+    for step in schedule {
+      switch step {
+      case .unit(let c):
+        if let policy = policies[first][c] { regions.append(CheckpointPlan.Region(first: paths[first], policy: policy)) }
+      case .span(let length):
+        regions.append(CheckpointPlan.Region(first: paths[first], last: paths[first + length - 1]))
+      }
+      first += step.length
+    }
+    return CheckpointPlan(regions: regions)
+  }
+
+  /// The runs of leaf units, as indices into `paths`, that are consecutive steps of one
+  /// composition (nested compositions inlined): the spans a region may cover.
+  private func spannableRuns(_ paths: [String]) -> [ClosedRange<Int>] {
+    let index = Dictionary(paths.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+    var compositions: [(prefix: String, composition: any Composition)] = []
+    if let top = network as? any Composition { compositions.append(("", top)) }
+    for unit in network.allUnits { if let c = unit.module as? any Composition { compositions.append((unit.path + ".", c)) } }
+    var runs: Set<ClosedRange<Int>> = []
+    for (prefix, composition) in compositions {
+      var run: [Int] = []
+      for path in composition.inlinedPaths.map({ prefix + $0 }) + ["\u{0}"] {
+        if let i = index[path], run.last.map({ $0 + 1 == i }) ?? true {
+          run.append(i)
+          continue
+        }
+        if run.count >= 2 { runs.insert(run.first!...run.last!) }
+        run = index[path].map { [$0] } ?? []
+      }
+    }
+    return runs.sorted { ($0.lowerBound, $0.upperBound) < ($1.lowerBound, $1.upperBound) }
   }
 
   /// The fastest plan whose measured peak, reserved bytes included, is at most `budget` bytes less
@@ -138,7 +167,7 @@ public struct CheckpointPlanner {
     guard budget >= profile.minimumPeakBytes else {
       throw CheckpointPlanningError.budgetTooSmall(budget: budget, minimum: profile.minimumPeakBytes)
     }
-    let none = Array(repeating: 0, count: profile.chain.units.count)
+    let none = Array(repeating: CheckpointChain.Step.unit(0), count: profile.chain.units.count)
     var best = (plan: CheckpointPlan.none, predicted: profile.chain.peakBytes(none) + reservedBytes, measured: profile.plainPeakBytes)
     if budget < profile.plainPeakBytes {
       let smallest = profile.chain.smallestPeak()
