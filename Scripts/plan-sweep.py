@@ -45,11 +45,20 @@ def main():
         points += [(f"planner {int(f * 100)}%", ["--memory-budget", str(low + int(f * (high - low)))]) for f in (0.25, 0.5, 0.75)]
         points += [(f"{s} segments", ["--checkpoint-segments", s]) for s in a.segments.split(",")]
         for label, options in points:
+            budget = None
+            if options[:1] == ["--memory-budget"]:
+                # Planned in one process, trained in another, so that the trained process's peak
+                # resident memory is its own (profiling runs the plain step).
+                planned = run(["plan"] + model + options)
+                path = f"/tmp/plan-sweep-{name}-{label.split()[-1]}.json"
+                with open(path, "w") as f:
+                    json.dump(planned, f)
+                budget = planned["budgetBytes"]
+                options = ["--plan", path]
             r = run(["bench"] + bench + options)
-            budget = r.get("memoryBudgetBytes")
             row = {
-                "model": name, "plan": label, "stepSecondsMedian": round(r["stepSecondsMedian"], 4), "stepSecondsMin": round(r["stepSecondsMin"], 4), "peakBytes": r["peakBytes"],
-                "budgetBytes": budget or "", "plannedPeakBytes": r.get("plannedPeakBytes", ""),
+                "model": name, "plan": label, "stepSecondsMedian": round(r["stepSecondsMedian"], 4), "stepSecondsMin": round(r["stepSecondsMin"], 4), "peakBytes": r["peakBytes"], "peakResidentBytes": r["peakResidentBytes"],
+                "budgetBytes": budget or "", "plannedPeakBytes": planned["predictedPeakBytes"] if budget else "",
                 "peakOverBudget": round(r["peakBytes"] / budget, 4) if budget else "", "regions": r["regions"],
                 "minimumPeakBytes": low, "plainPeakBytes": high,
             }

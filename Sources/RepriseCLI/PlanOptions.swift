@@ -12,6 +12,9 @@ struct PlanOptions: ParsableArguments {
   @Option(help: "Checkpoint the model's composition of units in N segments (PyTorch's checkpoint_sequential; sqrt(units) is Chen et al.'s choice).")
   var checkpointSegments: Int?
 
+  @Option(help: "A checkpoint plan in a JSON file: what `reprise plan --json` prints, or its `plan` array of regions (`first`, optional `last`, `savedNames`, `savedOperations`).")
+  var plan: String?
+
   @Option(help: "With --memory-efficient on a DenseNet-BC: the fraction of each dense block's layers, the last ones, whose regions keep their bottleneck output instead of recomputing it (0: least memory, 1: least time).")
   var keptBottleneckFraction = 0.5
 
@@ -19,9 +22,10 @@ struct PlanOptions: ParsableArguments {
     if let checkpointSegments, checkpointSegments < 1 {
       throw ValidationError("--checkpoint-segments must be at least 1, got \(checkpointSegments)")
     }
-    if memoryBudget != nil && checkpointSegments != nil {
-      throw ValidationError("--memory-budget and --checkpoint-segments are two plans; give one")
+    if [memoryBudget != nil, checkpointSegments != nil, plan != nil].filter({ $0 }).count > 1 {
+      throw ValidationError("--memory-budget, --checkpoint-segments and --plan are three plans; give one")
     }
+    if let plan { _ = try readPlan(plan) }
     if let memoryBudget { _ = try parsedBudget(memoryBudget) }
     if !(0...1).contains(keptBottleneckFraction) {
       throw ValidationError("--kept-bottleneck-fraction must be in [0, 1], got \(keptBottleneckFraction)")
@@ -32,7 +36,7 @@ struct PlanOptions: ParsableArguments {
   var budgetBytes: Int? { memoryBudget.flatMap { try? parsedBudget($0) } }
 
   /// Whether a plan other than the memory-efficient one was asked for.
-  var choosesPlan: Bool { memoryBudget != nil || checkpointSegments != nil }
+  var choosesPlan: Bool { memoryBudget != nil || checkpointSegments != nil || plan != nil }
 
   /// The plan for `model`: the budget's (planned by training steps on random batches of
   /// `batchShape`), the segments', the memory-efficient one, or none.
@@ -44,6 +48,7 @@ struct PlanOptions: ParsableArguments {
       return (result.plan, result)
     }
     if let checkpointSegments { return (.segments(checkpointSegments, of: model), nil) }
+    if let plan { return (try readPlan(plan), nil) }
     guard memoryEfficient else { return (.none, nil) }
     if let densenet = model as? DenseNet { return (densenet.memoryEfficientPlan(keptBottleneckFraction: keptBottleneckFraction), nil) }
     return (model.memoryEfficientPlan(), nil)
@@ -65,6 +70,7 @@ struct PlanOptions: ParsableArguments {
   func label(memoryEfficient: Bool, model: String) -> String {
     if let memoryBudget { return "planned within \(memoryBudget)" }
     if let checkpointSegments { return "\(checkpointSegments) checkpoint segments" }
+    if let plan { return "the plan in \(plan)" }
     guard memoryEfficient else { return "plain" }
     return model.hasPrefix("densenet") && model != "densenet"
       ? "memory-efficient, kept bottleneck fraction \(keptBottleneckFraction)" : "memory-efficient"
@@ -83,4 +89,35 @@ func parsedBudget(_ text: String) throws -> Int {
     throw ValidationError("--memory-budget must be a positive size such as 400MiB, 1.5GiB or 2000000000, got '\(text)'")
   }
   return Int(value * scale)
+}
+
+/// The plan in a JSON file: an object with a `plan` array (what `reprise plan --json` prints) or the
+/// array itself, each region an object with `first`, optionally `last`, `savedNames` and
+/// `savedOperations`.
+func readPlan(_ path: String) throws -> CheckpointPlan {
+  guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--plan: cannot read \(path)") }
+  let json: Any
+  do { json = try JSONSerialization.jsonObject(with: data) } catch {
+    throw ValidationError("--plan: \(path) is not JSON")
+  }
+  guard let regions = ((json as? [String: Any])?["plan"] ?? json) as? [Any] else {
+    throw ValidationError("--plan: \(path) holds neither a plan array nor an object with one under \"plan\"")
+  }
+  return CheckpointPlan(
+    regions: try regions.enumerated().map { i, entry in
+      guard let region = entry as? [String: Any], let first = region["first"] as? String else {
+        throw ValidationError("--plan: region \(i + 1) of \(path) has no \"first\" unit path")
+      }
+      func strings(_ key: String) throws -> Set<String> {
+        guard let value = region[key] else { return [] }
+        guard let list = value as? [String] else { throw ValidationError("--plan: \"\(key)\" of region \(i + 1) of \(path) is not a list of strings") }
+        return Set(list)
+      }
+      if region["last"] != nil && !(region["last"] is String) {
+        throw ValidationError("--plan: \"last\" of region \(i + 1) of \(path) is not a unit path")
+      }
+      return CheckpointPlan.Region(
+        first: first, last: region["last"] as? String,
+        policy: CheckpointPolicy(savedNames: try strings("savedNames"), savedOperations: try strings("savedOperations")))
+    })
 }
