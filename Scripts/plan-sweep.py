@@ -4,7 +4,9 @@ way from the smallest reachable peak to the plain peak, the hand-made memory-eff
 and Chen et al.'s segments, each measured by `reprise bench` (training steps, allocator peak).
 
 Usage: Scripts/plan-sweep.py [--models densenet,resnet50,seqresnet,mobilenetv2] [--batch-size 64]
-                              [--steps 5] [--csv docs/time-vs-memory.csv]
+                              [--steps 10] [--rounds 3] [--csv docs/time-vs-memory.csv]
+Each point is measured in --rounds alternating rounds (the median of the rounds' median step times,
+the least min, the largest peaks); rows of models not measured keep their values in the CSV.
 Needs a release build (`swift build -c release --product reprise`). Runs one command at a time.
 """
 import argparse
@@ -33,6 +35,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--segments", default="2,4,8")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the points; the median of their medians is reported")
     parser.add_argument("--csv", default="docs/time-vs-memory.csv")
     a = parser.parse_args()
     rows = []
@@ -44,8 +47,9 @@ def main():
         points = [("plain", []), ("memory-efficient", ["--memory-efficient"])]
         points += [(f"planner {int(f * 100)}%", ["--memory-budget", str(low + int(f * (high - low)))]) for f in (0.25, 0.5, 0.75)]
         points += [(f"{s} segments", ["--checkpoint-segments", s]) for s in a.segments.split(",")]
+        planned_points = []
         for label, options in points:
-            budget = None
+            budget, planned = None, None
             if options[:1] == ["--memory-budget"]:
                 # Planned in one process, trained in another, so that the trained process's peak
                 # resident memory is its own (profiling runs the plain step).
@@ -55,7 +59,19 @@ def main():
                     json.dump(planned, f)
                 budget = planned["budgetBytes"]
                 options = ["--plan", path]
-            r = run(["bench"] + bench + options)
+            planned_points.append((label, options, budget, planned))
+        # Rounds over the points in turn, so that a drift of the machine's speed spreads over all.
+        results = {label: [] for label, _, _, _ in planned_points}
+        for _ in range(a.rounds):
+            for label, options, _, _ in planned_points:
+                results[label].append(run(["bench"] + bench + options))
+        for label, options, budget, planned in planned_points:
+            runs = results[label]
+            r = dict(runs[0])
+            r["stepSecondsMedian"] = sorted(x["stepSecondsMedian"] for x in runs)[len(runs) // 2]
+            r["stepSecondsMin"] = min(x["stepSecondsMin"] for x in runs)
+            r["peakBytes"] = max(x["peakBytes"] for x in runs)
+            r["peakResidentBytes"] = max(x["peakResidentBytes"] for x in runs)
             row = {
                 "model": name, "plan": label, "stepSecondsMedian": round(r["stepSecondsMedian"], 4), "stepSecondsMin": round(r["stepSecondsMin"], 4), "peakBytes": r["peakBytes"], "peakResidentBytes": r["peakResidentBytes"],
                 "budgetBytes": budget or "", "plannedPeakBytes": planned["predictedPeakBytes"] if budget else "",
@@ -64,6 +80,13 @@ def main():
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+    # Rows of models not measured now are kept from the file.
+    try:
+        with open(a.csv) as f:
+            kept = [r for r in csv.DictReader(f) if r["model"] not in {row["model"] for row in rows}]
+    except FileNotFoundError:
+        kept = []
+    rows = kept + rows
     with open(a.csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -52,10 +52,16 @@ def panel(name, rows, torch_rows, x0, width, height):
         if len(line) > 1:
             coords = " ".join(f"{X(p[2]):.1f},{Y(p[3]):.1f}" for p in line)
             parts.append(f'<polyline fill="none" stroke="{COLORS[series]}" stroke-width="1.5" points="{coords}"/>')
-    for series, label, m, s in points:
+    placed = []
+    for series, label, m, s in sorted(points, key=lambda p: (p[2], p[3])):
         c = COLORS.get(series, "#000000")
         parts.append(f'<circle cx="{X(m):.1f}" cy="{Y(s):.1f}" r="4" fill="{c}"/>')
-        parts.append(f'<text x="{X(m) + 6:.1f}" y="{Y(s) - 6:.1f}" fill="{c}" font-size="10">{label}</text>')
+        # Labels go above their point, moved up past labels already placed nearby.
+        free = lambda x, y: not any(abs(x - px) < 60 and abs(y - py) < 11 for px, py in placed)
+        spots = [(X(m) + 6, Y(s) - 6 + d) for d in (0, 16, -11, 27, -22, 38, -33)]
+        lx, ly = next((p for p in spots if free(*p)), spots[0])
+        placed.append((lx, ly))
+        parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}" fill="{c}" font-size="10">{label}</text>')
     return parts
 
 
@@ -70,15 +76,15 @@ def main():
     rows, torch_rows = load(a.csv), load(a.torch_csv)
     names = a.models.split(",")
     width, height = 480, 380
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(names)}" height="{height + 30}" font-family="sans-serif" font-size="12">',
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(names)}" height="{height + 45}" font-family="sans-serif" font-size="12">',
              '<rect width="100%" height="100%" fill="white"/>']
     for i, name in enumerate(names):
         parts += panel(name, [r for r in rows if r["model"] == name], [r for r in torch_rows if r["model"] == name], i * width, width, height)
-    legend = [("Reprise planner (budget: % of the way from the smallest to the plain peak)", "planner"),
+    legend = [("Reprise planner (budget % of the way from smallest to plain peak)", "planner"),
               ("Reprise hand-made memory-efficient plan", "memory-efficient"), ("Reprise plain", "plain"),
               ("Reprise checkpoint segments", "segments")] + ([("PyTorch checkpoint_sequential", "pytorch")] if torch_rows else [])
     for j, (text, series) in enumerate(legend):
-        parts.append(f'<text x="{10 + (j % 3) * 330}" y="{height + 5 + 14 * (j // 3)}" fill="{COLORS[series]}" font-size="11">● {text}</text>')
+        parts.append(f'<text x="{10 + (j % 2) * 480}" y="{height + 5 + 14 * (j // 2)}" fill="{COLORS[series]}" font-size="11">● {text}</text>')
     parts.append("</svg>")
     with open(a.out, "w") as f:
         f.write("\n".join(parts) + "\n")
