@@ -34,6 +34,9 @@ final class FirstPassMemo {
 
   func startReplay() { next = 0 }
 
+  /// Everything kept now.
+  var tensors: [Tensor] { kept.flatMap(\.tensors) }
+
   /// `compute()` in the first pass, kept; in the replay, what the first pass kept at this position.
   /// A replay that asks for something else stops (rule 6).
   func value(_ key: String, _ compute: () -> [Tensor]) -> [Tensor] {

@@ -43,6 +43,10 @@ public func checkpointUnit(_ unit: AnyObject, _ inputs: [Variable], _ body: @esc
   let probe = context.profiler?.probe(id)
   probe?.willRun()
   defer { probe?.didRun() }
+  // The saved-tensor report names what runs here by the unit's path.
+  let outerPath = context.savedTensors?.path
+  if let collector = context.savedTensors, let path = collector.names[id] { collector.path = path }
+  defer { if let outerPath { context.savedTensors?.path = outerPath } }
   guard let region else { return body(inputs) }
   return checkpoint(inputs, policy: region.policy, name: region.name, observer: probe, body)
 }
@@ -66,7 +70,10 @@ public func runUnits(_ steps: [(unit: AnyObject, apply: (Variable) -> Variable)]
       let end = steps[i...].firstIndex(where: { ObjectIdentifier($0.unit) == region.last })
     {
       let span = steps[i...end]
+      let collector = Context.current.savedTensors, outerPath = collector?.path
+      collector?.path = region.name  // the saved-tensor report names a span's results by the span
       x = checkpoint(x, policy: region.policy, name: region.name) { v in span.reduce(v) { y, step in step.apply(y) } }
+      if let outerPath { collector?.path = outerPath }
       i = end + 1
     } else {
       x = checkpointUnit(steps[i].unit, x, steps[i].apply)

@@ -82,6 +82,7 @@ func checkpoint(
   }
   guard needsGradient else { return outputs.map { Variable($0) } }
   let shapes = outputs.map(\.shape)
+  context.savedTensors?.note("checkpoint '\(name)'", outputs + region.memo.tensors)
   let entry = TapeEntry(
     name: "checkpoint '\(name)'", inputs: inputs, outputShapes: shapes,
     backward: .region { outputGradients, accumulated in

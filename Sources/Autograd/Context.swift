@@ -40,6 +40,8 @@ final class Context {
   var plan: UnitRegions?
   /// Measures units for the checkpoint planner, when profiling.
   var profiler: UnitProfiler?
+  /// Notes what recorded operations return, when reporting saved tensors.
+  var savedTensors: SavedTensorCollector?
 
   private static let key: pthread_key_t = {
     var key = pthread_key_t()

@@ -100,6 +100,7 @@ public func recordOperation(
   let entry = TapeEntry(
     name: name, inputs: inputs, outputShapes: [value.shape],
     backward: .pullback { gradients in gradients[0].map(pullback) ?? [] }, context: context)
+  context.savedTensors?.note(name, [value], inputs: inputs)
   return Variable(value, producer: (entry, 0))
 }
 
@@ -146,6 +147,7 @@ public func recordOperation(
   }
   let entry = TapeEntry(
     name: name, inputs: inputs, outputShapes: values.map(\.shape), backward: .pullback(pullback), context: context)
+  context.savedTensors?.note(name, values, inputs: inputs)
   return values.enumerated().map { Variable($1, producer: (entry, $0)) }
 }
 

@@ -87,4 +87,31 @@ final class CheckpointPlanTests: XCTestCase {
       XCTAssertTrue("\(error)".contains("\(profile.minimumPeakBytes) bytes"), "\(error)")
     }
   }
+
+  /// The saved-tensor report lists what the tape holds after the forward pass, largest first, by
+  /// unit path: with no plan the intermediate maps; with one region over the convolutional part,
+  /// only what that region's memo keeps (its batch statistics: its output is pooled, and pooling
+  /// keeps nothing) and the head's small tensors. What it lists is within what the forward pass added.
+  func testSavedTensorsReportWhatTheTapeHolds() throws {
+    let model = network(width: 16)
+    var random = RandomGenerator(seed: 6)
+    let x = Variable(Tensor(randomNormal: [8, 2, 32, 32], using: &random))
+    func report(_ plan: CheckpointPlan) throws -> SavedTensors {
+      try withCheckpointPlan(plan, in: model) { savedTensors(naming: model.unitPaths) { model(x) }.report }
+    }
+    let plain = try report(.none), regions = try report(CheckpointPlan(regions: [.init(first: "stem.0", last: "block.2")]))
+    let paths = Set(model.allUnits.map(\.path))
+    for r in [plain, regions] {
+      XCTAssertEqual(r.entries.map(\.bytes), r.entries.map(\.bytes).sorted(by: >), "largest first")
+      XCTAssertLessThanOrEqual(r.listedBytes, r.totalBytes)
+      XCTAssertTrue(r.entries.allSatisfy { paths.contains($0.path) || $0.path == "stem.0 ... block.2" }, "\(r)")
+    }
+    let map = 8 * 16 * 32 * 32 * 4
+    XCTAssertTrue(plain.entries.contains { $0.path == "stem.0" && $0.bytes == map }, "\(plain)")
+    let region = regions.entries.first { $0.operation == "checkpoint 'stem.0 ... block.2'" }
+    XCTAssertEqual(region?.path, "stem.0 ... block.2", "\(regions)")
+    XCTAssertEqual(region?.bytes, 2 * 16 * 4, "the memo's batch mean and variance, \(regions)")
+    XCTAssertFalse(regions.entries.contains { $0.bytes >= map }, "no feature map is held: \(regions)")
+    XCTAssertLessThan(regions.listedBytes * 100, plain.listedBytes)
+  }
 }

@@ -67,3 +67,10 @@ extension Chain {
   /// The leaf units, in forward order.
   public var leafUnits: [ChainUnit] { allUnits.filter(\.isLeaf) }
 }
+
+extension Chain {
+  /// The module path of every unit, by identity: names for ``Autograd/savedTensors(naming:_:)``.
+  public var unitPaths: [ObjectIdentifier: String] {
+    Dictionary(allUnits.map { (ObjectIdentifier($0.module), $0.path) }, uniquingKeysWith: { first, _ in first })
+  }
+}

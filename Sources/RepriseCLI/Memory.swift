@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import Reprise
+
+/// `reprise memory`: what the tape holds for the backward pass after one training forward pass.
+struct Memory: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "List what the tape holds after a training forward pass, by operation and module path, largest first.")
+
+  @OptionGroup var modelOptions: ModelOptions
+  @Option(help: "Images per batch.") var batchSize = 64
+  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size).") var inputSize: String?
+  @Flag(help: "The model's hand-made checkpoint plan.") var memoryEfficient = false
+  @OptionGroup var planOptions: PlanOptions
+  @Option(help: "Entries to print (the totals count all).") var top = 25
+  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @Flag(help: "Print one JSON object (every entry) instead of text.") var json = false
+
+  func validate() throws {
+    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+    guard top >= 0 else { throw ValidationError("--top must not be negative, got \(top)") }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    if memoryEfficient && planOptions.choosesPlan {
+      throw ValidationError("--memory-efficient is a plan of its own; drop it or the other plan option")
+    }
+    _ = try parsedInputShape(inputSize, modelOptions)
+  }
+
+  func run() throws {
+    if let threads { Parallel.setThreadCount(threads) }
+    let shape = try parsedInputShape(inputSize, modelOptions)
+    RandomGenerator.global = RandomGenerator(seed: 0)
+    let classes = modelOptions.classes ?? modelOptions.defaultClassCount
+    let model = try modelOptions.make(inputChannels: shape[0], classCount: classes)
+    let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
+    let (plan, _) = try planOptions.plan(
+      for: model, memoryEfficient: memoryEfficient, batchShape: [batchSize] + shape, classCount: classes, reservedBytes: optimizer.stateBytes)
+    var random = RandomGenerator(seed: 1)
+    let images = Variable(Tensor(randomNormal: [batchSize] + shape, using: &random))
+    let report = try withCheckpointPlan(plan, in: model) {
+      withLearningPhase(.training) { savedTensors(naming: model.unitPaths) { model(images) }.report }
+    }
+    if json {
+      let entries = report.entries.map { e in
+        #"{"operation": "\#(e.operation)", "path": "\#(e.path)", "shapes": \#(e.shapes), "bytes": \#(e.bytes)}"#
+      }
+      print(
+        #"{"model": "\#(modelOptions.label)", "batchSize": \#(batchSize), "regions": \#(plan.regions.count), "#
+          + #""totalBytes": \#(report.totalBytes), "listedBytes": \#(report.listedBytes), "entries": [\#(entries.joined(separator: ", "))]}"#)
+      return
+    }
+    print("\(modelOptions.label), batch \(batchSize), input \(shape), \(planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model))")
+    for e in report.entries.prefix(top) {
+      let size = formatBytes(e.bytes).padding(toLength: 11, withPad: " ", startingAt: 0)
+      print("  \(size) \(e.operation)  \(e.path.isEmpty ? "-" : e.path)  \(e.shapes.map { "\($0)" }.joined(separator: " "))")
+    }
+    if report.entries.count > top { print("  ... \(report.entries.count - top) more") }
+    print("\(formatBytes(report.listedBytes)) in \(report.entries.count) operations' results of \(formatBytes(report.totalBytes)) held after the forward pass")
+    print("(the rest: tensors no operation returned, such as masks, indices and batch statistics)")
+  }
+}
