@@ -13,6 +13,8 @@ final class ThreadPool: @unchecked Sendable {
   private let generation = Atomic<Int>(0)
   private let nextIndex = Atomic<Int>(ThreadPool.closed)
   private let remaining = Atomic<Int>(0)
+  /// Workers inside `work()`: the job's closure may be referenced until this is 0.
+  private let active = Atomic<Int>(0)
   private let busy = Atomic<Bool>(false)
   private let stopping = Atomic<Bool>(false)
   private var job: ((Int) -> Void)?
@@ -73,6 +75,10 @@ final class ThreadPool: @unchecked Sendable {
       work()
       while remaining.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
       nextIndex.store(ThreadPool.closed, ordering: .sequentiallyConsistent)
+      // A worker that ran the last index may still hold the closure for an instant after counting
+      // it done; it must let go before the closure's non-escaping lifetime ends. Workers that
+      // arrive later find no index left and do not touch it.
+      while active.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
       job = nil
     }
     busy.store(false, ordering: .sequentiallyConsistent)
@@ -83,7 +89,10 @@ final class ThreadPool: @unchecked Sendable {
     while true {
       let i = nextIndex.add(1, ordering: .sequentiallyConsistent).oldValue
       guard i < jobCount else { return }
-      job!(i)
+      do {
+        let body = job!
+        body(i)
+      }
       remaining.subtract(1, ordering: .sequentiallyConsistent)
     }
   }
@@ -107,7 +116,9 @@ final class ThreadPool: @unchecked Sendable {
       }
       seen = generation.load(ordering: .sequentiallyConsistent)
       if stopping.load(ordering: .sequentiallyConsistent) { return }
+      active.add(1, ordering: .sequentiallyConsistent)
       work()
+      active.subtract(1, ordering: .sequentiallyConsistent)
     }
   }
 }
