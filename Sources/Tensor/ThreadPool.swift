@@ -13,7 +13,7 @@ final class ThreadPool: @unchecked Sendable {
   private let generation = Atomic<Int>(0)
   private let nextIndex = Atomic<Int>(ThreadPool.closed)
   private let remaining = Atomic<Int>(0)
-  /// Workers inside `work()`: the job's closure may be referenced until this is 0.
+  /// Threads running an index they claimed: the job's closure may be referenced until this is 0.
   private let active = Atomic<Int>(0)
   private let busy = Atomic<Bool>(false)
   private let stopping = Atomic<Bool>(false)
@@ -75,9 +75,9 @@ final class ThreadPool: @unchecked Sendable {
       work()
       while remaining.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
       nextIndex.store(ThreadPool.closed, ordering: .sequentiallyConsistent)
-      // A worker that ran the last index may still hold the closure for an instant after counting
-      // it done; it must let go before the closure's non-escaping lifetime ends. Workers that
-      // arrive later find no index left and do not touch it.
+      // A thread that ran the last index may still hold the closure for an instant after counting
+      // it done; it must let go before the closure's non-escaping lifetime ends. Threads that
+      // arrive later claim no index and do not touch it.
       while active.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
       job = nil
     }
@@ -89,11 +89,13 @@ final class ThreadPool: @unchecked Sendable {
     while true {
       let i = nextIndex.add(1, ordering: .sequentiallyConsistent).oldValue
       guard i < jobCount else { return }
+      active.add(1, ordering: .sequentiallyConsistent)
       do {
         let body = job!
         body(i)
       }
       remaining.subtract(1, ordering: .sequentiallyConsistent)
+      active.subtract(1, ordering: .sequentiallyConsistent)
     }
   }
 
@@ -116,9 +118,7 @@ final class ThreadPool: @unchecked Sendable {
       }
       seen = generation.load(ordering: .sequentiallyConsistent)
       if stopping.load(ordering: .sequentiallyConsistent) { return }
-      active.add(1, ordering: .sequentiallyConsistent)
       work()
-      active.subtract(1, ordering: .sequentiallyConsistent)
     }
   }
 }
