@@ -42,10 +42,7 @@ struct Bench: ParsableCommand {
   func run() throws {
     if let threads { Parallel.setThreadCount(threads) }
     if kernel == .matmul { return benchMatmul() }
-    let shape = try parsedInputShape(inputSize, modelOptions)
-    RandomGenerator.global = RandomGenerator(seed: 0)
-    let classes = modelOptions.classes ?? modelOptions.defaultClassCount
-    let model = try modelOptions.make(inputChannels: shape[0], classCount: classes)
+    let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     model.convert(to: dtype)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     let (plan, planned) = try planOptions.plan(

@@ -28,10 +28,7 @@ struct Memory: ParsableCommand {
 
   func run() throws {
     if let threads { Parallel.setThreadCount(threads) }
-    let shape = try parsedInputShape(inputSize, modelOptions)
-    RandomGenerator.global = RandomGenerator(seed: 0)
-    let classes = modelOptions.classes ?? modelOptions.defaultClassCount
-    let model = try modelOptions.make(inputChannels: shape[0], classCount: classes)
+    let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     let (plan, _) = try planOptions.plan(
       for: model, memoryEfficient: memoryEfficient, batchShape: [batchSize] + shape, classCount: classes, reservedBytes: optimizer.stateBytes)

@@ -121,6 +121,15 @@ struct ModelOptions: ParsableArguments {
     return SeqResNet(configuration)
   }
 
+  /// The model for random batches of `inputSize` (C,H,W; the model's natural size when nil), built
+  /// after seeding the global generator with 0, with its input shape and class count.
+  func makeForRandomData(inputSize: String?) throws -> (model: any Network, shape: [Int], classes: Int) {
+    let shape = try parsedInputShape(inputSize, self)
+    RandomGenerator.global = RandomGenerator(seed: 0)
+    let classes = self.classes ?? defaultClassCount
+    return (try make(inputChannels: shape[0], classCount: classes), shape, classes)
+  }
+
   /// Classes when neither --classes nor a data set says: 1000 for ImageNet models, 10 otherwise.
   var defaultClassCount: Int { naturalInputShape[1] == 224 ? 1000 : 10 }
 

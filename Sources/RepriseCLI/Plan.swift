@@ -39,10 +39,7 @@ struct Plan: ParsableCommand {
 
   func run() throws {
     if let threads { Parallel.setThreadCount(threads) }
-    let shape = try parsedInputShape(inputSize, modelOptions)
-    RandomGenerator.global = RandomGenerator(seed: 0)
-    let classes = modelOptions.classes ?? modelOptions.defaultClassCount
-    let model = try modelOptions.make(inputChannels: shape[0], classCount: classes)
+    let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     if listUnits {
       for unit in model.leafUnits { print(unit.path) }
       return

@@ -245,10 +245,10 @@ public enum CheckpointPlanningError: Error, CustomStringConvertible, Equatable {
   }
 }
 
-/// `bytes` in MiB or GiB, for messages.
+/// `bytes` in KiB, MiB or GiB, for messages.
 public func formatBytes(_ bytes: Int) -> String {
   let mib = Double(bytes) / 1_048_576
-  let (value, unit) = mib >= 1024 ? (mib / 1024, "GiB") : (mib, "MiB")
+  let (value, unit) = mib >= 1024 ? (mib / 1024, "GiB") : mib >= 1 ? (mib, "MiB") : (mib * 1024, "KiB")
   return "\((value * 10).rounded() / 10) \(unit)"
 }
 
