@@ -59,12 +59,12 @@ public final class UnitProfiler {
     var m = measurements[unit, default: Measurement()]
     m.liveBefore = Allocator.liveBytes
     measurements[unit] = m
-    (current, started) = (unit, now())
+    (current, started) = (unit, monotonicSeconds())
     Allocator.resetIntervalPeak()
   }
 
   fileprivate func didRun(_ unit: ObjectIdentifier) {
-    measurements[unit]!.forwardSeconds = now() - started
+    measurements[unit]!.forwardSeconds = monotonicSeconds() - started
     measurements[unit]!.liveAfter = Allocator.liveBytes
     measurements[unit]!.forwardPeak = Allocator.intervalPeakBytes
     (current, lastEnded) = (nil, unit)
@@ -74,20 +74,14 @@ public final class UnitProfiler {
   fileprivate func willReplay(_ unit: ObjectIdentifier) {
     closeGap()
     measurements[unit]!.backwardLiveBefore = Allocator.liveBytes
-    started = now()
+    started = monotonicSeconds()
     Allocator.resetIntervalPeak()
   }
 
-  fileprivate func didReplay(_ unit: ObjectIdentifier) { measurements[unit]!.replaySeconds = now() - started }
+  fileprivate func didReplay(_ unit: ObjectIdentifier) { measurements[unit]!.replaySeconds = monotonicSeconds() - started }
 
   fileprivate func didFinishBackward(_ unit: ObjectIdentifier) {
     measurements[unit]!.backwardPeak = Allocator.intervalPeakBytes
-  }
-
-  private func now() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
   }
 
   /// The profiler's view of one unit, which its region reports its backward pass to (held by the
@@ -107,4 +101,11 @@ public final class UnitProfiler {
 /// Runs `body` (one training step) with `profiler` measuring the units it names.
 public func profilingUnits<R>(_ profiler: UnitProfiler, _ body: () throws -> R) rethrows -> R {
   try Context.current.with(\.profiler, profiler, body)
+}
+
+/// Seconds on a monotonic clock, for timing steps and parts of them.
+public func monotonicSeconds() -> Double {
+  var t = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &t)
+  return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

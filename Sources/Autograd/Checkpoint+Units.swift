@@ -43,12 +43,13 @@ public func checkpointUnit(_ unit: AnyObject, _ inputs: [Variable], _ body: @esc
   let probe = context.profiler?.probe(id)
   probe?.willRun()
   defer { probe?.didRun() }
+  let run = {
+    guard let region else { return body(inputs) }
+    return checkpoint(inputs, policy: region.policy, name: region.name, observer: probe, body)
+  }
   // The saved-tensor report names what runs here by the unit's path.
-  let outerPath = context.savedTensors?.path
-  if let collector = context.savedTensors, let path = collector.names[id] { collector.path = path }
-  defer { if let outerPath { context.savedTensors?.path = outerPath } }
-  guard let region else { return body(inputs) }
-  return checkpoint(inputs, policy: region.policy, name: region.name, observer: probe, body)
+  guard let collector = context.savedTensors else { return run() }
+  return collector.within(collector.names[id], run)
 }
 
 /// Runs `body` as `unit` with one input and one output (see ``checkpointUnit(_:_:_:)-([Variable])``).
@@ -60,20 +61,17 @@ public func checkpointUnit(_ unit: AnyObject, _ input: Variable, _ body: @escapi
 /// starts at one of them covers it up to its last unit; the others run as
 /// ``checkpointUnit(_:_:_:)`` does.
 public func runUnits(_ steps: [(unit: AnyObject, apply: (Variable) -> Variable)], _ input: Variable) -> Variable {
-  guard let plan = Context.current.plan else {
-    return steps.reduce(input) { x, step in checkpointUnit(step.unit, x, step.apply) }
-  }
+  let context = Context.current
   var x = input, i = 0
   while i < steps.count {
     let id = ObjectIdentifier(steps[i].unit)
-    if let region = plan.regions[id], region.last != id,
+    if let region = context.plan?.regions[id], region.last != id,
       let end = steps[i...].firstIndex(where: { ObjectIdentifier($0.unit) == region.last })
     {
-      let span = steps[i...end]
-      let collector = Context.current.savedTensors, outerPath = collector?.path
-      collector?.path = region.name  // the saved-tensor report names a span's results by the span
-      x = checkpoint(x, policy: region.policy, name: region.name) { v in span.reduce(v) { y, step in step.apply(y) } }
-      if let outerPath { collector?.path = outerPath }
+      let span = steps[i...end], input = x
+      let run = { checkpoint(input, policy: region.policy, name: region.name) { v in span.reduce(v) { y, step in step.apply(y) } } }
+      // The saved-tensor report names a span's results by the span.
+      x = context.savedTensors?.within(region.name, run) ?? run()
       i = end + 1
     } else {
       x = checkpointUnit(steps[i].unit, x, steps[i].apply)

@@ -46,6 +46,15 @@ final class SavedTensorCollector {
 
   init(names: [ObjectIdentifier: String]) { self.names = names }
 
+  /// Runs `body` with results noted under `path` (unchanged when nil).
+  func within<R>(_ path: String?, _ body: () -> R) -> R {
+    guard let path else { return body() }
+    let outer = self.path
+    self.path = path
+    defer { self.path = outer }
+    return body()
+  }
+
   /// Notes the results of `operation`; a result that is a view of one of its `inputs` (a
   /// permutation, a reshape) allocated nothing and is left out.
   func note(_ operation: String, _ values: [Tensor], inputs: [Variable] = []) {

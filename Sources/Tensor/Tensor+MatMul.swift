@@ -1,5 +1,18 @@
 /// Matrix products through OpenBLAS.
 
+/// The shape of ``matmul(_:_:)``'s result, the broadcast batch dimensions then [M, N].
+///
+/// - Precondition: as for ``matmul(_:_:)``.
+public func matmulOutputShape(_ a: Tensor, _ b: Tensor) -> [Int] {
+  require(
+    a.rank >= 2 && b.rank >= 2 && a.dtype == b.dtype && a.shape[a.rank - 1] == b.shape[b.rank - 2],
+    "matmul: shapes \(a.shape) (\(a.dtype)) and \(b.shape) (\(b.dtype)) do not fit [..., M, K] x [..., K, N]")
+  guard let batch = Shape.broadcast(Array(a.shape.dropLast(2)), Array(b.shape.dropLast(2))) else {
+    fatalError("matmul: batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
+  }
+  return batch + [a.shape[a.rank - 2], b.shape[b.rank - 1]]
+}
+
 /// The matrix product of the last two dimensions of `a` [..., M, K] and `b` [..., K, N], batched
 /// over the leading dimensions (which broadcast).
 ///
@@ -8,15 +21,10 @@
 /// - Precondition: both have rank of at least 2, the same dtype, and `a`'s last dimension equals
 ///   `b`'s second-to-last.
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
-  require(
-    a.rank >= 2 && b.rank >= 2 && a.dtype == b.dtype && a.shape[a.rank - 1] == b.shape[b.rank - 2],
-    "matmul: shapes \(a.shape) (\(a.dtype)) and \(b.shape) (\(b.dtype)) do not fit [..., M, K] x [..., K, N]")
-  let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1], n = b.shape[b.rank - 1]
-  guard let batch = Shape.broadcast(Array(a.shape.dropLast(2)), Array(b.shape.dropLast(2))) else {
-    fatalError("matmul: batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
-  }
+  let shape = matmulOutputShape(a, b)
+  let batch = Array(shape.dropLast(2)), m = shape[shape.count - 2], k = a.shape[a.rank - 1], n = shape[shape.count - 1]
   let lhs = MatrixOperand(a), rhs = MatrixOperand(b)
-  let out = Tensor(uninitializedShape: batch + [m, n], dtype: a.dtype)
+  let out = Tensor(uninitializedShape: shape, dtype: a.dtype)
   let aBatch = Shape.broadcastStrides(Array(a.shape.dropLast(2)), Array(lhs.tensor.strides.dropLast(2)), to: batch)
   let bBatch = Shape.broadcastStrides(Array(b.shape.dropLast(2)), Array(rhs.tensor.strides.dropLast(2)), to: batch)
   let count = batch.reduce(1, *)

@@ -6,13 +6,7 @@ import TensorModule
 /// read (optimisation A), and a policy may keep it (rule 10, ``CheckpointPolicy/dotsSaveable``).
 public func matmul(_ a: Variable, _ b: Variable) -> Variable {
   let x = a.value, y = b.value
-  require(
-    x.rank >= 2 && y.rank >= 2 && x.dtype == y.dtype && x.shape[x.rank - 1] == y.shape[y.rank - 2],
-    "matmul: shapes \(x.shape) (\(x.dtype)) and \(y.shape) (\(y.dtype)) do not fit [..., M, K] x [..., K, N]")
-  guard let batch = Shape.broadcast(Array(x.shape.dropLast(2)), Array(y.shape.dropLast(2))) else {
-    fatalError("matmul: batch dimensions of \(x.shape) and \(y.shape) do not broadcast")
-  }
-  let shape = batch + [x.shape[x.rank - 2], y.shape[y.rank - 1]]
+  let shape = matmulOutputShape(x, y)
   let compute = {
     countMultiplyAccumulates(shape.reduce(1, *) * x.shape[x.rank - 1])
     return TensorModule.matmul(x, y)

@@ -66,6 +66,15 @@ extension Chain {
 
   /// The leaf units, in forward order.
   public var leafUnits: [ChainUnit] { allUnits.filter(\.isLeaf) }
+
+  /// This chain if it is a composition, and every composition among its units, each with the path
+  /// prefix (ending in a dot, empty for this chain) of its units.
+  var compositions: [(prefix: String, composition: any Composition)] {
+    var result: [(prefix: String, composition: any Composition)] = []
+    if let top = self as? any Composition { result.append(("", top)) }
+    for unit in allUnits { if let c = unit.module as? any Composition { result.append((unit.path + ".", c)) } }
+    return result
+  }
 }
 
 extension Chain {

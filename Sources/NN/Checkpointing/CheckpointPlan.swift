@@ -87,10 +87,7 @@ public struct CheckpointPlan: Sendable, Equatable, CustomStringConvertible {
 
   /// The inlined steps of the innermost composition whose units contain both paths.
   private func enclosingSteps(_ a: String, _ b: String, _ network: any Chain) -> [AnyObject]? {
-    var candidates: [(prefix: String, composition: any Composition)] = []
-    if let top = network as? any Composition { candidates.append(("", top)) }
-    for unit in network.allUnits { if let c = unit.module as? any Composition { candidates.append((unit.path + ".", c)) } }
-    let enclosing = candidates.filter { a.hasPrefix($0.prefix) && b.hasPrefix($0.prefix) }.max { $0.prefix.count < $1.prefix.count }
+    let enclosing = network.compositions.filter { a.hasPrefix($0.prefix) && b.hasPrefix($0.prefix) }.max { $0.prefix.count < $1.prefix.count }
     return enclosing?.composition.inlinedSteps.map(\.unit)
   }
 }

@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Autograd
 import TensorModule
 
@@ -48,8 +43,8 @@ public struct CheckpointPlanner {
     /// Measured peaks, reserved bytes included: with no plan, and with every leaf unit a region
     /// that keeps nothing (the smallest peak the planner reaches).
     public var plainPeakBytes: Int, minimumPeakBytes: Int
-    /// The plan that reached ``minimumPeakBytes``.
-    public var minimumPlan: CheckpointPlan
+    /// The plan that reached ``minimumPeakBytes``, and the peak the solver predicted for its schedule.
+    public var minimumPlan: CheckpointPlan, minimumPredictedPeakBytes: Int
   }
 
   /// A plan and what it was predicted and measured to cost.
@@ -113,11 +108,12 @@ public struct CheckpointPlanner {
     let chain = CheckpointChain(baseBytes: kept.first, units: units, tailBytes: tail, spannable: spannableRuns(paths))
     // The smallest peak is measured with the plan predicted to reach it (not necessarily every unit
     // a region: a region's bookkeeping can cost more than a tiny unit's tape).
-    let smallest = plan(paths, policies, chain.smallestPeak())
+    let schedule = chain.smallestPeak(), smallest = plan(paths, policies, schedule)
     let minimum = min(measure(try! smallest.resolved(in: network), []).peak, kept.peak)
     return Profile(
       chain: chain, paths: paths, policies: policies, plainPeakBytes: kept.peak + reservedBytes,
-      minimumPeakBytes: minimum + reservedBytes, minimumPlan: minimum < kept.peak ? smallest : .none)
+      minimumPeakBytes: minimum + reservedBytes, minimumPlan: minimum < kept.peak ? smallest : .none,
+      minimumPredictedPeakBytes: chain.peakBytes(schedule) + reservedBytes)
   }
 
   /// The plan of a schedule.
@@ -139,11 +135,8 @@ public struct CheckpointPlanner {
   /// composition (nested compositions inlined): the spans a region may cover.
   private func spannableRuns(_ paths: [String]) -> [ClosedRange<Int>] {
     let index = Dictionary(paths.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-    var compositions: [(prefix: String, composition: any Composition)] = []
-    if let top = network as? any Composition { compositions.append(("", top)) }
-    for unit in network.allUnits { if let c = unit.module as? any Composition { compositions.append((unit.path + ".", c)) } }
     var runs: Set<ClosedRange<Int>> = []
-    for (prefix, composition) in compositions {
+    for (prefix, composition) in network.compositions {
       var run: [Int] = []
       for path in composition.inlinedPaths.map({ prefix + $0 }) + ["\u{0}"] {
         if let i = index[path], run.last.map({ $0 + 1 == i }) ?? true {
@@ -170,8 +163,7 @@ public struct CheckpointPlanner {
     let none = Array(repeating: CheckpointChain.Step.unit(0), count: profile.chain.units.count)
     var best = (plan: CheckpointPlan.none, predicted: profile.chain.peakBytes(none) + reservedBytes, measured: profile.plainPeakBytes)
     if budget < profile.plainPeakBytes {
-      let smallest = profile.chain.smallestPeak()
-      best = (profile.minimumPlan, profile.chain.peakBytes(smallest) + reservedBytes, profile.minimumPeakBytes)
+      best = (profile.minimumPlan, profile.minimumPredictedPeakBytes, profile.minimumPeakBytes)
       let limit = budget - Int(margin * Double(budget))
       var target = limit - reservedBytes
       for _ in 0..<6 {
@@ -211,9 +203,9 @@ public struct CheckpointPlanner {
     let profiler = UnitProfiler(units: Set(units))
     let base = Allocator.liveBytes
     Allocator.resetPeak()
-    let start = now()
+    let start = monotonicSeconds()
     profilingUnits(profiler) { withCheckpointRegions(regions) { step() } }
-    let seconds = now() - start
+    let seconds = monotonicSeconds() - start
     let peak = Allocator.peakBytes - base
     let relative = profiler.measurements.mapValues { m -> UnitProfiler.Measurement in
       var m = m
@@ -260,10 +252,4 @@ func allModules(_ root: any Module) -> [any Module] {
     stack += m.children.reversed().map(\.module)
   }
   return result
-}
-
-private func now() -> Double {
-  var t = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &t)
-  return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
