@@ -58,9 +58,18 @@ public struct DenseNetConfiguration: Sendable, Equatable {
     guard theta > 0 && theta <= 1 else { throw ModelError.invalid("compression must be in (0, 1], got \(theta)") }
     guard (0..<1).contains(dropRate) else { throw ModelError.invalid("drop rate must be in [0, 1), got \(dropRate)") }
     let n = (depth - 4) / (3 * convsPerLayer)
+    let stemWidth = initialChannels ?? (bottleneck ? 2 * growthRate : 16)
+    guard stemWidth > 0 else { throw ModelError.invalid("the stem must have at least one channel, got \(stemWidth)") }
+    var width = stemWidth
+    for block in 0..<2 {
+      width = Int((Double(width + n * growthRate) * theta).rounded(.down))
+      guard width > 0 else {
+        throw ModelError.invalid("compression \(theta) leaves transition \(block + 1) without channels")
+      }
+    }
     return DenseNetConfiguration(
       growthRate: growthRate, blocks: [n, n, n], bottleneck: bottleneck, compression: theta,
-      initialChannels: initialChannels ?? (bottleneck ? 2 * growthRate : 16), dropRate: dropRate, classCount: classCount,
+      initialChannels: stemWidth, dropRate: dropRate, classCount: classCount,
       inputChannels: inputChannels, stem: .cifar)
   }
 

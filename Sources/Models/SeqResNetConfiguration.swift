@@ -51,7 +51,7 @@ public struct SeqResNetConfiguration: Sendable, Equatable {
     granularity k: Int, widening r: Int, blocksPerStage n: Int, bottleneck: Bool, dropRate: Double = 0.1,
     classCount: Int = 10, inputChannels: Int = 3
   ) throws -> SeqResNetConfiguration {
-    guard k > 0, r > 0, n >= 0 else {
+    guard k > 0, r > 0, n > 0 else {
       throw ModelError.invalid("granularity, widening and blocks per stage must be positive, got k \(k), r \(r), N \(n)")
     }
     guard (16 * r) % k == 0 else { throw ModelError.invalid("granularity \(k) does not divide the stage width unit 16r = \(16 * r)") }

@@ -94,11 +94,29 @@ extension Module {
     guard missing.isEmpty && unexpected.isEmpty && misshaped.isEmpty else {
       throw StateFileError.mismatch(missing: missing, unexpected: unexpected, misshaped: misshaped)
     }
-    let values = try own.map { name, v in try entries[name]!.tensor(path: path).converted(to: v.dtype) }
-    let counts = try counters.map { key, bn in (bn, try entries[key].map { try $0.integers(path: path).first ?? 0 }) }
+    let values = try own.map { name, v in
+      let entry = entries[name]!
+      guard entry.dtype == "F32" || entry.dtype == "F64" else {
+        throw StateFileError.corrupt(path, "'\(name)' is \(entry.dtype); parameters and buffers are F32 or F64")
+      }
+      guard entry.isFinite else { throw StateFileError.corrupt(path, "'\(name)' holds values that are not finite") }
+      return try entry.tensor(path: path).converted(to: v.dtype)
+    }
+    let counts = try counters.map { key, bn -> (BatchNorm2d, Int?) in
+      guard let entry = entries[key] else { return (bn, nil) }
+      let values = try entry.integers(path: path)
+      guard values.count == 1, let count = values.first, (0...Self.maximumBatchesTracked).contains(count) else {
+        throw StateFileError.corrupt(path, "'\(key)' must be one count in 0...\(Self.maximumBatchesTracked), found \(values.prefix(4))")
+      }
+      return (bn, count)
+    }
     for ((_, v), value) in zip(own, values) { v.value = value }
     for (bn, count) in counts { if let count { bn.setBatchesTracked(count) } }
   }
+
+  /// The largest `num_batches_tracked` a file may hold: far more steps than any run takes, and far
+  /// from the counter's overflow.
+  public static var maximumBatchesTracked: Int { 1 << 53 }
 
   /// Loads the state saved by ``saveState(to:metadata:)`` or by PyTorch (`safetensors.torch.save_file`).
   ///

@@ -19,29 +19,28 @@ struct Bench: ParsableCommand {
 
   @Option(help: "Images per step.") var batchSize = 64
   @Option(help: "Timed steps (after one warm-up step); the median is reported.") var steps = 5
-  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size).") var inputSize: String?
-  @Flag(help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer; ResNets: every block; SeqResNets: every filter).")
+  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size, 3,32,32 for CIFAR models and 3,224,224 for ImageNet ones).") var inputSize: String?
+  @Flag(help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer; ResNets: every block; SeqResNets: every filter). Off unless given: bench measures the plain step by default, while train uses this plan unless told --no-memory-efficient.")
   var memoryEfficient = false
   @OptionGroup var planOptions: PlanOptions
   @Option(help: "Matrix size M = N = K for --kernel matmul.") var size = 1024
-  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @OptionGroup var threadOptions: ThreadOptions
   @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func validate() throws {
-    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-    guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
-    guard size >= 1 else { throw ValidationError("--size must be at least 1, got \(size)") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    try check("--batch-size", batchSize, in: 1...maximumBatchSize)
+    try check("--steps", steps, in: 1...1_000_000)
+    try check("--size", size, in: 1...16384)
     if memoryEfficient && planOptions.choosesPlan {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or --memory-budget / --checkpoint-segments")
     }
-    _ = try parsedInputShape(inputSize, modelOptions)
+    _ = try modelOptions.parsedInputShape(inputSize)
   }
 
   func run() throws {
-    if let threads { Parallel.setThreadCount(threads) }
-    if kernel == .matmul { return benchMatmul() }
+    threadOptions.apply()
+    if kernel == .matmul { return try benchMatmul() }
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     model.convert(to: dtype)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
@@ -64,13 +63,18 @@ struct Bench: ParsableCommand {
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
     let rss = peakResidentBytes()
     if json {
-      print(
-        #"{"model": "\#(modelOptions.label)", "batchSize": \#(batchSize), "memoryEfficient": \#(memoryEfficient), "#
-          + #""keptBottleneckFraction": \#(planOptions.keptBottleneckFraction), "plan": "\#(mode)", "regions": \#(plan.regions.count), "#
-          + (planned.map { #""memoryBudgetBytes": \#($0.budgetBytes), "plannedPeakBytes": \#($0.predictedPeakBytes), "# } ?? "")
-          + #""threads": \#(Parallel.threadCount), "dtype": "\#(dtype)", "parameters": \#(model.parameterCount), "stepSecondsMedian": \#(m), "#
-          + #""stepSecondsMin": \#(times.min()!), "imagesPerSecond": \#(Double(batchSize) / m), "peakBytes": \#(peak), "#
-          + #""peakResidentBytes": \#(rss)}"#)
+      struct Output: Encodable {
+        var model: String, batchSize: Int, memoryEfficient: Bool, keptBottleneckFraction: Double, plan: String, regions: Int
+        var memoryBudgetBytes: Int?, plannedPeakBytes: Int?
+        var threads: Int, dtype: String, parameters: Int, stepSecondsMedian: Double, stepSecondsMin: Double
+        var imagesPerSecond: Double, peakBytes: Int, peakResidentBytes: Int
+      }
+      try printJSON(Output(
+        model: modelOptions.label, batchSize: batchSize, memoryEfficient: memoryEfficient,
+        keptBottleneckFraction: planOptions.keptBottleneckFraction, plan: mode, regions: plan.regions.count,
+        memoryBudgetBytes: planned?.budgetBytes, plannedPeakBytes: planned?.predictedPeakBytes, threads: Parallel.threadCount,
+        dtype: "\(dtype)", parameters: model.parameterCount, stepSecondsMedian: m, stepSecondsMin: times.min()!,
+        imagesPerSecond: Double(batchSize) / m, peakBytes: peak, peakResidentBytes: rss))
     } else {
       print("\(modelOptions.label), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads")
       if let planned { print(plannedSummary(planned)) }
@@ -79,7 +83,7 @@ struct Bench: ParsableCommand {
     }
   }
 
-  func benchMatmul() {
+  func benchMatmul() throws {
     let n = size
     var random = RandomGenerator(seed: 1)
     let a = Tensor(randomNormal: [n, n], using: &random), b = Tensor(randomNormal: [n, n], using: &random)
@@ -101,9 +105,12 @@ struct Bench: ParsableCommand {
     let apiTimes = (0..<repeats).map { _ in seconds(api) }
     let d = median(directTimes), t = median(apiTimes), flops = 2 * pow(Double(n), 3)
     if json {
-      print(
-        #"{"kernel": "matmul", "size": \#(n), "threads": \#(Parallel.threadCount), "directSecondsMedian": \#(d), "#
-          + #""tensorSecondsMedian": \#(t), "ratio": \#(t / d), "tensorGflops": \#(flops / t / 1e9)}"#)
+      struct Output: Encodable {
+        var kernel: String, size: Int, threads: Int, directSecondsMedian: Double, tensorSecondsMedian: Double, ratio: Double, tensorGflops: Double
+      }
+      try printJSON(Output(
+        kernel: "matmul", size: n, threads: Parallel.threadCount, directSecondsMedian: d, tensorSecondsMedian: t, ratio: t / d,
+        tensorGflops: flops / t / 1e9))
     } else {
       print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(directTimes.count):")
       print(String(format: "  cblas_sgemm direct  %.5f s  %.1f GFLOP/s", d, flops / d / 1e9))
@@ -119,5 +126,6 @@ func peakResidentBytes() -> Int {
   return usage.ru_maxrss * 1024
 }
 
-/// `--dtype float32|float64`.
-extension DType: ExpressibleByArgument {}
+/// The largest `--batch-size` any command takes: far above what memory holds for any model here,
+/// and far below where the sizes it multiplies could overflow.
+let maximumBatchSize = 1 << 20

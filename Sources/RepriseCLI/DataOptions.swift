@@ -18,16 +18,26 @@ struct DataOptions: ParsableArguments {
     if dataset.hasPrefix("cifar") && dataDir == nil {
       throw ValidationError("--dataset \(dataset) needs --data-dir with the binary batches")
     }
+    if !known.contains(dataset) { try readable("--dataset", dataset) }
   }
 
-  /// The chosen split. A tensor file serves as both splits.
-  func load(_ split: Split) throws -> Dataset {
+  /// The chosen split, with labels checked against `classes` when given (a tensor file's class count
+  /// is then `classes`, else one more than its largest label). A tensor file serves as both splits.
+  ///
+  /// - Throws: ``StateFileError`` for a file that is missing or corrupt, or a split without images.
+  func load(_ split: Split, classes: Int? = nil) throws -> Dataset {
+    let data: Dataset
     switch dataset {
-    case "fashion-mnist": return try Dataset.fashionMNIST(directory: dataDir ?? Dataset.fashionMNISTDirectory, split: split)
-    case "cifar10": return try Dataset.cifar(directory: dataDir!, classes: 10, split: split)
-    case "cifar100": return try Dataset.cifar(directory: dataDir!, classes: 100, split: split)
-    default: return try Dataset.tensorFile(dataset)
+    case "fashion-mnist": data = try Dataset.fashionMNIST(directory: dataDir ?? Dataset.fashionMNISTDirectory, split: split)
+    case "cifar10": data = try Dataset.cifar(directory: dataDir!, classes: 10, split: split)
+    case "cifar100": data = try Dataset.cifar(directory: dataDir!, classes: 100, split: split)
+    default: data = try Dataset.tensorFile(dataset, classCount: classes)
     }
+    guard data.count > 0 else { throw StateFileError.corrupt(dataset, "the \(split.rawValue) split has no images") }
+    if let classes, classes < data.classCount, let bad = data.labels.first(where: { $0 >= classes }) {
+      throw StateFileError.corrupt(dataset, "label \(bad) is outside 0..<\(classes) (--classes \(classes))")
+    }
+    return data
   }
 
   /// A short name for files, such as `fashion-mnist`.

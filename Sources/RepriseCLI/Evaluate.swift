@@ -9,16 +9,17 @@ struct Evaluate: ParsableCommand {
   @OptionGroup var dataOptions: DataOptions
   @Option(help: "The model state (safetensors, PyTorch keys).") var weights: String
   @Option(help: "Images per forward pass.") var batchSize = 500
-  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @OptionGroup var threadOptions: ThreadOptions
 
   func validate() throws {
-    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    try check("--batch-size", batchSize, in: 1...maximumBatchSize)
+    try readable("--weights", weights)
   }
 
   func run() throws {
-    if let threads { Parallel.setThreadCount(threads) }
-    let test = try dataOptions.load(.test)
+    threadOptions.apply()
+    let test = try dataOptions.load(.test, classes: modelOptions.classes)
+    try modelOptions.checkInput(test.imageShape, source: dataOptions.dataset)
     let model = try modelOptions.make(inputChannels: test.imageShape[0], classCount: test.classCount)
     try model.loadState(from: weights)
     let metrics = evaluate(model, on: test, batchSize: batchSize)

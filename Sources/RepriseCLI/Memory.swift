@@ -9,25 +9,24 @@ struct Memory: ParsableCommand {
 
   @OptionGroup var modelOptions: ModelOptions
   @Option(help: "Images per batch.") var batchSize = 64
-  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size).") var inputSize: String?
+  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size, 3,32,32 for CIFAR models and 3,224,224 for ImageNet ones).") var inputSize: String?
   @Flag(help: "The model's hand-made checkpoint plan.") var memoryEfficient = false
   @OptionGroup var planOptions: PlanOptions
   @Option(help: "Entries to print (the totals count all).") var top = 25
-  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @OptionGroup var threadOptions: ThreadOptions
   @Flag(help: "Print one JSON object (every entry) instead of text.") var json = false
 
   func validate() throws {
-    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+    try check("--batch-size", batchSize, in: 1...maximumBatchSize)
     guard top >= 0 else { throw ValidationError("--top must not be negative, got \(top)") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     if memoryEfficient && planOptions.choosesPlan {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or the other plan option")
     }
-    _ = try parsedInputShape(inputSize, modelOptions)
+    _ = try modelOptions.parsedInputShape(inputSize)
   }
 
   func run() throws {
-    if let threads { Parallel.setThreadCount(threads) }
+    threadOptions.apply()
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     let (plan, _) = try planOptions.plan(
@@ -38,12 +37,12 @@ struct Memory: ParsableCommand {
       withLearningPhase(.training) { savedTensors(naming: model.unitPaths) { model(images) }.report }
     }
     if json {
-      let entries = report.entries.map { e in
-        #"{"operation": "\#(e.operation)", "path": "\#(e.path)", "shapes": \#(e.shapes), "bytes": \#(e.bytes)}"#
-      }
-      print(
-        #"{"model": "\#(modelOptions.label)", "batchSize": \#(batchSize), "regions": \#(plan.regions.count), "#
-          + #""totalBytes": \#(report.totalBytes), "listedBytes": \#(report.listedBytes), "entries": [\#(entries.joined(separator: ", "))]}"#)
+      struct Entry: Encodable { var operation: String, path: String, shapes: [[Int]], bytes: Int }
+      struct Output: Encodable { var model: String, batchSize: Int, regions: Int, totalBytes: Int, listedBytes: Int, entries: [Entry] }
+      try printJSON(Output(
+        model: modelOptions.label, batchSize: batchSize, regions: plan.regions.count, totalBytes: report.totalBytes,
+        listedBytes: report.listedBytes,
+        entries: report.entries.map { Entry(operation: $0.operation, path: $0.path, shapes: $0.shapes, bytes: $0.bytes) }))
       return
     }
     print("\(modelOptions.label), batch \(batchSize), input \(shape), \(planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model))")

@@ -3,14 +3,8 @@ import Reprise
 
 /// The options that choose and configure a model, shared by every subcommand.
 struct ModelOptions: ParsableArguments {
-  static let names = [
-    "densenet", "densenet-bc", "densenet121", "densenet169", "densenet201", "densenet161", "densenet264",
-    "densenet264-k48", "densenet232", "seqresnet", "seqresnet-b", "seqresnet-b22", "seqresnet-b42", "seqresnext24",
-    "resnet20", "resnet50", "seresnet56", "shakenet26-2x96d", "mobilenetv2",
-  ]
-
-  @Option(help: "The model: \(names.joined(separator: ", ")).")
-  var model = "densenet-bc"
+  @Option(help: "The model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).")
+  var model: ModelName = .densenetBC
 
   @Option(help: "Depth of a CIFAR DenseNet (densenet: 4 + 3n, densenet-bc: 4 + 6n).")
   var depth = 40
@@ -27,16 +21,16 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Residual blocks per stage N of a CIFAR SeqResNet.")
   var blocksPerStage = 1
 
-  @Option(help: "The first convolution of each block of resnet20, resnet50, seresnet56, shakenet26-2x96d and mobilenetv2: standard, dsconv, multiception or mixconv.")
-  var conv = "standard"
+  @Option(help: "The first convolution of each block of resnet20, resnet50, seresnet56, shakenet26-2x96d and mobilenetv2: \(ConvolutionVariant.allCases.map(\.rawValue).joined(separator: ", ")).")
+  var conv: ConvolutionVariant = .standard
 
   @Option(help: "Stochastic depth of resnet20, resnet50 and seresnet56: the last block's survival probability (linear decay from 1; 1 is off).")
   var finalSurvival = 1.0
 
-  @Option(help: "Number of classes (default: the data set's).")
+  @Option(help: "Number of classes (default: the data set's; 1000 for ImageNet models and 10 otherwise without one).")
   var classes: Int?
 
-  @Option(help: "Transition compression θ of a CIFAR DenseNet (default 0.5 for BC, 1 otherwise).")
+  @Option(help: "Transition compression θ of a CIFAR DenseNet, in (0, 1] (default 0.5 for BC, 1 otherwise).")
   var compression: Double?
 
   @Option(help: "Stem channels of a CIFAR DenseNet (default 2k for BC, 16 otherwise).")
@@ -48,17 +42,39 @@ struct ModelOptions: ParsableArguments {
   @Option(help: "Channel dropout on each filter's window in the windowed layers of a CIFAR SeqResNet (default: the official code's 0.1, 0 when training a single epoch).")
   var windowDropRate: Double?
 
+  /// Bounds that keep every size the options multiply within reach of memory and of `Int`.
+  static let limits = (width: 1 << 12, depth: 1000, classes: 1 << 20)
+
   func validate() throws {
-    guard Self.names.contains(model) else {
-      throw ValidationError("unknown model '\(model)'; choose one of \(Self.names.joined(separator: ", "))")
-    }
-    if let classes, classes < 1 { throw ValidationError("--classes must be positive, got \(classes)") }
-    if ConvolutionVariant(rawValue: conv) == nil {
-      throw ValidationError("unknown convolution '\(conv)'; choose one of \(ConvolutionVariant.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
+    try check("--depth", depth, in: 1...Self.limits.depth)
+    try check("--growth-rate", growthRate, in: 1...Self.limits.width)
+    try check("--granularity", granularity, in: 1...Self.limits.width)
+    try check("--widening", widening, in: 1...64)
+    try check("--blocks-per-stage", blocksPerStage, in: 1...100)
+    if let classes { try check("--classes", classes, in: 1...Self.limits.classes) }
+    if let initChannels { try check("--init-channels", initChannels, in: 1...Self.limits.width) }
+    if let compression, !(compression > 0 && compression <= 1) { throw ValidationError("--compression must be in (0, 1], got \(compression)") }
     if !(finalSurvival > 0 && finalSurvival <= 1) { throw ValidationError("--final-survival must be in (0, 1], got \(finalSurvival)") }
     if let dropRate, !(0..<1).contains(dropRate) { throw ValidationError("--drop-rate must be in [0, 1), got \(dropRate)") }
     if let windowDropRate, !(0..<1).contains(windowDropRate) { throw ValidationError("--window-drop-rate must be in [0, 1), got \(windowDropRate)") }
+    // The configuration's own checks (depth 4 + 6n, compression leaving channels) run before any work.
+    do {
+      switch model.family {
+      case .cifarDenseNet: _ = try denseNetConfiguration(inputChannels: 3, classCount: 10)
+      case .cifarSeqResNet: _ = try seqResNetConfiguration(inputChannels: 3, classCount: 10, regularized: true)
+      default: break
+      }
+    } catch let error as ModelError {
+      throw ValidationError("\(error)")
+    }
+  }
+
+  /// Checks that images of `shape` [C, H, W] are large enough for the model.
+  func checkInput(_ shape: [Int], source: String) throws {
+    let minimum = model.minimumInputSize
+    guard shape.count == 3, shape[1] >= minimum, shape[2] >= minimum else {
+      throw ValidationError("\(source): images of shape \(shape) are smaller than \(model.rawValue)'s smallest input, \(minimum)x\(minimum)")
+    }
   }
 
   /// The model for images with `inputChannels` channels and `classCount` classes (unless --classes).
@@ -67,87 +83,102 @@ struct ModelOptions: ParsableArguments {
   ///   papers' defaults (otherwise 0: a single epoch of training underfits, and dropout only slows it).
   func make(inputChannels: Int, classCount: Int, regularized: Bool = true) throws -> any Network {
     let classes = self.classes ?? classCount
-    if model.hasPrefix("seq") {
-      return try makeSeqResNet(inputChannels: inputChannels, classCount: classes, regularized: regularized)
-    }
-    let variant = ConvolutionVariant(rawValue: conv) ?? .standard
     switch model {
-    case "resnet20", "resnet50", "seresnet56":
+    case .densenet, .densenetBC: return DenseNet(try denseNetConfiguration(inputChannels: inputChannels, classCount: classes))
+    case .seqresnet, .seqresnetB, .seqresnetB22, .seqresnetB42, .seqresnext24:
+      return SeqResNet(try seqResNetConfiguration(inputChannels: inputChannels, classCount: classes, regularized: regularized))
+    case .resnet20, .resnet50, .seresnet56:
       var configuration: ResNetConfiguration =
-        model == "resnet20" ? .resnet20(variant) : model == "resnet50" ? .resnet50(variant) : .seresnet56(variant)
+        model == .resnet20 ? .resnet20(conv) : model == .resnet50 ? .resnet50(conv) : .seresnet56(conv)
       (configuration.classCount, configuration.inputChannels) = (classes, inputChannels)
       configuration.finalSurvival = finalSurvival
       return ResNet(configuration)
-    case "shakenet26-2x96d":
-      return ShakeNet(convolution: variant, classCount: classes, inputChannels: inputChannels)
-    case "mobilenetv2":
-      return MobileNetV2(convolution: variant, classCount: classes, inputChannels: inputChannels)
-    default: break
+    case .shakenet: return ShakeNet(convolution: conv, classCount: classes, inputChannels: inputChannels)
+    case .mobilenetv2: return MobileNetV2(convolution: conv, classCount: classes, inputChannels: inputChannels)
+    case .densenet121, .densenet169, .densenet201, .densenet161, .densenet264, .densenet264K48, .densenet232:
+      let presets: [ModelName: DenseNetConfiguration] = [
+        .densenet121: .densenet121, .densenet169: .densenet169, .densenet201: .densenet201, .densenet161: .densenet161,
+        .densenet264: .densenet264, .densenet264K48: .densenet264k48, .densenet232: .densenet232,
+      ]
+      var configuration = presets[model]!
+      (configuration.classCount, configuration.inputChannels) = (classes, inputChannels)
+      configuration.dropRate = dropRate ?? 0
+      return DenseNet(configuration)
     }
-    var configuration: DenseNetConfiguration
-    switch model {
-    case "densenet", "densenet-bc":
-      configuration = try .cifar(
-        depth: depth, growthRate: growthRate, bottleneck: model == "densenet-bc", compression: compression,
-        initialChannels: initChannels, dropRate: dropRate ?? 0, classCount: classes, inputChannels: inputChannels)
-    case "densenet121": configuration = .densenet121
-    case "densenet169": configuration = .densenet169
-    case "densenet201": configuration = .densenet201
-    case "densenet161": configuration = .densenet161
-    case "densenet264": configuration = .densenet264
-    case "densenet264-k48": configuration = .densenet264k48
-    default: configuration = .densenet232
-    }
-    configuration.classCount = classes
-    configuration.inputChannels = inputChannels
-    if configuration.stem == .imagenet { configuration.dropRate = dropRate ?? 0 }
-    return DenseNet(configuration)
   }
 
-  private func makeSeqResNet(inputChannels: Int, classCount: Int, regularized: Bool) throws -> SeqResNet {
+  private func denseNetConfiguration(inputChannels: Int, classCount: Int) throws -> DenseNetConfiguration {
+    try .cifar(
+      depth: depth, growthRate: growthRate, bottleneck: model == .densenetBC, compression: compression,
+      initialChannels: initChannels, dropRate: dropRate ?? 0, classCount: classCount, inputChannels: inputChannels)
+  }
+
+  private func seqResNetConfiguration(inputChannels: Int, classCount: Int, regularized: Bool) throws -> SeqResNetConfiguration {
     var configuration: SeqResNetConfiguration
     switch model {
-    case "seqresnet", "seqresnet-b":
+    case .seqresnetB22: configuration = .b22
+    case .seqresnetB42: configuration = .b42
+    case .seqresnext24: configuration = .resnext24
+    default:
       configuration = try .cifar(
-        granularity: granularity, widening: widening, blocksPerStage: blocksPerStage, bottleneck: model == "seqresnet-b",
+        granularity: granularity, widening: widening, blocksPerStage: blocksPerStage, bottleneck: model == .seqresnetB,
         dropRate: dropRate ?? (regularized ? 0.1 : 0))
       configuration.windowDropRate = windowDropRate ?? (regularized ? configuration.windowDropRate : 0)
-    case "seqresnet-b22": configuration = .b22
-    case "seqresnet-b42": configuration = .b42
-    default: configuration = .resnext24
     }
     configuration.classCount = classCount
     configuration.inputChannels = inputChannels
-    return SeqResNet(configuration)
+    return configuration
   }
 
   /// The model for random batches of `inputSize` (C,H,W; the model's natural size when nil), built
   /// after seeding the global generator with 0, with its input shape and class count.
   func makeForRandomData(inputSize: String?) throws -> (model: any Network, shape: [Int], classes: Int) {
-    let shape = try parsedInputShape(inputSize, self)
+    let shape = try parsedInputShape(inputSize)
     RandomGenerator.global = RandomGenerator(seed: 0)
-    let classes = self.classes ?? defaultClassCount
+    let classes = self.classes ?? model.defaultClassCount
     return (try make(inputChannels: shape[0], classCount: classes), shape, classes)
   }
 
-  /// Classes when neither --classes nor a data set says: 1000 for ImageNet models, 10 otherwise.
-  var defaultClassCount: Int { naturalInputShape[1] == 224 ? 1000 : 10 }
-
-  /// The models of CIFAR size (the others are ImageNet models).
-  static let cifarModels: Set = [
-    "densenet", "densenet-bc", "seqresnet", "seqresnet-b", "resnet20", "resnet50", "seresnet56", "shakenet26-2x96d", "mobilenetv2",
-  ]
-
-  /// The input size the model family is made for: [3, 32, 32] for CIFAR models, [3, 224, 224] for ImageNet ones.
-  var naturalInputShape: [Int] { Self.cifarModels.contains(model) ? [3, 32, 32] : [3, 224, 224] }
+  /// `--input-size C,H,W`, checked against the model's smallest input; the natural size when nil.
+  func parsedInputShape(_ inputSize: String?) throws -> [Int] {
+    guard let inputSize else { return model.naturalInputShape }
+    let parts = inputSize.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+    guard parts.count == 3, case let shape = parts.compactMap({ $0 }), shape.count == 3, (1...4096).contains(shape[0]),
+      shape.dropFirst().allSatisfy({ (1...65536).contains($0) })
+    else { throw ValidationError("--input-size must be C,H,W with C in 1...4096 and H, W in 1...65536, got '\(inputSize)'") }
+    try checkInput(shape, source: "--input-size")
+    return shape
+  }
 
   /// A short name for files and messages, such as `densenet-bc-40-k12` or `seqresnet-k8-r4-n1`.
   var label: String {
-    switch model {
-    case "densenet", "densenet-bc": return "\(model)-\(depth)-k\(growthRate)"
-    case "seqresnet", "seqresnet-b": return "\(model)-k\(granularity)-r\(widening)-n\(blocksPerStage)"
-    case "resnet20", "resnet50", "seresnet56", "shakenet26-2x96d", "mobilenetv2": return "\(model)-\(conv)"
-    default: return model
+    switch model.family {
+    case .cifarDenseNet: return "\(model.rawValue)-\(depth)-k\(growthRate)"
+    case .cifarSeqResNet: return "\(model.rawValue)-k\(granularity)-r\(widening)-n\(blocksPerStage)"
+    case .convolutionVariants: return "\(model.rawValue)-\(conv.rawValue)"
+    case .imagenet: return model.rawValue
     }
+  }
+}
+
+/// Throws a validation error unless `value` of `option` is in `range`.
+func check(_ option: String, _ value: Int, in range: ClosedRange<Int>) throws {
+  guard range.contains(value) else {
+    throw ValidationError("\(option) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+  }
+}
+
+/// `--threads`, shared by every subcommand that computes.
+struct ThreadOptions: ParsableArguments {
+  @Option(help: "Threads for OpenBLAS and Reprise's loops, 1...256 (default: the number of cores).")
+  var threads: Int?
+
+  func validate() throws {
+    if let threads { try check("--threads", threads, in: 1...256) }
+  }
+
+  /// Sets the thread count when one was given.
+  func apply() {
+    if let threads { Parallel.setThreadCount(threads) }
   }
 }

@@ -15,18 +15,17 @@ struct Plan: ParsableCommand {
 
   @OptionGroup var modelOptions: ModelOptions
   @Option(help: "Images per step.") var batchSize = 64
-  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size).") var inputSize: String?
+  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size, 3,32,32 for CIFAR models and 3,224,224 for ImageNet ones).") var inputSize: String?
   @Option(help: "Peak tensor memory to fit, as bytes or with a unit (400MiB, 1.5GiB, 2GB).") var memoryBudget: String?
   @Option(help: "The budget as a fraction of the way from the smallest reachable peak (0) to the plain peak (1), instead of --memory-budget.")
   var budgetFraction: Double?
   @Flag(help: "List the model's leaf units (the paths plans name) and exit.") var listUnits = false
-  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @OptionGroup var threadOptions: ThreadOptions
   @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func validate() throws {
-    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    try check("--batch-size", batchSize, in: 1...maximumBatchSize)
     if let memoryBudget { _ = try parsedBudget(memoryBudget) }
     if let budgetFraction, !(0...1).contains(budgetFraction) {
       throw ValidationError("--budget-fraction must be in [0, 1], got \(budgetFraction)")
@@ -34,11 +33,11 @@ struct Plan: ParsableCommand {
     if !listUnits && (memoryBudget == nil) == (budgetFraction == nil) {
       throw ValidationError("give one of --memory-budget and --budget-fraction")
     }
-    _ = try parsedInputShape(inputSize, modelOptions)
+    _ = try modelOptions.parsedInputShape(inputSize)
   }
 
   func run() throws {
-    if let threads { Parallel.setThreadCount(threads) }
+    threadOptions.apply()
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     if listUnits {
       for unit in model.leafUnits { print(unit.path) }
@@ -54,7 +53,7 @@ struct Plan: ParsableCommand {
       ?? profile.minimumPeakBytes + Int(budgetFraction! * Double(profile.plainPeakBytes - profile.minimumPeakBytes))
     let result = try planner.plan(within: budget, profile: profile)
     if json {
-      print(plannedJSON(result, model: modelOptions.label, batchSize: batchSize))
+      try printJSON(PlannedJSON(result, model: modelOptions.label, batchSize: batchSize))
     } else {
       print("\(modelOptions.label), batch \(batchSize), input \(shape), \(dtype), \(Parallel.threadCount) threads")
       print(plannedSummary(result))
@@ -70,24 +69,4 @@ func plannedSummary(_ r: CheckpointPlanner.Result) -> String {
   measured \(formatBytes(r.peakBytes)), step \(String(format: "%.3f", r.stepSecondsMedian)) s
     (reachable peaks: from \(formatBytes(r.minimumPeakBytes)), the smallest, to \(formatBytes(r.plainPeakBytes)) without checkpointing)
   """
-}
-
-/// The planned result as one JSON object.
-func plannedJSON(_ r: CheckpointPlanner.Result, model: String, batchSize: Int) -> String {
-  let regions = r.plan.regions.map { region in
-    let names = region.policy.savedNames.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
-    let operations = region.policy.savedOperations.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
-    return #"{"first": "\#(region.first)", "last": "\#(region.last)", "savedNames": [\#(names)], "savedOperations": [\#(operations)]}"#
-  }
-  return #"{"model": "\#(model)", "batchSize": \#(batchSize), "threads": \#(Parallel.threadCount), "budgetBytes": \#(r.budgetBytes), "#
-    + #""plan": [\#(regions.joined(separator: ", "))], "predictedPeakBytes": \#(r.predictedPeakBytes), "peakBytes": \#(r.peakBytes), "#
-    + #""stepSecondsMedian": \#(r.stepSecondsMedian), "minimumPeakBytes": \#(r.minimumPeakBytes), "plainPeakBytes": \#(r.plainPeakBytes)}"#
-}
-
-/// `--input-size C,H,W`, or the model's natural size.
-func parsedInputShape(_ inputSize: String?, _ modelOptions: ModelOptions) throws -> [Int] {
-  guard let inputSize else { return modelOptions.naturalInputShape }
-  let parts = inputSize.split(separator: ",").compactMap { Int($0) }
-  guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input-size must be C,H,W, got \(inputSize)") }
-  return parts
 }

@@ -67,12 +67,12 @@ struct PlanOptions: ParsableArguments {
   }
 
   /// A label for messages.
-  func label(memoryEfficient: Bool, model: String) -> String {
+  func label(memoryEfficient: Bool, model: ModelName) -> String {
     if let memoryBudget { return "planned within \(memoryBudget)" }
     if let checkpointSegments { return "\(checkpointSegments) checkpoint segments" }
     if let plan { return "the plan in \(plan)" }
     guard memoryEfficient else { return "plain" }
-    return model.hasPrefix("densenet") && model != "densenet"
+    return model.rawValue.hasPrefix("densenet") && model != .densenet
       ? "memory-efficient, kept bottleneck fraction \(keptBottleneckFraction)" : "memory-efficient"
   }
 }
@@ -89,35 +89,4 @@ func parsedBudget(_ text: String) throws -> Int {
     throw ValidationError("--memory-budget must be a positive size such as 400MiB, 1.5GiB or 2000000000, got '\(text)'")
   }
   return Int(value * scale)
-}
-
-/// The plan in a JSON file: an object with a `plan` array (what `reprise plan --json` prints) or the
-/// array itself, each region an object with `first`, optionally `last`, `savedNames` and
-/// `savedOperations`.
-func readPlan(_ path: String) throws -> CheckpointPlan {
-  guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--plan: cannot read \(path)") }
-  let json: Any
-  do { json = try JSONSerialization.jsonObject(with: data) } catch {
-    throw ValidationError("--plan: \(path) is not JSON")
-  }
-  guard let regions = ((json as? [String: Any])?["plan"] ?? json) as? [Any] else {
-    throw ValidationError("--plan: \(path) holds neither a plan array nor an object with one under \"plan\"")
-  }
-  return CheckpointPlan(
-    regions: try regions.enumerated().map { i, entry in
-      guard let region = entry as? [String: Any], let first = region["first"] as? String else {
-        throw ValidationError("--plan: region \(i + 1) of \(path) has no \"first\" unit path")
-      }
-      func strings(_ key: String) throws -> Set<String> {
-        guard let value = region[key] else { return [] }
-        guard let list = value as? [String] else { throw ValidationError("--plan: \"\(key)\" of region \(i + 1) of \(path) is not a list of strings") }
-        return Set(list)
-      }
-      if region["last"] != nil && !(region["last"] is String) {
-        throw ValidationError("--plan: \"last\" of region \(i + 1) of \(path) is not a unit path")
-      }
-      return CheckpointPlan.Region(
-        first: first, last: region["last"] as? String,
-        policy: CheckpointPolicy(savedNames: try strings("savedNames"), savedOperations: try strings("savedOperations")))
-    })
 }

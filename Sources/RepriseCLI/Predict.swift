@@ -10,17 +10,24 @@ struct Predict: ParsableCommand {
   @Option(help: "The model state (safetensors, PyTorch keys).") var weights: String
   @Option(help: "A safetensors file with a float32 tensor `input` [N, C, H, W].") var input: String
   @Option(help: "Where to write the safetensors file with `logits` [N, classes].") var output: String
-  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @OptionGroup var threadOptions: ThreadOptions
+
+  func validate() throws {
+    try readable("--weights", weights)
+    try readable("--input", input)
+    try writable("--output", output)
+  }
 
   func run() throws {
-    if let threads { Parallel.setThreadCount(threads) }
+    threadOptions.apply()
     let entries = try SafeTensors.read(input).entries
     guard let entry = entries["input"], entry.dtype == "F32", entry.shape.count == 4 else {
       throw StateFileError.corrupt(input, "expected a float32 tensor 'input' of rank 4 [N, C, H, W], found \(entries.keys.sorted())")
     }
+    guard entry.isFinite else { throw StateFileError.corrupt(input, "'input' holds values that are not finite") }
+    try modelOptions.checkInput(Array(entry.shape.dropFirst()), source: input)
     let images = try entry.tensor(path: input)
-    let classes = modelOptions.classes ?? modelOptions.defaultClassCount
-    let model = try modelOptions.make(inputChannels: images.shape[1], classCount: classes)
+    let model = try modelOptions.make(inputChannels: images.shape[1], classCount: modelOptions.classes ?? modelOptions.model.defaultClassCount)
     try model.loadState(from: weights)
     let logits = withoutRecording { withLearningPhase(.inference) { model(Variable(images)).value } }
     try SafeTensors.write([("logits", SafeTensors.Entry(logits))], to: output)

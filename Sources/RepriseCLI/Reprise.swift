@@ -18,7 +18,10 @@ struct RepriseCommand: ParsableCommand {
     } catch {
       let code = exitCode(for: error)
       guard code != .success else { exit(withError: error) }
-      let message = fullMessage(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+      // One line: ArgumentParser lists the valid values of an option on lines of their own.
+      let lines = fullMessage(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+      let choices = lines.dropFirst().filter { $0.hasPrefix("- ") }.map { $0.dropFirst(2) }
+      let message = (lines.first ?? "\(error)") + (choices.isEmpty ? "" : " " + choices.joined(separator: ", "))
       FileHandle.standardError.write(Data("reprise: \(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)\n".utf8))
       Foundation.exit(code.rawValue)
     }

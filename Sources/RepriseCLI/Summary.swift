@@ -7,30 +7,26 @@ struct Summary: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Per-stage output shape, parameters and multiply-accumulates, and totals.")
 
   @OptionGroup var modelOptions: ModelOptions
-  @Option(help: "Input size C,H,W (default: 3,32,32 for CIFAR models, 3,224,224 for ImageNet models).") var inputSize: String?
+  @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size, 3,32,32 for CIFAR models and 3,224,224 for ImageNet ones).") var inputSize: String?
   @Flag(help: "Print one JSON object with `parameters`, `macs` (as the model is defined), `computedMacs` (as Reprise computes it) and the stages.")
   var json = false
 
   func run() throws {
-    var shape = modelOptions.naturalInputShape
-    if let inputSize {
-      let parts = inputSize.split(separator: ",").compactMap { Int($0) }
-      guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input-size must be C,H,W, got \(inputSize)") }
-      shape = parts
-    }
+    let shape = try modelOptions.parsedInputShape(inputSize)
     let model = try withoutRecording {
-      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.defaultClassCount)
+      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.model.defaultClassCount)
     }
     let rows = model.summary(inputShape: [1] + shape)
     let macs = rows.reduce(0) { $0 + $1.multiplyAccumulates }, computed = rows.reduce(0) { $0 + $1.computedMultiplyAccumulates }
     if json {
-      let stages = rows.map {
-        #"{"name": "\#($0.name)", "outputShape": \#($0.outputShape), "parameters": \#($0.parameters), "#
-          + #""macs": \#($0.multiplyAccumulates), "computedMacs": \#($0.computedMultiplyAccumulates)}"#
-      }
-      print(
-        #"{"model": "\#(modelOptions.label)", "inputShape": \#(shape), "parameters": \#(model.parameterCount), "#
-          + #""macs": \#(macs), "computedMacs": \#(computed), "stages": [\#(stages.joined(separator: ", "))]}"#)
+      struct Stage: Encodable { var name: String, outputShape: [Int], parameters: Int, macs: Int, computedMacs: Int }
+      struct Output: Encodable { var model: String, inputShape: [Int], parameters: Int, macs: Int, computedMacs: Int, stages: [Stage] }
+      try printJSON(Output(
+        model: modelOptions.label, inputShape: shape, parameters: model.parameterCount, macs: macs, computedMacs: computed,
+        stages: rows.map {
+          Stage(name: $0.name, outputShape: $0.outputShape, parameters: $0.parameters, macs: $0.multiplyAccumulates,
+            computedMacs: $0.computedMultiplyAccumulates)
+        }))
       return
     }
     let nameWidth = max(24, rows.map(\.name.count).max() ?? 0)

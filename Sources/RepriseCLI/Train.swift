@@ -32,7 +32,7 @@ struct Train: ParsableCommand {
   var augment: Bool?
   @Flag(help: "Visit the training images in file order.") var noShuffle = false
   @Option(help: "Seed of initialisation, shuffling, augmentation and dropout.") var seed: UInt64 = 0
-  @Option(help: "Threads for OpenBLAS and Reprise's loops.") var threads: Int?
+  @OptionGroup var threadOptions: ThreadOptions
   @Option(help: "Element type of the weights, activations and gradients: float32 or float64 (slower; for checking numerics).")
   var dtype: DType = .float32
   @Flag(
@@ -47,25 +47,50 @@ struct Train: ParsableCommand {
   var checkpoint: String?
   @Option(help: "Continue exactly from a training state written by --checkpoint.") var resume: String?
   @Option(help: "Append one JSON object per epoch to this file.") var log: String?
+  @Flag(help: "Keep training when the loss or the weights turn infinite or NaN (default: stop with an error naming the step).")
+  var allowNonFinite = false
 
   func validate() throws {
-    guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
-    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-    if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
-    guard lr > 0 else { throw ValidationError("--lr must be positive, got \(lr)") }
-    guard momentum >= 0 else { throw ValidationError("--momentum must not be negative, got \(momentum)") }
+    try check("--epochs", epochs, in: 1...1_000_000)
+    try check("--batch-size", batchSize, in: 1...maximumBatchSize)
+    if let maxSteps { try check("--max-steps", maxSteps, in: 1...(1 << 40)) }
+    guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive and finite, got \(lr)") }
+    guard (0...1).contains(momentum) else { throw ValidationError("--momentum must be in [0, 1], got \(momentum)") }
     guard !nesterov || momentum > 0 else { throw ValidationError("--nesterov needs a positive --momentum") }
-    guard (0...1).contains(labelSmoothing) else { throw ValidationError("--label-smoothing must be in [0, 1]") }
-    guard cycles >= 1 else { throw ValidationError("--cycles must be at least 1") }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    for (flag, path) in [("--init-weights", initWeights), ("--resume", resume)] {
-      if let path, !FileManager.default.isReadableFile(atPath: path) { throw ValidationError("\(flag): cannot read \(path)") }
-    }
+    guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must be finite and not negative, got \(weightDecay)") }
+    guard (0...1).contains(labelSmoothing) else { throw ValidationError("--label-smoothing must be in [0, 1], got \(labelSmoothing)") }
+    try check("--cycles", cycles, in: 1...1_000_000)
+    if let initWeights { try readable("--init-weights", initWeights) }
+    if let resume { try readable("--resume", resume) }
+    try writable("--save", savePath)
+    if let checkpoint { try writable("--checkpoint", checkpoint) }
+    if let log { try writable("--log", log) }
+  }
+
+  /// Where the trained model goes: --save, or a file named after the model and data.
+  var savePath: String { save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors" }
+
+  /// What decides the run's result, which --resume must find unchanged. Threads and checkpoint
+  /// plans are left out: results are the same for any thread count and any plan.
+  var runConfiguration: [String: String] {
+    [
+      "model": modelOptions.label, "classes": modelOptions.classes.map { "\($0)" } ?? "data set's",
+      "compression": modelOptions.compression.map { "\($0)" } ?? "default", "init-channels": modelOptions.initChannels.map { "\($0)" } ?? "default",
+      "drop-rate": modelOptions.dropRate.map { "\($0)" } ?? "default", "window-drop-rate": modelOptions.windowDropRate.map { "\($0)" } ?? "default",
+      "final-survival": "\(modelOptions.finalSurvival)", "dataset": dataOptions.dataset, "epochs": "\(epochs)",
+      "batch-size": "\(batchSize)", "lr": "\(lr)", "momentum": "\(momentum)", "nesterov": "\(nesterov)", "weight-decay": "\(weightDecay)",
+      "schedule": schedule.rawValue, "cycles": "\(cycles)", "label-smoothing": "\(labelSmoothing)",
+      "augment": augment.map { "\($0)" } ?? "default", "shuffle": "\(!noShuffle)", "seed": "\(seed)", "dtype": "\(dtype)",
+    ]
   }
 
   func run() throws {
-    if let threads { Parallel.setThreadCount(threads) }
-    let train = try dataOptions.load(.train), test = try dataOptions.load(.test)
+    threadOptions.apply()
+    let train = try dataOptions.load(.train, classes: modelOptions.classes), test = try dataOptions.load(.test, classes: modelOptions.classes)
+    try modelOptions.checkInput(train.imageShape, source: dataOptions.dataset)
+    guard test.imageShape == train.imageShape else {
+      throw StateFileError.corrupt(dataOptions.dataset, "test images \(test.imageShape) differ from training images \(train.imageShape)")
+    }
     RandomGenerator.global = RandomGenerator(seed: seed)
     // Regularisation that only pays off over many epochs (augmentation, dropout) is off by default
     // for a single epoch, where the model underfits and it only slows learning.
@@ -89,10 +114,11 @@ struct Train: ParsableCommand {
     case .cosine: .cosine(totalSteps: scheduleSteps, minimum: 0)
     case .cyclicCosine: .cyclicCosine(totalSteps: scheduleSteps, cycles: cycles)
     }
-    var state = TrainingState(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1))
-    if let resume { state = try TrainingState.restore(from: resume, model: model, optimizer: optimizer) }
+    var state = TrainingCheckpoint(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1), configuration: runConfiguration)
+    if let resume {
+      state = try TrainingCheckpoint.restore(from: resume, model: model, optimizer: optimizer, configuration: runConfiguration)
+    }
     let augmentation = augment ?? regularized ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
-    let savePath = save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors"
     let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
     print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(mode)\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
       + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)")
@@ -112,6 +138,9 @@ struct Train: ParsableCommand {
           optimizer.learningRate = rates.rate(base: lr, step: state.step)
           let metrics = trainStep(model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing)
           state.step += 1
+          if !allowNonFinite && !metrics.loss.isFinite {
+            throw ValidationError("the loss of step \(state.step) is \(metrics.loss); stopping (lower --lr, or --allow-non-finite to go on)")
+          }
           epochLoss += metrics.loss * Double(labels.count)
           epochCorrect += metrics.accuracy * Double(labels.count)
           epochImages += labels.count
@@ -126,6 +155,9 @@ struct Train: ParsableCommand {
           seconds: seconds, peakBytes: Allocator.peakBytes)
         print(line.text)
         fflush(stdout)
+        if !allowNonFinite, let bad = model.namedParameters.first(where: { !$0.variable.value.isFinite }) {
+          throw ValidationError("parameter \(bad.name) holds non-finite values after step \(state.step); stopping (lower --lr, or --allow-non-finite to go on)")
+        }
         if let log { try line.append(to: log) }
         if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer) }
       }

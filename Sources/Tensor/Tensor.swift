@@ -76,6 +76,15 @@ public struct Tensor {
     }
   }
 
+  /// True when no element is infinite or NaN.
+  public var isFinite: Bool {
+    let c = contiguous()
+    switch c.dtype {
+    case .float32: return UnsafeBufferPointer(start: c.storage.typed(Float.self) + c.offset, count: c.count).allSatisfy(\.isFinite)
+    case .float64: return UnsafeBufferPointer(start: c.storage.typed(Double.self) + c.offset, count: c.count).allSatisfy(\.isFinite)
+    }
+  }
+
   /// The element at a multi-dimensional index, as a `Double`.
   ///
   /// - Precondition: `index` has one entry per dimension, each within bounds.

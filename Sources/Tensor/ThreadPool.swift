@@ -9,7 +9,7 @@ import Synchronization
 /// training step start on all cores within microseconds instead of waking threads each time. A job
 /// started from inside a job runs on the calling thread alone.
 final class ThreadPool: @unchecked Sendable {
-  let workerCount: Int
+  private(set) var workerCount = 0
   private let generation = Atomic<Int>(0)
   private let nextIndex = Atomic<Int>(ThreadPool.closed)
   private let remaining = Atomic<Int>(0)
@@ -28,19 +28,25 @@ final class ThreadPool: @unchecked Sendable {
   private static let closed = Int.max / 2
 
   init(workerCount: Int) {
-    self.workerCount = workerCount
     pthread_mutex_init(&mutex, nil)
     pthread_cond_init(&condition, nil)
+    // A worker that cannot be started (a thread or memory limit) is left out: the pool runs with
+    // the workers it has rather than waiting for ones that do not exist.
     for _ in 0..<workerCount {
       var thread = pthread_t()
-      let context = Unmanaged.passRetained(self).toOpaque()
-      pthread_create(&thread, nil, { raw in
+      let context = Unmanaged.passRetained(self)
+      let status = pthread_create(&thread, nil, { raw in
         let pool = Unmanaged<ThreadPool>.fromOpaque(raw!).takeRetainedValue()
         pool.workerLoop()
         return nil
-      }, context)
+      }, context.toOpaque())
+      guard status == 0 else {
+        context.release()
+        break
+      }
       threads.append(thread)
     }
+    self.workerCount = threads.count
   }
 
   /// Stops the workers (after any running job) and waits for them.

@@ -62,10 +62,21 @@ extension Dataset {
   /// Images and labels from a safetensors file: `images` [N, C, H, W] (float32 used as given, or
   /// uint8 scaled to [0, 1]) and `labels` [N] (int64 or int32). No normalisation unless set after.
   ///
-  /// - Parameter classCount: the number of classes; one more than the largest label when `nil`.
-  /// - Throws: ``StateFileError`` when the file is unreadable or lacks the right entries.
+  /// - Parameter classCount: the number of classes; one more than the largest label when `nil`
+  ///   (at most ``maximumInferredClassCount``).
+  /// - Throws: ``StateFileError`` when the file is unreadable or lacks the right entries, or a label
+  ///   is negative or not below the class count.
   public static func tensorFile(_ path: String, classCount: Int? = nil) throws -> Dataset {
-    let entries = try SafeTensors.read(path).entries
+    try tensorFile(entries: SafeTensors.read(path).entries, classCount: classCount, path: path)
+  }
+
+  /// The most classes inferred from labels: a larger label is far more likely a corrupt file than
+  /// a data set, and would build a classifier of that many outputs.
+  public static let maximumInferredClassCount = 100_000
+
+  /// A data set from safetensors entries `images` and `labels`, as ``tensorFile(_:classCount:)``
+  /// reads them; `path` names them in errors.
+  public static func tensorFile(entries: [String: SafeTensors.Entry], classCount: Int? = nil, path: String = "data") throws -> Dataset {
     guard let images = entries["images"], let labelEntry = entries["labels"] else {
       throw StateFileError.corrupt(path, "expected entries 'images' and 'labels', found \(entries.keys.sorted())")
     }
@@ -76,32 +87,64 @@ extension Dataset {
       throw StateFileError.corrupt(path, "labels must be int64 or int32, found \(labelEntry.dtype)")
     }
     let labels = try labelEntry.integers(path: path)
+    if let bad = labels.first(where: { $0 < 0 }) { throw StateFileError.corrupt(path, "label \(bad) is negative") }
+    let largest = labels.max() ?? -1
+    if classCount == nil, largest >= maximumInferredClassCount {
+      throw StateFileError.corrupt(
+        path, "label \(largest) would make \(largest + 1) classes, more than the \(maximumInferredClassCount) inferred at most; give the class count")
+    }
     let pixels: Pixels
     switch images.dtype {
     case "U8": pixels = .bytes(images.bytes)
-    case "F32": pixels = .floats(images.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+    case "F32":
+      let floats = images.elements(Float.self)
+      if let bad = floats.firstIndex(where: { !$0.isFinite }) {
+        throw StateFileError.corrupt(path, "image value \(bad) is \(floats[bad]); images must be finite")
+      }
+      pixels = .floats(floats)
     default: throw StateFileError.corrupt(path, "images must be float32 or uint8, found \(images.dtype)")
     }
     return try Dataset(
       pixels: pixels, imageShape: Array(images.shape.dropFirst()), labels: labels,
-      classCount: classCount ?? ((labels.max() ?? -1) + 1), source: path)
+      classCount: classCount ?? (largest + 1), source: path)
   }
+
+  /// The most data one IDX file may declare (Fashion-MNIST's largest holds 47 MB).
+  static let maximumIDXBytes = 1 << 32
 
   /// An IDX file (LeCun's MNIST format) of unsigned bytes, read from `path` or `path.gz`.
   static func readIDX(_ path: String) throws -> (shape: [Int], bytes: [UInt8]) {
     let (file, compressed) = FileManager.default.fileExists(atPath: path + ".gz") ? (path + ".gz", true) : (path, false)
     guard let data = FileManager.default.contents(atPath: file) else { throw StateFileError.unreadable(path + "(.gz)") }
-    let bytes = compressed ? try gunzip([UInt8](data), path: file) : [UInt8](data)
-    guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0, bytes[2] == 0x08 else {
-      throw StateFileError.corrupt(file, "not an IDX file of unsigned bytes")
-    }
-    let rank = Int(bytes[3]), start = 4 + 4 * rank
-    guard rank >= 1, bytes.count >= start else { throw StateFileError.corrupt(file, "the header is truncated") }
-    let shape = (0..<rank).map { d in bytes[4 + 4 * d..<8 + 4 * d].reduce(0) { $0 << 8 | Int($1) } }
-    let count = shape.reduce(1, *)
+    return try parseIDX([UInt8](data), compressed: compressed, path: file)
+  }
+
+  /// The shape and data of IDX `bytes` (gzip-compressed when `compressed`); `path` names them in
+  /// errors. A compressed file is inflated only up to the size its header declares.
+  ///
+  /// - Throws: ``StateFileError/corrupt(_:_:)`` saying what is wrong.
+  public static func parseIDX(_ file: [UInt8], compressed: Bool, path: String = "data") throws -> (shape: [Int], bytes: [UInt8]) {
+    let bytes = compressed
+      ? try gunzip(file, path: path, limit: maximumIDXBytes) { try idxHeader($0, path: path).map { $0.start + $0.count } }
+      : file
+    guard let (shape, start, count) = try idxHeader(bytes, path: path) else { throw StateFileError.corrupt(path, "the IDX header is truncated") }
     guard bytes.count - start == count else {
-      throw StateFileError.corrupt(file, "shape \(shape) needs \(count) bytes of data, the file has \(bytes.count - start)")
+      throw StateFileError.corrupt(path, "shape \(shape) needs \(count) bytes of data, the file has \(bytes.count - start)")
     }
     return (shape, Array(bytes[start...]))
+  }
+
+  /// The shape, data offset and data size an IDX header declares, nil while `prefix` is too short to tell.
+  static func idxHeader(_ prefix: [UInt8], path: String) throws -> (shape: [Int], start: Int, count: Int)? {
+    guard prefix.count >= 4 else { return nil }
+    guard prefix[0] == 0, prefix[1] == 0, prefix[2] == 0x08 else { throw StateFileError.corrupt(path, "not an IDX file of unsigned bytes") }
+    let rank = Int(prefix[3]), start = 4 + 4 * rank
+    guard rank >= 1 else { throw StateFileError.corrupt(path, "an IDX file of rank 0") }
+    guard prefix.count >= start else { return nil }
+    let shape = (0..<rank).map { d in prefix[4 + 4 * d..<8 + 4 * d].reduce(0) { $0 << 8 | Int($1) } }
+    guard let count = SafeTensors.checkedProduct(shape), count <= maximumIDXBytes else {
+      throw StateFileError.corrupt(path, "shape \(shape) declares more than \(maximumIDXBytes) bytes")
+    }
+    return (shape, start, count)
   }
 }

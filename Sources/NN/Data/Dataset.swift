@@ -32,15 +32,17 @@ public struct Dataset: Sendable {
     pixels: Pixels, imageShape: [Int], labels: [Int], classCount: Int, mean: [Double] = [], standardDeviation: [Double] = [],
     source: String = "data set"
   ) throws {
-    let size = imageShape.reduce(1, *)
     let pixelCount: Int
     switch pixels {
     case .bytes(let b): pixelCount = b.count
     case .floats(let f): pixelCount = f.count
     }
-    guard imageShape.count == 3, size > 0, pixelCount == size * labels.count else {
+    guard imageShape.count == 3, imageShape.allSatisfy({ $0 > 0 }), let size = SafeTensors.checkedProduct(imageShape + [labels.count]),
+      pixelCount == size
+    else {
       throw StateFileError.corrupt(source, "\(pixelCount) pixel values do not make \(labels.count) images of shape \(imageShape)")
     }
+    guard classCount >= 1 else { throw StateFileError.corrupt(source, "a data set needs at least one class, got \(classCount)") }
     if let bad = labels.first(where: { $0 < 0 || $0 >= classCount }) {
       throw StateFileError.corrupt(source, "label \(bad) is outside 0..<\(classCount)")
     }

@@ -66,12 +66,15 @@ public final class Adam: Optimizer {
 
   /// Restores the step count and moment estimates.
   public func load(state: [String: Tensor]) throws {
-    steps = Int(try stateEntry(state, "steps", shape: []).scalar)
+    guard let count = state["steps"], count.count == 1, (0...Double(1 << 53)).contains(count.scalar), count.scalar.rounded() == count.scalar else {
+      throw StateFileError.corrupt("optimizer state", "'steps' must be one whole number in 0...2^53")
+    }
+    steps = Int(count.scalar)
     moments = try parameters.indices.map { i in
       guard state["exp_avg.\(i)"] != nil else { return nil }
       return (
-        try stateEntry(state, "exp_avg.\(i)", shape: parameters[i].shape),
-        try stateEntry(state, "exp_avg_sq.\(i)", shape: parameters[i].shape)
+        try stateEntry(state, "exp_avg.\(i)", like: parameters[i]),
+        try stateEntry(state, "exp_avg_sq.\(i)", like: parameters[i])
       )
     }
   }

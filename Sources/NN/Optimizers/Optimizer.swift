@@ -32,9 +32,12 @@ extension Optimizer {
   }
 }
 
-/// Reads `key` from an optimiser state, checking its shape.
-func stateEntry(_ state: [String: Tensor], _ key: String, shape: [Int]) throws -> Tensor {
+/// Reads `key` from an optimiser state, checking its shape and values and converting it to the
+/// parameter's dtype (a file of either precision resumes a run of either).
+func stateEntry(_ state: [String: Tensor], _ key: String, like parameter: Variable) throws -> Tensor {
   guard let t = state[key] else { throw StateFileError.missingKeys([key]) }
-  guard t.shape == shape else { throw StateFileError.shapeMismatch([(key, expected: shape, found: t.shape)]) }
-  return t
+  guard t.shape == parameter.shape else { throw StateFileError.shapeMismatch([(key, expected: parameter.shape, found: t.shape)]) }
+  let converted = t.converted(to: parameter.dtype)
+  guard converted.isFinite else { throw StateFileError.corrupt("optimizer state", "'\(key)' holds values that are not finite") }
+  return converted
 }

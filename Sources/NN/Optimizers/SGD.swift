@@ -63,7 +63,7 @@ public final class SGD: Optimizer {
   /// Restores the momentum buffers.
   public func load(state: [String: Tensor]) throws {
     buffers = try parameters.indices.map { i in
-      state["momentum.\(i)"] == nil ? nil : try stateEntry(state, "momentum.\(i)", shape: parameters[i].shape)
+      state["momentum.\(i)"] == nil ? nil : try stateEntry(state, "momentum.\(i)", like: parameters[i])
     }
   }
 }
