@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test bench bench-matmul compare compare-models sweep
+.PHONY: deps demo test docs bench bench-matmul compare compare-models sweep
 
 # OpenBLAS and zlib (found through pkg-config) are the system dependencies.
 deps:
@@ -20,9 +20,14 @@ demo: deps
 	swift build -c release --product reprise
 	.build/release/reprise train
 
-# The whole test suite.
+# The whole test suite, then the documentation catalog (built with warnings as errors).
 test: deps
 	swift test --disable-swift-testing
+	$(MAKE) docs
+
+# The DocC catalog (Sources/Reprise/Reprise.docc): .build/plugins/Swift-DocC/outputs/Reprise.doccarchive.
+docs: deps
+	swift package generate-documentation --target Reprise --warnings-as-errors
 
 # Tensor matmul against a direct cblas_sgemm call of the same size (release build, median of 11).
 bench-matmul: deps

@@ -10,6 +10,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: [
     .systemLibrary(
@@ -34,6 +35,7 @@ let package = Package(
     .testTarget(name: "AutogradTests", dependencies: ["TestSupport"], path: "Tests/AutogradTests"),
     .testTarget(name: "NNTests", dependencies: ["TestSupport"], path: "Tests/NNTests"),
     .testTarget(name: "ModelsTests", dependencies: ["TestSupport"], path: "Tests/ModelsTests"),
+    .testTarget(name: "RepriseCLITests", dependencies: ["TestSupport", "RepriseCLI"], path: "Tests/RepriseCLITests"),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -4,7 +4,7 @@ import TensorModule
 
 /// The interchangeable replacements of "conv 3x3 + BN" compared by the Multiception paper (Bao,
 /// Graeber and Wang, "Depthwise Multiception Convolution for Reducing Network Parameters without
-/// Sacrificing Accuracy", ICARCV 2020; reference/MODELS.md 3.1). Each maps `inputChannels` to
+/// Sacrificing Accuracy", ICARCV 2020). Each maps `inputChannels` to
 /// `outputChannels` with a stride and takes a list of kernel sizes (used by Multiception only).
 public enum ConvolutionVariant: String, CaseIterable, Sendable {
   /// conv 3x3 (stride s, no bias), BN.

@@ -6,7 +6,7 @@ import TensorModule
 ///
 /// Original papers: "Densely Connected Convolutional Networks", Huang, Liu, van der Maaten and
 /// Weinberger, CVPR 2017; "Memory-Efficient Implementation of DenseNets", Pleiss, Chen, Huang, Li,
-/// van der Maaten and Weinberger, 2017. Specification: reference/MODELS.md, section 1.
+/// van der Maaten and Weinberger, 2017. Specification: docs/models.md.
 ///
 /// | stage        | CIFAR                         | ImageNet                                  |
 /// |--------------|-------------------------------|-------------------------------------------|
@@ -32,7 +32,7 @@ public final class DenseNet: Network {
   /// The stages in order, as `reprise summary` lists them.
   public let stages: [(name: String, layer: any Layer)]
 
-  /// A DenseNet as configured, initialised as MODELS.md 1.4 says (He-normal convolutions, fan-out
+  /// A DenseNet as configured, initialised as the official code does (He-normal convolutions, fan-out
   /// for the CIFAR models as the official code, fan-in for the ImageNet models as torchvision; BN
   /// 1 and 0; linear bias 0).
   public init(_ configuration: DenseNetConfiguration) {

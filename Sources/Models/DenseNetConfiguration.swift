@@ -1,6 +1,6 @@
 import NN
 
-/// The hyperparameters of a DenseNet (reference/MODELS.md, 1.1 and 1.5).
+/// The hyperparameters of a DenseNet (docs/models.md).
 public struct DenseNetConfiguration: Sendable, Equatable {
   /// The stem: a 3x3 convolution for 32x32 inputs, or 7x7/2 with max pooling for 224x224.
   public enum Stem: Sendable, Equatable {
@@ -42,7 +42,7 @@ public struct DenseNetConfiguration: Sendable, Equatable {
 
   /// The three-block CIFAR model of depth L: (L - 4) / 3 layers per block for plain DenseNet and
   /// (L - 4) / 6 for DenseNet-BC. The stem width defaults to 16 for plain DenseNet and 2k for BC
-  /// (the paper's settings, MODELS.md 1.8a); the compression to 1 and 0.5.
+  /// (the paper's settings; docs/models.md); the compression to 1 and 0.5.
   ///
   /// - Throws: ``ModelError`` when the depth does not divide into three blocks.
   public static func cifar(

@@ -4,7 +4,7 @@ import TensorModule
 
 /// MobileNetV2 (Sandler et al. 2018), torchvision's layout at width 1.0 with the Multiception
 /// repository's CIFAR stem (stride 1), and a convolution variant in place of the depthwise and
-/// projection convolutions of the first two rows of the table (reference/MODELS.md 3.3).
+/// projection convolutions of the first two rows of the table (docs/models.md).
 ///
 /// | row | t | c    | n | s | with a variant                                      |
 /// |-----|---|------|---|---|-----------------------------------------------------|

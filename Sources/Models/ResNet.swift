@@ -4,7 +4,7 @@ import TensorModule
 
 /// The hyperparameters of a CIFAR ResNet (post-activation BasicBlock, depth 6n + 2), optionally with
 /// squeeze-and-excitation, a Multiception-paper convolution variant and stochastic depth
-/// (reference/MODELS.md 3.3).
+/// (docs/models.md).
 public struct ResNetConfiguration: Sendable, Equatable {
   /// Residual blocks per stage (n).
   public var blocksPerStage: Int
@@ -43,7 +43,7 @@ public struct ResNetConfiguration: Sendable, Equatable {
 }
 
 /// CIFAR ResNet (He et al. 2016, option-B projections), SE-ResNet (Hu et al. 2018) and their
-/// Multiception, DSConv and MixConv forms (Bao et al. 2020). Specification: MODELS.md 3.3.
+/// Multiception, DSConv and MixConv forms (Bao et al. 2020). Details: docs/models.md.
 ///
 /// | stage   | output  | blocks                                                         |
 /// |---------|---------|----------------------------------------------------------------|

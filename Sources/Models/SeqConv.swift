@@ -3,12 +3,12 @@ import NN
 import TensorModule
 
 /// The official code's "conv unit": convolution (no bias), BN, ReLU, returning both the raw map
-/// (before BN: the residual stream) and the activated one (reference/MODELS.md 2.1).
+/// (before BN: the residual stream) and the activated one (docs/models.md).
 public final class ConvUnit: Layer {
   let conv: Conv2d, norm: BatchNorm2d
 
   /// A unit from `inputChannels` to `outputChannels` with padding (kernel - 1) / 2 and uniform
-  /// He initialisation by fan-out (MODELS.md 2.6).
+  /// He initialisation by fan-out (docs/models.md).
   public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, groups: Int = 1) {
     conv = Conv2d(
       inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: .init(kernelSize), stride: .init(stride),
@@ -30,7 +30,7 @@ public final class ConvUnit: Layer {
 }
 
 /// One filter of a sequentially aggregated layer: a transform of its window to k channels, the
-/// junction with a slice of the shortcut, then BN and ReLU (MODELS.md 2.2).
+/// junction with a slice of the shortcut, then BN and ReLU (docs/models.md).
 public final class SeqFilter: Module {
   /// The bottleneck's 1x1 convolution and its BN, for SeqConvB filters.
   let reduce: (conv: Conv2d, norm: BatchNorm2d)?
@@ -65,7 +65,7 @@ public final class SeqFilter: Module {
 }
 
 /// A sequentially aggregated convolution layer (Huang, Ou, Wu and Feng, "Sequentially Aggregated
-/// Convolutional Networks", ICCV Workshops 2019; MODELS.md 2.2): `outputChannels / k` filters run
+/// Convolutional Networks", ICCV Workshops 2019): `outputChannels / k` filters run
 /// in order, and filter i reads a window of the channels [input | a_0 | ... | a_(i-1)], where a_j
 /// are the activated outputs of the earlier filters:
 ///

@@ -4,7 +4,7 @@ import TensorModule
 
 /// SeqResNet, SeqResNet-B and SeqResNeXt: pre-activation residual networks built from sequentially
 /// aggregated convolutions (Huang, Ou, Wu and Feng, "Sequentially Aggregated Convolutional
-/// Networks", ICCV Workshops 2019). Specification: reference/MODELS.md, section 2.
+/// Networks", ICCV Workshops 2019). Specification: docs/models.md.
 ///
 /// | stage      | CIFAR SeqResNet(k, r, N)                 | ImageNet (B22, B42, ResNeXt-24)                  |
 /// |------------|------------------------------------------|--------------------------------------------------|
@@ -25,7 +25,7 @@ public final class SeqResNet: Network {
   public let stages: [(name: String, layer: any Layer)]
   private let modules: [(name: String, module: any Module)]
 
-  /// A network as configured, initialised as MODELS.md 2.6 says.
+  /// A network as configured, initialised as the official code does.
   public init(_ configuration: SeqResNetConfiguration) {
     self.configuration = configuration
     let c = configuration
@@ -120,7 +120,7 @@ public final class SeqStage: Chain, Layer {
 }
 
 /// Two windowed layers; the second adds the block's raw input to its filters' outputs before BN,
-/// and its last convolutions start at zero (MODELS.md 2.3, 2.6).
+/// and its last convolutions start at zero (docs/models.md).
 public final class SeqResidualBlock: Chain {
   let layer1: SeqConv, layer2: SeqConv
 

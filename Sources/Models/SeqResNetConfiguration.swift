@@ -1,6 +1,6 @@
 import NN
 
-/// The hyperparameters of a SeqResNet, SeqResNet-B or SeqResNeXt (reference/MODELS.md 2.5).
+/// The hyperparameters of a SeqResNet, SeqResNet-B or SeqResNeXt (docs/models.md).
 public struct SeqResNetConfiguration: Sendable, Equatable {
   /// The stem and the shape of the first stage.
   public enum Stem: Sendable, Equatable {
@@ -43,7 +43,7 @@ public struct SeqResNetConfiguration: Sendable, Equatable {
   }
 
   /// The CIFAR template SeqResNet(k, r, N) or, with `bottleneck`, SeqResNet-B(k, r, N): stage
-  /// widths 16r, 32r, 48r (the paper's counts; MODELS.md 2.7), N blocks per stage, granularity k
+  /// widths 16r, 32r, 48r (the paper's counts; docs/models.md), N blocks per stage, granularity k
   /// everywhere, channel dropout 0.1 on windows and `dropRate` before the blender.
   ///
   /// - Throws: ``ModelError`` when k does not divide 16r or a size is not positive.
@@ -62,7 +62,7 @@ public struct SeqResNetConfiguration: Sendable, Equatable {
       stem: .cifar)
   }
 
-  /// An ImageNet model: widths 64W(1, 2, 4, 8), granularities G, cardinalities g (MODELS.md 2.5).
+  /// An ImageNet model: widths 64W(1, 2, 4, 8), granularities G, cardinalities g (docs/models.md).
   static func imagenet(blocks: [Int], widening w: Int, subgroups: [Int]) -> SeqResNetConfiguration {
     SeqResNetConfiguration(
       stageWidths: [1, 2, 4, 8].map { 64 * w * $0 }, blocksPerStage: blocks, granularities: [32, 64, 64, 128],

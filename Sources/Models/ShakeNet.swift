@@ -13,7 +13,7 @@ public func shakeShake(_ a: Variable, _ b: Variable, alpha: Tensor, beta: Tensor
 }
 
 /// ShakeNet-26-2x96d with a Multiception-paper convolution variant in the first convolution of every
-/// branch (reference/MODELS.md 3.3): four units per stage at widths 96, 192, 384.
+/// branch (docs/models.md): four units per stage at widths 96, 192, 384.
 ///
 /// | stage   | output | units                                                              |
 /// |---------|--------|--------------------------------------------------------------------|

@@ -1,5 +1,5 @@
 /// A seedable pseudo-random generator (xoshiro256**) whose state is a value: copy it to save it,
-/// assign it to restore it. Checkpoint replay relies on that (DESIGN.md, rule 4).
+/// assign it to restore it. Checkpoint replay relies on that (docs/checkpointing.md, rule 4).
 public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
   /// The generator's whole state.
   public var state: (UInt64, UInt64, UInt64, UInt64)

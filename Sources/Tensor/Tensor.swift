@@ -3,7 +3,7 @@
 /// Images use the [N, C, H, W] convention (batch, channels, height, width) at the API. A tensor is a
 /// value: copies share storage until one is mutated. It is a strided view of its storage, so
 /// permutations, slices and broadcasts cost no copy, and convolutions keep feature maps channel-major
-/// in memory ([C, N, H, W], see DESIGN.md) while their shape stays [N, C, H, W].
+/// in memory ([C, N, H, W], see docs/design.md) while their shape stays [N, C, H, W].
 public struct Tensor {
   /// The size of each dimension.
   public internal(set) var shape: [Int]

@@ -2,7 +2,7 @@ import Reprise
 import TestSupport
 import XCTest
 
-/// One test per rule of the checkpoint contract (DESIGN.md; the numbered NOTE in Checkpoint.swift).
+/// One test per rule of the checkpoint contract (docs/checkpointing.md; the numbered rules in Checkpoint.swift).
 final class CheckpointTests: XCTestCase {
   var random = RandomGenerator(seed: 77)
 

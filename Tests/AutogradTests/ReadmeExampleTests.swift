@@ -23,3 +23,18 @@ final class ReadmeExampleTests: XCTestCase {
     XCTAssertEqual(result.compared, 2 * 3 * 8 * 8 + 4 * 3 * 3 * 3)
   }
 }
+
+/// x³, the custom operation of the documentation's "Custom operations" article.
+private func cube(_ x: Variable) -> Variable {
+  let v = x.value
+  return recordOperation("cube", v * v * v, inputs: [x]) { gradient in [gradient * v * v * 3.0] }
+}
+
+/// The article's operation passes its gradient check, in and out of a checkpoint region.
+final class CustomOperationArticleTests: XCTestCase {
+  func testCubePassesItsGradientCheckInAndOutOfARegion() {
+    let x = Variable(Tensor(randomNormal: [3, 5], dtype: .float64), requiresGrad: true)
+    XCTAssert(checkGradients(at: [x]) { cube(x) }.passed)
+    XCTAssert(checkGradients(at: [x]) { checkpoint(x) { cube(relu($0)) } }.passed)
+  }
+}

@@ -1,7 +1,7 @@
 import Reprise
 import XCTest
 
-/// Exact trainable-parameter counts of every DenseNet in reference/MODELS.md, section 4.
+/// Exact trainable-parameter counts of every DenseNet , as the papers and reference implementations give them (docs/models.md).
 final class DenseNetCountTests: XCTestCase {
   func count(_ c: DenseNetConfiguration) -> Int { withoutRecording { DenseNet(c).parameterCount } }
 

@@ -105,7 +105,7 @@ final class DenseNetTests: XCTestCase {
     assertClose(pooledFirst, papers, relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
   }
 
-  /// Multiply-accumulates against MODELS.md, counted as the papers and torchvision define the
+  /// Multiply-accumulates counted as the papers and torchvision define the
   /// model: DenseNet-BC-100 (k = 12) at 32x32 is 287.9 M. Reprise pools first (``Transition``), so
   /// it computes a quarter of the transitions' convolutions: 287.9 M less three quarters of the
   /// full-size products (216 -> 108 at 32x32 and 300 -> 150 at 16x16).

@@ -4,7 +4,7 @@ import TestSupport
 import XCTest
 
 /// The Multiception family: gradients of every convolution variant, shake-shake weights, stochastic
-/// depth, memory-efficient equals plain, and the exact counts of reference/MODELS.md 3.6 and 3.3.
+/// depth, memory-efficient equals plain, and the official code's exact counts (docs/models.md).
 final class MulticeptionTests: XCTestCase {
   /// Every variant with strides 1 and 2 and every kernel list, on tiny shapes in Float64.
   func testGradientsOfEveryVariant() {
@@ -104,7 +104,7 @@ final class MulticeptionTests: XCTestCase {
   }
 }
 
-/// Exact counts of reference/MODELS.md 3.6 and 3.3 (code-exact, CIFAR-10 unless noted).
+/// The official code's exact counts (, CIFAR-10 unless noted).
 final class MulticeptionCountTests: XCTestCase {
   func count(_ make: @autoclosure () -> any Network) -> Int { withoutRecording { make().parameterCount } }
 

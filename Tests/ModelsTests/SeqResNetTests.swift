@@ -138,7 +138,7 @@ final class SeqResNetTests: XCTestCase {
   }
 }
 
-/// Exact parameter counts of reference/MODELS.md, section 2, and multiply-accumulates of SeqResNet-B22.
+/// Exact parameter counts (docs/models.md) and multiply-accumulates of SeqResNet-B22.
 final class SeqResNetCountTests: XCTestCase {
   func count(_ c: SeqResNetConfiguration) -> Int { withoutRecording { SeqResNet(c).parameterCount } }
 
@@ -155,7 +155,7 @@ final class SeqResNetCountTests: XCTestCase {
     XCTAssertEqual(count(.resnext24), 26_211_784)
   }
 
-  /// MODELS.md: 2.883 G multiply-accumulates for SeqResNet-B22 at 224x224 (within 0.5%).
+  /// 2.883 G multiply-accumulates for SeqResNet-B22 at 224x224 (within 0.5%).
   func testMultiplyAccumulatesOfB22() {
     let model = withoutRecording { SeqResNet(.b22) }
     let macs = model.summary(inputShape: [1, 3, 224, 224]).reduce(0) { $0 + $1.multiplyAccumulates }

@@ -52,9 +52,9 @@ final class StateFileTests: XCTestCase {
     let bytes = [UInt8](FileManager.default.contents(atPath: good)!)
     let cases: [(String, [UInt8], String)] = [
       ("empty", [], "too short"),
-      ("truncated header", Array(bytes.prefix(20)), "exceeds the file size"),
-      ("truncated data", Array(bytes.dropLast(8)), "outside the data"),
-      ("garbage header", [16, 0, 0, 0, 0, 0, 0, 0] + Array("not json at all!".utf8), "not a JSON object"),
+      ("truncated header", Array(bytes.prefix(20)), "exceeds the 12 bytes after the length field"),
+      ("truncated data", Array(bytes.dropLast(8)), "bytes of data"),
+      ("garbage header", [16, 0, 0, 0, 0, 0, 0, 0] + Array("not json at all!".utf8), "not valid JSON"),
     ]
     for (name, content, message) in cases {
       let path = directory + "/\(name).safetensors"

@@ -1,0 +1,126 @@
+import Foundation
+import Reprise
+import TestSupport
+import XCTest
+
+/// The `reprise` tool as a user runs it: exit codes, one-line errors, JSON that parses, and a
+/// train, eval, predict and resume cycle on a tiny data set.
+final class CommandLineTests: XCTestCase {
+  var directory: String!
+
+  override func setUpWithError() throws { directory = try makeTemporaryDirectory("reprise-cli") }
+
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: directory) }
+
+  /// Runs the tool built beside the test bundle; returns its status, standard output and error.
+  func reprise(_ arguments: String..., file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
+    try reprise(arguments, file: file, line: line)
+  }
+
+  /// ``reprise(_:file:line:)`` with the arguments as an array.
+  func reprise(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("reprise")
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    let (out, err) = (Pipe(), Pipe())
+    (process.standardOutput, process.standardError) = (out, err)
+    try process.run()
+    let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationReason, .exit, "reprise \(arguments) was killed by a signal: \(error)", file: file, line: line)
+    return (process.terminationStatus, output, error)
+  }
+
+  /// A data set of `count` 1x8x8 images with labels 0 and 1, as a safetensors file.
+  func dataSet(_ name: String, count: Int = 8) throws -> String {
+    var random = RandomGenerator(seed: 9)
+    let images = Tensor(randomNormal: [count, 1, 8, 8], using: &random)
+    let path = directory + "/" + name
+    try SafeTensors.write(
+      [("images", SafeTensors.Entry(images)), ("labels", SafeTensors.Entry(integers: (0..<count).map { Int64($0 % 2) }, shape: [count]))],
+      to: path)
+    return path
+  }
+
+  func testArgumentErrorsExitWithUsageStatusAndOneLine() throws {
+    let cases: [([String], String)] = [
+      (["train", "--batch-size", "9223372036854775807"], "--batch-size must be in 1...1048576"),
+      (["train", "--init-channels", "0"], "--init-channels must be in 1...4096"),
+      (["train", "--compression", "0.01"], "leaves transition 1 without channels"),
+      (["train", "--lr", "inf"], "--lr must be positive and finite"),
+      (["train", "--weight-decay", "nan"], "--weight-decay must be finite"),
+      (["train", "--model", "seqresnet", "--blocks-per-stage", "0"], "--blocks-per-stage must be in 1...100"),
+      (["train", "--model", "nosuchnet"], "densenet-bc"),
+      (["train", "--save", "/nonexistent/model.safetensors"], "the directory /nonexistent does not exist"),
+      (["predict", "--threads", "0", "--weights", "w", "--input", "i", "--output", "o"], "--threads must be in 1...256"),
+      (["bench", "--threads", "1000"], "--threads must be in 1...256"),
+      (["summary", "--input-size", "3,2,2"], "smaller than densenet-bc's smallest input, 4x4"),
+      (["eval", "--weights", "missing.safetensors"], "does not exist"),
+    ]
+    for (arguments, message) in cases {
+      let result = try reprise(arguments)
+      XCTAssertEqual(result.status, 64, "\(arguments): \(result.err)")
+      XCTAssert(result.err.hasPrefix("reprise: ") && result.err.contains(message), "\(arguments): \(result.err)")
+      XCTAssertEqual(result.err.split(separator: "\n").count, 1, "\(arguments): \(result.err)")
+    }
+  }
+
+  func testJSONOutputsParse() throws {
+    let summary = try reprise("summary", "--depth", "10", "--json")
+    XCTAssertEqual(summary.status, 0, summary.err)
+    let object = try JSONSerialization.jsonObject(with: Data(summary.out.utf8)) as? [String: Any]
+    XCTAssertEqual(object?["model"] as? String, "densenet-bc-10-k12")
+    XCTAssertEqual((object?["stages"] as? [Any])?.isEmpty, false)
+    let bench = try reprise("bench", "--depth", "10", "--batch-size", "2", "--steps", "1", "--input-size", "3,8,8", "--json")
+    XCTAssertEqual(bench.status, 0, bench.err)
+    let timing = try JSONSerialization.jsonObject(with: Data(bench.out.utf8)) as? [String: Any]
+    XCTAssertNotNil(timing?["stepSecondsMedian"] as? Double)
+  }
+
+  func testTrainEvaluatePredictAndResume() throws {
+    let data = try dataSet("tiny.safetensors")
+    let common = ["--dataset", data, "--depth", "10", "--batch-size", "4", "--threads", "1"]
+    let train = try reprise(["train"] + common + ["--epochs", "2", "--max-steps", "2", "--save", "model.safetensors", "--checkpoint", "run.safetensors"])
+    XCTAssertEqual(train.status, 0, train.err)
+    XCTAssert(train.out.contains("Saved the model to model.safetensors"), train.out)
+
+    let evaluation = try reprise(["eval", "--weights", "model.safetensors"] + common)
+    XCTAssertEqual(evaluation.status, 0, evaluation.err)
+    XCTAssert(evaluation.out.contains("(8 images)"), evaluation.out)
+
+    var random = RandomGenerator(seed: 1)
+    try SafeTensors.write([("input", SafeTensors.Entry(Tensor(randomNormal: [3, 1, 8, 8], using: &random)))], to: directory + "/input.safetensors")
+    let predict = try reprise("predict", "--depth", "10", "--classes", "2", "--weights", "model.safetensors", "--input", "input.safetensors", "--output", "logits.safetensors")
+    XCTAssertEqual(predict.status, 0, predict.err)
+    XCTAssertEqual(try SafeTensors.read(directory + "/logits.safetensors").entries["logits"]?.shape, [3, 2])
+
+    // The same run continues; a changed one is refused with its differences named.
+    let resumed = try reprise(["train"] + common + ["--epochs", "2", "--resume", "run.safetensors", "--save", "resumed.safetensors"])
+    XCTAssertEqual(resumed.status, 0, resumed.err)
+    let changed = try reprise(["train", "--dataset", data, "--depth", "10", "--batch-size", "2", "--epochs", "2", "--resume", "run.safetensors"])
+    XCTAssertNotEqual(changed.status, 0)
+    XCTAssert(changed.err.contains("batch-size 2 (the checkpoint's: 4)"), changed.err)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/densenet-bc-10-k12-tiny.safetensors"))
+  }
+
+  func testBadDataIsAnErrorBeforeTraining() throws {
+    let tooSmall = directory + "/small.safetensors"
+    try SafeTensors.write(
+      [("images", SafeTensors.Entry(Tensor(zeros: [2, 1, 2, 2]))), ("labels", SafeTensors.Entry(integers: [0, 1], shape: [2]))], to: tooSmall)
+    let small = try reprise("train", "--dataset", tooSmall, "--depth", "10")
+    XCTAssertNotEqual(small.status, 0)
+    XCTAssert(small.err.contains("smaller than densenet-bc's smallest input"), small.err)
+
+    let data = try dataSet("labels.safetensors")
+    let classes = try reprise("train", "--dataset", data, "--depth", "10", "--classes", "1")
+    XCTAssertNotEqual(classes.status, 0)
+    XCTAssert(classes.err.contains("label 1 is outside 0..<1"), classes.err)
+
+    let diverging = try reprise("train", "--dataset", try dataSet("big.safetensors"), "--depth", "10", "--batch-size", "2", "--lr", "1e30")
+    XCTAssertNotEqual(diverging.status, 0)
+    XCTAssert(diverging.err.contains("stopping (lower --lr, or --allow-non-finite to go on)"), diverging.err)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/densenet-bc-10-k12-big.safetensors"))
+  }
+}
