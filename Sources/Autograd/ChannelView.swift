@@ -11,10 +11,9 @@ import TensorModule
 /// same bits, added in the same order. This holds when every piece is the output of a recorded
 /// operation and the view is channel-major; otherwise the gradient is split as usual.
 /// The view's value is `value`; the pieces' values are not kept.
-/// - Parameters:
-///   - name: the operation's name in messages.
-///   - pieces: each piece's channels in the buffer and the variable whose value they hold; they
-///     cover `channels` exactly, in order.
+/// - `name`: the operation's name in messages.
+/// - `pieces`: each piece's channels in the buffer and the variable whose value they hold; they
+///   cover `channels` exactly, in order.
 public func recordChannelView(
   _ value: Tensor, name: String, channels: Range<Int>, pieces: [(channels: Range<Int>, variable: Variable)]
 ) -> Variable {

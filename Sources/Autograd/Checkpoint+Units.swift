@@ -28,7 +28,7 @@ public struct UnitRegions {
   public init(_ regions: [ObjectIdentifier: Region] = [:]) { self.regions = regions }
 }
 
-/// Runs `body` with `regions` in force: units that ``checkpointUnit(_:_:_:)`` and
+/// Runs `body` with `regions` in force: units that `checkpointUnit(_:_:_:)` and
 /// ``runUnits(_:_:)`` run become the checkpoint regions it names. `nil` runs every unit plainly.
 public func withCheckpointRegions<R>(_ regions: UnitRegions?, _ body: () throws -> R) rethrows -> R {
   try Context.current.with(\.plan, regions, body)
@@ -52,14 +52,14 @@ public func checkpointUnit(_ unit: AnyObject, _ inputs: [Variable], _ body: @esc
   return collector.within(collector.names[id], run)
 }
 
-/// Runs `body` as `unit` with one input and one output (see ``checkpointUnit(_:_:_:)-([Variable])``).
+/// Runs `body` as `unit` with one input and one output (see `checkpointUnit(_:_:_:)-([Variable])`).
 public func checkpointUnit(_ unit: AnyObject, _ input: Variable, _ body: @escaping (Variable) -> Variable) -> Variable {
   checkpointUnit(unit, [input]) { [body($0[0])] }[0]
 }
 
 /// Applies `steps`, the units of a composition in order, with the plan in force: a region that
 /// starts at one of them covers it up to its last unit; the others run as
-/// ``checkpointUnit(_:_:_:)`` does.
+/// `checkpointUnit(_:_:_:)` does.
 public func runUnits(_ steps: [(unit: AnyObject, apply: (Variable) -> Variable)], _ input: Variable) -> Variable {
   let context = Context.current
   var x = input, i = 0

@@ -146,7 +146,7 @@ private func replay(
 ///
 /// Like PyTorch's `checkpoint_sequential`, the last segment runs unchecked: its values are needed
 /// first in the backward pass anyway.
-/// - Parameter segments: how many pieces; by default about the square root of the step count
+/// - `segments`: how many pieces; by default about the square root of the step count
 ///   (Chen et al. 2016), which balances the memory of the kept boundaries against one segment's.
 public func checkpointed(
   _ steps: [(Variable) -> Variable], segments: Int? = nil, policy: CheckpointPolicy = .nothing, name: String = "segment",

@@ -66,7 +66,7 @@ final class SavedTensorCollector {
 
 /// Runs `forward` (a forward pass that records) and reports what the tape holds after it.
 ///
-/// - Parameter names: module paths of units by identity (NN's chains give them), so that entries
+/// - `names`: module paths of units by identity (NN's chains give them), so that entries
 ///   name the unit they ran in.
 /// - Returns: the forward pass's result, which the caller may differentiate, and the report.
 public func savedTensors(naming names: [ObjectIdentifier: String] = [:], _ forward: () -> Variable) -> (

@@ -105,7 +105,7 @@ public func recordOperation(
 }
 
 /// Records an operation whose value, during a checkpoint replay, is computed only if something
-/// reads it (checkpoint optimisation A), and which a region's policy may keep (rule 10); everywhere else it is ``recordOperation(_:_:inputs:pullback:)``
+/// reads it (checkpoint optimisation A), and which a region's policy may keep (rule 10); everywhere else it is `recordOperation(_:_:inputs:pullback:)`
 /// with `compute()` as the value.
 ///
 /// For an operation whose pullback does not need its own output, such as a convolution: the last

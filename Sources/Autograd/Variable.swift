@@ -36,7 +36,7 @@ public final class Variable {
 
   /// A leaf holding `value`.
   ///
-  /// - Parameter requiresGrad: whether backward passes compute and accumulate its gradient.
+  /// - `requiresGrad`: whether backward passes compute and accumulate its gradient.
   public init(_ value: Tensor, requiresGrad: Bool = false, name: String? = nil) {
     self.stored = value
     self.leafRequiresGrad = requiresGrad

@@ -18,11 +18,10 @@ public enum ConvolutionVariant: String, CaseIterable, Sendable {
 
   /// The variant's module.
   ///
-  /// - Parameters:
-  ///   - kernels: the depthwise kernel sizes of a Multiception layer, in order (a repeated size is
-  ///     an independent kernel of that size).
-  ///   - fan: the fan of the He-normal initialisation of every convolution.
-  ///   - zeroBias: pointwise biases start at zero instead of PyTorch's uniform default.
+  /// - `kernels`: the depthwise kernel sizes of a Multiception layer, in order (a repeated size is
+  ///   an independent kernel of that size).
+  /// - `fan`: the fan of the He-normal initialisation of every convolution.
+  /// - `zeroBias`: pointwise biases start at zero instead of PyTorch's uniform default.
   public func make(
     inputChannels: Int, outputChannels: Int, stride: Int, kernels: [Int], fan: Initializer.Fan, zeroBias: Bool = false
   ) -> any Layer {
@@ -80,7 +79,7 @@ public final class DepthwiseSeparableConvolution: Layer {
 
 /// Multiception: depthwise KxK convolutions for every K in `kernels` at full resolution, their
 /// outputs concatenated kernel-major and computed straight into one tensor
-/// (``concatenatedConv2d(_:_:stride:paddings:groups:)``), BN, then a pointwise 1x1 convolution with
+/// (`concatenatedConv2d(_:_:stride:paddings:groups:)`), BN, then a pointwise 1x1 convolution with
 /// bias that applies the stride, and BN. No ReLU inside.
 public final class MulticeptionConvolution: Layer {
   /// One depthwise convolution per kernel size, `depthwise.0`, `depthwise.1`, ...

@@ -16,7 +16,7 @@ import TensorModule
 /// | head         | BN, ReLU, global average pool, linear                                     |
 ///
 /// Parameter and buffer names are torchvision's state-dict keys. A block's features live in one
-/// growing buffer (``FeatureBuffer``), so a layer's input is a view, not a concatenation. The 3x3
+/// growing buffer (`FeatureBuffer`), so a layer's input is a view, not a concatenation. The 3x3
 /// units are fused BN-ReLU-conv operations (their convolution pads its input, so the normalised map
 /// is written straight into the padded planes in both directions and never kept); the 1x1
 /// bottleneck units keep their normalised maps, and tag their output `bottleneck` for checkpoint
@@ -169,7 +169,7 @@ public final class DenseLayer: Layer {
   public func callAsFunction(_ features: Variable) -> Variable { callAsFunction(features, statistics: nil) }
 
   /// The new channels, with the batch statistics of `features` when the caller has them (see
-  /// ``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``).
+  /// `BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)`).
   public func callAsFunction(_ features: Variable, statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
     // A 3x3 unit is fused: its convolution pads its input anyway, so normalising on the way in,
     // forward and backward, costs nothing and saves keeping the normalised map.

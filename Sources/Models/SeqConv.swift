@@ -76,7 +76,7 @@ public final class SeqFilter: Module {
 /// | SeqConvB  | either                                     | conv 1x1 to k, BN, ReLU, conv 3x3  |
 /// | ResNeXt   | either                                     | as SeqConvB, 3x3 in `subgroups`    |
 ///
-/// The input and the outputs live in one growing channel buffer (``FeatureBuffer``), so a window
+/// The input and the outputs live in one growing channel buffer (`FeatureBuffer`), so a window
 /// is a view, not a copy. Its filters are the units of a chain: a plan that makes each a checkpoint
 /// region (``SeqResNet/memoryEfficientPlan()``) leaves a layer keeping nothing after its forward pass
 /// but its outputs, and replays each filter in the backward pass.
@@ -88,11 +88,10 @@ public final class SeqConv: Chain, Layer {
 
   /// A layer from `inputChannels` to `outputChannels` (a multiple of `granularity` k).
   ///
-  /// - Parameters:
-  ///   - windowed: filters read the last `inputChannels` channels (WSeqConv) instead of all of them.
-  ///   - zeroInitialized: the last convolution of every filter starts at zero (the second layer
-  ///     of a residual block).
-  ///   - windowDropRate: channel dropout on each filter's window, a fresh mask per filter (CIFAR).
+  /// - `windowed`: filters read the last `inputChannels` channels (WSeqConv) instead of all of them.
+  /// - `zeroInitialized`: the last convolution of every filter starts at zero (the second layer
+  ///   of a residual block).
+  /// - `windowDropRate`: channel dropout on each filter's window, a fresh mask per filter (CIFAR).
   public init(
     inputChannels: Int, outputChannels: Int, granularity k: Int, windowed: Bool, bottleneck: Bool, subgroups: Int = 1,
     zeroInitialized: Bool = false, windowDropRate: Double = 0

@@ -3,7 +3,7 @@ import TensorModule
 /// Weight initialisation schemes (He et al. 2015, Glorot and Bengio 2010, PyTorch's defaults).
 ///
 /// Fans follow PyTorch: for a weight [out, in, kh, kw] fan-in is in x kh x kw and fan-out is
-/// out x kh x kw. Random values come from ``RandomGenerator/global``.
+/// out x kh x kw. Random values come from `RandomGenerator/global`.
 public enum Initializer: Sendable {
   /// Which fan a He initialisation scales by.
   public enum Fan: Sendable {

@@ -18,7 +18,7 @@ public protocol Module: AnyObject {
 
 /// A module that maps one value to another.
 public protocol Layer: Module {
-  /// The layer applied to `input`; training or inference behaviour follows ``LearningPhase/current``.
+  /// The layer applied to `input`; training or inference behaviour follows `LearningPhase/current`.
   func callAsFunction(_ input: Variable) -> Variable
 }
 

@@ -75,7 +75,10 @@ extension Module {
   /// `num_batches_tracked` entries are accepted (and restore the counters); every other missing,
   /// unexpected or mis-shaped key is reported in one error, and nothing is changed then.
   ///
-  /// - Parameter ignoringPrefixes: entries under these prefixes (such as `optimizer.`) are skipped.
+  /// - Parameters:
+  ///   - entries: the file's entries by name.
+  ///   - path: the file's name, for error messages.
+  ///   - ignoringPrefixes: entries under these prefixes (such as `optimizer.`) are skipped.
   /// - Throws: ``StateFileError``.
   public func load(entries: [String: SafeTensors.Entry], path: String = "", ignoringPrefixes: [String] = []) throws {
     let own = namedParameters + namedBuffers

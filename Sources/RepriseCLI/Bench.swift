@@ -35,7 +35,7 @@ struct Bench: ParsableCommand {
     if memoryEfficient && planOptions.choosesPlan {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or --memory-budget / --checkpoint-segments")
     }
-    _ = try modelOptions.parsedInputShape(inputSize)
+    try modelOptions.checkBatch(batchSize, try modelOptions.parsedInputShape(inputSize))
   }
 
   func run() throws {

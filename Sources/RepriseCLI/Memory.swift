@@ -10,7 +10,8 @@ struct Memory: ParsableCommand {
   @OptionGroup var modelOptions: ModelOptions
   @Option(help: "Images per batch.") var batchSize = 64
   @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size, 3,32,32 for CIFAR models and 3,224,224 for ImageNet ones).") var inputSize: String?
-  @Flag(help: "The model's hand-made checkpoint plan.") var memoryEfficient = false
+  @Flag(help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer; ResNets: every block; SeqResNets: every filter). Off unless given, as for bench; train uses it unless told --no-memory-efficient.")
+  var memoryEfficient = false
   @OptionGroup var planOptions: PlanOptions
   @Option(help: "Entries to print (the totals count all).") var top = 25
   @OptionGroup var threadOptions: ThreadOptions
@@ -18,11 +19,11 @@ struct Memory: ParsableCommand {
 
   func validate() throws {
     try check("--batch-size", batchSize, in: 1...maximumBatchSize)
-    guard top >= 0 else { throw ValidationError("--top must not be negative, got \(top)") }
+    try check("--top", top, in: 0...1_000_000)
     if memoryEfficient && planOptions.choosesPlan {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or the other plan option")
     }
-    _ = try modelOptions.parsedInputShape(inputSize)
+    try modelOptions.checkBatch(batchSize, try modelOptions.parsedInputShape(inputSize))
   }
 
   func run() throws {

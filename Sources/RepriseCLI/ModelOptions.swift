@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Reprise
 
 /// The options that choose and configure a model, shared by every subcommand.
@@ -148,6 +149,16 @@ struct ModelOptions: ParsableArguments {
     else { throw ValidationError("--input-size must be C,H,W with C in 1...4096 and H, W in 1...65536, got '\(inputSize)'") }
     try checkInput(shape, source: "--input-size")
     return shape
+  }
+
+  /// Checks that one batch of `batchSize` inputs of `shape` fits in the machine's memory: a larger one
+  /// would stop the program in the allocator instead of with a message.
+  func checkBatch(_ batchSize: Int, _ shape: [Int], dtype: DType = .float32) throws {
+    let bytes = ([batchSize] + shape).reduce(dtype.byteCount) { $0.multipliedReportingOverflow(by: $1).partialValue }
+    let memory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+    guard bytes > 0, bytes <= memory else {
+      throw ValidationError("a batch of \(batchSize) inputs of shape \(shape) needs more than this machine's \(memory >> 20) MiB of memory")
+    }
   }
 
   /// A short name for files and messages, such as `densenet-bc-40-k12` or `seqresnet-k8-r4-n1`.

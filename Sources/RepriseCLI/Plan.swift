@@ -33,7 +33,7 @@ struct Plan: ParsableCommand {
     if !listUnits && (memoryBudget == nil) == (budgetFraction == nil) {
       throw ValidationError("give one of --memory-budget and --budget-fraction")
     }
-    _ = try modelOptions.parsedInputShape(inputSize)
+    try modelOptions.checkBatch(batchSize, try modelOptions.parsedInputShape(inputSize))
   }
 
   func run() throws {

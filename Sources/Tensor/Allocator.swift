@@ -6,10 +6,10 @@ import Darwin
 
 /// The one allocator behind every tensor buffer: it counts live and peak bytes and reuses freed buffers.
 ///
-/// Small buffers (under ``mappingThreshold``) come from the C heap, rounded up to size classes
+/// Small buffers (under `mappingThreshold`) come from the C heap, rounded up to size classes
 /// (four per power of two); a freed one goes to a cache for its class and serves the next request
 /// of its class, or of up to half its size (charged in full). Large buffers are ranges of mapped
-/// memory, rounded up to ``granule``: a freed range joins the free ranges (merging with its free
+/// memory, rounded up to `granule`: a freed range joins the free ranges (merging with its free
 /// neighbours), and a request is carved from the smallest free range that holds it, so memory that
 /// is already resident serves requests of any smaller size instead of new pages being faulted in
 /// and cleared (the sizes of a dense block's buffers grow by k channels per layer, so exact-size

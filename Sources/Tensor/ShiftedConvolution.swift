@@ -36,10 +36,10 @@ struct ShiftedGrid {
   }
 
   /// Whether this path is the faster one: stride 1, not pointwise, and enough channels per group for
-  /// each tap's GEMM to be worth a call. Ungrouped convolutions take it from 4 input channels (the
-  /// 5x5 and 7x7 parts of ResNet-20's MixConv layers, 5 and 6 channels, were 6-12% faster a step
-  /// than through an im2col matrix 25 or 49 times their input); grouped ones, with a GEMM per group
-  /// and tap, from 8.
+  /// each tap's GEMM to be worth a call. Ungrouped convolutions take it from 4 input channels (below
+  /// that an im2col matrix, 25 or 49 times the input for a 5x5 or 7x7 kernel, is still cheaper than
+  /// a call per tap); grouped ones, with a GEMM per group and tap, from 8 (docs/performance.md has
+  /// the measurements behind both thresholds).
   static func applies(to g: ConvolutionGeometry) -> Bool {
     g.stride == 1 && !g.isPointwise && g.groupInputs >= (g.groups == 1 ? 4 : 8) && g.groupOutputs >= 4
   }
@@ -159,9 +159,9 @@ extension ShiftedGrid {
   /// padded input once per tap for only O rows of products; instead one GEMM per group computes
   /// every tap's products at once, Z = W_taps (taps·O x C/g) · x_grid (C/g x length), packing the
   /// input once, and output (o, t) sums the rows (k, o) of Z at t + offset(k), in tap order,
-  /// straight into `y`. Taken for up to 8 outputs per group and 9 taps: SeqResNet(8,4,1)'s k = 8
-  /// filters gained 8 to 17% a step in alternating runs, while DenseNet's k = 12 and ResNet-20's 16
-  /// outputs, and MixConv's 5x5 and 7x7 parts (25 or 49 rows of Z per output), were slower.
+  /// straight into `y`. Taken for up to 8 outputs per group and 9 taps: Z grows with taps times
+  /// outputs, so wider or larger kernels (DenseNet's k = 12, ResNet-20's 16 outputs, MixConv's 5x5
+  /// and 7x7 parts) are faster with a GEMM per tap (docs/performance.md).
   func forwardStacked<T: TensorScalar>(_ xp: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type) {
     let o = g.groupOutputs, kk = offsets.count, rows = kk * o
     let z = Tensor(uninitializedShape: [rows * length], dtype: T.dtype)

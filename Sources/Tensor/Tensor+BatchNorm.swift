@@ -100,12 +100,11 @@ func affineCoefficients<T: TensorScalar>(mean: T, variance: T, weight: T?, bias:
 /// The gradients of training-mode batch normalisation (batch statistics that depend on the input)
 /// with respect to the input, the weight and the bias.
 ///
-/// - Parameters:
-///   - mean: the batch mean used in the forward pass.
-///   - variance: the biased batch variance used in the forward pass.
-///   - bias: the forward pass's bias; only the ReLU's mask depends on it.
-///   - applyingReLU: for a fused batch norm and ReLU: the gradient passes only where the normalised
-///     value was positive, recomputed from the input on the fly (no mask or output is read).
+/// - `mean`: the batch mean used in the forward pass.
+/// - `variance`: the biased batch variance used in the forward pass.
+/// - `bias`: the forward pass's bias; only the ReLU's mask depends on it.
+/// - `applyingReLU`: for a fused batch norm and ReLU: the gradient passes only where the normalised
+///   value was positive, recomputed from the input on the fly (no mask or output is read).
 public func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
   epsilon: Double, applyingReLU: Bool = false

@@ -10,9 +10,8 @@
 
 /// `conv2d(batchNormalized(input, ..., applyingReLU: true), convWeight, ...)`.
 ///
-/// - Parameters:
-///   - mean, variance: the per-channel batch mean and biased variance of `input`.
-///   - normWeight, normBias: the normalisation's scale and shift per channel (1 and 0 when absent).
+/// - `mean`, `variance`: the per-channel batch mean and biased variance of `input`.
+/// - `normWeight`, `normBias`: the normalisation's scale and shift per channel (1 and 0 when absent).
 /// - Returns: [N, O, OH, OW], stored channel-major.
 public func batchNormReLUConv2d(
   _ input: Tensor, mean: Tensor, variance: Tensor, normWeight: Tensor?, normBias: Tensor?, epsilon: Double,

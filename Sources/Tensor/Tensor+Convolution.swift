@@ -34,9 +34,8 @@ public func conv2dOutputShape(
 /// Several convolutions of one input, their outputs one after another along channels, each written
 /// straight into its channels of one channel-major result (no per-convolution copy).
 ///
-/// - Parameters:
-///   - weights: one weight [O_i, C / groups, KH_i, KW_i] per convolution.
-///   - paddings: one padding per convolution (so that the output sizes agree).
+/// - `weights`: one weight [O_i, C / groups, KH_i, KW_i] per convolution.
+/// - `paddings`: one padding per convolution (so that the output sizes agree).
 /// - Returns: [N, ΣO_i, OH, OW], stored channel-major.
 public func concatenatedConv2d(
   _ input: Tensor, _ weights: [Tensor], stride: IntOrPair = 1, paddings: [IntOrPair], groups: Int = 1
@@ -73,7 +72,7 @@ private func convolve(_ input: Tensor, _ weight: Tensor, _ g: ConvolutionGeometr
 
 /// The gradient of ``conv2d(_:_:stride:padding:dilation:groups:)`` with respect to its input.
 ///
-/// - Parameter inputShape: the shape of the convolution's input [N, C, H, W].
+/// - `inputShape`: the shape of the convolution's input [N, C, H, W].
 /// - Returns: a tensor of `inputShape`, stored channel-major.
 public func conv2dBackwardInput(
   _ gradOutput: Tensor, _ weight: Tensor, inputShape: [Int], stride: IntOrPair = 1, padding: IntOrPair = 0,
@@ -96,7 +95,7 @@ public func conv2dBackwardInput(
 
 /// The gradient of ``conv2d(_:_:stride:padding:dilation:groups:)`` with respect to its weight.
 ///
-/// - Parameter weightShape: the shape of the weight [O, C / groups, KH, KW].
+/// - `weightShape`: the shape of the weight [O, C / groups, KH, KW].
 public func conv2dBackwardWeight(
   _ gradOutput: Tensor, _ input: Tensor, weightShape: [Int], stride: IntOrPair = 1, padding: IntOrPair = 0,
   dilation: IntOrPair = 1, groups: Int = 1

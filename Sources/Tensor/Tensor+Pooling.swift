@@ -39,7 +39,7 @@ private func window(_ g: ConvolutionGeometry, _ oy: Int, _ ox: Int) -> (y0: Int,
 
 /// The maximum of each window; padding never wins.
 ///
-/// - Parameter stride: defaults to the kernel size.
+/// - `stride`: defaults to the kernel size.
 public func maxPool2d(_ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair? = nil, padding: IntOrPair = 0) -> Tensor {
   let g = poolingGeometry("maxPool2d", input.shape, kernelSize, stride, padding)
   let x = input.withDensePlanes()

@@ -81,3 +81,51 @@ final class StateFileTests: XCTestCase {
     XCTAssertEqual((b.layers[1].layer as! BatchNorm2d).batchesTracked, 7)
   }
 }
+
+/// What a save does to the file system around its target.
+final class AtomicSaveTests: XCTestCase {
+  var directory: String!
+
+  override func setUpWithError() throws { directory = try makeTemporaryDirectory("reprise-save") }
+
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: directory) }
+
+  let entries = [("x", SafeTensors.Entry(Tensor([1, 2] as [Float], shape: [2])))]
+
+  func testASymbolicLinkIsWrittenThrough() throws {
+    let target = directory + "/real.safetensors", link = directory + "/link.safetensors"
+    try SafeTensors.write(entries, to: target)
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "real.safetensors")
+    try SafeTensors.write([("y", SafeTensors.Entry(Tensor([3] as [Float], shape: [1])))], to: link)
+    XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link), "real.safetensors")
+    XCTAssertEqual(try SafeTensors.read(target).entries.keys.sorted(), ["y"])
+  }
+
+  func testAnExistingFileKeepsItsPermissions() throws {
+    let path = directory + "/private.safetensors"
+    try SafeTensors.write(entries, to: path)
+    try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+    try SafeTensors.write(entries, to: path)
+    let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+    XCTAssertEqual(mode, 0o600)
+  }
+
+  func testTemporariesOfInterruptedSavesAreRemovedByTheNextSave() throws {
+    let path = directory + "/model.safetensors"
+    // A process id that no process has: the largest pid Linux hands out is below 2^22.
+    let abandoned = directory + "/.model.safetensors.tmp-\(Int32.max - 1)"
+    let foreign = directory + "/.other.safetensors.tmp-\(Int32.max - 1)"
+    for file in [abandoned, foreign] { XCTAssert(FileManager.default.createFile(atPath: file, contents: Data(count: 64))) }
+    try SafeTensors.write(entries, to: path)
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory).sorted(), [".other.safetensors.tmp-\(Int32.max - 1)", "model.safetensors"])
+  }
+
+  func testAnUnwritableDirectoryIsAnErrorAndLeavesTheTargetIntact() throws {
+    let path = directory + "/kept.safetensors"
+    try SafeTensors.write(entries, to: path)
+    XCTAssertThrowsError(try SafeTensors.write(entries, to: directory + "/missing/dir/file.safetensors")) { error in
+      XCTAssert("\(error)".hasPrefix("cannot write"), "\(error)")
+    }
+    XCTAssertEqual(try SafeTensors.read(path).entries.keys.sorted(), ["x"])
+  }
+}

@@ -11,9 +11,9 @@ import TensorModule
 /// (one pass and one feature map fewer than `relu(batchNorm(...))`, the pre-activation pattern of
 /// DenseNets and ResNets); the backward pass recomputes the ReLU's mask from the input, so only the
 /// input is kept.
-/// - Parameter statistics: `input`'s batch mean and biased variance when the caller already has
+/// - `statistics`: `input`'s batch mean and biased variance when the caller already has
 ///   them, exactly as `batchNormStatistics` computes them (a channel's statistics do not depend on
-///   the other channels, so those of a window of a ``FeatureBuffer`` serve every window that covers
+///   the other channels, so those of a window of a `FeatureBuffer` serve every window that covers
 ///   it); they are the statistics the gradient differentiates through, so any other values give
 ///   wrong gradients. Computed here when nil.
 /// - Returns: the normalised output and the batch mean and biased variance per channel.

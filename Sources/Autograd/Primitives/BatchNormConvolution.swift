@@ -18,7 +18,7 @@ import TensorModule
 /// (checkpoint rule 10): the last unit of a region costs only its statistics in the replay.
 ///
 /// The caller updates running statistics from the returned batch mean and biased variance.
-/// - Parameter statistics: `input`'s batch statistics when the caller already has them, as for
+/// - `statistics`: `input`'s batch statistics when the caller already has them, as for
 ///   ``batchNorm(_:weight:bias:epsilon:applyingReLU:statistics:)``.
 /// - Returns: the convolution's output and the batch mean and biased variance per input channel.
 public func batchNormReLUConv2d(

@@ -42,7 +42,7 @@ public func conv2d(
 /// order, computed straight into one result (the depthwise branches of a Multiception layer, one
 /// per kernel size, materialise only their concatenation). No bias.
 ///
-/// - Parameter paddings: one per weight, so that the output sizes agree ((K - 1) / 2 for odd K).
+/// - `paddings`: one per weight, so that the output sizes agree ((K - 1) / 2 for odd K).
 public func concatenatedConv2d(
   _ input: Variable, _ weights: [Variable], stride: IntOrPair = 1, paddings: [IntOrPair], groups: Int = 1
 ) -> Variable {

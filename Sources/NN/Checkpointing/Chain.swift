@@ -7,7 +7,7 @@ import TensorModule
 /// A chain's units may be chains themselves (stages of blocks of layers); the units that are not
 /// are the leaves a planner chooses for. A ``Composition`` applies its units one after another; other
 /// chains (a dense block, whose layers read a shared buffer) run each unit with
-/// ``Autograd/checkpointUnit(_:_:_:)``.
+/// `Autograd/checkpointUnit(_:_:_:)`.
 public protocol Chain: Module {
   /// The units, named as module-path components, in the order the forward pass runs them.
   var units: [(name: String, module: any Module)] { get }
@@ -78,7 +78,7 @@ extension Chain {
 }
 
 extension Chain {
-  /// The module path of every unit, by identity: names for ``Autograd/savedTensors(naming:_:)``.
+  /// The module path of every unit, by identity: names for `Autograd/savedTensors(naming:_:)`.
   public var unitPaths: [ObjectIdentifier: String] {
     Dictionary(allUnits.map { (ObjectIdentifier($0.module), $0.path) }, uniquingKeysWith: { first, _ in first })
   }

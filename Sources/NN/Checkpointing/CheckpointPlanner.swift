@@ -6,7 +6,7 @@ import TensorModule
 ///
 /// It profiles training steps of the network three ways: every leaf unit keeping its tape, every
 /// leaf unit a region that keeps nothing, and every leaf unit that tags values
-/// (``Autograd/checkpointName(_:_:)``) a region that keeps them. Per unit that gives each option's
+/// (`Autograd/checkpointName(_:_:)`) a region that keeps them. Per unit that gives each option's
 /// kept bytes, forward and backward footprints and replay time (``CheckpointChain``); the solver
 /// picks per unit, and the plan is then run and its peak measured. When the measured peak exceeds
 /// the budget (the model of memory is a model), it plans again for a budget smaller by the excess.
@@ -20,7 +20,7 @@ public struct CheckpointPlanner {
   /// Bytes live during real training steps but not during `step`, counted against the budget:
   /// an optimiser's state, say (``Optimizer/stateBytes``).
   public var reservedBytes: Int
-  /// Steps whose median time ``plan(within:)`` reports.
+  /// Steps whose median time `plan(within:)` reports.
   public var timedSteps = 3
   /// The part of the budget a measured plan leaves unused: live bytes depend slightly on which
   /// cached buffers serve which requests, so a training step measured elsewhere (with an

@@ -62,8 +62,10 @@ extension Dataset {
   /// Images and labels from a safetensors file: `images` [N, C, H, W] (float32 used as given, or
   /// uint8 scaled to [0, 1]) and `labels` [N] (int64 or int32). No normalisation unless set after.
   ///
-  /// - Parameter classCount: the number of classes; one more than the largest label when `nil`
-  ///   (at most ``maximumInferredClassCount``).
+  /// - Parameters:
+  ///   - path: the file.
+  ///   - classCount: the number of classes; one more than the largest label when `nil` (at most
+  ///     ``maximumInferredClassCount``).
   /// - Throws: ``StateFileError`` when the file is unreadable or lacks the right entries, or a label
   ///   is negative or not below the class count.
   public static func tensorFile(_ path: String, classCount: Int? = nil) throws -> Dataset {

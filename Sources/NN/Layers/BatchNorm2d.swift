@@ -47,7 +47,7 @@ public final class BatchNorm2d: Layer {
 
   /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
   ///
-  /// - Parameter statistics: in training, `input`'s batch mean and biased variance when the caller
+  /// - `statistics`: in training, `input`'s batch mean and biased variance when the caller
   ///   already has them (``FeatureBuffer/batchStatistics(_:)``), which saves a pass over the input;
   ///   they must be exactly those `batchNormStatistics` computes, or the gradients are wrong.
   ///   Unused in inference.

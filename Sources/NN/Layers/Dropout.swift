@@ -2,7 +2,7 @@ import Autograd
 import TensorModule
 
 /// Zeroes each element with probability `probability` in training and scales the rest by
-/// 1 / (1 - probability); the identity in inference. Masks come from ``RandomGenerator/global``, so
+/// 1 / (1 - probability); the identity in inference. Masks come from `RandomGenerator/global`, so
 /// a checkpoint replay draws the same ones (contract rule 4).
 public final class Dropout: Layer {
   /// The probability of zeroing an element.

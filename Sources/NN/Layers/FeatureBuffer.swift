@@ -67,7 +67,7 @@ public final class FeatureBuffer {
 
   /// The channels `range` of the buffer as one map: a view of the buffer, differentiable with
   /// respect to the pieces it covers. A batch normalisation of it adds its gradient straight into
-  /// the pieces' gradients (``recordChannelView(_:name:channels:pieces:)``).
+  /// the pieces' gradients (`recordChannelView(_:name:channels:pieces:)`).
   ///
   /// - Precondition: `range` lies within the written channels and starts and ends at piece boundaries.
   public func window(_ range: Range<Int>) -> Variable {

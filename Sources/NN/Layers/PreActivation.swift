@@ -3,11 +3,11 @@ import TensorModule
 
 /// `conv(relu(norm(input)))`, the pre-activation unit of DenseNets and sequentially aggregated
 /// convolutions. In training it is one operation that keeps only `input`
-/// (``Autograd/batchNormReLUConv2d(_:normWeight:normBias:epsilon:convWeight:stride:padding:dilation:groups:)``):
+/// (`Autograd/batchNormReLUConv2d(_:normWeight:normBias:epsilon:convWeight:stride:padding:dilation:groups:)`):
 /// the normalised map is recomputed in the backward pass instead of stored, and the convolution is
 /// not replayed. Values, gradients and running statistics equal the composition's bit for bit.
 ///
-/// - Parameter statistics: `input`'s batch statistics when the caller already has them, as for
+/// - `statistics`: `input`'s batch statistics when the caller already has them, as for
 ///   ``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``.
 public func batchNormReLUConv(
   _ input: Variable, norm: BatchNorm2d, conv: Conv2d, statistics: (mean: Tensor, variance: Tensor)? = nil

@@ -4,7 +4,7 @@ import TensorModule
 /// The mean cross-entropy between `logits` [N, classes] and integer `labels`, optionally with label
 /// smoothing (the target puts 1 - ε on the label and ε / classes on every class, as PyTorch).
 ///
-/// A composite of ``logSoftmax(_:alongAxis:)``: its gradient follows from the primitives.
+/// A composite of `logSoftmax(_:alongAxis:)`: its gradient follows from the primitives.
 /// - Precondition: one label per row, each in 0..<classes; `labelSmoothing` in [0, 1].
 public func crossEntropy(_ logits: Variable, labels: [Int], labelSmoothing: Double = 0) -> Variable {
   require(logits.shape.count == 2, "crossEntropy: logits must be [N, classes], got \(logits.shape)")

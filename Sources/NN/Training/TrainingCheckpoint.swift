@@ -25,7 +25,7 @@ public struct TrainingCheckpoint {
 
   static let configurationPrefix = "configuration."
 
-  /// Writes the model, the optimiser state, the step, ``RandomGenerator/global``, the data stream
+  /// Writes the model, the optimiser state, the step, `RandomGenerator.global`, the data stream
   /// and the configuration to `path`, atomically.
   ///
   /// - Throws: ``StateFileError/unwritable(_:_:)``.
@@ -37,7 +37,7 @@ public struct TrainingCheckpoint {
     try SafeTensors.write(entries, metadata: metadata, to: path)
   }
 
-  /// Restores `model`, `optimizer` and ``RandomGenerator/global`` from the file at `path` and returns
+  /// Restores `model`, `optimizer` and `RandomGenerator.global` from the file at `path` and returns
   /// the checkpoint, after checking that it was written by a run of `configuration`.
   ///
   /// - Throws: ``StateFileError`` when the file is unreadable, is not a training checkpoint, does

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Runs the `reprise` tool on hostile and broken inputs and checks that each one ends with a clear
+error: a non-zero exit status (no signal), one line on standard error starting with `reprise: `,
+within a time limit, and no output file written.
+
+Usage: python3 Scripts/hostile-inputs.py [--binary .build/release/reprise]
+Prints one line per case and a closing 'N passed, N failed' line; exits 1 if any case failed.
+"""
+import argparse, gzip, json, os, struct, subprocess, sys, tempfile
+
+
+def safetensors(path, tensors, metadata=None, header_override=None, raw_header=None):
+    """Writes a safetensors file; tensors maps name -> (dtype, shape, bytes)."""
+    header, data, offset = {}, b"", 0
+    for name, (dtype, shape, payload) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(payload)]}
+        data += payload
+        offset += len(payload)
+    if metadata:
+        header["__metadata__"] = metadata
+    if header_override:
+        header_override(header)
+    text = raw_header if raw_header is not None else json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+def f32(values):
+    return struct.pack("<%df" % len(values), *values)
+
+
+def i64(values):
+    return struct.pack("<%dq" % len(values), *values)
+
+
+def idx(shape, payload):
+    return bytes([0, 0, 8, len(shape)]) + b"".join(struct.pack(">I", d) for d in shape) + payload
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", default=".build/release/reprise")
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+    binary = os.path.abspath(args.binary)
+    work = tempfile.mkdtemp(prefix="reprise-hostile-")
+    os.chdir(work)
+    small = ["--depth", "10", "--threads", "1"]
+
+    # A valid tiny data set, model state and training checkpoint to derive hostile files from.
+    images = f32([((i * 37) % 11) / 11.0 for i in range(8 * 64)])
+    safetensors("data.safetensors", {"images": ("F32", [8, 1, 8, 8], images), "labels": ("I64", [8], i64([i % 2 for i in range(8)]))})
+    ok = subprocess.run([binary, "train", "--dataset", "data.safetensors", "--batch-size", "4", "--max-steps", "1",
+                         "--save", "model.safetensors", "--checkpoint", "run.safetensors"] + small, capture_output=True)
+    if ok.returncode != 0:
+        sys.exit("the valid run failed: " + ok.stderr.decode())
+    safetensors("input.safetensors", {"input": ("F32", [1, 1, 8, 8], f32([0.5] * 64))})
+    model = open("model.safetensors", "rb").read()
+    header_length = struct.unpack("<Q", model[:8])[0]
+    header = json.loads(model[8:8 + header_length])
+
+    def variant(name, change):
+        h = json.loads(json.dumps(header))
+        change(h)
+        text = json.dumps(h).encode()
+        data_start = 8 + header_length
+        with open(name, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + model[data_start:])
+        return name
+
+    key = "features.norm5.num_batches_tracked"
+    weight = "features.conv0.weight"
+    variant("overflow.safetensors", lambda h: h[weight].__setitem__("shape", [2**62, 2**62]))
+    variant("counter.safetensors", lambda h: h[key].__setitem__("dtype", "I64"))
+    with open("counter.safetensors", "r+b") as f:  # num_batches_tracked = Int64.max
+        h = header[key]["data_offsets"]
+        f.seek(8 + header_length + h[0])
+        f.write(i64([2**63 - 1]))
+    variant("relabelled.safetensors", lambda h: h[weight].__setitem__("dtype", "I32"))
+    with open("short.safetensors", "wb") as f:  # header length one byte short
+        f.write(struct.pack("<Q", header_length - 1) + model[8:])
+    def overlap(h):
+        h["features.norm0.bias"]["data_offsets"] = list(h["features.norm0.weight"]["data_offsets"])
+    variant("overlap.safetensors", overlap)
+    dup = model[8:8 + header_length].decode().replace("{", '{"classifier.bias": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, ', 1)
+    with open("duplicate.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(dup)) + dup.encode() + model[8 + header_length:])
+    nan_model = bytearray(model)
+    begin = header[weight]["data_offsets"][0]
+    nan_model[8 + header_length + begin:8 + header_length + begin + 4] = struct.pack("<f", float("nan"))
+    open("nan.safetensors", "wb").write(bytes(nan_model))
+
+    ckpt = open("run.safetensors", "rb").read()
+    ckpt_length = struct.unpack("<Q", ckpt[:8])[0]
+    ckpt_header = json.loads(ckpt[8:8 + ckpt_length])
+    def checkpoint_variant(name, change):
+        h = json.loads(json.dumps(ckpt_header))
+        change(h)
+        text = json.dumps(h).encode()
+        open(name, "wb").write(struct.pack("<Q", len(text)) + text + ckpt[8 + ckpt_length:])
+    checkpoint_variant("negative-step.safetensors", lambda h: h["__metadata__"].__setitem__("step", "-5"))
+    momentum = next(k for k in ckpt_header if k.startswith("optimizer."))
+    def wrong_dtype(h):
+        h[momentum]["dtype"] = "I32"
+    checkpoint_variant("optimizer-dtype.safetensors", wrong_dtype)
+
+    safetensors("label-huge.safetensors", {"images": ("F32", [2, 1, 8, 8], f32([0.1] * 128)), "labels": ("I64", [2], i64([0, 2**63 - 1]))})
+    safetensors("label-2-40.safetensors", {"images": ("F32", [2, 1, 8, 8], f32([0.1] * 128)), "labels": ("I64", [2], i64([0, 2**40]))})
+    safetensors("label-classes.safetensors", {"images": ("F32", [2, 1, 8, 8], f32([0.1] * 128)), "labels": ("I64", [2], i64([0, 5]))})
+    safetensors("tiny-images.safetensors", {"images": ("F32", [2, 1, 2, 2], f32([0.1] * 8)), "labels": ("I64", [2], i64([0, 1]))})
+    safetensors("inf-images.safetensors", {"images": ("F32", [2, 1, 8, 8], f32([float("inf")] * 128)), "labels": ("I64", [2], i64([0, 1]))})
+    safetensors("empty.safetensors", {"images": ("F32", [0, 1, 8, 8], b""), "labels": ("I64", [0], b"")})
+    safetensors("input-overflow.safetensors", {"input": ("F32", [1, 1, 8, 8], f32([0.5] * 64))},
+                header_override=lambda h: h["input"].__setitem__("shape", [2**31, 2**31, 2**31, 1]))
+    safetensors("input-nan.safetensors", {"input": ("F32", [1, 1, 8, 8], f32([float("nan")] * 64))})
+
+    os.makedirs("idx-overflow")
+    open("idx-overflow/train-images-idx3-ubyte", "wb").write(idx([2**31, 2**31, 2**31], b""))
+    open("idx-overflow/train-labels-idx1-ubyte", "wb").write(idx([1], b"\0"))
+    os.makedirs("bomb")
+    with gzip.open("bomb/train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(idx([1, 28, 28], b""))
+        chunk = b"\0" * (1 << 20)
+        for _ in range(2048):  # 2 GiB of zeros behind a header that declares 784 bytes
+            f.write(chunk)
+    open("bomb/train-labels-idx1-ubyte", "wb").write(idx([1], b"\0"))
+    os.makedirs("a-directory")
+
+    train = ["train", "--batch-size", "4"] + small
+    cases = [
+        ("shape overflow, --weights", ["eval", "--dataset", "data.safetensors", "--weights", "overflow.safetensors"] + small),
+        ("shape overflow, --init-weights", train + ["--dataset", "data.safetensors", "--init-weights", "overflow.safetensors"]),
+        ("shape overflow, --resume", train + ["--dataset", "data.safetensors", "--resume", "overflow.safetensors"]),
+        ("shape overflow, --dataset", train + ["--dataset", "overflow.safetensors"]),
+        ("shape overflow, --input", ["predict", "--weights", "model.safetensors", "--input", "input-overflow.safetensors", "--output", "out.safetensors"] + small),
+        ("num_batches_tracked Int64.max", ["eval", "--dataset", "data.safetensors", "--weights", "counter.safetensors"] + small),
+        ("checkpoint step negative", train + ["--dataset", "data.safetensors", "--resume", "negative-step.safetensors"]),
+        ("optimiser state of another dtype", train + ["--dataset", "data.safetensors", "--resume", "optimizer-dtype.safetensors"]),
+        ("label 2^63-1", train + ["--dataset", "label-huge.safetensors"]),
+        ("label 2^40", train + ["--dataset", "label-2-40.safetensors"]),
+        ("label at --classes", train + ["--dataset", "label-classes.safetensors", "--classes", "5"]),
+        ("2x2 images to DenseNet", train + ["--dataset", "tiny-images.safetensors"]),
+        ("IDX dimensions overflow", train + ["--dataset", "fashion-mnist", "--data-dir", "idx-overflow"]),
+        ("gzip bomb", train + ["--dataset", "fashion-mnist", "--data-dir", "bomb"]),
+        ("--batch-size 2^63-1", ["train", "--batch-size", "9223372036854775807"]),
+        ("--init-channels 0", ["train", "--init-channels", "0"]),
+        ("--compression 0.01", ["train", "--compression", "0.01"]),
+        ("predict --threads 0", ["predict", "--threads", "0", "--weights", "model.safetensors", "--input", "input.safetensors", "--output", "o.safetensors"]),
+        ("--threads 1000", ["bench", "--threads", "1000"]),
+        ("header length one byte short", ["eval", "--dataset", "data.safetensors", "--weights", "short.safetensors"] + small),
+        ("overlapping data_offsets", ["eval", "--dataset", "data.safetensors", "--weights", "overlap.safetensors"] + small),
+        ("duplicate keys", ["eval", "--dataset", "data.safetensors", "--weights", "duplicate.safetensors"] + small),
+        ("F32 relabelled I32", ["eval", "--dataset", "data.safetensors", "--weights", "relabelled.safetensors"] + small),
+        ("NaN weights", ["eval", "--dataset", "data.safetensors", "--weights", "nan.safetensors"] + small),
+        ("infinite images", train + ["--dataset", "inf-images.safetensors"]),
+        ("NaN predict input", ["predict", "--weights", "model.safetensors", "--input", "input-nan.safetensors", "--output", "o.safetensors"] + small),
+        ("--lr inf", train + ["--dataset", "data.safetensors", "--lr", "inf"]),
+        ("--weight-decay nan", train + ["--dataset", "data.safetensors", "--weight-decay", "nan"]),
+        ("empty data set", train + ["--dataset", "empty.safetensors"]),
+        ("--resume with another seed", train + ["--dataset", "data.safetensors", "--resume", "run.safetensors", "--seed", "5"]),
+        ("--resume with another batch size", ["train", "--batch-size", "2"] + small + ["--dataset", "data.safetensors", "--resume", "run.safetensors"]),
+        ("--resume with other epochs", train + ["--dataset", "data.safetensors", "--resume", "run.safetensors", "--epochs", "3"]),
+        ("--resume with another lr", train + ["--dataset", "data.safetensors", "--resume", "run.safetensors", "--lr", "0.05"]),
+        ("--blocks-per-stage 0", ["train", "--model", "seqresnet", "--blocks-per-stage", "0"]),
+        ("--save in a missing directory", train + ["--dataset", "data.safetensors", "--save", "missing/m.safetensors"]),
+        ("--checkpoint that is a directory", train + ["--dataset", "data.safetensors", "--checkpoint", "a-directory"]),
+        ("--log in a missing directory", train + ["--dataset", "data.safetensors", "--log", "missing/log.jsonl"]),
+        ("diverging training", train + ["--dataset", "data.safetensors", "--lr", "1e30", "--save", "diverged.safetensors"]),
+    ]
+    passed = failed = 0
+    for name, arguments in cases:
+        before = set(os.listdir("."))
+        try:
+            run = subprocess.run([binary] + arguments, capture_output=True, timeout=args.timeout)
+            status, err = run.returncode, run.stderr.decode(errors="replace").strip()
+        except subprocess.TimeoutExpired:
+            status, err = None, "timed out"
+        created = sorted(set(os.listdir(".")) - before)
+        good = status is not None and 0 < status < 128 and err.startswith("reprise: ") and "\n" not in err and not created
+        passed, failed = passed + good, failed + (not good)
+        print(f"{'ok  ' if good else 'FAIL'} {name}: exit {status}, {err[:160]}" + (f", created {created}" if created else ""))
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
