@@ -20,9 +20,11 @@ demo: deps
 	swift build -c release --product reprise
 	.build/release/reprise train
 
-# The whole test suite, then the documentation catalog (built with warnings as errors).
+# The whole test suite, the tool on hostile inputs (Scripts/hostile-inputs.py), then the documentation
+# (built with warnings as errors).
 test: deps
 	swift test --disable-swift-testing
+	python3 Scripts/hostile-inputs.py --binary .build/debug/reprise
 	$(MAKE) docs
 
 # The API reference of every module and the DocC catalog with its articles (Sources/Reprise/Reprise.docc), in

@@ -72,16 +72,15 @@ def main():
     key = "features.norm5.num_batches_tracked"
     weight = "features.conv0.weight"
     variant("overflow.safetensors", lambda h: h[weight].__setitem__("shape", [2**62, 2**62]))
-    variant("counter.safetensors", lambda h: h[key].__setitem__("dtype", "I64"))
-    with open("counter.safetensors", "r+b") as f:  # num_batches_tracked = Int64.max
-        h = header[key]["data_offsets"]
-        f.seek(8 + header_length + h[0])
-        f.write(i64([2**63 - 1]))
+    counter = bytearray(model)  # num_batches_tracked = Int64.max
+    begin = header[key]["data_offsets"][0]
+    counter[8 + header_length + begin:8 + header_length + begin + 8] = i64([2**63 - 1])
+    open("counter.safetensors", "wb").write(bytes(counter))
     variant("relabelled.safetensors", lambda h: h[weight].__setitem__("dtype", "I32"))
     with open("short.safetensors", "wb") as f:  # header length one byte short
         f.write(struct.pack("<Q", header_length - 1) + model[8:])
     def overlap(h):
-        h["features.norm0.bias"]["data_offsets"] = list(h["features.norm0.weight"]["data_offsets"])
+        h["features.norm5.bias"]["data_offsets"] = list(h["features.norm5.weight"]["data_offsets"])
     variant("overlap.safetensors", overlap)
     dup = model[8:8 + header_length].decode().replace("{", '{"classifier.bias": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, ', 1)
     with open("duplicate.safetensors", "wb") as f:

@@ -89,7 +89,7 @@ struct Train: ParsableCommand {
     let train = try dataOptions.load(.train, classes: modelOptions.classes), test = try dataOptions.load(.test, classes: modelOptions.classes)
     try modelOptions.checkInput(train.imageShape, source: dataOptions.dataset)
     guard test.imageShape == train.imageShape else {
-      throw StateFileError.corrupt(dataOptions.dataset, "test images \(test.imageShape) differ from training images \(train.imageShape)")
+      throw RunError("\(dataOptions.dataset): test images \(test.imageShape) differ from training images \(train.imageShape)")
     }
     RandomGenerator.global = RandomGenerator(seed: seed)
     // Regularisation that only pays off over many epochs (augmentation, dropout) is off by default
@@ -139,7 +139,7 @@ struct Train: ParsableCommand {
           let metrics = trainStep(model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing)
           state.step += 1
           if !allowNonFinite && !metrics.loss.isFinite {
-            throw ValidationError("the loss of step \(state.step) is \(metrics.loss); stopping (lower --lr, or --allow-non-finite to go on)")
+            throw RunError("the loss of step \(state.step) is \(metrics.loss); stopping (lower --lr, or --allow-non-finite to go on)")
           }
           epochLoss += metrics.loss * Double(labels.count)
           epochCorrect += metrics.accuracy * Double(labels.count)
@@ -156,7 +156,7 @@ struct Train: ParsableCommand {
         print(line.text)
         fflush(stdout)
         if !allowNonFinite, let bad = model.namedParameters.first(where: { !$0.variable.value.isFinite }) {
-          throw ValidationError("parameter \(bad.name) holds non-finite values after step \(state.step); stopping (lower --lr, or --allow-non-finite to go on)")
+          throw RunError("parameter \(bad.name) holds non-finite values after step \(state.step); stopping (lower --lr, or --allow-non-finite to go on)")
         }
         if let log { try line.append(to: log) }
         if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer) }
@@ -166,4 +166,10 @@ struct Train: ParsableCommand {
     print("Saved the model to \(savePath)")
   }
 
+}
+
+/// A run that cannot go on (exit status 1, as opposed to 64 for arguments).
+struct RunError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
 }

@@ -192,6 +192,7 @@ final class ReaderFuzzTests: XCTestCase {
       try Dataset.tensorFile(entries: ["images": images, "labels": SafeTensors.Entry(integers: labels, shape: [2])], classCount: classCount)
     }
     XCTAssertThrowsError(try data([0, 1 << 40])) { XCTAssert("\($0)".contains("give the class count"), "\($0)") }
+    XCTAssertThrowsError(try data([Int64.max, 0])) { XCTAssert("\($0)".contains("give the class count"), "\($0)") }
     XCTAssertThrowsError(try data([0, -1])) { XCTAssert("\($0)".contains("negative"), "\($0)") }
     XCTAssertThrowsError(try data([0, 5], classCount: 5)) { XCTAssert("\($0)".contains("outside 0..<5"), "\($0)") }
     XCTAssertEqual(try data([0, 4], classCount: 5).classCount, 5)

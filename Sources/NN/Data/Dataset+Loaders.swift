@@ -89,11 +89,12 @@ extension Dataset {
       throw StateFileError.corrupt(path, "labels must be int64 or int32, found \(labelEntry.dtype)")
     }
     let labels = try labelEntry.integers(path: path)
+    guard !labels.isEmpty else { throw StateFileError.corrupt(path, "the file holds no images") }
     if let bad = labels.first(where: { $0 < 0 }) { throw StateFileError.corrupt(path, "label \(bad) is negative") }
     let largest = labels.max() ?? -1
     if classCount == nil, largest >= maximumInferredClassCount {
       throw StateFileError.corrupt(
-        path, "label \(largest) would make \(largest + 1) classes, more than the \(maximumInferredClassCount) inferred at most; give the class count")
+        path, "label \(largest) would make more than the \(maximumInferredClassCount) classes inferred at most; give the class count")
     }
     let pixels: Pixels
     switch images.dtype {
