@@ -56,32 +56,33 @@ def main():
     if ok.returncode != 0:
         sys.exit("the valid run failed: " + ok.stderr.decode())
     safetensors("input.safetensors", {"input": ("F32", [1, 1, 8, 8], f32([0.5] * 64))})
-    model = open("model.safetensors", "rb").read()
-    header_length = struct.unpack("<Q", model[:8])[0]
-    header = json.loads(model[8:8 + header_length])
+    def split(path):
+        """A safetensors file's bytes, header length and parsed header."""
+        content = open(path, "rb").read()
+        length = struct.unpack("<Q", content[:8])[0]
+        return content, length, json.loads(content[8:8 + length])
 
-    def variant(name, change):
-        h = json.loads(json.dumps(header))
+    def variant(source, name, change):
+        """Writes `source` to `name` with its header changed by `change` (the data kept as it is)."""
+        content, length, h = split(source)
         change(h)
         text = json.dumps(h).encode()
-        data_start = 8 + header_length
-        with open(name, "wb") as f:
-            f.write(struct.pack("<Q", len(text)) + text + model[data_start:])
-        return name
+        open(name, "wb").write(struct.pack("<Q", len(text)) + text + content[8 + length:])
 
+    model, header_length, header = split("model.safetensors")
     key = "features.norm5.num_batches_tracked"
     weight = "features.conv0.weight"
-    variant("overflow.safetensors", lambda h: h[weight].__setitem__("shape", [2**62, 2**62]))
+    variant("model.safetensors", "overflow.safetensors", lambda h: h[weight].__setitem__("shape", [2**62, 2**62]))
     counter = bytearray(model)  # num_batches_tracked = Int64.max
     begin = header[key]["data_offsets"][0]
     counter[8 + header_length + begin:8 + header_length + begin + 8] = i64([2**63 - 1])
     open("counter.safetensors", "wb").write(bytes(counter))
-    variant("relabelled.safetensors", lambda h: h[weight].__setitem__("dtype", "I32"))
+    variant("model.safetensors", "relabelled.safetensors", lambda h: h[weight].__setitem__("dtype", "I32"))
     with open("short.safetensors", "wb") as f:  # header length one byte short
         f.write(struct.pack("<Q", header_length - 1) + model[8:])
     def overlap(h):
         h["features.norm5.bias"]["data_offsets"] = list(h["features.norm5.weight"]["data_offsets"])
-    variant("overlap.safetensors", overlap)
+    variant("model.safetensors", "overlap.safetensors", overlap)
     dup = model[8:8 + header_length].decode().replace("{", '{"classifier.bias": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, ', 1)
     with open("duplicate.safetensors", "wb") as f:
         f.write(struct.pack("<Q", len(dup)) + dup.encode() + model[8 + header_length:])
@@ -90,16 +91,10 @@ def main():
     nan_model[8 + header_length + begin:8 + header_length + begin + 4] = struct.pack("<f", float("nan"))
     open("nan.safetensors", "wb").write(bytes(nan_model))
 
-    ckpt = open("run.safetensors", "rb").read()
-    ckpt_length = struct.unpack("<Q", ckpt[:8])[0]
-    ckpt_header = json.loads(ckpt[8:8 + ckpt_length])
-    def checkpoint_variant(name, change):
-        h = json.loads(json.dumps(ckpt_header))
-        change(h)
-        text = json.dumps(h).encode()
-        open(name, "wb").write(struct.pack("<Q", len(text)) + text + ckpt[8 + ckpt_length:])
+    checkpoint_header = split("run.safetensors")[2]
+    checkpoint_variant = lambda name, change: variant("run.safetensors", name, change)
     checkpoint_variant("negative-step.safetensors", lambda h: h["__metadata__"].__setitem__("step", "-5"))
-    momentum = next(k for k in ckpt_header if k.startswith("optimizer."))
+    momentum = next(k for k in checkpoint_header if k.startswith("optimizer."))
     def wrong_dtype(h):
         h[momentum]["dtype"] = "I32"
     checkpoint_variant("optimizer-dtype.safetensors", wrong_dtype)
