@@ -24,7 +24,7 @@ func runBackward(from roots: inout [(Variable, Tensor)]) {
   roots = []
   while let entry = stack.popLast() {
     entries.append(entry)
-    for case (.entry(let input, _), _) in entry.inputs {
+    for case (.entry(let input, _), _, _) in entry.inputs {
       if seen.insert(ObjectIdentifier(input)).inserted { stack.append(input) }
     }
   }
@@ -44,10 +44,20 @@ private func run(_ entry: TapeEntry, _ context: Context) {
   case .pullback(let pullback):
     let gradients = pullback(entry.gradients)
     entry.gradients = []
+    require(
+      gradients.count == entry.inputs.count,
+      "\(entry.name): the pullback returned \(gradients.count) gradients for \(entry.inputs.count) inputs; "
+        + "return one per input, nil for an input that needs none")
     for (i, gradient) in gradients.enumerated() {
       guard let gradient else { continue }
       if context.detectsAnomalies { checkFinite(gradient, entry.name, "backward") }
-      let (source, shape) = entry.inputs[i]
+      let (source, shape, dtype) = entry.inputs[i]
+      require(
+        gradient.dtype == dtype,
+        "\(entry.name): the pullback's gradient for input \(i) is \(gradient.dtype), the input is \(dtype) (shape \(shape))")
+      require(
+        gradient.shape == shape || (gradient.rank >= shape.count && Shape.broadcast(shape, gradient.shape) == gradient.shape),
+        "\(entry.name): the pullback's gradient for input \(i) has shape \(gradient.shape), which does not reduce to the input's shape \(shape)")
       switch source {
       case .none: break
       case .leaf(let leaf): accumulate(gradient, into: &leaf.grad, shape: shape, entry.name)

@@ -28,6 +28,8 @@ extension Variable {
   public static func - (a: Double, b: Variable) -> Variable { b.constant(a) - b }
   /// a * b for a constant a.
   public static func * (a: Double, b: Variable) -> Variable { b.constant(a) * b }
+  /// a / b for a constant a.
+  public static func / (a: Double, b: Variable) -> Variable { b.constant(a) * reciprocal(b) }
 
   /// A constant scalar of this variable's dtype.
   func constant(_ value: Double) -> Variable { Variable(Tensor(value, dtype: dtype)) }
@@ -57,12 +59,6 @@ public func logSoftmax(_ x: Variable, alongAxis axis: Int) -> Variable {
   let shifted = x - Variable(x.value.max(alongAxes: [axis], keepingDimensions: true))
   return shifted - log(sum(exp(shifted), alongAxes: [axis], keepingDimensions: true))
 }
-
-/// 1 / (1 + e^-x).
-public func sigmoid(_ x: Variable) -> Variable { reciprocal(exp(-x) + 1) }
-
-/// The hyperbolic tangent, as 2 sigmoid(2x) - 1.
-public func tanh(_ x: Variable) -> Variable { sigmoid(x * 2) * 2 - 1 }
 
 /// |x|; the gradient at 0 is 0.
 public func abs(_ x: Variable) -> Variable { x * Variable(sign(x.value)) }

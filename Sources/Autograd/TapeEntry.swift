@@ -29,7 +29,7 @@ final class TapeEntry {
   let name: String
   let sequence: Int
   let tape: Tape
-  private(set) var inputs: [(source: Source, shape: [Int])]
+  private(set) var inputs: [(source: Source, shape: [Int], dtype: DType)]
   let outputShapes: [[Int]]
   /// Released (set to `nil`) as soon as it has run, freeing what it saved.
   var backward: Backward?
@@ -53,7 +53,7 @@ final class TapeEntry {
       } else {
         source = input.requiresGrad ? .leaf(input) : .none
       }
-      return (source, input.shape)
+      return (source, input.shape, input.dtype)
     }
     self.outputShapes = outputShapes
     self.backward = backward

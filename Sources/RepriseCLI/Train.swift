@@ -25,6 +25,8 @@ struct Train: ParsableCommand {
   @Option(help: "Learning-rate schedule, stepped every batch: constant, multistep (x0.1 at 50% and 75%), cosine, cyclic-cosine.")
   var schedule: ScheduleName = .cosine
   @Option(help: "Restarts of the cyclic-cosine schedule (snapshot ensembles).") var cycles = 2
+  @Option(help: "A linear warm-up of the learning rate over this many steps, before the schedule (which then spans the remaining steps).")
+  var warmupSteps = 0
   @Option(help: "Label smoothing of the cross-entropy.") var labelSmoothing = 0.0
   @Flag(
     inversion: .prefixedNo,
@@ -60,6 +62,7 @@ struct Train: ParsableCommand {
     guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must be finite and not negative, got \(weightDecay)") }
     guard (0...1).contains(labelSmoothing) else { throw ValidationError("--label-smoothing must be in [0, 1], got \(labelSmoothing)") }
     try check("--cycles", cycles, in: 1...1_000_000)
+    try check("--warmup-steps", warmupSteps, in: 0...(1 << 40))
     if let initWeights { try readable("--init-weights", initWeights) }
     if let resume { try readable("--resume", resume) }
     try writable("--save", savePath)
@@ -79,7 +82,7 @@ struct Train: ParsableCommand {
       "drop-rate": modelOptions.dropRate.map { "\($0)" } ?? "default", "window-drop-rate": modelOptions.windowDropRate.map { "\($0)" } ?? "default",
       "final-survival": "\(modelOptions.finalSurvival)", "dataset": dataOptions.dataset, "epochs": "\(epochs)",
       "batch-size": "\(batchSize)", "lr": "\(lr)", "momentum": "\(momentum)", "nesterov": "\(nesterov)", "weight-decay": "\(weightDecay)",
-      "schedule": schedule.rawValue, "cycles": "\(cycles)", "label-smoothing": "\(labelSmoothing)",
+      "schedule": schedule.rawValue, "cycles": "\(cycles)", "warmup-steps": "\(warmupSteps)", "label-smoothing": "\(labelSmoothing)",
       "augment": augment.map { "\($0)" } ?? "default", "shuffle": "\(!noShuffle)", "seed": "\(seed)", "dtype": "\(dtype)",
     ]
   }
@@ -108,12 +111,14 @@ struct Train: ParsableCommand {
     // The schedule spans all epochs; --max-steps only stops early, so a run stopped and resumed
     // follows the same learning rates as one that was not.
     let scheduleSteps = epochs * stepsPerEpoch, totalSteps = min(scheduleSteps, maxSteps ?? .max)
-    let rates: LearningRateSchedule = switch schedule {
+    let warmup = min(warmupSteps, scheduleSteps), annealed = scheduleSteps - warmup
+    let after: LearningRateSchedule = switch schedule {
     case .constant: .constant
-    case .multistep: .multiStep(milestones: [scheduleSteps / 2, scheduleSteps * 3 / 4], gamma: 0.1)
-    case .cosine: .cosine(totalSteps: scheduleSteps, minimum: 0)
-    case .cyclicCosine: .cyclicCosine(totalSteps: scheduleSteps, cycles: cycles)
+    case .multistep: .multiStep(milestones: [annealed / 2, annealed * 3 / 4], gamma: 0.1)
+    case .cosine: .cosine(totalSteps: annealed, minimum: 0)
+    case .cyclicCosine: .cyclicCosine(totalSteps: annealed, cycles: cycles)
     }
+    let rates: LearningRateSchedule = warmup > 0 ? .warmup(steps: warmup, then: after) : after
     var state = TrainingCheckpoint(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1), configuration: runConfiguration)
     if let resume {
       state = try TrainingCheckpoint.restore(from: resume, model: model, optimizer: optimizer, configuration: runConfiguration)

@@ -135,6 +135,18 @@ extension Tensor {
   public static func + (a: Tensor, b: Double) -> Tensor { affine(a, scale: 1, shift: b) }
   /// `a * b` for a scalar `b`.
   public static func * (a: Tensor, b: Double) -> Tensor { affine(a, scale: b, shift: 0) }
+  /// `a - b` for a scalar `b`.
+  public static func - (a: Tensor, b: Double) -> Tensor { affine(a, scale: 1, shift: -b) }
+  /// `a / b` for a scalar `b` (a division of every element, rounded as `a / b` is).
+  public static func / (a: Tensor, b: Double) -> Tensor { a / Tensor(b, dtype: a.dtype) }
+  /// `a + b` for a scalar `a`.
+  public static func + (a: Double, b: Tensor) -> Tensor { affine(b, scale: 1, shift: a) }
+  /// `a - b` for a scalar `a`.
+  public static func - (a: Double, b: Tensor) -> Tensor { affine(b, scale: -1, shift: a) }
+  /// `a * b` for a scalar `a`.
+  public static func * (a: Double, b: Tensor) -> Tensor { affine(b, scale: a, shift: 0) }
+  /// `a / b` for a scalar `a`.
+  public static func / (a: Double, b: Tensor) -> Tensor { Tensor(a, dtype: b.dtype) / b }
   /// 1 where `a < b`, else 0 (broadcasting).
   public static func .< (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .less) }
   /// 1 where `a <= b`, else 0 (broadcasting).

@@ -1,6 +1,7 @@
 /// The element-wise functions of one tensor. Each keeps its operand's memory order.
 enum UnaryOperation {
   case negate, exp, log, sqrt, abs, sign, reciprocal, relu, sigmoid, tanh
+  case erf, sin, cos, log1p, expm1
   case power(Double)
   case clamp(Double, Double)
   case affine(scale: Double, shift: Double)
@@ -40,6 +41,11 @@ private struct Reciprocal<T: TensorScalar>: UnaryFunction { @inline(__always) fu
 private struct ReLU<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { x > 0 ? x : 0 } }
 private struct Sigmoid<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { 1 / (1 + T.exp(-x)) } }
 private struct Tanh<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.tanh(x) } }
+private struct Erf<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.erf(x) } }
+private struct Sin<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.sin(x) } }
+private struct Cos<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.cos(x) } }
+private struct Log1p<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.log(onePlus: x) } }
+private struct Expm1<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { T.expMinusOne(x) } }
 private struct Square<T: TensorScalar>: UnaryFunction { @inline(__always) func callAsFunction(_ x: T) -> T { x * x } }
 private struct IntegerPower<T: TensorScalar>: UnaryFunction {
   let n: Int
@@ -79,6 +85,11 @@ private func unaryKernel<T: TensorScalar>(
   case .relu: apply(ReLU())
   case .sigmoid: apply(Sigmoid())
   case .tanh: apply(Tanh())
+  case .erf: apply(Erf())
+  case .sin: apply(Sin())
+  case .cos: apply(Cos())
+  case .log1p: apply(Log1p())
+  case .expm1: apply(Expm1())
   case .power(let p):
     // Integral exponents are defined for negative bases too.
     if p == 2 { apply(Square()) } else if let n = Int(exactly: p) { apply(IntegerPower(n: n)) } else { apply(RealPower(e: T(p))) }
@@ -110,6 +121,16 @@ public func relu6(_ x: Tensor) -> Tensor { x.map(.clamp(0, 6)) }
 public func sigmoid(_ x: Tensor) -> Tensor { x.map(.sigmoid) }
 /// The hyperbolic tangent, element-wise.
 public func tanh(_ x: Tensor) -> Tensor { x.map(.tanh) }
+/// The error function, element-wise.
+public func erf(_ x: Tensor) -> Tensor { x.map(.erf) }
+/// The sine, element-wise.
+public func sin(_ x: Tensor) -> Tensor { x.map(.sin) }
+/// The cosine, element-wise.
+public func cos(_ x: Tensor) -> Tensor { x.map(.cos) }
+/// log(1 + x), element-wise, accurate for small x.
+public func log1p(_ x: Tensor) -> Tensor { x.map(.log1p) }
+/// e^x - 1, element-wise, accurate for small x.
+public func expm1(_ x: Tensor) -> Tensor { x.map(.expm1) }
 /// x^exponent, element-wise.
 public func pow(_ x: Tensor, _ exponent: Double) -> Tensor { x.map(.power(exponent)) }
 /// Each element limited to [lower, upper].
