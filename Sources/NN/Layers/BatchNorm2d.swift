@@ -7,7 +7,7 @@ import TensorModule
 ///
 /// The running statistics are updated once per step even inside a checkpoint region that is
 /// replayed (contract rule 5).
-public final class BatchNorm2d: Layer {
+public class BatchNorm2d: Layer {
   /// The scale per channel (γ), initially 1.
   public let weight: Variable
   /// The shift per channel (β), initially 0.

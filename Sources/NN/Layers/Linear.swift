@@ -1,7 +1,7 @@
 import Autograd
 import TensorModule
 
-/// A fully connected layer: `input · weightᵀ + bias` for inputs [N, inputFeatures].
+/// A fully connected layer: `input · weightᵀ + bias` for inputs [..., inputFeatures].
 public final class Linear: Layer {
   /// [outputFeatures, inputFeatures], as PyTorch stores it.
   public let weight: Variable
@@ -20,12 +20,16 @@ public final class Linear: Layer {
     [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
   }
 
-  /// The layer applied to `input` [N, inputFeatures].
+  /// The layer applied to `input` [..., inputFeatures]: every leading dimension is a batch
+  /// dimension, as in PyTorch.
   public func callAsFunction(_ input: Variable) -> Variable {
+    let shape = input.shape
     require(
-      input.shape.count == 2 && input.shape[1] == weight.shape[1],
-      "Linear: input \(input.shape) does not fit weight \(weight.shape) (expected [N, \(weight.shape[1])])")
-    let y = matmul(input, transpose(weight))
-    return bias.map { y + $0 } ?? y
+      shape.count >= 1 && shape.last == weight.shape[1],
+      "Linear: input \(shape) does not fit weight \(weight.shape) (expected [..., \(weight.shape[1])])")
+    let rows = shape.count == 2 ? input : reshape(input, to: [-1, weight.shape[1]])
+    let product = matmul(rows, transpose(weight))
+    let y = bias.map { product + $0 } ?? product
+    return shape.count == 2 ? y : reshape(y, to: Array(shape.dropLast()) + [weight.shape[0]])
   }
 }

@@ -1,23 +1,48 @@
 import Autograd
 import TensorModule
 
-/// The mean cross-entropy between `logits` [N, classes] and integer `labels`, optionally with label
-/// smoothing (the target puts 1 - ε on the label and ε / classes on every class, as PyTorch).
+/// The mean cross-entropy between `logits` [N, C] or [N, C, d₁, ...] and integer `labels`, one per
+/// position in row-major order of (N, d₁, ...), as PyTorch's `cross_entropy`.
 ///
-/// A composite of `logSoftmax(_:alongAxis:)`: its gradient follows from the primitives.
-/// - Precondition: one label per row, each in 0..<classes; `labelSmoothing` in [0, 1].
-public func crossEntropy(_ logits: Variable, labels: [Int], labelSmoothing: Double = 0) -> Variable {
-  require(logits.shape.count == 2, "crossEntropy: logits must be [N, classes], got \(logits.shape)")
-  let (n, classes) = (logits.shape[0], logits.shape[1])
-  require(labels.count == n, "crossEntropy: \(labels.count) labels for logits \(logits.shape)")
-  require((0...1).contains(labelSmoothing), "crossEntropy: label smoothing \(labelSmoothing) is not in [0, 1]")
-  var target = [Double](repeating: labelSmoothing / Double(classes), count: n * classes)
+/// Positions whose label is `ignoreIndex` contribute nothing and are not counted in the mean. With
+/// label smoothing ε the target puts 1 - ε on the label and ε / C on every class. A composite of
+/// `logSoftmax(_:alongAxis:)`: its gradient follows from the primitives.
+/// - Precondition: one label per position, each in 0..<C or `ignoreIndex`; `labelSmoothing` in [0, 1].
+public func crossEntropy(_ logits: Variable, labels: [Int], ignoreIndex: Int? = nil, labelSmoothing: Double = 0) -> Variable {
+  require(logits.shape.count >= 2, "crossEntropy: logits must be [N, classes, ...], got \(logits.shape)")
+  return negativeLogLikelihood(logSoftmax(logits, alongAxis: 1), labels, ignoreIndex, labelSmoothing, "crossEntropy")
+}
+
+/// The mean negative log-likelihood of `labels` under `logProbabilities` [N, C] or [N, C, d₁, ...]
+/// (PyTorch's `nll_loss`), with positions labelled `ignoreIndex` left out of the mean.
+public func nllLoss(_ logProbabilities: Variable, labels: [Int], ignoreIndex: Int? = nil) -> Variable {
+  require(logProbabilities.shape.count >= 2, "nllLoss: log-probabilities must be [N, classes, ...], got \(logProbabilities.shape)")
+  return negativeLogLikelihood(logProbabilities, labels, ignoreIndex, 0, "nllLoss")
+}
+
+/// -Σ target · logProbabilities / (positions not ignored), the target as `crossEntropy` describes.
+/// An all-ignored batch has loss 0.
+private func negativeLogLikelihood(
+  _ logProbabilities: Variable, _ labels: [Int], _ ignoreIndex: Int?, _ labelSmoothing: Double, _ name: String
+) -> Variable {
+  let shape = logProbabilities.shape
+  let (n, classes) = (shape[0], shape[1]), positions = shape.dropFirst(2).reduce(1, *)
+  require(labels.count == n * positions, "\(name): \(labels.count) labels for \(name == "nllLoss" ? "log-probabilities" : "logits") \(shape)")
+  require((0...1).contains(labelSmoothing), "\(name): label smoothing \(labelSmoothing) is not in [0, 1]")
+  var target = [Double](repeating: labelSmoothing / Double(classes), count: n * classes * positions)
+  var counted = 0
   for (i, label) in labels.enumerated() {
-    require(label >= 0 && label < classes, "crossEntropy: label \(label) is out of range for \(classes) classes")
-    target[i * classes + label] += 1 - labelSmoothing
+    let (image, position) = i.quotientAndRemainder(dividingBy: positions)
+    if label == ignoreIndex {
+      for c in 0..<classes { target[(image * classes + c) * positions + position] = 0 }
+      continue
+    }
+    require(label >= 0 && label < classes, "\(name): label \(label) is out of range for \(classes) classes")
+    target[(image * classes + label) * positions + position] += 1 - labelSmoothing
+    counted += 1
   }
-  let weights = Tensor(target, shape: [n, classes]).converted(to: logits.dtype) * (-1 / Double(max(n, 1)))
-  return sum(logSoftmax(logits, alongAxis: 1) * Variable(weights))
+  let weights = Tensor(target, shape: shape).converted(to: logProbabilities.dtype) * (-1 / Double(max(counted, 1)))
+  return sum(logProbabilities * Variable(weights))
 }
 
 /// The fraction of rows of `logits` [N, classes] whose largest entry is at the label.

@@ -1,0 +1,158 @@
+/// An n-dimensional array of integer indices: which rows to select, which class is the label.
+///
+/// Indices are their own type rather than an integer `DType` of ``Tensor``: they are never
+/// differentiated or multiplied, every arithmetic kernel would otherwise have to reject them, and
+/// an index out of range must be caught where it is used, naming the operation. The values are
+/// plain `Int`s in row-major order.
+public struct IndexTensor: Sendable, Equatable, CustomStringConvertible {
+  /// The shape.
+  public let shape: [Int]
+  /// The indices in row-major order.
+  public let indices: [Int]
+
+  /// Indices of the given shape (row-major).
+  ///
+  /// - Precondition: `indices.count` is the product of `shape`.
+  public init(_ indices: [Int], shape: [Int]) {
+    require(shape.allSatisfy { $0 >= 0 }, "IndexTensor: negative dimension in shape \(shape)")
+    require(indices.count == shape.reduce(1, *), "IndexTensor: \(indices.count) indices do not fill shape \(shape)")
+    (self.indices, self.shape) = (indices, shape)
+  }
+
+  /// A vector of indices.
+  public init(_ indices: [Int]) { self.init(indices, shape: [indices.count]) }
+
+  /// The number of indices.
+  public var count: Int { indices.count }
+
+  /// The indices reshaped (row-major order kept).
+  public func reshaped(to shape: [Int]) -> IndexTensor { IndexTensor(indices, shape: shape) }
+
+  /// The shape and the first indices.
+  public var description: String { "IndexTensor(shape: \(shape), indices: \(indices.prefix(8))\(indices.count > 8 ? "..." : ""))" }
+
+  /// Stops naming `operation` unless every index is in `0..<bound`.
+  func requireInRange(_ bound: Int, _ operation: String) {
+    if let bad = indices.firstIndex(where: { $0 < 0 || $0 >= bound }) {
+      fatalError("\(operation): index \(indices[bad]) at position \(bad) is out of range 0..<\(bound)")
+    }
+  }
+}
+
+extension Tensor {
+  /// The slices at `indices` along `axis`: the result's shape is this shape with dimension `axis`
+  /// replaced by the indices' shape (NumPy's `take`; PyTorch's `index_select` for a vector of
+  /// indices, and an embedding lookup along axis 0).
+  public func indexSelected(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
+    let a = Shape.axis(axis, rank: rank, "indexSelect")
+    indices.requireInRange(shape[a], "indexSelect")
+    let outer = shape[..<a].reduce(1, *), length = shape[a], inner = shape[(a + 1)...].reduce(1, *)
+    let x = contiguous()
+    let out = Tensor(uninitializedShape: Array(shape[..<a]) + indices.shape + Array(shape[(a + 1)...]), dtype: dtype)
+    let m = indices.count
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let src = x.base(T.self), dst = out.base(T.self)
+      Parallel.forRanges(outer * m, costPerItem: inner) { range in
+        for r in range {
+          let (o, j) = r.quotientAndRemainder(dividingBy: m)
+          (dst + r * inner).update(from: src + (o * length + indices.indices[j]) * inner, count: inner)
+        }
+      }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    return out
+  }
+
+  /// The gradient of ``indexSelected(_:alongAxis:)``: `self` (of the selection's shape) added into
+  /// zeros of `shape` at the selected slices, in index order, so repeated indices sum their
+  /// contributions deterministically.
+  public func indexAdded(_ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
+    let a = Shape.axis(axis, rank: shape.count, "indexAdd")
+    let outer = shape[..<a].reduce(1, *), length = shape[a], inner = shape[(a + 1)...].reduce(1, *)
+    let expected = Array(shape[..<a]) + indices.shape + Array(shape[(a + 1)...])
+    require(self.shape == expected, "indexAdd: gradient \(self.shape) does not match selection \(expected)")
+    indices.requireInRange(length, "indexAdd")
+    let g = contiguous()
+    let out = Tensor(zeros: shape, dtype: dtype)
+    let m = indices.count
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let src = g.base(T.self), dst = out.base(T.self)
+      // Split over the outer dimension and over the inner one, never over the indices, so that each
+      // element adds its contributions in index order whatever the thread count.
+      Parallel.forRanges(outer * inner, costPerItem: m) { range in
+        for r in range {
+          let (o, i) = r.quotientAndRemainder(dividingBy: inner)
+          for j in 0..<m { dst[(o * length + indices.indices[j]) * inner + i] += src[(o * m + j) * inner + i] }
+        }
+      }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    return out
+  }
+
+  /// PyTorch's `gather`: `indices` has this tensor's rank, and each result element is the element
+  /// of this tensor at the same position except along `axis`, where the index says which.
+  public func gathered(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
+    let a = gatherCheck(indices, axis, shape, "gather")
+    let x = contiguous()
+    let strides = Shape.contiguousStrides(shape), positions = Shape.contiguousStrides(indices.shape)
+    let out = Tensor(uninitializedShape: indices.shape, dtype: dtype)
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let src = x.base(T.self), dst = out.base(T.self)
+      for p in 0..<indices.count {
+        dst[p] = src[Tensor.gatherSource(p, indices, a, positions, strides)]
+      }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    return out
+  }
+
+  /// The gradient of ``gathered(_:alongAxis:)``: `self` (of the indices' shape) added into zeros of
+  /// `shape` at the gathered positions, in row-major order of the indices.
+  public func scatterAdded(_ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
+    let a = gatherCheck(indices, axis, shape, "scatterAdd")
+    require(self.shape == indices.shape, "scatterAdd: gradient \(self.shape) does not match indices \(indices.shape)")
+    let g = contiguous()
+    let strides = Shape.contiguousStrides(shape), positions = Shape.contiguousStrides(indices.shape)
+    let out = Tensor(zeros: shape, dtype: dtype)
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let src = g.base(T.self), dst = out.base(T.self)
+      for p in 0..<indices.count { dst[Tensor.gatherSource(p, indices, a, positions, strides)] += src[p] }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    return out
+  }
+
+  /// The offset in a row-major tensor of `strides` that gather position `p` reads.
+  private static func gatherSource(_ p: Int, _ indices: IndexTensor, _ axis: Int, _ positions: [Int], _ strides: [Int]) -> Int {
+    var rest = p, offset = 0
+    for d in 0..<positions.count {
+      let (coordinate, remainder) = rest.quotientAndRemainder(dividingBy: positions[d])
+      rest = remainder
+      offset += (d == axis ? indices.indices[p] : coordinate) * strides[d]
+    }
+    return offset
+  }
+}
+
+/// Checks a gather's indices against `shape` and returns the normalised axis.
+private func gatherCheck(_ indices: IndexTensor, _ axis: Int, _ shape: [Int], _ operation: String) -> Int {
+  let a = Shape.axis(axis, rank: shape.count, operation)
+  require(
+    indices.shape.count == shape.count && zip(indices.shape, shape).enumerated().allSatisfy { $0.offset == a || $0.element.0 <= $0.element.1 },
+    "\(operation): indices \(indices.shape) do not fit input \(shape) along axis \(axis) (same rank, no larger elsewhere)")
+  indices.requireInRange(shape[a], operation)
+  return a
+}
