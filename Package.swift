@@ -6,6 +6,8 @@ let package = Package(
   products: [
     .library(name: "Reprise", targets: ["Reprise"]),
     .executable(name: "reprise", targets: ["RepriseCLI"]),
+    .executable(name: "char-transformer", targets: ["CharTransformer"]),
+    .executable(name: "gru-classifier", targets: ["GRUClassifier"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
@@ -30,6 +32,8 @@ let package = Package(
       name: "RepriseCLI",
       dependencies: ["Reprise", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "Sources/RepriseCLI"),
+    .executableTarget(name: "CharTransformer", dependencies: ["Reprise"], path: "Examples/char-transformer"),
+    .executableTarget(name: "GRUClassifier", dependencies: ["Reprise"], path: "Examples/gru-classifier"),
     .target(name: "TestSupport", dependencies: ["Reprise"], path: "Tests/TestSupport"),
     .testTarget(name: "TensorTests", dependencies: ["TestSupport"], path: "Tests/TensorTests"),
     .testTarget(name: "AutogradTests", dependencies: ["TestSupport"], path: "Tests/AutogradTests"),

@@ -3,10 +3,13 @@ import TensorModule
 
 /// A part of a network: it owns parameters and buffers and may contain named sub-modules.
 ///
-/// Parameters and buffers are listed explicitly by each module, never found by reflection, and
-/// named with PyTorch's dotted paths (`features.denseblock1.denselayer1.norm1.weight`), so state
-/// files move between Reprise and PyTorch. Modules are classes: layers update their buffers in
-/// place and optimisers update parameters in place.
+/// Parameters and buffers are listed explicitly by each module (``children``, ``ownParameters``,
+/// ``ownBuffers``), in the order and with the names PyTorch gives them; a module held in a stored
+/// property that no `children` list reaches is found by reflection and stops the program when the
+/// parameters are collected (``unlistedSubmodules``). Names are PyTorch's dotted paths
+/// (`features.denseblock1.denselayer1.norm1.weight`), so state files move between Reprise and
+/// PyTorch. Modules are classes: layers update their buffers in place and optimisers update
+/// parameters in place.
 public protocol Module: AnyObject {
   /// Sub-modules by name, in order.
   var children: [(name: String, module: any Module)] { get }
@@ -56,6 +59,11 @@ extension Module {
   }
 
   private func collect(_ own: KeyPath<any Module, [(name: String, variable: Variable)]>) -> [(name: String, variable: Variable)] {
+    let unlisted = unlistedSubmodules
+    require(
+      unlisted.isEmpty,
+      "\(type(of: self)): \(unlisted.joined(separator: ", ")) holds a module with parameters that no `children` list reaches; "
+        + "list it in `children`, or its parameters will not train, save or load")
     var result: [(name: String, variable: Variable)] = []
     var stack: [(prefix: String, module: any Module)] = [("", self)]
     while let (prefix, module) = stack.popLast() {

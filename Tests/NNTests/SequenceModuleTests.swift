@@ -130,3 +130,29 @@ final class SequenceModuleTests: XCTestCase {
     XCTAssertEqual(nllLoss(logProbabilities, labels: labels, ignoreIndex: -100).value.scalar, total / counted, accuracy: 1e-12)
   }
 }
+
+/// A module that forgets to list a sub-module is reported, not silently left untrained.
+final class UnlistedSubmoduleTests: XCTestCase {
+  final class Forgetful: Layer {
+    let listed = Linear(inputFeatures: 2, outputFeatures: 2)
+    let forgotten = Linear(inputFeatures: 2, outputFeatures: 2)
+    let activation = ReLU()  // no parameters: need not be listed
+    var children: [(name: String, module: any Module)] { [("listed", listed)] }
+    func callAsFunction(_ input: Variable) -> Variable { forgotten(activation(listed(input))) }
+  }
+
+  final class Careful: Layer {
+    let blocks = [Linear(inputFeatures: 2, outputFeatures: 2), Linear(inputFeatures: 2, outputFeatures: 2)]
+    var children: [(name: String, module: any Module)] { blocks.enumerated().map { ("\($0.offset)", $0.element) } }
+    func callAsFunction(_ input: Variable) -> Variable { blocks.reduce(input) { $1($0) } }
+  }
+
+  func testAForgottenModuleIsFoundAndStops() {
+    XCTAssertEqual(Forgetful().unlistedSubmodules, ["Forgetful.forgotten"])
+    XCTAssertEqual(Careful().unlistedSubmodules, [])
+    XCTAssertEqual(Careful().namedParameters.map(\.name), ["0.weight", "0.bias", "1.weight", "1.bias"])
+    assertStops(withMessageContaining: ["Forgetful: Forgetful.forgotten holds a module with parameters that no `children` list reaches"], in: self) {
+      _ = Forgetful().parameters
+    }
+  }
+}
