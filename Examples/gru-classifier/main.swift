@@ -1,13 +1,13 @@
 // A GRU sequence classifier on a task whose answer lies at the start of the sequence: each
-// sequence is 24 symbols of 4 kinds, and its class is the symbol at position 0, so the network must
-// carry it through 23 steps of distractors. Chance is 25%.
+// sequence is 16 symbols of 4 kinds, and its class is the symbol at position 0, so the network must
+// carry it through 15 steps of distractors. Chance is 25%.
 //
-//   swift run -c release gru-classifier            # 400 steps
+//   swift run -c release gru-classifier            # 600 steps
 //   swift run -c release gru-classifier --steps 5  # a few steps
 import Foundation
 import Reprise
 
-var steps = 400
+var steps = 600
 var arguments = CommandLine.arguments.dropFirst()
 while let option = arguments.popFirst() {
   guard option == "--steps", let value = arguments.popFirst().flatMap({ Int($0) }), value > 0 else {
@@ -17,7 +17,7 @@ while let option = arguments.popFirst() {
   steps = value
 }
 
-let (symbols, length, hidden, batchSize) = (4, 24, 32, 64)
+let (symbols, length, hidden, batchSize) = (4, 16, 32, 64)
 var data = RandomGenerator(seed: 1)
 
 /// One-hot sequences [batch, length, symbols] and the class of each: its first symbol.
