@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test docs bench bench-matmul compare compare-models sweep
+.PHONY: deps demo test docs examples bench bench-matmul compare compare-models sweep
 
 # OpenBLAS and zlib (found through pkg-config) are the system dependencies.
 deps:
@@ -20,12 +20,25 @@ demo: deps
 	swift build -c release --product reprise
 	.build/release/reprise train
 
-# The whole test suite, the tool on hostile inputs (Scripts/hostile-inputs.py), then the documentation
-# (built with warnings as errors).
+# The whole test suite, the tool on hostile inputs (Scripts/hostile-inputs.py), the examples for a few
+# steps, then the documentation (built with warnings as errors).
 test: deps
 	swift test --disable-swift-testing
 	python3 Scripts/hostile-inputs.py --binary .build/debug/reprise
+	$(MAKE) examples
 	$(MAKE) docs
+
+# The examples, built in release mode (as users run them) and run for a few steps; the char-transformer
+# reads the Debian package fortunes.
+examples: deps
+	@if [ ! -d /usr/share/games/fortunes ]; then \
+	  echo "Installing fortunes"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes; \
+	fi
+	swift build -c release --product char-transformer
+	swift build -c release --product gru-classifier
+	.build/release/char-transformer --steps 2
+	.build/release/gru-classifier --steps 20
 
 # The API reference of every module and the DocC catalog with its articles (Sources/Reprise/Reprise.docc), in
 # .build/plugins/Swift-DocC/outputs/*.doccarchive.
