@@ -44,11 +44,9 @@ extension Tensor {
   /// replaced by the indices' shape (NumPy's `take`; PyTorch's `index_select` for a vector of
   /// indices, and an embedding lookup along axis 0).
   public func indexSelected(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
-    let a = Shape.axis(axis, rank: rank, "indexSelect")
-    indices.requireInRange(shape[a], "indexSelect")
-    let outer = shape[..<a].reduce(1, *), length = shape[a], inner = shape[(a + 1)...].reduce(1, *)
+    let (outer, length, inner, selection) = selectionLayout(shape, indices, axis, "indexSelect")
     let x = contiguous()
-    let out = Tensor(uninitializedShape: Array(shape[..<a]) + indices.shape + Array(shape[(a + 1)...]), dtype: dtype)
+    let out = Tensor(uninitializedShape: selection, dtype: dtype)
     let m = indices.count
     func kernel<T: TensorScalar>(_: T.Type) {
       let src = x.base(T.self), dst = out.base(T.self)
@@ -70,11 +68,8 @@ extension Tensor {
   /// zeros of `shape` at the selected slices, in index order, so repeated indices sum their
   /// contributions deterministically.
   public func indexAdded(_ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
-    let a = Shape.axis(axis, rank: shape.count, "indexAdd")
-    let outer = shape[..<a].reduce(1, *), length = shape[a], inner = shape[(a + 1)...].reduce(1, *)
-    let expected = Array(shape[..<a]) + indices.shape + Array(shape[(a + 1)...])
-    require(self.shape == expected, "indexAdd: gradient \(self.shape) does not match selection \(expected)")
-    indices.requireInRange(length, "indexAdd")
+    let (outer, length, inner, selection) = selectionLayout(shape, indices, axis, "indexAdd")
+    require(self.shape == selection, "indexAdd: gradient \(self.shape) does not match selection \(selection)")
     let g = contiguous()
     let out = Tensor(zeros: shape, dtype: dtype)
     let m = indices.count
@@ -145,6 +140,17 @@ extension Tensor {
     }
     return offset
   }
+}
+
+/// A tensor of `shape` seen as [outer, length, inner] around `axis`, and the shape of its selection
+/// at `indices` (dimension `axis` replaced by theirs), after checking the indices.
+private func selectionLayout(
+  _ shape: [Int], _ indices: IndexTensor, _ axis: Int, _ operation: String
+) -> (outer: Int, length: Int, inner: Int, selection: [Int]) {
+  let a = Shape.axis(axis, rank: shape.count, operation)
+  indices.requireInRange(shape[a], operation)
+  let (before, after) = (Array(shape[..<a]), Array(shape[(a + 1)...]))
+  return (before.reduce(1, *), shape[a], after.reduce(1, *), before + indices.shape + after)
 }
 
 /// Checks a gather's indices against `shape` and returns the normalised axis.
