@@ -97,14 +97,7 @@ extension Module {
     guard missing.isEmpty && unexpected.isEmpty && misshaped.isEmpty else {
       throw StateFileError.mismatch(missing: missing, unexpected: unexpected, misshaped: misshaped)
     }
-    let values = try own.map { name, v in
-      let entry = entries[name]!
-      guard entry.dtype == "F32" || entry.dtype == "F64" else {
-        throw StateFileError.corrupt(path, "'\(name)' is \(entry.dtype); parameters and buffers are F32 or F64")
-      }
-      guard entry.isFinite else { throw StateFileError.corrupt(path, "'\(name)' holds values that are not finite") }
-      return try entry.tensor(path: path).converted(to: v.dtype)
-    }
+    let values = try own.map { name, v in try entries[name]!.finiteFloatTensor(named: name, path: path).converted(to: v.dtype) }
     let counts = try counters.map { key, bn -> (BatchNorm2d, Int?) in
       guard let entry = entries[key] else { return (bn, nil) }
       let values = try entry.integers(path: path)

@@ -24,9 +24,8 @@ struct Predict: ParsableCommand {
     guard let entry = entries["input"], entry.dtype == "F32", entry.shape.count == 4 else {
       throw StateFileError.corrupt(input, "expected a float32 tensor 'input' of rank 4 [N, C, H, W], found \(entries.keys.sorted())")
     }
-    guard entry.isFinite else { throw StateFileError.corrupt(input, "'input' holds values that are not finite") }
+    let images = try entry.finiteFloatTensor(named: "input", path: input)
     try modelOptions.checkInput(Array(entry.shape.dropFirst()), source: input)
-    let images = try entry.tensor(path: input)
     let model = try modelOptions.make(inputChannels: images.shape[1], classCount: modelOptions.classes ?? modelOptions.model.defaultClassCount)
     try model.loadState(from: weights)
     let logits = withoutRecording { withLearningPhase(.inference) { model(Variable(images)).value } }

@@ -57,18 +57,20 @@ public enum SafeTensors {
     /// Checks that the bytes hold exactly the shape's elements of the dtype (an entry built by hand
     /// may not).
     func checkSize(path: String) throws {
-      guard let size = SafeTensors.sizes[dtype], let count = SafeTensors.checkedProduct(shape),
-        case (let byteCount, false) = count.multipliedReportingOverflow(by: size), byteCount == bytes.count
-      else { throw StateFileError.corrupt(path, "a \(dtype) entry of shape \(shape) does not hold its \(bytes.count) bytes") }
+      guard SafeTensors.byteCount(dtype, shape) == bytes.count else {
+        throw StateFileError.corrupt(path, "a \(dtype) entry of shape \(shape) does not hold its \(bytes.count) bytes")
+      }
     }
 
-    /// Whether every element of a float entry is finite (integer entries always are).
-    public var isFinite: Bool {
-      switch dtype {
-      case "F32": return elements(Float.self).allSatisfy(\.isFinite)
-      case "F64": return elements(Double.self).allSatisfy(\.isFinite)
-      default: return true
-      }
+    /// The entry, named `name` in errors, as a tensor of its own float dtype, refused unless it is
+    /// F32 or F64 with every value finite: what weights, optimiser state and network inputs must be.
+    ///
+    /// - Throws: ``StateFileError/corrupt(_:_:)`` naming the entry.
+    public func finiteFloatTensor(named name: String, path: String = "") throws -> Tensor {
+      guard dtype == "F32" || dtype == "F64" else { throw StateFileError.corrupt(path, "'\(name)' is \(dtype), not F32 or F64") }
+      let t = try tensor(path: path)
+      guard t.isFinite else { throw StateFileError.corrupt(path, "'\(name)' holds values that are not finite") }
+      return t
     }
 
     /// A float entry holding `tensor` in row-major order.
@@ -138,7 +140,7 @@ public enum SafeTensors {
         case .array(let offsets)? = value["data_offsets"], offsets.count == 2,
         case .integer(let begin) = offsets[0], case .integer(let end) = offsets[1]
       else { throw corrupt("entry '\(name)' lacks a dtype, shape or data_offsets of two integers") }
-      guard let size = sizes[dtype] else { throw corrupt("entry '\(name)' has unknown dtype \(dtype)") }
+      guard sizes[dtype] != nil else { throw corrupt("entry '\(name)' has unknown dtype \(dtype)") }
       var shape: [Int] = []
       for dim in dims {
         guard case .integer(let d) = dim, d >= 0 else { throw corrupt("entry '\(name)' has a shape that is not non-negative integers") }
@@ -147,9 +149,7 @@ public enum SafeTensors {
       guard 0 <= begin, begin <= end, end <= dataCount else {
         throw corrupt("entry '\(name)' has byte range [\(begin), \(end)) outside the \(dataCount) bytes of data")
       }
-      guard let count = checkedProduct(shape), case (let byteCount, false) = count.multipliedReportingOverflow(by: size),
-        byteCount == end - begin
-      else {
+      guard byteCount(dtype, shape) == end - begin else {
         throw corrupt("entry '\(name)' of shape \(shape) (\(dtype)) does not fill its \(end - begin) bytes")
       }
       ranges.append((name, begin..<end))
@@ -168,6 +168,13 @@ public enum SafeTensors {
       throw corrupt("the entries cover \(covered) bytes of data, the file has \(dataCount) (a wrong header length?)")
     }
     return (entries, metadata)
+  }
+
+  /// The bytes of a `dtype` array of `shape`, or nil for an unknown dtype or a size past `Int`.
+  static func byteCount(_ dtype: String, _ shape: [Int]) -> Int? {
+    guard let size = sizes[dtype], let count = checkedProduct(shape) else { return nil }
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+    return overflow ? nil : bytes
   }
 
   /// The product of `dimensions`, or nil when it overflows `Int`.

@@ -80,8 +80,7 @@ public struct TrainingCheckpoint {
     }
     var optimizerState: [String: Tensor] = [:]
     for (key, entry) in entries where key.hasPrefix("optimizer.") {
-      guard entry.dtype == "F32" || entry.dtype == "F64" else { throw corrupt("'\(key)' is \(entry.dtype); optimiser state is F32 or F64") }
-      optimizerState[String(key.dropFirst("optimizer.".count))] = try entry.tensor(path: path)
+      optimizerState[String(key.dropFirst("optimizer.".count))] = try entry.finiteFloatTensor(named: key, path: path)
     }
     let previous = optimizer.state
     try optimizer.load(state: optimizerState)
