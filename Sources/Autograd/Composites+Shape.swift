@@ -45,7 +45,6 @@ public func min(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: 
 public func logSumExp(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Variable {
   let peak = x.value.max(alongAxes: axes, keepingDimensions: true)
   let finitePeak = select(TensorModule.abs(peak) .< Tensor(Double.infinity, dtype: peak.dtype), peak, Tensor(0, dtype: peak.dtype))
-  let shifted = log(sum(exp(x - Variable(finitePeak)), alongAxes: axes, keepingDimensions: true)) + Variable(finitePeak)
-  guard !keepingDimensions else { return shifted }
-  return reshape(shifted, to: x.value.sum(alongAxes: axes, keepingDimensions: false).shape)
+  let total = sum(exp(x - Variable(finitePeak)), alongAxes: axes, keepingDimensions: keepingDimensions)
+  return log(total) + Variable(finitePeak.reshaped(to: total.shape))
 }

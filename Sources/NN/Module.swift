@@ -34,7 +34,17 @@ extension Module {
   public var ownBuffers: [(name: String, variable: Variable)] { [] }
 
   /// Every parameter of this module and its descendants, with dotted names, depth first.
-  public var namedParameters: [(name: String, variable: Variable)] { collect(\.ownParameters) }
+  ///
+  /// Every path that trains, saves, loads or converts a module collects its parameters here, so
+  /// this is where a sub-module with parameters or buffers that no `children` reaches is caught.
+  public var namedParameters: [(name: String, variable: Variable)] {
+    let unlisted = unlistedSubmodules
+    require(
+      unlisted.isEmpty,
+      "\(type(of: self)): \(unlisted.joined(separator: ", ")) holds a module with parameters that no `children` list reaches; "
+        + "list it in `children`, or its parameters will not train, save or load")
+    return collect(\.ownParameters)
+  }
 
   /// Every buffer of this module and its descendants, with dotted names, depth first.
   public var namedBuffers: [(name: String, variable: Variable)] { collect(\.ownBuffers) }
@@ -59,11 +69,6 @@ extension Module {
   }
 
   private func collect(_ own: KeyPath<any Module, [(name: String, variable: Variable)]>) -> [(name: String, variable: Variable)] {
-    let unlisted = unlistedSubmodules
-    require(
-      unlisted.isEmpty,
-      "\(type(of: self)): \(unlisted.joined(separator: ", ")) holds a module with parameters that no `children` list reaches; "
-        + "list it in `children`, or its parameters will not train, save or load")
     var result: [(name: String, variable: Variable)] = []
     var stack: [(prefix: String, module: any Module)] = [("", self)]
     while let (prefix, module) = stack.popLast() {
