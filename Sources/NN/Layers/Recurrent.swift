@@ -62,6 +62,23 @@ public struct RecurrentWeights {
     return reshape(matmul(rows, transpose(inputWeight)) + inputBias, to: Array(shape.dropLast()) + [inputWeight.shape[0]])
   }
 
+  /// The layer run over `input` [batch, length, input size] from `initial`: every step's input
+  /// projection is one matrix product, then `step` advances the state one position at a time.
+  /// Returns every step's `output` of the state, stacked [batch, length, hidden], and the last state.
+  func unrolled<State>(
+    _ layer: String, _ input: Variable, from initial: @autoclosure () -> State, output: (State) -> Variable,
+    step: (Variable, State) -> State
+  ) -> (output: Variable, state: State) {
+    require(input.shape.count == 3 && input.shape[1] > 0, "\(layer): input \(input.shape) is not [batch, length, features]")
+    let inputs = split(project(input), sizes: Array(repeating: 1, count: input.shape[1]), alongAxis: 1)
+    var state = initial(), outputs: [Variable] = []
+    for x in inputs {
+      state = step(squeeze(x, axis: 1), state)
+      outputs.append(output(state))
+    }
+    return (stack(outputs, alongAxis: 1), state)
+  }
+
   /// A zero state for a batch of `batch`, of the input's dtype.
   func zeroState(_ batch: Int, _ like: Variable) -> Variable { Variable(Tensor(zeros: [batch, hiddenSize], dtype: like.dtype)) }
 }
@@ -119,15 +136,9 @@ public final class GRU: Module {
 
   /// Every step's state [batch, length, hidden] and the last one [batch, hidden].
   public func callAsFunction(_ input: Variable, initialState: Variable? = nil) -> (output: Variable, state: Variable) {
-    require(input.shape.count == 3 && input.shape[1] > 0, "GRU: input \(input.shape) is not [batch, length, features]")
-    let steps = split(weights.project(input), sizes: Array(repeating: 1, count: input.shape[1]), alongAxis: 1)
-    var h = initialState ?? weights.zeroState(input.shape[0], input)
-    var outputs: [Variable] = []
-    for x in steps {
-      h = gruStep(squeeze(x, axis: 1), h, weightHH: weights.hiddenWeight, biasHH: weights.hiddenBias)
-      outputs.append(h)
+    weights.unrolled("GRU", input, from: initialState ?? weights.zeroState(input.shape[0], input), output: { $0 }) { x, h in
+      gruStep(x, h, weightHH: weights.hiddenWeight, biasHH: weights.hiddenBias)
     }
-    return (stack(outputs, alongAxis: 1), h)
   }
 }
 
@@ -146,14 +157,11 @@ public final class LSTM: Module {
   public func callAsFunction(
     _ input: Variable, initialState: (h: Variable, c: Variable)? = nil
   ) -> (output: Variable, state: (h: Variable, c: Variable)) {
-    require(input.shape.count == 3 && input.shape[1] > 0, "LSTM: input \(input.shape) is not [batch, length, features]")
-    let steps = split(weights.project(input), sizes: Array(repeating: 1, count: input.shape[1]), alongAxis: 1)
-    var state = initialState ?? (weights.zeroState(input.shape[0], input), weights.zeroState(input.shape[0], input))
-    var outputs: [Variable] = []
-    for x in steps {
-      state = lstmStep(squeeze(x, axis: 1), state.h, state.c, weightHH: weights.hiddenWeight, biasHH: weights.hiddenBias)
-      outputs.append(state.h)
+    weights.unrolled(
+      "LSTM", input, from: initialState ?? (weights.zeroState(input.shape[0], input), weights.zeroState(input.shape[0], input)),
+      output: \.h
+    ) { x, state in
+      lstmStep(x, state.h, state.c, weightHH: weights.hiddenWeight, biasHH: weights.hiddenBias)
     }
-    return (stack(outputs, alongAxis: 1), state)
   }
 }
