@@ -12,7 +12,7 @@ struct DataOptions: ParsableArguments {
 
   func validate() throws {
     let known = ["fashion-mnist", "cifar10", "cifar100"]
-    guard known.contains(dataset) || dataset.hasSuffix(".safetensors") else {
+    guard known.contains(dataset) || isTensorFile else {
       throw ValidationError("unknown dataset '\(dataset)'; choose fashion-mnist, cifar10, cifar100 or a .safetensors file")
     }
     if dataset.hasPrefix("cifar") && dataDir == nil {
@@ -40,6 +40,15 @@ struct DataOptions: ParsableArguments {
     return data
   }
 
+  /// The training and test splits; a tensor file, which serves as both, is read once.
+  func loadSplits(classes: Int? = nil) throws -> (train: Dataset, test: Dataset) {
+    let train = try load(.train, classes: classes)
+    return (train, isTensorFile ? train : try load(.test, classes: classes))
+  }
+
+  /// Whether the data set is a safetensors file rather than a named one.
+  var isTensorFile: Bool { dataset.hasSuffix(".safetensors") }
+
   /// A short name for files, such as `fashion-mnist`.
-  var label: String { dataset.hasSuffix(".safetensors") ? URL(fileURLWithPath: dataset).deletingPathExtension().lastPathComponent : dataset }
+  var label: String { isTensorFile ? URL(fileURLWithPath: dataset).deletingPathExtension().lastPathComponent : dataset }
 }

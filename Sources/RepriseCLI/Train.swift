@@ -89,7 +89,7 @@ struct Train: ParsableCommand {
 
   func run() throws {
     threadOptions.apply()
-    let train = try dataOptions.load(.train, classes: modelOptions.classes), test = try dataOptions.load(.test, classes: modelOptions.classes)
+    let (train, test) = try dataOptions.loadSplits(classes: modelOptions.classes)
     try modelOptions.checkInput(train.imageShape, source: dataOptions.dataset)
     guard test.imageShape == train.imageShape else {
       throw RunError("\(dataOptions.dataset): test images \(test.imageShape) differ from training images \(train.imageShape)")
