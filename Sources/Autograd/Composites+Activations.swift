@@ -33,9 +33,12 @@ public enum GELUApproximation: Sendable {
 }
 
 /// The Gaussian error linear unit x · Φ(x) (Hendrycks and Gimpel 2016).
+///
+/// The exact form is a primitive (its pullback in Primitives/Unary.swift): as a composite of `erf`
+/// it made four passes over a Transformer's widest activations and one libm call per element.
 public func gelu(_ x: Variable, approximation: GELUApproximation = .none) -> Variable {
   switch approximation {
-  case .none: return x * (erf(x * (1 / 2.0.squareRoot())) + 1) * 0.5
+  case .none: return exactGELU(x)
   case .tanh:
     let inner = (x + x * x * x * 0.044715) * (2 / Double.pi).squareRoot()
     return x * (tanh(inner) + 1) * 0.5

@@ -49,17 +49,6 @@ public func variance(_ x: Variable, alongAxes axes: [Int]? = nil, unbiased: Bool
   return s * (1 / Double(max(1, unbiased ? n - 1 : n)))
 }
 
-/// Softmax along `axis`.
-public func softmax(_ x: Variable, alongAxis axis: Int) -> Variable {
-  exp(logSoftmax(x, alongAxis: axis))
-}
-
-/// log(softmax(x)) along `axis`, shifted by the (constant) maximum for stability.
-public func logSoftmax(_ x: Variable, alongAxis axis: Int) -> Variable {
-  let shifted = x - Variable(x.value.max(alongAxes: [axis], keepingDimensions: true))
-  return shifted - log(sum(exp(shifted), alongAxes: [axis], keepingDimensions: true))
-}
-
 /// |x|; the gradient at 0 is 0.
 public func abs(_ x: Variable) -> Variable { x * Variable(sign(x.value)) }
 

@@ -21,6 +21,43 @@ public enum Shape {
     return true
   }
 
+  /// The strides under which `newShape` addresses the elements of `shape` (laid out with
+  /// `strides`) in the same row-major order, or `nil` when no strides can: a reshape is a view
+  /// exactly when every group of new dimensions falls inside a run of old dimensions that are
+  /// contiguous with each other. A slice of the last axis, split into heads, stays a view.
+  public static func viewStrides(_ shape: [Int], _ strides: [Int], as newShape: [Int]) -> [Int]? {
+    if shape.contains(0) || newShape.contains(0) { return contiguousStrides(newShape) }
+    let old = shape.indices.filter { shape[$0] != 1 }
+    var result = [Int](repeating: 0, count: newShape.count)
+    var n = newShape.count - 1, o = old.count - 1, step = 1
+    while o >= 0 {
+      // A run of old dimensions, innermost first, each stepping over the one inside it.
+      var run = shape[old[o]]
+      step = strides[old[o]]
+      var first = o
+      while first > 0 && strides[old[first - 1]] == strides[old[first]] * shape[old[first]] {
+        first -= 1
+        run *= shape[old[first]]
+      }
+      var covered = 1
+      while covered < run {
+        guard n >= 0 else { return nil }
+        result[n] = step
+        step *= newShape[n]
+        covered *= newShape[n]
+        n -= 1
+      }
+      guard covered == run else { return nil }
+      o = first - 1
+    }
+    while n >= 0 {
+      guard newShape[n] == 1 else { return nil }
+      result[n] = step
+      n -= 1
+    }
+    return result
+  }
+
   /// The dimensions ordered from the largest stride to the smallest (ties keep their order).
   public static func memoryOrder(_ shape: [Int], _ strides: [Int]) -> [Int] {
     shape.indices.sorted { a, b in

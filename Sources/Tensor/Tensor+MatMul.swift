@@ -23,14 +23,22 @@ public func matmulOutputShape(_ a: Tensor, _ b: Tensor) -> [Int] {
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
   let shape = matmulOutputShape(a, b)
   let batch = Array(shape.dropLast(2)), m = shape[shape.count - 2], k = a.shape[a.rank - 1], n = shape[shape.count - 1]
+  let count = batch.reduce(1, *)
+  if b.rank == 2 && a.rank > 2, let rows = Shape.viewStrides(a.shape, a.strides, as: [count * m, k]), rows[1] == 1 || k == 1 {
+    // [..., M, K] x [K, N] whose batch and M dimensions step as one: a single product with
+    // count · M rows, one large GEMM instead of `count` small ones.
+    return matmul(a.reshaped(to: [count * m, k]), b).reshaped(to: shape)
+  }
   let lhs = MatrixOperand(a), rhs = MatrixOperand(b)
   let out = Tensor(uninitializedShape: shape, dtype: a.dtype)
   let aBatch = Shape.broadcastStrides(Array(a.shape.dropLast(2)), Array(lhs.tensor.strides.dropLast(2)), to: batch)
   let bBatch = Shape.broadcastStrides(Array(b.shape.dropLast(2)), Array(rhs.tensor.strides.dropLast(2)), to: batch)
-  let count = batch.reduce(1, *)
+  // Many small products (attention's per-head scores) go to the threads whole, each one a
+  // single-threaded call; splitting every small product across threads costs a hand-off each.
+  let wholeProducts = count >= 2 * Parallel.threadCount && m * n * k < 1 << 21
   func kernel<T: TensorScalar>(_: T.Type) {
     let pa = lhs.tensor.base(T.self), pb = rhs.tensor.base(T.self), pc = out.base(T.self)
-    for i in 0..<count {
+    func product(_ i: Int, split: Bool) {
       var rest = i, oa = 0, ob = 0
       for d in batch.indices.reversed() {
         let index = rest % batch[d]
@@ -38,14 +46,25 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
         oa += index * aBatch[d]
         ob += index * bBatch[d]
       }
-      if m == 0 || n == 0 { continue }
+      if m == 0 || n == 0 { return }
       if k == 0 {
         (pc + i * m * n).update(repeating: 0, count: m * n)
-        continue
+        return
       }
-      T.gemm(
-        transposeA: lhs.transposed, transposeB: rhs.transposed, m: m, n: n, k: k, alpha: 1,
-        a: pa + oa, lda: lhs.leading, b: pb + ob, ldb: rhs.leading, beta: 0, c: pc + i * m * n, ldc: n)
+      if split {
+        T.gemm(
+          transposeA: lhs.transposed, transposeB: rhs.transposed, m: m, n: n, k: k, alpha: 1,
+          a: pa + oa, lda: lhs.leading, b: pb + ob, ldb: rhs.leading, beta: 0, c: pc + i * m * n, ldc: n)
+      } else {
+        T.blasGemm(
+          transposeA: lhs.transposed, transposeB: rhs.transposed, m: m, n: n, k: k, alpha: 1,
+          a: pa + oa, lda: lhs.leading, b: pb + ob, ldb: rhs.leading, beta: 0, c: pc + i * m * n, ldc: n)
+      }
+    }
+    if wholeProducts {
+      Parallel.forRanges(count, costPerItem: m * n * k) { r in for i in r { product(i, split: false) } }
+    } else {
+      for i in 0..<count { product(i, split: true) }
     }
   }
   switch a.dtype {

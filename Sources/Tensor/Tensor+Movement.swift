@@ -37,7 +37,8 @@ extension Tensor {
     return result
   }
 
-  /// The same elements in row-major order with a new shape; a view when the tensor is contiguous.
+  /// The same elements in row-major order with a new shape: a view when the layout allows it (see
+  /// ``Shape/viewStrides(_:_:as:)``), a contiguous copy otherwise.
   ///
   /// - Parameter newShape: may contain one `-1`, inferred from the element count.
   /// - Precondition: the element counts agree.
@@ -51,6 +52,9 @@ extension Tensor {
     require(
       target.allSatisfy { $0 >= 0 } && target.reduce(1, *) == count,
       "reshaped: cannot reshape \(shape) (\(count) elements) to \(newShape)")
+    if let viewStrides = Shape.viewStrides(shape, strides, as: target) {
+      return Tensor(storage: storage, shape: target, strides: viewStrides, offset: offset)
+    }
     let source = contiguous()
     return Tensor(storage: source.storage, shape: target, strides: Shape.contiguousStrides(target), offset: source.offset)
   }

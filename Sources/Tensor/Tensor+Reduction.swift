@@ -1,4 +1,4 @@
-/// Reductions over any set of axes, and softmax.
+/// Reductions over any set of axes.
 extension Tensor {
   /// The layout a reduction works on: kept axes first, reduced axes last, as a contiguous
   /// [outer, inner] block (no copy when the memory order already has the reduced axes innermost,
@@ -29,11 +29,69 @@ extension Tensor {
 
   /// The sum over `axes` (all axes when `nil`).
   public func sum(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+    if let columns = columnSum(axes ?? Array(0..<rank), keepingDimensions: keepingDimensions) { return columns }
     let (rows, outer, inner, kept) = reductionRows(axes ?? Array(0..<rank), "sum")
     let out = reducedTensor(kept, keepingDimensions: keepingDimensions)
     func kernel<T: TensorScalar>(_: T.Type) {
       let x = rows.base(T.self), y = out.base(T.self)
       Parallel.forRanges(outer, costPerItem: inner) { r in for o in r { y[o] = rowSum(x + o * inner, inner) } }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    return out
+  }
+
+  /// The sum over `axes` when, in memory, they lie between kept axes that are not all outside them
+  /// ([outer kept, reduced, inner kept], inner not empty): a bias gradient summed over the rows of
+  /// [rows, features], or a middle axis. Whole rows of `inner` elements are added into column
+  /// accumulators, where the general path would first copy the reduced axes innermost. `nil` for
+  /// other layouts.
+  ///
+  /// Each column adds its terms in blocks of `summationBlock` rows in the working precision, and
+  /// the block sums in Float64, as ``rowSum(_:_:)`` does; the order depends on the shape alone.
+  private func columnSum(_ axes: [Int], keepingDimensions: Bool) -> Tensor? {
+    guard isDense, count > 0 else { return nil }
+    let reduced = Set(axes.map { Shape.axis($0, rank: rank, "sum") })
+    let order = Shape.memoryOrder(shape, strides).filter { shape[$0] != 1 }
+    guard let first = order.firstIndex(where: reduced.contains), let last = order.lastIndex(where: reduced.contains),
+      last < order.count - 1, order[first...last].allSatisfy(reduced.contains)
+    else { return nil }
+    let outer = order[..<first].reduce(1) { $0 * shape[$1] }
+    let terms = order[first...last].reduce(1) { $0 * shape[$1] }
+    let inner = order[(last + 1)...].reduce(1) { $0 * shape[$1] }
+    let kept = Shape.memoryOrder(shape, strides).filter { !reduced.contains($0) }
+    let out = reducedTensor(kept, keepingDimensions: keepingDimensions)
+    // Columns per task: up to 256 (accumulators that stay in the L1 cache), fewer so that every
+    // thread has a share of a narrow row.
+    let width = Swift.min(256, Swift.max(16, (inner + Parallel.threadCount - 1) / Parallel.threadCount + 7) / 8 * 8)
+    let tasks = (inner + width - 1) / width
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let x = base(T.self), y = out.base(T.self)
+      Parallel.forRanges(outer * tasks, costPerItem: terms * Swift.min(width, inner)) { range in
+        var block = [T](repeating: 0, count: width), total = [Double](repeating: 0, count: width)
+        for task in range {
+          let (o, t) = task.quotientAndRemainder(dividingBy: tasks)
+          let start = t * width, columns = Swift.min(width, inner - start)
+          let source = x + o * terms * inner + start
+          for j in 0..<columns { total[j] = 0 }
+          var row = 0
+          while row < terms {
+            let end = Swift.min(row + summationBlock, terms)
+            for j in 0..<columns { block[j] = 0 }
+            block.withUnsafeMutableBufferPointer { b in
+              for r in row..<end {
+                let p = source + r * inner
+                for j in 0..<columns { b[j] += p[j] }
+              }
+            }
+            for j in 0..<columns { total[j] += Double(block[j]) }
+            row = end
+          }
+          for j in 0..<columns { y[o * inner + start + j] = T(total[j]) }
+        }
+      }
     }
     switch dtype {
     case .float32: kernel(Float.self)
@@ -108,16 +166,4 @@ extension Tensor {
   /// The index of the largest element along `axis` for every position of the other axes, in
   /// row-major order of those axes.
   public func argmax(alongAxis axis: Int) -> [Int] { maxWithIndices(alongAxes: [axis]).indices }
-
-  /// e^x / sum(e^x) along `axis`, computed stably.
-  public func softmax(alongAxis axis: Int) -> Tensor {
-    let e = exp(self - max(alongAxes: [axis], keepingDimensions: true))
-    return e / e.sum(alongAxes: [axis], keepingDimensions: true)
-  }
-
-  /// log(softmax(x)) along `axis`, computed stably.
-  public func logSoftmax(alongAxis axis: Int) -> Tensor {
-    let shifted = self - max(alongAxes: [axis], keepingDimensions: true)
-    return shifted - log(exp(shifted).sum(alongAxes: [axis], keepingDimensions: true))
-  }
 }

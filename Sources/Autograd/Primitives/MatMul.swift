@@ -12,7 +12,14 @@ public func matmul(_ a: Variable, _ b: Variable) -> Variable {
     return TensorModule.matmul(x, y)
   }
   let lhs = b.requiresGrad ? x : nil, rhs = a.requiresGrad ? y : nil
+  let sharedRight = y.rank == 2 && x.rank > 2
   return recordOperation("matmul", deferring: compute, shape: shape, dtype: x.dtype, inputs: [a, b]) { grad in
-    [rhs.map { TensorModule.matmul(grad, $0.transposed()) }, lhs.map { TensorModule.matmul($0.transposed(), grad) }]
+    [rhs.map { TensorModule.matmul(grad, $0.transposed()) }, lhs.map { lhs in
+      guard sharedRight else { return TensorModule.matmul(lhs.transposed(), grad) }
+      // A weight shared by every batch position: one product over all rows, [K, rows] x [rows, N],
+      // instead of a product per position summed afterwards.
+      let k = lhs.shape[lhs.rank - 1]
+      return TensorModule.matmul(lhs.reshaped(to: [-1, k]).transposed(), grad.reshaped(to: [-1, grad.shape[grad.rank - 1]]))
+    }]
   }
 }

@@ -47,6 +47,13 @@ public func erf(_ x: Variable) -> Variable {
   }
 }
 
+/// x · Φ(x), exact GELU; ``gelu(_:approximation:)`` is its public spelling. Its derivative
+/// Φ(x) + x · φ(x) needs the input.
+func exactGELU(_ x: Variable) -> Variable {
+  let value = x.value
+  return recordOperation("gelu", TensorModule.gelu(value), inputs: [x]) { [value] grad in [geluGradient(grad, input: value)] }
+}
+
 /// The sine.
 public func sin(_ x: Variable) -> Variable {
   let value = x.value

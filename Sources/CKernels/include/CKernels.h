@@ -52,4 +52,23 @@ void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long first, long last, float *partial);
 
+/// e^x for `count` floats (within 2 units in the last place; 0 below the smallest normal float).
+void reprise_exp_f32(const float *x, float *y, long count);
+
+/// Softmax (or, with `logarithm`, log-softmax) of each of `rows` contiguous rows of `length`
+/// floats, computed stably (shifted by the row's maximum); `y` may be `x`. A row holding a NaN or
+/// an infinity gives what the plain formula gives.
+void reprise_softmax_rows_f32(const float *x, float *y, long rows, long length, bool logarithm);
+
+/// The gradient of those rows from their outputs `y` and the output gradient:
+/// softmax y (g - Σ g y), log-softmax g - e^y Σ g.
+void reprise_softmax_backward_rows_f32(
+  const float *y, const float *gradient, float *result, long rows, long length, bool logarithm);
+
+/// GELU, x Φ(x) with Φ the standard normal CDF, for `count` floats (absolute error of Φ below 3e-7).
+void reprise_gelu_f32(const float *x, float *y, long count);
+
+/// Its gradient, g (Φ(x) + x φ(x)).
+void reprise_gelu_backward_f32(const float *x, const float *gradient, float *result, long count);
+
 #endif

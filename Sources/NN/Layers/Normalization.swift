@@ -16,12 +16,6 @@ public final class BatchNorm1d: BatchNorm2d {
   }
 }
 
-/// (x - mean) / sqrt(biased variance + ε) over `axes`: the normalisation of LayerNorm and GroupNorm.
-func standardized(_ x: Variable, alongAxes axes: [Int], epsilon: Double) -> Variable {
-  let centred = x - mean(x, alongAxes: axes, keepingDimensions: true)
-  return centred / sqrt(mean(centred * centred, alongAxes: axes, keepingDimensions: true) + epsilon)
-}
-
 /// Layer normalisation (Ba et al. 2016) over the last dimensions, `normalizedShape`, with a
 /// learned scale and shift of that shape, as PyTorch's `LayerNorm`.
 public final class LayerNorm: Layer {
@@ -53,9 +47,7 @@ public final class LayerNorm: Layer {
     require(
       shape.count >= k && Array(shape.suffix(k)) == normalizedShape,
       "LayerNorm: input \(shape) does not end in the normalised shape \(normalizedShape)")
-    let normalized = standardized(input, alongAxes: Array((shape.count - k)..<shape.count), epsilon: epsilon)
-    guard let weight, let bias else { return normalized }
-    return normalized * weight + bias
+    return layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, epsilon: epsilon)
   }
 }
 
@@ -87,7 +79,8 @@ public final class GroupNorm: Layer {
   public func callAsFunction(_ input: Variable) -> Variable {
     let shape = input.shape
     require(shape.count >= 2 && shape[1] == weight.shape[0], "GroupNorm: input \(shape) does not have \(weight.shape[0]) channels in [N, C, ...]")
-    let normalized = reshape(standardized(reshape(input, to: [shape[0], groups, -1]), alongAxes: [2], epsilon: epsilon), to: shape)
+    let grouped = reshape(input, to: [shape[0], groups, -1])
+    let normalized = reshape(layerNorm(grouped, normalizedShape: [grouped.shape[2]], epsilon: epsilon), to: shape)
     let perChannel = [1, shape[1]] + Array(repeating: 1, count: shape.count - 2)
     return normalized * reshape(weight, to: perChannel) + reshape(bias, to: perChannel)
   }

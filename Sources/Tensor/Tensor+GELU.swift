@@ -1,0 +1,64 @@
+import CKernels
+
+/// GELU (Hendrycks and Gimpel 2016), x Φ(x) with Φ the standard normal CDF, and its gradient.
+///
+/// As a composite of erf, affine and multiply it makes four passes and calls libm's `erff` per
+/// element, and a Transformer applies it to its widest activations; so it is a kernel. Float32
+/// takes the vectorised kernel of `RowKernels.c` when the processor has AVX2 and FMA; Float64 and
+/// other processors use libm's `erfc`.
+
+/// x Φ(x), element-wise (exact GELU, PyTorch's `approximate='none'`).
+public func gelu(_ x: Tensor) -> Tensor {
+  let input = x.isDense ? x : x.contiguous()
+  let out = Tensor(uninitializedShape: input.shape, dtype: input.dtype, strides: input.strides)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let px = input.base(T.self), py = out.base(T.self)
+    Parallel.forRanges(input.count, costPerItem: 16) { r in
+      if T.self == Float.self && vectorKernelsAvailable {
+        reprise_gelu_f32(floats(px + r.lowerBound), floats(py + r.lowerBound), r.count)
+      } else {
+        for i in r { py[i] = px[i] * normalCDF(px[i]) }
+      }
+    }
+  }
+  switch input.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return out
+}
+
+/// The gradient of ``gelu(_:)`` at `x` for the output gradient `gradient`: g (Φ(x) + x φ(x)).
+public func geluGradient(_ gradient: Tensor, input x: Tensor) -> Tensor {
+  require(gradient.shape == x.shape && gradient.dtype == x.dtype,
+    "geluGradient: gradient \(gradient.shape) (\(gradient.dtype)) does not match input \(x.shape) (\(x.dtype))")
+  let input = x.isDense ? x : x.contiguous()
+  let g = gradient.laidOut(like: input.strides)
+  let out = Tensor(uninitializedShape: input.shape, dtype: input.dtype, strides: input.strides)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let px = input.base(T.self), pg = g.base(T.self), py = out.base(T.self)
+    let density = T(1 / (2 * Double.pi).squareRoot())
+    Parallel.forRanges(input.count, costPerItem: 24) { r in
+      if T.self == Float.self && vectorKernelsAvailable {
+        reprise_gelu_backward_f32(floats(px + r.lowerBound), floats(pg + r.lowerBound), floats(py + r.lowerBound), r.count)
+      } else {
+        for i in r { py[i] = pg[i] * (normalCDF(px[i]) + px[i] * T.exp(-px[i] * px[i] / 2) * density) }
+      }
+    }
+  }
+  switch input.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return out
+}
+
+/// Φ(x) = erfc(-x/√2) / 2, accurate in both tails.
+@inline(__always)
+private func normalCDF<T: TensorScalar>(_ x: T) -> T { T.erfc(-x * T(0.5.squareRoot())) / 2 }
+
+/// A pointer to scalars known to be `Float`, for the C kernels.
+@inline(__always)
+func floats<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
+  UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+}

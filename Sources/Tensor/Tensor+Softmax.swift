@@ -1,0 +1,99 @@
+import CKernels
+
+/// Softmax and log-softmax along one axis, and their gradients, each one pass over rows.
+///
+/// Composed from max, subtract, exp, sum and divide, a softmax reads and writes its input five
+/// times and allocates as often; attention computes one over every score, so it is a kernel here.
+/// Float32 rows take the vectorised e^x of `RowKernels.c` when the processor has AVX2 and FMA.
+extension Tensor {
+  /// e^x / Σ e^x along `axis`, computed stably (shifted by the maximum along the axis).
+  public func softmax(alongAxis axis: Int) -> Tensor { softmaxRows(axis, logarithm: false, "softmax") }
+
+  /// log(softmax(x)) along `axis`, computed stably.
+  public func logSoftmax(alongAxis axis: Int) -> Tensor { softmaxRows(axis, logarithm: true, "logSoftmax") }
+
+  private func softmaxRows(_ axis: Int, logarithm: Bool, _ operation: String) -> Tensor {
+    let (rows, restore) = movingAxisLast(axis, operation)
+    var out = Tensor(uninitializedShape: rows.shape, dtype: dtype)
+    let length = rows.shape.last ?? 1, count = length == 0 ? 0 : rows.count / length
+    func kernel<T: TensorScalar>(_: T.Type) {
+      let x = rows.base(T.self), y = out.base(T.self)
+      Parallel.forRanges(count, costPerItem: 8 * length) { r in
+        if T.self == Float.self && vectorKernelsAvailable {
+          reprise_softmax_rows_f32(floats(x + r.lowerBound * length), floats(y + r.lowerBound * length), r.count, length, logarithm)
+          return
+        }
+        for row in r { softmaxRow(x + row * length, y + row * length, length, logarithm: logarithm) }
+      }
+    }
+    switch dtype {
+    case .float32: kernel(Float.self)
+    case .float64: kernel(Double.self)
+    }
+    out = out.permuted(restore)
+    return out
+  }
+
+  /// This tensor with `axis` moved last and made contiguous, and the order that moves it back.
+  func movingAxisLast(_ axis: Int, _ operation: String) -> (rows: Tensor, restore: [Int]) {
+    let a = Shape.axis(axis, rank: rank, operation)
+    let order = Array(0..<rank).filter { $0 != a } + [a]
+    var restore = [Int](repeating: 0, count: rank)
+    for (i, axis) in order.enumerated() { restore[axis] = i }
+    return (permuted(order).contiguous(), restore)
+  }
+}
+
+/// The gradient of ``Tensor/softmax(alongAxis:)`` (or, with `logarithm`, of
+/// ``Tensor/logSoftmax(alongAxis:)``) from its output and the output's gradient.
+public func softmaxGradient(_ gradient: Tensor, output: Tensor, alongAxis axis: Int, logarithm: Bool) -> Tensor {
+  require(gradient.shape == output.shape && gradient.dtype == output.dtype,
+    "softmaxGradient: gradient \(gradient.shape) (\(gradient.dtype)) does not match output \(output.shape) (\(output.dtype))")
+  let (y, restore) = output.movingAxisLast(axis, "softmaxGradient")
+  let (g, _) = gradient.movingAxisLast(axis, "softmaxGradient")
+  let out = Tensor(uninitializedShape: y.shape, dtype: y.dtype)
+  let length = y.shape.last ?? 1, count = length == 0 ? 0 : y.count / length
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let py = y.base(T.self), pg = g.base(T.self), po = out.base(T.self)
+    Parallel.forRanges(count, costPerItem: 8 * length) { r in
+      if T.self == Float.self && vectorKernelsAvailable {
+        let start = r.lowerBound * length
+        reprise_softmax_backward_rows_f32(floats(py + start), floats(pg + start), floats(po + start), r.count, length, logarithm)
+        return
+      }
+      for row in r {
+        let (yr, gr, o) = (py + row * length, pg + row * length, po + row * length)
+        if logarithm {
+          let total = rowSum(gr, length)
+          for i in 0..<length { o[i] = gr[i] - T.exp(yr[i]) * total }
+        } else {
+          let total = rowDot(gr, yr, length, around: 0)
+          for i in 0..<length { o[i] = yr[i] * (gr[i] - total) }
+        }
+      }
+    }
+  }
+  switch y.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return out.permuted(restore)
+}
+
+/// One row of softmax or log-softmax in scalar code (Float64, or no AVX2).
+private func softmaxRow<T: TensorScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, logarithm: Bool) {
+  guard n > 0 else { return }
+  var peak = x[0]
+  for i in 1..<n where x[i] > peak || x[i].isNaN { peak = x[i] }
+  for i in 0..<n { y[i] = T.exp(x[i] - peak) }
+  let total = rowSum(y, n)
+  if logarithm {
+    let logTotal = T.log(total)
+    for i in 0..<n { y[i] = (x[i] - peak) - logTotal }
+  } else {
+    for i in 0..<n { y[i] /= total }
+  }
+}
+
+/// Whether this processor runs the AVX2 and FMA kernels of CKernels.
+let vectorKernelsAvailable = reprise_kernels_available()
