@@ -62,3 +62,8 @@ private func normalCDF<T: TensorScalar>(_ x: T) -> T { T.erfc(-x * T(0.5.squareR
 func floats<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
   UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
 }
+
+@inline(__always)
+func floats<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
+  UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+}

@@ -92,3 +92,47 @@ private struct MatrixOperand {
     }
   }
 }
+
+/// `x` [..., in] times `weight` [out, in] transposed, plus `bias` [out] on every row: PyTorch's
+/// `linear`, [..., out].
+///
+/// The bias is written into the result first and the product accumulated onto it (GEMM with
+/// β = 1), so adding it costs no pass of its own: a separate addition would read and write the
+/// whole result once more. Threads take blocks of rows, writing a block's bias just before its
+/// product, so that the product finds it in cache.
+/// - Precondition: `x`'s last dimension is `weight`'s second; `bias`, if given, has `out` elements;
+///   all share a dtype.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+  require(
+    x.rank >= 1 && weight.rank == 2 && x.shape[x.rank - 1] == weight.shape[1] && x.dtype == weight.dtype,
+    "linear: input \(x.shape) (\(x.dtype)) does not fit weight \(weight.shape) (\(weight.dtype)) as [..., in] and [out, in]")
+  let (inputs, outputs) = (weight.shape[1], weight.shape[0]), rows = x.count / Swift.max(inputs, 1)
+  if let bias { require(bias.count == outputs && bias.dtype == x.dtype, "linear: bias \(bias.shape) (\(bias.dtype)) does not have \(outputs) \(x.dtype) elements") }
+  let shape = Array(x.shape.dropLast()) + [outputs]
+  guard let bias, rows > 0, outputs > 0 else {
+    let product = matmul(x.reshaped(to: [rows, inputs]), weight.transposed()).reshaped(to: shape)
+    return bias.map { product + $0 } ?? product
+  }
+  let a = MatrixOperand(x.reshaped(to: [rows, inputs])), w = MatrixOperand(weight.transposed()), b = bias.contiguous()
+  let out = Tensor(uninitializedShape: shape, dtype: x.dtype)
+  // Blocks of rows whose results fill about 256 KiB, at least 16 rows.
+  let block = Swift.max(16, (1 << 16) / Swift.max(outputs, 1)), blocks = (rows + block - 1) / block
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let pa = a.tensor.base(T.self), pw = w.tensor.base(T.self), pb = b.base(T.self), pc = out.base(T.self)
+    Parallel.forRanges(blocks, costPerItem: block * outputs * Swift.max(inputs, 1)) { range in
+      for index in range {
+        let start = index * block, count = Swift.min(block, rows - start), c = pc + start * outputs
+        for row in 0..<count { (c + row * outputs).update(from: pb, count: outputs) }
+        guard inputs > 0 else { continue }
+        T.blasGemm(
+          transposeA: a.transposed, transposeB: w.transposed, m: count, n: outputs, k: inputs, alpha: 1,
+          a: pa + (a.transposed ? start : start * a.leading), lda: a.leading, b: pw, ldb: w.leading, beta: 1, c: c, ldc: outputs)
+      }
+    }
+  }
+  switch x.dtype {
+  case .float32: kernel(Float.self)
+  case .float64: kernel(Double.self)
+  }
+  return out
+}

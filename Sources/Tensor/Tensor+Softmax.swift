@@ -7,23 +7,19 @@ import CKernels
 /// Float32 rows take the vectorised e^x of `RowKernels.c` when the processor has AVX2 and FMA.
 extension Tensor {
   /// e^x / Σ e^x along `axis`, computed stably (shifted by the maximum along the axis).
-  public func softmax(alongAxis axis: Int) -> Tensor { softmaxRows(axis, logarithm: false, "softmax") }
+  public func softmax(alongAxis axis: Int) -> Tensor { softmaxAlong(axis, logarithm: false, "softmax") }
 
   /// log(softmax(x)) along `axis`, computed stably.
-  public func logSoftmax(alongAxis axis: Int) -> Tensor { softmaxRows(axis, logarithm: true, "logSoftmax") }
+  public func logSoftmax(alongAxis axis: Int) -> Tensor { softmaxAlong(axis, logarithm: true, "logSoftmax") }
 
-  private func softmaxRows(_ axis: Int, logarithm: Bool, _ operation: String) -> Tensor {
+  private func softmaxAlong(_ axis: Int, logarithm: Bool, _ operation: String) -> Tensor {
     let (rows, restore) = movingAxisLast(axis, operation)
     var out = Tensor(uninitializedShape: rows.shape, dtype: dtype)
     let length = rows.shape.last ?? 1, count = length == 0 ? 0 : rows.count / length
     func kernel<T: TensorScalar>(_: T.Type) {
       let x = rows.base(T.self), y = out.base(T.self)
       Parallel.forRanges(count, costPerItem: 8 * length) { r in
-        if T.self == Float.self && vectorKernelsAvailable {
-          reprise_softmax_rows_f32(floats(x + r.lowerBound * length), floats(y + r.lowerBound * length), r.count, length, logarithm)
-          return
-        }
-        for row in r { softmaxRow(x + row * length, y + row * length, length, logarithm: logarithm) }
+        softmaxRows(x + r.lowerBound * length, y + r.lowerBound * length, rows: r.count, length: length, logarithm: logarithm)
       }
     }
     switch dtype {
@@ -56,21 +52,8 @@ public func softmaxGradient(_ gradient: Tensor, output: Tensor, alongAxis axis: 
   func kernel<T: TensorScalar>(_: T.Type) {
     let py = y.base(T.self), pg = g.base(T.self), po = out.base(T.self)
     Parallel.forRanges(count, costPerItem: 8 * length) { r in
-      if T.self == Float.self && vectorKernelsAvailable {
-        let start = r.lowerBound * length
-        reprise_softmax_backward_rows_f32(floats(py + start), floats(pg + start), floats(po + start), r.count, length, logarithm)
-        return
-      }
-      for row in r {
-        let (yr, gr, o) = (py + row * length, pg + row * length, po + row * length)
-        if logarithm {
-          let total = rowSum(gr, length)
-          for i in 0..<length { o[i] = gr[i] - T.exp(yr[i]) * total }
-        } else {
-          let total = rowDot(gr, yr, length, around: 0)
-          for i in 0..<length { o[i] = yr[i] * (gr[i] - total) }
-        }
-      }
+      let start = r.lowerBound * length
+      softmaxGradientRows(py + start, pg + start, po + start, rows: r.count, length: length, logarithm: logarithm)
     }
   }
   switch y.dtype {
@@ -80,18 +63,48 @@ public func softmaxGradient(_ gradient: Tensor, output: Tensor, alongAxis axis: 
   return out.permuted(restore)
 }
 
-/// One row of softmax or log-softmax in scalar code (Float64, or no AVX2).
-private func softmaxRow<T: TensorScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, logarithm: Bool) {
-  guard n > 0 else { return }
-  var peak = x[0]
-  for i in 1..<n where x[i] > peak || x[i].isNaN { peak = x[i] }
-  for i in 0..<n { y[i] = T.exp(x[i] - peak) }
-  let total = rowSum(y, n)
-  if logarithm {
-    let logTotal = T.log(total)
-    for i in 0..<n { y[i] = (x[i] - peak) - logTotal }
-  } else {
-    for i in 0..<n { y[i] /= total }
+/// Softmax (or log-softmax) of `rows` contiguous rows of `length` elements from `x` into `y`.
+func softmaxRows<T: TensorScalar>(
+  _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, rows: Int, length: Int, logarithm: Bool
+) {
+  if T.self == Float.self && vectorKernelsAvailable {
+    reprise_softmax_rows_f32(floats(x), floats(y), rows, length, logarithm)
+    return
+  }
+  guard length > 0 else { return }
+  for row in 0..<rows {
+    let (x, y) = (x + row * length, y + row * length)
+    var peak = x[0]
+    for i in 1..<length where x[i] > peak || x[i].isNaN { peak = x[i] }
+    for i in 0..<length { y[i] = T.exp(x[i] - peak) }
+    let total = rowSum(y, length)
+    if logarithm {
+      let logTotal = T.log(total)
+      for i in 0..<length { y[i] = (x[i] - peak) - logTotal }
+    } else {
+      for i in 0..<length { y[i] /= total }
+    }
+  }
+}
+
+/// The gradient of `rows` softmax (or log-softmax) rows from their outputs `y` and the output
+/// gradient `g`, into `result`.
+func softmaxGradientRows<T: TensorScalar>(
+  _ y: UnsafePointer<T>, _ g: UnsafePointer<T>, _ result: UnsafeMutablePointer<T>, rows: Int, length: Int, logarithm: Bool
+) {
+  if T.self == Float.self && vectorKernelsAvailable {
+    reprise_softmax_backward_rows_f32(floats(y), floats(g), floats(result), rows, length, logarithm)
+    return
+  }
+  for row in 0..<rows {
+    let (yr, gr, o) = (y + row * length, g + row * length, result + row * length)
+    if logarithm {
+      let total = rowSum(gr, length)
+      for i in 0..<length { o[i] = gr[i] - T.exp(yr[i]) * total }
+    } else {
+      let total = rowDot(gr, yr, length, around: 0)
+      for i in 0..<length { o[i] = yr[i] * (gr[i] - total) }
+    }
   }
 }
 

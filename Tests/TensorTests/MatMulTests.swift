@@ -55,6 +55,37 @@ final class MatMulTests: XCTestCase {
     }
   }
 
+  /// [..., M, K] x [K, N] runs as one product over all rows when the batch and M dimensions merge
+  /// (a slice, a contiguous tensor), and per batch position otherwise (a transposed view); many
+  /// small batched products run whole on the threads. All equal the reference loops; `linear`
+  /// equals the product plus its bias.
+  func testRowsFoldIntoOneProductAndLinearAddsItsBias() {
+    let threads = Parallel.threadCount
+    Parallel.setThreadCount(2)
+    defer { Parallel.setThreadCount(threads) }
+    var random = RandomGenerator(seed: 9)
+    let wide = Tensor(randomNormal: [3, 5, 9], dtype: .float64, using: &random)
+    let weight = Tensor(randomNormal: [4, 6], dtype: .float64, using: &random), bias = Tensor(randomNormal: [6], dtype: .float64, using: &random)
+    let operands = [
+      ("contiguous", wide.sliced(0..<4, alongAxis: 2).contiguous()), ("a slice", wide.sliced(2..<6, alongAxis: 2)),
+      ("a transposed view", wide.sliced(0..<5, alongAxis: 2).transposed(1, 2).sliced(0..<4, alongAxis: 1).transposed(1, 2)),
+    ]
+    for (name, a) in operands {
+      let rows = a.contiguous().reshaped(to: [15, 4])
+      let expected = Self.reference(rows.scalars(as: Double.self), weight.scalars(as: Double.self), 15, 4, 6)
+      assertClose(matmul(a, weight), Tensor(expected, shape: [3, 5, 6]), relativeTolerance: 1e-12, name)
+      let withBias = expected.enumerated().map { $0.element + bias.scalars(as: Double.self)[$0.offset % 6] }
+      assertClose(linear(a, weight: weight.transposed().contiguous(), bias: bias), Tensor(withBias, shape: [3, 5, 6]), relativeTolerance: 1e-12, "linear of \(name)")
+    }
+    let many = Tensor(randomNormal: [64, 3, 5], dtype: .float64, using: &random), other = Tensor(randomNormal: [64, 5, 2], dtype: .float64, using: &random)
+    let products = matmul(many, other)
+    for i in [0, 31, 63] {
+      let expected = Self.reference(
+        many.sliced(i..<i + 1, alongAxis: 0).scalars(as: Double.self), other.sliced(i..<i + 1, alongAxis: 0).scalars(as: Double.self), 3, 5, 2)
+      assertClose(products.sliced(i..<i + 1, alongAxis: 0).reshaped(to: [3, 2]), Tensor(expected, shape: [3, 2]), relativeTolerance: 1e-12, "batch \(i)")
+    }
+  }
+
   func testMismatchNamesShapes() {
     assertStops(withMessageContaining: ["matmul: shapes [2, 3] (float32) and [4, 5] (float32) do not fit"], in: self) {
       _ = matmul(Tensor(zeros: [2, 3]), Tensor(zeros: [4, 5]))

@@ -12,6 +12,25 @@ final class MovementTests: XCTestCase {
     XCTAssertEqual(m.transposed(0, 2).reshaped(to: [24]).scalars(as: Double.self)[0..<4], [0, 12, 4, 16])
   }
 
+  /// A reshape that only splits or merges dimensions stepping over each other is a view of the
+  /// same elements; one that cannot be a view copies. Both read in row-major order of the source.
+  func testReshapeIsAViewWhereTheLayoutAllows() {
+    let wide = Tensor((0..<60).map(Double.init), shape: [2, 5, 6])
+    let slice = wide.sliced(2..<6, alongAxis: 2)  // [2, 5, 4], rows 6 apart
+    let heads = slice.reshaped(to: [2, 5, 2, 2])
+    XCTAssertEqual(heads.strides, [30, 6, 2, 1], "splitting the sliced axis is a view")
+    XCTAssertEqual(heads.scalars(as: Double.self), slice.scalars(as: Double.self))
+    let merged = wide.permuted([1, 0, 2]).reshaped(to: [5, 12])
+    XCTAssertEqual(merged.strides, [12, 1], "merging dimensions that do not step over each other copies")
+    XCTAssertEqual(merged.scalars(as: Double.self), wide.permuted([1, 0, 2]).scalars(as: Double.self))
+    let ones = slice.reshaped(to: [1, 2, 1, 5, 4, 1])
+    XCTAssertEqual(ones.scalars(as: Double.self), slice.scalars(as: Double.self))
+    XCTAssertEqual(slice.reshaped(to: [10, 4]).strides, [6, 1], "rows of a slice merge over the batch")
+    XCTAssertEqual(slice.reshaped(to: [10, 4]).scalars(as: Double.self), slice.scalars(as: Double.self))
+    XCTAssertEqual(slice.reshaped(to: [40]).scalars(as: Double.self), slice.scalars(as: Double.self))
+    XCTAssertEqual(Tensor(zeros: [0, 3]).reshaped(to: [3, 0]).shape, [3, 0])
+  }
+
   func testPermuteIsAViewWithPermutedStrides() {
     let p = m.permuted([2, 0, 1])
     XCTAssertEqual(p.shape, [4, 2, 3])

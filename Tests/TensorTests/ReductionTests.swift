@@ -20,6 +20,26 @@ final class ReductionTests: XCTestCase {
     return out
   }
 
+  /// Sums over leading or middle axes, which add whole rows into column accumulators, equal the
+  /// reference loop across a block boundary (more than 512 rows) and keep Float32 accuracy.
+  func testColumnSumsOverLeadingAndMiddleAxes() {
+    var random = RandomGenerator(seed: 6)
+    let shape = [3, 700, 37]
+    let x = Tensor(randomNormal: shape, mean: 100, dtype: .float64, using: &random)
+    let v = x.scalars(as: Double.self)
+    for axes in [[0, 1], [1], [0]] {
+      let expected = Self.referenceReduce(v, shape, Set(axes), +, 0)
+      let sum = x.sum(alongAxes: axes)
+      XCTAssertEqual(sum.shape, shape.indices.filter { !axes.contains($0) }.map { shape[$0] })
+      let sum64 = sum.scalars(as: Double.self), sum32 = x.converted(to: .float32).sum(alongAxes: axes).scalars(as: Double.self)
+      for (i, e) in expected.enumerated() {
+        XCTAssertEqual(sum64[i], e, accuracy: 1e-9 * Swift.abs(e), "Float64 sum over \(axes) at \(i)")
+        // Float32 terms are rounded before they are added: allow that, not a growing error.
+        XCTAssertEqual(sum32[i], e, accuracy: 1e-6 * Swift.abs(e), "Float32 sum over \(axes) at \(i)")
+      }
+    }
+  }
+
   func testSumMeanMaxVarianceOverEveryAxisSet() {
     var random = RandomGenerator(seed: 5)
     let shape = [3, 4, 5]

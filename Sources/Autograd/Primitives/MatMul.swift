@@ -23,3 +23,30 @@ public func matmul(_ a: Variable, _ b: Variable) -> Variable {
     }]
   }
 }
+
+/// `x` [..., in] times `weight` [out, in] transposed, plus `bias` [out]: PyTorch's `linear`.
+///
+/// A primitive rather than `matmul` then `+`: the bias is accumulated into the product's own
+/// GEMM, where the addition read and wrote the whole output once more; its gradient is a sum
+/// over rows. The input's gradient is g · weight, the weight's gᵀ · x over all rows in one
+/// product. Like `matmul`, its pullback needs only the operands, so in a checkpoint replay the
+/// output is computed only if read (optimisation A).
+public func linear(_ x: Variable, weight: Variable, bias: Variable? = nil) -> Variable {
+  let input = x.value, w = weight.value, b = bias?.value
+  require(
+    input.rank >= 1 && w.rank == 2 && input.shape[input.rank - 1] == w.shape[1],
+    "linear: input \(input.shape) does not fit weight \(w.shape) as [..., in] and [out, in]")
+  let shape = Array(input.shape.dropLast()) + [w.shape[0]]
+  let compute = {
+    countMultiplyAccumulates(shape.reduce(1, *) * w.shape[1])
+    return TensorModule.linear(input, weight: w, bias: b)
+  }
+  let keptInput = weight.requiresGrad ? input : nil, keptWeight = x.requiresGrad ? w : nil
+  let hasBias = bias != nil, inputShape = input.shape
+  return recordOperation("linear", deferring: compute, shape: shape, dtype: input.dtype, inputs: [x, weight] + (bias.map { [$0] } ?? [])) { grad in
+    let rows = grad.reshaped(to: [-1, grad.shape[grad.rank - 1]])
+    let dx = keptWeight.map { TensorModule.matmul(rows, $0).reshaped(to: inputShape) }
+    let dw = keptInput.map { TensorModule.matmul(rows.transposed(), $0.reshaped(to: [rows.shape[0], -1])) }
+    return [dx, dw] + (hasBias ? [rows.sum(alongAxes: [0])] : [])
+  }
+}

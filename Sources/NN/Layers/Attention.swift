@@ -52,23 +52,29 @@ public final class MultiheadAttention: Layer {
     let projected: [Variable]
     if query === key && key === value {
       // Self-attention: one product for the three projections.
-      projected = split(matmul(query, transpose(inputProjectionWeight)) + inputProjectionBias, sizes: [e, e, e], alongAxis: 2)
+      projected = split(linear(query, weight: inputProjectionWeight, bias: inputProjectionBias), sizes: [e, e, e], alongAxis: 2)
     } else {
       let weights = split(inputProjectionWeight, sizes: [e, e, e], alongAxis: 0)
       let biases = split(inputProjectionBias, sizes: [e, e, e], alongAxis: 0)
-      projected = zip([query, key, value], zip(weights, biases)).map { x, wb in matmul(x, transpose(wb.0)) + wb.1 }
+      projected = zip([query, key, value], zip(weights, biases)).map { x, wb in linear(x, weight: wb.0, bias: wb.1) }
     }
-    // [batch, length, heads, d] -> [batch, heads, length, d]
+    // [batch, length, heads, d] -> [batch, heads, length, d], views of the projections.
     let heads = projected.enumerated().map { i, x in permute(reshape(x, to: [batch, i == 0 ? targets : sources, h, d]), [0, 2, 1, 3]) }
-    var scores = matmul(heads[0], transpose(heads[1])) * (1 / Double(d).squareRoot())
-    if causal {
-      require(targets <= sources, "MultiheadAttention: a causal mask needs no more targets (\(targets)) than sources (\(sources))")
-      var mask = [Double](repeating: 0, count: targets * sources)
-      for i in 0..<targets { for j in (i + 1 + sources - targets)..<sources { mask[i * sources + j] = -.infinity } }
-      scores = scores + Variable(Tensor(mask, shape: [targets, sources]).converted(to: scores.dtype))
+    require(!causal || targets <= sources, "MultiheadAttention: a causal mask needs no more targets (\(targets)) than sources (\(sources))")
+    let attended: Variable
+    if dropoutProbability == 0 || LearningPhase.current != .training {
+      attended = permute(scaledDotProductAttention(heads[0], heads[1], heads[2], causal: causal), [0, 2, 1, 3])
+    } else {
+      // Dropout on the attention weights needs them as a variable: the composite.
+      var scores = matmul(heads[0], transpose(heads[1])) * (1 / Double(d).squareRoot())
+      if causal {
+        var mask = [Double](repeating: 0, count: targets * sources)
+        for i in 0..<targets { for j in (i + 1 + sources - targets)..<sources { mask[i * sources + j] = -.infinity } }
+        scores = scores + Variable(Tensor(mask, shape: [targets, sources]).converted(to: scores.dtype))
+      }
+      let weights = dropout(softmax(scores, alongAxis: -1), probability: dropoutProbability, maskShape: scores.shape)
+      attended = permute(matmul(weights, heads[2]), [0, 2, 1, 3])
     }
-    let weights = dropout(softmax(scores, alongAxis: -1), probability: dropoutProbability, maskShape: scores.shape)
-    let attended = permute(matmul(weights, heads[2]), [0, 2, 1, 3])
     return outputProjection(reshape(attended, to: [batch, targets, e]))
   }
 }

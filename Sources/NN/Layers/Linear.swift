@@ -27,9 +27,6 @@ public final class Linear: Layer {
     require(
       shape.count >= 1 && shape.last == weight.shape[1],
       "Linear: input \(shape) does not fit weight \(weight.shape) (expected [..., \(weight.shape[1])])")
-    let rows = shape.count == 2 ? input : reshape(input, to: [-1, weight.shape[1]])
-    let product = matmul(rows, transpose(weight))
-    let y = bias.map { product + $0 } ?? product
-    return shape.count == 2 ? y : reshape(y, to: Array(shape.dropLast()) + [weight.shape[0]])
+    return linear(input, weight: weight, bias: bias)
   }
 }
