@@ -3,7 +3,7 @@
 
 The same configuration as Examples/char-transformer: the fortunes corpus, 4 pre-norm Transformer
 blocks of width 128 with 4 heads and a 512-feature GELU feed-forward network, context 128, batch 32,
-AdamW (lr 3e-3, weight decay 0.01), gradient clipping at norm 1, each block checkpointed.
+AdamW (lr 5e-3, betas (0.9, 0.99), weight decay 0.01), gradient clipping at norm 1, each block checkpointed.
 
 Usage: python3 Scripts/torch_char_transformer.py [--steps N] [--threads T] [--no-checkpoint]
 Prints the mean training-step time over the steps after one warm-up step.
@@ -61,7 +61,7 @@ def main():
     torch.manual_seed(0)
     tokens, vocabulary = corpus()
     model = CharTransformer(vocabulary, not args.no_checkpoint)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, betas=(0.9, 0.99), weight_decay=0.01)
     generator = torch.Generator().manual_seed(1)
 
     def step():

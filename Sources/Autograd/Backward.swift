@@ -96,5 +96,5 @@ func unbroadcast(_ gradient: Tensor, to shape: [Int], _ name: String) -> Tensor 
     lead >= 0 && Shape.broadcast(shape, gradient.shape) == gradient.shape,
     "\(name): gradient of shape \(gradient.shape) does not reduce to input shape \(shape)")
   let axes = (0..<gradient.rank).filter { $0 < lead || (shape[$0 - lead] == 1 && gradient.shape[$0] != 1) }
-  return gradient.sum(alongAxes: axes, keepingDimensions: true).reshaped(to: shape)
+  return reshape(sum(gradient, alongAxes: axes, keepingDimensions: true), to: shape)
 }

@@ -19,7 +19,7 @@ public func recordChannelView(
 ) -> Variable {
   let offsets = pieces.map { $0.channels.lowerBound - channels.lowerBound..<$0.channels.upperBound - channels.lowerBound }
   let output = recordOperation(name, value, inputs: pieces.map(\.variable)) { g in
-    offsets.map { g.sliced($0, alongAxis: 1) }
+    offsets.map { slice(g, $0, alongAxis: 1) }
   }
   let producers = pieces.compactMap { piece in piece.variable.producer.map { ($0.entry, $0.index, piece.variable.shape) } }
   if output.producer != nil && producers.count == pieces.count { output.gradientSink = ChannelViewSink(pieces: producers) }

@@ -43,8 +43,8 @@ public func min(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: 
 
 /// log(Σ e^x) over `axes` (all when `nil`), shifted by the (constant) maximum for stability.
 public func logSumExp(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Variable {
-  let peak = x.value.max(alongAxes: axes, keepingDimensions: true)
+  let peak = max(x.value, alongAxes: axes, keepingDimensions: true)
   let finitePeak = select(TensorModule.abs(peak) .< Tensor(Double.infinity, dtype: peak.dtype), peak, Tensor(0, dtype: peak.dtype))
   let total = sum(exp(x - Variable(finitePeak)), alongAxes: axes, keepingDimensions: keepingDimensions)
-  return log(total) + Variable(finitePeak.reshaped(to: total.shape))
+  return log(total) + Variable(reshape(finitePeak, to: total.shape))
 }

@@ -71,7 +71,7 @@ public func checkGradients(
 
   func objective() -> Double {
     RandomGenerator.global = generator
-    return withoutRecording { (body().value * cotangent).sum().scalar }
+    return withoutRecording { sum(body().value * cotangent).scalar }
   }
   var worst: GradientCheckResult.Element?
   var failures = 0, compared = 0

@@ -8,16 +8,13 @@
 
 #define TARGET __attribute__((target("avx2,fma")))
 
-/// e^x in eight lanes, within 2 units in the last place for results above 2^-126. The argument
-/// is split as x = n ln 2 + r with |r| <= ln 2 / 2 (ln 2 in two parts, so that n ln 2 is exact),
-/// e^r is a degree-7 polynomial (Cephes' coefficients for expf), and 2^n goes into the exponent
-/// field. Results below the smallest normal float are 0, above the largest are +inf; NaN stays NaN.
-TARGET static inline __m256 exp8(__m256 x) {
-  const __m256 low = _mm256_set1_ps(-87.33654f), high = _mm256_set1_ps(88.72283f);
-  __m256 clamped = _mm256_min_ps(_mm256_max_ps(x, low), high);
-  __m256 n = _mm256_round_ps(
-    _mm256_mul_ps(clamped, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), clamped);
+/// e^x in eight lanes for x in [-87.33654, 88.72283] (results from the smallest normal float to
+/// the largest), within 2 units in the last place. The argument is split as x = n ln 2 + r with
+/// |r| <= ln 2 / 2 (ln 2 in two parts, so that n ln 2 is exact), e^r is a degree-7 polynomial
+/// (Cephes' coefficients for expf), and 2^n goes into the exponent field.
+TARGET static inline __m256 expInRange8(__m256 x) {
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
   __m256 p = _mm256_set1_ps(1.9875691500e-4f);
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
@@ -26,15 +23,29 @@ TARGET static inline __m256 exp8(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1)));
-  // n + 127 is in [1, 255): 2^n is that, shifted into the exponent field. The largest n (128,
-  // from 88.72 / ln 2 rounded) is handled as 2^127 · 2.
+  // n + 127 is in [1, 255]: 2^n is that, shifted into the exponent field; the largest n (128,
+  // from 88.72 / ln 2 rounded) is applied as 2^127 · 2.
   __m256i e = _mm256_cvtps_epi32(n);
   __m256i top = _mm256_cmpgt_epi32(e, _mm256_set1_epi32(127));
   e = _mm256_sub_epi32(e, _mm256_and_si256(top, _mm256_set1_epi32(1)));
-  __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
-  __m256 y = _mm256_mul_ps(p, scale);
-  y = _mm256_blendv_ps(y, _mm256_add_ps(y, y), _mm256_castsi256_ps(top));
-  y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, low, _CMP_LT_OQ));
+  __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23)));
+  return _mm256_blendv_ps(y, _mm256_add_ps(y, y), _mm256_castsi256_ps(top));
+}
+
+/// e^x in eight lanes for x <= 0 (or -inf): 0 below the smallest normal float. NaN lanes give
+/// unspecified values; callers multiply them into NaN.
+TARGET static inline __m256 expNonPositive8(__m256 x) {
+  const __m256 low = _mm256_set1_ps(-87.33654f);
+  __m256 y = expInRange8(_mm256_max_ps(x, low));
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, low, _CMP_LT_OQ), y);
+}
+
+/// e^x in eight lanes for any x: 0 below the smallest normal float, +inf above the largest
+/// finite result, NaN for NaN.
+TARGET static inline __m256 exp8(__m256 x) {
+  const __m256 low = _mm256_set1_ps(-87.33654f), high = _mm256_set1_ps(88.72283f);
+  __m256 y = expInRange8(_mm256_min_ps(_mm256_max_ps(x, low), high));
+  y = _mm256_andnot_ps(_mm256_cmp_ps(x, low, _CMP_LT_OQ), y);
   y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, high, _CMP_GT_OQ));
   return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
@@ -169,7 +180,10 @@ TARGET void reprise_softmax_backward_rows_f32(
 TARGET static inline __m256 normalCDF8(__m256 x, __m256 *density) {
   const __m256 half = _mm256_set1_ps(0.5f);
   __m256 z = _mm256_and_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)), _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-  __m256 t = _mm256_div_ps(_mm256_set1_ps(1), _mm256_fmadd_ps(half, z, _mm256_set1_ps(1)));
+  // t = 1 / (1 + z/2): the 12-bit reciprocal estimate and one Newton step (within an ulp or two),
+  // cheaper than a division.
+  __m256 denominator = _mm256_fmadd_ps(half, z, _mm256_set1_ps(1)), t = _mm256_rcp_ps(denominator);
+  t = _mm256_mul_ps(t, _mm256_fnmadd_ps(denominator, t, _mm256_set1_ps(2)));
   __m256 p = _mm256_set1_ps(0.17087277f);
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
@@ -181,8 +195,8 @@ TARGET static inline __m256 normalCDF8(__m256 x, __m256 *density) {
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
   __m256 minusSquare = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), z);
-  __m256 tail = _mm256_mul_ps(half, _mm256_mul_ps(t, exp8(_mm256_add_ps(minusSquare, p))));  // erfc(|x|/√2) / 2
-  if (density) *density = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f), exp8(minusSquare));
+  __m256 tail = _mm256_mul_ps(half, _mm256_mul_ps(t, expNonPositive8(_mm256_add_ps(minusSquare, p))));  // erfc(|x|/√2) / 2
+  if (density) *density = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f), expNonPositive8(minusSquare));
   __m256 positive = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
   return _mm256_blendv_ps(tail, _mm256_sub_ps(_mm256_set1_ps(1), tail), positive);
 }

@@ -25,9 +25,6 @@ public struct IndexTensor: Sendable, Equatable, CustomStringConvertible {
   /// The number of indices.
   public var count: Int { indices.count }
 
-  /// The indices reshaped (row-major order kept).
-  public func reshaped(to shape: [Int]) -> IndexTensor { IndexTensor(indices, shape: shape) }
-
   /// The shape and the first indices.
   public var description: String { "IndexTensor(shape: \(shape), indices: \(indices.prefix(8))\(indices.count > 8 ? "..." : ""))" }
 
@@ -162,3 +159,6 @@ private func gatherCheck(_ indices: IndexTensor, _ axis: Int, _ shape: [Int], _ 
   indices.requireInRange(shape[a], operation)
   return a
 }
+
+/// The same indices in row-major order with a new shape.
+public func reshape(_ x: IndexTensor, to shape: [Int]) -> IndexTensor { IndexTensor(x.indices, shape: shape) }

@@ -54,7 +54,7 @@ public func concatenatedConv2d(
   let out = Tensor(uninitializedShape: shape, dtype: input.dtype, strides: PlaneLayout.channelMajorStrides(shape))
   var start = 0
   for (w, g) in zip(weights, geometries) {
-    convolve(input, w, g, into: out.sliced(start..<start + g.outputChannels, alongAxis: 1))
+    convolve(input, w, g, into: slice(out, start..<start + g.outputChannels, alongAxis: 1))
     start += g.outputChannels
   }
   return out

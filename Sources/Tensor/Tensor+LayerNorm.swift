@@ -78,7 +78,7 @@ public func layerNormGradient(
   case .float64: kernel(Double.self)
   }
   let affineShape = weight?.shape ?? [n]
-  return (dx, scaled.sum(alongAxes: [0]).reshaped(to: affineShape), g.reshaped(to: [rows, n]).sum(alongAxes: [0]).reshaped(to: affineShape))
+  return (dx, reshape(sum(scaled, alongAxes: [0]), to: affineShape), reshape(sum(reshape(g, to: [rows, n]), alongAxes: [0]), to: affineShape))
 }
 
 /// The number of rows of `n` elements in `x`, after checking the affine parameters.

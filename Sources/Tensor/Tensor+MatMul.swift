@@ -16,7 +16,7 @@ public func matmulOutputShape(_ a: Tensor, _ b: Tensor) -> [Int] {
 /// The matrix product of the last two dimensions of `a` [..., M, K] and `b` [..., K, N], batched
 /// over the leading dimensions (which broadcast).
 ///
-/// Transposed views (from ``Tensor/transposed(_:_:)``) are passed to BLAS as transposed operands
+/// Transposed views (from ``transpose(_:_:_:)``) are passed to BLAS as transposed operands
 /// without a copy; rank-2 contiguous operands go straight to one `gemm` call.
 /// - Precondition: both have rank of at least 2, the same dtype, and `a`'s last dimension equals
 ///   `b`'s second-to-last.
@@ -27,7 +27,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
   if b.rank == 2 && a.rank > 2, let rows = Shape.viewStrides(a.shape, a.strides, as: [count * m, k]), rows[1] == 1 || k == 1 {
     // [..., M, K] x [K, N] whose batch and M dimensions step as one: a single product with
     // count · M rows, one large GEMM instead of `count` small ones.
-    return matmul(a.reshaped(to: [count * m, k]), b).reshaped(to: shape)
+    return reshape(matmul(reshape(a, to: [count * m, k]), b), to: shape)
   }
   let lhs = MatrixOperand(a), rhs = MatrixOperand(b)
   let out = Tensor(uninitializedShape: shape, dtype: a.dtype)
@@ -110,10 +110,10 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
   if let bias { require(bias.count == outputs && bias.dtype == x.dtype, "linear: bias \(bias.shape) (\(bias.dtype)) does not have \(outputs) \(x.dtype) elements") }
   let shape = Array(x.shape.dropLast()) + [outputs]
   guard let bias, rows > 0, outputs > 0 else {
-    let product = matmul(x.reshaped(to: [rows, inputs]), weight.transposed()).reshaped(to: shape)
+    let product = reshape(matmul(reshape(x, to: [rows, inputs]), transpose(weight)), to: shape)
     return bias.map { product + $0 } ?? product
   }
-  let a = MatrixOperand(x.reshaped(to: [rows, inputs])), w = MatrixOperand(weight.transposed()), b = bias.contiguous()
+  let a = MatrixOperand(reshape(x, to: [rows, inputs])), w = MatrixOperand(transpose(weight)), b = bias.contiguous()
   let out = Tensor(uninitializedShape: shape, dtype: x.dtype)
   // Blocks of rows whose results fill about 256 KiB, at least 16 rows.
   let block = Swift.max(16, (1 << 16) / Swift.max(outputs, 1)), blocks = (rows + block - 1) / block

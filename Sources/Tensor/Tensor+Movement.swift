@@ -37,12 +37,7 @@ extension Tensor {
     return result
   }
 
-  /// The same elements in row-major order with a new shape: a view when the layout allows it (see
-  /// ``Shape/viewStrides(_:_:as:)``), a contiguous copy otherwise.
-  ///
-  /// - Parameter newShape: may contain one `-1`, inferred from the element count.
-  /// - Precondition: the element counts agree.
-  public func reshaped(to newShape: [Int]) -> Tensor {
+  fileprivate func reshaped(to newShape: [Int]) -> Tensor {
     var target = newShape
     if let i = target.firstIndex(of: -1) {
       let known = target.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
@@ -59,27 +54,20 @@ extension Tensor {
     return Tensor(storage: source.storage, shape: target, strides: Shape.contiguousStrides(target), offset: source.offset)
   }
 
-  /// A view with the dimensions reordered: dimension `i` of the result is dimension `order[i]`.
-  ///
-  /// - Precondition: `order` is a permutation of `0..<rank`.
-  public func permuted(_ order: [Int]) -> Tensor {
+  fileprivate func permuted(_ order: [Int]) -> Tensor {
     require(
       order.sorted() == Array(0..<rank), "permuted: \(order) is not a permutation of the axes of \(shape)")
     return Tensor(storage: storage, shape: order.map { shape[$0] }, strides: order.map { strides[$0] }, offset: offset)
   }
 
-  /// A view with two dimensions swapped (the last two by default).
-  public func transposed(_ a: Int = -2, _ b: Int = -1) -> Tensor {
+  fileprivate func transposed(_ a: Int = -2, _ b: Int = -1) -> Tensor {
     let a = Shape.axis(a, rank: rank, "transposed"), b = Shape.axis(b, rank: rank, "transposed")
     var order = Array(0..<rank)
     order.swapAt(a, b)
     return permuted(order)
   }
 
-  /// A view of `range` along `axis`.
-  ///
-  /// - Precondition: `range` lies within the axis.
-  public func sliced(_ range: Range<Int>, alongAxis axis: Int) -> Tensor {
+  fileprivate func sliced(_ range: Range<Int>, alongAxis axis: Int) -> Tensor {
     let a = Shape.axis(axis, rank: rank, "sliced")
     require(
       range.lowerBound >= 0 && range.upperBound <= shape[a],
@@ -89,22 +77,14 @@ extension Tensor {
     return Tensor(storage: storage, shape: newShape, strides: strides, offset: offset + range.lowerBound * strides[a])
   }
 
-  /// A view that repeats dimensions of size 1 (and prepends new leading ones) to reach `target`.
-  ///
-  /// - Precondition: the shape broadcasts to `target`.
-  public func broadcast(to target: [Int]) -> Tensor {
+  fileprivate func broadcast(to target: [Int]) -> Tensor {
     require(
       target.count >= rank && Shape.broadcast(shape, target) == target,
       "broadcast: shape \(shape) does not broadcast to \(target)")
     return Tensor(storage: storage, shape: target, strides: Shape.broadcastStrides(shape, strides, to: target), offset: offset)
   }
 
-  /// The tensors joined along `axis`.
-  ///
-  /// The result keeps the memory order of the first tensor, so channel-major feature maps
-  /// concatenated along channels are appended block after block.
-  /// - Precondition: all tensors have the same dtype, rank and sizes except along `axis`.
-  public static func concatenate(_ tensors: [Tensor], alongAxis axis: Int) -> Tensor {
+  fileprivate static func concatenate(_ tensors: [Tensor], alongAxis axis: Int) -> Tensor {
     require(!tensors.isEmpty, "concatenate: no tensors")
     let first = tensors[0]
     let a = Shape.axis(axis, rank: first.rank, "concatenate")
@@ -120,17 +100,14 @@ extension Tensor {
     let result = Tensor(uninitializedShape: shape, dtype: first.dtype, strides: Shape.denseStrides(shape, like: first.strides))
     var start = 0
     for t in tensors {
-      var part = result.sliced(start..<start + t.shape[a], alongAxis: a)
+      var part = slice(result, start..<start + t.shape[a], alongAxis: a)
       part.assign(from: t)
       start += t.shape[a]
     }
     return result
   }
 
-  /// Views of consecutive pieces of the given sizes along `axis`.
-  ///
-  /// - Precondition: the sizes add up to the axis length.
-  public func split(sizes: [Int], alongAxis axis: Int) -> [Tensor] {
+  fileprivate func split(sizes: [Int], alongAxis axis: Int) -> [Tensor] {
     let a = Shape.axis(axis, rank: rank, "split")
     require(sizes.reduce(0, +) == shape[a] && sizes.allSatisfy { $0 >= 0 }, "split: sizes \(sizes) do not add up to axis \(axis) of shape \(shape)")
     var start = 0
@@ -140,17 +117,14 @@ extension Tensor {
     }
   }
 
-  /// A copy with `padding[i].before` and `padding[i].after` elements of `value` added along axis `i`.
-  ///
-  /// - Precondition: one pair per dimension, all non-negative.
-  public func padded(_ padding: [(before: Int, after: Int)], value: Double = 0) -> Tensor {
+  fileprivate func padded(_ padding: [(before: Int, after: Int)], value: Double = 0) -> Tensor {
     require(
       padding.count == rank && padding.allSatisfy { $0.before >= 0 && $0.after >= 0 },
       "padded: padding \(padding.map { [$0.before, $0.after] }) does not fit shape \(shape)")
     let newShape = zip(shape, padding).map { $0 + $1.before + $1.after }
     let result = Tensor(repeating: value, shape: newShape, dtype: dtype)
     var inner = result
-    for (axis, p) in padding.enumerated() { inner = inner.sliced(p.before..<p.before + shape[axis], alongAxis: axis) }
+    for (axis, p) in padding.enumerated() { inner = slice(inner, p.before..<p.before + shape[axis], alongAxis: axis) }
     inner.assign(from: self)
     return result
   }
@@ -186,4 +160,62 @@ extension Tensor {
   package static func channelMajor(_ shape: [Int], dtype: DType) -> Tensor {
     Tensor(uninitializedShape: shape, dtype: dtype, strides: PlaneLayout.channelMajorStrides(shape))
   }
+}
+
+/// The same elements in row-major order with a new shape: a view when the layout allows it (see
+/// ``Shape/viewStrides(_:_:as:)``), a contiguous copy otherwise.
+///
+/// - Parameter newShape: may contain one `-1`, inferred from the element count.
+/// - Precondition: the element counts agree.
+public func reshape(_ x: Tensor, to shape: [Int]) -> Tensor {
+  x.reshaped(to: shape)
+}
+
+/// A view with the dimensions reordered: dimension `i` of the result is dimension `order[i]`.
+///
+/// - Precondition: `order` is a permutation of `0..<rank`.
+public func permute(_ x: Tensor, _ order: [Int]) -> Tensor {
+  x.permuted(order)
+}
+
+/// A view with two dimensions swapped (the last two by default).
+public func transpose(_ x: Tensor, _ a: Int = -2, _ b: Int = -1) -> Tensor {
+  x.transposed(a, b)
+}
+
+/// A view of `range` along `axis`.
+///
+/// - Precondition: `range` lies within the axis.
+public func slice(_ x: Tensor, _ range: Range<Int>, alongAxis axis: Int) -> Tensor {
+  x.sliced(range, alongAxis: axis)
+}
+
+/// A view that repeats dimensions of size 1 (and prepends new leading ones) to reach `target`.
+///
+/// - Precondition: the shape broadcasts to `target`.
+public func broadcast(_ x: Tensor, to shape: [Int]) -> Tensor {
+  x.broadcast(to: shape)
+}
+
+/// The tensors joined along `axis`.
+///
+/// The result keeps the memory order of the first tensor, so channel-major feature maps
+/// concatenated along channels are appended block after block.
+/// - Precondition: all tensors have the same dtype, rank and sizes except along `axis`.
+public func concatenate(_ tensors: [Tensor], alongAxis axis: Int) -> Tensor {
+  Tensor.concatenate(tensors, alongAxis: axis)
+}
+
+/// Views of consecutive pieces of the given sizes along `axis`.
+///
+/// - Precondition: the sizes add up to the axis length.
+public func split(_ x: Tensor, sizes: [Int], alongAxis axis: Int) -> [Tensor] {
+  x.split(sizes: sizes, alongAxis: axis)
+}
+
+/// A copy with `padding[i].before` and `padding[i].after` elements of `value` added along axis `i`.
+///
+/// - Precondition: one pair per dimension, all non-negative.
+public func pad(_ x: Tensor, _ padding: [(before: Int, after: Int)], value: Double = 0) -> Tensor {
+  x.padded(padding, value: value)
 }

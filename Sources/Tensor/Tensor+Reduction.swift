@@ -6,7 +6,7 @@ extension Tensor {
   func reductionRows(_ axes: [Int], _ operation: String) -> (rows: Tensor, outer: Int, inner: Int, kept: [Int]) {
     let reduced = Set(axes.map { Shape.axis($0, rank: rank, operation) })
     let kept = Shape.memoryOrder(shape, strides).filter { !reduced.contains($0) }
-    let rows = permuted(kept + reduced.sorted()).contiguous()
+    let rows = permute(self, kept + reduced.sorted()).contiguous()
     let outer = kept.reduce(1) { $0 * shape[$1] }
     return (rows, outer, outer == 0 ? 0 : count / outer, kept)
   }
@@ -27,8 +27,7 @@ extension Tensor {
     return Tensor(uninitializedShape: outShape, dtype: dtype, strides: orderStrides)
   }
 
-  /// The sum over `axes` (all axes when `nil`).
-  public func sum(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+  fileprivate func sum(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
     if let columns = columnSum(axes ?? Array(0..<rank), keepingDimensions: keepingDimensions) { return columns }
     let (rows, outer, inner, kept) = reductionRows(axes ?? Array(0..<rank), "sum")
     let out = reducedTensor(kept, keepingDimensions: keepingDimensions)
@@ -100,26 +99,20 @@ extension Tensor {
     return out
   }
 
-  /// The mean over `axes` (all axes when `nil`).
-  public func mean(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+  fileprivate func mean(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
     let s = sum(alongAxes: axes, keepingDimensions: keepingDimensions)
     return s * (1 / Double(Swift.max(1, count / Swift.max(1, s.count))))
   }
 
-  /// The variance over `axes` (all axes when `nil`): the mean squared deviation, divided by
-  /// n - 1 instead of n when `unbiased`.
-  public func variance(alongAxes axes: [Int]? = nil, unbiased: Bool = false, keepingDimensions: Bool = false) -> Tensor {
+  fileprivate func variance(alongAxes axes: [Int]? = nil, unbiased: Bool = false, keepingDimensions: Bool = false) -> Tensor {
     let m = mean(alongAxes: axes, keepingDimensions: true)
     let d = self - m
-    let squares = (d * d).sum(alongAxes: axes, keepingDimensions: keepingDimensions)
+    let squares = TensorModule.sum(d * d, alongAxes: axes, keepingDimensions: keepingDimensions)
     let n = count / Swift.max(1, m.count)
     return squares * (1 / Double(Swift.max(1, unbiased ? n - 1 : n)))
   }
 
-  /// The maximum over `axes` and, for each, the position of its first occurrence within the
-  /// reduced elements (row-major over the reduced axes); the indices are listed in row-major
-  /// order of the kept axes.
-  public func maxWithIndices(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> (values: Tensor, indices: [Int]) {
+  fileprivate func maxWithIndices(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> (values: Tensor, indices: [Int]) {
     let (rows, outer, inner, kept) = reductionRows(axes ?? Array(0..<rank), "max")
     require(inner > 0, "max: cannot reduce an empty axis of shape \(shape)")
     let out = reducedTensor(kept, keepingDimensions: keepingDimensions)
@@ -158,12 +151,43 @@ extension Tensor {
     return (out, indices)
   }
 
-  /// The maximum over `axes` (all axes when `nil`).
-  public func max(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+  fileprivate func max(alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
     maxWithIndices(alongAxes: axes, keepingDimensions: keepingDimensions).values
   }
 
-  /// The index of the largest element along `axis` for every position of the other axes, in
-  /// row-major order of those axes.
-  public func argmax(alongAxis axis: Int) -> [Int] { maxWithIndices(alongAxes: [axis]).indices }
+  fileprivate func argmax(alongAxis axis: Int) -> [Int] { maxWithIndices(alongAxes: [axis]).indices }
+}
+
+/// The sum over `axes` (all axes when `nil`).
+public func sum(_ x: Tensor, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+  x.sum(alongAxes: axes, keepingDimensions: keepingDimensions)
+}
+
+/// The mean over `axes` (all axes when `nil`).
+public func mean(_ x: Tensor, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+  x.mean(alongAxes: axes, keepingDimensions: keepingDimensions)
+}
+
+/// The variance over `axes` (all axes when `nil`): the mean squared deviation, divided by
+/// n - 1 instead of n when `unbiased`.
+public func variance(_ x: Tensor, alongAxes axes: [Int]? = nil, unbiased: Bool = false, keepingDimensions: Bool = false) -> Tensor {
+  x.variance(alongAxes: axes, unbiased: unbiased, keepingDimensions: keepingDimensions)
+}
+
+/// The maximum over `axes` and, for each, the position of its first occurrence within the
+/// reduced elements (row-major over the reduced axes); the indices are listed in row-major
+/// order of the kept axes.
+public func maxWithIndices(_ x: Tensor, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> (values: Tensor, indices: [Int]) {
+  x.maxWithIndices(alongAxes: axes, keepingDimensions: keepingDimensions)
+}
+
+/// The maximum over `axes` (all axes when `nil`).
+public func max(_ x: Tensor, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
+  x.max(alongAxes: axes, keepingDimensions: keepingDimensions)
+}
+
+/// The index of the largest element along `axis` for every position of the other axes, in
+/// row-major order of those axes.
+public func argmax(_ x: Tensor, alongAxis axis: Int) -> [Int] {
+  x.argmax(alongAxis: axis)
 }

@@ -6,11 +6,9 @@ import CKernels
 /// times and allocates as often; attention computes one over every score, so it is a kernel here.
 /// Float32 rows take the vectorised e^x of `RowKernels.c` when the processor has AVX2 and FMA.
 extension Tensor {
-  /// e^x / Σ e^x along `axis`, computed stably (shifted by the maximum along the axis).
-  public func softmax(alongAxis axis: Int) -> Tensor { softmaxAlong(axis, logarithm: false, "softmax") }
+  fileprivate func softmax(alongAxis axis: Int) -> Tensor { softmaxAlong(axis, logarithm: false, "softmax") }
 
-  /// log(softmax(x)) along `axis`, computed stably.
-  public func logSoftmax(alongAxis axis: Int) -> Tensor { softmaxAlong(axis, logarithm: true, "logSoftmax") }
+  fileprivate func logSoftmax(alongAxis axis: Int) -> Tensor { softmaxAlong(axis, logarithm: true, "logSoftmax") }
 
   private func softmaxAlong(_ axis: Int, logarithm: Bool, _ operation: String) -> Tensor {
     let (rows, restore) = movingAxisLast(axis, operation)
@@ -26,7 +24,7 @@ extension Tensor {
     case .float32: kernel(Float.self)
     case .float64: kernel(Double.self)
     }
-    out = out.permuted(restore)
+    out = permute(out, restore)
     return out
   }
 
@@ -36,12 +34,12 @@ extension Tensor {
     let order = Array(0..<rank).filter { $0 != a } + [a]
     var restore = [Int](repeating: 0, count: rank)
     for (i, axis) in order.enumerated() { restore[axis] = i }
-    return (permuted(order).contiguous(), restore)
+    return (permute(self, order).contiguous(), restore)
   }
 }
 
-/// The gradient of ``Tensor/softmax(alongAxis:)`` (or, with `logarithm`, of
-/// ``Tensor/logSoftmax(alongAxis:)``) from its output and the output's gradient.
+/// The gradient of ``softmax(_:alongAxis:)`` (or, with `logarithm`, of
+/// ``logSoftmax(_:alongAxis:)``) from its output and the output's gradient.
 public func softmaxGradient(_ gradient: Tensor, output: Tensor, alongAxis axis: Int, logarithm: Bool) -> Tensor {
   require(gradient.shape == output.shape && gradient.dtype == output.dtype,
     "softmaxGradient: gradient \(gradient.shape) (\(gradient.dtype)) does not match output \(output.shape) (\(output.dtype))")
@@ -60,7 +58,7 @@ public func softmaxGradient(_ gradient: Tensor, output: Tensor, alongAxis axis: 
   case .float32: kernel(Float.self)
   case .float64: kernel(Double.self)
   }
-  return out.permuted(restore)
+  return permute(out, restore)
 }
 
 /// Softmax (or log-softmax) of `rows` contiguous rows of `length` elements from `x` into `y`.
@@ -110,3 +108,13 @@ func softmaxGradientRows<T: TensorScalar>(
 
 /// Whether this processor runs the AVX2 and FMA kernels of CKernels.
 let vectorKernelsAvailable = reprise_kernels_available()
+
+/// e^x / Σ e^x along `axis`, computed stably (shifted by the maximum along the axis).
+public func softmax(_ x: Tensor, alongAxis axis: Int) -> Tensor {
+  x.softmax(alongAxis: axis)
+}
+
+/// log(softmax(x)) along `axis`, computed stably.
+public func logSoftmax(_ x: Tensor, alongAxis axis: Int) -> Tensor {
+  x.logSoftmax(alongAxis: axis)
+}

@@ -282,7 +282,7 @@ final class CheckpointTests: XCTestCase {
     let computed = checkpoint(x, name: "memo") { v in
       calls += 1
       let kept = firstPassMemo(calls == 1 ? "one tensor" : "another") { [Tensor(ones: [2], dtype: .float64) * Double(calls)] }
-      return v * Variable(kept[0].sum())
+      return v * Variable(sum(kept[0]))
     }
     assertStops(withMessageContaining: ["checkpoint 'memo': the replay asks for another where the first pass kept one tensor"], in: self) {
       sum(computed).backward()

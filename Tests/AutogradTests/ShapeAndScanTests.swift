@@ -35,8 +35,8 @@ final class ShapeAndScanTests: XCTestCase {
   func testMinimum() {
     let x = Variable(Tensor([3, 1, 2, 1, 5, 0] as [Double], shape: [2, 3]), requiresGrad: true)
     XCTAssertEqual(min(x, alongAxes: [1]).value.scalars(as: Double.self), [1, 0])
-    XCTAssertEqual(x.value.minWithIndices(alongAxes: [1]).indices, [1, 2])
-    XCTAssertEqual(x.value.argmin(alongAxis: 0), [1, 0, 1])
+    XCTAssertEqual(minWithIndices(x.value, alongAxes: [1]).indices, [1, 2])
+    XCTAssertEqual(argmin(x.value, alongAxis: 0), [1, 0, 1])
     let y = leaf([4, 5])
     assertGradientsCorrect(at: [y], "min") { min(y, alongAxes: [0]) }
   }
@@ -58,7 +58,7 @@ final class ShapeAndScanTests: XCTestCase {
   func testCumulativeSum() {
     let x = Tensor(randomNormal: [3, 5, 2], dtype: .float64, using: &random)
     for axis in 0..<3 {
-      let y = x.cumulativeSum(alongAxis: axis)
+      let y = cumulativeSum(x, alongAxis: axis)
       for i in 0..<3 { for j in 0..<5 { for k in 0..<2 {
         var index = [i, j, k], expected = 0.0
         for t in 0...index[axis] {
@@ -68,7 +68,7 @@ final class ShapeAndScanTests: XCTestCase {
         XCTAssertEqual(y[i, j, k], expected, accuracy: 1e-12, "axis \(axis) at \([i, j, k])")
       } } }
     }
-    XCTAssertEqual(Tensor([1, 2, 3] as [Double], shape: [3]).cumulativeSum(alongAxis: 0, reverse: true).scalars(as: Double.self), [6, 5, 3])
+    XCTAssertEqual(cumulativeSum(Tensor([1, 2, 3] as [Double], shape: [3]), alongAxis: 0, reverse: true).scalars(as: Double.self), [6, 5, 3])
     let v = leaf([4, 3, 5])
     assertGradientsCorrect(at: [v], "cumulativeSum") { cumulativeSum(v, alongAxis: 1) }
     assertGradientsCorrect(at: [v], "cumulativeSum of a permuted view") { cumulativeSum(transpose(v, 0, 2), alongAxis: -1) }

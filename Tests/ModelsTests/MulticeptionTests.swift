@@ -28,7 +28,7 @@ final class MulticeptionTests: XCTestCase {
     let x = Tensor(randomNormal: [2, 3, 9, 8], using: &random)
     let weights = [3, 5, 7, 3].map { Tensor(randomNormal: [3, 1, $0, $0], using: &random) }
     let fused = concatenatedConv2d(x, weights, paddings: [1, 2, 3, 1], groups: 3)
-    let separate = Tensor.concatenate(zip(weights, [1, 2, 3, 1]).map { conv2d(x, $0, padding: .init($1), groups: 3) }, alongAxis: 1)
+    let separate = concatenate(zip(weights, [1, 2, 3, 1]).map { conv2d(x, $0, padding: .init($1), groups: 3) }, alongAxis: 1)
     assertBitIdentical(fused.contiguous(), separate.contiguous())
   }
 

@@ -66,10 +66,10 @@ final class ModuleGradientTests: XCTestCase {
     assertGradientsCorrect(at: [logits], "smoothed") { crossEntropy(logits, labels: [1, 3, 0, 2], labelSmoothing: 0.1) }
     // Against the definition: -mean(log softmax at the label).
     let z = Tensor([1, 2, 3, 0, 0, 0] as [Double], shape: [2, 3])
-    let expected = -((z.logSoftmax(alongAxis: 1)[0, 2] + z.logSoftmax(alongAxis: 1)[1, 0]) / 2)
+    let expected = -((logSoftmax(z, alongAxis: 1)[0, 2] + logSoftmax(z, alongAxis: 1)[1, 0]) / 2)
     XCTAssertEqual(crossEntropy(Variable(z), labels: [2, 0]).value.scalar, expected, accuracy: 1e-12)
-    let smoothed = -(0.9 * z.logSoftmax(alongAxis: 1)[0, 2] + 0.1 / 3 * z.logSoftmax(alongAxis: 1).sum(alongAxes: [1])[0])
-    XCTAssertEqual(crossEntropy(Variable(z.sliced(0..<1, alongAxis: 0)), labels: [2], labelSmoothing: 0.1).value.scalar, smoothed, accuracy: 1e-12)
+    let smoothed = -(0.9 * logSoftmax(z, alongAxis: 1)[0, 2] + 0.1 / 3 * sum(logSoftmax(z, alongAxis: 1), alongAxes: [1])[0])
+    XCTAssertEqual(crossEntropy(Variable(slice(z, 0..<1, alongAxis: 0)), labels: [2], labelSmoothing: 0.1).value.scalar, smoothed, accuracy: 1e-12)
     XCTAssertEqual(accuracy(z, labels: [2, 1]), 0.5)
   }
 
@@ -98,8 +98,8 @@ final class ModuleGradientTests: XCTestCase {
     let buffer = FeatureBuffer(capacity: 6, first: c, pieceSize: 2)
     let appended = Variable(Tensor(randomNormal: [2, 2, 3, 3], using: &random))
     buffer.append(appended)
-    assertBitIdentical(buffer.window(2..<6).value, Tensor.concatenate([c.value.sliced(2..<4, alongAxis: 1), appended.value], alongAxis: 1))
-    assertBitIdentical(buffer.features.value, Tensor.concatenate([c.value, appended.value], alongAxis: 1))
+    assertBitIdentical(buffer.window(2..<6).value, concatenate([slice(c.value, 2..<4, alongAxis: 1), appended.value], alongAxis: 1))
+    assertBitIdentical(buffer.features.value, concatenate([c.value, appended.value], alongAxis: 1))
     assertStops(withMessageContaining: ["FeatureBuffer.window: channels 1..<4 do not start and end at piece boundaries"], in: self) {
       _ = buffer.window(1..<4)
     }

@@ -47,7 +47,7 @@ final class SequenceModuleTests: XCTestCase {
     // One group per channel over [N, C, L] normalises like batch norm of one image.
     let norm1d = BatchNorm1d(channels: 4), norm2d = BatchNorm2d(channels: 4)
     let y1 = norm1d(Variable(x.value.converted(to: .float32))).value
-    let y2 = norm2d(Variable(x.value.converted(to: .float32).reshaped(to: [3, 4, 5, 1]))).value.reshaped(to: [3, 4, 5])
+    let y2 = reshape(norm2d(Variable(reshape(x.value.converted(to: .float32), to: [3, 4, 5, 1]))).value, to: [3, 4, 5])
     assertBitIdentical(y1, y2)
     assertBitIdentical(norm1d.runningVariance.value, norm2d.runningVariance.value)
     XCTAssertEqual(norm1d.namedBuffers.map(\.name), ["running_mean", "running_var"])
@@ -58,7 +58,7 @@ final class SequenceModuleTests: XCTestCase {
     let linear = Linear(inputFeatures: 3, outputFeatures: 2)
     let x = Variable(Tensor(randomNormal: [2, 4, 3], using: &random))
     let rows = linear(reshape(x, to: [8, 3])).value
-    assertBitIdentical(linear(x).value, rows.reshaped(to: [2, 4, 2]))
+    assertBitIdentical(linear(x).value, reshape(rows, to: [2, 4, 2]))
   }
 
   func testAttentionIsCausalAndDifferentiable() {

@@ -78,7 +78,7 @@ final class AllocatorTests: XCTestCase {
   func testViewsAllocateNothing() {
     let x = Tensor(zeros: [64, 64])
     let before = Allocator.liveBytes
-    let views = [x.transposed(), x.sliced(3..<10, alongAxis: 0), x.reshaped(to: [4096]), x.broadcast(to: [2, 64, 64])]
+    let views = [transpose(x), slice(x, 3..<10, alongAxis: 0), reshape(x, to: [4096]), broadcast(x, to: [2, 64, 64])]
     XCTAssertEqual(Allocator.liveBytes, before)
     XCTAssertEqual(views.count, 4)
   }

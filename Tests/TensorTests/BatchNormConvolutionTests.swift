@@ -25,7 +25,7 @@ final class BatchNormConvolutionTests: XCTestCase {
         for channelMajor in [false, true] {
           let context = "case \(i) \(c) \(dtype) \(channelMajor ? "channel-major" : "image-major") (seed 31)"
           var x = Tensor(randomNormal: [3, c.channels, 7, 6], dtype: dtype, using: &random)
-          if channelMajor { x = x.permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3]) }
+          if channelMajor { x = permute(permute(x, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
           let gamma = Tensor(randomNormal: [c.channels], dtype: dtype, using: &random)
           let beta = Tensor(randomNormal: [c.channels], dtype: dtype, using: &random)
           let w = Tensor(randomNormal: [c.outputs, c.channels / c.groups, c.kernel, c.kernel], dtype: dtype, using: &random)

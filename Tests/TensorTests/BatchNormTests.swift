@@ -7,29 +7,29 @@ final class BatchNormTests: XCTestCase {
   func testKernelsMatchComposedFormulas() {
     var random = RandomGenerator(seed: 21)
     let plain = Tensor(randomNormal: [3, 4, 5, 6], mean: 1, standardDeviation: 2, dtype: .float64, using: &random)
-    let channelMajor = plain.permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])
+    let channelMajor = permute(permute(plain, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])
     let weight = Tensor(randomNormal: [4], dtype: .float64, using: &random)
     let bias = Tensor(randomNormal: [4], dtype: .float64, using: &random)
     let dy = Tensor(randomNormal: [3, 4, 5, 6], dtype: .float64, using: &random)
     let eps = 1e-5
-    let mean = plain.mean(alongAxes: [0, 2, 3], keepingDimensions: true)
-    let variance = plain.variance(alongAxes: [0, 2, 3], keepingDimensions: true)
-    let xhat = (plain - mean) / sqrt(variance + eps)
-    let y = xhat * weight.reshaped(to: [1, 4, 1, 1]) + bias.reshaped(to: [1, 4, 1, 1])
+    let batchMean = mean(plain, alongAxes: [0, 2, 3], keepingDimensions: true)
+    let batchVariance = variance(plain, alongAxes: [0, 2, 3], keepingDimensions: true)
+    let xhat = (plain - batchMean) / sqrt(batchVariance + eps)
+    let y = xhat * reshape(weight, to: [1, 4, 1, 1]) + reshape(bias, to: [1, 4, 1, 1])
     // dx = w / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))
-    let dxExpected = weight.reshaped(to: [1, 4, 1, 1]) / sqrt(variance + eps)
-      * (dy - dy.mean(alongAxes: [0, 2, 3], keepingDimensions: true) - xhat * (dy * xhat).mean(alongAxes: [0, 2, 3], keepingDimensions: true))
+    let dxExpected = reshape(weight, to: [1, 4, 1, 1]) / sqrt(batchVariance + eps)
+      * (dy - mean(dy, alongAxes: [0, 2, 3], keepingDimensions: true) - xhat * mean(dy * xhat, alongAxes: [0, 2, 3], keepingDimensions: true))
     for x in [plain, channelMajor] {
       let stats = batchNormStatistics(x)
-      assertClose(stats.mean, mean.reshaped(to: [4]), relativeTolerance: 1e-12)
-      assertClose(stats.variance, variance.reshaped(to: [4]), relativeTolerance: 1e-12)
+      assertClose(stats.mean, reshape(batchMean, to: [4]), relativeTolerance: 1e-12)
+      assertClose(stats.variance, reshape(batchVariance, to: [4]), relativeTolerance: 1e-12)
       let out = batchNormalized(x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: eps)
       XCTAssertTrue(Shape.sameLayout(out.shape, out.strides, x.strides))
       assertClose(out, y, relativeTolerance: 1e-10, absoluteTolerance: 1e-12)
       let g = batchNormBackward(dy, x, mean: stats.mean, variance: stats.variance, weight: weight, epsilon: eps)
       assertClose(g.input, dxExpected, relativeTolerance: 1e-9, absoluteTolerance: 1e-12)
-      assertClose(g.weight, (dy * xhat).sum(alongAxes: [0, 2, 3]), relativeTolerance: 1e-10)
-      assertClose(g.bias, dy.sum(alongAxes: [0, 2, 3]), relativeTolerance: 1e-10)
+      assertClose(g.weight, sum(dy * xhat, alongAxes: [0, 2, 3]), relativeTolerance: 1e-10)
+      assertClose(g.bias, sum(dy, alongAxes: [0, 2, 3]), relativeTolerance: 1e-10)
     }
   }
 
@@ -38,7 +38,7 @@ final class BatchNormTests: XCTestCase {
   /// bias gradients are those of the plain kernel.
   func testBackwardIntoPartsWritesOrAdds() {
     var random = RandomGenerator(seed: 22)
-    let shape = [3, 5, 4, 4], channelMajor = { (t: Tensor) in t.permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3]) }
+    let shape = [3, 5, 4, 4], channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
     let x = channelMajor(Tensor(randomNormal: shape, dtype: .float64, using: &random))
     let dy = Tensor(randomNormal: shape, dtype: .float64, using: &random)
     let weight = Tensor(randomNormal: [5], dtype: .float64, using: &random), bias = Tensor(randomNormal: [5], dtype: .float64, using: &random)
@@ -47,12 +47,12 @@ final class BatchNormTests: XCTestCase {
       let expected = batchNormBackward(dy, x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: relu)
       let old = channelMajor(Tensor(randomNormal: [3, 3, 4, 4], dtype: .float64, using: &random))
       let written = channelMajor(Tensor(randomNormal: [3, 2, 4, 4], dtype: .float64, using: &random))
-      let added = old.contiguous().permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])  // a copy of `old`, channel-major
+      let added = permute(permute(old.contiguous(), [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])  // a copy of `old`, channel-major
       let g = batchNormBackward(
         dy, x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: relu,
         into: GradientDestination([(written, true), (added, false)]))
-      assertBitIdentical(written, expected.input.sliced(0..<2, alongAxis: 1), "overwritten part, ReLU \(relu)")
-      assertBitIdentical(added, old + expected.input.sliced(2..<5, alongAxis: 1), "added part, ReLU \(relu)")
+      assertBitIdentical(written, slice(expected.input, 0..<2, alongAxis: 1), "overwritten part, ReLU \(relu)")
+      assertBitIdentical(added, old + slice(expected.input, 2..<5, alongAxis: 1), "added part, ReLU \(relu)")
       assertBitIdentical(g.weight, expected.weight, "weight, ReLU \(relu)")
       assertBitIdentical(g.bias, expected.bias, "bias, ReLU \(relu)")
     }
@@ -60,8 +60,8 @@ final class BatchNormTests: XCTestCase {
 
   func testDestinationMustTileTheInput() {
     assertStops(withMessageContaining: ["batchNormBackward: destination parts [[2, 3, 2, 2]]", "do not tile the input [2, 4, 2, 2]"], in: self) {
-      let x = Tensor(ones: [2, 4, 2, 2]).permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])
-      let part = Tensor(zeros: [2, 3, 2, 2]).permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])
+      let x = permute(permute(Tensor(ones: [2, 4, 2, 2]), [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])
+      let part = permute(permute(Tensor(zeros: [2, 3, 2, 2]), [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])
       _ = batchNormBackward(x, x, mean: Tensor(zeros: [4]), variance: Tensor(ones: [4]), weight: nil, epsilon: 1e-5, into: GradientDestination([(part, true)]))
     }
   }

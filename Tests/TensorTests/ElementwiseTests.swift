@@ -59,11 +59,11 @@ final class ElementwiseTests: XCTestCase {
   /// Views (transposed, sliced, broadcast) are read through their strides, not their storage order.
   func testStridedOperands() {
     let m = Tensor((0..<12).map(Double.init), shape: [3, 4])
-    let t = m.transposed()  // [4, 3]
+    let t = transpose(m)  // [4, 3]
     XCTAssertFalse(t.isContiguous)
     assertClose(t + Tensor(zeros: [4, 3], dtype: .float64), t.contiguous())
     XCTAssertEqual((t * 2).scalars(as: Double.self), [0, 8, 16, 2, 10, 18, 4, 12, 20, 6, 14, 22])
-    let column = m.sliced(1..<2, alongAxis: 1)
+    let column = slice(m, 1..<2, alongAxis: 1)
     XCTAssertEqual((column + 0.5).scalars(as: Double.self), [1.5, 5.5, 9.5])
   }
 
@@ -71,7 +71,7 @@ final class ElementwiseTests: XCTestCase {
   /// threads by rows; every row, wherever a thread's share starts, matches index arithmetic.
   func testLargeStridedBroadcastMatchesIndexArithmetic() {
     var random = RandomGenerator(seed: 3)
-    let x = Tensor(randomNormal: [5, 7, 65, 67], dtype: .float64, using: &random).permuted([1, 0, 2, 3])  // [7, 5, 65, 67]
+    let x = permute(Tensor(randomNormal: [5, 7, 65, 67], dtype: .float64, using: &random), [1, 0, 2, 3])  // [7, 5, 65, 67]
     let scale = Tensor(randomNormal: [7, 5, 1, 1], dtype: .float64, using: &random)
     let xv = x.contiguous().scalars(as: Double.self), sv = scale.scalars(as: Double.self)
     let expected = Tensor(xv.indices.map { xv[$0] * sv[$0 / (65 * 67)] }, shape: [7, 5, 65, 67])
@@ -105,10 +105,10 @@ final class ElementwiseTests: XCTestCase {
     assertBitIdentical(copy, once, "a copy sharing the buffer keeps its values")
     assertBitIdentical(a, twice)
     let whole = twice.copied()
-    var view = whole.sliced(0..<8, alongAxis: 0)
-    view += b.sliced(0..<8, alongAxis: 0)
+    var view = slice(whole, 0..<8, alongAxis: 0)
+    view += slice(b, 0..<8, alongAxis: 0)
     assertBitIdentical(whole, twice, "the buffer a view looks into is not written")
-    assertBitIdentical(view, (twice + b).sliced(0..<8, alongAxis: 0))
+    assertBitIdentical(view, slice(twice + b, 0..<8, alongAxis: 0))
     var rows = Tensor(zeros: [2, 3], dtype: .float32)
     rows += Tensor([Float(1), 2, 3], shape: [3])
     XCTAssertEqual(rows.scalars(as: Float.self), [1, 2, 3, 1, 2, 3], "broadcast to the shape added to")

@@ -23,9 +23,9 @@ final class FusedKernelTests: XCTestCase {
           expected += r.map { logarithm ? $0 - peak - Foundation.log(total) : Foundation.exp($0 - peak) / total }
         }
         let name = "\(logarithm ? "logSoftmax" : "softmax") of length \(length)"
-        let y64 = (logarithm ? x.logSoftmax(alongAxis: 1) : x.softmax(alongAxis: 1)).scalars(as: Double.self)
+        let y64 = (logarithm ? logSoftmax(x, alongAxis: 1) : softmax(x, alongAxis: 1)).scalars(as: Double.self)
         let f = x.converted(to: .float32)
-        let y32 = (logarithm ? f.logSoftmax(alongAxis: 1) : f.softmax(alongAxis: 1)).scalars(as: Double.self)
+        let y32 = (logarithm ? logSoftmax(f, alongAxis: 1) : softmax(f, alongAxis: 1)).scalars(as: Double.self)
         for (i, e) in expected.enumerated() {
           XCTAssertEqual(y64[i], e, accuracy: 1e-13 * Swift.max(1, Swift.abs(e)), "\(name) Float64 at \(i)")
           if e.isFinite {
@@ -38,13 +38,13 @@ final class FusedKernelTests: XCTestCase {
     }
     for dtype in [DType.float32, .float64] {
       for special in [[-Double.infinity, -.infinity, -.infinity], [1, .nan, 2], [1, .infinity, 2]] {
-        XCTAssert(Tensor(special, shape: [1, 3]).converted(to: dtype).softmax(alongAxis: 1).scalars(as: Double.self).allSatisfy(\.isNaN), "\(special) \(dtype)")
+        XCTAssert(softmax(Tensor(special, shape: [1, 3]).converted(to: dtype), alongAxis: 1).scalars(as: Double.self).allSatisfy(\.isNaN), "\(special) \(dtype)")
       }
     }
     // Along a middle axis, through a permuted copy.
     let x = Tensor(randomNormal: [2, 5, 3], dtype: .float64, using: &random)
-    let moved = x.permuted([0, 2, 1]).contiguous().softmax(alongAxis: 2).permuted([0, 2, 1])
-    assertClose(x.softmax(alongAxis: 1), moved, relativeTolerance: 1e-15, absoluteTolerance: 0)
+    let moved = permute(softmax(permute(x, [0, 2, 1]).contiguous(), alongAxis: 2), [0, 2, 1])
+    assertClose(softmax(x, alongAxis: 1), moved, relativeTolerance: 1e-15, absoluteTolerance: 0)
   }
 
   /// The softmax gradient y (g - Σ g y) and the log-softmax gradient g - e^y Σ g, both precisions.
@@ -52,10 +52,10 @@ final class FusedKernelTests: XCTestCase {
     var random = RandomGenerator(seed: 32)
     let x = Tensor(randomNormal: [4, 21], dtype: .float64, using: &random), g = Tensor(randomNormal: [4, 21], dtype: .float64, using: &random)
     for logarithm in [false, true] {
-      let y = logarithm ? x.logSoftmax(alongAxis: 1) : x.softmax(alongAxis: 1)
+      let y = logarithm ? logSoftmax(x, alongAxis: 1) : softmax(x, alongAxis: 1)
       let expected = logarithm
-        ? g - exp(y) * g.sum(alongAxes: [1], keepingDimensions: true)
-        : y * (g - (g * y).sum(alongAxes: [1], keepingDimensions: true))
+        ? g - exp(y) * sum(g, alongAxes: [1], keepingDimensions: true)
+        : y * (g - sum(g * y, alongAxes: [1], keepingDimensions: true))
       assertClose(softmaxGradient(g, output: y, alongAxis: 1, logarithm: logarithm), expected, relativeTolerance: 1e-12, absoluteTolerance: 1e-14)
       let y32 = y.converted(to: .float32), g32 = g.converted(to: .float32)
       assertClose(softmaxGradient(g32, output: y32, alongAxis: 1, logarithm: logarithm), expected.converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-6)
@@ -89,18 +89,18 @@ final class FusedKernelTests: XCTestCase {
     var random = RandomGenerator(seed: 33)
     let x = Tensor(randomNormal: [5, 3, 13], mean: 3, dtype: .float64, using: &random)
     let w = Tensor(randomNormal: [13], dtype: .float64, using: &random), b = Tensor(randomNormal: [13], dtype: .float64, using: &random)
-    let m = x.mean(alongAxes: [2], keepingDimensions: true), inverse = 1 / sqrt(x.variance(alongAxes: [2], keepingDimensions: true) + 1e-5)
+    let m = mean(x, alongAxes: [2], keepingDimensions: true), inverse = 1 / sqrt(variance(x, alongAxes: [2], keepingDimensions: true) + 1e-5)
     let normalized = (x - m) * inverse
-    let (y, mean, r) = layerNorm(x, normalizedCount: 13, weight: w, bias: b, epsilon: 1e-5)
+    let (y, rowMean, r) = layerNorm(x, normalizedCount: 13, weight: w, bias: b, epsilon: 1e-5)
     assertClose(y, normalized * w + b, relativeTolerance: 1e-12, absoluteTolerance: 1e-13)
     assertClose(layerNorm(x, normalizedCount: 13, weight: nil, bias: nil, epsilon: 1e-5).output, normalized, relativeTolerance: 1e-12, absoluteTolerance: 1e-13)
     let g = Tensor(randomNormal: [5, 3, 13], dtype: .float64, using: &random)
     let h = g * w
-    let dx = (h - h.mean(alongAxes: [2], keepingDimensions: true) - normalized * (h * normalized).mean(alongAxes: [2], keepingDimensions: true)) * inverse
-    let grads = layerNormGradient(g, input: x, mean: mean, inverseDeviation: r, weight: w)
+    let dx = (h - mean(h, alongAxes: [2], keepingDimensions: true) - normalized * mean(h * normalized, alongAxes: [2], keepingDimensions: true)) * inverse
+    let grads = layerNormGradient(g, input: x, mean: rowMean, inverseDeviation: r, weight: w)
     assertClose(grads.input, dx, relativeTolerance: 1e-10, absoluteTolerance: 1e-12)
-    assertClose(grads.weight, (g * normalized).sum(alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
-    assertClose(grads.bias, g.sum(alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
+    assertClose(grads.weight, sum(g * normalized, alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
+    assertClose(grads.bias, sum(g, alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
     let y32 = layerNorm(x.converted(to: .float32), normalizedCount: 13, weight: w.converted(to: .float32), bias: b.converted(to: .float32), epsilon: 1e-5).output
     assertClose(y32, y.converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5)
   }
@@ -113,7 +113,7 @@ final class FusedKernelTests: XCTestCase {
     let (batch, heads, lq, lk, d, dv) = (2, 3, 5, 7, 4, 6)
     // Operands as views: query heads sliced out of a wider tensor and permuted.
     let packed = Tensor(randomNormal: [batch, lq, heads, d + 2], dtype: .float64, using: &random)
-    let q = packed.sliced(1..<d + 1, alongAxis: 3).permuted([0, 2, 1, 3])
+    let q = permute(slice(packed, 1..<d + 1, alongAxis: 3), [0, 2, 1, 3])
     let k = Tensor(randomNormal: [batch, heads, lk, d], dtype: .float64, using: &random)
     let v = Tensor(randomNormal: [batch, heads, lk, dv], dtype: .float64, using: &random)
     let g = Tensor(randomNormal: [batch, heads, lq, dv], dtype: .float64, using: &random)
@@ -121,21 +121,21 @@ final class FusedKernelTests: XCTestCase {
       let scale = 0.37
       var mask = [Double](repeating: 0, count: lq * lk)
       if causal { for i in 0..<lq { for j in (i + 1 + lk - lq)..<lk { mask[i * lk + j] = -.infinity } } }
-      let p = (matmul(q, k.transposed()) * scale + Tensor(mask, shape: [lq, lk])).softmax(alongAxis: 3)
+      let p = softmax(matmul(q, transpose(k)) * scale + Tensor(mask, shape: [lq, lk]), alongAxis: 3)
       let (out, weights) = scaledDotProductAttention(query: q, key: k, value: v, scale: scale, causal: causal)
       assertClose(weights, p, relativeTolerance: 1e-12, absoluteTolerance: 1e-15, "weights, causal \(causal)")
       assertClose(out, matmul(p, v), relativeTolerance: 1e-12, absoluteTolerance: 1e-13, "output, causal \(causal)")
-      let ds = p * (matmul(g, v.transposed()) - (p * matmul(g, v.transposed())).sum(alongAxes: [3], keepingDimensions: true))
+      let ds = p * (matmul(g, transpose(v)) - sum(p * matmul(g, transpose(v)), alongAxes: [3], keepingDimensions: true))
       let grads = scaledDotProductAttentionGradient(g, query: q, key: k, value: v, weights: weights, scale: scale)
-      assertClose(grads.value, matmul(p.transposed(), g), relativeTolerance: 1e-12, absoluteTolerance: 1e-13, "dV, causal \(causal)")
+      assertClose(grads.value, matmul(transpose(p), g), relativeTolerance: 1e-12, absoluteTolerance: 1e-13, "dV, causal \(causal)")
       assertClose(grads.query, matmul(ds, k) * scale, relativeTolerance: 1e-11, absoluteTolerance: 1e-13, "dQ, causal \(causal)")
-      assertClose(grads.key, matmul(ds.transposed(), q) * scale, relativeTolerance: 1e-11, absoluteTolerance: 1e-13, "dK, causal \(causal)")
+      assertClose(grads.key, matmul(transpose(ds), q) * scale, relativeTolerance: 1e-11, absoluteTolerance: 1e-13, "dK, causal \(causal)")
       let out32 = scaledDotProductAttention(
         query: q.converted(to: .float32), key: k.converted(to: .float32), value: v.converted(to: .float32), scale: scale, causal: causal).output
       assertClose(out32, out.converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "Float32, causal \(causal)")
     }
     // The output stores heads inside positions, so merging them is a view.
     let out = scaledDotProductAttention(query: q, key: k, value: v, scale: 1, causal: false).output
-    XCTAssertEqual(out.permuted([0, 2, 1, 3]).reshaped(to: [batch, lq, heads * dv]).strides, [lq * heads * dv, heads * dv, 1])
+    XCTAssertEqual(reshape(permute(out, [0, 2, 1, 3]), to: [batch, lq, heads * dv]).strides, [lq * heads * dv, heads * dv, 1])
   }
 }

@@ -16,7 +16,7 @@ final class MatMulTests: XCTestCase {
       let expected = Tensor(Self.reference(a.scalars(as: Double.self), b.scalars(as: Double.self), m, k, n), shape: [m, n])
       assertClose(matmul(a, b), expected.converted(to: .float32), "seed \(seed)")
       // Transposed views go to BLAS as transposed operands.
-      let at = a.transposed().contiguous().transposed(), bt = b.transposed().contiguous().transposed()
+      let at = transpose(transpose(a).contiguous()), bt = transpose(transpose(b).contiguous())
       assertClose(matmul(at, bt), expected.converted(to: .float32), "transposed, seed \(seed)")
     }
   }
@@ -34,7 +34,7 @@ final class MatMulTests: XCTestCase {
       let b = Tensor(randomNormal: [k, n], dtype: .float64, using: &random)
       let expected = Tensor(Self.reference(a.scalars(as: Double.self), b.scalars(as: Double.self), m, k, n), shape: [m, n])
       assertClose(matmul(a, b), expected, relativeTolerance: 1e-10, absoluteTolerance: 1e-9, "\(m)x\(k)x\(n)")
-      let at = a.transposed().contiguous().transposed(), bt = b.transposed().contiguous().transposed()
+      let at = transpose(transpose(a).contiguous()), bt = transpose(transpose(b).contiguous())
       assertClose(matmul(at, bt), expected, relativeTolerance: 1e-10, absoluteTolerance: 1e-9, "transposed \(m)x\(k)x\(n)")
     }
   }
@@ -47,9 +47,9 @@ final class MatMulTests: XCTestCase {
     XCTAssertEqual(c.shape, [2, 3, 3, 5])
     for i in 0..<2 {
       for j in 0..<3 {
-        let ai = a.sliced(i..<i + 1, alongAxis: 0).reshaped(to: [3, 4]).scalars(as: Double.self)
-        let bj = b.sliced(j..<j + 1, alongAxis: 0).reshaped(to: [4, 5]).scalars(as: Double.self)
-        let cij = c.sliced(i..<i + 1, alongAxis: 0).sliced(j..<j + 1, alongAxis: 1).reshaped(to: [3, 5])
+        let ai = reshape(slice(a, i..<i + 1, alongAxis: 0), to: [3, 4]).scalars(as: Double.self)
+        let bj = reshape(slice(b, j..<j + 1, alongAxis: 0), to: [4, 5]).scalars(as: Double.self)
+        let cij = reshape(slice(slice(c, i..<i + 1, alongAxis: 0), j..<j + 1, alongAxis: 1), to: [3, 5])
         assertClose(cij, Tensor(Self.reference(ai, bj, 3, 4, 5), shape: [3, 5]), relativeTolerance: 1e-12)
       }
     }
@@ -67,22 +67,22 @@ final class MatMulTests: XCTestCase {
     let wide = Tensor(randomNormal: [3, 5, 9], dtype: .float64, using: &random)
     let weight = Tensor(randomNormal: [4, 6], dtype: .float64, using: &random), bias = Tensor(randomNormal: [6], dtype: .float64, using: &random)
     let operands = [
-      ("contiguous", wide.sliced(0..<4, alongAxis: 2).contiguous()), ("a slice", wide.sliced(2..<6, alongAxis: 2)),
-      ("a transposed view", wide.sliced(0..<5, alongAxis: 2).transposed(1, 2).sliced(0..<4, alongAxis: 1).transposed(1, 2)),
+      ("contiguous", slice(wide, 0..<4, alongAxis: 2).contiguous()), ("a slice", slice(wide, 2..<6, alongAxis: 2)),
+      ("a transposed view", transpose(slice(transpose(slice(wide, 0..<5, alongAxis: 2), 1, 2), 0..<4, alongAxis: 1), 1, 2)),
     ]
     for (name, a) in operands {
-      let rows = a.contiguous().reshaped(to: [15, 4])
+      let rows = reshape(a.contiguous(), to: [15, 4])
       let expected = Self.reference(rows.scalars(as: Double.self), weight.scalars(as: Double.self), 15, 4, 6)
       assertClose(matmul(a, weight), Tensor(expected, shape: [3, 5, 6]), relativeTolerance: 1e-12, name)
       let withBias = expected.enumerated().map { $0.element + bias.scalars(as: Double.self)[$0.offset % 6] }
-      assertClose(linear(a, weight: weight.transposed().contiguous(), bias: bias), Tensor(withBias, shape: [3, 5, 6]), relativeTolerance: 1e-12, "linear of \(name)")
+      assertClose(linear(a, weight: transpose(weight).contiguous(), bias: bias), Tensor(withBias, shape: [3, 5, 6]), relativeTolerance: 1e-12, "linear of \(name)")
     }
     let many = Tensor(randomNormal: [64, 3, 5], dtype: .float64, using: &random), other = Tensor(randomNormal: [64, 5, 2], dtype: .float64, using: &random)
     let products = matmul(many, other)
     for i in [0, 31, 63] {
       let expected = Self.reference(
-        many.sliced(i..<i + 1, alongAxis: 0).scalars(as: Double.self), other.sliced(i..<i + 1, alongAxis: 0).scalars(as: Double.self), 3, 5, 2)
-      assertClose(products.sliced(i..<i + 1, alongAxis: 0).reshaped(to: [3, 2]), Tensor(expected, shape: [3, 2]), relativeTolerance: 1e-12, "batch \(i)")
+        slice(many, i..<i + 1, alongAxis: 0).scalars(as: Double.self), slice(other, i..<i + 1, alongAxis: 0).scalars(as: Double.self), 3, 5, 2)
+      assertClose(reshape(slice(products, i..<i + 1, alongAxis: 0), to: [3, 2]), Tensor(expected, shape: [3, 2]), relativeTolerance: 1e-12, "batch \(i)")
     }
   }
 

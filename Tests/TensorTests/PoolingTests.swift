@@ -69,9 +69,9 @@ final class PoolingTests: XCTestCase {
     for i in values.indices {
       func objective(_ pool: (Tensor) -> Tensor) -> Double {
         values[i] += eps
-        let plus = (pool(Tensor(values, shape: shape)) * dy).sum().scalar
+        let plus = sum(pool(Tensor(values, shape: shape)) * dy).scalar
         values[i] -= 2 * eps
-        let minus = (pool(Tensor(values, shape: shape)) * dy).sum().scalar
+        let minus = sum(pool(Tensor(values, shape: shape)) * dy).scalar
         values[i] += eps
         return (plus - minus) / (2 * eps)
       }

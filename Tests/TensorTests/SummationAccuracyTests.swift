@@ -8,7 +8,7 @@ final class SummationAccuracyTests: XCTestCase {
   /// [64, 2, 32, 32] of `mean + N(0, 1)`, channel-major as convolutions leave feature maps.
   func batch(mean: Double, seed: UInt64) -> Tensor {
     var random = RandomGenerator(seed: seed)
-    return Tensor(randomNormal: [64, 2, 32, 32], mean: mean, using: &random).permuted([1, 0, 2, 3]).contiguous().permuted([1, 0, 2, 3])
+    return permute(permute(Tensor(randomNormal: [64, 2, 32, 32], mean: mean, using: &random), [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])
   }
 
   /// One unit in the last place of `value` in Float32.
@@ -55,10 +55,10 @@ final class SummationAccuracyTests: XCTestCase {
 
   /// `sum(alongAxes:)` over a long axis: within one unit in the last place of the Float64 sum.
   func testLongSumAlongAnAxis() {
-    let x = batch(mean: 1, seed: 4).contiguous().reshaped(to: [64 * 2, 1024]).permuted([1, 0]).contiguous()
-    let s32 = x.sum(alongAxes: [1]).scalars(as: Double.self), s64 = x.converted(to: .float64).sum(alongAxes: [1]).scalars(as: Double.self)
+    let x = permute(reshape(batch(mean: 1, seed: 4).contiguous(), to: [64 * 2, 1024]), [1, 0]).contiguous()
+    let s32 = sum(x, alongAxes: [1]).scalars(as: Double.self), s64 = sum(x.converted(to: .float64), alongAxes: [1]).scalars(as: Double.self)
     for i in [0, 511, 1023] { XCTAssertLessThanOrEqual(abs(s32[i] - s64[i]), ulp(s64[i]), "row \(i)") }
-    let total32 = x.sum().scalar, total64 = x.converted(to: .float64).sum().scalar
+    let total32 = sum(x).scalar, total64 = sum(x.converted(to: .float64)).scalar
     XCTAssertLessThanOrEqual(abs(total32 - total64), ulp(total64), "all 131,072 elements")
   }
 }

@@ -52,7 +52,7 @@ public func concatenatedConv2d(
   let sizes = ws.map { $0.shape[0] }
   countMultiplyAccumulates(zip(ws, sizes).reduce(0) { $0 + y.count / y.shape[1] * $1.1 * $1.0.shape[1] * $1.0.shape[2] * $1.0.shape[3] })
   return recordOperation("concatenatedConv2d", y, inputs: [input] + weights) { grad in
-    let parts = grad.split(sizes: sizes, alongAxis: 1)
+    let parts = split(grad, sizes: sizes, alongAxis: 1)
     var dx: Tensor?
     var dws: [Tensor?] = []
     for (part, (w, padding)) in zip(parts, zip(ws, paddings)) {

@@ -14,12 +14,12 @@ public func matmul(_ a: Variable, _ b: Variable) -> Variable {
   let lhs = b.requiresGrad ? x : nil, rhs = a.requiresGrad ? y : nil
   let sharedRight = y.rank == 2 && x.rank > 2
   return recordOperation("matmul", deferring: compute, shape: shape, dtype: x.dtype, inputs: [a, b]) { grad in
-    [rhs.map { TensorModule.matmul(grad, $0.transposed()) }, lhs.map { lhs in
-      guard sharedRight else { return TensorModule.matmul(lhs.transposed(), grad) }
+    [rhs.map { TensorModule.matmul(grad, transpose($0)) }, lhs.map { lhs in
+      guard sharedRight else { return TensorModule.matmul(transpose(lhs), grad) }
       // A weight shared by every batch position: one product over all rows, [K, rows] x [rows, N],
       // instead of a product per position summed afterwards.
       let k = lhs.shape[lhs.rank - 1]
-      return TensorModule.matmul(lhs.reshaped(to: [-1, k]).transposed(), grad.reshaped(to: [-1, grad.shape[grad.rank - 1]]))
+      return TensorModule.matmul(transpose(reshape(lhs, to: [-1, k])), reshape(grad, to: [-1, grad.shape[grad.rank - 1]]))
     }]
   }
 }
@@ -44,9 +44,9 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable? = nil) -> Va
   let keptInput = weight.requiresGrad ? input : nil, keptWeight = x.requiresGrad ? w : nil
   let hasBias = bias != nil, inputShape = input.shape
   return recordOperation("linear", deferring: compute, shape: shape, dtype: input.dtype, inputs: [x, weight] + (bias.map { [$0] } ?? [])) { grad in
-    let rows = grad.reshaped(to: [-1, grad.shape[grad.rank - 1]])
-    let dx = keptWeight.map { TensorModule.matmul(rows, $0).reshaped(to: inputShape) }
-    let dw = keptInput.map { TensorModule.matmul(rows.transposed(), $0.reshaped(to: [rows.shape[0], -1])) }
-    return [dx, dw] + (hasBias ? [rows.sum(alongAxes: [0])] : [])
+    let rows = reshape(grad, to: [-1, grad.shape[grad.rank - 1]])
+    let dx = keptWeight.map { reshape(TensorModule.matmul(rows, $0), to: inputShape) }
+    let dw = keptInput.map { TensorModule.matmul(transpose(rows), reshape($0, to: [rows.shape[0], -1])) }
+    return [dx, dw] + (hasBias ? [sum(rows, alongAxes: [0])] : [])
   }
 }

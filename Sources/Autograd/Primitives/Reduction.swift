@@ -3,10 +3,10 @@ import TensorModule
 /// The sum over `axes` (all when `nil`).
 public func sum(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Variable {
   let shape = x.shape
-  let kept = x.value.sum(alongAxes: axes, keepingDimensions: true).shape
-  let y = x.value.sum(alongAxes: axes, keepingDimensions: keepingDimensions)
+  let kept = sum(x.value, alongAxes: axes, keepingDimensions: true).shape
+  let y = sum(x.value, alongAxes: axes, keepingDimensions: keepingDimensions)
   return recordOperation("sum", y, inputs: [x]) { grad in
-    [grad.reshaped(to: kept).broadcast(to: shape).contiguous()]
+    [broadcast(reshape(grad, to: kept), to: shape).contiguous()]
   }
 }
 
@@ -15,7 +15,7 @@ public func max(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: 
   let shape = x.shape, rank = x.value.rank
   let reduced = Set((axes ?? Array(0..<rank)).map { Shape.axis($0, rank: rank, "max") }).sorted()
   let kept = (0..<rank).filter { !reduced.contains($0) }
-  let (y, indices) = x.value.maxWithIndices(alongAxes: axes, keepingDimensions: keepingDimensions)
+  let (y, indices) = maxWithIndices(x.value, alongAxes: axes, keepingDimensions: keepingDimensions)
   return recordOperation("max", y, inputs: [x]) { grad in
     // Scatter into [kept..., reduced...] row-major, then put the axes back in place.
     let inner = reduced.reduce(1) { $0 * shape[$1] }
@@ -26,6 +26,6 @@ public func max(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: 
     var inverse = [Int](repeating: 0, count: rank)
     for (i, axis) in order.enumerated() { inverse[axis] = i }
     let scattered = Tensor(rows, shape: order.map { shape[$0] }).converted(to: grad.dtype)
-    return [scattered.permuted(inverse)]
+    return [permute(scattered, inverse)]
   }
 }

@@ -8,7 +8,7 @@ import TensorModule
 /// Softmax along `axis`: e^x / Σ e^x, computed stably. Its pullback y (g - Σ g y) needs only the
 /// output.
 public func softmax(_ x: Variable, alongAxis axis: Int) -> Variable {
-  let y = x.value.softmax(alongAxis: axis)
+  let y = softmax(x.value, alongAxis: axis)
   return recordOperation("softmax", y, inputs: [x]) { [y] grad in
     [softmaxGradient(grad, output: y, alongAxis: axis, logarithm: false)]
   }
@@ -16,7 +16,7 @@ public func softmax(_ x: Variable, alongAxis axis: Int) -> Variable {
 
 /// log(softmax(x)) along `axis`, computed stably. Its pullback g - e^y Σ g needs only the output.
 public func logSoftmax(_ x: Variable, alongAxis axis: Int) -> Variable {
-  let y = x.value.logSoftmax(alongAxis: axis)
+  let y = logSoftmax(x.value, alongAxis: axis)
   return recordOperation("logSoftmax", y, inputs: [x]) { [y] grad in
     [softmaxGradient(grad, output: y, alongAxis: axis, logarithm: true)]
   }

@@ -29,7 +29,7 @@ public final class FeatureBuffer {
     let size = pieceSize ?? s[1]
     require(size > 0 && s[1] % size == 0, "FeatureBuffer: pieces of \(size) channels do not divide the first maps \(s)")
     storage = Tensor.channelMajor([s[0], capacity, s[2], s[3]], dtype: first.dtype)
-    storage.sliced(0..<s[1], alongAxis: 1).overwrite(with: first.value)
+    slice(storage, 0..<s[1], alongAxis: 1).overwrite(with: first.value)
     channelCount = s[1]
     let ranges = stride(from: 0, to: s[1], by: size).map { $0..<$0 + size }
     guard ranges.count > 1 else {
@@ -37,11 +37,11 @@ public final class FeatureBuffer {
       return
     }
     // Cut into pieces: views of the copy, whose gradients are gathered back into one.
-    let views = ranges.map { storage.sliced($0, alongAxis: 1) }
+    let views = ranges.map { slice(storage, $0, alongAxis: 1) }
     let outputs = recordOperation("FeatureBuffer.split", views, inputs: [first]) { gradients in
       let gradient = Tensor.channelMajor(s, dtype: first.dtype)
       for (range, g) in zip(ranges, gradients) {
-        gradient.sliced(range, alongAxis: 1).overwrite(with: g ?? Tensor(zeros: [s[0], size, s[2], s[3]], dtype: first.dtype))
+        slice(gradient, range, alongAxis: 1).overwrite(with: g ?? Tensor(zeros: [s[0], size, s[2], s[3]], dtype: first.dtype))
       }
       return [gradient]
     }
@@ -60,7 +60,7 @@ public final class FeatureBuffer {
       s.count == 4 && s[0] == storage.shape[0] && s[2] == storage.shape[2] && s[3] == storage.shape[3]
         && c + k <= storage.shape[1] && maps.dtype == storage.dtype,
       "FeatureBuffer.append: maps \(s) (\(maps.dtype)) do not fit after \(c) channels of \(storage.shape) (\(storage.dtype))")
-    storage.sliced(c..<c + k, alongAxis: 1).overwrite(with: maps.value)
+    slice(storage, c..<c + k, alongAxis: 1).overwrite(with: maps.value)
     pieces.append((c..<c + k, maps))
     channelCount = c + k
   }
@@ -73,7 +73,7 @@ public final class FeatureBuffer {
   public func window(_ range: Range<Int>) -> Variable {
     let covered = pieces.filter { $0.channels.overlaps(range) }
     checkBoundaries(range, covered.map(\.channels), "window")
-    return recordChannelView(storage.sliced(range, alongAxis: 1), name: "FeatureBuffer.window", channels: range, pieces: covered)
+    return recordChannelView(slice(storage, range, alongAxis: 1), name: "FeatureBuffer.window", channels: range, pieces: covered)
   }
 
   /// The batch mean and biased variance per channel of ``window(_:)`` of `range`, as
@@ -89,12 +89,12 @@ public final class FeatureBuffer {
     checkBoundaries(range, covered.map { pieces[$0].channels }, "batchStatistics")
     let perPiece = covered.map { i in
       if let known = statistics[i] { return known }
-      let computed = batchNormStatistics(storage.sliced(pieces[i].channels, alongAxis: 1))
+      let computed = batchNormStatistics(slice(storage, pieces[i].channels, alongAxis: 1))
       statistics[i] = computed
       return computed
     }
     guard perPiece.count > 1 else { return perPiece[0] }
-    return (Tensor.concatenate(perPiece.map(\.mean), alongAxis: 0), Tensor.concatenate(perPiece.map(\.variance), alongAxis: 0))
+    return (concatenate(perPiece.map(\.mean), alongAxis: 0), concatenate(perPiece.map(\.variance), alongAxis: 0))
   }
 
   private func checkBoundaries(_ range: Range<Int>, _ covered: [Range<Int>], _ operation: String) {

@@ -9,7 +9,7 @@ public func clipGradientNorm(_ parameters: [Variable], maxNorm: Double) -> Doubl
   require(maxNorm >= 0 && maxNorm.isFinite, "clipGradientNorm: maxNorm must be finite and not negative, got \(maxNorm)")
   let squares = parameters.compactMap(\.grad).reduce(0.0) { total, g in
     let d = g.converted(to: .float64)
-    return total + (d * d).sum().scalar
+    return total + sum(d * d).scalar
   }
   let norm = squares.squareRoot()
   let scale = maxNorm / (norm + 1e-6)

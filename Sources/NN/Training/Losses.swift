@@ -48,7 +48,7 @@ private func negativeLogLikelihood(
 /// The fraction of rows of `logits` [N, classes] whose largest entry is at the label.
 public func accuracy(_ logits: Tensor, labels: [Int]) -> Double {
   require(logits.rank == 2 && logits.shape[0] == labels.count, "accuracy: logits \(logits.shape) do not fit \(labels.count) labels")
-  let predicted = logits.argmax(alongAxis: 1)
+  let predicted = argmax(logits, alongAxis: 1)
   return Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(max(labels.count, 1))
 }
 
