@@ -141,25 +141,32 @@ for checkpointed in [false, true] {
 }
 model.checkpointed = true
 
-// 100 warm-up steps, then cosine annealing to the end of the run: over the remaining steps of a
-// run of --steps N; in a timed run, over the steps that the first 100 took time for.
+// Warm-up, stable, decay: 100 warm-up steps, the peak rate, then cosine annealing over the last
+// fifth of the run. A timed run starts its decay at four fifths of its time, over the steps that the
+// last 100 took time for, so that a machine slower than expected still anneals before the end.
 let totalSteps = steps ?? Int.max
-func schedule(annealingSteps: Int) -> LearningRateSchedule {
-  .warmup(steps: 100, then: .cosine(totalSteps: max(annealingSteps, 1), minimum: 1e-4 / peakRate))
-}
-var learningRates = schedule(annealingSteps: (steps ?? 3000) - 100)
+let warmup = LearningRateSchedule.warmup(steps: 100, then: .constant)
+var decay: (start: Int, schedule: LearningRateSchedule)? =
+  steps.map { n in (n * 4 / 5, .cosine(totalSteps: max(n - n * 4 / 5, 1), minimum: 1e-4)) }
 let started = monotonicSeconds()
 var step = 0, recent: [Double] = [], trainingSeconds = 0.0
+var (hundredStarted, secondsPerStep) = (started, 0.0)  // the pace of the last 100 steps, validation included
 while step < totalSteps && (steps != nil || monotonicSeconds() - started < minutes * 60) {
-  if steps == nil && step == 100 {
-    learningRates = schedule(annealingSteps: Int(minutes * 60 / (monotonicSeconds() - started) * 100) - 100)
+  let left = minutes * 60 - (monotonicSeconds() - started)
+  if decay == nil && secondsPerStep > 0 && left <= minutes * 60 / 5 {
+    decay = (step, .cosine(totalSteps: max(Int(left / secondsPerStep), 1), minimum: 1e-4))
   }
-  optimizer.learningRate = learningRates.rate(base: peakRate, step: step)
+  if let decay, step >= decay.start {
+    optimizer.learningRate = decay.schedule.rate(base: peakRate, step: step - decay.start)
+  } else {
+    optimizer.learningRate = warmup.rate(base: peakRate, step: step)
+  }
   let stepStarted = monotonicSeconds()
   recent.append(trainingStep())
   if step > 0 { trainingSeconds += monotonicSeconds() - stepStarted }  // the first step fills caches
   step += 1
   if step % 100 == 0 || step == totalSteps {
+    if step % 100 == 0 { (hundredStarted, secondsPerStep) = (monotonicSeconds(), (monotonicSeconds() - hundredStarted) / 100) }
     let train = recent.reduce(0, +) / Double(recent.count)
     recent = []
     print(String(format: "step %d  %.0f s  train %.3f bits/char  validation %.3f bits/char", step, monotonicSeconds() - started, train, validationLoss()))

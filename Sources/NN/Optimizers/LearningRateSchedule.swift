@@ -7,7 +7,8 @@ public indirect enum LearningRateSchedule: Sendable, Equatable {
   case constant
   /// The base rate times `gamma` for every milestone step already reached.
   case multiStep(milestones: [Int], gamma: Double)
-  /// Cosine annealing from the base rate to `minimum` over `totalSteps` (Loshchilov and Hutter 2017).
+  /// Cosine annealing from the base rate to `minimum` (a rate, not a fraction of the base) over
+  /// `totalSteps` (Loshchilov and Hutter 2017), then `minimum`.
   case cosine(totalSteps: Int, minimum: Double)
   /// Cosine annealing restarted `cycles` times over `totalSteps`: snapshot ensembles (Huang et al. 2017),
   /// lr = base / 2 · (cos(π · (t mod ⌈T/M⌉) / ⌈T/M⌉) + 1).
