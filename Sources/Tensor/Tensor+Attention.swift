@@ -27,21 +27,24 @@ public func scaledDotProductAttention(
     Parallel.forRanges(shape.count, costPerItem: lq * lk * (d + dv + 8)) { range in
       for i in range {
         let p = pw + i * lq * lk, scores = UnsafePointer(p)
-        T.blasGemm(
-          transposeA: false, transposeB: true, m: lq, n: lk, k: d, alpha: T(scale), a: q.matrix(i, T.self), lda: q.rowStride,
-          b: k.matrix(i, T.self), ldb: k.rowStride, beta: 0, c: p, ldc: lk)
-        if causal {
-          for row in 0..<lq {
-            let allowed = row + 1 + lk - lq
-            softmaxRows(scores + row * lk, p + row * lk, rows: 1, length: allowed, logarithm: false)
-            (p + row * lk + allowed).update(repeating: 0, count: lk - allowed)
+        let (pq, pk, pv, po) = (q.matrix(i, T.self), k.matrix(i, T.self), v.matrix(i, T.self), o.matrix(i, T.self))
+        for (rows, keys) in shape.blocks(causal: causal) {
+          T.blasGemm(
+            transposeA: false, transposeB: true, m: rows.count, n: keys, k: d, alpha: T(scale), a: pq + rows.lowerBound * q.rowStride,
+            lda: q.rowStride, b: pk, ldb: k.rowStride, beta: 0, c: p + rows.lowerBound * lk, ldc: lk)
+          if causal {
+            for row in rows {
+              let allowed = row + 1 + lk - lq
+              softmaxRows(scores + row * lk, p + row * lk, rows: 1, length: allowed, logarithm: false)
+              (p + row * lk + allowed).update(repeating: 0, count: lk - allowed)
+            }
+          } else {
+            softmaxRows(scores, p, rows: lq, length: lk, logarithm: false)
           }
-        } else {
-          softmaxRows(scores, p, rows: lq, length: lk, logarithm: false)
+          T.blasGemm(
+            transposeA: false, transposeB: false, m: rows.count, n: dv, k: keys, alpha: 1, a: scores + rows.lowerBound * lk, lda: lk,
+            b: pv, ldb: v.rowStride, beta: 0, c: po + rows.lowerBound * o.rowStride, ldc: o.rowStride)
         }
-        T.blasGemm(
-          transposeA: false, transposeB: false, m: lq, n: dv, k: lk, alpha: 1, a: scores, lda: lk,
-          b: v.matrix(i, T.self), ldb: v.rowStride, beta: 0, c: o.matrix(i, T.self), ldc: o.rowStride)
       }
     }
   }
@@ -59,9 +62,10 @@ public func scaledDotProductAttention(
 /// The gradients of ``scaledDotProductAttention(query:key:value:scale:causal:)`` for the output
 /// gradient `gradient`, from the operands and the attention weights P it returned:
 /// dV = Pᵀ G, dS = P ∘ (G Vᵀ - rowsum(P ∘ G Vᵀ)), dQ = scale · dS K, dK = scale · dSᵀ Q.
-/// Masked weights are 0, so they pass no gradient. Stored like the output.
+/// Masked weights are 0, so they pass no gradient; with `causal` (as the forward pass had it) the
+/// products skip the masked blocks. Stored like the output.
 public func scaledDotProductAttentionGradient(
-  _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, weights: Tensor, scale: Double
+  _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, weights: Tensor, scale: Double, causal: Bool = false
 ) -> (query: Tensor, key: Tensor, value: Tensor) {
   let shape = AttentionShape(query, key, value, causal: false)
   require(
@@ -84,19 +88,33 @@ public func scaledDotProductAttentionGradient(
       defer { scratch.deallocate() }
       for i in range {
         let p = UnsafePointer(pw + i * lq * lk)
-        T.blasGemm(
-          transposeA: true, transposeB: false, m: lk, n: vw, k: lq, alpha: 1, a: p, lda: lk,
-          b: g.matrix(i, T.self), ldb: g.rowStride, beta: 0, c: ov.matrix(i, T.self), ldc: ov.rowStride)
-        T.blasGemm(
-          transposeA: false, transposeB: true, m: lq, n: lk, k: vw, alpha: 1, a: g.matrix(i, T.self), lda: g.rowStride,
-          b: v.matrix(i, T.self), ldb: v.rowStride, beta: 0, c: scratch, ldc: lk)
-        softmaxGradientRows(p, UnsafePointer(scratch), scratch, rows: lq, length: lk, logarithm: false)
-        T.blasGemm(
-          transposeA: false, transposeB: false, m: lq, n: d, k: lk, alpha: T(scale), a: scratch, lda: lk,
-          b: k.matrix(i, T.self), ldb: k.rowStride, beta: 0, c: oq.matrix(i, T.self), ldc: oq.rowStride)
-        T.blasGemm(
-          transposeA: true, transposeB: false, m: lk, n: d, k: lq, alpha: T(scale), a: scratch, lda: lk,
-          b: q.matrix(i, T.self), ldb: q.rowStride, beta: 0, c: ok.matrix(i, T.self), ldc: ok.rowStride)
+        let (pq, pk, pv, pg) = (q.matrix(i, T.self), k.matrix(i, T.self), v.matrix(i, T.self), g.matrix(i, T.self))
+        let (gq, gk, gv) = (oq.matrix(i, T.self), ok.matrix(i, T.self), ov.matrix(i, T.self))
+        if causal {  // dK and dV add a term per block of queries
+          for row in 0..<lk {
+            (gk + row * ok.rowStride).update(repeating: 0, count: d)
+            (gv + row * ov.rowStride).update(repeating: 0, count: vw)
+          }
+        }
+        let beta: T = causal ? 1 : 0
+        for (rows, keys) in shape.blocks(causal: causal) {
+          let (first, count) = (rows.lowerBound, rows.count), block = UnsafePointer(scratch + first * lk)
+          T.blasGemm(
+            transposeA: true, transposeB: false, m: keys, n: vw, k: count, alpha: 1, a: p + first * lk, lda: lk,
+            b: pg + first * g.rowStride, ldb: g.rowStride, beta: beta, c: gv, ldc: ov.rowStride)
+          T.blasGemm(
+            transposeA: false, transposeB: true, m: count, n: keys, k: vw, alpha: 1, a: pg + first * g.rowStride, lda: g.rowStride,
+            b: pv, ldb: v.rowStride, beta: 0, c: scratch + first * lk, ldc: lk)
+          for row in rows {
+            softmaxGradientRows(p + row * lk, UnsafePointer(scratch + row * lk), scratch + row * lk, rows: 1, length: keys, logarithm: false)
+          }
+          T.blasGemm(
+            transposeA: false, transposeB: false, m: count, n: d, k: keys, alpha: T(scale), a: block, lda: lk,
+            b: pk, ldb: k.rowStride, beta: 0, c: gq + first * oq.rowStride, ldc: oq.rowStride)
+          T.blasGemm(
+            transposeA: true, transposeB: false, m: keys, n: d, k: count, alpha: T(scale), a: block, lda: lk,
+            b: pq + first * q.rowStride, ldb: q.rowStride, beta: beta, c: gk, ldc: ok.rowStride)
+        }
       }
     }
   }
@@ -121,6 +139,17 @@ private struct AttentionShape {
     (batch, targets, width) = (Array(q.shape.dropLast(2)), q.shape[q.rank - 2], q.shape[q.rank - 1])
     (sources, valueWidth) = (k.shape[k.rank - 2], v.shape[v.rank - 1])
     require(!causal || targets <= sources, "scaledDotProductAttention: a causal mask needs no more queries (\(targets)) than keys (\(sources))")
+  }
+
+  /// The blocks of queries the kernels take in turn and how many keys each reads: all at once
+  /// without a mask; with a causal mask, blocks of 32 queries that read only the keys their last
+  /// query may attend to, which skips about three eighths of the products' work at 128 positions.
+  func blocks(causal: Bool) -> [(rows: Range<Int>, keys: Int)] {
+    guard causal else { return [(0..<targets, sources)] }
+    return stride(from: 0, to: targets, by: 32).map { start in
+      let end = Swift.min(start + 32, targets)
+      return (start..<end, Swift.min(sources, end + sources - targets))
+    }
   }
 
   /// An uninitialised tensor of `shape` (these batch dimensions, then [L, width]) stored with the

@@ -62,6 +62,9 @@ final class FusedPrimitiveTests: XCTestCase {
         return matmul(softmax(scores, alongAxis: -1), v)
       }
     }
+    // More queries than one causal block (32) of the kernel.
+    let (lq, lk, lv) = (leaf([1, 1, 36, 2]), leaf([1, 1, 37, 2]), leaf([1, 1, 37, 1]))
+    assertGradientsCorrect(at: [lq, lk, lv], "causal attention over two blocks") { scaledDotProductAttention(lq, lk, lv, causal: true) }
     // Heads as views of one projection, as MultiheadAttention passes them.
     let packed = leaf([2, 4, 3 * 6])
     assertGradientsCorrect(at: [packed], "attention over views") {

@@ -110,32 +110,34 @@ final class FusedKernelTests: XCTestCase {
   /// formulas; Float32 against Float64.
   func testAttention() {
     var random = RandomGenerator(seed: 34)
-    let (batch, heads, lq, lk, d, dv) = (2, 3, 5, 7, 4, 6)
-    // Operands as views: query heads sliced out of a wider tensor and permuted.
-    let packed = Tensor(randomNormal: [batch, lq, heads, d + 2], dtype: .float64, using: &random)
-    let q = permute(slice(packed, 1..<d + 1, alongAxis: 3), [0, 2, 1, 3])
-    let k = Tensor(randomNormal: [batch, heads, lk, d], dtype: .float64, using: &random)
-    let v = Tensor(randomNormal: [batch, heads, lk, dv], dtype: .float64, using: &random)
-    let g = Tensor(randomNormal: [batch, heads, lq, dv], dtype: .float64, using: &random)
-    for causal in [false, true] {
-      let scale = 0.37
-      var mask = [Double](repeating: 0, count: lq * lk)
-      if causal { for i in 0..<lq { for j in (i + 1 + lk - lq)..<lk { mask[i * lk + j] = -.infinity } } }
-      let p = softmax(matmul(q, transpose(k)) * scale + Tensor(mask, shape: [lq, lk]), alongAxis: 3)
-      let (out, weights) = scaledDotProductAttention(query: q, key: k, value: v, scale: scale, causal: causal)
-      assertClose(weights, p, relativeTolerance: 1e-12, absoluteTolerance: 1e-15, "weights, causal \(causal)")
-      assertClose(out, matmul(p, v), relativeTolerance: 1e-12, absoluteTolerance: 1e-13, "output, causal \(causal)")
-      let ds = p * (matmul(g, transpose(v)) - sum(p * matmul(g, transpose(v)), alongAxes: [3], keepingDimensions: true))
-      let grads = scaledDotProductAttentionGradient(g, query: q, key: k, value: v, weights: weights, scale: scale)
-      assertClose(grads.value, matmul(transpose(p), g), relativeTolerance: 1e-12, absoluteTolerance: 1e-13, "dV, causal \(causal)")
-      assertClose(grads.query, matmul(ds, k) * scale, relativeTolerance: 1e-11, absoluteTolerance: 1e-13, "dQ, causal \(causal)")
-      assertClose(grads.key, matmul(transpose(ds), q) * scale, relativeTolerance: 1e-11, absoluteTolerance: 1e-13, "dK, causal \(causal)")
-      let out32 = scaledDotProductAttention(
-        query: q.converted(to: .float32), key: k.converted(to: .float32), value: v.converted(to: .float32), scale: scale, causal: causal).output
-      assertClose(out32, out.converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "Float32, causal \(causal)")
+    // Odd sizes, and with more than one block of 32 queries (the causal kernel's blocks).
+    for (batch, heads, lq, lk, d, dv) in [(2, 3, 5, 7, 4, 6), (1, 2, 70, 75, 3, 2)] {
+      // Operands as views: query heads sliced out of a wider tensor and permuted.
+      let packed = Tensor(randomNormal: [batch, lq, heads, d + 2], dtype: .float64, using: &random)
+      let q = permute(slice(packed, 1..<d + 1, alongAxis: 3), [0, 2, 1, 3])
+      let k = Tensor(randomNormal: [batch, heads, lk, d], dtype: .float64, using: &random)
+      let v = Tensor(randomNormal: [batch, heads, lk, dv], dtype: .float64, using: &random)
+      let g = Tensor(randomNormal: [batch, heads, lq, dv], dtype: .float64, using: &random)
+      for causal in [false, true] {
+        let scale = 0.37, name = "\(lq)x\(lk), causal \(causal)"
+        var mask = [Double](repeating: 0, count: lq * lk)
+        if causal { for i in 0..<lq { for j in (i + 1 + lk - lq)..<lk { mask[i * lk + j] = -.infinity } } }
+        let p = softmax(matmul(q, transpose(k)) * scale + Tensor(mask, shape: [lq, lk]), alongAxis: 3)
+        let (out, weights) = scaledDotProductAttention(query: q, key: k, value: v, scale: scale, causal: causal)
+        assertClose(weights, p, relativeTolerance: 1e-12, absoluteTolerance: 1e-15, "weights, \(name)")
+        assertClose(out, matmul(p, v), relativeTolerance: 1e-12, absoluteTolerance: 1e-13, "output, \(name)")
+        let ds = p * (matmul(g, transpose(v)) - sum(p * matmul(g, transpose(v)), alongAxes: [3], keepingDimensions: true))
+        let grads = scaledDotProductAttentionGradient(g, query: q, key: k, value: v, weights: weights, scale: scale, causal: causal)
+        assertClose(grads.value, matmul(transpose(p), g), relativeTolerance: 1e-11, absoluteTolerance: 1e-12, "dV, \(name)")
+        assertClose(grads.query, matmul(ds, k) * scale, relativeTolerance: 1e-11, absoluteTolerance: 1e-12, "dQ, \(name)")
+        assertClose(grads.key, matmul(transpose(ds), q) * scale, relativeTolerance: 1e-11, absoluteTolerance: 1e-12, "dK, \(name)")
+        let out32 = scaledDotProductAttention(
+          query: q.converted(to: .float32), key: k.converted(to: .float32), value: v.converted(to: .float32), scale: scale, causal: causal).output
+        assertClose(out32, out.converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "Float32, \(name)")
+      }
+      // The output stores heads inside positions, so merging them is a view.
+      let out = scaledDotProductAttention(query: q, key: k, value: v, scale: 1, causal: false).output
+      XCTAssertEqual(reshape(permute(out, [0, 2, 1, 3]), to: [batch, lq, heads * dv]).strides, [lq * heads * dv, heads * dv, 1])
     }
-    // The output stores heads inside positions, so merging them is a view.
-    let out = scaledDotProductAttention(query: q, key: k, value: v, scale: 1, causal: false).output
-    XCTAssertEqual(reshape(permute(out, [0, 2, 1, 3]), to: [batch, lq, heads * dv]).strides, [lq * heads * dv, heads * dv, 1])
   }
 }

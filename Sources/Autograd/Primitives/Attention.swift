@@ -17,7 +17,7 @@ public func scaledDotProductAttention(
   let s = scale ?? 1 / Double(max(q.shape.last ?? 1, 1)).squareRoot()
   let (output, weights) = TensorModule.scaledDotProductAttention(query: q, key: k, value: v, scale: s, causal: causal)
   return recordOperation("scaledDotProductAttention", output, inputs: [query, key, value]) { grad in
-    let g = scaledDotProductAttentionGradient(grad, query: q, key: k, value: v, weights: weights, scale: s)
+    let g = scaledDotProductAttentionGradient(grad, query: q, key: k, value: v, weights: weights, scale: s, causal: causal)
     return [g.query, g.key, g.value]
   }
 }
