@@ -163,9 +163,9 @@ extension Tensor {
 }
 
 /// The same elements in row-major order with a new shape: a view when the layout allows it (see
-/// ``Shape/viewStrides(_:_:as:)``), a contiguous copy otherwise.
+/// ``Shape/viewStrides(_:_:as:)``), a contiguous copy otherwise. `shape` may contain one `-1`,
+/// inferred from the element count.
 ///
-/// - Parameter newShape: may contain one `-1`, inferred from the element count.
 /// - Precondition: the element counts agree.
 public func reshape(_ x: Tensor, to shape: [Int]) -> Tensor {
   x.reshaped(to: shape)
