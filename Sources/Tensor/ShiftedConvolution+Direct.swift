@@ -18,12 +18,6 @@ import CKernels
 /// grid: a sum over positions per (output, channel, tap), with no shifted copy of the output
 /// gradient per tap.
 extension ShiftedGrid {
-  /// Whether this processor runs the direct kernel.
-  static let hasDirectKernel = reprise_kernels_available()
-
-  /// Whether scalars of type `T` take the direct kernel here: Float32 when the processor has it.
-  func usesDirectKernel<T: TensorScalar>(_: T.Type) -> Bool { T.self == Float.self && Self.hasDirectKernel }
-
   /// The forward pass from the padded input `xp` straight into `y`.
   func forwardDirect(_ xp: Tensor, _ weight: Tensor, into y: Tensor) {
     let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)

@@ -134,7 +134,7 @@ extension ShiftedGrid {
     _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
     let xp = padded(x, T.self, normalizing: affine)
-    if usesDirectKernel(T.self) { return forwardDirect(xp, weight, into: y) }
+    if usesVectorKernels(T.self) { return forwardDirect(xp, weight, into: y) }
     if g.groupOutputs <= 8 && offsets.count <= 9 { return forwardStacked(xp, weight, into: y, T.self) }
     let wk = taps(weight, T.self)
     let yp = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)
@@ -190,7 +190,7 @@ extension ShiftedGrid {
   }
 
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
-    if usesDirectKernel(T.self) { return backwardDirect(dy, input: nil, weight: weight, inputGradient: dx, weightGradient: nil, T.self) }
+    if usesVectorKernels(T.self) { return backwardDirect(dy, input: nil, weight: weight, inputGradient: dx, weightGradient: nil, T.self) }
     if usesShiftedGradient { return backwardInputByShiftedGradient(dy, weight, into: dx, T.self) }
     let dyp = spread(dy, T.self), wk = taps(weight, T.self)
     let dxp = Tensor(repeating: 0, shape: [g.inputChannels * length], dtype: T.dtype)
@@ -210,7 +210,7 @@ extension ShiftedGrid {
   }
 
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
-    if usesDirectKernel(T.self) { return backwardDirect(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self) }
+    if usesVectorKernels(T.self) { return backwardDirect(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self) }
     if usesShiftedGradient { return backwardWeightByShiftedGradient(dy, x, into: dw, T.self) }
     let dyp = spread(dy, T.self), xp = padded(x, T.self)
     let kk = offsets.count, rows = g.outputChannels * g.groupInputs
@@ -294,7 +294,7 @@ extension ShiftedGrid {
     _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
-    if usesDirectKernel(T.self) {
+    if usesVectorKernels(T.self) {
       return backwardDirect(dy, input: x, weight: weight, inputGradient: dx, weightGradient: dw, T.self, normalizing: affine)
     }
     let o = g.groupOutputs, ci = g.groupInputs, kk = offsets.count

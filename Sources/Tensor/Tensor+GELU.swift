@@ -14,7 +14,7 @@ public func gelu(_ x: Tensor) -> Tensor {
   func kernel<T: TensorScalar>(_: T.Type) {
     let px = input.base(T.self), py = out.base(T.self)
     Parallel.forRanges(input.count, costPerItem: 16) { r in
-      if T.self == Float.self && vectorKernelsAvailable {
+      if usesVectorKernels(T.self) {
         reprise_gelu_f32(floats(px + r.lowerBound), floats(py + r.lowerBound), r.count)
       } else {
         for i in r { py[i] = px[i] * normalCDF(px[i]) }
@@ -39,7 +39,7 @@ public func geluGradient(_ gradient: Tensor, input x: Tensor) -> Tensor {
     let px = input.base(T.self), pg = g.base(T.self), py = out.base(T.self)
     let density = T(1 / (2 * Double.pi).squareRoot())
     Parallel.forRanges(input.count, costPerItem: 24) { r in
-      if T.self == Float.self && vectorKernelsAvailable {
+      if usesVectorKernels(T.self) {
         reprise_gelu_backward_f32(floats(px + r.lowerBound), floats(pg + r.lowerBound), floats(py + r.lowerBound), r.count)
       } else {
         for i in r { py[i] = pg[i] * (normalCDF(px[i]) + px[i] * T.exp(-px[i] * px[i] / 2) * density) }
@@ -56,14 +56,3 @@ public func geluGradient(_ gradient: Tensor, input x: Tensor) -> Tensor {
 /// Φ(x) = erfc(-x/√2) / 2, accurate in both tails.
 @inline(__always)
 private func normalCDF<T: TensorScalar>(_ x: T) -> T { T.erfc(-x * T(0.5.squareRoot())) / 2 }
-
-/// A pointer to scalars known to be `Float`, for the C kernels.
-@inline(__always)
-func floats<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> {
-  UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
-}
-
-@inline(__always)
-func floats<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
-  UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
-}

@@ -65,7 +65,7 @@ public func softmaxGradient(_ gradient: Tensor, output: Tensor, alongAxis axis: 
 func softmaxRows<T: TensorScalar>(
   _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, rows: Int, length: Int, logarithm: Bool
 ) {
-  if T.self == Float.self && vectorKernelsAvailable {
+  if usesVectorKernels(T.self) {
     reprise_softmax_rows_f32(floats(x), floats(y), rows, length, logarithm)
     return
   }
@@ -90,7 +90,7 @@ func softmaxRows<T: TensorScalar>(
 func softmaxGradientRows<T: TensorScalar>(
   _ y: UnsafePointer<T>, _ g: UnsafePointer<T>, _ result: UnsafeMutablePointer<T>, rows: Int, length: Int, logarithm: Bool
 ) {
-  if T.self == Float.self && vectorKernelsAvailable {
+  if usesVectorKernels(T.self) {
     reprise_softmax_backward_rows_f32(floats(y), floats(g), floats(result), rows, length, logarithm)
     return
   }
@@ -105,9 +105,6 @@ func softmaxGradientRows<T: TensorScalar>(
     }
   }
 }
-
-/// Whether this processor runs the AVX2 and FMA kernels of CKernels.
-let vectorKernelsAvailable = reprise_kernels_available()
 
 /// e^x / Σ e^x along `axis`, computed stably (shifted by the maximum along the axis).
 public func softmax(_ x: Tensor, alongAxis axis: Int) -> Tensor {
