@@ -15,11 +15,7 @@ public func matmul(_ a: Variable, _ b: Variable) -> Variable {
   let sharedRight = y.rank == 2 && x.rank > 2
   return recordOperation("matmul", deferring: compute, shape: shape, dtype: x.dtype, inputs: [a, b]) { grad in
     [rhs.map { TensorModule.matmul(grad, transpose($0)) }, lhs.map { lhs in
-      guard sharedRight else { return TensorModule.matmul(transpose(lhs), grad) }
-      // A weight shared by every batch position: one product over all rows, [K, rows] x [rows, N],
-      // instead of a product per position summed afterwards.
-      let k = lhs.shape[lhs.rank - 1]
-      return TensorModule.matmul(transpose(reshape(lhs, to: [-1, k])), reshape(grad, to: [-1, grad.shape[grad.rank - 1]]))
+      sharedRight ? productOverRows(lhs, grad) : TensorModule.matmul(transpose(lhs), grad)
     }]
   }
 }
@@ -46,7 +42,13 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable? = nil) -> Va
   return recordOperation("linear", deferring: compute, shape: shape, dtype: input.dtype, inputs: [x, weight] + (bias.map { [$0] } ?? [])) { grad in
     let rows = reshape(grad, to: [-1, grad.shape[grad.rank - 1]])
     let dx = keptWeight.map { reshape(TensorModule.matmul(rows, $0), to: inputShape) }
-    let dw = keptInput.map { TensorModule.matmul(transpose(rows), reshape($0, to: [rows.shape[0], -1])) }
-    return [dx, dw] + (hasBias ? [sum(rows, alongAxes: [0])] : [])
+    return [dx, keptInput.map { productOverRows(rows, $0) }] + (hasBias ? [sum(rows, alongAxes: [0])] : [])
   }
+}
+
+/// aᵀ b summed over every leading position of a [..., K] and b [..., N]: the gradient of a weight
+/// shared by every position, as one [K, rows] x [rows, N] product rather than a product per
+/// position summed afterwards.
+private func productOverRows(_ a: Tensor, _ b: Tensor) -> Tensor {
+  TensorModule.matmul(transpose(reshape(a, to: [-1, a.shape[a.rank - 1]])), reshape(b, to: [-1, b.shape[b.rank - 1]]))
 }

@@ -11,7 +11,7 @@ import TensorModule
 func gruStep(_ projectedInput: Variable, _ h: Variable, weightHH: Variable, biasHH: Variable) -> Variable {
   let hidden = h.shape[1]
   let x = split(projectedInput, sizes: [hidden, hidden, hidden], alongAxis: 1)
-  let g = split(matmul(h, transpose(weightHH)) + biasHH, sizes: [hidden, hidden, hidden], alongAxis: 1)
+  let g = split(linear(h, weight: weightHH, bias: biasHH), sizes: [hidden, hidden, hidden], alongAxis: 1)
   let r = sigmoid(x[0] + g[0]), z = sigmoid(x[1] + g[1])
   let n = tanh(x[2] + r * g[2])
   return n + z * (h - n)
@@ -21,7 +21,7 @@ func gruStep(_ projectedInput: Variable, _ h: Variable, weightHH: Variable, bias
 /// forget, cell, output): c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c').
 func lstmStep(_ projectedInput: Variable, _ h: Variable, _ c: Variable, weightHH: Variable, biasHH: Variable) -> (h: Variable, c: Variable) {
   let hidden = h.shape[1]
-  let gates = split(projectedInput + matmul(h, transpose(weightHH)) + biasHH, sizes: [hidden, hidden, hidden, hidden], alongAxis: 1)
+  let gates = split(projectedInput + linear(h, weight: weightHH, bias: biasHH), sizes: [hidden, hidden, hidden, hidden], alongAxis: 1)
   let (i, f, g, o) = (sigmoid(gates[0]), sigmoid(gates[1]), tanh(gates[2]), sigmoid(gates[3]))
   let cNext = f * c + i * g
   return (o * tanh(cNext), cNext)
@@ -58,8 +58,7 @@ public struct RecurrentWeights {
   func project(_ input: Variable) -> Variable {
     let shape = input.shape
     require(shape.last == inputWeight.shape[1], "recurrent layer: input \(shape) does not have \(inputWeight.shape[1]) features")
-    let rows = reshape(input, to: [-1, inputWeight.shape[1]])
-    return reshape(matmul(rows, transpose(inputWeight)) + inputBias, to: Array(shape.dropLast()) + [inputWeight.shape[0]])
+    return linear(input, weight: inputWeight, bias: inputBias)
   }
 
   /// The layer run over `input` [batch, length, input size] from `initial`: every step's input
