@@ -9,7 +9,7 @@
 /// flattened), scaled by `weight` and shifted by `bias` (each of `normalizedCount` elements, or nil).
 ///
 /// - Returns: the output, with `x`'s shape, and per row the mean and 1 / √(variance + epsilon), of
-///   shape [rows], for ``layerNormGradient(_:input:mean:inverseDeviation:weight:)``.
+///   shape [rows], for ``layerNormGradient(_:input:mean:inverseDeviation:weight:affine:)``.
 public func layerNorm(
   _ x: Tensor, normalizedCount n: Int, weight: Tensor?, bias: Tensor?, epsilon: Double
 ) -> (output: Tensor, mean: Tensor, inverseDeviation: Tensor) {
@@ -45,29 +45,30 @@ public func layerNorm(
 /// The gradients of ``layerNorm(_:normalizedCount:weight:bias:epsilon:)`` for the output gradient
 /// `gradient`, from the input and the statistics that call returned: with x̂ = (x - μ)/σ and
 /// h = g · weight, dx = (h - mean(h) - x̂ · mean(h x̂)) / σ per row; dweight = Σ g x̂ and
-/// dbias = Σ g over rows.
+/// dbias = Σ g over rows, computed only with `affine` (nil otherwise: a normalisation without
+/// parameters, GroupNorm's, needs neither).
 public func layerNormGradient(
-  _ gradient: Tensor, input x: Tensor, mean: Tensor, inverseDeviation: Tensor, weight: Tensor?
-) -> (input: Tensor, weight: Tensor, bias: Tensor) {
+  _ gradient: Tensor, input x: Tensor, mean: Tensor, inverseDeviation: Tensor, weight: Tensor?, affine: Bool
+) -> (input: Tensor, weight: Tensor?, bias: Tensor?) {
   let n = x.shape.count == 0 ? 1 : x.count / Swift.max(mean.count, 1)
   let rows = checkedRows(x, n, weight, nil, "layerNormGradient")
   require(gradient.shape == x.shape && gradient.dtype == x.dtype && mean.count == rows && inverseDeviation.count == rows,
     "layerNormGradient: gradient \(gradient.shape), input \(x.shape) and statistics \(mean.shape) do not fit")
   let input = x.contiguous(), g = gradient.contiguous(), w = weight?.contiguous()
   let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
-  let scaled = Tensor(uninitializedShape: [rows, n], dtype: x.dtype)  // g · x̂, summed into dweight
+  let scaled = affine ? Tensor(uninitializedShape: [rows, n], dtype: x.dtype) : nil  // g · x̂, summed into dweight
   func kernel<T: TensorScalar>(_: T.Type) {
-    let px = input.base(T.self), pg = g.base(T.self), pd = dx.base(T.self), ps = scaled.base(T.self)
+    let px = input.base(T.self), pg = g.base(T.self), pd = dx.base(T.self), ps = scaled?.base(T.self)
     let pm = mean.contiguous().base(T.self), pr = inverseDeviation.contiguous().base(T.self), pw = w?.base(T.self)
     Parallel.forRanges(rows, costPerItem: 6 * n) { range in
       let h = UnsafeMutablePointer<T>.allocate(capacity: 2 * n), normalized = h + n
       defer { h.deallocate() }
       for row in range {
-        let xr = px + row * n, gr = pg + row * n, dr = pd + row * n, sr = ps + row * n
+        let xr = px + row * n, gr = pg + row * n, dr = pd + row * n
         let (m, r) = (pm[row], pr[row])
         for i in 0..<n { normalized[i] = (xr[i] - m) * r }
         if let pw { for i in 0..<n { h[i] = gr[i] * pw[i] } } else { h.update(from: gr, count: n) }
-        for i in 0..<n { sr[i] = gr[i] * normalized[i] }
+        if let ps { for i in 0..<n { ps[row * n + i] = gr[i] * normalized[i] } }
         let meanH = rowSum(h, n) / T(n), meanHX = rowDot(h, normalized, n, around: 0) / T(n)
         for i in 0..<n { dr[i] = (h[i] - meanH - normalized[i] * meanHX) * r }
       }
@@ -77,6 +78,7 @@ public func layerNormGradient(
   case .float32: kernel(Float.self)
   case .float64: kernel(Double.self)
   }
+  guard let scaled else { return (dx, nil, nil) }
   let affineShape = weight?.shape ?? [n]
   return (dx, reshape(sum(scaled, alongAxes: [0]), to: affineShape), reshape(sum(reshape(g, to: [rows, n]), alongAxes: [0]), to: affineShape))
 }

@@ -97,10 +97,11 @@ final class FusedKernelTests: XCTestCase {
     let g = Tensor(randomNormal: [5, 3, 13], dtype: .float64, using: &random)
     let h = g * w
     let dx = (h - mean(h, alongAxes: [2], keepingDimensions: true) - normalized * mean(h * normalized, alongAxes: [2], keepingDimensions: true)) * inverse
-    let grads = layerNormGradient(g, input: x, mean: rowMean, inverseDeviation: r, weight: w)
+    let grads = layerNormGradient(g, input: x, mean: rowMean, inverseDeviation: r, weight: w, affine: true)
     assertClose(grads.input, dx, relativeTolerance: 1e-10, absoluteTolerance: 1e-12)
-    assertClose(grads.weight, sum(g * normalized, alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
-    assertClose(grads.bias, sum(g, alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
+    assertClose(grads.weight ?? Tensor(zeros: [0]), sum(g * normalized, alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
+    assertClose(grads.bias ?? Tensor(zeros: [0]), sum(g, alongAxes: [0, 1]), relativeTolerance: 1e-12, absoluteTolerance: 1e-12)
+    XCTAssertNil(layerNormGradient(g, input: x, mean: rowMean, inverseDeviation: r, weight: nil, affine: false).weight)
     let y32 = layerNorm(x.converted(to: .float32), normalizedCount: 13, weight: w.converted(to: .float32), bias: b.converted(to: .float32), epsilon: 1e-5).output
     assertClose(y32, y.converted(to: .float32), relativeTolerance: 1e-5, absoluteTolerance: 1e-5)
   }

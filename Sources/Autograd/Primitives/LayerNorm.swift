@@ -21,7 +21,7 @@ public func layerNorm(
   let (y, mean, inverse) = TensorModule.layerNorm(value, normalizedCount: n, weight: w, bias: bias?.value, epsilon: epsilon)
   let hasWeight = weight != nil, hasBias = bias != nil
   return recordOperation("layerNorm", y, inputs: [x] + [weight, bias].compactMap { $0 }) { [value] grad in
-    let g = layerNormGradient(grad, input: value, mean: mean, inverseDeviation: inverse, weight: w)
+    let g = layerNormGradient(grad, input: value, mean: mean, inverseDeviation: inverse, weight: w, affine: hasWeight || hasBias)
     return [g.input] + (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : [])
   }
 }
