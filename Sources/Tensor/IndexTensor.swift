@@ -37,10 +37,7 @@ public struct IndexTensor: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Tensor {
-  /// The slices at `indices` along `axis`: the result's shape is this shape with dimension `axis`
-  /// replaced by the indices' shape (NumPy's `take`; PyTorch's `index_select` for a vector of
-  /// indices, and an embedding lookup along axis 0).
-  public func indexSelected(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
+  fileprivate func indexSelected(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
     let (outer, length, inner, selection) = selectionLayout(shape, indices, axis, "indexSelect")
     let x = contiguous()
     let out = Tensor(uninitializedShape: selection, dtype: dtype)
@@ -61,10 +58,7 @@ extension Tensor {
     return out
   }
 
-  /// The gradient of ``indexSelected(_:alongAxis:)``: `self` (of the selection's shape) added into
-  /// zeros of `shape` at the selected slices, in index order, so repeated indices sum their
-  /// contributions deterministically.
-  public func indexAdded(_ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
+  fileprivate func indexAdded(_ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
     let (outer, length, inner, selection) = selectionLayout(shape, indices, axis, "indexAdd")
     require(self.shape == selection, "indexAdd: gradient \(self.shape) does not match selection \(selection)")
     let g = contiguous()
@@ -88,9 +82,7 @@ extension Tensor {
     return out
   }
 
-  /// PyTorch's `gather`: `indices` has this tensor's rank, and each result element is the element
-  /// of this tensor at the same position except along `axis`, where the index says which.
-  public func gathered(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
+  fileprivate func gathered(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
     let a = gatherCheck(indices, axis, shape, "gather")
     let x = contiguous()
     let strides = Shape.contiguousStrides(shape), positions = Shape.contiguousStrides(indices.shape)
@@ -108,9 +100,7 @@ extension Tensor {
     return out
   }
 
-  /// The gradient of ``gathered(_:alongAxis:)``: `self` (of the indices' shape) added into zeros of
-  /// `shape` at the gathered positions, in row-major order of the indices.
-  public func scatterAdded(_ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
+  fileprivate func scatterAdded(_ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
     let a = gatherCheck(indices, axis, shape, "scatterAdd")
     require(self.shape == indices.shape, "scatterAdd: gradient \(self.shape) does not match indices \(indices.shape)")
     let g = contiguous()
@@ -162,3 +152,29 @@ private func gatherCheck(_ indices: IndexTensor, _ axis: Int, _ shape: [Int], _ 
 
 /// The same indices in row-major order with a new shape.
 public func reshape(_ x: IndexTensor, to shape: [Int]) -> IndexTensor { IndexTensor(x.indices, shape: shape) }
+
+/// The slices at `indices` along `axis`: the result's shape is `x`'s shape with dimension `axis`
+/// replaced by the indices' shape (NumPy's `take`; PyTorch's `index_select` for a vector of
+/// indices, and an embedding lookup along axis 0).
+public func indexSelect(_ x: Tensor, _ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
+  x.indexSelected(indices, alongAxis: axis)
+}
+
+/// The gradient of ``indexSelect(_:_:alongAxis:)``: `x` (of the selection's shape) added into
+/// zeros of `shape` at the selected slices, in index order, so repeated indices sum their
+/// contributions deterministically.
+public func indexAdd(_ x: Tensor, _ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
+  x.indexAdded(indices, alongAxis: axis, into: shape)
+}
+
+/// PyTorch's `gather`: `indices` has `x`'s rank, and each result element is the element
+/// of this tensor at the same position except along `axis`, where the index says which.
+public func gather(_ x: Tensor, _ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
+  x.gathered(indices, alongAxis: axis)
+}
+
+/// The gradient of ``gather(_:_:alongAxis:)``: `x` (of the indices' shape) added into zeros of
+/// `shape` at the gathered positions, in row-major order of the indices.
+public func scatterAdd(_ x: Tensor, _ indices: IndexTensor, alongAxis axis: Int, into shape: [Int]) -> Tensor {
+  x.scatterAdded(indices, alongAxis: axis, into: shape)
+}

@@ -12,7 +12,7 @@ final class IndexingTests: XCTestCase {
     let source = x.scalars(as: Double.self)
     for axis in 0..<3 {
       let indices = IndexTensor([2, 0, 2, 1, 0, 1].map { $0 % x.shape[axis] }, shape: [2, 3])
-      let y = x.indexSelected(indices, alongAxis: axis)
+      let y = indexSelect(x, indices, alongAxis: axis)
       var expectedShape = x.shape
       expectedShape.replaceSubrange(axis...axis, with: [2, 3])
       XCTAssertEqual(y.shape, expectedShape)
@@ -38,8 +38,8 @@ final class IndexingTests: XCTestCase {
 
   func testGatherAsPyTorch() {
     let x = Tensor([1, 2, 3, 4, 5, 6] as [Double], shape: [2, 3])
-    XCTAssertEqual(x.gathered(IndexTensor([2, 0, 1, 1], shape: [2, 2]), alongAxis: 1).scalars(as: Double.self), [3, 1, 5, 5])
-    XCTAssertEqual(x.gathered(IndexTensor([1, 0, 1], shape: [1, 3]), alongAxis: 0).scalars(as: Double.self), [4, 2, 6])
+    XCTAssertEqual(gather(x, IndexTensor([2, 0, 1, 1], shape: [2, 2]), alongAxis: 1).scalars(as: Double.self), [3, 1, 5, 5])
+    XCTAssertEqual(gather(x, IndexTensor([1, 0, 1], shape: [1, 3]), alongAxis: 0).scalars(as: Double.self), [4, 2, 6])
     let v = randomLeaf([3, 4, 2], using: &random)
     let indices = IndexTensor([3, 0, 1, 3, 2, 2, 0, 1, 1, 3, 0, 0], shape: [3, 2, 2])
     assertGradientsCorrect(at: [v], "gather") { gather(v, indices, alongAxis: 1) }

@@ -4,16 +4,16 @@ import TensorModule
 /// indices' shape); the pullback adds each slice's gradient back at its index.
 public func indexSelect(_ x: Variable, _ indices: IndexTensor, alongAxis axis: Int) -> Variable {
   let shape = x.shape
-  return recordOperation("indexSelect", x.value.indexSelected(indices, alongAxis: axis), inputs: [x]) { grad in
-    [grad.indexAdded(indices, alongAxis: axis, into: shape)]
+  return recordOperation("indexSelect", indexSelect(x.value, indices, alongAxis: axis), inputs: [x]) { grad in
+    [indexAdd(grad, indices, alongAxis: axis, into: shape)]
   }
 }
 
 /// PyTorch's `gather` along `axis`; the pullback scatters the gradient back, adding where indices repeat.
 public func gather(_ x: Variable, _ indices: IndexTensor, alongAxis axis: Int) -> Variable {
   let shape = x.shape
-  return recordOperation("gather", x.value.gathered(indices, alongAxis: axis), inputs: [x]) { grad in
-    [grad.scatterAdded(indices, alongAxis: axis, into: shape)]
+  return recordOperation("gather", gather(x.value, indices, alongAxis: axis), inputs: [x]) { grad in
+    [scatterAdd(grad, indices, alongAxis: axis, into: shape)]
   }
 }
 
