@@ -7,6 +7,7 @@ Usage: python3 Scripts/compare.py [--model densenet-bc] [--depths 100] [--batch 
                                   [--rounds 1] [--sweep]
        python3 Scripts/compare.py --model seqresnet [--granularity 8 --widening 4 --blocks 1] ...
        python3 Scripts/compare.py --model resnet20 [--convs standard,dsconv,multiception,mixconv] --batch 128 ...
+       python3 Scripts/compare.py --model seresnet56|shakenet26-2x96d|mobilenetv2 --convs standard,multiception ...
 With --rounds R, each configuration runs R times, Reprise and PyTorch back to back, plain and then
 memory-efficient, in each round (this shared machine's speed drifts over minutes); the table shows the
 medians over rounds and the time ratio's median, with the range of the rounds' own ratios, and for
@@ -42,7 +43,8 @@ def configurations(args, here):
         k, r, n = args.granularity, args.widening, args.blocks
         return [(f"k{k} r{r} N{n}", None, ["--model", "seqresnet", "--granularity", str(k), "--widening", str(r), "--blocks-per-stage", str(n)],
                  script, lambda b, e, s: ["seqresnet", str(k), str(r), str(n), str(b), str(e), str(s)])]
-    return [(conv, None, ["--model", "resnet20", "--conv", conv], script, lambda b, e, s, conv=conv: ["resnet20", conv, str(b), str(e), str(s)])
+    return [(f"{args.model} {conv}", None, ["--model", args.model, "--conv", conv], script,
+             lambda b, e, s, conv=conv: [args.model, conv, str(b), str(e), str(s)])
             for conv in args.convs.split(",")]
 
 def median(values):
@@ -85,7 +87,7 @@ def svg(rows, path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", choices=["densenet-bc", "seqresnet", "resnet20"], default="densenet-bc")
+    parser.add_argument("--model", choices=["densenet-bc", "seqresnet", "resnet20", "seresnet56", "shakenet26-2x96d", "mobilenetv2"], default="densenet-bc")
     parser.add_argument("--depths", default="100"); parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--granularity", type=int, default=8); parser.add_argument("--widening", type=int, default=4)
     parser.add_argument("--blocks", type=int, default=1); parser.add_argument("--convs", default="standard,dsconv,multiception,mixconv")

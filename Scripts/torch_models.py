@@ -1,12 +1,13 @@
 """PyTorch transcriptions of Reprise's other benchmark models, for Scripts/compare.py --model:
 SeqResNet(k, r, N) for CIFAR (Huang et al. 2019; reference/MODELS.md 2, the structure of the official
 code: the window re-made by one torch.cat per filter, F.dropout2d per window, checkpoint per filter in the
-memory-efficient form) and ResNet-20 with the Multiception paper's convolution variants (MODELS.md 3).
+memory-efficient form), and ResNet-20, SE-ResNet-56, ShakeNet-26-2x96d and MobileNetV2 with the Multiception
+paper's convolution variants (MODELS.md 3).
 Written from the specification, structure for structure with Sources/Models; parameter counts are
 printed so the caller can check them against `reprise bench`.
 
 Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREADS]
-       python torch_models.py resnet20 CONV BATCH EFFICIENT(0/1) STEPS [THREADS]
+       python torch_models.py resnet20|seresnet56|shakenet26-2x96d|mobilenetv2 CONV BATCH EFFICIENT(0/1) STEPS [THREADS]
 Prints one JSON line (the keys of ../shared/anchors/torch_densenet.py): params, median step seconds,
 peak RSS MiB. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
 import json, resource, sys, time
@@ -114,32 +115,137 @@ class Variant(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, kind, cin, cout, stride, kernels, efficient):
+    def __init__(self, kind, cin, cout, stride, kernels, efficient, reduction=None):
         super().__init__()
         self.conv1 = Variant(kind, cin, cout, stride, kernels)
         self.conv2, self.bn2 = conv(cout, cout, 3), nn.BatchNorm2d(cout)
+        self.se = SqueezeExcitation(cout, reduction) if reduction else nn.Identity()
         self.shortcut = nn.Sequential(conv(cin, cout, 1, stride), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
         self.efficient = efficient
     def body(self, x):
-        h = self.bn2(self.conv2(F.relu(self.conv1(x))))
+        h = self.se(self.bn2(self.conv2(F.relu(self.conv1(x)))))
         return F.relu(h + (self.shortcut(x) if self.shortcut is not None else x))
     def forward(self, x):
         return cp.checkpoint(self.body, x, use_reentrant=False) if self.efficient else self.body(x)
 
 
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction):
+        super().__init__()
+        self.reduce, self.expand = nn.Linear(channels, channels // reduction, bias=False), nn.Linear(channels // reduction, channels, bias=False)
+    def forward(self, x):
+        s = torch.sigmoid(self.expand(F.relu(self.reduce(x.mean((2, 3))))))
+        return x * s[:, :, None, None]
+
+
 class ResNet(nn.Module):
-    def __init__(self, kind, n, efficient, classes=10):
+    """CIFAR ResNet (MODELS.md 3.3); with reduction, SE-ResNet."""
+    def __init__(self, kind, n, efficient, classes=10, reduction=None):
         super().__init__()
         self.stem = nn.Sequential(conv(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU())
         blocks, width = [], 16
         for s, (w, kernels) in enumerate(zip([16, 32, 64], [[3, 5, 7], [3, 5], [3, 3]])):
             for b in range(n):
-                blocks.append(BasicBlock(kind, width if b == 0 else w, w, 2 if b == 0 and s > 0 else 1, kernels, efficient))
+                blocks.append(BasicBlock(kind, width if b == 0 else w, w, 2 if b == 0 and s > 0 else 1, kernels, efficient, reduction))
             width = w
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(64, classes)
     def forward(self, x):
         return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+
+class ShakeShake(torch.autograd.Function):
+    """alpha a + (1 - alpha) b forward; beta and 1 - beta weigh the gradients."""
+    @staticmethod
+    def forward(ctx, a, b, alpha, beta):
+        ctx.save_for_backward(beta)
+        return a * alpha + b * (1 - alpha)
+    @staticmethod
+    def backward(ctx, g):
+        beta, = ctx.saved_tensors
+        return g * beta, g * (1 - beta), None, None
+
+
+class ShakeShortcut(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.conv2, self.bn = conv(cin, cout // 2, 1), conv(cin, cout // 2, 1), nn.BatchNorm2d(cout)
+        self.stride = stride
+    def forward(self, x):
+        x = F.relu(x)
+        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        sub = lambda v: v[:, :, ::self.stride, ::self.stride]
+        return self.bn(torch.cat([self.conv1(sub(x)), self.conv2(sub(shifted))], 1))
+
+
+class ShakeUnit(nn.Module):
+    def __init__(self, kind, cin, cout, stride, kernels, efficient):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.ReLU(), Variant(kind, cin, cout, stride, kernels), nn.ReLU(), conv(cout, cout, 3), nn.BatchNorm2d(cout))
+            for _ in range(2))
+        self.shortcut = ShakeShortcut(cin, cout, stride) if cin != cout or stride != 1 else None
+        self.efficient = efficient
+    def body(self, x, alpha, beta):
+        mixed = ShakeShake.apply(self.branches[0](x), self.branches[1](x), alpha, beta)
+        return mixed + (self.shortcut(x) if self.shortcut is not None else x)
+    def forward(self, x):
+        n = x.shape[0]
+        alpha, beta = torch.rand(n, 1, 1, 1), torch.rand(n, 1, 1, 1)
+        return cp.checkpoint(self.body, x, alpha, beta, use_reentrant=False) if self.efficient else self.body(x, alpha, beta)
+
+
+class ShakeNet(nn.Module):
+    """ShakeNet-26-2x96d (MODELS.md 3.3)."""
+    def __init__(self, kind, efficient, classes=10):
+        super().__init__()
+        units, width = [nn.Conv2d(3, 16, 3, 1, 1, bias=True)], 16
+        for s, (w, kernels) in enumerate(zip([96, 192, 384], [[3, 5, 7], [3, 5], [3, 3]])):
+            for u in range(4):
+                units.append(ShakeUnit(kind, width if u == 0 else w, w, 2 if u == 0 and s > 0 else 1, kernels, efficient))
+            width = w
+        self.body, self.fc = nn.Sequential(*units), nn.Linear(384, classes)
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(F.relu(self.body(x)), 1).flatten(1))
+
+
+def conv_bn_relu6(cin, cout, size, stride=1, groups=1):
+    return nn.Sequential(conv(cin, cout, size, stride, groups), nn.BatchNorm2d(cout), nn.ReLU6())
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, expansion, variant, efficient):
+        super().__init__()
+        hidden = cin * expansion
+        layers = [] if expansion == 1 else [conv_bn_relu6(cin, hidden, 1)]
+        if variant:
+            kind, kernels = variant
+            layers += [Variant(kind, hidden, cout, stride, kernels), nn.ReLU(), nn.BatchNorm2d(cout)]
+        else:
+            layers += [conv_bn_relu6(hidden, hidden, 3, stride, hidden), conv(hidden, cout, 1), nn.BatchNorm2d(cout)]
+        self.conv, self.residual, self.efficient = nn.Sequential(*layers), stride == 1 and cin == cout, efficient
+    def body(self, x):
+        return x + self.conv(x) if self.residual else self.conv(x)
+    def forward(self, x):
+        return cp.checkpoint(self.body, x, use_reentrant=False) if self.efficient else self.body(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 with the first two rows' convolutions replaced by `kind` (MODELS.md 3.3)."""
+    def __init__(self, kind, efficient, classes=10):
+        super().__init__()
+        table = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+        kernels = [] if kind == "standard" else [[3, 5, 7], [3, 5]]
+        layers, width = [conv_bn_relu6(3, 32, 3)], 32
+        for row, (t, c, n, s) in enumerate(table):
+            for i in range(n):
+                variant = (kind, kernels[row]) if row < len(kernels) else None
+                layers.append(InvertedResidual(width, c, s if i == 0 else 1, t, variant, efficient))
+                width = c
+        layers.append(conv_bn_relu6(width, 1280, 1))
+        self.features, self.fc = nn.Sequential(*layers), nn.Linear(1280, classes)
+    def forward(self, x):
+        return self.fc(F.dropout(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1), 0.2, self.training))
 
 
 if __name__ == "__main__":
@@ -150,6 +256,11 @@ if __name__ == "__main__":
     elif name == "resnet20":
         kind = args[0]; batch, efficient, steps = map(int, args[1:4]); rest = args[4:]
         model = ResNet(kind, 3, bool(efficient))
+    elif name in ("seresnet56", "shakenet26-2x96d", "mobilenetv2"):
+        kind = args[0]; batch, efficient, steps = map(int, args[1:4]); rest = args[4:]
+        model = {"seresnet56": lambda: ResNet(kind, 9, bool(efficient), reduction=8),
+                 "shakenet26-2x96d": lambda: ShakeNet(kind, bool(efficient)),
+                 "mobilenetv2": lambda: MobileNetV2(kind, bool(efficient))}[name]()
     else:
         raise SystemExit(__doc__)
     if rest: torch.set_num_threads(int(rest[0]))

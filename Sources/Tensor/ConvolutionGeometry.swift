@@ -45,9 +45,6 @@ struct ConvolutionGeometry {
   var isPointwise: Bool {
     kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0
   }
-
-  /// How many images one im2col buffer holds (about 4M elements at most).
-  var imagesPerChunk: Int { max(1, min(batch, (1 << 22) / max(1, patchSize * outputPlane))) }
 }
 
 /// Where the planes of a 4-D image tensor lie: each (n, c) plane is a dense H x W block.

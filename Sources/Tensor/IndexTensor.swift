@@ -51,10 +51,7 @@ extension Tensor {
         }
       }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     return out
   }
 
@@ -75,10 +72,7 @@ extension Tensor {
         }
       }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     return out
   }
 
@@ -93,10 +87,7 @@ extension Tensor {
         dst[p] = src[Tensor.gatherSource(p, indices, a, positions, strides)]
       }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     return out
   }
 
@@ -110,10 +101,7 @@ extension Tensor {
       let src = g.base(T.self), dst = out.base(T.self)
       for p in 0..<indices.count { dst[Tensor.gatherSource(p, indices, a, positions, strides)] += src[p] }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     return out
   }
 

@@ -49,10 +49,7 @@ public func scaledDotProductAttention(
     }
   }
   if shape.count > 0 && lq > 0 && lk > 0 && dv > 0 {
-    switch query.dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    query.dtype.dispatch(kernel, kernel)
   } else if lk == 0 {
     return (Tensor(zeros: output.shape, dtype: query.dtype), weights)  // attending to nothing gives 0
   }
@@ -118,10 +115,7 @@ public func scaledDotProductAttentionGradient(
       }
     }
   }
-  switch query.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  query.dtype.dispatch(kernel, kernel)
   return (dq, dk, dv)
 }
 

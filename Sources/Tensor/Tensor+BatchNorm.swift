@@ -50,10 +50,7 @@ public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Ten
       pv[c] = T(squares / m)
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return (mean, variance)
 }
 
@@ -82,10 +79,7 @@ public func batchNormalized(
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return y
 }
 
@@ -180,10 +174,7 @@ private func batchNormBackward(
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return (dx, dw, db)
 }
 

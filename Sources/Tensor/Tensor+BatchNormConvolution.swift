@@ -21,19 +21,16 @@ public func batchNormReLUConv2d(
     "batchNormReLUConv2d", input: input.shape, weight: convWeight.shape, stride: stride, padding: padding,
     dilation: dilation, groups: groups)
   let preActivation = PreActivation(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon)
-  guard normalizesWhilePadding(g, input, convWeight) else {
+  guard input.dtype == convWeight.dtype, let grid = ConvolutionPlan(g).shiftedGrid else {
     return conv2d(preActivation.applied(to: input), convWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   checkChannels("batchNormReLUConv2d", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
   let x = input.withDensePlanes(), w = convWeight.contiguous()
   let out = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
   func kernel<T: TensorScalar>(_: T.Type) {
-    ShiftedGrid(g).forward(x, w, into: out, T.self, normalizing: preActivation.affine(T.self))
+    grid.forward(x, w, into: out, T.self, normalizing: preActivation.affine(T.self))
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return out
 }
 
@@ -77,17 +74,10 @@ private func unitConvolutionBackward(
     dilation: dilation, groups: groups)
   let preActivation = PreActivation(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon)
   checkChannels("batchNormReLUConv2dBackward", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
-  return shiftedGradientBackward(gradOutput, input: input, weight: convWeight, g, "batchNormReLUConv2dBackward", normalizing: preActivation)
+  return sharedGradientBackward(gradOutput, input: input, weight: convWeight, g, "batchNormReLUConv2dBackward", normalizing: preActivation)
     ?? conv2dBackward(
       gradOutput, input: preActivation.applied(to: input), weight: convWeight, stride: stride, padding: padding,
       dilation: dilation, groups: groups)
-}
-
-/// Whether the convolution takes the shifted-GEMM path, which pads its input (and so can normalise
-/// it on the way).
-private func normalizesWhilePadding(_ g: ConvolutionGeometry, _ input: Tensor, _ weight: Tensor) -> Bool {
-  input.dtype == weight.dtype && g.batch * g.outputPlane * g.outputChannels > 0 && g.patchSize > 0
-    && !DepthwiseConvolution.applies(to: g) && ShiftedGrid.applies(to: g)
 }
 
 /// A training-mode batch normalisation with given statistics followed by ReLU: what a pre-activation

@@ -23,10 +23,8 @@ extension Tensor {
     let a = Shape.broadcastStrides(self.shape, self.strides, to: shape)
     let b = Shape.broadcastStrides(other.shape, other.strides, to: shape)
     let loop = StridedLoop(shape: order.map { shape[$0] }, strides: [a, b, strides].map { s in order.map { s[$0] } })
-    switch dtype {
-    case .float32: binaryKernel(operation, loop, base(Float.self), other.base(Float.self), out.base(Float.self))
-    case .float64: binaryKernel(operation, loop, base(Double.self), other.base(Double.self), out.base(Double.self))
-    }
+    func kernel<T: TensorScalar>(_: T.Type) { binaryKernel(operation, loop, base(T.self), other.base(T.self), out.base(T.self)) }
+    dtype.dispatch(kernel, kernel)
     return out
   }
 }
@@ -49,10 +47,8 @@ extension Tensor {
     let order = Shape.memoryOrder(a.shape, a.strides)
     let bStrides = Shape.broadcastStrides(b.shape, b.strides, to: a.shape)
     let loop = StridedLoop(shape: order.map { a.shape[$0] }, strides: [a.strides, bStrides, a.strides].map { s in order.map { s[$0] } })
-    switch a.dtype {
-    case .float32: binaryKernel(.add, loop, a.base(Float.self), b.base(Float.self), a.base(Float.self))
-    case .float64: binaryKernel(.add, loop, a.base(Double.self), b.base(Double.self), a.base(Double.self))
-    }
+    func kernel<T: TensorScalar>(_: T.Type) { binaryKernel(.add, loop, a.base(T.self), b.base(T.self), a.base(T.self)) }
+    a.dtype.dispatch(kernel, kernel)
   }
 }
 
@@ -192,9 +188,6 @@ public func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
       }
     }
   }
-  switch a.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  a.dtype.dispatch(kernel, kernel)
   return out
 }

@@ -64,10 +64,8 @@ public func concatenatedConv2d(
 private func convolve(_ input: Tensor, _ weight: Tensor, _ g: ConvolutionGeometry, into out: Tensor) {
   require(input.dtype == weight.dtype, "conv2d: dtypes differ (input \(input.dtype), weight \(weight.dtype))")
   let x = input.withDensePlanes(), w = weight.contiguous()
-  switch x.dtype {
-  case .float32: convolutionForward(g, x, w, out, Float.self)
-  case .float64: convolutionForward(g, x, w, out, Double.self)
-  }
+  func kernel<T: TensorScalar>(_: T.Type) { ConvolutionPlan(g).forward(x, w, into: out, T.self) }
+  x.dtype.dispatch(kernel, kernel)
 }
 
 /// The gradient of ``conv2d(_:_:stride:padding:dilation:groups:)`` with respect to its input.
@@ -85,11 +83,9 @@ public func conv2dBackwardInput(
     gradOutput.shape == g.outputShape,
     "conv2dBackwardInput: gradient \(gradOutput.shape) does not match output \(g.outputShape) (weight \(weight.shape))")
   let dy = gradOutput.channelMajor(), w = weight.contiguous()
-  var dx = Tensor(uninitializedShape: inputShape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(inputShape))
-  switch dy.dtype {
-  case .float32: convolutionBackwardInput(g, dy, w, &dx, Float.self)
-  case .float64: convolutionBackwardInput(g, dy, w, &dx, Double.self)
-  }
+  let dx = Tensor(uninitializedShape: inputShape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(inputShape))
+  func kernel<T: TensorScalar>(_: T.Type) { ConvolutionPlan(g).backwardInput(dy, w, into: dx, T.self) }
+  dy.dtype.dispatch(kernel, kernel)
   return dx
 }
 
@@ -108,10 +104,8 @@ public func conv2dBackwardWeight(
     "conv2dBackwardWeight: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape))")
   let dy = gradOutput.channelMajor(), x = input.withDensePlanes()
   let dw = Tensor(uninitializedShape: weightShape, dtype: dy.dtype)
-  switch dy.dtype {
-  case .float32: convolutionBackwardWeight(g, dy, x, dw, Float.self)
-  case .float64: convolutionBackwardWeight(g, dy, x, dw, Double.self)
-  }
+  func kernel<T: TensorScalar>(_: T.Type) { ConvolutionPlan(g).backwardWeight(dy, x, into: dw, T.self) }
+  dy.dtype.dispatch(kernel, kernel)
   return dw
 }
 
@@ -128,23 +122,23 @@ public func conv2dBackward(
 ) -> (input: Tensor, weight: Tensor) {
   let g = ConvolutionGeometry(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  if let both = shiftedGradientBackward(gradOutput, input: input, weight: weight, g, "conv2dBackward") { return both }
+  if let both = sharedGradientBackward(gradOutput, input: input, weight: weight, g, "conv2dBackward") { return both }
   return (
     conv2dBackwardInput(gradOutput, weight, inputShape: input.shape, stride: stride, padding: padding, dilation: dilation, groups: groups),
     conv2dBackwardWeight(gradOutput, input, weightShape: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
   )
 }
 
-/// Both gradients from one shifted output gradient, when the convolution takes that path (stride 1,
-/// few outputs per group); nil otherwise. With `normalizing`, `input` is the pre-activation unit's
-/// input, normalised on its way into the padded grid, and the input gradient is the normalised map's.
-func shiftedGradientBackward(
+/// Both gradients computed together, when the convolution's plan shares work between them (see
+/// ``ConvolutionPlan/sharesGradientWork``); nil otherwise.
+/// With `normalizing`, `input` is the pre-activation unit's input, normalised on its way into the
+/// padded grid, and the input gradient is the normalised map's.
+func sharedGradientBackward(
   _ gradOutput: Tensor, input: Tensor, weight: Tensor, _ g: ConvolutionGeometry, _ operation: String,
   normalizing preActivation: PreActivation? = nil
 ) -> (input: Tensor, weight: Tensor)? {
-  guard ShiftedGrid.applies(to: g), case let grid = ShiftedGrid(g), grid.usesShiftedGradient, g.batch * g.outputPlane > 0 else {
-    return nil
-  }
+  let plan = ConvolutionPlan(g)
+  guard plan.sharesGradientWork else { return nil }
   require(
     gradOutput.shape == g.outputShape,
     "\(operation): gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
@@ -153,114 +147,8 @@ func shiftedGradientBackward(
   let dx = Tensor(uninitializedShape: input.shape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
   let dw = Tensor(uninitializedShape: weight.shape, dtype: dy.dtype)
   func kernel<T: TensorScalar>(_: T.Type) {
-    grid.backwardByShiftedGradient(
-      dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, T.self, normalizing: preActivation?.affine(T.self))
+    plan.backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self, normalizing: preActivation?.affine(T.self))
   }
-  switch dy.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  dy.dtype.dispatch(kernel, kernel)
   return (dx, dw)
-}
-
-/// True when the input can serve as the GEMM operand directly: a pointwise convolution on planes
-/// whose images lie next to each other within each channel (channel-major, or a channel slice of it).
-private func isDirect(_ g: ConvolutionGeometry, _ layout: PlaneLayout) -> Bool {
-  g.isPointwise && (g.batch == 1 || layout.imageStride == g.height * g.width)
-}
-
-private func convolutionForward<T: TensorScalar>(_ g: ConvolutionGeometry, _ x: Tensor, _ w: Tensor, _ y: Tensor, _: T.Type) {
-  let layout = PlaneLayout(x), px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
-  let ldy = g.batch * g.outputPlane
-  if y.count == 0 { return }
-  if g.patchSize == 0 { return py.update(repeating: 0, count: y.count) }
-  if DepthwiseConvolution.applies(to: g) { return DepthwiseConvolution(g: g).forward(x, w, into: y, T.self) }
-  if ShiftedGrid.applies(to: g) { return ShiftedGrid(g).forward(x, w, into: y, T.self) }
-  if isDirect(g, layout) {
-    for group in 0..<g.groups {
-      T.gemm(
-        transposeA: false, transposeB: false, m: g.groupOutputs, n: ldy, k: g.groupInputs, alpha: 1,
-        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize,
-        b: px + group * g.groupInputs * layout.channelStride, ldb: max(layout.channelStride, ldy), beta: 0,
-        c: py + group * g.groupOutputs * ldy, ldc: ldy)
-    }
-    return
-  }
-  let chunk = g.imagesPerChunk
-  let colTensor = Tensor(uninitializedShape: [g.patchSize * chunk * g.outputPlane], dtype: T.dtype)
-  let col = colTensor.base(T.self)
-  for group in 0..<g.groups {
-    for first in stride(from: 0, to: g.batch, by: chunk) {
-      let images = min(chunk, g.batch - first)
-      im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
-      T.gemm(
-        transposeA: false, transposeB: false, m: g.groupOutputs, n: images * g.outputPlane, k: g.patchSize, alpha: 1,
-        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: col, ldb: images * g.outputPlane, beta: 0,
-        c: py + group * g.groupOutputs * ldy + first * g.outputPlane, ldc: ldy)
-    }
-  }
-  withExtendedLifetime(colTensor) {}
-}
-
-private func convolutionBackwardInput<T: TensorScalar>(_ g: ConvolutionGeometry, _ dy: Tensor, _ w: Tensor, _ dx: inout Tensor, _: T.Type) {
-  let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
-  let ldy = g.batch * g.outputPlane
-  if ldy == 0 || g.outputChannels == 0 { return pdx.update(repeating: 0, count: dx.count) }
-  if DepthwiseConvolution.applies(to: g) { return DepthwiseConvolution(g: g).backwardInput(dy, w, into: dx, T.self) }
-  if ShiftedGrid.applies(to: g) { return ShiftedGrid(g).backwardInput(dy, w, into: dx, T.self) }
-  if isDirect(g, layout) {
-    for group in 0..<g.groups {
-      T.gemm(
-        transposeA: true, transposeB: false, m: g.groupInputs, n: ldy, k: g.groupOutputs, alpha: 1,
-        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: pdy + group * g.groupOutputs * ldy, ldb: ldy,
-        beta: 0, c: pdx + group * g.groupInputs * layout.channelStride, ldc: max(layout.channelStride, ldy))
-    }
-    return
-  }
-  pdx.update(repeating: 0, count: dx.count)
-  let chunk = g.imagesPerChunk
-  let colTensor = Tensor(uninitializedShape: [g.patchSize * chunk * g.outputPlane], dtype: T.dtype)
-  let col = colTensor.base(T.self)
-  for group in 0..<g.groups {
-    for first in stride(from: 0, to: g.batch, by: chunk) {
-      let images = min(chunk, g.batch - first)
-      T.gemm(
-        transposeA: true, transposeB: false, m: g.patchSize, n: images * g.outputPlane, k: g.groupOutputs, alpha: 1,
-        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize,
-        b: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, ldb: ldy, beta: 0, c: col, ldc: images * g.outputPlane)
-      col2im(g, col: col, gradInput: pdx, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images)
-    }
-  }
-  withExtendedLifetime(colTensor) {}
-}
-
-private func convolutionBackwardWeight<T: TensorScalar>(_ g: ConvolutionGeometry, _ dy: Tensor, _ x: Tensor, _ dw: Tensor, _: T.Type) {
-  let layout = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
-  let ldy = g.batch * g.outputPlane
-  if ldy == 0 || dw.count == 0 { return pdw.update(repeating: 0, count: dw.count) }
-  if DepthwiseConvolution.applies(to: g) { return DepthwiseConvolution(g: g).backwardWeight(dy, x, into: dw, T.self) }
-  if ShiftedGrid.applies(to: g) { return ShiftedGrid(g).backwardWeight(dy, x, into: dw, T.self) }
-  if isDirect(g, layout) {
-    for group in 0..<g.groups {
-      T.gemm(
-        transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: ldy, alpha: 1,
-        a: pdy + group * g.groupOutputs * ldy, lda: ldy, b: px + group * g.groupInputs * layout.channelStride,
-        ldb: max(layout.channelStride, ldy), beta: 0, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
-    }
-    return
-  }
-  let chunk = g.imagesPerChunk
-  let colTensor = Tensor(uninitializedShape: [g.patchSize * chunk * g.outputPlane], dtype: T.dtype)
-  let col = colTensor.base(T.self)
-  for group in 0..<g.groups {
-    for first in stride(from: 0, to: g.batch, by: chunk) {
-      let images = min(chunk, g.batch - first)
-      im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
-      T.gemm(
-        transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
-        a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,
-        beta: first == 0 ? 0 : 1, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
-    }
-  }
-  withExtendedLifetime(colTensor) {}
 }

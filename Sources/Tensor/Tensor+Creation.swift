@@ -3,10 +3,8 @@ extension Tensor {
   /// A tensor of `shape` with every element equal to `value`.
   public init(repeating value: Double, shape: [Int], dtype: DType = .float32) {
     self.init(uninitializedShape: shape, dtype: dtype)
-    switch dtype {
-    case .float32: base(Float.self).update(repeating: Float(value), count: count)
-    case .float64: base(Double.self).update(repeating: value, count: count)
-    }
+    func fill<T: TensorScalar>(_: T.Type) { base(T.self).update(repeating: T(value), count: count) }
+    dtype.dispatch(fill, fill)
   }
 
   /// A tensor of zeros.
@@ -45,14 +43,11 @@ extension Tensor {
   ) {
     self.init(uninitializedShape: shape, dtype: dtype)
     let n = count
-    switch dtype {
-    case .float32:
-      let p = base(Float.self), lo = Float(lower), width = Float(upper - lower)
-      for i in 0..<n { p[i] = lo + width * generator.nextUnit(Float.self) }
-    case .float64:
-      let p = base(Double.self)
-      for i in 0..<n { p[i] = lower + (upper - lower) * generator.nextUnit(Double.self) }
+    func fill<T: TensorScalar>(_: T.Type) {
+      let p = base(T.self), lo = T(lower), width = T(upper - lower)
+      for i in 0..<n { p[i] = lo + width * generator.nextUnit(T.self) }
     }
+    dtype.dispatch(fill, fill)
   }
 
   /// Normal random values with the given mean and standard deviation from `generator`.
@@ -81,14 +76,11 @@ extension Tensor {
     require((0...1).contains(probability), "randomBernoulli: probability \(probability) is not in [0, 1]")
     self.init(uninitializedShape: shape, dtype: dtype)
     let n = count
-    switch dtype {
-    case .float32:
-      let p = base(Float.self)
-      for i in 0..<n { p[i] = generator.nextUnit(Double.self) < probability ? 1 : 0 }
-    case .float64:
-      let p = base(Double.self)
+    func fill<T: TensorScalar>(_: T.Type) {
+      let p = base(T.self)
       for i in 0..<n { p[i] = generator.nextUnit(Double.self) < probability ? 1 : 0 }
     }
+    dtype.dispatch(fill, fill)
   }
 
   /// Uniform random values from the global generator (``RandomGenerator/global``).

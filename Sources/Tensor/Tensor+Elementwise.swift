@@ -13,10 +13,8 @@ extension Tensor {
   func map(_ operation: UnaryOperation) -> Tensor {
     let x = isDense ? self : contiguous()
     var out = Tensor(uninitializedShape: shape, dtype: dtype, strides: x.strides)
-    switch dtype {
-    case .float32: unaryKernel(operation, x.base(Float.self), out.base(Float.self), count)
-    case .float64: unaryKernel(operation, x.base(Double.self), out.base(Double.self), count)
-    }
+    func kernel<T: TensorScalar>(_: T.Type) { unaryKernel(operation, x.base(T.self), out.base(T.self), count) }
+    dtype.dispatch(kernel, kernel)
     out.strides = x.strides
     return out
   }

@@ -21,10 +21,7 @@ public func gelu(_ x: Tensor) -> Tensor {
       }
     }
   }
-  switch input.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  input.dtype.dispatch(kernel, kernel)
   return out
 }
 
@@ -46,10 +43,7 @@ public func geluGradient(_ gradient: Tensor, input x: Tensor) -> Tensor {
       }
     }
   }
-  switch input.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  input.dtype.dispatch(kernel, kernel)
   return out
 }
 

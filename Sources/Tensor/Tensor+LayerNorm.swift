@@ -35,10 +35,7 @@ public func layerNorm(
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return (out, mean, inverse)
 }
 
@@ -74,10 +71,7 @@ public func layerNormGradient(
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   guard let scaled else { return (dx, nil, nil) }
   let affineShape = weight?.shape ?? [n]
   return (dx, reshape(sum(scaled, alongAxes: [0]), to: affineShape), reshape(sum(reshape(g, to: [rows, n]), alongAxes: [0]), to: affineShape))

@@ -67,10 +67,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
       for i in 0..<count { product(i, split: true) }
     }
   }
-  switch a.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  a.dtype.dispatch(kernel, kernel)
   return out
 }
 
@@ -130,9 +127,6 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return out
 }

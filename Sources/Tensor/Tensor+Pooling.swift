@@ -57,10 +57,7 @@ public func maxPool2d(_ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair?
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return y
 }
 
@@ -87,10 +84,7 @@ public func maxPool2dBackward(
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return dx
 }
 
@@ -123,10 +117,7 @@ public func avgPool2d(
       }
     }
   }
-  switch x.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  x.dtype.dispatch(kernel, kernel)
   return y
 }
 
@@ -163,10 +154,7 @@ public func avgPool2dBackward(
       }
     }
   }
-  switch dy.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  dy.dtype.dispatch(kernel, kernel)
   return dx
 }
 

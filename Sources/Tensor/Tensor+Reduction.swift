@@ -35,10 +35,7 @@ extension Tensor {
       let x = rows.base(T.self), y = out.base(T.self)
       Parallel.forRanges(outer, costPerItem: inner) { r in for o in r { y[o] = rowSum(x + o * inner, inner) } }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     return out
   }
 
@@ -92,10 +89,7 @@ extension Tensor {
         }
       }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     return out
   }
 
@@ -130,10 +124,7 @@ extension Tensor {
         indices[o] = at
       }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     let axisOrder = kept.sorted()
     if axisOrder != kept {  // put the indices in row-major order of the kept axes
       let rowMajor = Shape.contiguousStrides(axisOrder.map { shape[$0] })

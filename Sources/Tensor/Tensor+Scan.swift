@@ -21,10 +21,7 @@ extension Tensor {
         }
       }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     return permute(rows, inverse)
   }
 

@@ -20,10 +20,7 @@ extension Tensor {
         softmaxRows(x + r.lowerBound * length, y + r.lowerBound * length, rows: r.count, length: length, logarithm: logarithm)
       }
     }
-    switch dtype {
-    case .float32: kernel(Float.self)
-    case .float64: kernel(Double.self)
-    }
+    dtype.dispatch(kernel, kernel)
     out = permute(out, restore)
     return out
   }
@@ -54,10 +51,7 @@ public func softmaxGradient(_ gradient: Tensor, output: Tensor, alongAxis axis: 
       softmaxGradientRows(py + start, pg + start, po + start, rows: r.count, length: length, logarithm: logarithm)
     }
   }
-  switch y.dtype {
-  case .float32: kernel(Float.self)
-  case .float64: kernel(Double.self)
-  }
+  y.dtype.dispatch(kernel, kernel)
   return permute(out, restore)
 }
 

@@ -57,32 +57,26 @@ public struct Tensor {
   /// - Precondition: the tensor has exactly one element.
   public var scalar: Double {
     require(count == 1, "scalar: tensor of shape \(shape) has \(count) elements, expected 1")
-    switch dtype {
-    case .float32: return Double(storage.typed(Float.self)[offset])
-    case .float64: return storage.typed(Double.self)[offset]
-    }
+    return element(at: offset)
   }
 
   /// The elements in row-major order, converted to `T`.
   public func scalars<T: TensorScalar>(as type: T.Type = Float.self) -> [T] {
     let c = contiguous()
-    switch c.dtype {
-    case .float32:
-      let p = c.storage.typed(Float.self) + c.offset
-      return (0..<c.count).map { T(p[$0]) }
-    case .float64:
-      let p = c.storage.typed(Double.self) + c.offset
+    func read<S: TensorScalar>(_: S.Type) -> [T] {
+      let p = c.storage.typed(S.self) + c.offset
       return (0..<c.count).map { T(p[$0]) }
     }
+    return c.dtype.dispatch(read, read)
   }
 
   /// True when no element is infinite or NaN.
   public var isFinite: Bool {
     let c = contiguous()
-    switch c.dtype {
-    case .float32: return UnsafeBufferPointer(start: c.storage.typed(Float.self) + c.offset, count: c.count).allSatisfy(\.isFinite)
-    case .float64: return UnsafeBufferPointer(start: c.storage.typed(Double.self) + c.offset, count: c.count).allSatisfy(\.isFinite)
+    func check<T: TensorScalar>(_: T.Type) -> Bool {
+      UnsafeBufferPointer(start: c.storage.typed(T.self) + c.offset, count: c.count).allSatisfy(\.isFinite)
     }
+    return c.dtype.dispatch(check, check)
   }
 
   /// The element at a multi-dimensional index, as a `Double`.
@@ -93,10 +87,13 @@ public struct Tensor {
       index.count == rank && zip(index, shape).allSatisfy { $0 >= 0 && $0 < $1 },
       "subscript: index \(index) is out of bounds for shape \(shape)")
     let position = offset + zip(index, strides).reduce(0) { $0 + $1.0 * $1.1 }
-    switch dtype {
-    case .float32: return Double(storage.typed(Float.self)[position])
-    case .float64: return storage.typed(Double.self)[position]
-    }
+    return element(at: position)
+  }
+
+  /// The element at a storage position, as a `Double`.
+  private func element(at position: Int) -> Double {
+    func read<T: TensorScalar>(_: T.Type) -> Double { Double(storage.typed(T.self)[position]) }
+    return dtype.dispatch(read, read)
   }
 
   /// A pointer to the first element, typed as `T`, for kernels that read.

@@ -103,20 +103,20 @@ final class ConvolutionTests: XCTestCase {
   /// Forward and both gradients (separately and from `conv2dBackward`) agree with the reference to
   /// 1e-5 relative in Float32 on 24 random configurations and the shifted and depthwise ones above.
   func testForwardAndGradientsMatchReferenceLoops() {
-    checkAgainstReference(Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.depthwiseConfigurations, dtype: .float32, tolerance: 1e-5)
+    Self.checkAgainstReference(Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.depthwiseConfigurations, dtype: .float32, tolerance: 1e-5)
   }
 
   /// The same in Float64 for the shifted configurations: where the processor has the Float32 direct
   /// kernels, Float64 is what still runs the shifted grid's matrix-product paths (the stacked forward
   /// for up to 8 outputs, one GEMM per tap beyond, and their gradients).
   func testShiftedMatrixProductPathsInFloat64() {
-    checkAgainstReference(Self.shiftedConfigurations, dtype: .float64, tolerance: 1e-10)
+    Self.checkAgainstReference(Self.shiftedConfigurations, dtype: .float64, tolerance: 1e-10)
   }
 
   /// Checks `conv2d`, `conv2dBackwardInput`, `conv2dBackwardWeight` and `conv2dBackward` on each
   /// configuration against the reference. The gradients are checked through the identity
   /// <dy, conv(x, w)> = <dx, x> = <dw, w> applied to one-hot probes of the reference.
-  func checkAgainstReference(
+  static func checkAgainstReference(
     _ configurations: [Configuration], dtype: DType, tolerance: Double, file: StaticString = #filePath, line: UInt = #line
   ) {
     for (k, c) in configurations.enumerated() {

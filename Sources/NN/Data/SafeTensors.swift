@@ -77,10 +77,10 @@ public enum SafeTensors {
     public init(_ tensor: Tensor) {
       let t = tensor.contiguous()
       shape = t.shape
-      switch t.dtype {
-      case .float32: (dtype, bytes) = ("F32", t.scalars(as: Float.self).withUnsafeBytes { Array($0) })
-      case .float64: (dtype, bytes) = ("F64", t.scalars(as: Double.self).withUnsafeBytes { Array($0) })
+      func entry<T: TensorScalar>(_: T.Type) -> (String, [UInt8]) {
+        (T.self == Float.self ? "F32" : "F64", t.scalars(as: T.self).withUnsafeBytes { Array($0) })
       }
+      (dtype, bytes) = t.dtype.dispatch(entry, entry)
     }
 
     /// A 64-bit integer entry.

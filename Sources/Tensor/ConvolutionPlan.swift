@@ -1,0 +1,182 @@
+/// How a convolution of one geometry is computed: the method, chosen once from the sizes alone, and
+/// its three operations (forward, input gradient, weight gradient), so that the forward pass and both
+/// gradients of a geometry always take the same path and a new method lands in one place.
+///
+/// The methods, in the order they are tried:
+/// - `empty`: nothing to compute (no output pixels, no outputs or an empty patch); every result is
+///   zeros.
+/// - `depthwise`: one filter per channel, direct loops over planes (``DepthwiseConvolution``).
+/// - `shiftedGrid`: stride 1 and enough channels per group, shifted products over a padded grid with
+///   no im2col matrix (``ShiftedGrid``; on AVX2 in Float32 a direct register kernel).
+/// - `pointwise`: 1x1, stride 1, no padding; the channel-major input is the GEMM operand itself.
+/// - `im2col`: everything else; an im2col matrix of a chunk of images, one GEMM per group and chunk.
+struct ConvolutionPlan {
+  enum Method {
+    case empty
+    case depthwise(DepthwiseConvolution)
+    case shiftedGrid(ShiftedGrid)
+    case pointwise
+    case im2col(imagesPerChunk: Int)
+  }
+
+  let g: ConvolutionGeometry
+  let method: Method
+
+  init(_ g: ConvolutionGeometry) {
+    self.g = g
+    if g.batch * g.outputPlane == 0 || g.outputChannels == 0 || g.patchSize == 0 {
+      method = .empty
+    } else if DepthwiseConvolution.applies(to: g) {
+      method = .depthwise(DepthwiseConvolution(g: g))
+    } else if ShiftedGrid.applies(to: g) {
+      method = .shiftedGrid(ShiftedGrid(g))
+    } else if g.isPointwise {
+      method = .pointwise
+    } else {
+      // About 4M elements of im2col matrix at most: large enough for GEMMs that run at full speed,
+      // small enough to stay out of the memory peak.
+      method = .im2col(imagesPerChunk: max(1, min(g.batch, (1 << 22) / (g.patchSize * g.outputPlane))))
+    }
+  }
+
+  /// The shifted grid when the convolution takes that path, for the kernels that fuse work into its
+  /// padded copy (the pre-activation unit normalises its input there).
+  var shiftedGrid: ShiftedGrid? {
+    if case .shiftedGrid(let grid) = method { grid } else { nil }
+  }
+
+  /// `y = conv(x, w)`; `x` has dense planes, `w` is contiguous, `y` is channel-major or a channel
+  /// range of a channel-major tensor.
+  func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type) {
+    switch method {
+    case .empty: if y.count > 0 { fillZeros(y, T.self) }
+    case .depthwise(let d): d.forward(x, w, into: y, T.self)
+    case .shiftedGrid(let grid): grid.forward(x, w, into: y, T.self)
+    case .pointwise:
+      let x = pointwiseOperand(x), layout = PlaneLayout(x), ldy = g.batch * g.outputPlane
+      let px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
+      for group in 0..<g.groups {
+        T.gemm(
+          transposeA: false, transposeB: false, m: g.groupOutputs, n: ldy, k: g.groupInputs, alpha: 1,
+          a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize,
+          b: px + group * g.groupInputs * layout.channelStride, ldb: max(layout.channelStride, ldy), beta: 0,
+          c: py + group * g.groupOutputs * ldy, ldc: ldy)
+      }
+    case .im2col(let chunk):
+      let layout = PlaneLayout(x), ldy = g.batch * g.outputPlane
+      let px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
+      withColumns(chunk, T.self) { col in
+        for group in 0..<g.groups {
+          for first in stride(from: 0, to: g.batch, by: chunk) {
+            let images = min(chunk, g.batch - first)
+            im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
+            T.gemm(
+              transposeA: false, transposeB: false, m: g.groupOutputs, n: images * g.outputPlane, k: g.patchSize, alpha: 1,
+              a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: col, ldb: images * g.outputPlane, beta: 0,
+              c: py + group * g.groupOutputs * ldy + first * g.outputPlane, ldc: ldy)
+          }
+        }
+      }
+    }
+  }
+
+  /// `dx = conv_transpose(dy, w)`; `dy` and `dx` are channel-major.
+  func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
+    let ldy = g.batch * g.outputPlane
+    switch method {
+    case .empty: if dx.count > 0 { fillZeros(dx, T.self) }
+    case .depthwise(let d): d.backwardInput(dy, w, into: dx, T.self)
+    case .shiftedGrid(let grid): grid.backwardInput(dy, w, into: dx, T.self)
+    case .pointwise:
+      let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
+      for group in 0..<g.groups {
+        T.gemm(
+          transposeA: true, transposeB: false, m: g.groupInputs, n: ldy, k: g.groupOutputs, alpha: 1,
+          a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: pdy + group * g.groupOutputs * ldy, ldb: ldy,
+          beta: 0, c: pdx + group * g.groupInputs * layout.channelStride, ldc: max(layout.channelStride, ldy))
+      }
+    case .im2col(let chunk):
+      let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
+      fillZeros(dx, T.self)
+      withColumns(chunk, T.self) { col in
+        for group in 0..<g.groups {
+          for first in stride(from: 0, to: g.batch, by: chunk) {
+            let images = min(chunk, g.batch - first)
+            T.gemm(
+              transposeA: true, transposeB: false, m: g.patchSize, n: images * g.outputPlane, k: g.groupOutputs, alpha: 1,
+              a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize,
+              b: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, ldb: ldy, beta: 0, c: col, ldc: images * g.outputPlane)
+            col2im(g, col: col, gradInput: pdx, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images)
+          }
+        }
+      }
+    }
+  }
+
+  /// `dw = dy ⋆ x`; `dy` is channel-major, `x` has dense planes, `dw` is contiguous.
+  func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
+    let ldy = g.batch * g.outputPlane
+    switch method {
+    case .empty: if dw.count > 0 { fillZeros(dw, T.self) }
+    case .depthwise(let d): d.backwardWeight(dy, x, into: dw, T.self)
+    case .shiftedGrid(let grid): grid.backwardWeight(dy, x, into: dw, T.self)
+    case .pointwise:
+      let x = pointwiseOperand(x), layout = PlaneLayout(x)
+      let pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
+      for group in 0..<g.groups {
+        T.gemm(
+          transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: ldy, alpha: 1,
+          a: pdy + group * g.groupOutputs * ldy, lda: ldy, b: px + group * g.groupInputs * layout.channelStride,
+          ldb: max(layout.channelStride, ldy), beta: 0, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+      }
+    case .im2col(let chunk):
+      let layout = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
+      withColumns(chunk, T.self) { col in
+        for group in 0..<g.groups {
+          for first in stride(from: 0, to: g.batch, by: chunk) {
+            let images = min(chunk, g.batch - first)
+            im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
+            T.gemm(
+              transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
+              a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,
+              beta: first == 0 ? 0 : 1, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+          }
+        }
+      }
+    }
+  }
+
+  /// Whether the two gradients share work, so that ``backward(_:_:_:inputGradient:weightGradient:_:normalizing:)``
+  /// computes them faster together than apart: the shifted grid with few outputs per group, whose
+  /// output gradient is laid on the grid once for both.
+  var sharesGradientWork: Bool { shiftedGrid?.usesShiftedGradient ?? false }
+
+  /// Both gradients at once, where ``sharesGradientWork``. With `affine`, `x` is normalised on its way
+  /// into the grid (the pre-activation unit) and `dx` is the normalised map's gradient.
+  func backward<T: TensorScalar>(
+    _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
+    normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    guard let grid = shiftedGrid, grid.usesShiftedGradient else {
+      preconditionFailure("internal: a joint backward pass for a plan whose gradients share no work")
+    }
+    grid.backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, T.self, normalizing: affine)
+  }
+
+  /// The pointwise GEMM's operand: `x` itself when its images lie next to each other within each
+  /// channel (channel-major, or a channel range of it), else a channel-major copy.
+  private func pointwiseOperand(_ x: Tensor) -> Tensor {
+    g.batch == 1 || PlaneLayout(x).imageStride == g.height * g.width ? x : x.channelMajor()
+  }
+
+  /// Runs `body` with an im2col buffer for `chunk` images, freed when it returns.
+  private func withColumns<T: TensorScalar>(_ chunk: Int, _: T.Type, _ body: (UnsafeMutablePointer<T>) -> Void) {
+    let columns = Tensor(uninitializedShape: [g.patchSize * chunk * g.outputPlane], dtype: T.dtype)
+    body(columns.base(T.self))
+    withExtendedLifetime(columns) {}
+  }
+
+  private func fillZeros<T: TensorScalar>(_ t: Tensor, _: T.Type) {
+    t.base(T.self).update(repeating: 0, count: t.count)
+  }
+}

@@ -1,0 +1,63 @@
+@testable import TensorModule
+import TestSupport
+import XCTest
+
+/// The convolution plan: which method each geometry takes, and that each method's three operations
+/// (forward, input gradient, weight gradient) agree with the reference loops.
+final class ConvolutionPlanTests: XCTestCase {
+  typealias Configuration = ConvolutionTests.Configuration
+
+  /// One configuration per method, named by the method it must take.
+  static let cases: [(method: String, configuration: Configuration)] = [
+    ("empty", Configuration(batch: 2, inputChannels: 0, outputChannels: 3, height: 4, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
+    ("depthwise", Configuration(batch: 2, inputChannels: 4, outputChannels: 4, height: 6, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 4)),
+    ("shiftedGrid", Configuration(batch: 2, inputChannels: 5, outputChannels: 6, height: 6, width: 7, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
+    ("pointwise", Configuration(batch: 3, inputChannels: 4, outputChannels: 6, height: 5, width: 4, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0, dilation: 1, groups: 2)),
+    ("im2col", Configuration(batch: 2, inputChannels: 3, outputChannels: 5, height: 7, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
+    ("im2col", Configuration(batch: 2, inputChannels: 2, outputChannels: 4, height: 6, width: 6, kernelHeight: 5, kernelWidth: 5, stride: 1, padding: 2, dilation: 1, groups: 1)),
+  ]
+
+  func testEachGeometryTakesItsMethod() {
+    for (expected, c) in Self.cases {
+      XCTAssertEqual(Self.methodName(ConvolutionPlan(Self.geometry(c)).method), expected, "\(c)")
+    }
+  }
+
+  /// Every method's forward pass and both gradients, apart and together, equal the reference loops,
+  /// with an image-major input (so the pointwise method reads a channel-major copy) in Float32 and
+  /// Float64.
+  func testEveryMethodMatchesReferenceLoops() {
+    let configurations = Self.cases.map(\.configuration)
+    ConvolutionTests.checkAgainstReference(configurations, dtype: .float32, tolerance: 1e-5)
+    ConvolutionTests.checkAgainstReference(configurations, dtype: .float64, tolerance: 1e-10)
+  }
+
+  /// Only the shifted grid with few outputs per group computes both gradients together.
+  func testGradientsShareWorkOnlyOnTheShiftedGridWithFewOutputs() {
+    let narrow = Self.geometry(Self.cases[2].configuration)
+    var wide = Self.cases[2].configuration
+    (wide.inputChannels, wide.outputChannels) = (40, 40)
+    XCTAssertTrue(ConvolutionPlan(narrow).sharesGradientWork)
+    XCTAssertFalse(ConvolutionPlan(Self.geometry(wide)).sharesGradientWork)
+    for (_, c) in Self.cases where c.kernelHeight != 3 || c.stride != 1 {
+      XCTAssertFalse(ConvolutionPlan(Self.geometry(c)).sharesGradientWork, "\(c)")
+    }
+  }
+
+  static func geometry(_ c: Configuration) -> ConvolutionGeometry {
+    ConvolutionGeometry(
+      "test", input: [c.batch, c.inputChannels, c.height, c.width],
+      weight: [c.outputChannels, c.inputChannels / max(1, c.groups), c.kernelHeight, c.kernelWidth], stride: c.stride,
+      padding: c.padding, dilation: c.dilation, groups: c.groups)
+  }
+
+  static func methodName(_ method: ConvolutionPlan.Method) -> String {
+    switch method {
+    case .empty: "empty"
+    case .depthwise: "depthwise"
+    case .shiftedGrid: "shiftedGrid"
+    case .pointwise: "pointwise"
+    case .im2col: "im2col"
+    }
+  }
+}
