@@ -1,10 +1,17 @@
-// The direct stride-1 convolution of CKernels.h: register tiles of 6 outputs by 16 positions.
+// The direct stride-1 convolution of CKernels.h: register tiles of 6 outputs by 16 positions
+// (AVX2) or by 64 positions (AVX-512).
 //
-// Per tap and input channel the tile loads two vectors of 8 grid values and broadcasts 6 weights,
-// then does 12 fused multiply-adds. The grid is read where it lies (no packing: the input rows a
-// tile reads stay in the L1 and L2 caches while the tile steps through the outputs), and every
-// output is written once (no zeroing pass, no accumulation over taps in memory), which is what the
-// per-tap matrix products this replaces could not avoid.
+// Per tap and input channel the AVX2 tile loads two vectors of 8 grid values and broadcasts 6
+// weights, then does 12 fused multiply-adds. The grid is read where it lies (no packing: the input
+// rows a tile reads stay in the L1 and L2 caches while the tile steps through the outputs), and
+// every output is written once (no zeroing pass, no accumulation over taps in memory), which is
+// what the per-tap matrix products this replaces could not avoid.
+//
+// The AVX-512 tile holds 4 vectors of 16 lanes, each lane pair of 8 a segment of its own, so rows
+// of 8 (the last stage of CIFAR networks) fill whole vectors as rows of 16 and 32 do: 24 fused
+// multiply-adds per 6 broadcasts and 4 vector loads (two half loads where a vector's segments are
+// not next to each other on the grid). Every output is the same sum in the same order (k, c) as in
+// the AVX2 tile, so the two give the same bits.
 #include "CKernels.h"
 
 #include <immintrin.h>
@@ -14,6 +21,24 @@ enum { MR = 6 };
 bool reprise_kernels_available(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/// -1 until first asked; then whether the AVX-512 tiles run.
+static int wideTiles = -1;
+
+bool reprise_wide_kernels_enabled(void) {
+  if (wideTiles < 0) {
+    __builtin_cpu_init();
+    wideTiles = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  }
+  return wideTiles;
+}
+
+bool reprise_set_wide_kernels_enabled(bool enabled) {
+  const bool previous = reprise_wide_kernels_enabled();
+  __builtin_cpu_init();
+  wideTiles = enabled && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return previous;
 }
 
 long reprise_packed_taps_count(long outputs, long channels, long taps) {
@@ -94,31 +119,117 @@ __attribute__((target("avx2,fma"))) static void segmentPair(
   }
 }
 
+#define WIDE __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq")))
+
+/// Four vectors of two segments each: segment 2v in the low 8 lanes of vector v, 2v + 1 in the high.
+typedef struct {
+  Segment s[8];
+} Quad;
+
+WIDE static inline __mmask16 laneMask(const Segment *lo, const Segment *hi) {
+  return (__mmask16)(((1u << lo->width) - 1) | (((1u << hi->width) - 1) << 8));
+}
+
+/// `rows` outputs (1 to 6) at the 8 segments of `q`. With `joined`, every vector's two segments are
+/// next to each other on the grid and one load fills it; otherwise each half is loaded apart.
+WIDE __attribute__((always_inline)) static inline void wideTile(
+  int rows, int joined, const float *grid, long gridChannelStride, long channels, const float *w, const long *offsets,
+  long taps, const Quad *q, long outputChannelStride) {
+  __m512 acc[4][MR];
+  __mmask16 mask[4];
+  for (int v = 0; v < 4; v++) {
+    mask[v] = laneMask(&q->s[2 * v], &q->s[2 * v + 1]);
+    for (int i = 0; i < rows; i++) acc[v][i] = _mm512_setzero_ps();
+  }
+  for (long k = 0; k < taps; k++) {
+    const float *base = grid + offsets[k];
+    for (long c = 0; c < channels; c++, base += gridChannelStride, w += MR) {
+      __m512 x[4];
+      for (int v = 0; v < 4; v++) {
+        const float *lo = base + q->s[2 * v].position;
+        if (joined) {
+          x[v] = _mm512_maskz_loadu_ps(mask[v], lo);
+        } else {
+          const __m256 l = _mm256_maskz_loadu_ps((__mmask8)mask[v], lo);
+          const __m256 h = _mm256_maskz_loadu_ps((__mmask8)(mask[v] >> 8), base + q->s[2 * v + 1].position);
+          x[v] = _mm512_insertf32x8(_mm512_castps256_ps512(l), h, 1);
+        }
+      }
+      for (int i = 0; i < rows; i++) {
+        const __m512 s = _mm512_set1_ps(w[i]);
+        for (int v = 0; v < 4; v++) acc[v][i] = _mm512_fmadd_ps(s, x[v], acc[v][i]);
+      }
+    }
+  }
+  for (int v = 0; v < 4; v++) {
+    const Segment *lo = &q->s[2 * v], *hi = &q->s[2 * v + 1];
+    for (int i = 0; i < rows; i++) {
+      _mm256_mask_storeu_ps(lo->output + i * outputChannelStride, (__mmask8)mask[v], _mm512_castps512_ps256(acc[v][i]));
+      _mm256_mask_storeu_ps(hi->output + i * outputChannelStride, (__mmask8)(mask[v] >> 8), _mm512_extractf32x8_ps(acc[v][i], 1));
+    }
+  }
+}
+
+#define WIDE_TILES(joined) \
+  switch (outputs - o0 < MR ? outputs - o0 : MR) { \
+  case 1: wideTile(1, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
+  case 2: wideTile(2, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
+  case 3: wideTile(3, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
+  case 4: wideTile(4, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
+  case 5: wideTile(5, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
+  default: wideTile(6, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
+  }
+
+/// All outputs at the 8 segments of `q`, tile by tile.
+WIDE static void segmentQuad(
+  const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
+  const long *offsets, long taps, const Quad *q, long outputChannelStride) {
+  int joined = 1;
+  for (int v = 0; v < 4; v++)
+    joined &= q->s[2 * v].width == 8 && q->s[2 * v + 1].position == q->s[2 * v].position + 8;
+  for (long o0 = 0; o0 < outputs; o0 += MR) {
+    const float *w = packed + o0 * taps * channels;
+    Quad t = *q;
+    for (int j = 0; j < 8; j++) t.s[j].output += o0 * outputChannelStride;
+    if (joined) {
+      WIDE_TILES(1)
+    } else {
+      WIDE_TILES(0)
+    }
+  }
+}
+
 void reprise_shifted_convolution_f32(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
   const long *offsets, long taps, long firstRow, long rowCount, long rowsPerImage, long rowWidth,
   long gridImageStride, long gridRowStride, long gridOrigin, float *output, long outputImageStride,
   long outputChannelStride) {
-  // Segments of 8 positions along the rows, in pairs; a pair may span two rows (rows of 8 or 12).
-  Segment pending = {0, output, 0};
-  int havePending = 0;
+  // Segments of 8 positions along the rows, in groups of 2 (AVX2) or 8 (AVX-512); a group may span
+  // rows. The last group is filled up with empty segments, which read and write nothing.
+  const int group = reprise_wide_kernels_enabled() ? 8 : 2;
+  Quad pending;
+  int count = 0;
   for (long r = firstRow; r < firstRow + rowCount; r++) {
     const long n = r / rowsPerImage, y = r % rowsPerImage;
     const long position = gridOrigin + n * gridImageStride + y * gridRowStride;
     float *out = output + n * outputImageStride + y * rowWidth;
     for (long j = 0; j < rowWidth; j += 8) {
-      const Segment s = {position + j, out + j, rowWidth - j < 8 ? (int)(rowWidth - j) : 8};
-      if (!havePending) {
-        pending = s;
-        havePending = 1;
+      pending.s[count++] = (Segment){position + j, out + j, rowWidth - j < 8 ? (int)(rowWidth - j) : 8};
+      if (count < group) continue;
+      if (group == 8) {
+        segmentQuad(grid, gridChannelStride, channels, packed, outputs, offsets, taps, &pending, outputChannelStride);
       } else {
-        segmentPair(grid, gridChannelStride, channels, packed, outputs, offsets, taps, pending, s, outputChannelStride);
-        havePending = 0;
+        segmentPair(grid, gridChannelStride, channels, packed, outputs, offsets, taps, pending.s[0], pending.s[1], outputChannelStride);
       }
+      count = 0;
     }
   }
-  if (havePending) {
-    const Segment none = {pending.position, pending.output, 0};
-    segmentPair(grid, gridChannelStride, channels, packed, outputs, offsets, taps, pending, none, outputChannelStride);
+  if (count > 0) {
+    for (int j = count; j < group; j++) pending.s[j] = (Segment){pending.s[j - 1].position + 8, pending.s[j - 1].output, 0};
+    if (group == 8) {
+      segmentQuad(grid, gridChannelStride, channels, packed, outputs, offsets, taps, &pending, outputChannelStride);
+    } else {
+      segmentPair(grid, gridChannelStride, channels, packed, outputs, offsets, taps, pending.s[0], pending.s[1], outputChannelStride);
+    }
   }
 }

@@ -32,6 +32,39 @@ final class ConvolutionPlanTests: XCTestCase {
     ConvolutionTests.checkAgainstReference(configurations, dtype: .float64, tolerance: 1e-10)
   }
 
+  /// The AVX-512 tiles of the shifted grid's direct kernels agree with the AVX2 tiles: the forward
+  /// pass and the input gradient bit for bit (the same sums in the same order), the weight gradient
+  /// to rounding (its lanes are summed in another order), and with it off the AVX2 tiles still
+  /// match the reference loops on a processor that has AVX-512. Float32, where the direct kernels run.
+  func testWideAndNarrowTilesAgree() {
+    var random = RandomGenerator(seed: 41)
+    // Rows of 8 (each vector's halves on two rows) and of 16 and 32 (each vector on one row).
+    let rows = [(8, 8), (5, 16), (3, 32)].map { h, w in
+      Configuration(batch: 3, inputChannels: 6, outputChannels: 13, height: h, width: w, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)
+    }
+    for c in ConvolutionTests.shiftedConfigurations + rows {
+      let x = Tensor(randomNormal: [c.batch, c.inputChannels, c.height, c.width], using: &random)
+      let w = Tensor(randomNormal: [c.outputChannels, c.inputChannels / c.groups, c.kernelHeight, c.kernelWidth], using: &random)
+      func run() -> (Tensor, Tensor, Tensor) {
+        let y = conv2d(x, w, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
+        let dy = Tensor(randomNormal: y.shape, using: &random)
+        let d = conv2dBackward(dy, input: x, weight: w, stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups)
+        return (y, d.input, d.weight)
+      }
+      let seed = random
+      var narrow: (Tensor, Tensor, Tensor)!, wide: (Tensor, Tensor, Tensor)!
+      withWideConvolutionTiles(false) { narrow = run() }
+      random = seed
+      withWideConvolutionTiles(true) { wide = run() }
+      XCTAssertEqual(narrow.0.scalars(), wide.0.scalars(), "forward \(c)")
+      XCTAssertEqual(narrow.1.scalars(), wide.1.scalars(), "input gradient \(c)")
+      assertClose(narrow.2, wide.2, relativeTolerance: 1e-5, absoluteTolerance: 1e-5, "weight gradient \(c)")
+    }
+    withWideConvolutionTiles(false) {
+      ConvolutionTests.checkAgainstReference(ConvolutionTests.shiftedConfigurations, dtype: .float32, tolerance: 1e-5)
+    }
+  }
+
   /// Only the shifted grid with few outputs per group computes both gradients together.
   func testGradientsShareWorkOnlyOnTheShiftedGridWithFewOutputs() {
     let narrow = Self.geometry(Self.cases[2].configuration)

@@ -10,6 +10,14 @@
 /// Whether this processor has AVX2 and FMA, which the kernels below require.
 bool reprise_kernels_available(void);
 
+/// Whether the convolution kernels below use their AVX-512 tiles (the processor has AVX-512 F, VL
+/// and DQ, and they were not turned off). They give the same results as the AVX2 tiles.
+bool reprise_wide_kernels_enabled(void);
+
+/// Turns the AVX-512 tiles on (where the processor has them) or off, for tests that check both;
+/// returns the previous setting. Not for use while a kernel runs.
+bool reprise_set_wide_kernels_enabled(bool enabled);
+
 /// The number of floats `reprise_pack_taps_f32` writes: `outputs` rounded up to a multiple of 6,
 /// times `channels` times `taps`.
 long reprise_packed_taps_count(long outputs, long channels, long taps);
