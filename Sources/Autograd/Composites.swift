@@ -58,11 +58,6 @@ public func maximum(_ a: Variable, _ b: Variable) -> Variable { select(a.value .
 /// The smaller of corresponding elements (the first where equal).
 public func minimum(_ a: Variable, _ b: Variable) -> Variable { select(a.value .<= b.value, a, b) }
 
-/// Each element limited to [lower, upper]; no gradient flows where the limit applies.
-public func clamp(_ x: Variable, min lower: Double, max upper: Double) -> Variable {
-  minimum(maximum(x, x.constant(lower)), x.constant(upper))
-}
-
 /// min(max(x, 0), 6).
 public func relu6(_ x: Variable) -> Variable { clamp(x, min: 0, max: 6) }
 

@@ -176,15 +176,24 @@ public func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor) -> Tensor {
     let shape = Shape.broadcast(condition.shape, ab)
   else { fatalError("select: shapes \(shapes) (condition, a, b) do not broadcast or dtypes differ") }
   let mask = condition.converted(to: a.dtype)
-  let out = Tensor(uninitializedShape: shape, dtype: a.dtype)
-  let strides = [mask, a, b].map { Shape.broadcastStrides($0.shape, $0.strides, to: shape) } + [out.strides]
-  let loop = StridedLoop(shape: shape, strides: strides)
+  // The result takes the memory order of a dense operand of its shape, as `combined` does, so that
+  // channel-major maps stay channel-major and every operand is read along its rows.
+  let layoutSource = [a, b, mask].first { $0.shape == shape && $0.isDense }
+  let outStrides = layoutSource.map { Shape.denseStrides(shape, like: $0.strides) } ?? Shape.contiguousStrides(shape)
+  let out = Tensor(uninitializedShape: shape, dtype: a.dtype, strides: outStrides)
+  let order = Shape.memoryOrder(shape, outStrides)
+  let strides = [mask, a, b].map { Shape.broadcastStrides($0.shape, $0.strides, to: shape) } + [outStrides]
+  let loop = StridedLoop(shape: order.map { shape[$0] }, strides: strides.map { s in order.map { s[$0] } })
   func kernel<T: TensorScalar>(_: T.Type) {
     let m = mask.base(T.self), x = a.base(T.self), y = b.base(T.self), z = out.base(T.self)
-    let s = (0..<4).map { loop.rowStride($0) }
-    loop.forEachRow { o in
-      for i in 0..<loop.rowLength {
-        z[o[3] + i * s[3]] = m[o[0] + i * s[0]] != 0 ? x[o[1] + i * s[1]] : y[o[2] + i * s[2]]
+    let s = (0..<4).map { loop.rowStride($0) }, n = loop.rowLength, unit = s.allSatisfy { $0 == 1 }
+    Parallel.forRanges(loop.rowCount, costPerItem: n) { rows in
+      loop.forEachRow(in: rows) { o in
+        if unit {
+          for i in 0..<n { z[o[3] + i] = m[o[0] + i] != 0 ? x[o[1] + i] : y[o[2] + i] }
+        } else {
+          for i in 0..<n { z[o[3] + i * s[3]] = m[o[0] + i * s[0]] != 0 ? x[o[1] + i * s[1]] : y[o[2] + i * s[2]] }
+        }
       }
     }
   }

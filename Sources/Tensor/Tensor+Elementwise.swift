@@ -133,6 +133,24 @@ public func expm1(_ x: Tensor) -> Tensor { x.map(.expm1) }
 public func pow(_ x: Tensor, _ exponent: Double) -> Tensor { x.map(.power(exponent)) }
 /// Each element limited to [lower, upper].
 public func clamp(_ x: Tensor, min lower: Double, max upper: Double) -> Tensor { x.map(.clamp(lower, upper)) }
+/// The gradient of ``clamp(_:min:max:)`` at `input`: `gradient` where lower ≤ input ≤ upper (PyTorch's
+/// rule, ends included), 0 elsewhere and where the input is NaN. The result has `input`'s dense
+/// memory order.
+public func clampBackward(_ gradient: Tensor, input: Tensor, min lower: Double, max upper: Double) -> Tensor {
+  require(
+    gradient.shape == input.shape && gradient.dtype == input.dtype,
+    "clampBackward: gradient \(gradient.shape) \(gradient.dtype) and input \(input.shape) \(input.dtype) differ")
+  let x = input.isDense ? input : input.contiguous(), g = gradient.laidOut(like: x.strides)
+  let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let px = x.base(T.self), pg = g.base(T.self), po = out.base(T.self), (lo, hi) = (T(lower), T(upper))
+    Parallel.forRanges(x.count, costPerItem: 2) { r in
+      for i in r { po[i] = px[i] >= lo && px[i] <= hi ? pg[i] : 0 }
+    }
+  }
+  x.dtype.dispatch(kernel, kernel)
+  return out
+}
 /// 1 where an element is greater than `threshold`, 0 elsewhere.
 public func step(_ x: Tensor, threshold: Double = 0) -> Tensor { x.map(.step(threshold: threshold)) }
 /// `scale * x + shift`, element-wise, in one pass.

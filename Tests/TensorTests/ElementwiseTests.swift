@@ -126,4 +126,38 @@ final class ElementwiseTests: XCTestCase {
       _ = Tensor(zeros: [2, 3]) + Tensor(zeros: [4])
     }
   }
+
+  /// clamp's gradient passes where lower ≤ x ≤ upper, ends included, and is 0 below, above and at
+  /// NaN; with a gradient in another memory order than the input.
+  func testClampBackwardAgainstDefinition() {
+    let values: [Double] = [-2, -1, -0.5, 0, 1.5, 2, 2.5, .nan, -.infinity, .infinity, 1, -1]
+    let x = Tensor(values, shape: [3, 4])
+    let g = permute(Tensor((1...12).map(Double.init), shape: [4, 3]), [1, 0])
+    let gs = g.scalars(as: Double.self)
+    for dtype in DType.allCases {
+      let dx = clampBackward(g.converted(to: dtype), input: x.converted(to: dtype), min: -1, max: 2)
+      let expected = zip(values, gs).map { v, d in v >= -1 && v <= 2 ? d : 0 }
+      XCTAssertEqual(dx.scalars(as: Double.self), expected, "\(dtype)")
+    }
+  }
+
+  /// `select` agrees with its definition for channel-major operands, a broadcast condition and
+  /// mixed layouts, and its result keeps the channel-major order of a dense operand.
+  func testSelectWithChannelMajorAndBroadcastOperands() {
+    var random = RandomGenerator(seed: 12)
+    let shape = [2, 3, 4, 5]
+    let channelMajor = [20, 40, 5, 1]
+    let a = Tensor(randomNormal: shape, using: &random).copied(strides: channelMajor)
+    let b = Tensor(randomNormal: shape, using: &random)
+    let condition = Tensor(randomNormal: [1, 3, 1, 5], using: &random) .> Tensor(0)
+    let out = select(condition, a, b)
+    XCTAssertEqual(out.strides, channelMajor)
+    let (av, bv, cv) = (a.scalars(as: Double.self), b.scalars(as: Double.self), condition.scalars(as: Double.self))
+    var expected: [Double] = []
+    for i in 0..<av.count {
+      let c = i / 20 % 3, w = i % 5
+      expected.append(cv[c * 5 + w] != 0 ? av[i] : bv[i])
+    }
+    XCTAssertEqual(out.scalars(as: Double.self), expected)
+  }
 }

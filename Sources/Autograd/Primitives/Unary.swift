@@ -26,6 +26,17 @@ public func relu(_ x: Variable) -> Variable {
   return recordOperation("relu", y, inputs: [x]) { [y] grad in [reluBackward(grad, output: y)] }
 }
 
+/// Each element limited to [lower, upper] (NaN stays NaN); the gradient flows where
+/// lower ≤ x ≤ upper, as in PyTorch. A primitive rather than `minimum(maximum(x, lower), upper)`:
+/// one pass each way instead of two comparisons and two selections forward and four backward, and
+/// only the input saved instead of two masks (MobileNetV2's ReLU6 is this on every expanded map).
+public func clamp(_ x: Variable, min lower: Double, max upper: Double) -> Variable {
+  let value = x.value
+  return recordOperation("clamp", TensorModule.clamp(value, min: lower, max: upper), inputs: [x]) { [value] grad in
+    [clampBackward(grad, input: value, min: lower, max: upper)]
+  }
+}
+
 /// 1 / (1 + e^-x). A primitive rather than a composite of `exp` and `reciprocal`: its derivative
 /// y(1 - y) needs only the output and stays finite where e^-x overflows.
 public func sigmoid(_ x: Variable) -> Variable {

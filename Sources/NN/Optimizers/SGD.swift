@@ -38,14 +38,10 @@ public final class SGD: Optimizer {
   public func step() {
     withoutRecording {
       for (i, p) in parameters.enumerated() {
-        guard var g = p.grad else { continue }
-        if weightDecay != 0 { g = g + p.value * weightDecay }
-        if momentum != 0 {
-          let b = buffers[i].map { $0 * momentum + g * (1 - dampening) } ?? g
-          buffers[i] = b
-          g = nesterov ? g + b * momentum : b
-        }
-        p.value = p.value - g * learningRate
+        guard let g = p.grad else { continue }
+        (p.value, buffers[i]) = sgdStep(
+          p.value, gradient: g, momentumBuffer: buffers[i], learningRate: learningRate, momentum: momentum,
+          dampening: dampening, weightDecay: weightDecay, nesterov: nesterov)
       }
     }
   }
