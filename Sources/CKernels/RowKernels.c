@@ -239,3 +239,19 @@ TARGET void reprise_gelu_backward_f32(const float *x, const float *gradient, flo
   }
   for (; i < count; i += 8) store(result + i, geluGradient8(load(x + i, count - i), load(gradient + i, count - i)), count - i);
 }
+
+/// The gradient where lower <= x <= upper, else 0: ordered comparisons, false at NaN.
+TARGET static inline __m256 clampGradient8(__m256 x, __m256 g, __m256 lower, __m256 upper) {
+  const __m256 inside = _mm256_and_ps(_mm256_cmp_ps(x, lower, _CMP_GE_OQ), _mm256_cmp_ps(x, upper, _CMP_LE_OQ));
+  return _mm256_and_ps(inside, g);
+}
+
+TARGET void reprise_clamp_backward_f32(const float *x, const float *gradient, float *result, long count, float lower, float upper) {
+  const __m256 lo = _mm256_set1_ps(lower), hi = _mm256_set1_ps(upper);
+  long i = 0;
+  for (; i + 16 <= count; i += 16) {
+    _mm256_storeu_ps(result + i, clampGradient8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(gradient + i), lo, hi));
+    _mm256_storeu_ps(result + i + 8, clampGradient8(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(gradient + i + 8), lo, hi));
+  }
+  for (; i < count; i += 8) store(result + i, clampGradient8(load(x + i, count - i), load(gradient + i, count - i), lo, hi), count - i);
+}
