@@ -11,6 +11,11 @@ final class ConvolutionPlanTests: XCTestCase {
   static let cases: [(method: String, configuration: Configuration)] = [
     ("empty", Configuration(batch: 2, inputChannels: 0, outputChannels: 3, height: 4, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
     ("depthwise", Configuration(batch: 2, inputChannels: 4, outputChannels: 4, height: 6, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 4)),
+    // Stride 1 in Float32 takes the AVX2 plane kernels: whole tiles (rows of 16), dilation, and a
+    // padding beyond the kernel's reach (whose input gradient stays with the Swift loops).
+    ("depthwise", Configuration(batch: 2, inputChannels: 3, outputChannels: 3, height: 9, width: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 3)),
+    ("depthwise", Configuration(batch: 2, inputChannels: 2, outputChannels: 2, height: 7, width: 11, kernelHeight: 3, kernelWidth: 5, stride: 1, padding: [2, 3], dilation: [2, 1], groups: 2)),
+    ("depthwise", Configuration(batch: 1, inputChannels: 2, outputChannels: 2, height: 5, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 3, dilation: 1, groups: 2)),
     ("shiftedGrid", Configuration(batch: 2, inputChannels: 5, outputChannels: 6, height: 6, width: 7, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
     ("pointwise", Configuration(batch: 3, inputChannels: 4, outputChannels: 6, height: 5, width: 4, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0, dilation: 1, groups: 2)),
     ("im2col", Configuration(batch: 2, inputChannels: 3, outputChannels: 5, height: 7, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
@@ -67,8 +72,8 @@ final class ConvolutionPlanTests: XCTestCase {
 
   /// Only the shifted grid with few outputs per group computes both gradients together.
   func testGradientsShareWorkOnlyOnTheShiftedGridWithFewOutputs() {
-    let narrow = Self.geometry(Self.cases[2].configuration)
-    var wide = Self.cases[2].configuration
+    let narrow = Self.geometry(Self.cases[5].configuration)
+    var wide = Self.cases[5].configuration
     (wide.inputChannels, wide.outputChannels) = (40, 40)
     XCTAssertTrue(ConvolutionPlan(narrow).sharesGradientWork)
     XCTAssertFalse(ConvolutionPlan(Self.geometry(wide)).sharesGradientWork)

@@ -60,6 +60,26 @@ void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long first, long last, float *partial);
 
+/// The floats of scratch space `reprise_depthwise_plane_f32` and
+/// `reprise_depthwise_weight_gradient_plane_f32` need for an output plane of `height` x `width`.
+long reprise_depthwise_scratch_count(long height, long width);
+
+/// One plane of a stride-1 depthwise convolution on a zero-padded grid of row pitch `pitch`:
+///
+///   output[y * width + x] = sum over t < taps of weights[t] * grid[y * pitch + x + offsets[t]]
+///
+/// for y < height, x < width, each sum in tap order. Every grid position read must exist.
+void reprise_depthwise_plane_f32(
+  const float *grid, long pitch, const float *weights, const long *offsets, long taps, long height, long width,
+  float *output, float *scratch);
+
+/// The weight gradient of that plane: for each tap t, lanes8[t * 8 + lane] = the part of
+/// sum over y, x of gradient[y * width + x] * grid[y * pitch + x + offsets[t]] that falls to `lane`
+/// (the caller adds the 8 lanes).
+void reprise_depthwise_weight_gradient_plane_f32(
+  const float *grid, long pitch, const float *gradient, const long *offsets, long taps, long height, long width,
+  float *lanes8, float *scratch);
+
 /// e^x for `count` floats (within 2 units in the last place; 0 below the smallest normal float).
 void reprise_exp_f32(const float *x, float *y, long count);
 
