@@ -21,6 +21,15 @@ struct ConvolutionPlan {
 
   let g: ConvolutionGeometry
   let method: Method
+  /// Whether the weight gradient goes through im2col chunks and one GEMM each although the
+  /// method is the shifted grid: ungrouped convolutions with 64 outputs or more. The direct kernel's
+  /// weight gradient keeps a tile of sums per (output, channel, tap) over every grid position, and
+  /// for wide layers (ShakeNet's 96 to 384 channels) OpenBLAS's blocked product is faster, the
+  /// im2col matrix costing 1/(2·outputs) of a copy per multiply-add (docs/performance.md). Its
+  /// forward pass and input gradient were slower through im2col and stay direct.
+  var weightGradientByColumns: Bool {
+    if case .shiftedGrid = method { g.groups == 1 && g.groupOutputs >= 64 } else { false }
+  }
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
@@ -33,10 +42,14 @@ struct ConvolutionPlan {
     } else if g.isPointwise {
       method = .pointwise
     } else {
-      // About 4M elements of im2col matrix at most: large enough for GEMMs that run at full speed,
-      // small enough to stay out of the memory peak.
-      method = .im2col(imagesPerChunk: max(1, min(g.batch, (1 << 22) / (g.patchSize * g.outputPlane))))
+      method = .im2col(imagesPerChunk: Self.imagesPerChunk(g))
     }
+  }
+
+  /// Images per im2col chunk: about 4M elements of matrix at most, large enough for GEMMs that run
+  /// at full speed, small enough to stay out of the memory peak.
+  private static func imagesPerChunk(_ g: ConvolutionGeometry) -> Int {
+    max(1, min(g.batch, (1 << 22) / (g.patchSize * g.outputPlane)))
   }
 
   /// The shifted grid when the convolution takes that path, for the kernels that fuse work into its
@@ -119,6 +132,8 @@ struct ConvolutionPlan {
     switch method {
     case .empty: if dw.count > 0 { fillZeros(dw, T.self) }
     case .depthwise(let d): d.backwardWeight(dy, x, into: dw, T.self)
+    case .shiftedGrid where weightGradientByColumns:
+      columnWeightGradient(dy, x, into: dw, chunk: Self.imagesPerChunk(g), T.self)
     case .shiftedGrid(let grid): grid.backwardWeight(dy, x, into: dw, T.self)
     case .pointwise:
       let x = pointwiseOperand(x), layout = PlaneLayout(x)
@@ -129,18 +144,23 @@ struct ConvolutionPlan {
           a: pdy + group * g.groupOutputs * ldy, lda: ldy, b: px + group * g.groupInputs * layout.channelStride,
           ldb: max(layout.channelStride, ldy), beta: 0, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
       }
-    case .im2col(let chunk):
-      let layout = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
-      withColumns(chunk, T.self) { col in
-        for group in 0..<g.groups {
-          for first in stride(from: 0, to: g.batch, by: chunk) {
-            let images = min(chunk, g.batch - first)
-            im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
-            T.gemm(
-              transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
-              a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,
-              beta: first == 0 ? 0 : 1, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
-          }
+    case .im2col(let chunk): columnWeightGradient(dy, x, into: dw, chunk: chunk, T.self)
+    }
+  }
+
+  /// The weight gradient as a GEMM of the output gradient with each chunk's im2col matrix.
+  private func columnWeightGradient<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, chunk: Int, _: T.Type) {
+    let ldy = g.batch * g.outputPlane
+    let layout = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
+    withColumns(chunk, T.self) { col in
+      for group in 0..<g.groups {
+        for first in stride(from: 0, to: g.batch, by: chunk) {
+          let images = min(chunk, g.batch - first)
+          im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
+          T.gemm(
+            transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
+            a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,
+            beta: first == 0 ? 0 : 1, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
         }
       }
     }

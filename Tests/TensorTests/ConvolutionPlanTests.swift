@@ -17,6 +17,8 @@ final class ConvolutionPlanTests: XCTestCase {
     ("depthwise", Configuration(batch: 2, inputChannels: 2, outputChannels: 2, height: 7, width: 11, kernelHeight: 3, kernelWidth: 5, stride: 1, padding: [2, 3], dilation: [2, 1], groups: 2)),
     ("depthwise", Configuration(batch: 1, inputChannels: 2, outputChannels: 2, height: 5, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 3, dilation: 1, groups: 2)),
     ("shiftedGrid", Configuration(batch: 2, inputChannels: 5, outputChannels: 6, height: 6, width: 7, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
+    // 64 outputs: the shifted grid, whose weight gradient goes through im2col.
+    ("shiftedGrid", Configuration(batch: 1, inputChannels: 4, outputChannels: 64, height: 4, width: 3, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
     ("pointwise", Configuration(batch: 3, inputChannels: 4, outputChannels: 6, height: 5, width: 4, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0, dilation: 1, groups: 2)),
     ("im2col", Configuration(batch: 2, inputChannels: 3, outputChannels: 5, height: 7, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
     ("im2col", Configuration(batch: 2, inputChannels: 2, outputChannels: 4, height: 6, width: 6, kernelHeight: 5, kernelWidth: 5, stride: 1, padding: 2, dilation: 1, groups: 1)),
@@ -67,6 +69,15 @@ final class ConvolutionPlanTests: XCTestCase {
     }
     withWideConvolutionTiles(false) {
       ConvolutionTests.checkAgainstReference(ConvolutionTests.shiftedConfigurations, dtype: .float32, tolerance: 1e-5)
+    }
+  }
+
+  /// Ungrouped shifted-grid convolutions with 64 outputs or more take their weight gradient through
+  /// im2col; narrower or grouped ones, and other methods, do not.
+  func testWideLayersTakeTheirWeightGradientThroughColumns() {
+    for (method, c) in Self.cases {
+      let expected = method == "shiftedGrid" && c.outputChannels >= 64 && c.groups == 1
+      XCTAssertEqual(ConvolutionPlan(Self.geometry(c)).weightGradientByColumns, expected, "\(c)")
     }
   }
 
