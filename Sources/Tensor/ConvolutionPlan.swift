@@ -76,19 +76,12 @@ struct ConvolutionPlan {
           c: py + group * g.groupOutputs * ldy, ldc: ldy)
       }
     case .im2col(let chunk):
-      let layout = PlaneLayout(x), ldy = g.batch * g.outputPlane
-      let px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
-      withColumns(chunk, T.self) { col in
-        for group in 0..<g.groups {
-          for first in stride(from: 0, to: g.batch, by: chunk) {
-            let images = min(chunk, g.batch - first)
-            im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
-            T.gemm(
-              transposeA: false, transposeB: false, m: g.groupOutputs, n: images * g.outputPlane, k: g.patchSize, alpha: 1,
-              a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: col, ldb: images * g.outputPlane, beta: 0,
-              c: py + group * g.groupOutputs * ldy + first * g.outputPlane, ldc: ldy)
-          }
-        }
+      let ldy = g.batch * g.outputPlane, pw = w.base(T.self), py = y.base(T.self)
+      forEachColumnChunk(of: x, chunk, T.self) { group, first, images, col in
+        T.gemm(
+          transposeA: false, transposeB: false, m: g.groupOutputs, n: images * g.outputPlane, k: g.patchSize, alpha: 1,
+          a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: col, ldb: images * g.outputPlane, beta: 0,
+          c: py + group * g.groupOutputs * ldy + first * g.outputPlane, ldc: ldy)
       }
     }
   }
@@ -150,17 +143,27 @@ struct ConvolutionPlan {
 
   /// The weight gradient as a GEMM of the output gradient with each chunk's im2col matrix.
   private func columnWeightGradient<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, chunk: Int, _: T.Type) {
-    let ldy = g.batch * g.outputPlane
-    let layout = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
+    let ldy = g.batch * g.outputPlane, pdy = dy.base(T.self), pdw = dw.base(T.self)
+    forEachColumnChunk(of: x, chunk, T.self) { group, first, images, col in
+      T.gemm(
+        transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
+        a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,
+        beta: first == 0 ? 0 : 1, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+    }
+  }
+
+  /// Calls `body(group, firstImage, images, columns)` with the im2col matrix of `x` for each group
+  /// and chunk of `chunk` images in turn, in one buffer.
+  private func forEachColumnChunk<T: TensorScalar>(
+    of x: Tensor, _ chunk: Int, _: T.Type, _ body: (Int, Int, Int, UnsafeMutablePointer<T>) -> Void
+  ) {
+    let layout = PlaneLayout(x), px = x.base(T.self)
     withColumns(chunk, T.self) { col in
       for group in 0..<g.groups {
         for first in stride(from: 0, to: g.batch, by: chunk) {
           let images = min(chunk, g.batch - first)
           im2col(g, input: px, layout: layout, firstChannel: group * g.groupInputs, firstImage: first, images: images, col: col)
-          T.gemm(
-            transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
-            a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,
-            beta: first == 0 ? 0 : 1, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+          body(group, first, images, col)
         }
       }
     }
