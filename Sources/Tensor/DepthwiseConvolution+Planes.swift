@@ -25,6 +25,14 @@ extension DepthwiseConvolution {
     }
   }
 
+  /// Copies a dense `height` x `width` plane into the interior of a grid of row pitch `pitch` at
+  /// (`top`, `left`); the grid's margins are left as they are (zero).
+  private func copy(
+    _ plane: UnsafePointer<Float>, height: Int, width: Int, into grid: UnsafeMutablePointer<Float>, pitch: Int, top: Int, left: Int
+  ) {
+    for row in 0..<height { (grid + (top + row) * pitch + left).update(from: plane + row * width, count: width) }
+  }
+
   /// Runs `body(plane, grid)` for every (image, channel) plane, split between the threads, with the
   /// plane of `source` ([N, C, h, w] with dense planes) copied into a zero grid of `gridHeight` x
   /// `gridWidth` at (`top`, `left`). `planeCost` is the work of one plane, for the split.
@@ -42,8 +50,7 @@ extension DepthwiseConvolution {
       grid.update(repeating: 0, count: gridHeight * gridWidth)
       for p in planes {
         let c = p / g.batch, n = p % g.batch
-        let plane = src + n * layout.imageStride + c * layout.channelStride
-        for row in 0..<h { (grid + (top + row) * gridWidth + left).update(from: plane + row * w, count: w) }
+        copy(src + n * layout.imageStride + c * layout.channelStride, height: h, width: w, into: grid, pitch: gridWidth, top: top, left: left)
         body(p, grid, scratch)
       }
     }
@@ -110,10 +117,9 @@ extension DepthwiseConvolution {
         for c in channels {
           for t in 0..<kk { sums[t] = 0 }
           for n in 0..<g.batch {
-            let plane = px + n * xl.imageStride + c * xl.channelStride
-            for row in 0..<g.height {
-              (grid + (g.padding.height + row) * gridWidth + g.padding.width).update(from: plane + row * g.width, count: g.width)
-            }
+            copy(
+              px + n * xl.imageStride + c * xl.channelStride, height: g.height, width: g.width, into: grid, pitch: gridWidth,
+              top: g.padding.height, left: g.padding.width)
             reprise_depthwise_weight_gradient_plane_f32(
               grid, gridWidth, pdy + n * dyl.imageStride + c * dyl.channelStride, taps.baseAddress, kk, g.outputHeight,
               g.outputWidth, lanes, scratch)
