@@ -4,11 +4,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps demo test docs examples bench bench-matmul compare compare-models sweep
 
-# OpenBLAS and zlib (found through pkg-config) are the system dependencies.
+# OpenBLAS, zlib and Open MPI (found through pkg-config; mpirun for distributed runs) are the system
+# dependencies.
 deps:
-	@if ! pkg-config --exists openblas zlib 2>/dev/null; then \
-	  echo "Installing libopenblas-dev, zlib1g-dev and pkg-config"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev zlib1g-dev pkg-config; \
+	@if ! pkg-config --exists openblas zlib ompi-c 2>/dev/null || ! command -v mpirun >/dev/null; then \
+	  echo "Installing libopenblas-dev, zlib1g-dev, libopenmpi-dev, openmpi-bin and pkg-config"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev zlib1g-dev libopenmpi-dev openmpi-bin pkg-config; \
 	fi
 
 # The main job: DenseNet-BC-40 (k=12, memory-efficient) on Fashion-MNIST for one epoch.

@@ -5,6 +5,7 @@ let package = Package(
   name: "Reprise",
   products: [
     .library(name: "Reprise", targets: ["Reprise"]),
+    .library(name: "RepriseDistributed", targets: ["RepriseDistributed"]),
     .executable(name: "reprise", targets: ["RepriseCLI"]),
     .executable(name: "char-transformer", targets: ["CharTransformer"]),
     .executable(name: "gru-classifier", targets: ["GRUClassifier"]),
@@ -28,9 +29,14 @@ let package = Package(
     .target(name: "NN", dependencies: ["Autograd", "CZlib"], path: "Sources/NN"),
     .target(name: "Models", dependencies: ["NN"], path: "Sources/Models"),
     .target(name: "Reprise", dependencies: ["TensorModule", "Autograd", "NN", "Models"], path: "Sources/Reprise"),
+    // Distributed training on MPI, a module of its own so that the library builds without Open MPI.
+    .systemLibrary(
+      name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+    .target(name: "MPIShim", dependencies: ["CMPI"], path: "Sources/MPIShim"),
+    .target(name: "RepriseDistributed", dependencies: ["Reprise", "CMPI", "MPIShim"], path: "Sources/Distributed"),
     .executableTarget(
       name: "RepriseCLI",
-      dependencies: ["Reprise", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: ["Reprise", "RepriseDistributed", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "Sources/RepriseCLI"),
     .executableTarget(name: "CharTransformer", dependencies: ["Reprise"], path: "Examples/char-transformer"),
     .executableTarget(name: "GRUClassifier", dependencies: ["Reprise"], path: "Examples/gru-classifier"),
@@ -39,6 +45,7 @@ let package = Package(
     .testTarget(name: "AutogradTests", dependencies: ["TestSupport"], path: "Tests/AutogradTests"),
     .testTarget(name: "NNTests", dependencies: ["TestSupport"], path: "Tests/NNTests"),
     .testTarget(name: "ModelsTests", dependencies: ["TestSupport"], path: "Tests/ModelsTests"),
+    .testTarget(name: "DistributedTests", dependencies: ["TestSupport", "RepriseDistributed"], path: "Tests/DistributedTests"),
     .testTarget(name: "RepriseCLITests", dependencies: ["TestSupport", "RepriseCLI"], path: "Tests/RepriseCLITests"),
   ],
   swiftLanguageModes: [.v5]

@@ -7,7 +7,13 @@ import TensorModule
 /// and is released right after, so memory falls as the walk proceeds. The roots are emptied once
 /// their gradients are seeded, so that what only they hold (a checkpoint replay's outputs, whose
 /// uncomputed values keep their operands) is freed before the walk.
-func runBackward(from roots: inout [(Variable, Tensor)]) {
+///
+/// With `onGradientReady`, each leaf that needs a gradient is announced once its last contribution
+/// of this walk has been added: the walk counts, for each leaf, the entries that send it gradients
+/// (a checkpoint region counts once, for its inputs and the leaves its first pass read), and
+/// announces a leaf between entries when its count reaches zero. A region's replay is one entry
+/// here, so no leaf is announced while a replay runs, even though the replay adds to leaves.
+func runBackward(from roots: inout [(Variable, Tensor)], onGradientReady: ((Variable) -> Void)? = nil) {
   let context = Context.current
   var entries: [TapeEntry] = []
   var seen = Set<ObjectIdentifier>()
@@ -21,7 +27,6 @@ func runBackward(from roots: inout [(Variable, Tensor)]) {
       accumulate(seed, into: &root.grad, shape: root.shape, "backward")
     }
   }
-  roots = []
   while let entry = stack.popLast() {
     entries.append(entry)
     for case (.entry(let input, _), _, _) in entry.inputs {
@@ -29,8 +34,51 @@ func runBackward(from roots: inout [(Variable, Tensor)]) {
     }
   }
   entries.sort { $0.sequence > $1.sequence }
+  var readiness = onGradientReady.map { GradientReadiness(entries, rootLeaves: roots.compactMap { $0.0.isLeaf ? $0.0 : nil }, $0) }
+  roots = []
   context.with(\.isRecording, false) {
-    for entry in entries { run(entry, context) }
+    for entry in entries {
+      let leaves = readiness == nil ? [] : GradientReadiness.leaves(of: entry)
+      run(entry, context)
+      readiness?.ran(leaves)
+      context.betweenOperations?()
+    }
+  }
+}
+
+/// Which leaves still wait for gradients from entries not yet run, during one backward walk.
+private struct GradientReadiness {
+  private var pending: [ObjectIdentifier: Int] = [:]
+  private let announce: (Variable) -> Void
+
+  init(_ entries: [TapeEntry], rootLeaves: [Variable], _ announce: @escaping (Variable) -> Void) {
+    self.announce = announce
+    for entry in entries {
+      for leaf in Self.leaves(of: entry) { pending[ObjectIdentifier(leaf), default: 0] += 1 }
+    }
+    for leaf in rootLeaves where leaf.requiresGrad && pending[ObjectIdentifier(leaf)] == nil { announce(leaf) }
+  }
+
+  /// The distinct leaves an entry sends gradients to: its leaf inputs and, for a region, the
+  /// leaves its body captures.
+  static func leaves(of entry: TapeEntry) -> [Variable] {
+    var seen = Set<ObjectIdentifier>()
+    let inputs = entry.inputs.compactMap { input -> Variable? in if case .leaf(let v) = input.source { v } else { nil } }
+    return (inputs + entry.capturedLeaves).filter { seen.insert(ObjectIdentifier($0)).inserted }
+  }
+
+  /// Counts `leaves`' contributions from an entry that has run, announcing those that have all of theirs.
+  mutating func ran(_ leaves: [Variable]) {
+    for leaf in leaves {
+      let id = ObjectIdentifier(leaf)
+      guard let count = pending[id] else { continue }
+      if count == 1 {
+        pending[id] = nil
+        announce(leaf)
+      } else {
+        pending[id] = count - 1
+      }
+    }
   }
 }
 

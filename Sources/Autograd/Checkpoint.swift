@@ -76,8 +76,11 @@ func checkpoint(
   let entryState = context.ambient  // Rule 4
   let region = RegionState(name: name, policy: policy)  // Rule 10, optimisation B
   // Rule 1: the first pass records nothing; it only notes whether anything inside needs gradients.
+  let leaves = LeafSet()  // What the replay will send gradients to, for readiness (Backward.swift).
   let (outputs, needsGradient) = context.with(\.sawGradient, false) {
-    let outputs = context.with(\.isRecording, false) { context.with(\.region, region) { body(inputs) } }
+    let outputs = context.with(\.isRecording, false) {
+      context.with(\.region, region) { context.with(\.regionLeaves, leaves) { body(inputs) } }
+    }
     return (outputs.map(\.value), context.sawGradient || inputs.contains(where: \.requiresGrad))
   }
   guard needsGradient else { return outputs.map { Variable($0) } }
@@ -90,6 +93,7 @@ func checkpoint(
       replay(region, body, inputs, shapes, entryState, &outputGradients, &accumulated, observer)
       observer?.didFinishBackward()
     }, context: context)
+  entry.capturedLeaves = leaves.leaves
   return outputs.enumerated().map { Variable($1, producer: (entry, $0)) }
 }
 

@@ -42,6 +42,12 @@ final class Context {
   var profiler: UnitProfiler?
   /// Notes what recorded operations return, when reporting saved tensors.
   var savedTensors: SavedTensorCollector?
+  /// The leaves that need gradients read by the first pass of the checkpoint region being
+  /// created, which records nothing: the backward pass learns from it which leaves the region's
+  /// replay will send gradients to.
+  var regionLeaves: LeafSet?
+  /// Called after each operation's backward step, at every level (replays included).
+  var betweenOperations: (() -> Void)?
 
   private static let key: pthread_key_t = {
     var key = pthread_key_t()
@@ -76,6 +82,18 @@ final class Context {
     self[keyPath: keyPath] = value
     defer { self[keyPath: keyPath] = saved }
     return try body()
+  }
+}
+
+/// A set of leaves, in the order first seen.
+final class LeafSet {
+  private(set) var leaves: [Variable] = []
+  private var seen = Set<ObjectIdentifier>()
+
+  func note(_ inputs: [Variable]) {
+    for input in inputs where input.isLeaf && input.requiresGrad {
+      if seen.insert(ObjectIdentifier(input)).inserted { leaves.append(input) }
+    }
   }
 }
 

@@ -35,6 +35,9 @@ final class TapeEntry {
   var backward: Backward?
   /// The gradients accumulated for the outputs during a backward pass.
   var gradients: [Tensor?]
+  /// For a checkpoint region: the leaves its body reads besides its inputs (parameters the
+  /// closure captures), whose gradients its replay adds to.
+  var capturedLeaves: [Variable] = []
 
   init(name: String, inputs: [Variable], outputShapes: [[Int]], backward: Backward, context: Context) {
     self.name = name
@@ -95,6 +98,7 @@ public func recordOperation(
   guard inputs.contains(where: \.requiresGrad) else { return Variable(value) }
   guard context.isRecording else {
     context.sawGradient = true
+    context.regionLeaves?.note(inputs)
     return Variable(value)
   }
   let entry = TapeEntry(
@@ -143,6 +147,7 @@ public func recordOperation(
   guard inputs.contains(where: \.requiresGrad) else { return values.map { Variable($0) } }
   guard context.isRecording else {
     context.sawGradient = true
+    context.regionLeaves?.note(inputs)
     return values.map { Variable($0) }
   }
   let entry = TapeEntry(

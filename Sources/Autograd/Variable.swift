@@ -92,13 +92,32 @@ public final class Variable {
   /// - Parameter seed: the gradient of this value; ones for a scalar when `nil`.
   /// - Precondition: the seed has this value's shape; a `nil` seed needs a one-element value.
   public func backward(seed: Tensor? = nil) {
+    backward(seed: seed, onGradientReady: nil, betweenOperations: nil)
+  }
+
+  /// ``backward(seed:)`` that reports its progress, for code that acts on gradients while the
+  /// backward pass goes on (data-parallel training sends each gradient to the other processes as
+  /// soon as it is complete).
+  ///
+  /// - Parameters:
+  ///   - seed: the gradient of this value; ones for a scalar when `nil`.
+  ///   - onGradientReady: called once for each leaf that requires gradients and receives one in
+  ///     this pass, as soon as its last contribution of the pass has been added to its ``grad``.
+  ///     It is called between operations and never while a checkpoint region is replayed: a
+  ///     region's replay adds to the leaves its body uses, and they are complete only once it has
+  ///     finished. A leaf no operation of the pass sends a gradient to is not reported.
+  ///   - betweenOperations: called after each operation's backward step, including those of
+  ///     checkpoint replays (to make progress on communication, say).
+  public func backward(seed: Tensor? = nil, onGradientReady: ((Variable) -> Void)?, betweenOperations: (() -> Void)? = nil) {
     let seed = seed ?? {
       require(value.count == 1, "backward: a seed is needed for a value of shape \(shape); only one-element values default to 1")
       return Tensor(repeating: 1, shape: shape, dtype: dtype)
     }()
     require(seed.shape == shape, "backward: seed has shape \(seed.shape), value has shape \(shape)")
     var roots = [(self, seed)]
-    runBackward(from: &roots)
+    Context.current.with(\.betweenOperations, betweenOperations) {
+      runBackward(from: &roots, onGradientReady: onGradientReady)
+    }
   }
 }
 

@@ -192,4 +192,14 @@ struct ThreadOptions: ParsableArguments {
   func apply() {
     if let threads { Parallel.setThreadCount(threads) }
   }
+
+  /// Sets the thread count when one was given, else shares the cores among the `processes` of a
+  /// distributed run on this machine.
+  func apply(sharingCoresWith processes: Int) {
+    if let threads {
+      Parallel.setThreadCount(threads)
+    } else if processes > 1 {
+      Parallel.setThreadCount(max(1, ProcessInfo.processInfo.activeProcessorCount / processes))
+    }
+  }
 }

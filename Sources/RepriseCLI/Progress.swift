@@ -6,12 +6,17 @@ import Reprise
 final class Progress {
   let totalSteps: Int
   let batchSize: Int
-  let isTerminal = isatty(STDOUT_FILENO) != 0
+  let isTerminal: Bool
   var started = Date()
   var lastPrinted = -1
   var lossSum = 0.0, accuracySum = 0.0, stepsSummed = 0
 
-  init(totalSteps: Int, batchSize: Int) { (self.totalSteps, self.batchSize) = (totalSteps, batchSize) }
+  /// - `live`: a live line when standard output is a terminal; off under `mpirun`, which gives
+  ///   every process a terminal whatever its own output is.
+  init(totalSteps: Int, batchSize: Int, live: Bool = true) {
+    (self.totalSteps, self.batchSize) = (totalSteps, batchSize)
+    isTerminal = live && isatty(STDOUT_FILENO) != 0
+  }
 
   func update(step: Int, loss: Double, accuracy: Double) {
     if lastPrinted < 0 { (started, lastPrinted) = (Date(), step - 1) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Reprise
+import RepriseDistributed
 
 /// `reprise train`: trains a model; with no arguments, the main job (DenseNet-BC-40, k = 12,
 /// memory-efficient, one epoch of Fashion-MNIST).
@@ -18,6 +19,9 @@ struct Train: ParsableCommand {
   @Option(help: "Epochs to train.") var epochs = 1
   @Option(help: "Stop after this many steps in total (across resumes); the schedule still spans --epochs.") var maxSteps: Int?
   @Option(help: "Images per step.") var batchSize = 64
+  @Option(
+    help: "Split each batch into this many parts, run forward and backward one after another and add their gradients (gradient accumulation): the memory of one part, batch normalisation over each part.")
+  var microBatches = 1
   @Option(help: "Base learning rate.") var lr = 0.1
   @Option(help: "SGD momentum.") var momentum = 0.9
   @Flag(inversion: .prefixedNo, help: "Nesterov momentum.") var nesterov = true
@@ -51,11 +55,14 @@ struct Train: ParsableCommand {
   @Option(help: "Append one JSON object per epoch to this file.") var log: String?
   @Flag(help: "Keep training when the loss or the weights turn infinite or NaN (default: stop with an error naming the step).")
   var allowNonFinite = false
+  @OptionGroup(title: "Distributed training") var distributedOptions: DistributedOptions
 
   func validate() throws {
     try check("--epochs", epochs, in: 1...1_000_000)
     try check("--batch-size", batchSize, in: 1...maximumBatchSize)
     if let maxSteps { try check("--max-steps", maxSteps, in: 1...(1 << 40)) }
+    try check("--micro-batches", microBatches, in: 1...batchSize)
+    guard microBatches == 1 || !distributedOptions.distributed else { throw ValidationError("--micro-batches does not combine with --distributed") }
     guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive and finite, got \(lr)") }
     guard (0...1).contains(momentum) else { throw ValidationError("--momentum must be in [0, 1], got \(momentum)") }
     guard !nesterov || momentum > 0 else { throw ValidationError("--nesterov needs a positive --momentum") }
@@ -68,6 +75,7 @@ struct Train: ParsableCommand {
     try writable("--save", savePath)
     if let checkpoint { try writable("--checkpoint", checkpoint) }
     if let log { try writable("--log", log) }
+    try distributedOptions.check()
   }
 
   /// Where the trained model goes: --save, or a file named after the model and data.
@@ -84,11 +92,26 @@ struct Train: ParsableCommand {
       "batch-size": "\(batchSize)", "lr": "\(lr)", "momentum": "\(momentum)", "nesterov": "\(nesterov)", "weight-decay": "\(weightDecay)",
       "schedule": schedule.rawValue, "cycles": "\(cycles)", "warmup-steps": "\(warmupSteps)", "label-smoothing": "\(labelSmoothing)",
       "augment": augment.map { "\($0)" } ?? "default", "shuffle": "\(!noShuffle)", "seed": "\(seed)", "dtype": "\(dtype)",
-    ]
+    ].merging(microBatches == 1 ? [:] : ["micro-batches": "\(microBatches)"]) { $1 }
+  }
+
+  /// ``runConfiguration`` with the process count and batch-norm synchronization of a distributed
+  /// run, which decide its result too: a distributed run resumes with the same world size.
+  func runConfiguration(_ communicator: Communicator?) -> [String: String] {
+    guard let communicator else { return runConfiguration }
+    return runConfiguration.merging(["processes": "\(communicator.size)", "sync-batch-norm": "\(distributedOptions.syncBatchNorm)"]) { $1 }
   }
 
   func run() throws {
-    threadOptions.apply()
+    let communicator = try distributedOptions.communicator()
+    threadOptions.apply(sharingCoresWith: communicator.map(localProcessCount) ?? 1)
+    guard let communicator, communicator.size > 1 else { return try train(communicator) }
+    // An error on one process would leave the others waiting in a collective: end them all.
+    do { try train(communicator) } catch { communicator.abort("\(error)") }
+  }
+
+  private func train(_ communicator: Communicator?) throws {
+    let isRoot = communicator?.isRoot ?? true
     let (train, test) = try dataOptions.loadSplits(classes: modelOptions.classes)
     try modelOptions.checkInput(train.imageShape, source: dataOptions.dataset)
     guard test.imageShape == train.imageShape else {
@@ -103,8 +126,14 @@ struct Train: ParsableCommand {
     model.convert(to: dtype)
     if let initWeights { try model.loadState(from: initWeights) }
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+    let sampler = try communicator.map { try ShardedSampler(count: train.count, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
+    let parallel = try communicator.map {
+      try DataParallel(model, communicator: $0, overlap: distributedOptions.gradientOverlap, synchronizingBatchNorm: distributedOptions.syncBatchNorm)
+    }
+    // Each process plans for its part of the batch, the largest part.
+    let localBatch = sampler.map { ($0.globalBatchSize + $0.size - 1) / $0.size } ?? (batchSize + microBatches - 1) / microBatches
     let (plan, planned) = try planOptions.plan(
-      for: model, memoryEfficient: memoryEfficient && !planOptions.choosesPlan, batchShape: [batchSize] + train.imageShape,
+      for: model, memoryEfficient: memoryEfficient && !planOptions.choosesPlan, batchShape: [localBatch] + train.imageShape,
       classCount: modelOptions.classes ?? train.classCount, reservedBytes: optimizer.stateBytes)
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
@@ -119,16 +148,19 @@ struct Train: ParsableCommand {
     case .cyclicCosine: .cyclicCosine(totalSteps: annealed, cycles: cycles)
     }
     let rates: LearningRateSchedule = warmup > 0 ? .warmup(steps: warmup, then: after) : after
-    var state = TrainingCheckpoint(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1), configuration: runConfiguration)
+    var state = TrainingCheckpoint(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1), configuration: runConfiguration(communicator))
     if let resume {
-      state = try TrainingCheckpoint.restore(from: resume, model: model, optimizer: optimizer, configuration: runConfiguration)
+      state = try TrainingCheckpoint.restore(from: resume, model: model, optimizer: optimizer, configuration: runConfiguration(communicator))
     }
     let augmentation = augment ?? regularized ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
-    let progress = Progress(totalSteps: totalSteps, batchSize: batchSize)
-    print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(mode)\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
-      + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)")
-    if let planned { print(plannedSummary(planned)) }
-    fflush(stdout)
+    let progress = isRoot ? Progress(totalSteps: totalSteps, batchSize: batchSize, live: communicator == nil) : nil
+    let processes = communicator.map { ", \($0.size) processes\(distributedOptions.syncBatchNorm ? " with synchronized batch norm" : "")" } ?? ""
+    if isRoot {
+      print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(mode)\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
+        + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)\(processes)")
+      if let planned { print(plannedSummary(planned)) }
+      fflush(stdout)
+    }
     Allocator.resetPeak()
     try withCheckpointPlan(plan, in: model) {
       while state.step < totalSteps {
@@ -139,34 +171,46 @@ struct Train: ParsableCommand {
         while state.step < min(totalSteps, (epoch + 1) * stepsPerEpoch) {
           let first = (state.step % stepsPerEpoch) * batchSize
           let indices = Array(order[first..<min(first + batchSize, train.count)])
-          let (images, labels) = train.batch(indices, augmentation: augmentation, using: &state.dataGenerator)
+          let part = sampler?.part(ofBatchOf: indices.count)
+          let (images, labels) = train.batch(indices, augmentation: augmentation, using: &state.dataGenerator, part: part)
           optimizer.learningRate = rates.rate(base: lr, step: state.step)
-          let metrics = trainStep(model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing)
+          let metrics = parallel.map {
+            // The global batch's loss and accuracy, the same on every process.
+            $0.trainStep(
+              optimizer: optimizer, images: images.converted(to: dtype), labels: labels, globalBatchSize: indices.count,
+              labelSmoothing: labelSmoothing)
+          } ?? trainStep(
+            model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing,
+            microBatches: min(microBatches, labels.count))
           state.step += 1
           if !allowNonFinite && !metrics.loss.isFinite {
             throw RunError("the loss of step \(state.step) is \(metrics.loss); stopping (lower --lr, or --allow-non-finite to go on)")
           }
-          epochLoss += metrics.loss * Double(labels.count)
-          epochCorrect += metrics.accuracy * Double(labels.count)
-          epochImages += labels.count
-          progress.update(step: state.step, loss: metrics.loss, accuracy: metrics.accuracy)
+          epochLoss += metrics.loss * Double(indices.count)
+          epochCorrect += metrics.accuracy * Double(indices.count)
+          epochImages += indices.count
+          progress?.update(step: state.step, loss: metrics.loss, accuracy: metrics.accuracy)
         }
-        progress.finish()
+        progress?.finish()
         let seconds = Date().timeIntervalSince(started)
-        let testMetrics = evaluate(model, on: test)
+        let testMetrics = communicator.map { evaluate(model, on: test, communicator: $0) } ?? evaluate(model, on: test)
         let line = EpochLog(
           epoch: epoch + 1, step: state.step, trainLoss: epochLoss / Double(max(epochImages, 1)),
           trainAccuracy: epochCorrect / Double(max(epochImages, 1)), testLoss: testMetrics.loss, testAccuracy: testMetrics.accuracy,
           seconds: seconds, peakBytes: Allocator.peakBytes)
-        print(line.text)
-        fflush(stdout)
+        if isRoot {
+          print(line.text)
+          fflush(stdout)
+        }
         if !allowNonFinite, let bad = model.namedParameters.first(where: { !$0.variable.value.isFinite }) {
           throw RunError("parameter \(bad.name) holds non-finite values after step \(state.step); stopping (lower --lr, or --allow-non-finite to go on)")
         }
+        guard isRoot else { continue }  // Rank 0 alone writes.
         if let log { try line.append(to: log) }
         if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer) }
       }
     }
+    guard isRoot else { return }
     try model.saveState(to: savePath)
     print("Saved the model to \(savePath)")
   }

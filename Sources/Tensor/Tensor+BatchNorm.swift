@@ -32,11 +32,18 @@ func checkChannels(_ operation: String, _ x: Tensor, _ perChannel: [(String, Ten
 
 /// The per-channel mean and biased variance (divided by N * H * W) of `input` [N, C, H, W],
 /// computed in two passes for accuracy.
+///
+/// Under ``withSynchronizedBatchStatistics(_:_:)`` they are those of the global batch: the sums of
+/// every process are added, first for the mean and then, about the global mean, for the variance.
 public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Tensor) {
   checkChannels("batchNormStatistics", input, [])
   let x = input.denseWithPlanes(), channels = x.shape[1]
   let mean = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   let variance = Tensor(uninitializedShape: [channels], dtype: x.dtype)
+  if let synchronization = BatchNormSynchronization.current {
+    synchronizedStatistics(x, mean: mean, variance: variance, synchronization)
+    return (mean, variance)
+  }
   func kernel<T: TensorScalar>(_: T.Type) {
     let pm = mean.base(T.self), pv = variance.base(T.self), m = Double(max(1, x.count / max(1, channels)))
     forEachChannel(x) { c in
@@ -52,6 +59,37 @@ public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Ten
   }
   x.dtype.dispatch(kernel, kernel)
   return (mean, variance)
+}
+
+/// The global batch's statistics: per-channel sums in Float64, added across processes, twice.
+private func synchronizedStatistics(_ x: Tensor, mean: Tensor, variance: Tensor, _ synchronization: BatchNormSynchronization) {
+  let channels = x.shape[1], local = x.count / max(1, channels)
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let pm = mean.base(T.self), pv = variance.base(T.self)
+    var sums = [Double](repeating: 0, count: channels + 1)
+    sums.withUnsafeMutableBufferPointer { s in
+      forEachChannel(x) { c in
+        var total = 0.0
+        forEachPlane(of: x, channel: c, T.self) { p, n in total += Double(rowSum(p, n)) }
+        s[c] = total
+      }
+    }
+    sums[channels] = Double(local)
+    synchronization.sum(&sums, localCount: local)
+    let m = max(1, sums[channels])
+    for c in 0..<channels { pm[c] = T(sums[c] / m) }
+    var squares = [Double](repeating: 0, count: channels)
+    squares.withUnsafeMutableBufferPointer { s in
+      forEachChannel(x) { c in
+        var total = 0.0
+        forEachPlane(of: x, channel: c, T.self) { p, n in total += Double(rowSumOfSquares(p, n, around: pm[c])) }
+        s[c] = total
+      }
+    }
+    synchronization.synchronizer.sumAcrossProcesses(&squares)
+    for c in 0..<channels { pv[c] = T(squares[c] / m) }
+  }
+  x.dtype.dispatch(kernel, kernel)
 }
 
 /// `(x - mean) / sqrt(variance + epsilon) * weight + bias` per channel (weight 1 and bias 0 when
@@ -129,27 +167,37 @@ private func batchNormBackward(
   destination?.check(against: x)
   let dx = destination == nil ? Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides) : nil
   let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)
+  let synchronization = BatchNormSynchronization.current
   func kernel<T: TensorScalar>(_: T.Type) {
     let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
     let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
     let pdw = dw.base(T.self), pdb = db.base(T.self)
-    let m = T(max(1, x.count / max(1, channels)))
+    let local = max(1, x.count / max(1, channels))
+    let m = T(synchronization?.globalCount(local) ?? local)
     let xOffset = x.base(T.self) - dy.base(T.self)
     // Per channel: how far its gradient lies from its output gradient, and whether it is added.
     let targets: [(offset: Int, adding: Bool)] =
       destination?.channelTargets(dy, T.self) ?? Array(repeating: (dx!.base(T.self) - dy.base(T.self), false), count: channels)
-    forEachChannel(x) { c in
-      let mu = pm[c], invStd = 1 / (pv[c] + T(epsilon)).squareRoot()
-      let relu = applyingReLU ? affineCoefficients(mean: mu, variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon) : nil
+    func reluOf(_ c: Int) -> (scale: T, shift: T)? {
+      applyingReLU ? affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon) : nil
+    }
+    func invStd(_ c: Int) -> T { 1 / (pv[c] + T(epsilon)).squareRoot() }
+    // Σ dy and Σ dy·(x - μ) of channel c, which also give its bias and weight gradients.
+    func sums(_ c: Int) -> (sumDy: T, sumDyCentered: T) {
       var planeSums = (sum: 0.0, dot: 0.0)
+      let relu = reluOf(c)
       forEachPlane(of: dy, channel: c, T.self) { g, n in
-        let sums = rowGradientSums(g, g + xOffset, n, around: mu, reluOf: relu)
+        let sums = rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: relu)
         planeSums = (planeSums.sum + Double(sums.sum), planeSums.dot + Double(sums.dot))
       }
-      let sumDy = T(planeSums.sum), sumDyCentered = T(planeSums.dot)
+      pdb[c] = T(planeSums.sum)
+      pdw[c] = T(planeSums.dot) * invStd(c)
+      return (T(planeSums.sum), T(planeSums.dot))
+    }
+    // The input gradient of channel c from the sums over the (global) batch.
+    func inputGradient(_ c: Int, sumDy: T, sumDyCentered: T) {
+      let mu = pm[c], invStd = invStd(c), relu = reluOf(c)
       let sumDyXhat = sumDyCentered * invStd
-      pdb[c] = sumDy
-      pdw[c] = sumDyXhat
       let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat, (dxOffset, adding) = targets[c]
       forEachPlane(of: dy, channel: c, T.self) { g, n in
         let src = g + xOffset, out = g + dxOffset
@@ -173,6 +221,23 @@ private func batchNormBackward(
         }
       }
     }
+    guard let synchronization else {
+      // Both passes over a channel back to back, while it is in cache.
+      forEachChannel(x) { c in
+        let s = sums(c)
+        inputGradient(c, sumDy: s.sumDy, sumDyCentered: s.sumDyCentered)
+      }
+      return
+    }
+    var global = [Double](repeating: 0, count: 2 * channels)
+    global.withUnsafeMutableBufferPointer { g in
+      forEachChannel(x) { c in
+        let s = sums(c)
+        (g[c], g[channels + c]) = (Double(s.sumDy), Double(s.sumDyCentered))
+      }
+    }
+    synchronization.synchronizer.sumAcrossProcesses(&global)
+    forEachChannel(x) { c in inputGradient(c, sumDy: T(global[c]), sumDyCentered: T(global[channels + c])) }
   }
   x.dtype.dispatch(kernel, kernel)
   return (dx, dw, db)

@@ -67,13 +67,23 @@ public struct Dataset: Sendable {
 
   /// A batch of the images at `indices` as a Float32 tensor [B, C, H, W] and their labels, with
   /// `augmentation` applied using `generator`, then normalised.
-  public func batch(_ indices: [Int], augmentation: Augmentation = .none, using generator: inout RandomGenerator) -> (images: Tensor, labels: [Int]) {
+  ///
+  /// - `part`: the positions in `indices` to return, when a process of a distributed run takes
+  ///   its part of a global batch; the random draws of the whole batch are made, so the part is
+  ///   what a single process would get at those positions and `generator` ends in the same state.
+  public func batch(
+    _ indices: [Int], augmentation: Augmentation = .none, using generator: inout RandomGenerator, part: Range<Int>? = nil
+  ) -> (images: Tensor, labels: [Int]) {
     let (c, h, w) = (imageShape[0], imageShape[1], imageShape[2])
     let size = c * h * w
-    var out = [Float](repeating: 0, count: indices.count * size)
+    let part = part ?? indices.indices
+    require(part.lowerBound >= 0 && part.upperBound <= indices.count, "batch: part \(part) of \(indices.count) images")
+    var out = [Float](repeating: 0, count: part.count * size)
     let scale = 1 / Float(255)
-    for (b, index) in indices.enumerated() {
+    for (position, index) in indices.enumerated() {
       let (dy, dx, flip) = augmentation.draw(using: &generator)
+      guard part.contains(position) else { continue }
+      let b = position - part.lowerBound
       for channel in 0..<c {
         let m = Float(mean.isEmpty ? 0 : mean[channel]), s = Float(standardDeviation.isEmpty ? 1 : standardDeviation[channel])
         for y in 0..<h {
@@ -93,7 +103,7 @@ public struct Dataset: Sendable {
         }
       }
     }
-    return (Tensor(out, shape: [indices.count, c, h, w]), indices.map { labels[$0] })
+    return (Tensor(out, shape: [part.count, c, h, w]), indices[part].map { labels[$0] })
   }
 }
 

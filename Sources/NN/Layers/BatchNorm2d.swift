@@ -79,7 +79,7 @@ public class BatchNorm2d: Layer {
   /// update, with the unbiased variance), once per step: not during a checkpoint replay.
   func updateRunningStatistics(mean: Tensor, variance: Tensor, of input: Variable) {
     onFirstPass {
-      let n = Double(input.value.count / input.shape[1])
+      let n = Double(batchNormCount(input.value))  // The global batch's when synchronized.
       let m = momentum
       runningMean.value = runningMean.value * (1 - m) + mean * m
       runningVariance.value = runningVariance.value * (1 - m) + variance * (m * n / Swift.max(n - 1, 1))

@@ -1,0 +1,219 @@
+import CMPI
+import Foundation
+import Reprise
+
+/// Data-parallel training: every process holds the whole model, trains on its part of each global
+/// batch, and the gradients are summed across processes before the optimiser steps, so every
+/// process takes the same step, the one a single process would take on the global batch (with
+/// batch normalisation over each part, or over the global batch with `synchronizingBatchNorm`).
+///
+/// - The parameters and buffers start as rank 0's (broadcast when the trainer is made).
+/// - Each process's loss gradient is scaled by its share of the global batch, so the sum of the
+///   processes' gradients is the gradient of the global batch's mean loss, even when the parts
+///   differ in size.
+/// - Gradients are reduced in buckets of about `bucketBytes`, as soon as their last contribution
+///   of the backward pass is added (``Variable/backward(seed:onGradientReady:betweenOperations:)``):
+///   never while a checkpoint region is replayed, since the replay adds to the parameters it uses,
+///   and in the same order on every process (the order rank 0 saw in its first step).
+/// - A parameter that a step did not reach is reduced as zeros, so no process waits for another.
+/// - Without synchronized batch normalisation, the running statistics are averaged across the
+///   processes after each step, so that they agree.
+public final class DataParallel {
+  /// The processes.
+  public let communicator: Communicator
+  /// The model being trained.
+  public let model: any Layer
+  /// How the reduction overlaps the backward pass.
+  public let overlap: GradientOverlap
+  /// Whether batch normalisation uses the statistics of the global batch.
+  public let synchronizesBatchNorm: Bool
+  /// Seconds of the last step spent after the backward pass waiting for reductions to finish: the
+  /// communication the backward pass did not hide.
+  public private(set) var lastReductionWait = 0.0
+
+  private let parameters: [Variable]
+  private let bucketBytes: Int
+  private var buckets: [GradientBucket] = []
+  private var slots: [ObjectIdentifier: (bucket: Int, slot: Int)] = [:]
+  private var nextToStart = 0
+  /// The order gradients became ready in the first step, for rebuilding the buckets.
+  private var readyOrder: [Int]? = []
+
+  /// A trainer of `model` across the processes of `communicator`, which broadcasts rank 0's
+  /// parameters and buffers to the others.
+  ///
+  /// - Parameters:
+  ///   - model: the same architecture on every process.
+  ///   - communicator: the processes.
+  ///   - bucketBytes: the size of a reduction bucket (4 MiB by default).
+  ///   - overlap: how the reduction overlaps the backward pass.
+  ///   - synchronizingBatchNorm: normalise with the statistics of the global batch (the
+  ///     processes' per-channel sums are added in the forward pass, and those of the gradient in
+  ///     the backward pass).
+  /// - Throws: ``DistributedError/mismatch(_:)`` when the processes' models differ in their
+  ///   parameters' or buffers' shapes.
+  public init(
+    _ model: any Layer, communicator: Communicator, bucketBytes: Int = 4 << 20, overlap: GradientOverlap = .thread,
+    synchronizingBatchNorm: Bool = false
+  ) throws {
+    require(bucketBytes > 0, "DataParallel: bucketBytes must be positive")
+    (self.model, self.communicator, self.bucketBytes, self.overlap) = (model, communicator, bucketBytes, overlap)
+    synchronizesBatchNorm = synchronizingBatchNorm
+    parameters = model.parameters
+    let state = model.namedParameters + model.namedBuffers
+    let shapes = state.flatMap { [$0.variable.value.rank, $0.variable.dtype.byteCount] + $0.variable.shape }
+    let signature = [state.count, shapes.count, shapes.reduce(0) { ($0 &* 31 &+ $1) & 0xFFFF_FFFF }]
+    let all = communicator.allgather(signature)
+    if let other = all.firstIndex(where: { $0 != signature }) {
+      throw DistributedError.mismatch("rank \(other)'s model has other parameters or buffers than rank \(communicator.rank)'s")
+    }
+    for (_, variable) in state { communicator.broadcast(&variable.value, from: 0) }
+    buildBuckets(order: Array(parameters.indices.reversed()))
+  }
+
+  deinit {
+    communicator.queue?.stop()
+    communicator.queue = nil
+  }
+
+  /// Groups parameters into buckets in `order`, the order their gradients are expected.
+  private func buildBuckets(order: [Int]) {
+    buckets = []
+    var current: [Int] = [], bytes = 0
+    for i in order {
+      let p = parameters[i], size = p.value.count * p.dtype.byteCount
+      if !current.isEmpty && (bytes + size > bucketBytes || parameters[current[0]].dtype != p.dtype) {
+        buckets.append(GradientBucket(members: current, parameters: parameters))
+        (current, bytes) = ([], 0)
+      }
+      current.append(i)
+      bytes += size
+    }
+    if !current.isEmpty { buckets.append(GradientBucket(members: current, parameters: parameters)) }
+    slots = [:]
+    for (b, bucket) in buckets.enumerated() {
+      for (s, i) in bucket.members.enumerated() { slots[ObjectIdentifier(parameters[i])] = (b, s) }
+    }
+  }
+
+  /// One training step on this process's part of a global batch: forward in training mode,
+  /// cross-entropy, backward with the gradients reduced across processes, optimiser update.
+  ///
+  /// - Parameters:
+  ///   - optimizer: the optimiser of ``model``'s parameters, in the same state on every process.
+  ///   - images: this process's images, at least one.
+  ///   - labels: their labels.
+  ///   - globalBatchSize: the number of images of all processes together.
+  ///   - labelSmoothing: label smoothing of the cross-entropy.
+  /// - Returns: the global batch's loss and accuracy (before the update), the same on every process.
+  @discardableResult
+  public func trainStep(
+    optimizer: any Optimizer, images: Tensor, labels: [Int], globalBatchSize: Int, labelSmoothing: Double = 0
+  ) -> Metrics {
+    require(!labels.isEmpty && labels.count <= globalBatchSize, "trainStep: \(labels.count) images of a global batch of \(globalBatchSize)")
+    optimizer.zeroGradients()
+    // Dropout masks differ between the processes' parts, yet every process keeps the same
+    // generator state from step to step, which training checkpoints save.
+    let shared = RandomGenerator.global
+    if communicator.size > 1 {
+      var draw = shared
+      RandomGenerator.global = RandomGenerator(seed: draw.next() &+ UInt64(communicator.rank) &* 0x9E37_79B9_7F4A_7C15)
+    }
+    let synchronizer = synchronizesBatchNorm ? CommunicatorSynchronizer(communicator) : nil
+    let share = Double(labels.count) / Double(globalBatchSize)
+    let (loss, logits) = withSynchronizedBatchStatistics(synchronizer) { () -> (Variable, Tensor) in
+      let logits = withLearningPhase(.training) { model(Variable(images)) }
+      let loss = crossEntropy(logits, labels: labels, labelSmoothing: labelSmoothing)
+      backward(loss, seed: share)
+      return (loss, logits.value)
+    }
+    if communicator.size > 1 {
+      var advanced = shared
+      _ = advanced.next()
+      RandomGenerator.global = advanced
+    }
+    optimizer.step()
+    if !synchronizesBatchNorm { averageBuffers() }
+    var sums = [loss.value.scalar * Double(labels.count), accuracy(logits, labels: labels) * Double(labels.count), Double(labels.count)]
+    communicator.allreduce(&sums)
+    return Metrics(loss: sums[0] / sums[2], accuracy: sums[1] / sums[2])
+  }
+
+  /// Backpropagates from `loss` seeded with `seed`, reducing every parameter's gradient across
+  /// the processes: afterwards each parameter's ``Variable/grad`` is the sum of the processes'.
+  ///
+  /// For training loops of one's own: seed each process's loss with its share of the global
+  /// batch (its images over all images) when the loss is a mean.
+  public func backward(_ loss: Variable, seed: Double) {
+    if overlap == .thread && communicator.queue == nil { communicator.queue = CommunicationQueue() }
+    let pending = { [unowned self] in
+      for bucket in buckets[..<nextToStart] where bucket.started { if !bucket.test() { break } }
+    }
+    loss.backward(
+      seed: Tensor(repeating: seed, shape: loss.shape, dtype: loss.dtype),
+      onGradientReady: { [unowned self] leaf in ready(leaf) },
+      betweenOperations: overlap == .polling ? pending : nil)
+    let waitStarted = Date()
+    // Parameters the step did not reach go as zeros, so that every process reduces every bucket.
+    for bucket in buckets where !bucket.isFull {
+      for (s, i) in bucket.members.enumerated() where !filledThisStep.contains(i) { bucket.fill(s, from: parameters[i]) }
+    }
+    startFullBuckets()
+    for bucket in buckets { bucket.finish(into: parameters) }
+    lastReductionWait = Date().timeIntervalSince(waitStarted)
+    filledThisStep = []
+    nextToStart = 0
+    if let order = readyOrder {
+      // The first step's order on rank 0, complete with the parameters it did not reach, becomes
+      // every process's bucket order.
+      var first = order + parameters.indices.reversed().filter { !Set(order).contains($0) }
+      communicator.broadcast(&first, from: 0)
+      readyOrder = nil
+      buildBuckets(order: first)
+    }
+  }
+
+  private var filledThisStep = Set<Int>()
+
+  /// A parameter's gradient is complete: into its bucket, and start what can be started.
+  private func ready(_ leaf: Variable) {
+    guard let (b, s) = slots[ObjectIdentifier(leaf)] else { return }
+    let i = buckets[b].members[s]
+    guard filledThisStep.insert(i).inserted else { return }
+    readyOrder?.append(i)
+    buckets[b].fill(s, from: leaf)
+    if overlap != .none { startFullBuckets() }
+  }
+
+  /// Starts the full buckets in order: a bucket starts only after every bucket before it, so the
+  /// processes start their reductions in the same order.
+  private func startFullBuckets() {
+    while nextToStart < buckets.count && buckets[nextToStart].isFull {
+      buckets[nextToStart].start(communicator, overlap)
+      nextToStart += 1
+    }
+  }
+
+  /// Replaces every floating-point buffer (running statistics) by its mean over the processes.
+  public func averageBuffers() {
+    guard communicator.size > 1 else { return }
+    let buffers = model.namedBuffers.map(\.variable)
+    guard !buffers.isEmpty else { return }
+    var values = buffers.flatMap { $0.value.scalars(as: Double.self) }
+    communicator.allreduce(&values)
+    var start = 0
+    for b in buffers {
+      let n = b.value.count
+      let mean = values[start..<start + n].map { $0 / Double(communicator.size) }
+      b.value = Tensor(mean, shape: b.shape).converted(to: b.dtype)
+      start += n
+    }
+  }
+}
+
+/// Batch-normalisation sums added across the processes of a communicator.
+final class CommunicatorSynchronizer: BatchStatisticsSynchronizer {
+  let communicator: Communicator
+  init(_ communicator: Communicator) { self.communicator = communicator }
+  func sumAcrossProcesses(_ values: inout [Double]) { communicator.allreduce(&values) }
+}

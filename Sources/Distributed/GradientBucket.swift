@@ -1,0 +1,107 @@
+import CMPI
+import Foundation
+import MPIShim
+import Reprise
+
+/// How the reduction of gradients overlaps the backward pass.
+public enum GradientOverlap: String, CaseIterable, Sendable {
+  /// A communication thread reduces each bucket as soon as its gradients are complete, while
+  /// the backward pass goes on (the default).
+  case thread
+  /// Each complete bucket starts a non-blocking allreduce, which the backward pass advances by
+  /// testing it between its operations.
+  case polling
+  /// Every bucket is reduced after the backward pass.
+  case none
+}
+
+/// Consecutive gradients of one dtype reduced in one allreduce, in a buffer of their own: a
+/// few MiB per call amortise the latency of a collective without waiting long for a bucket to fill.
+final class GradientBucket {
+  /// The parameters' positions in ``DataParallel``'s list, in the order they sit in the buffer.
+  let members: [Int]
+  /// Each member's byte offset in the buffer.
+  let offsets: [Int]
+  let dtype: DType
+  let buffer: UnsafeMutableRawBufferPointer
+  /// How many members have their gradient in the buffer this step.
+  var filled = 0
+  /// Whether this step's reduction has been started.
+  var started = false
+  private var request: MPI_Request?
+  private var done: DispatchSemaphore?
+
+  init(members: [Int], parameters: [Variable]) {
+    self.members = members
+    dtype = parameters[members[0]].dtype
+    var offset = 0
+    offsets = members.map { i in
+      defer { offset += parameters[i].value.count * parameters[i].dtype.byteCount }
+      return offset
+    }
+    buffer = .allocate(byteCount: max(offset, 1), alignment: 64)
+  }
+
+  deinit { buffer.deallocate() }
+
+  /// Copies member `slot`'s gradient into the buffer; zeros for a parameter this step did not reach.
+  func fill(_ slot: Int, from parameter: Variable) {
+    let size = parameter.value.count * dtype.byteCount, destination = buffer.baseAddress! + offsets[slot]
+    if let grad = parameter.grad {
+      grad.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: size) }
+    } else {
+      destination.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+    }
+    filled += 1
+  }
+
+  var isFull: Bool { filled == members.count }
+
+  /// Starts the reduction of the buffer in the way `overlap` says.
+  func start(_ communicator: Communicator, _ overlap: GradientOverlap) {
+    started = true
+    let (buffer, dtype) = (self.buffer, self.dtype)
+    switch overlap {
+    case .thread:
+      let done = DispatchSemaphore(value: 0)
+      self.done = done
+      communicator.queue!.enqueue {
+        communicator.sumInPlace(buffer, dtype: dtype)
+        done.signal()
+      }
+    case .polling:
+      guard communicator.size > 1 else { return }
+      let width = dtype.byteCount
+      request = reprise_mpi_request_null()
+      let status = MPI_Iallreduce(
+        reprise_mpi_in_place(), buffer.baseAddress, Int32(buffer.count / width), dtype == .float32 ? reprise_mpi_float() : reprise_mpi_double(),
+        reprise_mpi_sum(), reprise_mpi_comm_world(), &request)
+      if status != MPI_SUCCESS { communicator.abort("MPI_Iallreduce failed: \(Communicator.errorText(status))") }
+    case .none:
+      communicator.sumInPlace(buffer, dtype: dtype)
+    }
+  }
+
+  /// Lets MPI advance a non-blocking reduction; true once it is complete.
+  @discardableResult
+  func test() -> Bool {
+    guard request != nil else { return true }
+    var flag: Int32 = 0
+    MPI_Test(&request, &flag, reprise_mpi_status_ignore())
+    if flag != 0 { request = nil }
+    return flag != 0
+  }
+
+  /// Waits for the reduction and writes the summed gradients back to the parameters.
+  func finish(into parameters: [Variable]) {
+    if request != nil { MPI_Wait(&request, reprise_mpi_status_ignore()) }
+    done?.wait()
+    (request, done, filled, started) = (nil, nil, 0, false)
+    for (slot, i) in members.enumerated() {
+      let p = parameters[i], source = buffer.baseAddress! + offsets[slot]
+      var grad = p.grad ?? Tensor(zeros: p.shape, dtype: p.dtype)
+      grad.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: source, byteCount: $0.count) }
+      p.grad = grad
+    }
+  }
+}

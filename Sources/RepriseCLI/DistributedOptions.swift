@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import RepriseDistributed
+
+/// `--distributed` and its companions: data-parallel training across the processes `mpirun` starts.
+struct DistributedOptions: ParsableArguments {
+  @Flag(
+    help: """
+      Train data-parallel on MPI, one process per rank: mpirun -np 2 reprise train --distributed. \
+      --batch-size is the global batch, split across the ranks; the results are those of one process \
+      normalising each rank's part of the batch separately (or the whole batch with --sync-batch-norm). \
+      Every rank reads the data and the --init-weights and --resume files; rank 0 alone prints and writes files.
+      """)
+  var distributed = false
+  @Flag(help: "With --distributed: batch normalisation over the global batch, its statistics summed across the ranks.")
+  var syncBatchNorm = false
+  @Option(
+    help: """
+      With --distributed: how the gradient reduction overlaps the backward pass: thread (a communication thread), \
+      polling (non-blocking allreduces advanced between operations) or none.
+      """)
+  var gradientOverlap: GradientOverlap = .thread
+
+  func check() throws {
+    guard distributed || (!syncBatchNorm && gradientOverlap == .thread) else {
+      throw ValidationError("--sync-batch-norm and --gradient-overlap need --distributed")
+    }
+  }
+
+  /// The run's communicator, when distributed.
+  func communicator() throws -> Communicator? {
+    distributed ? try Communicator.world() : nil
+  }
+}
+
+extension GradientOverlap: ExpressibleByArgument {}
+
+/// How many processes of the run share this machine (Open MPI says so in its environment).
+func localProcessCount(_ communicator: Communicator) -> Int {
+  ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? communicator.size
+}
