@@ -174,12 +174,15 @@ public enum DistributedError: Error, CustomStringConvertible {
   case unavailable(String)
   /// The processes of the run disagree (data, configuration, model).
   case mismatch(String)
+  /// The run's settings do not fit the number of processes.
+  case configuration(String)
 
   /// A one-line description.
   public var description: String {
     switch self {
     case .unavailable(let why): "MPI is not available: \(why)"
     case .mismatch(let why): "the processes of the run disagree: \(why)"
+    case .configuration(let why): why
     }
   }
 }

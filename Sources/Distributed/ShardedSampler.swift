@@ -18,17 +18,17 @@ public struct ShardedSampler: Sendable {
 
   /// A sampler of `count` images in global batches of `globalBatchSize` for process `rank` of `size`.
   ///
-  /// - Throws: ``DistributedError/mismatch(_:)`` when a batch would leave a process without
+  /// - Throws: ``DistributedError/configuration(_:)`` when a batch would leave a process without
   ///   images: the global batch, or the last batch of an epoch, is smaller than the process count.
   public init(count: Int, globalBatchSize: Int, rank: Int, size: Int) throws {
     require(size > 0 && (0..<size).contains(rank) && count >= 0, "ShardedSampler: rank \(rank) of \(size)")
     (self.count, self.globalBatchSize, self.rank, self.size) = (count, globalBatchSize, rank, size)
     guard globalBatchSize >= size else {
-      throw DistributedError.mismatch("a batch of \(globalBatchSize) cannot give each of \(size) processes an image; use a batch of at least \(size)")
+      throw DistributedError.configuration("a batch of \(globalBatchSize) cannot give each of \(size) processes an image; use a batch of at least \(size)")
     }
     let last = count % globalBatchSize
     guard last == 0 || last >= size else {
-      throw DistributedError.mismatch(
+      throw DistributedError.configuration(
         "the last batch of each epoch has \(last) of the \(count) images, fewer than the \(size) processes; choose a batch size that leaves none or at least \(size)")
     }
   }

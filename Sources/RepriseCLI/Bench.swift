@@ -2,6 +2,7 @@ import ArgumentParser
 import COpenBLAS
 import Foundation
 import Reprise
+import RepriseDistributed
 
 /// `reprise bench`: training steps of a model on random data, or a kernel against the BLAS call it wraps.
 struct Bench: ParsableCommand {
@@ -27,6 +28,7 @@ struct Bench: ParsableCommand {
   @OptionGroup var threadOptions: ThreadOptions
   @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
   @Flag(help: "Print one JSON object instead of text.") var json = false
+  @OptionGroup(title: "Distributed training (--batch-size is the global batch)") var distributedOptions: DistributedOptions
 
   func validate() throws {
     try check("--batch-size", batchSize, in: 1...maximumBatchSize)
@@ -36,50 +38,76 @@ struct Bench: ParsableCommand {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or --memory-budget / --checkpoint-segments")
     }
     try modelOptions.checkBatch(batchSize, try modelOptions.parsedInputShape(inputSize))
+    try distributedOptions.check()
   }
 
   func run() throws {
-    threadOptions.apply()
+    let communicator = try distributedOptions.communicator()
+    threadOptions.apply(sharingCoresWith: communicator.map(localProcessCount) ?? 1)
     if kernel == .matmul { return try benchMatmul() }
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     model.convert(to: dtype)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
+    let sampler = try communicator.map { try ShardedSampler(count: batchSize, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
+    let part = sampler?.part(ofBatchOf: batchSize) ?? 0..<batchSize
+    let parallel = try communicator.map {
+      try DataParallel(model, communicator: $0, overlap: distributedOptions.gradientOverlap, synchronizingBatchNorm: distributedOptions.syncBatchNorm)
+    }
     let (plan, planned) = try planOptions.plan(
-      for: model, memoryEfficient: memoryEfficient, batchShape: [batchSize] + shape, classCount: classes,
+      for: model, memoryEfficient: memoryEfficient, batchShape: [part.count] + shape, classCount: classes,
       reservedBytes: optimizer.stateBytes)
     var random = RandomGenerator(seed: 1)
-    let images = Tensor(randomNormal: [batchSize] + shape, dtype: dtype, using: &random)
-    let labels = (0..<batchSize).map { _ in Int(random.next() % UInt64(classes)) }
+    let images = slice(Tensor(randomNormal: [batchSize] + shape, dtype: dtype, using: &random), part, alongAxis: 0).contiguous()
+    let labels = Array((0..<batchSize).map { _ in Int(random.next() % UInt64(classes)) }[part])
     let base = Allocator.liveBytes
     Allocator.resetPeak()
-    var times: [Double] = []
+    var times: [Double] = [], waits: [Double] = []
     try withCheckpointPlan(plan, in: model) {
       for s in 0...steps {
-        let t = seconds { trainStep(model, optimizer: optimizer, images: images, labels: labels) }
-        if s > 0 { times.append(t) }
+        let t = seconds {
+          if let parallel {
+            parallel.trainStep(optimizer: optimizer, images: images, labels: labels, globalBatchSize: batchSize)
+          } else {
+            trainStep(model, optimizer: optimizer, images: images, labels: labels)
+          }
+        }
+        if s > 0 { (times, waits) = (times + [t], waits + [parallel?.lastReductionWait ?? 0]) }
       }
     }
     let m = median(times), peak = Allocator.peakBytes - base
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
     let rss = peakResidentBytes()
+    // Every process's peak, for rank 0 to report.
+    let residentPerProcess = communicator?.allgather([rss]).map { $0[0] } ?? [rss]
+    guard communicator?.isRoot ?? true else { return }
+    let processes = communicator?.size ?? 1
     if json {
       struct Output: Encodable {
         var model: String, batchSize: Int, memoryEfficient: Bool, keptBottleneckFraction: Double, plan: String, regions: Int
         var memoryBudgetBytes: Int?, plannedPeakBytes: Int?
         var threads: Int, dtype: String, parameters: Int, stepSecondsMedian: Double, stepSecondsMin: Double
         var imagesPerSecond: Double, peakBytes: Int, peakResidentBytes: Int
+        var processes: Int, syncBatchNorm: Bool, gradientOverlap: String?, reductionWaitSecondsMedian: Double?
+        var peakResidentBytesPerProcess: [Int]
       }
       try printJSON(Output(
         model: modelOptions.label, batchSize: batchSize, memoryEfficient: memoryEfficient,
         keptBottleneckFraction: planOptions.keptBottleneckFraction, plan: mode, regions: plan.regions.count,
         memoryBudgetBytes: planned?.budgetBytes, plannedPeakBytes: planned?.predictedPeakBytes, threads: Parallel.threadCount,
         dtype: "\(dtype)", parameters: model.parameterCount, stepSecondsMedian: m, stepSecondsMin: times.min()!,
-        imagesPerSecond: Double(batchSize) / m, peakBytes: peak, peakResidentBytes: rss))
+        imagesPerSecond: Double(batchSize) / m, peakBytes: peak, peakResidentBytes: rss, processes: processes,
+        syncBatchNorm: distributedOptions.syncBatchNorm, gradientOverlap: parallel.map { $0.overlap.rawValue },
+        reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, peakResidentBytesPerProcess: residentPerProcess))
     } else {
-      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads")
+      let distributed = parallel.map {
+        ", \(processes) processes (gradient overlap \($0.overlap.rawValue)\($0.synchronizesBatchNorm ? ", synchronized batch norm" : ""))"
+      } ?? ""
+      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads\(distributed)")
       if let planned { print(plannedSummary(planned)) }
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
-      print(String(format: "  peak tensor memory %.1f MiB, peak resident memory %.1f MiB", Double(peak) / 1_048_576, Double(rss) / 1_048_576))
+      if parallel != nil { print(String(format: "  median wait for the gradient reduction after backward %.4f s", median(waits))) }
+      print(String(format: "  peak tensor memory %.1f MiB, peak resident memory %.1f MiB", Double(peak) / 1_048_576, Double(rss) / 1_048_576)
+        + (processes > 1 ? " (rank 0; per rank: " + residentPerProcess.map { String(format: "%.1f", Double($0) / 1_048_576) }.joined(separator: ", ") + " MiB)" : ""))
     }
   }
 

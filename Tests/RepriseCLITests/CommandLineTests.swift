@@ -19,18 +19,9 @@ final class CommandLineTests: XCTestCase {
 
   /// ``reprise(_:file:line:)`` with the arguments as an array.
   func reprise(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, out: String, err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("reprise")
-    process.arguments = arguments
-    process.currentDirectoryURL = URL(fileURLWithPath: directory)
-    let (out, err) = (Pipe(), Pipe())
-    (process.standardOutput, process.standardError) = (out, err)
-    try process.run()
-    let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    XCTAssertEqual(process.terminationReason, .exit, "reprise \(arguments) was killed by a signal: \(error)", file: file, line: line)
-    return (process.terminationStatus, output, error)
+    let result = try runProgram(repriseBinary, arguments, in: directory)
+    XCTAssertEqual(result.reason, .exit, "reprise \(arguments) was killed by a signal: \(result.err)", file: file, line: line)
+    return (result.status, result.out, result.err)
   }
 
   /// A data set of `count` 1x8x8 images with labels 0 and 1, as a safetensors file.
@@ -58,6 +49,9 @@ final class CommandLineTests: XCTestCase {
       (["bench", "--threads", "1000"], "--threads must be in 1...256"),
       (["summary", "--input-size", "3,2,2"], "smaller than densenet-bc's smallest input, 4x4"),
       (["eval", "--weights", "missing.safetensors"], "does not exist"),
+      (["train", "--sync-batch-norm"], "--sync-batch-norm and --gradient-overlap need --distributed"),
+      (["train", "--distributed", "--micro-batches", "2"], "--micro-batches does not combine with --distributed"),
+      (["train", "--micro-batches", "65"], "--micro-batches must be in 1...64"),
     ]
     for (arguments, message) in cases {
       let result = try reprise(arguments)
