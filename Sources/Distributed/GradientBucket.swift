@@ -39,6 +39,7 @@ final class GradientBucket {
       defer { offset += parameters[i].value.count * parameters[i].dtype.byteCount }
       return offset
     }
+    require(offset / dtype.byteCount <= Int(Int32.max), "DataParallel: a bucket of \(offset) bytes has more elements than MPI counts")
     buffer = .allocate(byteCount: max(offset, 1), alignment: 64)
   }
 
@@ -66,20 +67,33 @@ final class GradientBucket {
       let done = DispatchSemaphore(value: 0)
       self.done = done
       communicator.queue!.enqueue {
-        communicator.sumInPlace(buffer, dtype: dtype)
+        // A blocking allreduce spins while it waits for the other processes, taking a core from
+        // the backward pass; testing a non-blocking one and yielding between tests does not.
+        var request = Self.startReduction(buffer, dtype, communicator)
+        var flag: Int32 = 0
+        while request != nil {
+          MPI_Test(&request, &flag, reprise_mpi_status_ignore())
+          if flag != 0 { break }
+          usleep(20)
+        }
         done.signal()
       }
     case .polling:
-      guard communicator.size > 1 else { return }
-      let width = dtype.byteCount
-      request = reprise_mpi_request_null()
-      let status = MPI_Iallreduce(
-        reprise_mpi_in_place(), buffer.baseAddress, Int32(buffer.count / width), dtype == .float32 ? reprise_mpi_float() : reprise_mpi_double(),
-        reprise_mpi_sum(), reprise_mpi_comm_world(), &request)
-      if status != MPI_SUCCESS { communicator.abort("MPI_Iallreduce failed: \(Communicator.errorText(status))") }
+      request = Self.startReduction(buffer, dtype, communicator)
     case .none:
       communicator.sumInPlace(buffer, dtype: dtype)
     }
+  }
+
+  /// Starts a non-blocking sum of `buffer` across the processes; `nil` when there is nothing to add.
+  private static func startReduction(_ buffer: UnsafeMutableRawBufferPointer, _ dtype: DType, _ communicator: Communicator) -> MPI_Request? {
+    guard communicator.size > 1 else { return nil }
+    var request = reprise_mpi_request_null()
+    let status = MPI_Iallreduce(
+      reprise_mpi_in_place(), buffer.baseAddress, Int32(buffer.count / dtype.byteCount), dtype == .float32 ? reprise_mpi_float() : reprise_mpi_double(),
+      reprise_mpi_sum(), reprise_mpi_comm_world(), &request)
+    if status != MPI_SUCCESS { communicator.abort("MPI_Iallreduce failed: \(Communicator.errorText(status))") }
+    return request
   }
 
   /// Lets MPI advance a non-blocking reduction; true once it is complete.

@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     abstract: "Time training steps of a model on random data (median step time, images/s, peak memory), or a kernel.")
 
   enum Kernel: String, ExpressibleByArgument, CaseIterable {
-    case matmul
+    case matmul, allreduce
   }
 
   @OptionGroup var modelOptions: ModelOptions
@@ -24,7 +24,8 @@ struct Bench: ParsableCommand {
   @Flag(help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer; ResNets: every block; SeqResNets: every filter). Off unless given: bench measures the plain step by default, while train uses this plan unless told --no-memory-efficient.")
   var memoryEfficient = false
   @OptionGroup var planOptions: PlanOptions
-  @Option(help: "Matrix size M = N = K for --kernel matmul.") var size = 1024
+  @Option(help: "Matrix size M = N = K for --kernel matmul; Float32 elements summed across the processes for --kernel allreduce (with --distributed).")
+  var size = 1024
   @OptionGroup var threadOptions: ThreadOptions
   @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
   @Flag(help: "Print one JSON object instead of text.") var json = false
@@ -33,7 +34,8 @@ struct Bench: ParsableCommand {
   func validate() throws {
     try check("--batch-size", batchSize, in: 1...maximumBatchSize)
     try check("--steps", steps, in: 1...1_000_000)
-    try check("--size", size, in: 1...16384)
+    try check("--size", size, in: 1...(kernel == .allreduce ? 1 << 30 : 16384))
+    guard kernel != .allreduce || distributedOptions.distributed else { throw ValidationError("--kernel allreduce needs --distributed") }
     if memoryEfficient && planOptions.choosesPlan {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or --memory-budget / --checkpoint-segments")
     }
@@ -45,6 +47,7 @@ struct Bench: ParsableCommand {
     let communicator = try distributedOptions.communicator()
     threadOptions.apply(sharingCoresWith: communicator.map(localProcessCount) ?? 1)
     if kernel == .matmul { return try benchMatmul() }
+    if kernel == .allreduce, let communicator { return try benchAllreduce(communicator) }
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
     model.convert(to: dtype)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
@@ -143,6 +146,33 @@ struct Bench: ParsableCommand {
       print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(directTimes.count):")
       print(String(format: "  cblas_sgemm direct  %.5f s  %.1f GFLOP/s", d, flops / d / 1e9))
       print(String(format: "  Tensor matmul       %.5f s  %.1f GFLOP/s  (%.3f x direct)", t, flops / t / 1e9, t / d))
+    }
+  }
+}
+
+extension Bench {
+  /// The sum of `size` Float32 elements across the processes, as the gradient reduction makes it
+  /// without overlap: the median of at least 11 calls after a barrier, and the bus bandwidth
+  /// (2 (p - 1) / p of the bytes per process, the traffic of a ring allreduce).
+  func benchAllreduce(_ communicator: Communicator) throws {
+    var random = RandomGenerator(seed: UInt64(communicator.rank))
+    var tensor = Tensor(randomNormal: [size], using: &random)
+    communicator.allreduce(&tensor)
+    let times = (0..<max(steps, 11)).map { _ in
+      communicator.barrier()
+      return seconds { communicator.allreduce(&tensor) }
+    }
+    var slowest = [median(times)]
+    communicator.allreduce(&slowest)  // the sum over processes, for their mean
+    guard communicator.isRoot else { return }
+    let t = slowest[0] / Double(communicator.size), bytes = Double(size * 4), p = Double(communicator.size)
+    let bandwidth = 2 * (p - 1) / p * bytes / t
+    if json {
+      struct Output: Encodable { var kernel: String, elements: Int, processes: Int, secondsMedian: Double, busBytesPerSecond: Double }
+      try printJSON(Output(kernel: "allreduce", elements: size, processes: communicator.size, secondsMedian: t, busBytesPerSecond: bandwidth))
+    } else {
+      print("allreduce of \(size) Float32 elements (\(String(format: "%.2f", bytes / 1_048_576)) MiB) across \(communicator.size) processes:")
+      print(String(format: "  median %.6f s (mean over processes), bus bandwidth %.2f GB/s", t, bandwidth / 1e9))
     }
   }
 }
