@@ -23,7 +23,11 @@ demo: deps
 
 # The whole test suite, the tool on hostile inputs (Scripts/hostile-inputs.py), the examples for a few
 # steps, then the documentation (built with warnings as errors).
+# As root, the distributed tests also run two "machines" in network namespaces (iproute2).
 test: deps
+	@if [ "$$(id -u)" = 0 ] && ! command -v ip >/dev/null; then \
+	  echo "Installing iproute2"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; \
+	fi
 	swift test --disable-swift-testing
 	python3 Scripts/hostile-inputs.py --binary .build/debug/reprise
 	$(MAKE) examples

@@ -113,6 +113,38 @@ final class DistributedTrainingTests: XCTestCase {
     XCTAssert(other.err.contains("processes 3 (the checkpoint's: 2)"), other.err)
   }
 
+  /// Two "machines": network namespaces joined by a veth pair, one process in each, launched by
+  /// mpirun through an agent that stands in for ssh and talking over TCP only, the path of a
+  /// multi-machine run. Needs root and iproute2 (as in CI).
+  func testTwoHostsInNetworkNamespacesTrainAsOneProcess() throws {
+    guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+    else { throw XCTSkip("network namespaces need root and iproute2") }
+    let id = getpid() % 100_000, (a, b) = ("rpa\(id)", "rpb\(id)"), subnet = "10.\(77 + id % 100).\(id % 250)"
+    let ip = URL(fileURLWithPath: "/usr/bin/env")
+    func sh(_ command: String) throws {
+      let result = try runProgram(ip, ["sh", "-c", command], in: directory)
+      XCTAssertEqual(result.status, 0, "\(command): \(result.err)")
+    }
+    defer { _ = try? runProgram(ip, ["sh", "-c", "ip netns del \(a); ip netns del \(b)"], in: directory) }
+    try sh(
+      "ip netns add \(a) && ip netns add \(b) && ip link add v\(a) type veth peer name v\(b) && ip link set v\(a) netns \(a) "
+        + "&& ip link set v\(b) netns \(b) && ip -n \(a) addr add \(subnet).1/24 dev v\(a) && ip -n \(b) addr add \(subnet).2/24 dev v\(b) "
+        + "&& ip -n \(a) link set v\(a) up && ip -n \(b) link set v\(b) up && ip -n \(a) link set lo up && ip -n \(b) link set lo up")
+    try "\(subnet).1 slots=1\n\(subnet).2 slots=1\n".write(toFile: directory + "/hosts", atomically: true, encoding: .utf8)
+    let agent = "#!/bin/sh\nhost=\"$1\"; shift\ncase \"$host\" in \(subnet).1) ns=\(a) ;; \(subnet).2) ns=\(b) ;; *) exit 1 ;; esac\nexec ip netns exec \"$ns\" sh -c \"$*\"\n"
+    try agent.write(toFile: directory + "/agent.sh", atomically: true, encoding: .utf8)
+    try sh("chmod +x agent.sh")
+    _ = try reprise(["train"] + common + ["--max-steps", "3", "--save", "one.safetensors"])
+    let mpirun: [String] = [
+      "ip", "netns", "exec", a, "mpirun", "--allow-run-as-root", "-np", "2", "--hostfile", "hosts", "--mca", "plm_rsh_agent", directory! + "/agent.sh",
+      "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", subnet + ".0/24", "--mca", "oob_tcp_if_include", subnet + ".0/24",
+      "-wdir", directory!, repriseBinary.path, "train", "--distributed", "--sync-batch-norm",
+    ]
+    let run = try runProgram(ip, mpirun + common + ["--max-steps", "3", "--save", "hosts.safetensors"], in: directory)
+    XCTAssertEqual(run.status, 0, run.out + run.err)
+    try assertSameState("one.safetensors", "hosts.safetensors", tolerance: 1e-5)
+  }
+
   func testAKilledProcessEndsTheRun() throws {
     let started = Date()
     var killed = false
