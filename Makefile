@@ -48,7 +48,7 @@ examples: deps
 # The API reference of every module and the DocC catalog with its articles (Sources/Reprise/Reprise.docc), in
 # .build/plugins/Swift-DocC/outputs/*.doccarchive.
 docs: deps
-	swift package generate-documentation --target TensorModule --target Autograd --target NN --target Models --target Reprise --warnings-as-errors
+	swift package generate-documentation --target TensorModule --target Autograd --target NN --target Models --target Reprise --target RepriseDistributed --warnings-as-errors
 
 # Tensor matmul against a direct cblas_sgemm call of the same size (release build, median of 11).
 bench-matmul: deps

@@ -8,7 +8,7 @@ import Reprise
 ///
 /// There is one communicator per process, ``world()``, spanning the processes `mpirun` started.
 /// Collectives are called from one thread at a time: the thread that made the communicator, or the
-/// communication thread of a ``CommunicationQueue`` while one runs (MPI is initialised with
+/// communication thread of a ``DataParallel`` trainer while one runs (MPI is initialised with
 /// `MPI_THREAD_SERIALIZED`). A failing MPI call ends every process of the run with a message
 /// (`MPI_Abort`): a run whose processes disagree cannot go on.
 public final class Communicator {
@@ -106,6 +106,20 @@ public final class Communicator {
       }
     }
     return (0..<size).map { r in received[r * send.count..<(r + 1) * send.count].map(Int.init) }
+  }
+
+  /// Checks that every process has the same `values`, which `names` name one by one.
+  ///
+  /// - Throws: ``DistributedError/mismatch(_:)`` naming the first value in which a process
+  ///   differs from rank 0, on every process alike.
+  public func checkAgreement(_ values: [Int], names: [String]) throws {
+    require(values.count == names.count, "checkAgreement: \(values.count) values and \(names.count) names")
+    let all = allgather(values)
+    for (r, theirs) in all.enumerated() {
+      if let i = theirs.indices.first(where: { theirs[$0] != all[0][$0] }) {
+        throw DistributedError.mismatch("rank \(r) has \(names[i]) \(theirs[i]), rank 0 \(all[0][i])")
+      }
+    }
   }
 
   /// Returns when every process has called it.

@@ -12,10 +12,11 @@ import Reprise
 ///   processes' gradients is the gradient of the global batch's mean loss, even when the parts
 ///   differ in size.
 /// - Gradients are reduced in buckets of about `bucketBytes`, as soon as their last contribution
-///   of the backward pass is added (``Variable/backward(seed:onGradientReady:betweenOperations:)``):
+///   of the backward pass is added (`Variable.backward(seed:onGradientReady:betweenOperations:)`):
 ///   never while a checkpoint region is replayed, since the replay adds to the parameters it uses,
 ///   and in the same order on every process (the order rank 0 saw in its first step).
-/// - A parameter that a step did not reach is reduced as zeros, so no process waits for another.
+/// - A parameter that a step did not reach on a process is reduced as zeros there, so no process
+///   waits for another; one that no process reached keeps no gradient, as in one process.
 /// - Without synchronized batch normalisation, the running statistics are averaged across the
 ///   processes after each step, so that they agree.
 public final class DataParallel {
@@ -62,11 +63,9 @@ public final class DataParallel {
     parameters = model.parameters
     let state = model.namedParameters + model.namedBuffers
     let shapes = state.flatMap { [$0.variable.value.rank, $0.variable.dtype.byteCount] + $0.variable.shape }
-    let signature = [state.count, shapes.count, shapes.reduce(0) { ($0 &* 31 &+ $1) & 0xFFFF_FFFF }]
-    let all = communicator.allgather(signature)
-    if let other = all.firstIndex(where: { $0 != signature }) {
-      throw DistributedError.mismatch("rank \(other)'s model has other parameters or buffers than rank \(communicator.rank)'s")
-    }
+    try communicator.checkAgreement(
+      [state.count, shapes.count, shapes.reduce(0) { $0 &* 31 &+ $1 }],
+      names: ["parameter and buffer tensors", "dimensions and dtypes", "a checksum of the shapes"])
     for (_, variable) in state { communicator.broadcast(&variable.value, from: 0) }
     buildBuckets(order: Array(parameters.indices.reversed()))
   }
@@ -140,7 +139,7 @@ public final class DataParallel {
   }
 
   /// Backpropagates from `loss` seeded with `seed`, reducing every parameter's gradient across
-  /// the processes: afterwards each parameter's ``Variable/grad`` is the sum of the processes'.
+  /// the processes: afterwards each parameter's `grad` is the sum of the processes'.
   ///
   /// For training loops of one's own: seed each process's loss with its share of the global
   /// batch (its images over all images) when the loss is a mean.
@@ -154,12 +153,17 @@ public final class DataParallel {
       onGradientReady: { [unowned self] leaf in ready(leaf) },
       betweenOperations: overlap == .polling ? pending : nil)
     let waitStarted = Date()
+    var used = parameters.map { $0.grad == nil ? 0.0 : 1.0 }
     // Parameters the step did not reach go as zeros, so that every process reduces every bucket.
     for bucket in buckets where !bucket.isFull {
       for (s, i) in bucket.members.enumerated() where !filledThisStep.contains(i) { bucket.fill(s, from: parameters[i]) }
     }
     startFullBuckets()
     for bucket in buckets { bucket.finish(into: parameters) }
+    // A parameter no process reached keeps no gradient, so the optimiser leaves it alone (no
+    // weight decay, no momentum) as it would in one process.
+    communicator.allreduce(&used)
+    for (p, count) in zip(parameters, used) where count == 0 { p.grad = nil }
     lastReductionWait = Date().timeIntervalSince(waitStarted)
     filledThisStep = []
     nextToStart = 0

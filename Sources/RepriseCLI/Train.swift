@@ -152,6 +152,10 @@ struct Train: ParsableCommand {
     if let resume {
       state = try TrainingCheckpoint.restore(from: resume, model: model, optimizer: optimizer, configuration: runConfiguration(communicator))
     }
+    // Processes that read other data, or resumed from other files, would train apart; each sees it.
+    try communicator?.checkAgreement(
+      [train.count, test.count, train.labels.reduce(0) { $0 &* 31 &+ $1 }, totalSteps, state.step],
+      names: ["training images", "test images", "a label checksum", "steps", "a resumed step"])
     let augmentation = augment ?? regularized ? Augmentation(cropPadding: train.imageShape[1] >= 32 ? 4 : 2, horizontalFlip: true) : .none
     let progress = isRoot ? Progress(totalSteps: totalSteps, batchSize: batchSize, live: communicator == nil) : nil
     let processes = communicator.map { ", \($0.size) processes\(distributedOptions.syncBatchNorm ? " with synchronized batch norm" : "")" } ?? ""

@@ -1,3 +1,4 @@
+import Reprise
 import RepriseDistributed
 import TestSupport
 import XCTest
