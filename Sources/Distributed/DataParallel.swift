@@ -31,6 +31,9 @@ public final class DataParallel {
   /// Seconds of the last step spent after the backward pass waiting for reductions to finish: the
   /// communication the backward pass did not hide.
   public private(set) var lastReductionWait = 0.0
+  /// The fraction of the last step's gradient bytes whose reduction had completed when the
+  /// backward pass ended: the communication the backward pass hid.
+  public private(set) var lastHiddenFraction = 0.0
 
   private let parameters: [Variable]
   private let bucketBytes: Int
@@ -46,7 +49,9 @@ public final class DataParallel {
   /// - Parameters:
   ///   - model: the same architecture on every process.
   ///   - communicator: the processes.
-  ///   - bucketBytes: the size of a reduction bucket (4 MiB by default).
+  ///   - bucketBytes: the size of a reduction bucket (1 MiB by default: small enough that a
+  ///     model of a few MiB of gradients has several buckets to overlap with its backward pass,
+  ///     large enough that a bucket's transfer outweighs a collective's latency).
   ///   - overlap: how the reduction overlaps the backward pass.
   ///   - synchronizingBatchNorm: normalise with the statistics of the global batch (the
   ///     processes' per-channel sums are added in the forward pass, and those of the gradient in
@@ -54,7 +59,7 @@ public final class DataParallel {
   /// - Throws: ``DistributedError/mismatch(_:)`` when the processes' models differ in their
   ///   parameters' or buffers' shapes.
   public init(
-    _ model: any Layer, communicator: Communicator, bucketBytes: Int = 4 << 20, overlap: GradientOverlap = .thread,
+    _ model: any Layer, communicator: Communicator, bucketBytes: Int = 1 << 20, overlap: GradientOverlap = .thread,
     synchronizingBatchNorm: Bool = false
   ) throws {
     require(bucketBytes > 0, "DataParallel: bucketBytes must be positive")
@@ -75,20 +80,23 @@ public final class DataParallel {
     communicator.queue = nil
   }
 
-  /// Groups parameters into buckets in `order`, the order their gradients are expected.
+  /// Groups parameters into buckets in `order`, the order their gradients are expected. The last
+  /// bucket, whose reduction nothing is left to overlap, holds about a quarter of `bucketBytes`.
   private func buildBuckets(order: [Int]) {
-    buckets = []
-    var current: [Int] = [], bytes = 0
-    for i in order {
+    var groups: [[Int]] = [], current: [Int] = [], bytes = 0
+    // From the last gradient to the first, so that the last bucket is the small one.
+    for i in order.reversed() {
       let p = parameters[i], size = p.value.count * p.dtype.byteCount
-      if !current.isEmpty && (bytes + size > bucketBytes || parameters[current[0]].dtype != p.dtype) {
-        buckets.append(GradientBucket(members: current, parameters: parameters))
+      let limit = groups.isEmpty ? max(1, bucketBytes / 4) : bucketBytes
+      if !current.isEmpty && (bytes + size > limit || parameters[current[0]].dtype != p.dtype) {
+        groups.append(current.reversed())
         (current, bytes) = ([], 0)
       }
       current.append(i)
       bytes += size
     }
-    if !current.isEmpty { buckets.append(GradientBucket(members: current, parameters: parameters)) }
+    if !current.isEmpty { groups.append(current.reversed()) }
+    buckets = groups.reversed().map { GradientBucket(members: $0, parameters: parameters) }
     slots = [:]
     for (b, bucket) in buckets.enumerated() {
       for (s, i) in bucket.members.enumerated() { slots[ObjectIdentifier(parameters[i])] = (b, s) }
@@ -153,6 +161,8 @@ public final class DataParallel {
       onGradientReady: { [unowned self] leaf in ready(leaf) },
       betweenOperations: overlap == .polling ? pending : nil)
     let waitStarted = Date()
+    let hidden = buckets.reduce(0) { $0 + ($1.isComplete() ? $1.buffer.count : 0) }
+    lastHiddenFraction = Double(hidden) / Double(max(1, buckets.reduce(0) { $0 + $1.buffer.count }))
     var used = parameters.map { $0.grad == nil ? 0.0 : 1.0 }
     // Parameters the step did not reach go as zeros, so that every process reduces every bucket.
     for bucket in buckets where !bucket.isFull {

@@ -96,6 +96,18 @@ final class GradientBucket {
     return request
   }
 
+  /// Whether this step's reduction has completed, without waiting: for a thread's reduction, the
+  /// signal is taken here and `finish` does not wait for it again.
+  func isComplete() -> Bool {
+    guard started else { return false }
+    if let done {
+      guard done.wait(timeout: .now()) == .success else { return false }
+      self.done = nil
+      return true
+    }
+    return test()
+  }
+
   /// Lets MPI advance a non-blocking reduction; true once it is complete.
   @discardableResult
   func test() -> Bool {

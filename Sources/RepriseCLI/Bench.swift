@@ -53,9 +53,7 @@ struct Bench: ParsableCommand {
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     let sampler = try communicator.map { try ShardedSampler(count: batchSize, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
     let part = sampler?.part(ofBatchOf: batchSize) ?? 0..<batchSize
-    let parallel = try communicator.map {
-      try DataParallel(model, communicator: $0, overlap: distributedOptions.gradientOverlap, synchronizingBatchNorm: distributedOptions.syncBatchNorm)
-    }
+    let parallel = try communicator.map { try distributedOptions.trainer(model, $0) }
     let (plan, planned) = try planOptions.plan(
       for: model, memoryEfficient: memoryEfficient, batchShape: [part.count] + shape, classCount: classes,
       reservedBytes: optimizer.stateBytes)
@@ -64,7 +62,7 @@ struct Bench: ParsableCommand {
     let labels = Array((0..<batchSize).map { _ in Int(random.next() % UInt64(classes)) }[part])
     let base = Allocator.liveBytes
     Allocator.resetPeak()
-    var times: [Double] = [], waits: [Double] = []
+    var times: [Double] = [], waits: [Double] = [], hidden: [Double] = []
     try withCheckpointPlan(plan, in: model) {
       for s in 0...steps {
         let t = seconds {
@@ -74,7 +72,9 @@ struct Bench: ParsableCommand {
             trainStep(model, optimizer: optimizer, images: images, labels: labels)
           }
         }
-        if s > 0 { (times, waits) = (times + [t], waits + [parallel?.lastReductionWait ?? 0]) }
+        if s > 0 {
+          (times, waits, hidden) = (times + [t], waits + [parallel?.lastReductionWait ?? 0], hidden + [parallel?.lastHiddenFraction ?? 0])
+        }
       }
     }
     let m = median(times), peak = Allocator.peakBytes - base
@@ -91,6 +91,7 @@ struct Bench: ParsableCommand {
         var threads: Int, dtype: String, parameters: Int, stepSecondsMedian: Double, stepSecondsMin: Double
         var imagesPerSecond: Double, peakBytes: Int, peakResidentBytes: Int
         var processes: Int, syncBatchNorm: Bool, gradientOverlap: String?, reductionWaitSecondsMedian: Double?
+        var reductionHiddenFractionMedian: Double?
         var peakResidentBytesPerProcess: [Int]
       }
       try printJSON(Output(
@@ -100,7 +101,8 @@ struct Bench: ParsableCommand {
         dtype: "\(dtype)", parameters: model.parameterCount, stepSecondsMedian: m, stepSecondsMin: times.min()!,
         imagesPerSecond: Double(batchSize) / m, peakBytes: peak, peakResidentBytes: rss, processes: processes,
         syncBatchNorm: distributedOptions.syncBatchNorm, gradientOverlap: parallel.map { $0.overlap.rawValue },
-        reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, peakResidentBytesPerProcess: residentPerProcess))
+        reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, reductionHiddenFractionMedian: parallel.map { _ in median(hidden) },
+        peakResidentBytesPerProcess: residentPerProcess))
     } else {
       let distributed = parallel.map {
         ", \(processes) processes (gradient overlap \($0.overlap.rawValue)\($0.synchronizesBatchNorm ? ", synchronized batch norm" : ""))"
@@ -108,7 +110,9 @@ struct Bench: ParsableCommand {
       print("\(modelOptions.label), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads\(distributed)")
       if let planned { print(plannedSummary(planned)) }
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
-      if parallel != nil { print(String(format: "  median wait for the gradient reduction after backward %.4f s", median(waits))) }
+      if parallel != nil {
+        print(String(format: "  after backward: %.0f%% of the gradient bytes reduced (median), median wait for the rest %.4f s", 100 * median(hidden), median(waits)))
+      }
       print(String(format: "  peak tensor memory %.1f MiB, peak resident memory %.1f MiB", Double(peak) / 1_048_576, Double(rss) / 1_048_576)
         + (processes > 1 ? " (rank 0; per rank: " + residentPerProcess.map { String(format: "%.1f", Double($0) / 1_048_576) }.joined(separator: ", ") + " MiB)" : ""))
     }

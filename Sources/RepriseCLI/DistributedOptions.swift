@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Reprise
 import RepriseDistributed
 
 /// `--distributed` and its companions: data-parallel training across the processes `mpirun` starts.
@@ -20,11 +21,23 @@ struct DistributedOptions: ParsableArguments {
       polling (non-blocking allreduces advanced between operations) or none.
       """)
   var gradientOverlap: GradientOverlap = .thread
+  @Option(help: "With --distributed: the size of a gradient reduction bucket (1MiB; a size such as 256KiB or bytes).")
+  var bucketSize = "1MiB"
 
   func check() throws {
-    guard distributed || (!syncBatchNorm && gradientOverlap == .thread) else {
-      throw ValidationError("--sync-batch-norm and --gradient-overlap need --distributed")
+    guard distributed || (!syncBatchNorm && gradientOverlap == .thread && bucketSize == "1MiB") else {
+      throw ValidationError("--sync-batch-norm, --gradient-overlap and --bucket-size need --distributed")
     }
+    _ = try bucketBytes()
+  }
+
+  /// `--bucket-size` in bytes.
+  func bucketBytes() throws -> Int { try parsedBudget(bucketSize, option: "--bucket-size") }
+
+  /// The data-parallel trainer of `model` these options ask for.
+  func trainer(_ model: any Layer, _ communicator: Communicator) throws -> DataParallel {
+    try DataParallel(
+      model, communicator: communicator, bucketBytes: try bucketBytes(), overlap: gradientOverlap, synchronizingBatchNorm: syncBatchNorm)
   }
 
   /// The run's communicator, when distributed.

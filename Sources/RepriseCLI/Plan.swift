@@ -49,7 +49,7 @@ struct Plan: ParsableCommand {
       for: model, batchShape: [batchSize] + shape, classCount: classes, reservedBytes: optimizer.stateBytes)
     let profile = planner.profile()
     let budget =
-      try memoryBudget.map(parsedBudget)
+      try memoryBudget.map { try parsedBudget($0) }
       ?? profile.minimumPeakBytes + Int(budgetFraction! * Double(profile.plainPeakBytes - profile.minimumPeakBytes))
     let result = try planner.plan(within: budget, profile: profile)
     if json {

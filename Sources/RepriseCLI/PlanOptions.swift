@@ -77,8 +77,8 @@ struct PlanOptions: ParsableArguments {
   }
 }
 
-/// `400MiB`, `1.5GiB`, `2GB`, `512KiB` or a number of bytes.
-func parsedBudget(_ text: String) throws -> Int {
+/// `400MiB`, `1.5GiB`, `2GB`, `512KiB` or a number of bytes, given to `option`.
+func parsedBudget(_ text: String, option: String = "--memory-budget") throws -> Int {
   let units: [(String, Double)] = [
     ("KiB", 1024), ("MiB", 1024 * 1024), ("GiB", 1024 * 1024 * 1024), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1),
   ]
@@ -86,7 +86,7 @@ func parsedBudget(_ text: String) throws -> Int {
   let (unit, scale) = units.first { trimmed.hasSuffix($0.0) } ?? ("", 1)
   let number = trimmed.dropLast(unit.count).trimmingCharacters(in: .whitespaces)
   guard let value = Double(number), value.isFinite, value > 0, value * scale < 1e18 else {
-    throw ValidationError("--memory-budget must be a positive size such as 400MiB, 1.5GiB or 2000000000, got '\(text)'")
+    throw ValidationError("\(option) must be a positive size such as 400MiB, 1.5GiB or 2000000000, got '\(text)'")
   }
   return Int(value * scale)
 }

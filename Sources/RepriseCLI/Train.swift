@@ -127,9 +127,7 @@ struct Train: ParsableCommand {
     if let initWeights { try model.loadState(from: initWeights) }
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
     let sampler = try communicator.map { try ShardedSampler(count: train.count, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
-    let parallel = try communicator.map {
-      try DataParallel(model, communicator: $0, overlap: distributedOptions.gradientOverlap, synchronizingBatchNorm: distributedOptions.syncBatchNorm)
-    }
+    let parallel = try communicator.map { try distributedOptions.trainer(model, $0) }
     // Each process plans for its part of the batch, the largest part.
     let localBatch = sampler.map { ($0.globalBatchSize + $0.size - 1) / $0.size } ?? (batchSize + microBatches - 1) / microBatches
     let (plan, planned) = try planOptions.plan(

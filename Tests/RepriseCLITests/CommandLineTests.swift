@@ -49,7 +49,7 @@ final class CommandLineTests: XCTestCase {
       (["bench", "--threads", "1000"], "--threads must be in 1...256"),
       (["summary", "--input-size", "3,2,2"], "smaller than densenet-bc's smallest input, 4x4"),
       (["eval", "--weights", "missing.safetensors"], "does not exist"),
-      (["train", "--sync-batch-norm"], "--sync-batch-norm and --gradient-overlap need --distributed"),
+      (["train", "--sync-batch-norm"], "--sync-batch-norm, --gradient-overlap and --bucket-size need --distributed"),
       (["train", "--distributed", "--micro-batches", "2"], "--micro-batches does not combine with --distributed"),
       (["train", "--micro-batches", "65"], "--micro-batches must be in 1...64"),
     ]
