@@ -54,9 +54,10 @@ struct Bench: ParsableCommand {
     let sampler = try communicator.map { try ShardedSampler(count: batchSize, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
     let part = sampler?.part(ofBatchOf: batchSize) ?? 0..<batchSize
     let parallel = try communicator.map { try distributedOptions.trainer(model, $0) }
-    let (plan, planned) = try planOptions.plan(
+    let (ownPlan, planned) = try planOptions.plan(
       for: model, memoryEfficient: memoryEfficient, batchShape: [part.count] + shape, classCount: classes,
       reservedBytes: optimizer.stateBytes)
+    let plan = try agreedPlan(ownPlan, communicator)
     var random = RandomGenerator(seed: 1)
     let images = slice(Tensor(randomNormal: [batchSize] + shape, dtype: dtype, using: &random), part, alongAxis: 0).contiguous()
     let labels = Array((0..<batchSize).map { _ in Int(random.next() % UInt64(classes)) }[part])

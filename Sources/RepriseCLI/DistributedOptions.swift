@@ -52,3 +52,14 @@ extension GradientOverlap: ExpressibleByArgument {}
 func localProcessCount(_ communicator: Communicator) -> Int {
   ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? communicator.size
 }
+
+/// Rank 0's checkpoint plan, on every process. The planner measures time, so processes could
+/// choose different plans, and a process whose plan replays other regions could make other
+/// collectives (a nested region's batch statistics) than the rest.
+func agreedPlan(_ plan: CheckpointPlan, _ communicator: Communicator?) throws -> CheckpointPlan {
+  guard let communicator, communicator.size > 1 else { return plan }
+  var bytes = try JSONEncoder().encode(plan.regions.map(PlanRegionJSON.init)).map(Int.init)
+  communicator.broadcast(&bytes, from: 0)
+  let regions = try JSONDecoder().decode([PlanRegionJSON].self, from: Data(bytes.map { UInt8($0) }))
+  return CheckpointPlan(regions: regions.map(\.region))
+}

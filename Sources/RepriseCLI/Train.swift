@@ -130,9 +130,10 @@ struct Train: ParsableCommand {
     let parallel = try communicator.map { try distributedOptions.trainer(model, $0) }
     // Each process plans for its part of the batch, the largest part.
     let localBatch = sampler.map { ($0.globalBatchSize + $0.size - 1) / $0.size } ?? (batchSize + microBatches - 1) / microBatches
-    let (plan, planned) = try planOptions.plan(
+    let (ownPlan, planned) = try planOptions.plan(
       for: model, memoryEfficient: memoryEfficient && !planOptions.choosesPlan, batchShape: [localBatch] + train.imageShape,
       classCount: modelOptions.classes ?? train.classCount, reservedBytes: optimizer.stateBytes)
+    let plan = try agreedPlan(ownPlan, communicator)
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
     // The schedule spans all epochs; --max-steps only stops early, so a run stopped and resumed
