@@ -25,6 +25,11 @@ struct DistributedOptions: ParsableArguments {
   var bucketSize = "1MiB"
 
   func check() throws {
+    let launched = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) ?? 1
+    guard distributed || launched == 1 else {
+      throw ValidationError(
+        "started by mpirun as one of \(launched) processes without --distributed: each would train alone and write the same files; add --distributed")
+    }
     guard distributed || (!syncBatchNorm && gradientOverlap == .thread && bucketSize == "1MiB") else {
       throw ValidationError("--sync-batch-norm, --gradient-overlap and --bucket-size need --distributed")
     }

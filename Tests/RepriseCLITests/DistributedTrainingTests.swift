@@ -146,6 +146,12 @@ final class DistributedTrainingTests: XCTestCase {
     try assertSameState("one.safetensors", "hosts.safetensors", tolerance: 1e-5)
   }
 
+  func testTrainingUnderMpirunWithoutDistributedIsRefused() throws {
+    let run = try mpirun(2, ["train"] + common + ["--max-steps", "1"], expectSuccess: false)
+    XCTAssertNotEqual(run.status, 0)
+    XCTAssert(run.err.contains("without --distributed: each would train alone"), run.err)
+  }
+
   func testAKilledProcessEndsTheRun() throws {
     let started = Date()
     var killed = false
