@@ -19,7 +19,23 @@ public final class Communicator {
   /// Whether this process is rank 0, the one that writes files and prints.
   public var isRoot: Bool { rank == 0 }
   /// While set, collectives run there, in order with the reductions queued on it.
-  var queue: CommunicationQueue?
+  private(set) var queue: CommunicationQueue?
+  /// The trainers using `queue`; the last one to stop ends its thread.
+  private var queueUsers = 0
+
+  /// Starts the communication thread, or counts one more user of the running one.
+  func startQueue() {
+    if queue == nil { queue = CommunicationQueue() }
+    queueUsers += 1
+  }
+
+  /// One user fewer of the communication thread; the last one ends it.
+  func stopQueue() {
+    queueUsers -= 1
+    guard queueUsers == 0, let queue else { return }
+    queue.stop()
+    self.queue = nil
+  }
 
   private init(rank: Int, size: Int) { (self.rank, self.size) = (rank, size) }
 

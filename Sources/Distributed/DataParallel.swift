@@ -42,6 +42,7 @@ public final class DataParallel {
   private var nextToStart = 0
   /// The order gradients became ready in the first step, for rebuilding the buckets.
   private var readyOrder: [Int]? = []
+  private var usesQueue = false
 
   /// A trainer of `model` across the processes of `communicator`, which broadcasts rank 0's
   /// parameters and buffers to the others.
@@ -73,11 +74,14 @@ public final class DataParallel {
       names: ["parameter and buffer tensors", "dimensions and dtypes", "a checksum of the shapes"])
     for (_, variable) in state { communicator.broadcast(&variable.value, from: 0) }
     buildBuckets(order: Array(parameters.indices.reversed()))
+    if overlap == .thread {
+      communicator.startQueue()
+      usesQueue = true
+    }
   }
 
   deinit {
-    communicator.queue?.stop()
-    communicator.queue = nil
+    if usesQueue { communicator.stopQueue() }
   }
 
   /// Groups parameters into buckets in `order`, the order their gradients are expected. The last
@@ -152,7 +156,6 @@ public final class DataParallel {
   /// For training loops of one's own: seed each process's loss with its share of the global
   /// batch (its images over all images) when the loss is a mean.
   public func backward(_ loss: Variable, seed: Double) {
-    if overlap == .thread && communicator.queue == nil { communicator.queue = CommunicationQueue() }
     let pending = { [unowned self] in
       for bucket in buckets[..<nextToStart] where bucket.started { if !bucket.test() { break } }
     }

@@ -18,6 +18,10 @@ func runProgram(_ executable: URL, _ arguments: [String], in directory: String, 
   process.executableURL = executable
   process.arguments = arguments
   process.currentDirectoryURL = URL(fileURLWithPath: directory)
+  // Without what MPI put in this process's environment, if a test here started MPI (a singleton):
+  // an mpirun that inherits it takes itself for a rank of that run and fails.
+  let prefixes = ["OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_"]
+  process.environment = ProcessInfo.processInfo.environment.filter { key, _ in !prefixes.contains { key.hasPrefix($0) } }
   let name = UUID().uuidString
   let (outPath, errPath) = (directory + "/.\(name).out", directory + "/.\(name).err")
   FileManager.default.createFile(atPath: outPath, contents: nil)
