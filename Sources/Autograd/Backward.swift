@@ -37,10 +37,9 @@ func runBackward(from roots: inout [(Variable, Tensor)], onGradientReady: ((Vari
   var readiness = onGradientReady.map { GradientReadiness(entries, rootLeaves: roots.compactMap { $0.0.isLeaf ? $0.0 : nil }, $0) }
   roots = []
   context.with(\.isRecording, false) {
-    for entry in entries {
-      let leaves = readiness == nil ? [] : GradientReadiness.leaves(of: entry)
+    for (position, entry) in entries.enumerated() {
       run(entry, context)
-      readiness?.ran(leaves)
+      readiness?.ran(position)
       context.betweenOperations?()
     }
   }
@@ -49,27 +48,29 @@ func runBackward(from roots: inout [(Variable, Tensor)], onGradientReady: ((Vari
 /// Which leaves still wait for gradients from entries not yet run, during one backward walk.
 private struct GradientReadiness {
   private var pending: [ObjectIdentifier: Int] = [:]
+  /// The leaves each entry of the walk sends gradients to, by position in the walk.
+  private let leaves: [[Variable]]
   private let announce: (Variable) -> Void
 
   init(_ entries: [TapeEntry], rootLeaves: [Variable], _ announce: @escaping (Variable) -> Void) {
     self.announce = announce
-    for entry in entries {
-      for leaf in Self.leaves(of: entry) { pending[ObjectIdentifier(leaf), default: 0] += 1 }
-    }
+    leaves = entries.map(Self.leaves(of:))
+    for leaf in leaves.joined() { pending[ObjectIdentifier(leaf), default: 0] += 1 }
     for leaf in rootLeaves where leaf.requiresGrad && pending[ObjectIdentifier(leaf)] == nil { announce(leaf) }
   }
 
   /// The distinct leaves an entry sends gradients to: its leaf inputs and, for a region, the
   /// leaves its body captures.
-  static func leaves(of entry: TapeEntry) -> [Variable] {
+  private static func leaves(of entry: TapeEntry) -> [Variable] {
     var seen = Set<ObjectIdentifier>()
     let inputs = entry.inputs.compactMap { input -> Variable? in if case .leaf(let v) = input.source { v } else { nil } }
     return (inputs + entry.capturedLeaves).filter { seen.insert(ObjectIdentifier($0)).inserted }
   }
 
-  /// Counts `leaves`' contributions from an entry that has run, announcing those that have all of theirs.
-  mutating func ran(_ leaves: [Variable]) {
-    for leaf in leaves {
+  /// Counts the contributions of the entry at `position`, which has run, announcing the leaves
+  /// that have all of theirs.
+  mutating func ran(_ position: Int) {
+    for leaf in leaves[position] {
       let id = ObjectIdentifier(leaf)
       guard let count = pending[id] else { continue }
       if count == 1 {

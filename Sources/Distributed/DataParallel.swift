@@ -35,6 +35,14 @@ public final class DataParallel {
   /// backward pass ended: the communication the backward pass hid.
   public private(set) var lastHiddenFraction = 0.0
 
+  /// The size of a reduction bucket unless told otherwise: small enough that a model of a few
+  /// MiB of gradients has several buckets to overlap with its backward pass, large enough that a
+  /// bucket's transfer outweighs a collective's latency.
+  public static let defaultBucketBytes = 1 << 20
+  /// The overlap unless told otherwise: the communication thread, which hid the most in
+  /// docs/distributed.md's measurements.
+  public static let defaultOverlap = GradientOverlap.thread
+
   private let parameters: [Variable]
   private let bucketBytes: Int
   private var buckets: [GradientBucket] = []
@@ -50,9 +58,7 @@ public final class DataParallel {
   /// - Parameters:
   ///   - model: the same architecture on every process.
   ///   - communicator: the processes.
-  ///   - bucketBytes: the size of a reduction bucket (1 MiB by default: small enough that a
-  ///     model of a few MiB of gradients has several buckets to overlap with its backward pass,
-  ///     large enough that a bucket's transfer outweighs a collective's latency).
+  ///   - bucketBytes: the size of a reduction bucket (``defaultBucketBytes``, 1 MiB, by default).
   ///   - overlap: how the reduction overlaps the backward pass.
   ///   - synchronizingBatchNorm: normalise with the statistics of the global batch (the
   ///     processes' per-channel sums are added in the forward pass, and those of the gradient in
@@ -60,7 +66,7 @@ public final class DataParallel {
   /// - Throws: ``DistributedError/mismatch(_:)`` when the processes' models differ in their
   ///   parameters' or buffers' shapes.
   public init(
-    _ model: any Layer, communicator: Communicator, bucketBytes: Int = 1 << 20, overlap: GradientOverlap = .thread,
+    _ model: any Layer, communicator: Communicator, bucketBytes: Int = defaultBucketBytes, overlap: GradientOverlap = defaultOverlap,
     synchronizingBatchNorm: Bool = false
   ) throws {
     require(bucketBytes > 0, "DataParallel: bucketBytes must be positive")
@@ -125,10 +131,10 @@ public final class DataParallel {
     optimizer.zeroGradients()
     // Dropout masks differ between the processes' parts, yet every process keeps the same
     // generator state from step to step, which training checkpoints save.
-    let shared = RandomGenerator.global
+    var shared = RandomGenerator.global
+    let stepSeed = shared.next()  // `shared` is now the state every process keeps after the step.
     if communicator.size > 1 {
-      var draw = shared
-      RandomGenerator.global = RandomGenerator(seed: draw.next() &+ UInt64(communicator.rank) &* 0x9E37_79B9_7F4A_7C15)
+      RandomGenerator.global = RandomGenerator(seed: stepSeed &+ UInt64(communicator.rank) &* 0x9E37_79B9_7F4A_7C15)
     }
     let synchronizer = synchronizesBatchNorm ? CommunicatorSynchronizer(communicator) : nil
     let share = Double(labels.count) / Double(globalBatchSize)
@@ -138,11 +144,7 @@ public final class DataParallel {
       backward(loss, seed: share)
       return (loss, logits.value)
     }
-    if communicator.size > 1 {
-      var advanced = shared
-      _ = advanced.next()
-      RandomGenerator.global = advanced
-    }
+    if communicator.size > 1 { RandomGenerator.global = shared }
     optimizer.step()
     if !synchronizesBatchNorm { averageBuffers() }
     var sums = [loss.value.scalar * Double(labels.count), accuracy(logits, labels: labels) * Double(labels.count), Double(labels.count)]
@@ -157,7 +159,7 @@ public final class DataParallel {
   /// batch (its images over all images) when the loss is a mean.
   public func backward(_ loss: Variable, seed: Double) {
     let pending = { [unowned self] in
-      for bucket in buckets[..<nextToStart] where bucket.started { if !bucket.test() { break } }
+      for bucket in buckets[..<nextToStart] { if !bucket.test() { break } }
     }
     loss.backward(
       seed: Tensor(repeating: seed, shape: loss.shape, dtype: loss.dtype),
@@ -183,7 +185,8 @@ public final class DataParallel {
     if let order = readyOrder {
       // The first step's order on rank 0, complete with the parameters it did not reach, becomes
       // every process's bucket order.
-      var first = order + parameters.indices.reversed().filter { !Set(order).contains($0) }
+      let reached = Set(order)
+      var first = order + parameters.indices.reversed().filter { !reached.contains($0) }
       communicator.broadcast(&first, from: 0)
       readyOrder = nil
       buildBuckets(order: first)

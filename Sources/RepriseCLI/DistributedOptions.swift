@@ -18,11 +18,11 @@ struct DistributedOptions: ParsableArguments {
   @Option(
     help: """
       With --distributed: how the gradient reduction overlaps the backward pass: thread (a communication thread), \
-      polling (non-blocking allreduces advanced between operations) or none.
+      polling (non-blocking allreduces advanced between operations) or none (default: thread).
       """)
-  var gradientOverlap: GradientOverlap = .thread
-  @Option(help: "With --distributed: the size of a gradient reduction bucket (1MiB; a size such as 256KiB or bytes).")
-  var bucketSize = "1MiB"
+  var gradientOverlap: GradientOverlap?
+  @Option(help: "With --distributed: the size of a gradient reduction bucket, such as 256KiB or a number of bytes (default: 1MiB).")
+  var bucketSize: String?
 
   func check() throws {
     let launched = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) ?? 1
@@ -30,19 +30,20 @@ struct DistributedOptions: ParsableArguments {
       throw ValidationError(
         "started by mpirun as one of \(launched) processes without --distributed: each would train alone and write the same files; add --distributed")
     }
-    guard distributed || (!syncBatchNorm && gradientOverlap == .thread && bucketSize == "1MiB") else {
+    guard distributed || (!syncBatchNorm && gradientOverlap == nil && bucketSize == nil) else {
       throw ValidationError("--sync-batch-norm, --gradient-overlap and --bucket-size need --distributed")
     }
     _ = try bucketBytes()
   }
 
-  /// `--bucket-size` in bytes.
-  func bucketBytes() throws -> Int { try parsedBudget(bucketSize, option: "--bucket-size") }
+  /// `--bucket-size` in bytes, when given.
+  func bucketBytes() throws -> Int? { try bucketSize.map { try parsedBudget($0, option: "--bucket-size") } }
 
-  /// The data-parallel trainer of `model` these options ask for.
+  /// The data-parallel trainer of `model` these options ask for; what they leave out, DataParallel's defaults.
   func trainer(_ model: any Layer, _ communicator: Communicator) throws -> DataParallel {
     try DataParallel(
-      model, communicator: communicator, bucketBytes: try bucketBytes(), overlap: gradientOverlap, synchronizingBatchNorm: syncBatchNorm)
+      model, communicator: communicator, bucketBytes: try bucketBytes() ?? DataParallel.defaultBucketBytes,
+      overlap: gradientOverlap ?? DataParallel.defaultOverlap, synchronizingBatchNorm: syncBatchNorm)
   }
 
   /// The run's communicator, when distributed.

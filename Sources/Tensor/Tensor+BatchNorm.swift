@@ -40,56 +40,45 @@ public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Ten
   let x = input.denseWithPlanes(), channels = x.shape[1]
   let mean = Tensor(uninitializedShape: [channels], dtype: x.dtype)
   let variance = Tensor(uninitializedShape: [channels], dtype: x.dtype)
-  if let synchronization = BatchNormSynchronization.current {
-    synchronizedStatistics(x, mean: mean, variance: variance, synchronization)
-    return (mean, variance)
-  }
+  let synchronization = BatchNormSynchronization.current
   func kernel<T: TensorScalar>(_: T.Type) {
-    let pm = mean.base(T.self), pv = variance.base(T.self), m = Double(max(1, x.count / max(1, channels)))
-    forEachChannel(x) { c in
-      // Planes' sums are added in Float64, as the blocks within a plane are (Summation.swift).
+    let pm = mean.base(T.self), pv = variance.base(T.self), local = max(1, x.count / max(1, channels))
+    // Planes' sums are added in Float64, as the blocks within a plane are (Summation.swift).
+    func total(_ c: Int) -> Double {
       var total = 0.0
       forEachPlane(of: x, channel: c, T.self) { p, n in total += Double(rowSum(p, n)) }
-      let mu = T(total / m)
+      return total
+    }
+    func squares(_ c: Int, around mu: T) -> Double {
       var squares = 0.0
       forEachPlane(of: x, channel: c, T.self) { p, n in squares += Double(rowSumOfSquares(p, n, around: mu)) }
-      pm[c] = mu
-      pv[c] = T(squares / m)
+      return squares
     }
-  }
-  x.dtype.dispatch(kernel, kernel)
-  return (mean, variance)
-}
-
-/// The global batch's statistics: per-channel sums in Float64, added across processes, twice.
-private func synchronizedStatistics(_ x: Tensor, mean: Tensor, variance: Tensor, _ synchronization: BatchNormSynchronization) {
-  let channels = x.shape[1], local = x.count / max(1, channels)
-  func kernel<T: TensorScalar>(_: T.Type) {
-    let pm = mean.base(T.self), pv = variance.base(T.self)
-    var sums = [Double](repeating: 0, count: channels + 1)
-    sums.withUnsafeMutableBufferPointer { s in
+    guard let synchronization else {
+      // Both passes over a channel back to back, while it is in cache.
+      let m = Double(local)
       forEachChannel(x) { c in
-        var total = 0.0
-        forEachPlane(of: x, channel: c, T.self) { p, n in total += Double(rowSum(p, n)) }
-        s[c] = total
+        let mu = T(total(c) / m)
+        pm[c] = mu
+        pv[c] = T(squares(c, around: mu) / m)
       }
+      return
     }
+    // The global batch's: each pass's per-channel sums are added across the processes, the
+    // counts with the first.
+    var sums = [Double](repeating: 0, count: channels + 1)
+    sums.withUnsafeMutableBufferPointer { s in forEachChannel(x) { c in s[c] = total(c) } }
     sums[channels] = Double(local)
     synchronization.sum(&sums, localCount: local)
     let m = max(1, sums[channels])
     for c in 0..<channels { pm[c] = T(sums[c] / m) }
-    var squares = [Double](repeating: 0, count: channels)
-    squares.withUnsafeMutableBufferPointer { s in
-      forEachChannel(x) { c in
-        var total = 0.0
-        forEachPlane(of: x, channel: c, T.self) { p, n in total += Double(rowSumOfSquares(p, n, around: pm[c])) }
-        s[c] = total
-      }
-    }
-    synchronization.synchronizer.sumAcrossProcesses(&squares)
-    for c in 0..<channels { pv[c] = T(squares[c] / m) }
+    var centred = [Double](repeating: 0, count: channels)
+    centred.withUnsafeMutableBufferPointer { s in forEachChannel(x) { c in s[c] = squares(c, around: pm[c]) } }
+    synchronization.synchronizer.sumAcrossProcesses(&centred)
+    for c in 0..<channels { pv[c] = T(centred[c] / m) }
   }
   x.dtype.dispatch(kernel, kernel)
+  return (mean, variance)
 }
 
 /// `(x - mean) / sqrt(variance + epsilon) * weight + bias` per channel (weight 1 and bias 0 when
