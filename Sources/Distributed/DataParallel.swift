@@ -122,10 +122,13 @@ public final class DataParallel {
   ///   - labels: their labels.
   ///   - globalBatchSize: the number of images of all processes together.
   ///   - labelSmoothing: label smoothing of the cross-entropy.
+  ///   - channelSparsity: network slimming's L1 penalty on the batch-norm scales
+  ///     (`addChannelSparsityGradient(_:strength:)`), added to the reduced gradients; 0 is none.
   /// - Returns: the global batch's loss and accuracy (before the update), the same on every process.
   @discardableResult
   public func trainStep(
-    optimizer: any Optimizer, images: Tensor, labels: [Int], globalBatchSize: Int, labelSmoothing: Double = 0
+    optimizer: any Optimizer, images: Tensor, labels: [Int], globalBatchSize: Int, labelSmoothing: Double = 0,
+    channelSparsity: Double = 0
   ) -> Metrics {
     require(!labels.isEmpty && labels.count <= globalBatchSize, "trainStep: \(labels.count) images of a global batch of \(globalBatchSize)")
     optimizer.zeroGradients()
@@ -145,6 +148,8 @@ public final class DataParallel {
       return (loss, logits.value)
     }
     if communicator.size > 1 { RandomGenerator.global = shared }
+    // After the reduction: every process adds the same term to the same averaged gradient.
+    addChannelSparsityGradient(model, strength: channelSparsity)
     optimizer.step()
     if !synchronizesBatchNorm { averageBuffers() }
     var sums = [loss.value.scalar * Double(labels.count), accuracy(logits, labels: labels) * Double(labels.count), Double(labels.count)]

@@ -14,3 +14,19 @@ public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 5
   let n = max(totals[2], 1)
   return Metrics(loss: totals[0] / n, accuracy: totals[1] / n)
 }
+
+/// Each model's loss and accuracy on `dataset` and their ensemble's (the mean of their softmax
+/// outputs), each process evaluating a contiguous part of the images as
+/// ``evaluate(_:on:batchSize:communicator:)`` does; all processes return the same metrics.
+public func evaluateEnsemble(
+  _ models: [any Layer], on dataset: Dataset, batchSize: Int = 500, communicator: Communicator
+) -> (members: [Metrics], ensemble: Metrics) {
+  let part = ShardedSampler.evaluationPart(count: dataset.count, rank: communicator.rank, size: communicator.size)
+  let local = ensembleEvaluationTotals(models, on: dataset, range: part, batchSize: batchSize)
+  var sums = (local.members + [local.ensemble]).flatMap { [$0.lossSum, Double($0.correct)] }
+  communicator.allreduce(&sums)
+  let totals = stride(from: 0, to: sums.count, by: 2).map {
+    EvaluationTotals(lossSum: sums[$0], correct: Int(sums[$0 + 1].rounded()), count: dataset.count).metrics
+  }
+  return (Array(totals.dropLast()), totals.last!)
+}

@@ -6,7 +6,7 @@ import TensorModule
 /// Graeber and Wang, "Depthwise Multiception Convolution for Reducing Network Parameters without
 /// Sacrificing Accuracy", ICARCV 2020). Each maps `inputChannels` to
 /// `outputChannels` with a stride and takes a list of kernel sizes (used by Multiception only).
-public enum ConvolutionVariant: String, CaseIterable, Sendable {
+public enum ConvolutionVariant: String, CaseIterable, Sendable, Codable {
   /// conv 3x3 (stride s, no bias), BN.
   case standard
   /// depthwise 3x3 (stride s), pointwise 1x1 with bias, BN.

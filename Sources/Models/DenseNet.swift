@@ -54,13 +54,19 @@ public final class DenseNet: Network {
       add("conv0", Conv2d(inputChannels: c.inputChannels, outputChannels: width, kernelSize: 3, padding: 1, bias: false, initializer: .kaimingNormal(fan)))
     }
     for (b, layerCount) in c.blocks.enumerated() {
-      add("denseblock\(b + 1)", DenseBlock(layerCount: layerCount, inputChannels: width, configuration: c, fan: fan))
+      add("denseblock\(b + 1)", DenseBlock(layerCount: layerCount, inputChannels: width, configuration: c, block: b, fan: fan))
       width += layerCount * k
       if b < c.blocks.count - 1 {
         let out = Int((Double(width) * c.compression).rounded(.down))
-        add("transition\(b + 1)", Transition(inputChannels: width, outputChannels: out, configuration: c, fan: fan))
+        let transition = Transition(
+          inputChannels: width, keptInputs: c.pruning?.transitions[b], outputChannels: out, configuration: c, fan: fan)
+        add("transition\(b + 1)", transition)
         width = out
       }
+    }
+    if let kept = c.pruning?.final {
+      add("select5", ChannelSelection(kept), named: false)
+      width = kept.count
     }
     add("norm5", BatchNorm2d(channels: width))
     stages += [("features.relu5", ReLU()), ("pool", GlobalAvgPool2d())]
@@ -108,9 +114,12 @@ public final class DenseBlock: Chain, Layer {
   public let layers: [DenseLayer]
   let capacity: Int
 
-  init(layerCount: Int, inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
+  init(layerCount: Int, inputChannels: Int, configuration c: DenseNetConfiguration, block: Int, fan: Initializer.Fan) {
     layers = (0..<layerCount).map { i in
-      DenseLayer(inputChannels: inputChannels + i * c.growthRate, configuration: c, fan: fan, name: "denselayer\(i + 1)")
+      DenseLayer(
+        inputChannels: inputChannels + i * c.growthRate, keptInputs: c.pruning?.layers[block][i],
+        bottleneckWidth: c.pruning?.bottlenecks?[block][i] ?? c.bottleneckFactor * c.growthRate, configuration: c, fan: fan,
+        name: "denselayer\(i + 1)")
     }
     capacity = inputChannels + layerCount * c.growthRate
   }
@@ -138,23 +147,29 @@ public final class DenseBlock: Chain, Layer {
 }
 
 /// BN-ReLU-conv 1x1 (4k, the bottleneck) then BN-ReLU-conv 3x3 (k) for DenseNet-BC; BN-ReLU-conv 3x3
-/// (k) for plain DenseNet. Dropout follows each convolution when the drop rate is positive.
+/// (k) for plain DenseNet. Dropout follows each convolution when the drop rate is positive. A
+/// pruned layer reads only the input channels it keeps.
 public final class DenseLayer: Layer {
   let name: String
+  let selection: ChannelSelection?
   let norm1: BatchNorm2d, conv1: Conv2d
   let norm2: BatchNorm2d?, conv2: Conv2d?
   let dropout: Dropout?
 
-  init(inputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan, name: String) {
+  init(
+    inputChannels: Int, keptInputs: [Int]?, bottleneckWidth: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan,
+    name: String
+  ) {
     self.name = name
-    let k = c.growthRate, bottleneckWidth = c.bottleneckFactor * k
-    norm1 = BatchNorm2d(channels: inputChannels)
+    let k = c.growthRate, width = keptInputs?.count ?? inputChannels
+    selection = keptInputs.map(ChannelSelection.init)
+    norm1 = BatchNorm2d(channels: width)
     if c.bottleneck {
-      conv1 = Conv2d(inputChannels: inputChannels, outputChannels: bottleneckWidth, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
+      conv1 = Conv2d(inputChannels: width, outputChannels: bottleneckWidth, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
       norm2 = BatchNorm2d(channels: bottleneckWidth)
       conv2 = Conv2d(inputChannels: bottleneckWidth, outputChannels: k, kernelSize: 3, padding: 1, bias: false, initializer: .kaimingNormal(fan))
     } else {
-      conv1 = Conv2d(inputChannels: inputChannels, outputChannels: k, kernelSize: 3, padding: 1, bias: false, initializer: .kaimingNormal(fan))
+      conv1 = Conv2d(inputChannels: width, outputChannels: k, kernelSize: 3, padding: 1, bias: false, initializer: .kaimingNormal(fan))
       (norm2, conv2) = (nil, nil)
     }
     dropout = c.dropRate > 0 ? Dropout(probability: c.dropRate) : nil
@@ -180,7 +195,8 @@ public final class DenseLayer: Layer {
         : checkpointName(conv(norm(x, applyingReLU: true, statistics: statistics)), "bottleneck")
       return dropout?(y) ?? y
     }
-    let h = unit(features, norm1, conv1, statistics)
+    let h =
+      selection.map { unit($0(features), norm1, conv1, statistics.map($0.select)) } ?? unit(features, norm1, conv1, statistics)
     guard let norm2, let conv2 else { return h }
     return unit(h, norm2, conv2, nil)
   }
@@ -194,13 +210,16 @@ public final class DenseLayer: Layer {
 /// multiply-adds (9% of DenseNet-BC-100's arithmetic saved) and only the pooled map kept for its
 /// weight gradient; the sums are added in a different order, so values differ from conv-then-pool
 /// by rounding. Dropout acts on the convolution's full-size output, so with dropout the order is the
-/// papers'.
+/// papers'. A pruned transition reads only the input channels it keeps.
 public final class Transition: Layer {
+  let selection: ChannelSelection?
   let norm: BatchNorm2d, conv: Conv2d, dropout: Dropout?
 
-  init(inputChannels: Int, outputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
-    norm = BatchNorm2d(channels: inputChannels)
-    conv = Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
+  init(inputChannels: Int, keptInputs: [Int]?, outputChannels: Int, configuration c: DenseNetConfiguration, fan: Initializer.Fan) {
+    selection = keptInputs.map(ChannelSelection.init)
+    let width = keptInputs?.count ?? inputChannels
+    norm = BatchNorm2d(channels: width)
+    conv = Conv2d(inputChannels: width, outputChannels: outputChannels, kernelSize: 1, bias: false, initializer: .kaimingNormal(fan))
     dropout = c.dropRate > 0 ? Dropout(probability: c.dropRate) : nil
   }
 
@@ -208,7 +227,8 @@ public final class Transition: Layer {
   public var children: [(name: String, module: any Module)] { [("norm", norm), ("conv", conv)] }
 
   /// The compressed, down-sampled features.
-  public func callAsFunction(_ input: Variable) -> Variable {
+  public func callAsFunction(_ features: Variable) -> Variable {
+    let input = selection?(features) ?? features
     guard let dropout else {
       let normalized = norm(input, applyingReLU: true)
       // Counted as the papers define it: the convolution over the full-size map.

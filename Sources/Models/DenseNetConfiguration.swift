@@ -1,9 +1,9 @@
 import NN
 
 /// The hyperparameters of a DenseNet (docs/models.md).
-public struct DenseNetConfiguration: Sendable, Equatable {
+public struct DenseNetConfiguration: Sendable, Equatable, Codable {
   /// The stem: a 3x3 convolution for 32x32 inputs, or 7x7/2 with max pooling for 224x224.
-  public enum Stem: Sendable, Equatable {
+  public enum Stem: String, Sendable, Equatable, Codable {
     /// conv 3x3, no BN or ReLU after it.
     case cifar
     /// conv 7x7 stride 2, BN, ReLU, max-pool 3x3 stride 2.
@@ -30,6 +30,8 @@ public struct DenseNetConfiguration: Sendable, Equatable {
   public var inputChannels: Int
   /// The stem.
   public var stem: Stem
+  /// The channels a pruned network keeps (``DenseNet/pruned(ratio:)``), or nil for the full network.
+  public var pruning: DenseNetPruning? = nil
   /// A configuration from its parts.
   public init(
     growthRate: Int, blocks: [Int], bottleneck: Bool, compression: Double, initialChannels: Int, dropRate: Double = 0,

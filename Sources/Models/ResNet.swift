@@ -5,7 +5,7 @@ import TensorModule
 /// The hyperparameters of a CIFAR ResNet (post-activation BasicBlock, depth 6n + 2), optionally with
 /// squeeze-and-excitation, a Multiception-paper convolution variant and stochastic depth
 /// (docs/models.md).
-public struct ResNetConfiguration: Sendable, Equatable {
+public struct ResNetConfiguration: Sendable, Equatable, Codable {
   /// Residual blocks per stage (n).
   public var blocksPerStage: Int
   /// The replacement of each block's first conv 3x3 + BN.
@@ -21,6 +21,10 @@ public struct ResNetConfiguration: Sendable, Equatable {
   public var classCount: Int
   /// Channels of the input images.
   public var inputChannels: Int
+  /// The channels between each block's first convolution and its second, block by block, in a
+  /// network pruned by ``ResNet/pruned(ratio:)`` (standard convolutions only); nil for the stage
+  /// widths.
+  public var innerWidths: [Int]? = nil
 
   /// A configuration from its parts.
   public init(
@@ -71,8 +75,8 @@ public final class ResNet: Network {
       let blocks: [(String, any Layer)] = (0..<n).map { b in
         let index = s * n + b + 1
         let block = BasicBlock(
-          inputChannels: b == 0 ? width : stageWidth, outputChannels: stageWidth, stride: b == 0 && s > 0 ? 2 : 1,
-          configuration: c, kernels: c.kernels[s], survival: 1 - Double(index) / Double(total) * (1 - c.finalSurvival))
+          inputChannels: b == 0 ? width : stageWidth, innerChannels: c.innerWidths?[index - 1] ?? stageWidth, outputChannels: stageWidth,
+          stride: b == 0 && s > 0 ? 2 : 1, configuration: c, kernels: c.kernels[s], survival: 1 - Double(index) / Double(total) * (1 - c.finalSurvival))
         return ("\(b)", block)
       }
       stages.append(("layer\(s + 1)", Sequential(blocks)))
@@ -99,9 +103,12 @@ public final class BasicBlock: Layer {
   let shortcut: Sequential?
   let survival: Double
 
-  init(inputChannels: Int, outputChannels: Int, stride: Int, configuration c: ResNetConfiguration, kernels: [Int], survival: Double) {
-    first = c.convolution.make(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride, kernels: kernels, fan: .fanIn)
-    conv2 = convolution(outputChannels, outputChannels, kernel: 3, fan: .fanIn)
+  init(
+    inputChannels: Int, innerChannels: Int, outputChannels: Int, stride: Int, configuration c: ResNetConfiguration, kernels: [Int],
+    survival: Double
+  ) {
+    first = c.convolution.make(inputChannels: inputChannels, outputChannels: innerChannels, stride: stride, kernels: kernels, fan: .fanIn)
+    conv2 = convolution(innerChannels, outputChannels, kernel: 3, fan: .fanIn)
     bn2 = BatchNorm2d(channels: outputChannels)
     squeeze = c.squeezeReduction.map { SqueezeExcitation(channels: outputChannels, reduction: $0) }
     shortcut =

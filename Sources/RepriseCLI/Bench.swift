@@ -14,6 +14,8 @@ struct Bench: ParsableCommand {
   }
 
   @OptionGroup var modelOptions: ModelOptions
+  @Option(help: "Start from the model state in this file; a file that records its network (a pruned one, say) needs no model options.")
+  var weights: String?
 
   @Option(help: "Time a kernel instead of a model: \(Kernel.allCases.map(\.rawValue).joined(separator: ", ")).")
   var kernel: Kernel?
@@ -32,6 +34,7 @@ struct Bench: ParsableCommand {
   @OptionGroup(title: "Distributed training (--batch-size is the global batch)") var distributedOptions: DistributedOptions
 
   func validate() throws {
+    if let weights { try readable("--weights", weights) }
     try check("--batch-size", batchSize, in: 1...maximumBatchSize)
     try check("--steps", steps, in: 1...1_000_000)
     try check("--size", size, in: 1...(kernel == .allreduce ? 1 << 30 : 16384))
@@ -48,7 +51,8 @@ struct Bench: ParsableCommand {
     threadOptions.apply(sharingCoresWith: communicator.map(localProcessCount) ?? 1)
     if kernel == .matmul { return try benchMatmul() }
     if kernel == .allreduce, let communicator { return try benchAllreduce(communicator) }
-    let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
+    let state = try weights.map(SavedModel.init)
+    let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize, state: state)
     model.convert(to: dtype)
     let optimizer = SGD(model.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true)
     let sampler = try communicator.map { try ShardedSampler(count: batchSize, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
@@ -79,7 +83,7 @@ struct Bench: ParsableCommand {
       }
     }
     let m = median(times), peak = Allocator.peakBytes - base
-    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
+    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
     let rss = peakResidentBytes()
     // Every process's peak, for rank 0 to report.
     let residentPerProcess = communicator?.allgather([rss]).map { $0[0] } ?? [rss]
@@ -96,7 +100,7 @@ struct Bench: ParsableCommand {
         var peakResidentBytesPerProcess: [Int]
       }
       try printJSON(Output(
-        model: modelOptions.label, batchSize: batchSize, memoryEfficient: memoryEfficient,
+        model: modelOptions.networkLabel(for: state), batchSize: batchSize, memoryEfficient: memoryEfficient,
         keptBottleneckFraction: planOptions.keptBottleneckFraction, plan: mode, regions: plan.regions.count,
         memoryBudgetBytes: planned?.budgetBytes, plannedPeakBytes: planned?.predictedPeakBytes, threads: Parallel.threadCount,
         dtype: "\(dtype)", parameters: model.parameterCount, stepSecondsMedian: m, stepSecondsMin: times.min()!,
@@ -108,7 +112,7 @@ struct Bench: ParsableCommand {
       let distributed = parallel.map {
         ", \(processes) processes (gradient overlap \($0.overlap.rawValue)\($0.synchronizesBatchNorm ? ", synchronized batch norm" : ""))"
       } ?? ""
-      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads\(distributed)")
+      print("\(modelOptions.networkLabel(for: state)), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads\(distributed)")
       if let planned { print(plannedSummary(planned)) }
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
       if parallel != nil {

@@ -4,8 +4,13 @@ import Reprise
 
 /// The options that choose and configure a model, shared by every subcommand.
 struct ModelOptions: ParsableArguments {
-  @Option(help: "The model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")).")
-  var model: ModelName = .densenetBC
+  @Option(
+    name: .customLong("model"),
+    help: "The model: \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")) (default densenet-bc). A state file that records its network (pruned networks, and DenseNets and standard ResNets that train saved) needs no model options.")
+  var modelName: ModelName?
+
+  /// The model `--model` names.
+  var model: ModelName { modelName ?? .densenetBC }
 
   @Option(help: "Depth of a CIFAR DenseNet (densenet: 4 + 3n, densenet-bc: 4 + 6n).")
   var depth = 40
@@ -133,21 +138,30 @@ struct ModelOptions: ParsableArguments {
 
   /// The model for random batches of `inputSize` (C,H,W; the model's natural size when nil), built
   /// after seeding the global generator with 0, with its input shape and class count.
-  func makeForRandomData(inputSize: String?) throws -> (model: any Network, shape: [Int], classes: Int) {
-    let shape = try parsedInputShape(inputSize)
+  ///
+  /// With `state`, the network it records (``make(for:inputShape:classCount:regularized:)``) with
+  /// its weights loaded.
+  func makeForRandomData(inputSize: String?, state: SavedModel? = nil) throws -> (model: any Network, shape: [Int], classes: Int) {
+    let architecture = state?.architecture
+    let shape = try parsedInputShape(inputSize, natural: architecture?.naturalInputShape)
     RandomGenerator.global = RandomGenerator(seed: 0)
-    let classes = self.classes ?? model.defaultClassCount
-    return (try make(inputChannels: shape[0], classCount: classes), shape, classes)
+    let classes = architecture?.classCount ?? self.classes ?? model.defaultClassCount
+    let network = try make(for: state, inputShape: shape, classCount: classes)
+    try state?.load(into: network)
+    return (network, shape, classes)
   }
 
   /// `--input-size C,H,W`, checked against the model's smallest input; the natural size when nil.
-  func parsedInputShape(_ inputSize: String?) throws -> [Int] {
-    guard let inputSize else { return model.naturalInputShape }
+  ///
+  /// - Parameter natural: the natural size of a network a state file records, which checks the
+  ///   size itself.
+  func parsedInputShape(_ inputSize: String?, natural: [Int]? = nil) throws -> [Int] {
+    guard let inputSize else { return natural ?? model.naturalInputShape }
     let parts = inputSize.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
     guard parts.count == 3, case let shape = parts.compactMap({ $0 }), shape.count == 3, (1...4096).contains(shape[0]),
       shape.dropFirst().allSatisfy({ (1...65536).contains($0) })
     else { throw ValidationError("--input-size must be C,H,W with C in 1...4096 and H, W in 1...65536, got '\(inputSize)'") }
-    try checkInput(shape, source: "--input-size")
+    if natural == nil { try checkInput(shape, source: "--input-size") }
     return shape
   }
 

@@ -27,3 +27,17 @@ func writable(_ option: String, _ path: String) throws {
     throw ValidationError("\(option): cannot create files in \(directory)")
   }
 }
+
+/// Throws a validation error unless `path`, given with `option`, is a directory that files can be
+/// written in, creating it (and its parents) when it does not exist.
+func writableDirectory(_ option: String, _ path: String) throws {
+  var isDirectory: ObjCBool = false
+  if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+    guard isDirectory.boolValue else { throw ValidationError("\(option): \(path) is not a directory") }
+  } else {
+    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+      throw ValidationError("\(option): cannot create the directory \(path): \(error.localizedDescription)")
+    }
+  }
+  guard FileManager.default.isWritableFile(atPath: path) else { throw ValidationError("\(option): cannot write in \(path)") }
+}

@@ -14,6 +14,8 @@ struct Plan: ParsableCommand {
       """)
 
   @OptionGroup var modelOptions: ModelOptions
+  @Option(help: "Start from the model state in this file; a file that records its network (a pruned one, say) needs no model options.")
+  var weights: String?
   @Option(help: "Images per step.") var batchSize = 64
   @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size, 3,32,32 for CIFAR models and 3,224,224 for ImageNet ones).") var inputSize: String?
   @Option(help: "Peak tensor memory to fit, as bytes or with a unit (400MiB, 1.5GiB, 2GB).") var memoryBudget: String?
@@ -25,6 +27,7 @@ struct Plan: ParsableCommand {
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func validate() throws {
+    if let weights { try readable("--weights", weights) }
     try check("--batch-size", batchSize, in: 1...maximumBatchSize)
     if let memoryBudget { _ = try parsedBudget(memoryBudget) }
     if let budgetFraction, !(0...1).contains(budgetFraction) {
@@ -38,7 +41,8 @@ struct Plan: ParsableCommand {
 
   func run() throws {
     threadOptions.apply()
-    let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize)
+    let state = try weights.map(SavedModel.init)
+    let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize, state: state)
     if listUnits {
       for unit in model.leafUnits { print(unit.path) }
       return
@@ -53,9 +57,9 @@ struct Plan: ParsableCommand {
       ?? profile.minimumPeakBytes + Int(budgetFraction! * Double(profile.plainPeakBytes - profile.minimumPeakBytes))
     let result = try planner.plan(within: budget, profile: profile)
     if json {
-      try printJSON(PlannedJSON(result, model: modelOptions.label, batchSize: batchSize))
+      try printJSON(PlannedJSON(result, model: modelOptions.networkLabel(for: state), batchSize: batchSize))
     } else {
-      print("\(modelOptions.label), batch \(batchSize), input \(shape), \(dtype), \(Parallel.threadCount) threads")
+      print("\(modelOptions.networkLabel(for: state)), batch \(batchSize), input \(shape), \(dtype), \(Parallel.threadCount) threads")
       print(plannedSummary(result))
       print(result.plan.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
     }

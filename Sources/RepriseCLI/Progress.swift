@@ -35,6 +35,12 @@ final class Progress {
     if due { (lossSum, accuracySum, stepsSummed) = (0, 0, 0) }
   }
 
+  /// Prints a line of its own, below the live line on a terminal.
+  func note(_ text: String) {
+    print(isTerminal ? "\r\u{1B}[K" + text : text)
+    fflush(stdout)
+  }
+
   func finish() {
     if isTerminal { print("") }
     lastPrinted = -1

@@ -7,7 +7,7 @@ struct RepriseCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "reprise",
     abstract: "Train convolutional networks on the CPU with checkpointed autograd.",
-    subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Bench.self, Plan.self, Memory.self])
+    subcommands: [Train.self, Evaluate.self, Predict.self, Prune.self, Summary.self, Bench.self, Plan.self, Memory.self])
 
   /// Runs the command; a bad argument or an unreadable file ends it with one line on standard error
   /// and a non-zero status (help and version requests print as usual).

@@ -7,22 +7,31 @@ struct Summary: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Per-stage output shape, parameters and multiply-accumulates, and totals.")
 
   @OptionGroup var modelOptions: ModelOptions
+  @Option(help: "Summarise the network this state file records (a pruned one, say), or the model options' with these weights checked.")
+  var weights: String?
   @Option(help: "Input size [C, H, W] as C,H,W (default: the model's natural size, 3,32,32 for CIFAR models and 3,224,224 for ImageNet ones).") var inputSize: String?
   @Flag(help: "Print one JSON object with `parameters`, `macs` (as the model is defined), `computedMacs` (as Reprise computes it) and the stages.")
   var json = false
 
+  func validate() throws {
+    if let weights { try readable("--weights", weights) }
+  }
+
   func run() throws {
-    let shape = try modelOptions.parsedInputShape(inputSize)
+    let state = try weights.map(SavedModel.init)
+    let shape = try modelOptions.parsedInputShape(inputSize, natural: state?.architecture?.naturalInputShape)
     let model = try withoutRecording {
-      try modelOptions.make(inputChannels: shape[0], classCount: modelOptions.classes ?? modelOptions.model.defaultClassCount)
+      try modelOptions.make(for: state, inputShape: shape, classCount: modelOptions.classes)
     }
+    try state?.load(into: model)
+    let label = state?.architecture?.label ?? modelOptions.label
     let rows = model.summary(inputShape: [1] + shape)
     let macs = rows.reduce(0) { $0 + $1.multiplyAccumulates }, computed = rows.reduce(0) { $0 + $1.computedMultiplyAccumulates }
     if json {
       struct Stage: Encodable { var name: String, outputShape: [Int], parameters: Int, macs: Int, computedMacs: Int }
       struct Output: Encodable { var model: String, inputShape: [Int], parameters: Int, macs: Int, computedMacs: Int, stages: [Stage] }
       try printJSON(Output(
-        model: modelOptions.label, inputShape: shape, parameters: model.parameterCount, macs: macs, computedMacs: computed,
+        model: label, inputShape: shape, parameters: model.parameterCount, macs: macs, computedMacs: computed,
         stages: rows.map {
           Stage(name: $0.name, outputShape: $0.outputShape, parameters: $0.parameters, macs: $0.multiplyAccumulates,
             computedMacs: $0.computedMultiplyAccumulates)

@@ -28,7 +28,13 @@ struct Train: ParsableCommand {
   @Option(help: "L2 weight decay.") var weightDecay = 1e-4
   @Option(help: "Learning-rate schedule, stepped every batch: constant, multistep (x0.1 at 50% and 75%), cosine, cyclic-cosine.")
   var schedule: ScheduleName = .cosine
-  @Option(help: "Restarts of the cyclic-cosine schedule (snapshot ensembles).") var cycles = 2
+  @Option(help: "Cycles of the cyclic-cosine schedule (snapshot ensembles), each ⌈steps after warm-up / cycles⌉ steps long.") var cycles = 2
+  @Option(
+    help: "With --schedule cyclic-cosine: save the model at the end of each cycle, just before the learning rate jumps back, as DIR/snapshot-1.safetensors, ... (snapshot ensembles; reprise eval --weights takes several).")
+  var snapshots: String?
+  @Option(
+    help: "Network slimming: add S·sign(γ) to the gradient of every batch-norm scale γ after each backward pass (the paper: 1e-5 for DenseNet-40 and ResNet-164, 1e-4 for VGG); reprise prune then removes the channels of smallest |γ|.")
+  var sparsity = 0.0
   @Option(help: "A linear warm-up of the learning rate over this many steps, before the schedule (which then spans the remaining steps).")
   var warmupSteps = 0
   @Option(help: "Label smoothing of the cross-entropy.") var labelSmoothing = 0.0
@@ -46,7 +52,8 @@ struct Train: ParsableCommand {
     help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer). On unless --memory-budget or --checkpoint-segments chooses another plan.")
   var memoryEfficient = true
   @OptionGroup var planOptions: PlanOptions
-  @Option(help: "Start from the model state in this safetensors file.") var initWeights: String?
+  @Option(help: "Start from the model state in this safetensors file (fine-tuning); a file that records its network (a pruned one, say) needs no model options.")
+  var initWeights: String?
   @Option(help: "Write the trained model's state here (PyTorch keys); default: a file named after the model and data.")
   var save: String?
   @Option(help: "Write the training state (model, optimiser, schedule position, random state) here after every epoch.")
@@ -69,37 +76,44 @@ struct Train: ParsableCommand {
     guard weightDecay >= 0, weightDecay.isFinite else { throw ValidationError("--weight-decay must be finite and not negative, got \(weightDecay)") }
     guard (0...1).contains(labelSmoothing) else { throw ValidationError("--label-smoothing must be in [0, 1], got \(labelSmoothing)") }
     try check("--cycles", cycles, in: 1...1_000_000)
+    guard snapshots == nil || schedule == .cyclicCosine else { throw ValidationError("--snapshots needs --schedule cyclic-cosine") }
+    if let snapshots { try writableDirectory("--snapshots", snapshots) }
+    guard sparsity >= 0, sparsity.isFinite else { throw ValidationError("--sparsity must be finite and not negative, got \(sparsity)") }
     try check("--warmup-steps", warmupSteps, in: 0...(1 << 40))
     if let initWeights { try readable("--init-weights", initWeights) }
     if let resume { try readable("--resume", resume) }
-    try writable("--save", savePath)
+    try writable("--save", savePath(modelOptions.label))
     if let checkpoint { try writable("--checkpoint", checkpoint) }
     if let log { try writable("--log", log) }
     try distributedOptions.check()
   }
 
   /// Where the trained model goes: --save, or a file named after the model and data.
-  var savePath: String { save ?? "\(modelOptions.label)-\(dataOptions.label).safetensors" }
+  func savePath(_ label: String) -> String { save ?? "\(label)-\(dataOptions.label).safetensors" }
 
   /// What decides the run's result, which --resume must find unchanged. Threads and checkpoint
   /// plans are left out: results are the same for any thread count and any plan.
-  var runConfiguration: [String: String] {
-    [
-      "model": modelOptions.label, "classes": modelOptions.classes.map { "\($0)" } ?? "data set's",
+  func runConfiguration(label: String) -> [String: String] {
+    let configuration: [String: String] = [
+      "model": label, "classes": modelOptions.classes.map { "\($0)" } ?? "data set's",
       "compression": modelOptions.compression.map { "\($0)" } ?? "default", "init-channels": modelOptions.initChannels.map { "\($0)" } ?? "default",
       "drop-rate": modelOptions.dropRate.map { "\($0)" } ?? "default", "window-drop-rate": modelOptions.windowDropRate.map { "\($0)" } ?? "default",
       "final-survival": "\(modelOptions.finalSurvival)", "dataset": dataOptions.dataset, "epochs": "\(epochs)",
       "batch-size": "\(batchSize)", "lr": "\(lr)", "momentum": "\(momentum)", "nesterov": "\(nesterov)", "weight-decay": "\(weightDecay)",
       "schedule": schedule.rawValue, "cycles": "\(cycles)", "warmup-steps": "\(warmupSteps)", "label-smoothing": "\(labelSmoothing)",
       "augment": augment.map { "\($0)" } ?? "default", "shuffle": "\(!noShuffle)", "seed": "\(seed)", "dtype": "\(dtype)",
-    ].merging(microBatches == 1 ? [:] : ["micro-batches": "\(microBatches)"]) { $1 }
+    ]
+    // Options added since training states were first written enter only when used, so that older
+    // states still resume.
+    return configuration.merging(microBatches == 1 ? [:] : ["micro-batches": "\(microBatches)"]) { $1 }
+      .merging(sparsity == 0 ? [:] : ["sparsity": "\(sparsity)"]) { $1 }
   }
 
   /// ``runConfiguration`` with the process count and batch-norm synchronization of a distributed
   /// run, which decide its result too: a distributed run resumes with the same world size.
-  func runConfiguration(_ communicator: Communicator?) -> [String: String] {
-    guard let communicator else { return runConfiguration }
-    return runConfiguration.merging(["processes": "\(communicator.size)", "sync-batch-norm": "\(distributedOptions.syncBatchNorm)"]) { $1 }
+  func runConfiguration(label: String, _ communicator: Communicator?) -> [String: String] {
+    guard let communicator else { return runConfiguration(label: label) }
+    return runConfiguration(label: label).merging(["processes": "\(communicator.size)", "sync-batch-norm": "\(distributedOptions.syncBatchNorm)"]) { $1 }
   }
 
   func run() throws {
@@ -121,10 +135,11 @@ struct Train: ParsableCommand {
     // Regularisation that only pays off over many epochs (augmentation, dropout) is off by default
     // for a single epoch, where the model underfits and it only slows learning.
     let regularized = epochs > 1
-    let model = try modelOptions.make(
-      inputChannels: train.imageShape[0], classCount: train.classCount, regularized: regularized)
+    let initial = try initWeights.map(SavedModel.init)
+    let model = try modelOptions.make(for: initial, inputShape: train.imageShape, classCount: train.classCount, regularized: regularized)
     model.convert(to: dtype)
-    if let initWeights { try model.loadState(from: initWeights) }
+    try initial?.load(into: model)
+    let label = modelOptions.networkLabel(for: initial), architecture = Architecture(of: model)
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
     let sampler = try communicator.map { try ShardedSampler(count: train.count, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
     let parallel = try communicator.map { try distributedOptions.trainer(model, $0) }
@@ -134,7 +149,7 @@ struct Train: ParsableCommand {
       for: model, memoryEfficient: memoryEfficient && !planOptions.choosesPlan, batchShape: [localBatch] + train.imageShape,
       classCount: modelOptions.classes ?? train.classCount, reservedBytes: optimizer.stateBytes)
     let plan = try agreedPlan(ownPlan, communicator)
-    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.model)
+    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: initial))
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
     // The schedule spans all epochs; --max-steps only stops early, so a run stopped and resumed
     // follows the same learning rates as one that was not.
@@ -147,9 +162,9 @@ struct Train: ParsableCommand {
     case .cyclicCosine: .cyclicCosine(totalSteps: annealed, cycles: cycles)
     }
     let rates: LearningRateSchedule = warmup > 0 ? .warmup(steps: warmup, then: after) : after
-    var state = TrainingCheckpoint(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1), configuration: runConfiguration(communicator))
+    var state = TrainingCheckpoint(step: 0, dataGenerator: RandomGenerator(seed: seed &+ 1), configuration: runConfiguration(label: label, communicator))
     if let resume {
-      state = try TrainingCheckpoint.restore(from: resume, model: model, optimizer: optimizer, configuration: runConfiguration(communicator))
+      state = try TrainingCheckpoint.restore(from: resume, model: model, optimizer: optimizer, configuration: runConfiguration(label: label, communicator))
     }
     // Processes that read other data, or resumed from other files, would train apart; each sees it.
     try communicator?.checkAgreement(
@@ -159,7 +174,7 @@ struct Train: ParsableCommand {
     let progress = isRoot ? Progress(totalSteps: totalSteps, batchSize: batchSize, live: communicator == nil) : nil
     let processes = communicator.map { ", \($0.size) processes\(distributedOptions.syncBatchNorm ? " with synchronized batch norm" : "")" } ?? ""
     if isRoot {
-      print("Training \(modelOptions.label) (\(model.parameterCount) parameters, \(mode)\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
+      print("Training \(label) (\(model.parameterCount) parameters, \(mode)\(dtype == .float32 ? "" : ", \(dtype)")) on \(dataOptions.label): "
         + "\(train.count) training and \(test.count) test images, \(totalSteps) steps of \(batchSize)\(processes)")
       if let planned { print(plannedSummary(planned)) }
       fflush(stdout)
@@ -181,10 +196,10 @@ struct Train: ParsableCommand {
             // The global batch's loss and accuracy, the same on every process.
             $0.trainStep(
               optimizer: optimizer, images: images.converted(to: dtype), labels: labels, globalBatchSize: indices.count,
-              labelSmoothing: labelSmoothing)
+              labelSmoothing: labelSmoothing, channelSparsity: sparsity)
           } ?? trainStep(
             model, optimizer: optimizer, images: images.converted(to: dtype), labels: labels, labelSmoothing: labelSmoothing,
-            microBatches: min(microBatches, labels.count))
+            microBatches: min(microBatches, labels.count), channelSparsity: sparsity)
           state.step += 1
           if !allowNonFinite && !metrics.loss.isFinite {
             throw RunError("the loss of step \(state.step) is \(metrics.loss); stopping (lower --lr, or --allow-non-finite to go on)")
@@ -193,6 +208,11 @@ struct Train: ParsableCommand {
           epochCorrect += metrics.accuracy * Double(indices.count)
           epochImages += indices.count
           progress?.update(step: state.step, loss: metrics.loss, accuracy: metrics.accuracy)
+          if let snapshots, isRoot, let cycle = endedCycle(step: state.step, warmup: warmup, annealed: annealed) {
+            let path = URL(fileURLWithPath: snapshots).appendingPathComponent("snapshot-\(cycle).safetensors").path
+            try model.saveState(to: path, metadata: architecture?.metadata ?? [:])
+            progress?.note("Saved snapshot \(cycle) (step \(state.step)) to \(path)")
+          }
         }
         progress?.finish()
         let seconds = Date().timeIntervalSince(started)
@@ -214,8 +234,16 @@ struct Train: ParsableCommand {
       }
     }
     guard isRoot else { return }
-    try model.saveState(to: savePath)
-    print("Saved the model to \(savePath)")
+    try model.saveState(to: savePath(label), metadata: architecture?.metadata ?? [:])
+    print("Saved the model to \(savePath(label))")
+  }
+
+  /// The cycle of the cyclic-cosine schedule (counted from 1) that ends after `step` steps, if one
+  /// does: each lasts ⌈annealed / cycles⌉ steps after the warm-up, the last one what is left.
+  func endedCycle(step: Int, warmup: Int, annealed: Int) -> Int? {
+    let period = max(1, (annealed + cycles - 1) / cycles), done = step - warmup
+    guard done > 0, done % period == 0 || done == annealed else { return nil }
+    return (done + period - 1) / period
   }
 
 }

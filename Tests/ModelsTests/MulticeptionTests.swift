@@ -61,11 +61,11 @@ final class MulticeptionTests: XCTestCase {
   func testStochasticDepth() {
     RandomGenerator.global = RandomGenerator(seed: 26)
     let configuration = ResNetConfiguration(blocksPerStage: 1, convolution: .multiception)
-    let dropped = BasicBlock(inputChannels: 4, outputChannels: 4, stride: 1, configuration: configuration, kernels: [3, 5], survival: 1e-12)
+    let dropped = BasicBlock(inputChannels: 4, innerChannels: 4, outputChannels: 4, stride: 1, configuration: configuration, kernels: [3, 5], survival: 1e-12)
     var random = RandomGenerator(seed: 27)
     let x = Variable(Tensor(randomNormal: [2, 4, 5, 5], using: &random))
     assertBitIdentical(dropped(x).value, relu(x).value)
-    let block = BasicBlock(inputChannels: 4, outputChannels: 4, stride: 1, configuration: configuration, kernels: [3, 5], survival: 0.25)
+    let block = BasicBlock(inputChannels: 4, innerChannels: 4, outputChannels: 4, stride: 1, configuration: configuration, kernels: [3, 5], survival: 0.25)
     withLearningPhase(.inference) {
       let h = block.bn2(block.conv2(relu(block.first(x))))
       assertClose(block(x).value, relu(h * 0.25 + x).value, relativeTolerance: 1e-6, absoluteTolerance: 1e-6)

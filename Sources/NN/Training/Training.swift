@@ -19,10 +19,13 @@ public struct Metrics: Sendable {
 ///   added before the update (gradient accumulation): the memory of the largest part, and batch
 ///   normalisation over each part. A data-parallel run over as many processes, without
 ///   synchronized batch normalisation, takes the same step.
+/// - `channelSparsity`: network slimming's L1 penalty on the batch-norm scales
+///   (``addChannelSparsityGradient(_:strength:)``), added after the backward pass; 0 is none.
 /// - Returns: the batch's loss and accuracy (before the update).
 @discardableResult
 public func trainStep(
-  _ model: any Layer, optimizer: any Optimizer, images: Tensor, labels: [Int], labelSmoothing: Double = 0, microBatches: Int = 1
+  _ model: any Layer, optimizer: any Optimizer, images: Tensor, labels: [Int], labelSmoothing: Double = 0, microBatches: Int = 1,
+  channelSparsity: Double = 0
 ) -> Metrics {
   require(images.rank >= 1 && images.shape[0] == labels.count, "trainStep: \(labels.count) labels for images \(images.shape)")
   require((1...max(1, labels.count)).contains(microBatches), "trainStep: \(microBatches) micro-batches of a batch of \(labels.count)")
@@ -31,6 +34,7 @@ public func trainStep(
     let logits = withLearningPhase(.training) { model(Variable(images)) }
     let loss = crossEntropy(logits, labels: labels, labelSmoothing: labelSmoothing)
     loss.backward()
+    addChannelSparsityGradient(model, strength: channelSparsity)
     optimizer.step()
     return Metrics(loss: loss.value.scalar, accuracy: accuracy(logits.value, labels: labels))
   }
@@ -44,6 +48,7 @@ public func trainStep(
     lossSum += loss.value.scalar * Double(part.count)
     correct += accuracy(logits.value, labels: partLabels) * Double(part.count)
   }
+  addChannelSparsityGradient(model, strength: channelSparsity)
   optimizer.step()
   return Metrics(loss: lossSum / Double(labels.count), accuracy: correct / Double(labels.count))
 }
