@@ -91,6 +91,25 @@ def main():
     nan_model[8 + header_length + begin:8 + header_length + begin + 4] = struct.pack("<f", float("nan"))
     open("nan.safetensors", "wb").write(bytes(nan_model))
 
+    # Architecture records (pruned and plain networks describe themselves in the metadata).
+    pruned = subprocess.run([binary, "prune", "--weights", "model.safetensors", "--ratio", "0.3", "--output", "pruned.safetensors"], capture_output=True)
+    if pruned.returncode != 0:
+        sys.exit("the valid prune failed: " + pruned.stderr.decode())
+    record_key = "reprise.architecture"
+    def record(source, name, change):
+        def edit(h):
+            architecture = json.loads(h["__metadata__"][record_key])
+            change(architecture["configuration"])
+            h["__metadata__"][record_key] = json.dumps(architecture)
+        variant(source, name, edit)
+    variant("model.safetensors", "record-not-json.safetensors", lambda h: h["__metadata__"].__setitem__(record_key, "{\"family\": "))
+    variant("model.safetensors", "record-family.safetensors", lambda h: h["__metadata__"].__setitem__(record_key, '{"family": "vgg", "configuration": {}}'))
+    record("model.safetensors", "record-huge.safetensors", lambda c: c.update(growthRate=4096, blocks=[1000, 1000, 1000]))
+    record("model.safetensors", "record-negative.safetensors", lambda c: c.update(growthRate=-12))
+    record("pruned.safetensors", "record-selection-range.safetensors", lambda c: c["pruning"]["final"].append(10**6))
+    record("pruned.safetensors", "record-selection-order.safetensors", lambda c: c["pruning"]["final"].reverse())
+    record("pruned.safetensors", "record-selection-count.safetensors", lambda c: c["pruning"]["layers"].pop())
+
     checkpoint_header = split("run.safetensors")[2]
     checkpoint_variant = lambda name, change: variant("run.safetensors", name, change)
     checkpoint_variant("negative-step.safetensors", lambda h: h["__metadata__"].__setitem__("step", "-5"))
@@ -161,6 +180,15 @@ def main():
         ("--checkpoint that is a directory", train + ["--dataset", "data.safetensors", "--checkpoint", "a-directory"]),
         ("--log in a missing directory", train + ["--dataset", "data.safetensors", "--log", "missing/log.jsonl"]),
         ("diverging training", train + ["--dataset", "data.safetensors", "--lr", "1e30", "--save", "diverged.safetensors"]),
+        ("architecture record not JSON", ["eval", "--dataset", "data.safetensors", "--weights", "record-not-json.safetensors"] + small),
+        ("architecture record of an unknown family", ["summary", "--weights", "record-family.safetensors"]),
+        ("architecture record larger than its file", ["eval", "--dataset", "data.safetensors", "--weights", "record-huge.safetensors"] + small),
+        ("architecture record, negative growth rate", ["bench", "--weights", "record-negative.safetensors"] + small),
+        ("pruned record, channel out of range", ["eval", "--dataset", "data.safetensors", "--weights", "record-selection-range.safetensors"] + small),
+        ("pruned record, channels out of order", ["predict", "--weights", "record-selection-order.safetensors", "--input", "input.safetensors", "--output", "o.safetensors"] + small),
+        ("pruned record, a block missing", train + ["--dataset", "data.safetensors", "--init-weights", "record-selection-count.safetensors"]),
+        ("prune a bad record", ["prune", "--weights", "record-selection-range.safetensors", "--ratio", "0.5", "--output", "o.safetensors"]),
+        ("prune --ratio 1", ["prune", "--weights", "model.safetensors", "--ratio", "1", "--output", "o.safetensors"]),
     ]
     passed = failed = 0
     for name, arguments in cases:

@@ -155,8 +155,20 @@ extension Architecture {
       try validate()
     } catch let error as ModelError {
       throw StateFileError.corrupt(path, "its architecture (\(Self.metadataKey)) is not valid: \(error)")
-    } catch {
-      throw StateFileError.corrupt(path, "its architecture (\(Self.metadataKey)) cannot be read: \(error)")
+    } catch let error as DecodingError {
+      throw StateFileError.corrupt(path, "its architecture (\(Self.metadataKey)) cannot be read: \(Self.describe(error))")
+    }
+  }
+
+  /// One line for a decoding error: where in the record, and what.
+  private static func describe(_ error: DecodingError) -> String {
+    func place(_ path: [any CodingKey]) -> String { path.isEmpty ? "the record" : "'" + path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".") + "'" }
+    switch error {
+    case .dataCorrupted(let context): return "\(place(context.codingPath)): \(context.debugDescription)"
+    case .keyNotFound(let key, let context): return "\(place(context.codingPath + [key])) is missing"
+    case .typeMismatch(let type, let context): return "\(place(context.codingPath)) is not of type \(type)"
+    case .valueNotFound(let type, let context): return "\(place(context.codingPath)) has no \(type)"
+    @unknown default: return "\(error)"
     }
   }
 }

@@ -90,6 +90,13 @@ final class DistributedTrainingTests: XCTestCase {
       // Running statistics differ by design: each process's are averaged, one process updates them per half.
       try assertSameState("halves.safetensors", "\(overlap).safetensors", tolerance: 1e-5) { !$0.contains("running") && !$0.contains("tracked") }
     }
+    // Network slimming's sparsity term is added to the reduced gradients, as to the accumulated ones.
+    _ = try reprise(["train"] + common + ["--max-steps", "3", "--micro-batches", "2", "--sparsity", "0.01", "--save", "halves-sparse.safetensors"])
+    _ = try mpirun(2, ["train", "--distributed"] + common + ["--max-steps", "3", "--sparsity", "0.01", "--save", "sparse.safetensors"])
+    try assertSameState("halves-sparse.safetensors", "sparse.safetensors", tolerance: 1e-5) { !$0.contains("running") && !$0.contains("tracked") }
+    let scale = "features.denseblock1.denselayer1.norm1.weight"
+    let (plain, sparse) = (try SafeTensors.read(directory + "/halves.safetensors").entries[scale]!, try SafeTensors.read(directory + "/halves-sparse.safetensors").entries[scale]!)
+    XCTAssertNotEqual(try plain.finiteFloatTensor(named: scale, path: "").scalars(as: Double.self), try sparse.finiteFloatTensor(named: scale, path: "").scalars(as: Double.self))
   }
 
   func testDistributedEvaluationEqualsOneProcessExactly() throws {
@@ -100,6 +107,12 @@ final class DistributedTrainingTests: XCTestCase {
       let many = try mpirun(processes, evaluation + ["--distributed"])
       XCTAssertEqual(many.out, one.out, "\(processes) processes")
     }
+    // An ensemble's too.
+    _ = try reprise(["train"] + common + ["--max-steps", "1", "--save", "w1.safetensors"])
+    let ensemble = ["eval", "--dataset", "data.safetensors", "--weights", "w.safetensors", "w1.safetensors", "--batch-size", "7", "--threads", "1"]
+    let oneEnsemble = try reprise(ensemble)
+    XCTAssert(oneEnsemble.out.contains("ensemble of 2"), oneEnsemble.out)
+    XCTAssertEqual(try mpirun(2, ensemble + ["--distributed"]).out, oneEnsemble.out)
   }
 
   func testResumedDistributedRunContinuesExactly() throws {
