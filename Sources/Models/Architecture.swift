@@ -147,7 +147,7 @@ extension Architecture {
   /// records none.
   ///
   /// - Parameter path: the file, for error messages.
-  /// - Throws: ``StateFileError/corrupt(_:_:)`` when the record is not a valid architecture.
+  /// - Throws: `StateFileError.corrupt` when the record is not a valid architecture.
   public init?(metadata: [String: String], path: String) throws {
     guard let text = metadata[Self.metadataKey] else { return nil }
     do {

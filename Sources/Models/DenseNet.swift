@@ -21,7 +21,9 @@ import TensorModule
 /// is written straight into the padded planes in both directions and never kept); the 1x1
 /// bottleneck units keep their normalised maps, and tag their output `bottleneck` for checkpoint
 /// policies. How the network is checkpointed is a plan applied to it:
-/// ``memoryEfficientPlan(keptBottleneckFraction:)`` is Pleiss et al.'s.
+/// ``memoryEfficientPlan(keptBottleneckFraction:)`` is Pleiss et al.'s. A network pruned by network
+/// slimming (``pruned(ratio:)``) is a DenseNet whose configuration says which input channels each
+/// normalisation keeps (``DenseNetPruning``).
 public final class DenseNet: Network {
   /// The feature extractor: `conv0`, (`norm0`), `denseblock1`, `transition1`, ..., `norm5`.
   public let features: ModuleContainer

@@ -5,7 +5,7 @@ import TensorModule
 /// subgradient of the L1 penalty `strength` · Σ|γ| of network slimming (Liu et al., "Learning
 /// Efficient Convolutional Networks through Network Slimming", ICCV 2017; 1e-5 for DenseNet-40
 /// and ResNet-164 there, 1e-4 for VGG), which drives the scales of unneeded channels to zero so
-/// that pruning them (``DenseNet/pruned(ratio:)`` in the Models module) costs little.
+/// that pruning them (`DenseNet.pruned(ratio:)` in the Models module) costs little.
 ///
 /// Call it after the backward pass and before the optimiser's step, as the official code does.
 /// The gradients are complete then wherever they were computed (inside checkpoint regions too, and
