@@ -219,4 +219,17 @@ final class NetworkSlimmingTests: XCTestCase {
       }
     }
   }
+
+  func testMutatedArchitectureRecordsAreReadOrRefusedAndWhatIsReadBuilds() throws {
+    let model = try denseNet(bottleneck: true)
+    randomize(model, seed: 5)
+    let text = Architecture.denseNet(model.pruned(ratio: 0.4).network.configuration).metadata[Architecture.metadataKey]!
+    let counts = fuzz(Array(text.utf8), cases: 300, seed: 12) { bytes in
+      guard let architecture = try Architecture(metadata: [Architecture.metadataKey: String(decoding: bytes, as: UTF8.self)], path: "f") else { return }
+      // A record that passes the checks builds, with the parameters it counts (small ones only: a
+      // mutated digit can ask for a large network, which the tool refuses by the file's size).
+      if architecture.parameterCount < 200_000 { XCTAssertEqual(try architecture.makeNetwork().parameterCount, architecture.parameterCount) }
+    }
+    XCTAssertGreaterThan(counts.rejected, 150, "\(counts)")
+  }
 }
