@@ -135,11 +135,14 @@ struct Train: ParsableCommand {
     // Regularisation that only pays off over many epochs (augmentation, dropout) is off by default
     // for a single epoch, where the model underfits and it only slows learning.
     let regularized = epochs > 1
+    // The network a file records: --init-weights's, or else that of the run --resume continues
+    // (a fine-tuned pruned network resumes without repeating --init-weights).
     let initial = try initWeights.map(SavedModel.init)
-    let model = try modelOptions.make(for: initial, inputShape: train.imageShape, classCount: train.classCount, regularized: regularized)
+    let described = try initial ?? resume.map(SavedModel.init)
+    let model = try modelOptions.make(for: described, inputShape: train.imageShape, classCount: train.classCount, regularized: regularized)
     model.convert(to: dtype)
     try initial?.load(into: model)
-    let label = modelOptions.networkLabel(for: initial), architecture = Architecture(of: model)
+    let label = modelOptions.networkLabel(for: described), architecture = Architecture(of: model)
     let optimizer = SGD(model.parameters, learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
     let sampler = try communicator.map { try ShardedSampler(count: train.count, globalBatchSize: batchSize, rank: $0.rank, size: $0.size) }
     let parallel = try communicator.map { try distributedOptions.trainer(model, $0) }
@@ -149,7 +152,7 @@ struct Train: ParsableCommand {
       for: model, memoryEfficient: memoryEfficient && !planOptions.choosesPlan, batchShape: [localBatch] + train.imageShape,
       classCount: modelOptions.classes ?? train.classCount, reservedBytes: optimizer.stateBytes)
     let plan = try agreedPlan(ownPlan, communicator)
-    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: initial))
+    let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: described))
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
     // The schedule spans all epochs; --max-steps only stops early, so a run stopped and resumed
     // follows the same learning rates as one that was not.
@@ -230,7 +233,7 @@ struct Train: ParsableCommand {
         }
         guard isRoot else { continue }  // Rank 0 alone writes.
         if let log { try line.append(to: log) }
-        if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer) }
+        if let checkpoint { try state.save(to: checkpoint, model: model, optimizer: optimizer, metadata: architecture?.metadata ?? [:]) }
       }
     }
     guard isRoot else { return }

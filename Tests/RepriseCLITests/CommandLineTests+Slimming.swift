@@ -76,6 +76,13 @@ extension CommandLineTests {
     XCTAssertEqual(fineTune.status, 0, fineTune.err)
     XCTAssert(fineTune.out.contains("Training densenet-10-k4-pruned"), fineTune.out)
     XCTAssertEqual(try reprise("eval", "--dataset", data, "--weights", "densenet-10-k4-pruned-tiny.safetensors").status, 0)
+    // A fine-tuning run resumes from its training state alone, which records the network too.
+    let fineTuning = ["train", "--dataset", data, "--batch-size", "4", "--threads", "1", "--epochs", "2"]
+    XCTAssertEqual(try reprise(fineTuning + ["--init-weights", "p.safetensors", "--save", "whole.safetensors"]).status, 0)
+    XCTAssertEqual(try reprise(fineTuning + ["--init-weights", "p.safetensors", "--max-steps", "2", "--checkpoint", "ft.safetensors"]).status, 0)
+    let resumed = try reprise(fineTuning + ["--resume", "ft.safetensors", "--save", "resumed.safetensors"])
+    XCTAssertEqual(resumed.status, 0, resumed.err)
+    XCTAssertEqual(try state("resumed.safetensors"), try state("whole.safetensors"))
     let other = try reprise("eval", "--dataset", data, "--model", "resnet20", "--weights", "p.safetensors")
     XCTAssertEqual(other.status, 64)
     XCTAssert(other.err.contains("names another network"), other.err)
