@@ -146,7 +146,9 @@ extension Architecture {
   /// The architecture a state file's `metadata` records, checked (``validate()``), or nil when it
   /// records none.
   ///
-  /// - Parameter path: the file, for error messages.
+  /// - Parameters:
+  ///   - metadata: the state file's metadata.
+  ///   - path: the file, for error messages.
   /// - Throws: `StateFileError.corrupt` when the record is not a valid architecture.
   public init?(metadata: [String: String], path: String) throws {
     guard let text = metadata[Self.metadataKey] else { return nil }

@@ -7,7 +7,7 @@ import TensorModule
 ///
 /// In a DenseNet every normalisation comes before its convolution and reads features that later
 /// layers read too, so a channel one layer drops stays in the features for the others: a pruned
-/// layer gathers the channels it keeps once (``ChannelSelection``), and its normalisation and
+/// layer gathers the channels it keeps once (`ChannelSelection`), and its normalisation and
 /// convolution have only those. A DenseNet-BC bottleneck's normalisation follows its 1x1
 /// convolution, which then simply has fewer outputs.
 public struct DenseNetPruning: Sendable, Equatable, Codable {

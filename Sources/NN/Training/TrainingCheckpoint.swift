@@ -28,14 +28,18 @@ public struct TrainingCheckpoint {
   /// Writes the model, the optimiser state, the step, `RandomGenerator.global`, the data stream
   /// and the configuration to `path`, atomically.
   ///
-  /// - Parameter metadata: more metadata to write (such as the model's architecture record).
+  /// - Parameters:
+  ///   - path: the file.
+  ///   - model: the model whose state is written.
+  ///   - optimizer: the optimiser whose state is written.
+  ///   - metadata: more metadata to write (such as the model's architecture record).
   /// - Throws: ``StateFileError/unwritable(_:_:)``.
-  public func save(to path: String, model: any Module, optimizer: any Optimizer, metadata extra: [String: String] = [:]) throws {
+  public func save(to path: String, model: any Module, optimizer: any Optimizer, metadata: [String: String] = [:]) throws {
     func text(_ g: RandomGenerator) -> String { [g.state.0, g.state.1, g.state.2, g.state.3].map { "\($0)" }.joined(separator: ",") }
-    var metadata = extra.merging(["step": "\(step)", "globalGenerator": text(RandomGenerator.global), "dataGenerator": text(dataGenerator)]) { $1 }
-    for (key, value) in configuration { metadata[Self.configurationPrefix + key] = value }
+    var all = metadata.merging(["step": "\(step)", "globalGenerator": text(RandomGenerator.global), "dataGenerator": text(dataGenerator)]) { $1 }
+    for (key, value) in configuration { all[Self.configurationPrefix + key] = value }
     let entries = model.stateEntries + optimizer.state.sorted { $0.key < $1.key }.map { ("optimizer.\($0.key)", SafeTensors.Entry($0.value)) }
-    try SafeTensors.write(entries, metadata: metadata, to: path)
+    try SafeTensors.write(entries, metadata: all, to: path)
   }
 
   /// Restores `model`, `optimizer` and `RandomGenerator.global` from the file at `path` and returns
