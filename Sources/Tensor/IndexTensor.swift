@@ -38,8 +38,22 @@ public struct IndexTensor: Sendable, Equatable, CustomStringConvertible {
 
 extension Tensor {
   fileprivate func indexSelected(_ indices: IndexTensor, alongAxis axis: Int) -> Tensor {
-    let (outer, length, inner, selection) = selectionLayout(shape, indices, axis, "indexSelect")
-    let x = contiguous()
+    let (outer, _, inner, selection) = selectionLayout(shape, indices, axis, "indexSelect")
+    let a = Shape.axis(axis, rank: shape.count, "indexSelect")
+    // Each selected slice is read where it lies when the dimensions after the axis are laid out
+    // contiguously (a channel selection from a feature buffer's window): copying the whole input
+    // first would cost more than the selection.
+    let after = Array(shape[(a + 1)...])
+    let x = Array(strides[(a + 1)...]) == Shape.contiguousStrides(after) || inner <= 1 ? self : contiguous()
+    var outerOffsets = [Int](repeating: 0, count: outer)
+    for o in 0..<outer {
+      var rest = o
+      for d in stride(from: a - 1, through: 0, by: -1) {
+        outerOffsets[o] += (rest % shape[d]) * x.strides[d]
+        rest /= shape[d]
+      }
+    }
+    let axisStride = x.strides[a]
     let out = Tensor(uninitializedShape: selection, dtype: dtype)
     let m = indices.count
     func kernel<T: TensorScalar>(_: T.Type) {
@@ -47,7 +61,7 @@ extension Tensor {
       Parallel.forRanges(outer * m, costPerItem: inner) { range in
         for r in range {
           let (o, j) = r.quotientAndRemainder(dividingBy: m)
-          (dst + r * inner).update(from: src + (o * length + indices.indices[j]) * inner, count: inner)
+          (dst + r * inner).update(from: src + outerOffsets[o] + indices.indices[j] * axisStride, count: inner)
         }
       }
     }
@@ -59,8 +73,36 @@ extension Tensor {
     let (outer, length, inner, selection) = selectionLayout(shape, indices, axis, "indexAdd")
     require(self.shape == selection, "indexAdd: gradient \(self.shape) does not match selection \(selection)")
     let g = contiguous()
-    let out = Tensor(zeros: shape, dtype: dtype)
     let m = indices.count
+    var selected = [Bool](repeating: false, count: length)
+    let distinct = indices.indices.allSatisfy { index in
+      defer { selected[index] = true }
+      return !selected[index]
+    }
+    if distinct {
+      // Each slice of the result receives at most one slice of the gradient (a channel selection's
+      // pullback): contiguous copies, and zeros only where nothing lands. Adding 0 makes the bits
+      // those of the sum into zeros (-0 becomes +0).
+      let out = Tensor(uninitializedShape: shape, dtype: dtype)
+      let unselected = (0..<length).filter { !selected[$0] }
+      func copy<T: TensorScalar>(_: T.Type) {
+        let src = g.base(T.self), dst = out.base(T.self)
+        Parallel.forRanges(outer * length, costPerItem: inner) { range in
+          for r in range {
+            let (o, j) = r.quotientAndRemainder(dividingBy: length)
+            if j < m {
+              let from = src + (o * m + j) * inner, to = dst + (o * length + indices.indices[j]) * inner
+              for i in 0..<inner { to[i] = from[i] + T.zero }
+            } else if j - m < unselected.count {
+              (dst + (o * length + unselected[j - m]) * inner).update(repeating: T.zero, count: inner)
+            }
+          }
+        }
+      }
+      dtype.dispatch(copy, copy)
+      return out
+    }
+    let out = Tensor(zeros: shape, dtype: dtype)
     func kernel<T: TensorScalar>(_: T.Type) {
       let src = g.base(T.self), dst = out.base(T.self)
       // Split over the outer dimension and over the inner one, never over the indices, so that each

@@ -24,6 +24,18 @@ final class IndexingTests: XCTestCase {
     }
   }
 
+  func testIndexSelectReadsViewsInPlaceAsTheirContiguousCopies() {
+    let base = Tensor(randomNormal: [2, 6, 3, 4], dtype: .float64, using: &random)
+    // A window of channels (a feature buffer's), a channel-major layout, and a transposed view.
+    let views = [slice(base, 1..<5, alongAxis: 1), permute(permute(base, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]), transpose(base, 2, 3)]
+    for (v, view) in views.enumerated() {
+      for axis in 0..<4 {
+        let indices = IndexTensor([view.shape[axis] - 1, 0, view.shape[axis] / 2])
+        assertBitIdentical(indexSelect(view, indices, alongAxis: axis), indexSelect(view.contiguous(), indices, alongAxis: axis), "view \(v), axis \(axis)")
+      }
+    }
+  }
+
   func testGradientsAddRepeatedIndices() {
     let weight = randomLeaf([5, 3], using: &random)
     let indices = IndexTensor([4, 1, 4, 4, 0, 1], shape: [2, 3])
@@ -34,6 +46,27 @@ final class IndexingTests: XCTestCase {
     let counts = Variable(Tensor(ones: [5, 2]), requiresGrad: true)
     sum(embedding(IndexTensor([4, 1, 4, 4]), counts)).backward()
     XCTAssertEqual(counts.grad?.scalars(as: Float.self), [0, 0, 1, 1, 0, 0, 0, 0, 3, 3])
+  }
+
+  func testIndexAddOfDistinctIndicesEqualsTheReferenceSumIntoZeros() {
+    for axis in 0..<3 {
+      var shape = [3, 4, 5]
+      let indices = IndexTensor([3, 0, 2].map { $0 % shape[axis] })
+      shape[axis] = 3
+      var g = Tensor(randomNormal: shape, dtype: .float64, using: &random)
+      g = g * Tensor(randomBernoulli: shape, probability: 0.7, dtype: .float64, using: &random) * -1  // with -0s
+      let result = indexAdd(g, indices, alongAxis: axis, into: [3, 4, 5])
+      // Reference: zeros, then each gradient slice added at its index.
+      let outer = [3, 4, 5][..<axis].reduce(1, *), inner = [3, 4, 5][(axis + 1)...].reduce(1, *), length = [3, 4, 5][axis]
+      var expected = [Double](repeating: 0, count: 60)
+      let source = g.scalars(as: Double.self)
+      for o in 0..<outer {
+        for (j, index) in indices.indices.enumerated() {
+          for i in 0..<inner { expected[(o * length + index) * inner + i] += source[(o * 3 + j) * inner + i] }
+        }
+      }
+      XCTAssertEqual(result.scalars(as: Double.self).map(\.bitPattern), expected.map(\.bitPattern), "axis \(axis)")
+    }
   }
 
   func testGatherAsPyTorch() {
