@@ -7,12 +7,7 @@ import Reprise
 ///
 /// Every process calls it with the same model state and data set; all return the same metrics.
 public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 500, communicator: Communicator) -> Metrics {
-  let part = ShardedSampler.evaluationPart(count: dataset.count, rank: communicator.rank, size: communicator.size)
-  let local = evaluationTotals(model, on: dataset, range: part, batchSize: batchSize)
-  var totals = [local.lossSum, Double(local.correct), Double(local.count)]
-  communicator.allreduce(&totals)
-  let n = max(totals[2], 1)
-  return Metrics(loss: totals[0] / n, accuracy: totals[1] / n)
+  evaluateEnsemble([model], on: dataset, batchSize: batchSize, communicator: communicator).members[0]
 }
 
 /// Each model's loss and accuracy on `dataset` and their ensemble's (the mean of their softmax

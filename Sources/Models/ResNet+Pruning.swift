@@ -32,7 +32,7 @@ extension ResNet {
   /// - Returns: the network (on the global generator's state as it was) and what was removed.
   public func pruned(ratio: Double) -> (network: ResNet, report: PruningReport) {
     require(configuration.convolution == .standard, "ResNet.pruned: needs standard convolutions, not \(configuration.convolution.rawValue)")
-    let blocks = stages.flatMap { ($0.layer as? Sequential)?.layers.compactMap { $0.layer as? BasicBlock } ?? [] }
+    let blocks = basicBlocks
     let firsts = blocks.map { $0.first as! StandardConvolution }
     let (kept, report) = slimmingSelection(firsts.map(\.bn.weight.value), ratio: ratio)
     var thinner = configuration
@@ -40,7 +40,7 @@ extension ResNet {
     let saved = RandomGenerator.global
     let network = ResNet(thinner)
     RandomGenerator.global = saved
-    let newBlocks = network.stages.flatMap { ($0.layer as? Sequential)?.layers.compactMap { $0.layer as? BasicBlock } ?? [] }
+    let newBlocks = network.basicBlocks
     for (stage, newStage) in zip(stages, network.stages) {
       for ((_, from), (_, to)) in zip(stage.layer.namedParameters + stage.layer.namedBuffers, newStage.layer.namedParameters + newStage.layer.namedBuffers)
       where from.shape == to.shape {
@@ -58,4 +58,7 @@ extension ResNet {
     }
     return (network, report)
   }
+
+  /// The residual blocks, stage by stage.
+  private var basicBlocks: [BasicBlock] { stages.flatMap { ($0.layer as? Sequential)?.layers.compactMap { $0.layer as? BasicBlock } ?? [] } }
 }

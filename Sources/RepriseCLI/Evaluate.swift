@@ -30,12 +30,7 @@ struct Evaluate: ParsableCommand {
     let communicator = distributed ? try Communicator.world() : nil
     threadOptions.apply(sharingCoresWith: communicator.map(localProcessCount) ?? 1)
     let test = try dataOptions.load(.test, classes: modelOptions.classes)
-    let models = try weights.map { path in
-      let state = try SavedModel(path)
-      let model = try modelOptions.make(for: state, inputShape: test.imageShape, classCount: test.classCount)
-      try state.load(into: model)
-      return model
-    }
+    let models = try weights.map { try modelOptions.load($0, inputShape: test.imageShape, classCount: test.classCount) }
     func line(_ metrics: Metrics) -> String {
       String(format: "test loss %.4f, test accuracy %.2f%% (%d images)", metrics.loss, 100 * metrics.accuracy, test.count)
     }

@@ -29,12 +29,7 @@ struct Predict: ParsableCommand {
       throw StateFileError.corrupt(input, "expected a float32 tensor 'input' of rank 4 [N, C, H, W], found \(entries.keys.sorted())")
     }
     let images = try entry.finiteFloatTensor(named: "input", path: input)
-    let models = try weights.map { path in
-      let state = try SavedModel(path)
-      let model = try modelOptions.make(for: state, inputShape: Array(images.shape.dropFirst()), classCount: modelOptions.classes)
-      try state.load(into: model)
-      return model
-    }
+    let models = try weights.map { try modelOptions.load($0, inputShape: Array(images.shape.dropFirst()), classCount: modelOptions.classes) }
     guard models.count > 1 else {
       let logits = withoutRecording { withLearningPhase(.inference) { models[0](Variable(images)).value } }
       try SafeTensors.write([("logits", SafeTensors.Entry(logits))], to: output)

@@ -39,12 +39,13 @@ struct Prune: ParsableCommand {
     let shape = try modelOptions.parsedInputShape(inputSize, natural: Architecture(of: model)!.naturalInputShape)
     func macs(_ network: any Network) -> Int { network.summary(inputShape: [1] + shape).reduce(0) { $0 + $1.multiplyAccumulates } }
     let (before, after) = (macs(model), macs(pruned.network))
-    try pruned.network.saveState(to: output, metadata: Architecture(of: pruned.network)!.metadata)
+    let architecture = Architecture(of: pruned.network)!  // a DenseNet or a standard ResNet, as above
+    try pruned.network.saveState(to: output, metadata: architecture.metadata)
     let report = pruned.report
     print(String(format: "Removed %d of %d batch-norm channels (|γ| <= %.4g)", report.removed, report.channels, report.threshold))
     print(String(format: "parameters %@ -> %@ (-%.1f%%), multiply-accumulates for input %@ %@ -> %@ (-%.1f%%)",
       grouped(model.parameterCount), grouped(pruned.network.parameterCount), 100 * (1 - Double(pruned.network.parameterCount) / Double(model.parameterCount)),
       "\([1] + shape)", grouped(before), grouped(after), 100 * (1 - Double(after) / Double(max(before, 1)))))
-    print("Wrote \(Architecture(of: pruned.network)!.label) to \(output)")
+    print("Wrote \(architecture.label) to \(output)")
   }
 }

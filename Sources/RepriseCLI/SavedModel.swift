@@ -29,6 +29,17 @@ struct SavedModel {
   func load(into model: any Module) throws { try model.load(entries: entries, path: path) }
 }
 
+extension ModelOptions {
+  /// The network the state file at `path` holds, with its weights
+  /// (``make(for:inputShape:classCount:regularized:)``, then loaded).
+  func load(_ path: String, inputShape: [Int]?, classCount: Int?) throws -> any Network {
+    let state = try SavedModel(path)
+    let model = try make(for: state, inputShape: inputShape, classCount: classCount)
+    try state.load(into: model)
+    return model
+  }
+}
+
 extension Architecture {
   /// The `--model` values that name this kind of network.
   var modelNames: [ModelName] {

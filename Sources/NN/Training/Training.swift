@@ -68,22 +68,7 @@ public func evaluate(_ model: any Layer, on dataset: Dataset, batchSize: Int = 5
 public func evaluationTotals(
   _ model: any Layer, on dataset: Dataset, range: Range<Int>? = nil, batchSize: Int = 500
 ) -> (lossSum: Double, correct: Int, count: Int) {
-  let range = range ?? 0..<dataset.count
-  require(range.lowerBound >= 0 && range.upperBound <= dataset.count, "evaluationTotals: range \(range) of \(dataset.count) images")
-  let dtype = model.parameters.first?.dtype ?? .float32
-  var generator = RandomGenerator(seed: 0)
-  var lossSum = 0.0, correct = 0
-  withoutRecording {
-    withLearningPhase(.inference) {
-      for start in stride(from: range.lowerBound, to: range.upperBound, by: batchSize) {
-        let indices = Array(start..<min(start + batchSize, range.upperBound))
-        let (images, labels) = dataset.batch(indices, using: &generator)
-        let logits = model(Variable(images.converted(to: dtype)))
-        lossSum += crossEntropy(logits, labels: labels).value.scalar * Double(indices.count)
-        // accuracy is k / n exactly rounded; times n it rounds back to k.
-        correct += Int((accuracy(logits.value, labels: labels) * Double(indices.count)).rounded())
-      }
-    }
-  }
-  return (lossSum, correct, range.count)
+  // One model's totals are an ensemble of one's member totals: one evaluation loop serves both.
+  let totals = ensembleEvaluationTotals([model], on: dataset, range: range, batchSize: batchSize).members[0]
+  return (totals.lossSum, totals.correct, totals.count)
 }
