@@ -1,4 +1,4 @@
-// The stride-1 depthwise convolution of CKernels.h on one zero-padded plane: tiles of 8 segments of
+// The depthwise convolution of CKernels.h on one zero-padded plane: tiles of 8 segments of
 // 8 output positions.
 //
 // Swift compiles for baseline x86-64 (4-wide SSE, no fused multiply-add), and the rows of these

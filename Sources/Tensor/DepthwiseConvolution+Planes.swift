@@ -1,131 +1,220 @@
 import CKernels
 
-/// The stride-1 depthwise convolution in Float32 on processors with AVX2 and FMA: each plane copied
-/// once into a zero-padded grid, then the C kernels of `Depthwise.c` (tiles of 8 segments of 8
-/// outputs with fused multiply-adds) compute it with no border tests. The input gradient of a
-/// stride-1 convolution is itself one: the output gradient on a grid padded by (k - 1)·d - p, with
-/// the taps reversed.
+/// Depthwise convolutions in Float32 on processors with AVX2 and FMA: the C kernels of `Depthwise.c`
+/// (tiles of 8 segments of 8 outputs with fused multiply-adds), which read a zero-padded grid with
+/// no border tests, consecutive outputs from consecutive grid positions.
+///
+/// A strided convolution reads every s-th position, so its padded plane is first split into
+/// phases, one grid per remainder (a, b) of the padded row and column modulo the stride: tap
+/// (ky, kx) reads phase (ky·dh mod sh, kx·dw mod sw) shifted by (ky·dh div sh, kx·dw div sw),
+/// consecutive positions again, and the same kernel computes it. With stride 1 there is one phase,
+/// the padded plane itself. (The Swift loops these replace read and scattered strided elements one
+/// at a time, and were a sixth of MobileNetV2's step.)
+///
+/// The input gradient is a correlation too, one per phase of the padded input: position
+/// (r·sh + a, c·sw + b) takes output gradient (r - i, c - j) through each tap of phase (a, b)
+/// whose shift is (i, j), the taps in reverse order.
 extension DepthwiseConvolution {
   /// Whether the plane kernels compute this convolution for scalars of type `T`.
   func usesPlaneKernels<T: TensorScalar>(_: T.Type) -> Bool {
-    usesVectorKernels(T.self) && g.stride == 1
+    usesVectorKernels(T.self)
   }
 
-  /// Whether they compute its input gradient too: the padding is at most the kernel's reach, so the
-  /// output gradient fits its grid.
-  func usesPlaneKernelsBackward<T: TensorScalar>(_: T.Type) -> Bool {
-    usesPlaneKernels(T.self) && g.padding.height <= (g.kernelHeight - 1) * g.dilation.height
-      && g.padding.width <= (g.kernelWidth - 1) * g.dilation.width
+  private var taps: Int { g.kernelHeight * g.kernelWidth }
+
+  /// Where tap `t` lies on the padded plane: its row and column offset from the first tap's.
+  private func reach(_ t: Int) -> (y: Int, x: Int) {
+    (t / g.kernelWidth * g.dilation.height, t % g.kernelWidth * g.dilation.width)
   }
 
-  /// The tap offsets on a grid of row pitch `pitch`, in tap order.
-  private func offsets(pitch: Int) -> [Int] {
-    (0..<g.kernelHeight * g.kernelWidth).map { t in
-      t / g.kernelWidth * g.dilation.height * pitch + t % g.kernelWidth * g.dilation.width
+  /// The phase grids of the padded input: rows and pitch of each, and the floats of all of them
+  /// (phase (a, b) is the (a·sw + b)-th).
+  private var phases: (rows: Int, pitch: Int, count: Int) {
+    let (sh, sw) = (g.stride.height, g.stride.width)
+    let rows = (g.height + 2 * g.padding.height + sh - 1) / sh, pitch = (g.width + 2 * g.padding.width + sw - 1) / sw
+    return (rows, pitch, sh * sw * rows * pitch)
+  }
+
+  /// Each tap's offset from an output position y·pitch + x in the phase grids.
+  private func phaseOffsets() -> [Int] {
+    let (sh, sw) = (g.stride.height, g.stride.width), (rows, pitch, _) = phases
+    return (0..<taps).map { t in
+      let (y, x) = reach(t)
+      return (y % sh * sw + x % sw) * rows * pitch + y / sh * pitch + x / sw
     }
   }
 
-  /// Copies a dense `height` x `width` plane into the interior of a grid of row pitch `pitch` at
-  /// (`top`, `left`); the grid's margins are left as they are (zero).
-  private func copy(
-    _ plane: UnsafePointer<Float>, height: Int, width: Int, into grid: UnsafeMutablePointer<Float>, pitch: Int, top: Int, left: Int
-  ) {
-    for row in 0..<height { (grid + (top + row) * pitch + left).update(from: plane + row * width, count: width) }
+  /// Copies a dense input plane into the phase grids (`rows` x `pitch` each); the padding positions
+  /// are left as they are (zero).
+  private func copyIntoPhases(_ plane: UnsafePointer<Float>, _ grid: UnsafeMutablePointer<Float>, rows: Int, pitch: Int) {
+    let (sh, sw) = (g.stride.height, g.stride.width), (top, left, width) = (g.padding.height, g.padding.width, g.width)
+    if sh == 1 && sw == 1 {
+      for y in 0..<g.height { (grid + (y + top) * pitch + left).update(from: plane + y * width, count: width) }
+      return
+    }
+    // Phases and positions advance with counters: a division per element would cost more than the copy.
+    let phaseSize = rows * pitch
+    var (a, r) = (top % sh, top / sh)
+    for y in 0..<g.height {
+      let row = grid + (a * sw * rows + r) * pitch, source = plane + y * width
+      var (b, column) = (left % sw, left / sw)
+      for x in 0..<width {
+        row[b &* phaseSize &+ column] = source[x]
+        b &+= 1
+        if b == sw { (b, column) = (0, column &+ 1) }
+      }
+      a += 1
+      if a == sh { (a, r) = (0, r + 1) }
+    }
   }
 
-  /// Runs `body(plane, grid)` for every (image, channel) plane, split between the threads, with the
-  /// plane of `source` ([N, C, h, w] with dense planes) copied into a zero grid of `gridHeight` x
-  /// `gridWidth` at (`top`, `left`). `planeCost` is the work of one plane, for the split.
-  private func forEachPaddedPlane(
-    _ source: Tensor, height h: Int, width w: Int, gridHeight: Int, gridWidth: Int, top: Int, left: Int, planeCost: Int,
+  /// Runs `body(plane, grid, scratch)` for every (image, channel) plane, split between the threads,
+  /// with `fill(source plane, grid)` having written the plane of `source` ([N, C, h, w] with dense
+  /// planes) into a zeroed grid of `gridCount` floats whose other positions stay zero. `planeCost`
+  /// is the work of one plane, for the split.
+  private func forEachPlane(
+    _ source: Tensor, gridCount: Int, scratchCount: Int, planeCost: Int,
+    fill: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void,
     _ body: (_ plane: Int, _ grid: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>) -> Void
   ) {
     let layout = PlaneLayout(source), src = source.base(Float.self)
-    let scratchCount = reprise_depthwise_scratch_count(max(g.outputHeight, g.height), max(g.outputWidth, g.width))
     Parallel.forRanges(g.batch * g.inputChannels, costPerItem: planeCost) { planes in
-      // The margins stay zero: only the interior is written, plane after plane.
-      let grid = UnsafeMutablePointer<Float>.allocate(capacity: gridHeight * gridWidth)
+      let grid = UnsafeMutablePointer<Float>.allocate(capacity: gridCount)
       let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
       defer { (grid.deallocate(), scratch.deallocate()) }
-      grid.update(repeating: 0, count: gridHeight * gridWidth)
+      grid.update(repeating: 0, count: gridCount)
       for p in planes {
         let c = p / g.batch, n = p % g.batch
-        copy(src + n * layout.imageStride + c * layout.channelStride, height: h, width: w, into: grid, pitch: gridWidth, top: top, left: left)
+        fill(src + n * layout.imageStride + c * layout.channelStride, grid)
         body(p, grid, scratch)
       }
     }
+    withExtendedLifetime(source) {}
   }
 
   func forwardByPlanes(_ x: Tensor, _ w: Tensor, into y: Tensor) {
-    let yl = PlaneLayout(y), pw = w.base(Float.self), py = y.base(Float.self), kk = g.kernelHeight * g.kernelWidth
-    let gridHeight = g.height + 2 * g.padding.height, gridWidth = g.width + 2 * g.padding.width
-    let taps = offsets(pitch: gridWidth)
-    taps.withUnsafeBufferPointer { taps in
-      forEachPaddedPlane(
-        x, height: g.height, width: g.width, gridHeight: gridHeight, gridWidth: gridWidth, top: g.padding.height,
-        left: g.padding.width, planeCost: g.outputPlane * kk
+    let yl = PlaneLayout(y), pw = w.base(Float.self), py = y.base(Float.self), kk = taps
+    let (rows, pitch, count) = phases, offsets = phaseOffsets()
+    offsets.withUnsafeBufferPointer { offsets in
+      forEachPlane(
+        x, gridCount: count, scratchCount: reprise_depthwise_scratch_count(g.outputHeight, g.outputWidth),
+        planeCost: g.outputPlane * kk, fill: { copyIntoPhases($0, $1, rows: rows, pitch: pitch) }
       ) { p, grid, scratch in
         let c = p / g.batch, n = p % g.batch
         reprise_depthwise_plane_f32(
-          grid, gridWidth, pw + c * kk, taps.baseAddress, kk, g.outputHeight, g.outputWidth,
+          grid, pitch, pw + c * kk, offsets.baseAddress, kk, g.outputHeight, g.outputWidth,
           py + n * yl.imageStride + c * yl.channelStride, scratch)
       }
     }
-    withExtendedLifetime((x, w, y)) {}
+    withExtendedLifetime((w, y)) {}
+  }
+
+  /// The phase grid indices r with r·stride + phase - padding inside 0 ..< size.
+  private static func inside(size: Int, stride: Int, padding: Int, phase: Int) -> Range<Int> {
+    let lower = padding - phase <= 0 ? 0 : (padding - phase + stride - 1) / stride
+    let last = size - 1 + padding - phase
+    let upper = last < 0 ? 0 : last / stride + 1
+    return lower..<max(lower, upper)
   }
 
   func backwardInputByPlanes(_ dy: Tensor, _ w: Tensor, into dx: Tensor) {
-    let dxl = PlaneLayout(dx), pdx = dx.base(Float.self), kk = g.kernelHeight * g.kernelWidth
-    let reachH = (g.kernelHeight - 1) * g.dilation.height, reachW = (g.kernelWidth - 1) * g.dilation.width
-    let gridHeight = g.height + reachH, gridWidth = g.width + reachW
-    let taps = offsets(pitch: gridWidth)
-    // Every channel's taps reversed: input pixel i takes output pixel i + p - k·d with weight k.
-    let source = w.scalars(as: Float.self)
-    let reversed = (0..<g.inputChannels * kk).map { i in source[i / kk * kk + kk - 1 - i % kk] }
-    reversed.withUnsafeBufferPointer { weights in
-      taps.withUnsafeBufferPointer { taps in
-        forEachPaddedPlane(
-          dy, height: g.outputHeight, width: g.outputWidth, gridHeight: gridHeight, gridWidth: gridWidth,
-          top: reachH - g.padding.height, left: reachW - g.padding.width, planeCost: g.height * g.width * kk
+    let (sh, sw) = (g.stride.height, g.stride.width), kk = taps
+    let (rows, pitch, _) = phases
+    // The output gradient sits at (top, left) of its grid: room for the largest shift above and to
+    // the left, and for the phase grids' extent below and to the right.
+    let top = reach(kk - 1).y / sh, left = reach(kk - 1).x / sw
+    let gridPitch = left + max(g.outputWidth, pitch), gridCount = (top + max(g.outputHeight, rows)) * gridPitch
+    // Per phase (a, b), the a·sw + b-th: the grid rows and columns that are input positions (not
+    // padding), and its taps in reverse order with their offsets, phase after phase in `tapList`.
+    var phaseRows: [Range<Int>] = [], phaseColumns: [Range<Int>] = [], tapStart = [0]
+    var tapList: [Int] = [], offsetList: [Int] = []
+    for a in 0..<sh {
+      for b in 0..<sw {
+        let rowRange = Self.inside(size: g.height, stride: sh, padding: g.padding.height, phase: a)
+        let columnRange = Self.inside(size: g.width, stride: sw, padding: g.padding.width, phase: b)
+        for t in (0..<kk).reversed() {
+          let (y, x) = reach(t)
+          guard y % sh == a && x % sw == b else { continue }
+          tapList.append(t)
+          offsetList.append((rowRange.lowerBound + top - y / sh) * gridPitch + columnRange.lowerBound + left - x / sw)
+        }
+        phaseRows.append(rowRange)
+        phaseColumns.append(columnRange)
+        tapStart.append(tapList.count)
+      }
+    }
+    let dxl = PlaneLayout(dx), pdx = dx.base(Float.self), pw = w.base(Float.self)
+    let pieces = reprise_depthwise_scratch_count(rows, pitch), direct = sh == 1 && sw == 1
+    let (oh, ow, width, ph, pwd) = (g.outputHeight, g.outputWidth, g.width, g.padding.height, g.padding.width)
+    tapList.withUnsafeBufferPointer { tapList in
+      offsetList.withUnsafeBufferPointer { offsetList in
+        forEachPlane(
+          dy, gridCount: gridCount, scratchCount: pieces + rows * pitch + kk, planeCost: g.height * g.width * kk,
+          fill: { plane, grid in
+            for y in 0..<oh { (grid + (top + y) * gridPitch + left).update(from: plane + y * ow, count: ow) }
+          }
         ) { p, grid, scratch in
-          let c = p / g.batch, n = p % g.batch
-          reprise_depthwise_plane_f32(
-            grid, gridWidth, weights.baseAddress! + c * kk, taps.baseAddress, kk, g.height, g.width,
-            pdx + n * dxl.imageStride + c * dxl.channelStride, scratch)
+          let c = p / g.batch, n = p % g.batch, target = pdx + n * dxl.imageStride + c * dxl.channelStride
+          let output = scratch + pieces, weights = output + rows * pitch
+          for phase in 0..<sh * sw {
+            let (rowRange, columnRange) = (phaseRows[phase], phaseColumns[phase])
+            let (count, height, columns) = (tapStart[phase + 1] - tapStart[phase], rowRange.count, columnRange.count)
+            guard height > 0 && columns > 0 else { continue }
+            // With stride 1 the one phase's positions are the input's, in order: straight into dx.
+            let destination = direct ? target : output
+            if count == 0 {
+              destination.update(repeating: 0, count: height * columns)
+            } else {
+              for i in 0..<count { weights[i] = pw[c * kk + tapList[tapStart[phase] + i]] }
+              reprise_depthwise_plane_f32(
+                grid, gridPitch, weights, offsetList.baseAddress! + tapStart[phase], count, height, columns, destination, scratch)
+            }
+            if direct { continue }
+            let (a, b) = (phase / sw, phase % sw)
+            for i in 0..<height {
+              let row = target + ((rowRange.lowerBound + i) * sh + a - ph) * width + columnRange.lowerBound * sw + b - pwd
+              let values = output + i * columns
+              for j in 0..<columns { row[j &* sw] = values[j] }
+            }
+          }
         }
       }
     }
-    withExtendedLifetime((dy, dx)) {}
+    withExtendedLifetime((w, dx)) {}
   }
 
   /// Each tap's sum runs in 8 lanes over one image and is then added, lane by lane, into Float64
-  /// sums over the images (the blocked summation of Summation.swift), in image order.
+  /// sums over the images (the blocked summation of Summation.swift), in image order; the 8 lanes
+  /// are added at the end.
   func backwardWeightByPlanes(_ dy: Tensor, _ x: Tensor, into dw: Tensor) {
     let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(Float.self), px = x.base(Float.self), pdw = dw.base(Float.self)
-    let kk = g.kernelHeight * g.kernelWidth
-    let gridHeight = g.height + 2 * g.padding.height, gridWidth = g.width + 2 * g.padding.width
-    let taps = offsets(pitch: gridWidth)
+    let kk = taps, (rows, pitch, count) = phases, offsets = phaseOffsets()
     let scratchCount = reprise_depthwise_scratch_count(g.outputHeight, g.outputWidth)
-    taps.withUnsafeBufferPointer { taps in
+    offsets.withUnsafeBufferPointer { offsets in
       Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in
-        let grid = UnsafeMutablePointer<Float>.allocate(capacity: gridHeight * gridWidth)
+        let grid = UnsafeMutablePointer<Float>.allocate(capacity: count)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
         let lanes = UnsafeMutablePointer<Float>.allocate(capacity: kk * 8)
         defer { (grid.deallocate(), scratch.deallocate(), lanes.deallocate()) }
-        grid.update(repeating: 0, count: gridHeight * gridWidth)
-        var sums = [Double](repeating: 0, count: kk)
+        grid.update(repeating: 0, count: count)
+        let sums = UnsafeMutablePointer<Double>.allocate(capacity: kk * 8)
+        defer { sums.deallocate() }
         for c in channels {
-          for t in 0..<kk { sums[t] = 0 }
+          sums.update(repeating: 0, count: kk * 8)
           for n in 0..<g.batch {
-            copy(
-              px + n * xl.imageStride + c * xl.channelStride, height: g.height, width: g.width, into: grid, pitch: gridWidth,
-              top: g.padding.height, left: g.padding.width)
+            copyIntoPhases(px + n * xl.imageStride + c * xl.channelStride, grid, rows: rows, pitch: pitch)
             reprise_depthwise_weight_gradient_plane_f32(
-              grid, gridWidth, pdy + n * dyl.imageStride + c * dyl.channelStride, taps.baseAddress, kk, g.outputHeight,
+              grid, pitch, pdy + n * dyl.imageStride + c * dyl.channelStride, offsets.baseAddress, kk, g.outputHeight,
               g.outputWidth, lanes, scratch)
-            for t in 0..<kk { for lane in 0..<8 { sums[t] += Double(lanes[t * 8 + lane]) } }
+            // Lane by lane: independent additions, which vectorise, where one running sum per tap
+            // would chain them (as costly as the kernel itself on 8x8 maps).
+            for i in 0..<kk * 8 { sums[i] += Double(lanes[i]) }
           }
-          for t in 0..<kk { pdw[c * kk + t] = Float(sums[t]) }
+          for t in 0..<kk {
+            var total = 0.0
+            for lane in 0..<8 { total += sums[t * 8 + lane] }
+            pdw[c * kk + t] = Float(total)
+          }
         }
       }
     }

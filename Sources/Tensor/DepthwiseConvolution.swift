@@ -4,7 +4,8 @@
 /// With one input channel per group, im2col and GEMM would multiply a 1 x K² row by a K² x (H·W)
 /// matrix per channel: all copying, hardly any arithmetic. The direct loops read each input plane
 /// once per kernel tap along contiguous rows, which the compiler vectorises for stride 1. In Float32
-/// with AVX2, stride-1 convolutions run the C plane kernels instead (DepthwiseConvolution+Planes.swift).
+/// with AVX2 the C plane kernels run instead, for every stride (DepthwiseConvolution+Planes.swift);
+/// these loops serve Float64 and processors without AVX2.
 struct DepthwiseConvolution {
   let g: ConvolutionGeometry
 
@@ -66,7 +67,7 @@ struct DepthwiseConvolution {
   }
 
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
-    if usesPlaneKernelsBackward(T.self) { return backwardInputByPlanes(dy, w, into: dx) }
+    if usesPlaneKernels(T.self) { return backwardInputByPlanes(dy, w, into: dx) }
     let dyl = PlaneLayout(dy), dxl = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
     let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.batch * g.inputChannels, costPerItem: g.outputPlane * kk) { planes in

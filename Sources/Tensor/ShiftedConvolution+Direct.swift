@@ -86,32 +86,39 @@ extension ShiftedGrid {
     withExtendedLifetime((grid, w, dx)) {}
   }
 
-  /// dW[o, c, k] = sum over grid positions t of dy[o, t] · x_grid[c, t + offset(k)], the positions
-  /// split into one piece per thread whose sums (8 lanes each) are added in piece and lane order:
-  /// the result depends on the thread count only.
+  /// dW[o, c, k] = sum over grid positions t of dy[o, t] · x_grid[c, t + offset(k)]. The positions
+  /// are split into up to four pieces per thread, which the threads claim as they finish (a static
+  /// split of one piece per thread kept the others waiting whenever one thread lost its core); each
+  /// piece keeps its own sums (8 lanes each), added in piece and lane order, so the result depends on
+  /// the thread count only. A piece zeroes its own sums, and the final additions are split between
+  /// the threads too: neither is serial work.
   private func weightGradientDirect(_ grid: Tensor, reach: Int, _ xp: Tensor, into dw: Tensor) {
     let (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count), pairs = ci * kk, extent = reach + length
-    let pieces = max(1, min(Parallel.threadCount, span / 1024))
-    let partial = Tensor(uninitializedShape: [pieces * o * pairs * 8], dtype: .float32)
+    // At least 2048 positions a piece: the sums of a piece cost o·pairs·8 zeroings and additions
+    // against o·pairs·positions multiply-adds, under 1/256 of them.
+    let pieces = max(1, min(4 * Parallel.threadCount, span / 2048)), sums = o * pairs * 8
+    let partial = Tensor(uninitializedShape: [pieces * sums], dtype: .float32)
     let pp = partial.base(Float.self), out = dw.base(Float.self)
     for group in 0..<g.groups {
       // Pair (c, k) reads input channel c shifted by tap k: pairs in dW's own order.
       let rows = (0..<pairs).map { (group * ci + $0 / kk) * length + offsets[$0 % kk] }
-      pp.update(repeating: 0, count: pieces * o * pairs * 8)
       rows.withUnsafeBufferPointer { rows in
         Parallel.run(pieces) { p in
+          (pp + p * sums).update(repeating: 0, count: sums)
           reprise_shifted_weight_gradient_f32(
             grid.base(Float.self) + group * o * extent + reach, extent, o, xp.base(Float.self), rows.baseAddress, pairs,
-            span * p / pieces / 8 * 8, p == pieces - 1 ? span : span * (p + 1) / pieces / 8 * 8, pp + p * o * pairs * 8)
+            span * p / pieces / 8 * 8, p == pieces - 1 ? span : span * (p + 1) / pieces / 8 * 8, pp + p * sums)
         }
       }
-      for i in 0..<o * pairs {
-        var total: Float = 0
-        for p in 0..<pieces {
-          let lanes = pp + (p * o * pairs + i) * 8
-          for lane in 0..<8 { total += lanes[lane] }
+      Parallel.forRanges(o * pairs, costPerItem: pieces * 8) { range in
+        for i in range {
+          var total: Float = 0
+          for p in 0..<pieces {
+            let lanes = pp + p * sums + i * 8
+            for lane in 0..<8 { total += lanes[lane] }
+          }
+          out[group * o * pairs + i] = total
         }
-        out[group * o * pairs + i] = total
       }
     }
     withExtendedLifetime((grid, xp, partial, dw)) {}

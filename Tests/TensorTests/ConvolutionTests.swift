@@ -98,6 +98,14 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 3, inputChannels: 4, outputChannels: 4, height: 8, width: 9, kernelHeight: 5, kernelWidth: 5, stride: 2, padding: 2, dilation: 1, groups: 4),
     Configuration(batch: 1, inputChannels: 2, outputChannels: 2, height: 5, width: 4, kernelHeight: 7, kernelWidth: 7, stride: 1, padding: 3, dilation: 1, groups: 2),
     Configuration(batch: 2, inputChannels: 5, outputChannels: 5, height: 9, width: 7, kernelHeight: 3, kernelWidth: 2, stride: [1, 3], padding: [2, 1], dilation: [2, 1], groups: 5),
+    // Strided ones through the phase grids: MobileNetV2's 3x3 stride 2 on rows of 32 (whole tiles of
+    // 8) and of odd width, stride 3 with dilation, a stride larger than the kernel (phases with no
+    // tap), and no padding.
+    Configuration(batch: 1, inputChannels: 2, outputChannels: 2, height: 32, width: 32, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 2),
+    Configuration(batch: 2, inputChannels: 2, outputChannels: 2, height: 11, width: 13, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 2),
+    Configuration(batch: 1, inputChannels: 3, outputChannels: 3, height: 17, width: 19, kernelHeight: 3, kernelWidth: 5, stride: [3, 2], padding: [2, 3], dilation: [2, 3], groups: 3),
+    Configuration(batch: 2, inputChannels: 2, outputChannels: 2, height: 10, width: 9, kernelHeight: 2, kernelWidth: 2, stride: 3, padding: 0, dilation: 1, groups: 2),
+    Configuration(batch: 1, inputChannels: 2, outputChannels: 2, height: 16, width: 20, kernelHeight: 7, kernelWidth: 7, stride: 2, padding: 3, dilation: 1, groups: 2),
   ]
 
   /// Forward and both gradients (separately and from `conv2dBackward`) agree with the reference to

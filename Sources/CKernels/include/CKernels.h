@@ -64,7 +64,8 @@ void reprise_shifted_weight_gradient_f32(
 /// `reprise_depthwise_weight_gradient_plane_f32` need for an output plane of `height` x `width`.
 long reprise_depthwise_scratch_count(long height, long width);
 
-/// One plane of a stride-1 depthwise convolution on a zero-padded grid of row pitch `pitch`:
+/// One plane of a depthwise convolution on a zero-padded grid of row pitch `pitch` (a strided one
+/// on a grid of the padded plane's phases, see DepthwiseConvolution+Planes.swift):
 ///
 ///   output[y * width + x] = sum over t < taps of weights[t] * grid[y * pitch + x + offsets[t]]
 ///
