@@ -56,7 +56,10 @@ public final class StandardConvolution: Layer {
   public var children: [(name: String, module: any Module)] { [("conv", conv), ("bn", bn)] }
 
   /// BN of the convolution.
-  public func callAsFunction(_ input: Variable) -> Variable { bn(conv(input)) }
+  public func callAsFunction(_ input: Variable) -> Variable { callAsFunction(input, applyingReLU: false) }
+
+  /// BN of the convolution, and a ReLU in the BN's pass when `applyingReLU`.
+  public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable { bn(conv(input), applyingReLU: applyingReLU) }
 }
 
 /// Depthwise 3x3 (with the stride), pointwise 1x1 with bias, BN; nothing between the two convolutions.
@@ -74,7 +77,12 @@ public final class DepthwiseSeparableConvolution: Layer {
   public var children: [(name: String, module: any Module)] { [("depthwise", depthwise), ("pointwise", pointwise), ("bn", bn)] }
 
   /// BN of the pointwise convolution of the depthwise one.
-  public func callAsFunction(_ input: Variable) -> Variable { bn(pointwise(depthwise(input))) }
+  public func callAsFunction(_ input: Variable) -> Variable { callAsFunction(input, applyingReLU: false) }
+
+  /// BN of the pointwise convolution of the depthwise one, and a ReLU in the BN's pass when `applyingReLU`.
+  public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
+    bn(pointwise(depthwise(input)), applyingReLU: applyingReLU)
+  }
 }
 
 /// Multiception: depthwise KxK convolutions for every K in `kernels` at full resolution, their
@@ -101,10 +109,13 @@ public final class MulticeptionConvolution: Layer {
   }
 
   /// The layer applied to `input`.
-  public func callAsFunction(_ input: Variable) -> Variable {
+  public func callAsFunction(_ input: Variable) -> Variable { callAsFunction(input, applyingReLU: false) }
+
+  /// The layer applied to `input`, and a ReLU in the last BN's pass when `applyingReLU`.
+  public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
     let paddings = depthwise.map { IntOrPair(($0.weight.shape[2] - 1) / 2) }
     let branches = concatenatedConv2d(input, depthwise.map(\.weight), paddings: paddings, groups: input.shape[1])
-    return bn2(pointwise(bn1(branches)))
+    return bn2(pointwise(bn1(branches)), applyingReLU: applyingReLU)
   }
 }
 

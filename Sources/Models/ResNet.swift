@@ -135,7 +135,7 @@ public final class BasicBlock: Layer {
         keep = survival
       }
     }
-    var h = bn2(conv2(relu(first(x))))
+    var h = bn2(conv2(first(x, applyingReLU: true)))
     if let squeeze { h = squeeze(h) }
     return relu((keep == 1 ? h : h * keep) + identity)
   }

@@ -23,6 +23,19 @@ public protocol Module: AnyObject {
 public protocol Layer: Module {
   /// The layer applied to `input`; training or inference behaviour follows `LearningPhase/current`.
   func callAsFunction(_ input: Variable) -> Variable
+
+  /// The layer applied to `input`, then a ReLU when `applyingReLU`: the same values and gradients
+  /// as `relu(layer(input))`. A layer that ends in a batch normalisation computes the ReLU in the
+  /// normalisation's own pass, forward and backward (one pass over the output and one stored map
+  /// fewer); the default applies `relu` to the output.
+  func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable
+}
+
+extension Layer {
+  /// `relu(self(input))` when `applyingReLU`, else `self(input)`.
+  public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
+    applyingReLU ? relu(callAsFunction(input)) : callAsFunction(input)
+  }
 }
 
 extension Module {

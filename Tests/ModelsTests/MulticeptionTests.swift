@@ -22,6 +22,30 @@ final class MulticeptionTests: XCTestCase {
     }
   }
 
+  /// `layer(x, applyingReLU: true)` (the ReLU inside the last batch normalisation's pass, for the
+  /// variants that end in one) gives `relu(layer(x))`'s output and gradients, bit for bit in
+  /// Float32, in training and inference.
+  func testFusedReLUEqualsReLUOfEveryVariant() {
+    for variant in ConvolutionVariant.allCases {
+      for phase in [LearningPhase.training, .inference] {
+        RandomGenerator.global = RandomGenerator(seed: 24)
+        let layer = variant.make(inputChannels: 6, outputChannels: 8, stride: 1, kernels: [3, 5], fan: .fanIn)
+        var random = RandomGenerator(seed: 25)
+        let x = Variable(Tensor(randomNormal: [2, 6, 9, 8], using: &random), requiresGrad: true)
+        let seed = Tensor(randomNormal: [2, 8, 9, 8], using: &random)
+        func run(_ body: () -> Variable) -> [[Float]] {
+          for leaf in [x] + layer.parameters { leaf.grad = nil }
+          let y = withLearningPhase(phase) { body() }
+          y.backward(seed: seed)
+          return [y.value.scalars(as: Float.self)] + ([x] + layer.parameters).map { $0.grad!.scalars(as: Float.self) }
+        }
+        let separate = run { relu(layer(x)) }, fused = run { layer(x, applyingReLU: true) }
+        XCTAssertEqual(fused, separate, "\(variant) \(phase)")
+        XCTAssertTrue(separate[0].contains(0) && separate[0].contains { $0 > 0 }, "the ReLU cuts: \(variant)")
+      }
+    }
+  }
+
   /// The concatenated depthwise branches equal separate depthwise convolutions concatenated.
   func testMulticeptionBranchesEqualSeparateConvolutions() {
     var random = RandomGenerator(seed: 23)

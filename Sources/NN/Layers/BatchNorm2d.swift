@@ -46,13 +46,18 @@ public class BatchNorm2d: Layer {
   public func callAsFunction(_ input: Variable) -> Variable { callAsFunction(input, applyingReLU: false) }
 
   /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
+  public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
+    callAsFunction(input, applyingReLU: applyingReLU, statistics: nil)
+  }
+
+  /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
   ///
   /// - `statistics`: in training, `input`'s batch mean and biased variance when the caller
   ///   already has them (``FeatureBuffer/batchStatistics(_:)``), which saves a pass over the input;
   ///   they must be exactly those `batchNormStatistics` computes, or the gradients are wrong.
-  ///   Unused in inference.
+  ///   Unused in inference; nil computes them.
   public func callAsFunction(
-    _ input: Variable, applyingReLU: Bool, statistics: (mean: Tensor, variance: Tensor)? = nil
+    _ input: Variable, applyingReLU: Bool, statistics: (mean: Tensor, variance: Tensor)?
   ) -> Variable {
     checkInput(input)
     guard LearningPhase.current == .training else {

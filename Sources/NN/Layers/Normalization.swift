@@ -6,13 +6,16 @@ import TensorModule
 /// running-statistics update as ``BatchNorm2d``, whose kernels it uses.
 public final class BatchNorm1d: BatchNorm2d {
   /// The normalised input.
-  public override func callAsFunction(_ input: Variable) -> Variable {
+  public override func callAsFunction(_ input: Variable) -> Variable { callAsFunction(input, applyingReLU: false) }
+
+  /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
+  public override func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
     let shape = input.shape
     require(
       (shape.count == 2 || shape.count == 3) && shape[1] == weight.shape[0],
       "BatchNorm1d: input \(shape) does not have \(weight.shape[0]) channels in [N, C] or [N, C, L]")
     let planes = reshape(input, to: [shape[0], shape[1], shape.count == 3 ? shape[2] : 1, 1])
-    return reshape(super.callAsFunction(planes, applyingReLU: false), to: shape)
+    return reshape(super.callAsFunction(planes, applyingReLU: applyingReLU, statistics: nil), to: shape)
   }
 }
 
