@@ -22,13 +22,15 @@ struct ConvolutionPlan {
   let g: ConvolutionGeometry
   let method: Method
   /// Whether the weight gradient goes through im2col chunks and one GEMM each although the
-  /// method is the shifted grid: ungrouped convolutions with 64 outputs or more. The direct kernel's
-  /// weight gradient keeps a tile of sums per (output, channel, tap) over every grid position, and
-  /// for wide layers (ShakeNet's 96 to 384 channels) OpenBLAS's blocked product is faster, the
-  /// im2col matrix costing 1/(2·outputs) of a copy per multiply-add (docs/performance.md). Its
-  /// forward pass and input gradient were slower through im2col and stay direct.
+  /// method is the shifted grid: ungrouped convolutions with more than 64 outputs. The direct
+  /// kernel's weight gradient keeps 8 lanes of sums per (output, channel, tap) and adds a block of
+  /// positions into them at a time; for wide layers (ShakeNet's 96 to 384 channels) those sums
+  /// outgrow the caches and OpenBLAS's blocked product is faster, the im2col matrix costing
+  /// 1/(2·outputs) of a copy per multiply-add, while at 64 (ResNet-20's and SE-ResNet-56's last
+  /// stage) the direct kernel is (docs/performance.md). The forward pass and input gradient were
+  /// slower through im2col at every width and stay direct.
   var weightGradientByColumns: Bool {
-    if case .shiftedGrid = method { g.groups == 1 && g.groupOutputs >= 64 } else { false }
+    if case .shiftedGrid = method { g.groups == 1 && g.groupOutputs > 64 } else { false }
   }
 
   init(_ g: ConvolutionGeometry) {
