@@ -181,6 +181,18 @@ final class ConvolutionTests: XCTestCase {
     XCTAssertEqual(dx.shape, part.shape)
   }
 
+  /// The direct weight gradient over a grid long enough to be split into several pieces (16 images
+  /// of 32x32: up to four per thread, each with its own sums) equals the Float64 path's to Float32
+  /// rounding, and a second run gives the same bits.
+  func testDirectWeightGradientInManyPiecesMatchesFloat64() {
+    var random = RandomGenerator(seed: 31)
+    let x = Tensor(randomNormal: [16, 4, 32, 32], using: &random), dy = Tensor(randomNormal: [16, 5, 32, 32], using: &random)
+    let dw = conv2dBackwardWeight(dy, x, weightShape: [5, 4, 3, 3], padding: 1)
+    let exact = conv2dBackwardWeight(dy.converted(to: .float64), x.converted(to: .float64), weightShape: [5, 4, 3, 3], padding: 1)
+    assertClose(dw.converted(to: .float64), exact, relativeTolerance: 1e-4, absoluteTolerance: 1e-3)
+    assertBitIdentical(conv2dBackwardWeight(dy, x, weightShape: [5, 4, 3, 3], padding: 1), dw)
+  }
+
   /// Float64 kernels agree with the reference to near machine precision.
   func testFloat64() {
     let c = Configuration(
