@@ -8,6 +8,8 @@
 /// - `depthwise`: one filter per channel, direct loops over planes (``DepthwiseConvolution``).
 /// - `shiftedGrid`: stride 1 and enough channels per group, shifted products over a padded grid with
 ///   no im2col matrix (``ShiftedGrid``; on AVX2 in Float32 a direct register kernel).
+/// - `phaseGrid`: a stride above 1 and enough channels per group, the direct kernels on the input's
+///   phases (``PhaseGrid``); Float32 on AVX2 only, other scalars and processors take im2col.
 /// - `pointwise`: 1x1, stride 1, no padding; the channel-major input is the GEMM operand itself.
 /// - `im2col`: everything else; an im2col matrix of a chunk of images, one GEMM per group and chunk.
 struct ConvolutionPlan {
@@ -15,14 +17,15 @@ struct ConvolutionPlan {
     case empty
     case depthwise(DepthwiseConvolution)
     case shiftedGrid(ShiftedGrid)
+    case phaseGrid(PhaseGrid)
     case pointwise
-    case im2col(imagesPerChunk: Int)
+    case im2col
   }
 
   let g: ConvolutionGeometry
   let method: Method
   /// Whether the weight gradient goes through im2col chunks and one GEMM each although the
-  /// method is the shifted grid: ungrouped convolutions with more than 64 outputs. The direct
+  /// method is the shifted or the phase grid: ungrouped convolutions with more than 64 outputs. The direct
   /// kernel's weight gradient keeps 8 lanes of sums per (output, channel, tap) and adds a block of
   /// positions into them at a time; for wide layers (ShakeNet's 96 to 384 channels) those sums
   /// outgrow the caches and OpenBLAS's blocked product is faster, the im2col matrix costing
@@ -30,7 +33,10 @@ struct ConvolutionPlan {
   /// stage) the direct kernel is (docs/performance.md). The forward pass and input gradient were
   /// slower through im2col at every width and stay direct.
   var weightGradientByColumns: Bool {
-    if case .shiftedGrid = method { g.groups == 1 && g.groupOutputs > 64 } else { false }
+    switch method {
+    case .shiftedGrid, .phaseGrid: g.groups == 1 && g.groupOutputs > 64
+    default: false
+    }
   }
 
   init(_ g: ConvolutionGeometry) {
@@ -41,16 +47,18 @@ struct ConvolutionPlan {
       method = .depthwise(DepthwiseConvolution(g: g))
     } else if ShiftedGrid.applies(to: g) {
       method = .shiftedGrid(ShiftedGrid(g))
+    } else if PhaseGrid.applies(to: g) {
+      method = .phaseGrid(PhaseGrid(g))
     } else if g.isPointwise {
       method = .pointwise
     } else {
-      method = .im2col(imagesPerChunk: Self.imagesPerChunk(g))
+      method = .im2col
     }
   }
 
   /// Images per im2col chunk: about 4M elements of matrix at most, large enough for GEMMs that run
   /// at full speed, small enough to stay out of the memory peak.
-  private static func imagesPerChunk(_ g: ConvolutionGeometry) -> Int {
+  private var imagesPerChunk: Int {
     max(1, min(g.batch, (1 << 22) / (g.patchSize * g.outputPlane)))
   }
 
@@ -67,6 +75,7 @@ struct ConvolutionPlan {
     case .empty: if y.count > 0 { fillZeros(y, T.self) }
     case .depthwise(let d): d.forward(x, w, into: y, T.self)
     case .shiftedGrid(let grid): grid.forward(x, w, into: y, T.self)
+    case .phaseGrid(let grid) where usesVectorKernels(T.self): grid.forward(x, w, into: y)
     case .pointwise:
       let x = pointwiseOperand(x), layout = PlaneLayout(x), ldy = g.batch * g.outputPlane
       let px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
@@ -77,9 +86,9 @@ struct ConvolutionPlan {
           b: px + group * g.groupInputs * layout.channelStride, ldb: max(layout.channelStride, ldy), beta: 0,
           c: py + group * g.groupOutputs * ldy, ldc: ldy)
       }
-    case .im2col(let chunk):
+    case .phaseGrid, .im2col:
       let ldy = g.batch * g.outputPlane, pw = w.base(T.self), py = y.base(T.self)
-      forEachColumnChunk(of: x, chunk, T.self) { group, first, images, col in
+      forEachColumnChunk(of: x, imagesPerChunk, T.self) { group, first, images, col in
         T.gemm(
           transposeA: false, transposeB: false, m: g.groupOutputs, n: images * g.outputPlane, k: g.patchSize, alpha: 1,
           a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: col, ldb: images * g.outputPlane, beta: 0,
@@ -95,6 +104,8 @@ struct ConvolutionPlan {
     case .empty: if dx.count > 0 { fillZeros(dx, T.self) }
     case .depthwise(let d): d.backwardInput(dy, w, into: dx, T.self)
     case .shiftedGrid(let grid): grid.backwardInput(dy, w, into: dx, T.self)
+    case .phaseGrid(let grid) where usesVectorKernels(T.self):
+      grid.backward(dy, input: nil, weight: w, inputGradient: dx, weightGradient: nil)
     case .pointwise:
       let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
       for group in 0..<g.groups {
@@ -103,8 +114,9 @@ struct ConvolutionPlan {
           a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: pdy + group * g.groupOutputs * ldy, ldb: ldy,
           beta: 0, c: pdx + group * g.groupInputs * layout.channelStride, ldc: max(layout.channelStride, ldy))
       }
-    case .im2col(let chunk):
-      let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
+    case .phaseGrid, .im2col:
+      let chunk = imagesPerChunk, layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self)
+      let pdx = dx.base(T.self)
       fillZeros(dx, T.self)
       withColumns(chunk, T.self) { col in
         for group in 0..<g.groups {
@@ -127,9 +139,11 @@ struct ConvolutionPlan {
     switch method {
     case .empty: if dw.count > 0 { fillZeros(dw, T.self) }
     case .depthwise(let d): d.backwardWeight(dy, x, into: dw, T.self)
-    case .shiftedGrid where weightGradientByColumns:
-      columnWeightGradient(dy, x, into: dw, chunk: Self.imagesPerChunk(g), T.self)
+    case .shiftedGrid where weightGradientByColumns, .phaseGrid where weightGradientByColumns:
+      columnWeightGradient(dy, x, into: dw, T.self)
     case .shiftedGrid(let grid): grid.backwardWeight(dy, x, into: dw, T.self)
+    case .phaseGrid(let grid) where usesVectorKernels(T.self):
+      grid.backward(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw)
     case .pointwise:
       let x = pointwiseOperand(x), layout = PlaneLayout(x)
       let pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
@@ -139,14 +153,14 @@ struct ConvolutionPlan {
           a: pdy + group * g.groupOutputs * ldy, lda: ldy, b: px + group * g.groupInputs * layout.channelStride,
           ldb: max(layout.channelStride, ldy), beta: 0, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
       }
-    case .im2col(let chunk): columnWeightGradient(dy, x, into: dw, chunk: chunk, T.self)
+    case .phaseGrid, .im2col: columnWeightGradient(dy, x, into: dw, T.self)
     }
   }
 
   /// The weight gradient as a GEMM of the output gradient with each chunk's im2col matrix.
-  private func columnWeightGradient<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, chunk: Int, _: T.Type) {
+  private func columnWeightGradient<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
     let ldy = g.batch * g.outputPlane, pdy = dy.base(T.self), pdw = dw.base(T.self)
-    forEachColumnChunk(of: x, chunk, T.self) { group, first, images, col in
+    forEachColumnChunk(of: x, imagesPerChunk, T.self) { group, first, images, col in
       T.gemm(
         transposeA: false, transposeB: true, m: g.groupOutputs, n: g.patchSize, k: images * g.outputPlane, alpha: 1,
         a: pdy + group * g.groupOutputs * ldy + first * g.outputPlane, lda: ldy, b: col, ldb: images * g.outputPlane,

@@ -21,6 +21,10 @@ final class ConvolutionPlanTests: XCTestCase {
     // (ShakeNet's narrowest): the weight gradient through im2col.
     ("shiftedGrid", Configuration(batch: 1, inputChannels: 4, outputChannels: 64, height: 4, width: 3, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
     ("shiftedGrid", Configuration(batch: 1, inputChannels: 4, outputChannels: 96, height: 4, width: 3, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)),
+    // Strided with enough channels: the phase grids (Float64 runs im2col for them), through the
+    // direct weight gradient up to 64 outputs and through im2col above.
+    ("phaseGrid", Configuration(batch: 2, inputChannels: 4, outputChannels: 6, height: 7, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
+    ("phaseGrid", Configuration(batch: 1, inputChannels: 4, outputChannels: 96, height: 5, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
     ("pointwise", Configuration(batch: 3, inputChannels: 4, outputChannels: 6, height: 5, width: 4, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0, dilation: 1, groups: 2)),
     ("im2col", Configuration(batch: 2, inputChannels: 3, outputChannels: 5, height: 7, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
     ("im2col", Configuration(batch: 2, inputChannels: 2, outputChannels: 4, height: 6, width: 6, kernelHeight: 5, kernelWidth: 5, stride: 1, padding: 2, dilation: 1, groups: 1)),
@@ -41,7 +45,7 @@ final class ConvolutionPlanTests: XCTestCase {
     ConvolutionTests.checkAgainstReference(configurations, dtype: .float64, tolerance: 1e-10)
   }
 
-  /// The AVX-512 tiles of the shifted grid's direct kernels agree with the AVX2 tiles: the forward
+  /// The AVX-512 tiles of the direct kernels (shifted and phase grids) agree with the AVX2 tiles: the forward
   /// pass and the input gradient bit for bit (the same sums in the same order), the weight gradient
   /// to rounding (its lanes are summed in another order). With ConvolutionTests, which checks the
   /// tiles the processor runs against the reference loops, this covers both tiles on a processor
@@ -52,7 +56,7 @@ final class ConvolutionPlanTests: XCTestCase {
     let rows = [(8, 8), (5, 16), (3, 32)].map { h, w in
       Configuration(batch: 3, inputChannels: 6, outputChannels: 13, height: h, width: w, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)
     }
-    for c in ConvolutionTests.shiftedConfigurations + rows {
+    for c in ConvolutionTests.shiftedConfigurations + ConvolutionTests.stridedConfigurations + rows {
       let x = Tensor(randomNormal: [c.batch, c.inputChannels, c.height, c.width], using: &random)
       let w = Tensor(randomNormal: [c.outputChannels, c.inputChannels / c.groups, c.kernelHeight, c.kernelWidth], using: &random)
       func run() -> (Tensor, Tensor, Tensor) {
@@ -72,11 +76,11 @@ final class ConvolutionPlanTests: XCTestCase {
     }
   }
 
-  /// Ungrouped shifted-grid convolutions with more than 64 outputs take their weight gradient
-  /// through im2col; narrower or grouped ones, and other methods, do not.
+  /// Ungrouped shifted- and phase-grid convolutions with more than 64 outputs take their weight
+  /// gradient through im2col; narrower or grouped ones, and other methods, do not.
   func testWideLayersTakeTheirWeightGradientThroughColumns() {
     for (method, c) in Self.cases {
-      let expected = method == "shiftedGrid" && c.outputChannels > 64 && c.groups == 1
+      let expected = ["shiftedGrid", "phaseGrid"].contains(method) && c.outputChannels > 64 && c.groups == 1
       XCTAssertEqual(ConvolutionPlan(Self.geometry(c)).weightGradientByColumns, expected, "\(c)")
     }
   }
@@ -105,6 +109,7 @@ final class ConvolutionPlanTests: XCTestCase {
     case .empty: "empty"
     case .depthwise: "depthwise"
     case .shiftedGrid: "shiftedGrid"
+    case .phaseGrid: "phaseGrid"
     case .pointwise: "pointwise"
     case .im2col: "im2col"
     }

@@ -91,6 +91,26 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 2, inputChannels: 6, outputChannels: 7, height: 3, width: 20, kernelHeight: 3, kernelWidth: 5, stride: 1, padding: [1, 2], dilation: 1, groups: 1),
   ]
 
+  /// Strided convolutions with enough channels for the phase grids (the direct kernels on the
+  /// input's phases): ResNet's 3x3 stride 2 on odd and on whole-tile widths, on rows long enough for
+  /// the phases' vector copies (9 to 21 values a phase row, ends included), its 1x1 stride-2
+  /// shortcut (one phase), a stride of 1 in one direction, strides and dilations that put several
+  /// taps in a phase, a stride larger than the kernel (phases no tap reads, pixels beyond the last
+  /// output's reach), a padding wider than the kernel's reach, MixConv's 5x5, and groups.
+  static let stridedConfigurations = [
+    Configuration(batch: 2, inputChannels: 4, outputChannels: 6, height: 9, width: 10, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1),
+    Configuration(batch: 1, inputChannels: 4, outputChannels: 5, height: 16, width: 16, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1),
+    Configuration(batch: 1, inputChannels: 4, outputChannels: 4, height: 5, width: 41, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1),
+    Configuration(batch: 2, inputChannels: 4, outputChannels: 4, height: 3, width: 18, kernelHeight: 3, kernelWidth: 3, stride: [1, 2], padding: [1, 0], dilation: 1, groups: 1),
+    Configuration(batch: 3, inputChannels: 5, outputChannels: 4, height: 7, width: 8, kernelHeight: 1, kernelWidth: 1, stride: 2, padding: 0, dilation: 1, groups: 1),
+    Configuration(batch: 2, inputChannels: 4, outputChannels: 4, height: 6, width: 9, kernelHeight: 3, kernelWidth: 3, stride: [1, 2], padding: 1, dilation: 1, groups: 1),
+    Configuration(batch: 2, inputChannels: 6, outputChannels: 5, height: 11, width: 9, kernelHeight: 3, kernelWidth: 2, stride: [2, 3], padding: [2, 1], dilation: [2, 3], groups: 1),
+    Configuration(batch: 2, inputChannels: 4, outputChannels: 5, height: 10, width: 9, kernelHeight: 2, kernelWidth: 2, stride: 3, padding: 0, dilation: 1, groups: 1),
+    Configuration(batch: 1, inputChannels: 4, outputChannels: 4, height: 5, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 3, dilation: 1, groups: 1),
+    Configuration(batch: 1, inputChannels: 4, outputChannels: 7, height: 11, width: 12, kernelHeight: 5, kernelWidth: 5, stride: 2, padding: 2, dilation: 1, groups: 1),
+    Configuration(batch: 2, inputChannels: 16, outputChannels: 8, height: 6, width: 7, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 2),
+  ]
+
   /// Depthwise convolutions (the direct kernel): kernels 3, 5 and 7 with their paddings, strides,
   /// dilation, non-square kernels and maps smaller than the kernel's reach.
   static let depthwiseConfigurations = [
@@ -109,9 +129,12 @@ final class ConvolutionTests: XCTestCase {
   ]
 
   /// Forward and both gradients (separately and from `conv2dBackward`) agree with the reference to
-  /// 1e-5 relative in Float32 on 24 random configurations and the shifted and depthwise ones above.
+  /// 1e-5 relative in Float32 on 24 random configurations and the shifted, strided and depthwise
+  /// ones above.
   func testForwardAndGradientsMatchReferenceLoops() {
-    Self.checkAgainstReference(Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.depthwiseConfigurations, dtype: .float32, tolerance: 1e-5)
+    Self.checkAgainstReference(
+      Self.randomConfigurations(24, seed: 7) + Self.shiftedConfigurations + Self.stridedConfigurations + Self.depthwiseConfigurations,
+      dtype: .float32, tolerance: 1e-5)
   }
 
   /// The same in Float64 for the shifted configurations: where the processor has the Float32 direct

@@ -1,0 +1,113 @@
+import CKernels
+
+/// The drivers of the C direct-convolution kernels (`reprise_shifted_convolution_f32` and
+/// `reprise_shifted_weight_gradient_f32`, see CKernels.h), shared by the two grids that feed them:
+/// the shifted grid of stride-1 convolutions (``ShiftedGrid``) and the phase grids of strided ones
+/// (``PhaseGrid``). A grid holds each input channel's images one after another, every image
+/// `pitch.image` elements long with rows `pitch.row` apart; a kernel tap is a constant offset into
+/// it. Float32 only, on processors where `usesVectorKernels` says yes.
+enum DirectConvolution {
+  /// How the rows of one channel lie in a grid: images `image` elements apart, rows `row` apart.
+  struct Pitch {
+    let image, row: Int
+  }
+
+  /// One group's weights `w(o, c, k) = weights[o·outputStride + c·channelStride + k·tapStride]`,
+  /// `taps` of them, in the kernel's tiles.
+  static func packTaps(
+    _ weights: UnsafePointer<Float>, outputs: Int, channels: Int, taps: Int, outputStride: Int, channelStride: Int,
+    tapStride: Int = 1
+  ) -> [Float] {
+    [Float](unsafeUninitializedCapacity: reprise_packed_taps_count(outputs, channels, taps)) { buffer, count in
+      reprise_pack_taps_f32(weights, outputs, channels, taps, outputStride, channelStride, tapStride, buffer.baseAddress)
+      count = buffer.count
+    }
+  }
+
+  /// Every output row (n, y) of `batch` images of `outputs` planes of `height` x `width` at `output`
+  /// (images `outputImageStride` apart, channels `outputChannelStride` apart), row (n, y) reading
+  /// the grid from origin + n·pitch.image + y·pitch.row shifted by each offset. The rows are split
+  /// between threads; each output element is one sum in a fixed order whatever the split.
+  static func convolveRows(
+    grid: UnsafePointer<Float>, gridChannelStride: Int, channels: Int, packed: [Float], outputs: Int, offsets: [Int],
+    origin: Int, pitch: Pitch, batch: Int, height: Int, width: Int, into output: UnsafeMutablePointer<Float>,
+    outputImageStride: Int, outputChannelStride: Int
+  ) {
+    let kk = offsets.count
+    packed.withUnsafeBufferPointer { packed in
+      offsets.withUnsafeBufferPointer { offsets in
+        Parallel.forRanges(batch * height, costPerItem: outputs * channels * kk * width) { rows in
+          reprise_shifted_convolution_f32(
+            grid, gridChannelStride, channels, packed.baseAddress, outputs, offsets.baseAddress, kk, rows.lowerBound,
+            rows.count, height, width, pitch.image, pitch.row, origin, output, outputImageStride, outputChannelStride)
+        }
+      }
+    }
+  }
+
+  /// The output gradient `dy` [N, O, OH, OW] laid on a grid of `pitch` behind `reach` zeros: output
+  /// (n, y, x) of channel o at o·extent + reach + n·pitch.image + y·pitch.row + x, zeros elsewhere;
+  /// [O, extent]. The input gradient reads it shifted back by each tap's offset, and the zeros make
+  /// every read that falls outside an output a zero.
+  static func gradientGrid(_ dy: Tensor, reach: Int, pitch: Pitch, extent: Int) -> Tensor {
+    let (batch, channels, oh, ow) = (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])
+    let grid = Tensor(uninitializedShape: [channels * extent], dtype: .float32)
+    let layout = PlaneLayout(dy), src = dy.base(Float.self), dst = grid.base(Float.self)
+    Parallel.forRanges(channels, costPerItem: extent) { range in
+      for channel in range {
+        // One pass over the row: zeros only between the copied output rows.
+        let row = dst + channel * extent
+        var written = 0
+        for n in 0..<batch {
+          for y in 0..<oh {
+            let start = reach + n * pitch.image + y * pitch.row
+            (row + written).update(repeating: 0, count: start - written)
+            (row + start).update(from: src + n * layout.imageStride + channel * layout.channelStride + y * ow, count: ow)
+            written = start + ow
+          }
+        }
+        (row + written).update(repeating: 0, count: extent - written)
+      }
+    }
+    withExtendedLifetime(dy) {}
+    return grid
+  }
+
+  /// One group's weight gradient, dW[o·pairs + p] = sum over positions t < span of
+  /// gradient[o·gradientChannelStride + t] · grid[rows[p] + t], into `dw` (outputs·pairs floats).
+  ///
+  /// The positions are split into up to four pieces per thread, which the threads claim as they
+  /// finish (a static split of one piece per thread kept the others waiting whenever one thread lost
+  /// its core); each piece keeps its own sums (8 lanes each), added in piece and lane order, so the
+  /// result depends on the thread count only. A piece zeroes its own sums, and the final additions
+  /// are split between the threads too: neither is serial work.
+  static func weightGradient(
+    gradient: UnsafePointer<Float>, gradientChannelStride: Int, outputs: Int, grid: UnsafePointer<Float>, rows: [Int],
+    span: Int, into dw: UnsafeMutablePointer<Float>
+  ) {
+    let pairs = rows.count
+    // At least 2048 positions a piece: the sums of a piece cost outputs·pairs·8 zeroings and
+    // additions against outputs·pairs·positions multiply-adds, under 1/256 of them.
+    let pieces = max(1, min(4 * Parallel.threadCount, span / 2048)), sums = outputs * pairs * 8
+    let scratch = Tensor(uninitializedShape: [pieces * sums], dtype: .float32), partial = scratch.base(Float.self)
+    rows.withUnsafeBufferPointer { rows in
+      Parallel.run(pieces) { p in
+        (partial + p * sums).update(repeating: 0, count: sums)
+        reprise_shifted_weight_gradient_f32(
+          gradient, gradientChannelStride, outputs, grid, rows.baseAddress, pairs, span * p / pieces / 8 * 8,
+          p == pieces - 1 ? span : span * (p + 1) / pieces / 8 * 8, partial + p * sums)
+      }
+    }
+    Parallel.forRanges(outputs * pairs, costPerItem: pieces * 8) { range in
+      for i in range {
+        var total: Float = 0
+        for p in 0..<pieces {
+          let lanes = partial + p * sums + i * 8
+          for lane in 0..<8 { total += lanes[lane] }
+        }
+        dw[i] = total
+      }
+    }
+    withExtendedLifetime(scratch) {}
+  }
+}

@@ -1,0 +1,265 @@
+/// Strided convolution on the input's phase grids, computed by the direct kernels of the stride-1
+/// shifted grid (``DirectConvolution``), for Float32 on processors with AVX2 and FMA.
+///
+/// With stride s, output (oy, ox) reads padded input (oy·s + ky·d, ox·s + kx·d). Split each padded
+/// plane into its phases, one per remainder (a, b) of row and column modulo the stride: phase (a, b)
+/// holds padded pixel (i·s + a, j·s + b) at (i, j). Tap (ky, kx) then reads phase
+/// (ky·d mod s, kx·d mod s) at (oy + ky·d / s, ox + kx·d / s): at consecutive positions, as a
+/// stride-1 tap does, so the stride-1 kernel computes any stride with offsets into the phases.
+/// Only the phases some tap reads are stored (one, a subsampled copy, for a 1x1 stride-2 shortcut).
+/// A phase is PH x PW with PH = OH + max(ky·d / s) and PW likewise; a channel holds its phases one
+/// after another, each with the batch's images one after another. This replaces the im2col matrix
+/// (KH·KW copies of the output's positions) by one copy of the input, and a GEMM on it by the
+/// direct kernels (docs/performance.md).
+///
+/// The input gradient is computed per phase: input pixels of phase (a, b) receive, from each tap of
+/// that phase, the output gradient shifted back by the tap's offset, which is the forward kernel run
+/// over the output gradient laid on the phase pitch, with that phase's taps only. Pixels of phases
+/// no tap reads, or beyond the last output's reach, get zero. The weight gradient sums over the
+/// output positions laid on that same pitch.
+struct PhaseGrid {
+  let g: ConvolutionGeometry
+  /// The rows and columns of one image's phase.
+  let phaseHeight, phaseWidth: Int
+  /// The phases some tap reads, as (row remainder, column remainder), in grid order.
+  let phases: [(row: Int, column: Int)]
+  /// Per kernel tap (ky, kx), in tap order: the index of its phase in `phases`.
+  let tapPhases: [Int]
+  /// Per kernel tap: its shift within its phase, ky·d / s rows and kx·d / s columns.
+  let shifts: [(row: Int, column: Int)]
+  /// Per kernel tap: the offset of its reads from an output's grid position.
+  let offsets: [Int]
+
+  init(_ g: ConvolutionGeometry) {
+    self.g = g
+    var phases: [(row: Int, column: Int)] = [], tapPhases: [Int] = [], shifts: [(row: Int, column: Int)] = []
+    for k in 0..<g.kernelHeight * g.kernelWidth {
+      let down = k / g.kernelWidth * g.dilation.height, across = k % g.kernelWidth * g.dilation.width
+      let phase = (row: down % g.stride.height, column: across % g.stride.width)
+      if let index = phases.firstIndex(where: { $0 == phase }) {
+        tapPhases.append(index)
+      } else {
+        tapPhases.append(phases.count)
+        phases.append(phase)
+      }
+      shifts.append((down / g.stride.height, across / g.stride.width))
+    }
+    let (ph, pw) = (g.outputHeight + shifts.map(\.row).max()!, g.outputWidth + shifts.map(\.column).max()!)
+    (self.phases, self.tapPhases, self.shifts, phaseHeight, phaseWidth) = (phases, tapPhases, shifts, ph, pw)
+    offsets = zip(tapPhases, shifts).map { phase, shift in phase * g.batch * ph * pw + shift.row * pw + shift.column }
+  }
+
+  /// Whether this path computes the convolution: a stride above 1 and, as for the shifted grid, enough
+  /// channels per group for the direct kernel's tiles (see ``ShiftedGrid/applies(to:)``).
+  static func applies(to g: ConvolutionGeometry) -> Bool {
+    g.stride != 1 && g.groupInputs >= (g.groups == 1 ? 4 : 8) && g.groupOutputs >= 4
+  }
+
+  /// Images every PH·PW elements of a phase, rows every PW.
+  var pitch: DirectConvolution.Pitch { DirectConvolution.Pitch(image: phaseHeight * phaseWidth, row: phaseWidth) }
+  /// Elements of one phase of one channel: the batch's images.
+  var phaseLength: Int { g.batch * phaseHeight * phaseWidth }
+  /// Elements of one channel: its phases.
+  var length: Int { phases.count * phaseLength }
+  /// Grid positions from the first output to the last, on the phase pitch.
+  var span: Int { (g.batch - 1) * phaseHeight * phaseWidth + (g.outputHeight - 1) * phaseWidth + g.outputWidth }
+
+  /// The phases of image tensor `x` ([N, C, H, W] with dense planes), zero where they fall in the
+  /// padding: [C, phases, N, PH, PW] flattened.
+  func phased(_ x: Tensor) -> Tensor {
+    let out = Tensor(uninitializedShape: [g.inputChannels * length], dtype: .float32)
+    let layout = PlaneLayout(x), src = x.base(Float.self), dst = out.base(Float.self)
+    let (h, w, ph, pw, sh, sw) = (g.height, g.width, phaseHeight, phaseWidth, g.stride.height, g.stride.width)
+    // The phase columns that hold input pixels, per phase; rows are tested as they are copied.
+    let inside = phases.map { Self.inside(remainder: $0.column, padding: g.padding.width, size: w, stride: sw, count: pw) }
+    Parallel.forRanges(g.inputChannels * g.batch, costPerItem: phases.count * ph * pw) { planes in
+      for p in planes {
+        let c = p / g.batch, n = p % g.batch, from = src + n * layout.imageStride + c * layout.channelStride
+        for (index, phase) in phases.enumerated() {
+          let to = dst + c * length + index * phaseLength + n * ph * pw, columns = inside[index]
+          // Counters rather than a division per element: input row y and column x step by the stride.
+          var y = phase.row - g.padding.height
+          for i in 0..<ph {
+            let row = to + i * pw
+            if y >= 0 && y < h {
+              let source = from + y * w + columns.lowerBound * sw + phase.column - g.padding.width
+              let target = row + columns.lowerBound, count = columns.count
+              row.update(repeating: 0, count: columns.lowerBound)
+              Self.gather(source, stride: sw, count: count, into: target)
+              (row + columns.upperBound).update(repeating: 0, count: pw - columns.upperBound)
+            } else {
+              row.update(repeating: 0, count: pw)
+            }
+            y += sh
+          }
+        }
+      }
+    }
+    withExtendedLifetime(x) {}
+    return out
+  }
+
+  /// The positions j < count of a phase whose input coordinate j·stride + remainder - padding lies
+  /// in [0, size).
+  static func inside(remainder: Int, padding: Int, size: Int, stride: Int, count: Int) -> Range<Int> {
+    let lower = padding > remainder ? (padding - remainder + stride - 1) / stride : 0
+    let upper = min(count, (size + padding - remainder + stride - 1) / stride)
+    return lower..<max(lower, upper)
+  }
+
+  /// `y = conv(x, w)` into `y`, channel-major or a channel range of a channel-major tensor.
+  func forward(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
+    let xp = phased(x), w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
+    let layout = PlaneLayout(y)
+    for group in 0..<g.groups {
+      let packed = DirectConvolution.packTaps(
+        w.base(Float.self) + group * o * ci * kk, outputs: o, channels: ci, taps: kk, outputStride: ci * kk, channelStride: kk)
+      DirectConvolution.convolveRows(
+        grid: xp.base(Float.self) + group * ci * length, gridChannelStride: length, channels: ci, packed: packed,
+        outputs: o, offsets: offsets, origin: 0, pitch: pitch, batch: g.batch, height: g.outputHeight,
+        width: g.outputWidth, into: y.base(Float.self) + group * o * layout.channelStride,
+        outputImageStride: layout.imageStride, outputChannelStride: layout.channelStride)
+    }
+    withExtendedLifetime((xp, w, y)) {}
+  }
+
+  /// The input gradient (into `dx`, from `weight`) and the weight gradient (into `dw`, from `x`),
+  /// either or both, from one copy of the output gradient on the phase pitch.
+  func backward(_ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?) {
+    // Behind `reach` zeros every read shifted back by a tap's offset lies in the gradient's grid.
+    let reach = shifts.map(\.row).max()! * phaseWidth + shifts.map(\.column).max()!
+    let grid = DirectConvolution.gradientGrid(dy, reach: reach, pitch: pitch, extent: reach + phaseLength)
+    if let dw, let x { weightGradient(grid, reach: reach, x, into: dw) }
+    if let dx, let weight { inputGradient(grid, reach: reach, weight, into: dx) }
+  }
+
+  /// dW[o, c, k] = sum over output positions t of dy[o, t] · phases[c, t + offset(k)].
+  private func weightGradient(_ grid: Tensor, reach: Int, _ x: Tensor, into dw: Tensor) {
+    let xp = phased(x), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count), extent = reach + phaseLength
+    for group in 0..<g.groups {
+      DirectConvolution.weightGradient(
+        gradient: grid.base(Float.self) + group * o * extent + reach, gradientChannelStride: extent, outputs: o,
+        grid: xp.base(Float.self), rows: (0..<ci * kk).map { (group * ci + $0 / kk) * length + offsets[$0 % kk] },
+        span: span, into: dw.base(Float.self) + group * o * ci * kk)
+    }
+    withExtendedLifetime((grid, xp, dw)) {}
+  }
+
+  /// Each phase's input pixels from that phase's taps, then laid back into `dx`.
+  private func inputGradient(_ grid: Tensor, reach: Int, _ weight: Tensor, into dx: Tensor) {
+    let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
+    let extent = reach + phaseLength, source = w.base(Float.self)
+    var parts: [(rows: Range<Int>, columns: Range<Int>, values: Tensor)] = []
+    for (index, phase) in phases.enumerated() {
+      let taps = (0..<kk).filter { tapPhases[$0] == index }
+      let rows = Self.inside(remainder: phase.row, padding: g.padding.height, size: g.height, stride: g.stride.height, count: phaseHeight)
+      let columns = Self.inside(remainder: phase.column, padding: g.padding.width, size: g.width, stride: g.stride.width, count: phaseWidth)
+      let plane = rows.count * columns.count
+      let values = Tensor(uninitializedShape: [g.inputChannels * g.batch * plane], dtype: .float32)
+      parts.append((rows, columns, values))
+      if plane == 0 { continue }
+      let backwards = taps.map { reach - shifts[$0].row * phaseWidth - shifts[$0].column }
+      for group in 0..<g.groups {
+        // This phase's taps of the group's weights, w(c, o, t) at [o][c][t]: input channels are the
+        // kernel's outputs here.
+        var phaseWeights = [Float](repeating: 0, count: o * ci * taps.count)
+        for oo in 0..<o {
+          for c in 0..<ci {
+            for (t, k) in taps.enumerated() {
+              phaseWeights[(oo * ci + c) * taps.count + t] = source[((group * o + oo) * ci + c) * kk + k]
+            }
+          }
+        }
+        let packed = DirectConvolution.packTaps(
+          phaseWeights, outputs: ci, channels: o, taps: taps.count, outputStride: taps.count, channelStride: ci * taps.count)
+        DirectConvolution.convolveRows(
+          grid: grid.base(Float.self) + group * o * extent, gridChannelStride: extent, channels: o, packed: packed,
+          outputs: ci, offsets: backwards, origin: rows.lowerBound * phaseWidth + columns.lowerBound, pitch: pitch,
+          batch: g.batch, height: rows.count, width: columns.count,
+          into: values.base(Float.self) + group * ci * g.batch * plane, outputImageStride: plane,
+          outputChannelStride: g.batch * plane)
+      }
+    }
+    interleave(parts, into: dx)
+    withExtendedLifetime((grid, w)) {}
+  }
+
+  /// Lays each phase's input-gradient values ([C, N, rows, columns] per phase) back at their input
+  /// pixels, and zeros at the pixels of no phase.
+  private func interleave(_ parts: [(rows: Range<Int>, columns: Range<Int>, values: Tensor)], into dx: Tensor) {
+    let layout = PlaneLayout(dx), out = dx.base(Float.self)
+    let (h, w, sh, sw, top, left) = (g.height, g.width, g.stride.height, g.stride.width, g.padding.height, g.padding.width)
+    // The index in `phases` of each remainder pair, or nil where no tap reads it; the parts' ranges
+    // and pointers taken out of the tuples, which the loops would otherwise retain and release.
+    let index = (0..<sh * sw).map { r in phases.firstIndex { $0 == (r / sw, r % sw) } }
+    let rows = parts.map(\.rows), columns = parts.map(\.columns), values = parts.map { $0.values.base(Float.self) }
+    Parallel.forRanges(g.inputChannels * g.batch, costPerItem: h * w) { planes in
+      for p in planes {
+        let c = p / g.batch, n = p % g.batch, plane = out + n * layout.imageStride + c * layout.channelStride
+        for y in 0..<h {
+          let row = plane + y * w, i = (y + top) / sh, a = (y + top) % sh
+          row.update(repeating: 0, count: w)
+          for b in 0..<sw {
+            guard let phase = index[a * sw + b], rows[phase].contains(i) else { continue }
+            let (lower, count) = (columns[phase].lowerBound, columns[phase].count)
+            let value = values[phase] + ((c * g.batch + n) * rows[phase].count + i - rows[phase].lowerBound) * count
+            let target = row + lower * sw + b - left
+            Self.scatter(value, count: count, into: target, stride: sw)
+          }
+        }
+      }
+    }
+    withExtendedLifetime(parts) {}
+  }
+
+  /// target[j] = source[j·stride] for j < count. At stride 2 (every strided layer of the models)
+  /// four at a time, the even lanes of 8 loaded values, and the last four as the odd lanes of the 8
+  /// values from one position earlier: no read outside [source, source + 2·count - 1). (Four lanes:
+  /// Swift code for baseline x86-64 has 4-wide vectors.)
+  @inline(__always)
+  static func gather(_ source: UnsafePointer<Float>, stride: Int, count: Int, into target: UnsafeMutablePointer<Float>) {
+    switch stride {
+    case 1: target.update(from: source, count: count)
+    case 2 where count > 4:
+      let raw = UnsafeRawPointer(source), out = UnsafeMutableRawPointer(target)
+      var j = 0
+      while j + 5 <= count {
+        out.storeBytes(of: raw.loadUnaligned(fromByteOffset: 8 * j, as: SIMD8<Float>.self).evenHalf, toByteOffset: 4 * j, as: SIMD4<Float>.self)
+        j += 4
+      }
+      if j < count {
+        let last = count - 4
+        out.storeBytes(
+          of: raw.loadUnaligned(fromByteOffset: 8 * last - 4, as: SIMD8<Float>.self).oddHalf, toByteOffset: 4 * last,
+          as: SIMD4<Float>.self)
+      }
+    default: for j in 0..<count { target[j] = source[j * stride] }
+    }
+  }
+
+  /// target[j·stride] = source[j] for j < count, leaving the positions between untouched. At stride 2
+  /// four at a time into 8 loaded values (their even lanes), within [target, target + 2·count - 1)
+  /// as ``gather(_:stride:count:into:)`` reads.
+  @inline(__always)
+  static func scatter(_ source: UnsafePointer<Float>, count: Int, into target: UnsafeMutablePointer<Float>, stride: Int) {
+    switch stride {
+    case 1: target.update(from: source, count: count)
+    case 2 where count > 4:
+      let raw = UnsafeRawPointer(source), out = UnsafeMutableRawPointer(target)
+      var j = 0
+      while j + 5 <= count {
+        var lanes = out.loadUnaligned(fromByteOffset: 8 * j, as: SIMD8<Float>.self)
+        lanes.evenHalf = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD4<Float>.self)
+        out.storeBytes(of: lanes, toByteOffset: 8 * j, as: SIMD8<Float>.self)
+        j += 4
+      }
+      if j < count {
+        let last = count - 4
+        var lanes = out.loadUnaligned(fromByteOffset: 8 * last - 4, as: SIMD8<Float>.self)
+        lanes.oddHalf = raw.loadUnaligned(fromByteOffset: 4 * last, as: SIMD4<Float>.self)
+        out.storeBytes(of: lanes, toByteOffset: 8 * last - 4, as: SIMD8<Float>.self)
+      }
+    default: for j in 0..<count { target[j * stride] = source[j] }
+    }
+  }
+}
