@@ -137,7 +137,7 @@ public final class BasicBlock: Layer {
     }
     var h = bn2(conv2(first(x, applyingReLU: true)))
     if let squeeze { h = squeeze(h) }
-    return relu((keep == 1 ? h : h * keep) + identity)
+    return addReLU(keep == 1 ? h : h * keep, identity)
   }
 }
 

@@ -2,7 +2,7 @@
 enum BinaryOperation: String {
   case add = "+", subtract = "-", multiply = "*", divide = "/", maximum, minimum, power
   case less = ".<", lessEqual = ".<=", greater = ".>", greaterEqual = ".>=", equal = ".==", notEqual = ".!="
-  case reluGradient
+  case reluGradient, addReLU
 }
 
 extension Tensor {
@@ -72,6 +72,9 @@ private enum GreaterEqual: BinaryFunction { @inline(__always) static func apply<
 private enum Equal: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a == b ? 1 : 0 } }
 private enum NotEqual: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a != b ? 1 : 0 } }
 private enum ReLUGradient: BinaryFunction { @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { b > 0 ? a : 0 } }
+private enum AddReLU: BinaryFunction {
+  @inline(__always) static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { let s = a + b; return s > 0 ? s : 0 }
+}
 
 private func binaryKernel<T: TensorScalar>(
   _ operation: BinaryOperation, _ loop: StridedLoop,
@@ -92,6 +95,7 @@ private func binaryKernel<T: TensorScalar>(
   case .equal: binaryRows(Equal.self, loop, a, b, c)
   case .notEqual: binaryRows(NotEqual.self, loop, a, b, c)
   case .reluGradient: binaryRows(ReLUGradient.self, loop, a, b, c)
+  case .addReLU: binaryRows(AddReLU.self, loop, a, b, c)
   }
 }
 
@@ -156,6 +160,10 @@ extension Tensor {
   /// 1 where `a != b`, else 0 (broadcasting).
   public static func .!= (a: Tensor, b: Tensor) -> Tensor { a.combined(with: b, .notEqual) }
 }
+
+/// `relu(a + b)` in one pass (with broadcasting), bit for bit: a residual connection's sum and
+/// activation without the sum as a tensor of its own.
+public func addReLU(_ a: Tensor, _ b: Tensor) -> Tensor { a.combined(with: b, .addReLU) }
 
 /// The gradient of ReLU in one pass: `gradient` where `output` is positive, 0 elsewhere.
 public func reluBackward(_ gradient: Tensor, output: Tensor) -> Tensor { gradient.combined(with: output, .reluGradient) }

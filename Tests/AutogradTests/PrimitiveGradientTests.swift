@@ -17,6 +17,7 @@ final class PrimitiveGradientTests: XCTestCase {
   func testArithmetic() {
     let a = leaf([2, 3, 4]), b = leaf([3, 1]), p = positiveLeaf([3, 1])
     assertGradientsCorrect(at: [a, b], "add") { add(a, b) }
+    assertGradientsCorrect(at: [a, b], "addReLU") { addReLU(a, b) }
     assertGradientsCorrect(at: [a, b], "multiply") { multiply(a, b) }
     assertGradientsCorrect(at: [a], "negate") { negate(a) }
     assertGradientsCorrect(at: [p], "reciprocal") { reciprocal(p) }

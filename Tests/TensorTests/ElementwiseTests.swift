@@ -90,6 +90,18 @@ final class ElementwiseTests: XCTestCase {
 
   /// `+=` adds over a tensor that alone owns its buffer (no new buffer: the allocator's peak does
   /// not move) and otherwise leaves the tensors that shared the buffer as they were.
+  /// `addReLU(a, b)` is `relu(a + b)` bit for bit: on a channel-major map with a channel-major or an
+  /// image-major second operand, and broadcast; the result keeps the map's layout.
+  func testAddReLUEqualsReLUOfSum() {
+    var random = RandomGenerator(seed: 12)
+    let x = conv2d(Tensor(randomNormal: [3, 4, 5, 6], using: &random), Tensor(randomNormal: [5, 4, 1, 1], using: &random))
+    for b in [x * 0.5 - 0.25, Tensor(randomNormal: x.shape, using: &random), Tensor(randomNormal: [1, 5, 1, 1], using: &random)] {
+      let y = addReLU(x, b)
+      assertBitIdentical(y, relu(x + b))
+      XCTAssertEqual(y.strides, x.strides)
+    }
+  }
+
   func testAddAssignIsInPlaceOnlyForUnsharedBuffers() {
     var random = RandomGenerator(seed: 5)
     let b = Tensor(randomNormal: [64, 1024], dtype: .float64, using: &random)

@@ -8,6 +8,17 @@ public func add(_ a: Variable, _ b: Variable) -> Variable {
   recordOperation("add", a.value + b.value, inputs: [a, b]) { grad in [grad, grad] }
 }
 
+/// relu(a + b), with broadcasting: one pass forward instead of two, and nothing saved but the
+/// output (the sum's pullback passes the gradient through unchanged, so relu's pullback, applied
+/// once, is the gradient of both inputs). ResNet's blocks end with it.
+public func addReLU(_ a: Variable, _ b: Variable) -> Variable {
+  let y = TensorModule.addReLU(a.value, b.value)
+  return recordOperation("addReLU", y, inputs: [a, b]) { [y] grad in
+    let g = reluBackward(grad, output: y)
+    return [g, g]
+  }
+}
+
 /// a * b, with broadcasting.
 public func multiply(_ a: Variable, _ b: Variable) -> Variable {
   let needA = a.requiresGrad, needB = b.requiresGrad
