@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     abstract: "Time training steps of a model on random data (median step time, images/s, peak memory), or a kernel.")
 
   enum Kernel: String, ExpressibleByArgument, CaseIterable {
-    case matmul, allreduce
+    case matmul, conv2d, allreduce
   }
 
   @OptionGroup var modelOptions: ModelOptions
@@ -26,6 +26,8 @@ struct Bench: ParsableCommand {
   @Flag(help: "The model's hand-made checkpoint plan (DenseNet: every dense layer a region over the shared feature buffer; ResNets: every block; SeqResNets: every filter). Off unless given: bench measures the plain step by default, while train uses this plan unless told --no-memory-efficient.")
   var memoryEfficient = false
   @OptionGroup var planOptions: PlanOptions
+  @Option(help: "For --kernel conv2d: the convolution as O,K,S,P or O,K,S,P,G (outputs, square kernel size, stride, padding, groups; default 16,3,1,1), on --batch-size inputs of --input-size (default 16,32,32).")
+  var convolution: String?
   @Option(help: "Matrix size M = N = K for --kernel matmul; Float32 elements summed across the processes for --kernel allreduce (with --distributed).")
   var size = 1024
   @OptionGroup var threadOptions: ThreadOptions
@@ -42,7 +44,14 @@ struct Bench: ParsableCommand {
     if memoryEfficient && planOptions.choosesPlan {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or --memory-budget / --checkpoint-segments")
     }
-    try modelOptions.checkBatch(batchSize, try modelOptions.parsedInputShape(inputSize))
+    if kernel == .conv2d {
+      let shape = try modelOptions.parsedInputShape(inputSize, natural: ConvolutionBenchmark.defaultInput)
+      try modelOptions.checkBatch(batchSize, shape, dtype: dtype)
+      _ = try ConvolutionBenchmark(spec: convolution, batch: batchSize, shape: shape)
+    } else {
+      try modelOptions.checkBatch(batchSize, try modelOptions.parsedInputShape(inputSize))
+    }
+    guard convolution == nil || kernel == .conv2d else { throw ValidationError("--convolution is for --kernel conv2d") }
     try distributedOptions.check()
   }
 
@@ -50,6 +59,7 @@ struct Bench: ParsableCommand {
     let communicator = try distributedOptions.communicator()
     threadOptions.apply(sharingCoresWith: communicator.map(localProcessCount) ?? 1)
     if kernel == .matmul { return try benchMatmul() }
+    if kernel == .conv2d { return try benchConvolution() }
     if kernel == .allreduce, let communicator { return try benchAllreduce(communicator) }
     let state = try weights.map(SavedModel.init)
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize, state: state)

@@ -47,6 +47,10 @@ final class CommandLineTests: XCTestCase {
       (["train", "--save", "/nonexistent/model.safetensors"], "the directory /nonexistent does not exist"),
       (["predict", "--threads", "0", "--weights", "w", "--input", "i", "--output", "o"], "--threads must be in 1...256"),
       (["bench", "--threads", "1000"], "--threads must be in 1...256"),
+      (["bench", "--kernel", "conv2d", "--convolution", "8,3"], "--convolution must be O,K,S,P or O,K,S,P,G"),
+      (["bench", "--kernel", "conv2d", "--convolution", "8,3,1,1,3"], "must both be divisible by 3 groups"),
+      (["bench", "--kernel", "conv2d", "--convolution", "8,40,1,1"], "larger than the padded 32x32 input"),
+      (["bench", "--convolution", "8,3,1,1"], "--convolution is for --kernel conv2d"),
       (["summary", "--input-size", "3,2,2"], "smaller than densenet-bc's smallest input, 4x4"),
       (["eval", "--weights", "missing.safetensors"], "does not exist"),
       (["train", "--sync-batch-norm"], "--sync-batch-norm, --gradient-overlap and --bucket-size need --distributed"),
@@ -71,6 +75,12 @@ final class CommandLineTests: XCTestCase {
     XCTAssertEqual(bench.status, 0, bench.err)
     let timing = try JSONSerialization.jsonObject(with: Data(bench.out.utf8)) as? [String: Any]
     XCTAssertNotNil(timing?["stepSecondsMedian"] as? Double)
+    let convolution = try reprise(
+      "bench", "--kernel", "conv2d", "--batch-size", "2", "--input-size", "4,9,9", "--convolution", "6,3,2,1", "--steps", "1", "--json")
+    XCTAssertEqual(convolution.status, 0, convolution.err)
+    let kernel = try JSONSerialization.jsonObject(with: Data(convolution.out.utf8)) as? [String: Any]
+    XCTAssertEqual(kernel?["output"] as? [Int], [2, 6, 5, 5])
+    XCTAssertNotNil(kernel?["weightGradientSecondsMedian"] as? Double)
   }
 
   func testTrainEvaluatePredictAndResume() throws {
