@@ -8,8 +8,9 @@
 /// - `depthwise`: one filter per channel, direct loops over planes (``DepthwiseConvolution``).
 /// - `shiftedGrid`: stride 1 and enough channels per group, shifted products over a padded grid with
 ///   no im2col matrix (``ShiftedGrid``; on AVX2 in Float32 a direct register kernel).
-/// - `phaseGrid`: a stride above 1 and enough channels per group, the direct kernels on the input's
-///   phases (``PhaseGrid``); Float32 on AVX2 only, other scalars and processors take im2col.
+/// - `phaseGrid`: a stride above 1, enough channels per group and at most 64 outputs per group, the
+///   direct kernels on the input's phases (``PhaseGrid``); Float32 on AVX2 only, other scalars and
+///   processors take im2col.
 /// - `pointwise`: 1x1, stride 1, no padding; the channel-major input is the GEMM operand itself.
 /// - `im2col`: everything else; an im2col matrix of a chunk of images, one GEMM per group and chunk.
 struct ConvolutionPlan {
@@ -25,7 +26,7 @@ struct ConvolutionPlan {
   let g: ConvolutionGeometry
   let method: Method
   /// Whether the weight gradient goes through im2col chunks and one GEMM each although the
-  /// method is the shifted or the phase grid: ungrouped convolutions with more than 64 outputs. The direct
+  /// method is the shifted grid: ungrouped convolutions with more than 64 outputs. The direct
   /// kernel's weight gradient keeps 8 lanes of sums per (output, channel, tap) and adds a block of
   /// positions into them at a time; for wide layers (ShakeNet's 96 to 384 channels) those sums
   /// outgrow the caches and OpenBLAS's blocked product is faster, the im2col matrix costing
@@ -33,10 +34,7 @@ struct ConvolutionPlan {
   /// stage) the direct kernel is (docs/performance.md). The forward pass and input gradient were
   /// slower through im2col at every width and stay direct.
   var weightGradientByColumns: Bool {
-    switch method {
-    case .shiftedGrid, .phaseGrid: g.groups == 1 && g.groupOutputs > 64
-    default: false
-    }
+    if case .shiftedGrid = method { g.groups == 1 && g.groupOutputs > 64 } else { false }
   }
 
   init(_ g: ConvolutionGeometry) {
@@ -139,8 +137,7 @@ struct ConvolutionPlan {
     switch method {
     case .empty: if dw.count > 0 { fillZeros(dw, T.self) }
     case .depthwise(let d): d.backwardWeight(dy, x, into: dw, T.self)
-    case .shiftedGrid where weightGradientByColumns, .phaseGrid where weightGradientByColumns:
-      columnWeightGradient(dy, x, into: dw, T.self)
+    case .shiftedGrid where weightGradientByColumns: columnWeightGradient(dy, x, into: dw, T.self)
     case .shiftedGrid(let grid): grid.backwardWeight(dy, x, into: dw, T.self)
     case .phaseGrid(let grid) where usesVectorKernels(T.self):
       grid.backward(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw)

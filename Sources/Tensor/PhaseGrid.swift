@@ -49,10 +49,13 @@ struct PhaseGrid {
     offsets = zip(tapPhases, shifts).map { phase, shift in phase * g.batch * ph * pw + shift.row * pw + shift.column }
   }
 
-  /// Whether this path computes the convolution: a stride above 1 and, as for the shifted grid, enough
-  /// channels per group for the direct kernel's tiles (see ``ShiftedGrid/applies(to:)``).
+  /// Whether this path computes the convolution: a stride above 1, as for the shifted grid enough
+  /// channels per group for the direct kernel's tiles (see ``ShiftedGrid/applies(to:)``), and at most
+  /// 64 outputs per group. A strided tile reads the stride² times more input than a stride-1 tile
+  /// does for its outputs, and on wider layers (ShakeNet's 192 and 384) OpenBLAS's blocked product
+  /// on the im2col matrix was as fast or faster in all three passes (docs/performance.md).
   static func applies(to g: ConvolutionGeometry) -> Bool {
-    g.stride != 1 && g.groupInputs >= (g.groups == 1 ? 4 : 8) && g.groupOutputs >= 4
+    g.stride != 1 && g.groupInputs >= (g.groups == 1 ? 4 : 8) && (4...64).contains(g.groupOutputs)
   }
 
   /// Images every PH·PW elements of a phase, rows every PW.
