@@ -53,7 +53,9 @@ struct ConvolutionBenchmark {
   /// gradient, each after one run to warm up.
   func run(dtype: DType, repeats: Int) -> (forward: Double, inputGradient: Double, weightGradient: Double) {
     var random = RandomGenerator(seed: 1)
-    let x = Tensor(randomNormal: input, dtype: dtype, using: &random), w = Tensor(randomNormal: weight, dtype: dtype, using: &random)
+    // The input channel-major, as a training step's feature maps are (convolution outputs).
+    let planes = Tensor(randomNormal: [input[1], input[0], input[2], input[3]], dtype: dtype, using: &random)
+    let x = permute(planes, [1, 0, 2, 3]), w = Tensor(randomNormal: weight, dtype: dtype, using: &random)
     let (s, p) = (IntOrPair(stride), IntOrPair(padding))
     // The output itself serves as the output gradient: laid out as a training step's gradient is
     // (channel-major), so no call copies it first.
