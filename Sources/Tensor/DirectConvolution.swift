@@ -73,6 +73,42 @@ enum DirectConvolution {
     return grid
   }
 
+  /// `y = conv(x, w)` of geometry `g` from its input laid on `grid` (one channel every
+  /// `channelLength` elements, the taps at `offsets` from an output's position), into `y`:
+  /// channel-major or a channel range of a channel-major tensor.
+  static func forward(
+    _ g: ConvolutionGeometry, grid: Tensor, channelLength: Int, offsets: [Int], pitch: Pitch, weight: Tensor, into y: Tensor
+  ) {
+    let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count), layout = PlaneLayout(y)
+    for group in 0..<g.groups {
+      let packed = packTaps(w.base(Float.self) + group * o * ci * kk, outputs: o, channels: ci, taps: kk, outputStride: ci * kk, channelStride: kk)
+      convolveRows(
+        grid: grid.base(Float.self) + group * ci * channelLength, gridChannelStride: channelLength, channels: ci, packed: packed,
+        outputs: o, offsets: offsets, origin: 0, pitch: pitch, batch: g.batch, height: g.outputHeight, width: g.outputWidth,
+        into: y.base(Float.self) + group * o * layout.channelStride, outputImageStride: layout.imageStride,
+        outputChannelStride: layout.channelStride)
+    }
+    withExtendedLifetime((grid, w, y)) {}
+  }
+
+  /// dW[o, c, k] = sum over positions t < span of dy[o, t] · grid[c, t + offsets[k]] for geometry
+  /// `g`, from the output gradient laid on `gradient` (one channel every `extent` elements, output
+  /// position t at reach + t) and the input on `grid` (one channel every `channelLength`); pair
+  /// (c, k) reads input channel c shifted by tap k, in dW's own order.
+  static func weightGradient(
+    _ g: ConvolutionGeometry, gradient: Tensor, extent: Int, reach: Int, grid: Tensor, channelLength: Int, offsets: [Int],
+    span: Int, into dw: Tensor
+  ) {
+    let (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
+    for group in 0..<g.groups {
+      groupWeightGradient(
+        gradient: gradient.base(Float.self) + group * o * extent + reach, gradientChannelStride: extent, outputs: o,
+        grid: grid.base(Float.self), rows: (0..<ci * kk).map { (group * ci + $0 / kk) * channelLength + offsets[$0 % kk] },
+        span: span, into: dw.base(Float.self) + group * o * ci * kk)
+    }
+    withExtendedLifetime((gradient, grid, dw)) {}
+  }
+
   /// One group's weight gradient, dW[o·pairs + p] = sum over positions t < span of
   /// gradient[o·gradientChannelStride + t] · grid[rows[p] + t], into `dw` (outputs·pairs floats).
   ///
@@ -81,7 +117,7 @@ enum DirectConvolution {
   /// its core); each piece keeps its own sums (8 lanes each), added in piece and lane order, so the
   /// result depends on the thread count only. A piece zeroes its own sums, and the final additions
   /// are split between the threads too: neither is serial work.
-  static func weightGradient(
+  private static func groupWeightGradient(
     gradient: UnsafePointer<Float>, gradientChannelStride: Int, outputs: Int, grid: UnsafePointer<Float>, rows: [Int],
     span: Int, into dw: UnsafeMutablePointer<Float>
   ) {

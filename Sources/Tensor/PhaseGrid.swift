@@ -112,18 +112,7 @@ struct PhaseGrid {
 
   /// `y = conv(x, w)` into `y`, channel-major or a channel range of a channel-major tensor.
   func forward(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
-    let xp = phased(x), w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
-    let layout = PlaneLayout(y)
-    for group in 0..<g.groups {
-      let packed = DirectConvolution.packTaps(
-        w.base(Float.self) + group * o * ci * kk, outputs: o, channels: ci, taps: kk, outputStride: ci * kk, channelStride: kk)
-      DirectConvolution.convolveRows(
-        grid: xp.base(Float.self) + group * ci * length, gridChannelStride: length, channels: ci, packed: packed,
-        outputs: o, offsets: offsets, origin: 0, pitch: pitch, batch: g.batch, height: g.outputHeight,
-        width: g.outputWidth, into: y.base(Float.self) + group * o * layout.channelStride,
-        outputImageStride: layout.imageStride, outputChannelStride: layout.channelStride)
-    }
-    withExtendedLifetime((xp, w, y)) {}
+    DirectConvolution.forward(g, grid: phased(x), channelLength: length, offsets: offsets, pitch: pitch, weight: weight, into: y)
   }
 
   /// The input gradient (into `dx`, from `weight`) and the weight gradient (into `dw`, from `x`),
@@ -138,14 +127,9 @@ struct PhaseGrid {
 
   /// dW[o, c, k] = sum over output positions t of dy[o, t] · phases[c, t + offset(k)].
   private func weightGradient(_ grid: Tensor, reach: Int, _ x: Tensor, into dw: Tensor) {
-    let xp = phased(x), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count), extent = reach + phaseLength
-    for group in 0..<g.groups {
-      DirectConvolution.weightGradient(
-        gradient: grid.base(Float.self) + group * o * extent + reach, gradientChannelStride: extent, outputs: o,
-        grid: xp.base(Float.self), rows: (0..<ci * kk).map { (group * ci + $0 / kk) * length + offsets[$0 % kk] },
-        span: span, into: dw.base(Float.self) + group * o * ci * kk)
-    }
-    withExtendedLifetime((grid, xp, dw)) {}
+    DirectConvolution.weightGradient(
+      g, gradient: grid, extent: reach + phaseLength, reach: reach, grid: phased(x), channelLength: length, offsets: offsets,
+      span: span, into: dw)
   }
 
   /// Each phase's input pixels from that phase's taps, then laid back into `dx`.

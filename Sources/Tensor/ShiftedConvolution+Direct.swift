@@ -21,18 +21,7 @@ extension ShiftedGrid {
 
   /// The forward pass from the padded input `xp` straight into `y`.
   func forwardDirect(_ xp: Tensor, _ weight: Tensor, into y: Tensor) {
-    let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
-    let layout = PlaneLayout(y)
-    for group in 0..<g.groups {
-      let packed = DirectConvolution.packTaps(
-        w.base(Float.self) + group * o * ci * kk, outputs: o, channels: ci, taps: kk, outputStride: ci * kk, channelStride: kk)
-      DirectConvolution.convolveRows(
-        grid: xp.base(Float.self) + group * ci * length, gridChannelStride: length, channels: ci, packed: packed,
-        outputs: o, offsets: offsets, origin: 0, pitch: pitch, batch: g.batch, height: g.outputHeight,
-        width: g.outputWidth, into: y.base(Float.self) + group * o * layout.channelStride,
-        outputImageStride: layout.imageStride, outputChannelStride: layout.channelStride)
-    }
-    withExtendedLifetime((xp, w, y)) {}
+    DirectConvolution.forward(g, grid: xp, channelLength: length, offsets: offsets, pitch: pitch, weight: weight, into: y)
   }
 
   /// The input gradient (into `dx`, from `weight`) and the weight gradient (into `dw`, from
@@ -67,16 +56,10 @@ extension ShiftedGrid {
     withExtendedLifetime((grid, w, dx)) {}
   }
 
-  /// dW[o, c, k] = sum over grid positions t of dy[o, t] · x_grid[c, t + offset(k)], pair (c, k)
-  /// reading input channel c shifted by tap k: pairs in dW's own order.
+  /// dW[o, c, k] = sum over grid positions t of dy[o, t] · x_grid[c, t + offset(k)].
   private func weightGradientDirect(_ grid: Tensor, reach: Int, _ xp: Tensor, into dw: Tensor) {
-    let (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count), extent = reach + length
-    for group in 0..<g.groups {
-      DirectConvolution.weightGradient(
-        gradient: grid.base(Float.self) + group * o * extent + reach, gradientChannelStride: extent, outputs: o,
-        grid: xp.base(Float.self), rows: (0..<ci * kk).map { (group * ci + $0 / kk) * length + offsets[$0 % kk] },
-        span: span, into: dw.base(Float.self) + group * o * ci * kk)
-    }
-    withExtendedLifetime((grid, xp, dw)) {}
+    DirectConvolution.weightGradient(
+      g, gradient: grid, extent: reach + length, reach: reach, grid: xp, channelLength: length, offsets: offsets, span: span,
+      into: dw)
   }
 }
