@@ -5,7 +5,10 @@ import CKernels
 /// the shifted grid of stride-1 convolutions (``ShiftedGrid``) and the phase grids of strided ones
 /// (``PhaseGrid``). A grid holds each input channel's images one after another, every image
 /// `pitch.image` elements long with rows `pitch.row` apart; a kernel tap is a constant offset into
-/// it. Float32 only, on processors where `usesVectorKernels` says yes.
+/// it. Float32 only, on processors where `usesVectorKernels` says yes. A tile reads every channel at
+/// the same positions, so a channel stride that is a large power of two (a dense channel-major
+/// feature map at batch 64) maps those reads to the same cache sets and runs at under half speed;
+/// both grids' channel strides include margins and are not (docs/performance.md#phase-grids).
 enum DirectConvolution {
   /// How the rows of one channel lie in a grid: images `image` elements apart, rows `row` apart.
   struct Pitch {

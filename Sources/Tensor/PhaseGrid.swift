@@ -10,7 +10,7 @@
 /// A phase is PH x PW with PH = OH + max(ky·d / s) and PW likewise; a channel holds its phases one
 /// after another, each with the batch's images one after another. This replaces the im2col matrix
 /// (KH·KW copies of the output's positions) by one copy of the input, and a GEMM on it by the
-/// direct kernels (docs/performance.md).
+/// direct kernels (docs/performance.md#phase-grids).
 ///
 /// The input gradient is computed per phase: input pixels of phase (a, b) receive, from each tap of
 /// that phase, the output gradient shifted back by the tap's offset, which is the forward kernel run
@@ -51,9 +51,9 @@ struct PhaseGrid {
 
   /// Whether this path computes the convolution: a stride above 1, as for the shifted grid enough
   /// channels per group for the direct kernel's tiles (see ``ShiftedGrid/applies(to:)``), and at most
-  /// 64 outputs per group. A strided tile reads the stride² times more input than a stride-1 tile
+  /// 64 outputs per group. A strided tile reads stride² times more input than a stride-1 tile
   /// does for its outputs, and on wider layers (ShakeNet's 192 and 384) OpenBLAS's blocked product
-  /// on the im2col matrix was as fast or faster in all three passes (docs/performance.md).
+  /// on the im2col matrix was as fast or faster in all three passes (docs/performance.md#phase-grids).
   static func applies(to g: ConvolutionGeometry) -> Bool {
     g.stride != 1 && g.groupInputs >= (g.groups == 1 ? 4 : 8) && (4...64).contains(g.groupOutputs)
   }
