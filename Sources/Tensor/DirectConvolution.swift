@@ -15,14 +15,13 @@ enum DirectConvolution {
     let image, row: Int
   }
 
-  /// One group's weights `w(o, c, k) = weights[o·outputStride + c·channelStride + k·tapStride]`,
-  /// `taps` of them, in the kernel's tiles.
+  /// One group's weights `w(o, c, k) = weights[o·outputStride + c·channelStride + k]`, `taps` of
+  /// them, in the kernel's tiles.
   static func packTaps(
-    _ weights: UnsafePointer<Float>, outputs: Int, channels: Int, taps: Int, outputStride: Int, channelStride: Int,
-    tapStride: Int = 1
+    _ weights: UnsafePointer<Float>, outputs: Int, channels: Int, taps: Int, outputStride: Int, channelStride: Int
   ) -> [Float] {
     [Float](unsafeUninitializedCapacity: reprise_packed_taps_count(outputs, channels, taps)) { buffer, count in
-      reprise_pack_taps_f32(weights, outputs, channels, taps, outputStride, channelStride, tapStride, buffer.baseAddress)
+      reprise_pack_taps_f32(weights, outputs, channels, taps, outputStride, channelStride, 1, buffer.baseAddress)
       count = buffer.count
     }
   }
@@ -51,11 +50,12 @@ enum DirectConvolution {
   /// The output gradient `dy` [N, O, OH, OW] laid on a grid of `pitch` behind `reach` zeros: output
   /// (n, y, x) of channel o at o·extent + reach + n·pitch.image + y·pitch.row + x, zeros elsewhere;
   /// [O, extent]. The input gradient reads it shifted back by each tap's offset, and the zeros make
-  /// every read that falls outside an output a zero.
-  static func gradientGrid(_ dy: Tensor, reach: Int, pitch: Pitch, extent: Int) -> Tensor {
+  /// every read that falls outside an output a zero. Generic: the shifted grid's matrix-product
+  /// path (Float64, processors without AVX2) lays its output gradient out the same way.
+  static func gradientGrid<T: TensorScalar>(_ dy: Tensor, _: T.Type, reach: Int, pitch: Pitch, extent: Int) -> Tensor {
     let (batch, channels, oh, ow) = (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])
-    let grid = Tensor(uninitializedShape: [channels * extent], dtype: .float32)
-    let layout = PlaneLayout(dy), src = dy.base(Float.self), dst = grid.base(Float.self)
+    let grid = Tensor(uninitializedShape: [channels * extent], dtype: T.dtype)
+    let layout = PlaneLayout(dy), src = dy.base(T.self), dst = grid.base(T.self)
     Parallel.forRanges(channels, costPerItem: extent) { range in
       for channel in range {
         // One pass over the row: zeros only between the copied output rows.

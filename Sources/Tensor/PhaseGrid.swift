@@ -66,6 +66,9 @@ struct PhaseGrid {
   var length: Int { phases.count * phaseLength }
   /// Grid positions from the first output to the last, on the phase pitch.
   var span: Int { (g.batch - 1) * phaseHeight * phaseWidth + (g.outputHeight - 1) * phaseWidth + g.outputWidth }
+  /// The zeros before the output gradient's grid: the largest shift back by a tap's offset, so that
+  /// every such read lies in the grid.
+  var reach: Int { (phaseHeight - g.outputHeight) * phaseWidth + phaseWidth - g.outputWidth }
 
   /// The phases of image tensor `x` ([N, C, H, W] with dense planes), zero where they fall in the
   /// padding: [C, phases, N, PH, PW] flattened.
@@ -118,22 +121,20 @@ struct PhaseGrid {
   /// The input gradient (into `dx`, from `weight`) and the weight gradient (into `dw`, from `x`),
   /// either or both, from one copy of the output gradient on the phase pitch.
   func backward(_ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?) {
-    // Behind `reach` zeros every read shifted back by a tap's offset lies in the gradient's grid.
-    let reach = shifts.map(\.row).max()! * phaseWidth + shifts.map(\.column).max()!
-    let grid = DirectConvolution.gradientGrid(dy, reach: reach, pitch: pitch, extent: reach + phaseLength)
-    if let dw, let x { weightGradient(grid, reach: reach, x, into: dw) }
-    if let dx, let weight { inputGradient(grid, reach: reach, weight, into: dx) }
+    let grid = DirectConvolution.gradientGrid(dy, Float.self, reach: reach, pitch: pitch, extent: reach + phaseLength)
+    if let dw, let x { weightGradient(grid, x, into: dw) }
+    if let dx, let weight { inputGradient(grid, weight, into: dx) }
   }
 
   /// dW[o, c, k] = sum over output positions t of dy[o, t] · phases[c, t + offset(k)].
-  private func weightGradient(_ grid: Tensor, reach: Int, _ x: Tensor, into dw: Tensor) {
+  private func weightGradient(_ grid: Tensor, _ x: Tensor, into dw: Tensor) {
     DirectConvolution.weightGradient(
       g, gradient: grid, extent: reach + phaseLength, reach: reach, grid: phased(x), channelLength: length, offsets: offsets,
       span: span, into: dw)
   }
 
   /// Each phase's input pixels from that phase's taps, then laid back into `dx`.
-  private func inputGradient(_ grid: Tensor, reach: Int, _ weight: Tensor, into dx: Tensor) {
+  private func inputGradient(_ grid: Tensor, _ weight: Tensor, into dx: Tensor) {
     let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
     let extent = reach + phaseLength, source = w.base(Float.self)
     var parts: [(rows: Range<Int>, columns: Range<Int>, values: Tensor)] = []

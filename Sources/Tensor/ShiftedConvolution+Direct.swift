@@ -16,9 +16,6 @@
 /// grid: a sum over positions per (output, channel, tap), with no shifted copy of the output
 /// gradient per tap.
 extension ShiftedGrid {
-  /// Images every Hp·Wp elements of the grid, rows every Wp.
-  private var pitch: DirectConvolution.Pitch { DirectConvolution.Pitch(image: paddedHeight * paddedWidth, row: paddedWidth) }
-
   /// The forward pass from the padded input `xp` straight into `y`.
   func forwardDirect(_ xp: Tensor, _ weight: Tensor, into y: Tensor) {
     DirectConvolution.forward(g, grid: xp, channelLength: length, offsets: offsets, pitch: pitch, weight: weight, into: y)
@@ -34,7 +31,7 @@ extension ShiftedGrid {
     // The output gradient behind `reach` zeros, so that every read shifted back by a tap's offset
     // lies in the grid.
     let reach = length - span
-    let grid = DirectConvolution.gradientGrid(dy, reach: reach, pitch: pitch, extent: reach + length)
+    let grid = DirectConvolution.gradientGrid(dy, Float.self, reach: reach, pitch: pitch, extent: reach + length)
     if let dw, let x { weightGradientDirect(grid, reach: reach, padded(x, T.self, normalizing: affine), into: dw) }
     if let dx, let weight { inputGradientDirect(grid, reach: reach, weight, into: dx) }
   }

@@ -79,25 +79,13 @@ struct ShiftedGrid {
     return out
   }
 
+  /// Images every Hp·Wp elements of the grid, rows every Wp.
+  var pitch: DirectConvolution.Pitch { DirectConvolution.Pitch(image: paddedHeight * paddedWidth, row: paddedWidth) }
+
   /// The output-shaped tensor `dy` ([N, O, OH, OW]) spread onto the grid, zero at non-output positions:
   /// [O, span] flattened.
   func spread<T: TensorScalar>(_ dy: Tensor, _: T.Type) -> Tensor {
-    let out = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)
-    let layout = PlaneLayout(dy), src = dy.base(T.self), dst = out.base(T.self)
-    let (oh, ow, hp, wp) = (g.outputHeight, g.outputWidth, paddedHeight, paddedWidth)
-    Parallel.forRanges(g.outputChannels, costPerItem: span) { channels in
-      for o in channels {
-        let row = dst + o * span
-        row.update(repeating: 0, count: span)
-        for n in 0..<g.batch {
-          let from = src + n * layout.imageStride + o * layout.channelStride
-          for y in 0..<oh {
-            (row + n * hp * wp + y * wp).update(from: from + y * ow, count: ow)
-          }
-        }
-      }
-    }
-    return out
+    DirectConvolution.gradientGrid(dy, T.self, reach: 0, pitch: pitch, extent: span)
   }
 
   /// Copies from grid planes (one channel every `channelLength` elements, one image every Hp·Wp)
