@@ -66,6 +66,21 @@ __attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(int width) 
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/// Asks the caches for what the next group of segments will read and this one did not: for every
+/// channel, the `ahead` positions past this group's furthest read (the next group lies `ahead`
+/// further along the grid when it continues the rows, as it does but for the last of an image). A
+/// tile steps from channel to channel a whole channel's grid apart, a stride the hardware
+/// prefetchers do not follow, so without this the first tile of a group waits on each new line of
+/// every channel in turn (docs/performance.md#prefetching).
+static inline void prefetchAhead(
+  const float *grid, long gridChannelStride, long channels, const long *offsets, long taps, long first, long ahead) {
+  long reach = offsets[0];
+  for (long k = 1; k < taps; k++) reach = offsets[k] > reach ? offsets[k] : reach;
+  const float *next = grid + first + ahead + reach;
+  for (long c = 0; c < channels; c++, next += gridChannelStride)
+    for (long j = 0; j < ahead + 16; j += 16) _mm_prefetch((const char *)(next + j), _MM_HINT_T0);
+}
+
 /// One tile: `rows` (1 to 6, a constant after inlining) outputs at segments a and b. Full segments
 /// use plain loads; partial ones masked loads and stores, which touch only their lanes.
 __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
@@ -103,6 +118,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
 __attribute__((target("avx2,fma"))) static void segmentPair(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
   const long *offsets, long taps, Segment a, Segment b, long outputChannelStride) {
+  prefetchAhead(grid, gridChannelStride, channels, offsets, taps, a.position, b.position + 8 - a.position);
   for (long o0 = 0; o0 < outputs; o0 += MR) {
     const float *w = packed + o0 * taps * channels;
     Segment ta = a, tb = b;
@@ -187,6 +203,7 @@ WIDE static void segmentQuad(
   int joined = 1;
   for (int v = 0; v < 4; v++)
     joined &= q->s[2 * v].width == 8 && q->s[2 * v + 1].position == q->s[2 * v].position + 8;
+  prefetchAhead(grid, gridChannelStride, channels, offsets, taps, q->s[0].position, q->s[7].position + 8 - q->s[0].position);
   for (long o0 = 0; o0 < outputs; o0 += MR) {
     const float *w = packed + o0 * taps * channels;
     Quad t = *q;
