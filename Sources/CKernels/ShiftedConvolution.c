@@ -71,7 +71,7 @@ __attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(int width) 
 /// further along the grid when it continues the rows, as it does but for the last of an image). A
 /// tile steps from channel to channel a whole channel's grid apart, a stride the hardware
 /// prefetchers do not follow, so without this the first tile of a group waits on each new line of
-/// every channel in turn (docs/performance.md#prefetching).
+/// every channel in turn (docs/performance.md#kernel-rate).
 static inline void prefetchAhead(
   const float *grid, long gridChannelStride, long channels, const long *offsets, long taps, long first, long ahead) {
   long reach = offsets[0];

@@ -49,7 +49,10 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
     }
 }
 
-enum { WIDE_ROWS = 4, WIDE_COLUMNS = 6 };
+/// The AVX-512 tile's sums go to memory once per WIDE_BLOCK positions: twice the AVX2 tile's
+/// block, since its faster steps make the fold and store at the end of a block weigh twice as much
+/// (docs/performance.md#kernel-rate).
+enum { WIDE_ROWS = 4, WIDE_COLUMNS = 6, WIDE_BLOCK = 1024 };
 
 #define WIDE __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq")))
 
@@ -60,8 +63,19 @@ WIDE __attribute__((always_inline)) static inline void wideTile(
   __m512 acc[WIDE_ROWS][WIDE_COLUMNS];
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) acc[i][j] = _mm512_setzero_ps();
-  for (long t = first; t < last; t += 16) {
-    const __mmask16 mask = last - t >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (last - t)) - 1);
+  // Whole steps of 16 positions with plain loads, then one masked step for the rest: a mask
+  // worked out in every step cost more than the loads it guards (docs/performance.md#kernel-rate).
+  long t = first;
+  for (; t + 16 <= last; t += 16) {
+    __m512 dy[WIDE_ROWS];
+    for (int i = 0; i < rows; i++) dy[i] = _mm512_loadu_ps(gradient + i * gradientChannelStride + t);
+    for (int j = 0; j < columns; j++) {
+      const __m512 x = _mm512_loadu_ps(grid + pairRows[j] + t);
+      for (int i = 0; i < rows; i++) acc[i][j] = _mm512_fmadd_ps(dy[i], x, acc[i][j]);
+    }
+  }
+  if (t < last) {
+    const __mmask16 mask = (__mmask16)((1u << (last - t)) - 1);
     __m512 dy[WIDE_ROWS];
     for (int i = 0; i < rows; i++) dy[i] = _mm512_maskz_loadu_ps(mask, gradient + i * gradientChannelStride + t);
     for (int j = 0; j < columns; j++) {
@@ -83,8 +97,8 @@ WIDE __attribute__((always_inline)) static inline void wideTile(
 WIDE static void wideWeightGradient(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long first, long last, float *partial) {
-  for (long start = first; start < last; start += BLOCK) {
-    const long end = last - start < BLOCK ? last : start + BLOCK;
+  for (long start = first; start < last; start += WIDE_BLOCK) {
+    const long end = last - start < WIDE_BLOCK ? last : start + WIDE_BLOCK;
     for (long o = 0; o < outputs; o += WIDE_ROWS) {
       const long r = outputs - o < WIDE_ROWS ? outputs - o : WIDE_ROWS;
       long p = 0;
