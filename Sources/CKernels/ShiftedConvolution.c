@@ -15,6 +15,7 @@
 #include "CKernels.h"
 
 #include <immintrin.h>
+#include <stdint.h>
 
 enum { MR = 6 };
 
@@ -71,14 +72,16 @@ __attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(int width) 
 /// further along the grid when it continues the rows, as it does but for the last of an image). A
 /// tile steps from channel to channel a whole channel's grid apart, a stride the hardware
 /// prefetchers do not follow, so without this the first tile of a group waits on each new line of
-/// every channel in turn (docs/performance.md#kernel-rate).
+/// every channel in turn (docs/performance.md#kernel-rate). A prefetch past the grid's end (after
+/// the last group) does no harm: prefetches never fault.
 static inline void prefetchAhead(
   const float *grid, long gridChannelStride, long channels, const long *offsets, long taps, long first, long ahead) {
   long reach = offsets[0];
   for (long k = 1; k < taps; k++) reach = offsets[k] > reach ? offsets[k] : reach;
-  const float *next = grid + first + ahead + reach;
-  for (long c = 0; c < channels; c++, next += gridChannelStride)
-    for (long j = 0; j < ahead + 16; j += 16) _mm_prefetch((const char *)(next + j), _MM_HINT_T0);
+  // Addresses as integers: the last group's lie past the grid, where pointer arithmetic is undefined.
+  uintptr_t next = (uintptr_t)grid + sizeof(float) * (uintptr_t)(first + ahead + reach);
+  for (long c = 0; c < channels; c++, next += sizeof(float) * (uintptr_t)gridChannelStride)
+    for (long j = 0; j < ahead + 16; j += 16) _mm_prefetch((const char *)(next + sizeof(float) * (uintptr_t)j), _MM_HINT_T0);
 }
 
 /// One tile: `rows` (1 to 6, a constant after inlining) outputs at segments a and b. Full segments
