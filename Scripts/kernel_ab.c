@@ -19,6 +19,10 @@
 #include <time.h>
 
 bool old_reprise_set_wide_kernels_enabled(bool enabled);
+long old_reprise_packed_taps_count(long outputs, long channels, long taps);
+void old_reprise_pack_taps_f32(
+  const float *weights, long outputs, long channels, long taps, long outputStride, long channelStride, long tapStride,
+  float *packed);
 void old_reprise_shifted_convolution_f32(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs, const long *offsets,
   long taps, long firstRow, long rowCount, long rowsPerImage, long rowWidth, long gridImageStride, long gridRowStride,
@@ -84,8 +88,11 @@ int main(int argc, char **argv) {
   long offsets[9];
   for (long k = 0; k < taps; k++) offsets[k] = k / 3 * pitch + k % 3;
   float *grid = filled(c * length, 7, 0.1f), *weights = filled(o * c * taps, 5, 0.01f);
-  float *packed = malloc(sizeof(float) * reprise_packed_taps_count(o, c, taps));
-  reprise_pack_taps_f32(weights, o, c, taps, c * taps, taps, 1, packed);
+  // Each build packs the weights its own way.
+  float *packed[2] = {malloc(sizeof(float) * old_reprise_packed_taps_count(o, c, taps)),
+    malloc(sizeof(float) * reprise_packed_taps_count(o, c, taps))};
+  old_reprise_pack_taps_f32(weights, o, c, taps, c * taps, taps, 1, packed[0]);
+  reprise_pack_taps_f32(weights, o, c, taps, c * taps, taps, 1, packed[1]);
   const long outputs = n * o * h * w;
   float *y[2] = {filled(outputs, 1, 0), filled(outputs, 1, 0)};
   const double flops = 2.0 * n * o * c * taps * h * w;
@@ -96,7 +103,7 @@ int main(int argc, char **argv) {
     for (int v = 0; v < 2; v++) {
       const double start = now();
       (v == 0 ? old_reprise_shifted_convolution_f32 : reprise_shifted_convolution_f32)(
-        grid, length, c, packed, o, offsets, taps, 0, n * h, h, w, image, pitch, 0, y[v], h * w, n * h * w);
+        grid, length, c, packed[v], o, offsets, taps, 0, n * h, h, w, image, pitch, 0, y[v], h * w, n * h * w);
       const double t = now() - start;
       best[v] = t < best[v] ? t : best[v];
       total[v] += t;
