@@ -139,6 +139,10 @@ private func copyRows<S: TensorScalar, D: TensorScalar>(
     let s = src + o[0], d = dst + o[1]
     if ss == 1 && ds == 1 {
       for i in 0..<n { d[i] = D(s[i]) }
+    } else if ss == 0 && ds == 1 {
+      // A value broadcast along the row (a per-channel value over a plane): a fill, which the
+      // strided loop below would do one element at a time.
+      d.update(repeating: D(s[0]), count: n)
     } else {
       for i in 0..<n { d[i * ds] = D(s[i * ss]) }
     }

@@ -71,6 +71,15 @@ final class MovementTests: XCTestCase {
     XCTAssertEqual(b.contiguous().scalars(as: Double.self), [1, 2, 3, 1, 2, 3])
   }
 
+  func testBroadcastAlongRowsIsFilled() {
+    // A per-channel value over planes: rows whose source stride is 0.
+    let column = Tensor([1.5, -2, 0.25] as [Double], shape: [1, 3, 1, 1])
+    let b = broadcast(column, to: [2, 3, 2, 2])
+    let expected = [Double]([1.5, -2, 0.25].flatMap { [Double](repeating: $0, count: 4) })
+    XCTAssertEqual(b.contiguous().scalars(as: Double.self), expected + expected)
+    XCTAssertEqual(b.converted(to: .float32).scalars(as: Float.self), (expected + expected).map { Float($0) })
+  }
+
   func testConversionBetweenDtypes() {
     let x = Tensor([0.1, 1e10, -3] as [Double], shape: [3])
     let f = x.converted(to: .float32)
