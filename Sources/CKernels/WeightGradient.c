@@ -17,6 +17,23 @@ __attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(long width)
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/// One step of 8 positions from t into the accumulators of a `rows` x `columns` tile: plain loads
+/// when `whole`, else loads of the `mask`ed lanes only (the end of a range).
+__attribute__((target("avx2,fma"), always_inline)) static inline void step(
+  int rows, int columns, int whole, __m256i mask, const float *gradient, long gradientChannelStride, const float *grid,
+  const long *pairRows, long t, __m256 acc[ROWS][COLUMNS]) {
+  __m256 dy[ROWS];
+  for (int i = 0; i < rows; i++) {
+    const float *p = gradient + i * gradientChannelStride + t;
+    dy[i] = whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+  }
+  for (int j = 0; j < columns; j++) {
+    const float *p = grid + pairRows[j] + t;
+    const __m256 x = whole ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+    for (int i = 0; i < rows; i++) acc[i][j] = _mm256_fmadd_ps(dy[i], x, acc[i][j]);
+  }
+}
+
 /// `rows` outputs by `columns` pairs (constants after inlining) over positions [first, last).
 __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
   int rows, int columns, const float *gradient, long gradientChannelStride, const float *grid, const long *pairRows,
@@ -25,23 +42,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) acc[i][j] = _mm256_setzero_ps();
   long t = first;
-  for (; t + 8 <= last; t += 8) {
-    __m256 dy[ROWS];
-    for (int i = 0; i < rows; i++) dy[i] = _mm256_loadu_ps(gradient + i * gradientChannelStride + t);
-    for (int j = 0; j < columns; j++) {
-      const __m256 x = _mm256_loadu_ps(grid + pairRows[j] + t);
-      for (int i = 0; i < rows; i++) acc[i][j] = _mm256_fmadd_ps(dy[i], x, acc[i][j]);
-    }
-  }
-  if (t < last) {
-    const __m256i mask = lanesBelow(last - t);
-    __m256 dy[ROWS];
-    for (int i = 0; i < rows; i++) dy[i] = _mm256_maskload_ps(gradient + i * gradientChannelStride + t, mask);
-    for (int j = 0; j < columns; j++) {
-      const __m256 x = _mm256_maskload_ps(grid + pairRows[j] + t, mask);
-      for (int i = 0; i < rows; i++) acc[i][j] = _mm256_fmadd_ps(dy[i], x, acc[i][j]);
-    }
-  }
+  for (; t + 8 <= last; t += 8)
+    step(rows, columns, 1, _mm256_setzero_si256(), gradient, gradientChannelStride, grid, pairRows, t, acc);
+  if (t < last) step(rows, columns, 0, lanesBelow(last - t), gradient, gradientChannelStride, grid, pairRows, t, acc);
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) {
       float *p = partial + (i * pairs + j) * 8;
@@ -56,6 +59,22 @@ enum { WIDE_ROWS = 4, WIDE_COLUMNS = 6, WIDE_BLOCK = 1024 };
 
 #define WIDE __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq")))
 
+/// One step of 16 positions from t, as `step` takes 8.
+WIDE __attribute__((always_inline)) static inline void wideStep(
+  int rows, int columns, int whole, __mmask16 mask, const float *gradient, long gradientChannelStride, const float *grid,
+  const long *pairRows, long t, __m512 acc[WIDE_ROWS][WIDE_COLUMNS]) {
+  __m512 dy[WIDE_ROWS];
+  for (int i = 0; i < rows; i++) {
+    const float *p = gradient + i * gradientChannelStride + t;
+    dy[i] = whole ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
+  }
+  for (int j = 0; j < columns; j++) {
+    const float *p = grid + pairRows[j] + t;
+    const __m512 x = whole ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
+    for (int i = 0; i < rows; i++) acc[i][j] = _mm512_fmadd_ps(dy[i], x, acc[i][j]);
+  }
+}
+
 /// `rows` outputs by `columns` pairs (constants after inlining) over positions [first, last), 16 at a time.
 WIDE __attribute__((always_inline)) static inline void wideTile(
   int rows, int columns, const float *gradient, long gradientChannelStride, const float *grid, const long *pairRows,
@@ -66,23 +85,10 @@ WIDE __attribute__((always_inline)) static inline void wideTile(
   // Whole steps of 16 positions with plain loads, then one masked step for the rest: a mask
   // worked out in every step cost more than the loads it guards (docs/performance.md#kernel-rate).
   long t = first;
-  for (; t + 16 <= last; t += 16) {
-    __m512 dy[WIDE_ROWS];
-    for (int i = 0; i < rows; i++) dy[i] = _mm512_loadu_ps(gradient + i * gradientChannelStride + t);
-    for (int j = 0; j < columns; j++) {
-      const __m512 x = _mm512_loadu_ps(grid + pairRows[j] + t);
-      for (int i = 0; i < rows; i++) acc[i][j] = _mm512_fmadd_ps(dy[i], x, acc[i][j]);
-    }
-  }
-  if (t < last) {
-    const __mmask16 mask = (__mmask16)((1u << (last - t)) - 1);
-    __m512 dy[WIDE_ROWS];
-    for (int i = 0; i < rows; i++) dy[i] = _mm512_maskz_loadu_ps(mask, gradient + i * gradientChannelStride + t);
-    for (int j = 0; j < columns; j++) {
-      const __m512 x = _mm512_maskz_loadu_ps(mask, grid + pairRows[j] + t);
-      for (int i = 0; i < rows; i++) acc[i][j] = _mm512_fmadd_ps(dy[i], x, acc[i][j]);
-    }
-  }
+  for (; t + 16 <= last; t += 16)
+    wideStep(rows, columns, 1, 0, gradient, gradientChannelStride, grid, pairRows, t, acc);
+  if (t < last)
+    wideStep(rows, columns, 0, (__mmask16)((1u << (last - t)) - 1), gradient, gradientChannelStride, grid, pairRows, t, acc);
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) {
       float *p = partial + (i * pairs + j) * 8;
