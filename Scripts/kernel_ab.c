@@ -57,7 +57,22 @@ static double largestRelativeDifference(const float *a, const float *b, long cou
   return worst;
 }
 
-static void report(const char *pass, double flops, const double best[2], const double total[2], int reps, double diff) {
+/// Each build's fastest call and the sum of its calls' times, build 0 the old one.
+typedef struct {
+  double best[2], total[2];
+} Timing;
+
+static Timing timing(void) { return (Timing){{1e30, 1e30}, {0, 0}}; }
+
+/// Records a call of build `v` that began at `start`.
+static void record(Timing *timing, int v, double start) {
+  const double t = now() - start;
+  timing->best[v] = t < timing->best[v] ? t : timing->best[v];
+  timing->total[v] += t;
+}
+
+static void report(const char *pass, double flops, Timing timing, int reps, double diff) {
+  const double *best = timing.best, *total = timing.total;
   printf("  %-15s old %7.2f ms (%5.1f GFLOP/s, mean %7.2f)  new %7.2f ms (%5.1f GFLOP/s, mean %7.2f)  new/old %.3f  "
          "largest relative difference %.1e\n",
     pass, best[0] * 1e3, flops / best[0] / 1e9, total[0] / reps * 1e3, best[1] * 1e3, flops / best[1] / 1e9,
@@ -98,17 +113,15 @@ int main(int argc, char **argv) {
   const double flops = 2.0 * n * o * c * taps * h * w;
   printf("conv %ldx%ldx%ldx%ld -> %ld outputs, 3x3, %d calls each\n", n, c, h, w, o, reps);
 
-  double best[2] = {1e30, 1e30}, total[2] = {0, 0};
+  Timing forward = timing();
   for (int r = 0; r < reps; r++)
     for (int v = 0; v < 2; v++) {
       const double start = now();
       (v == 0 ? old_reprise_shifted_convolution_f32 : reprise_shifted_convolution_f32)(
         grid, length, c, packed[v], o, offsets, taps, 0, n * h, h, w, image, pitch, 0, y[v], h * w, n * h * w);
-      const double t = now() - start;
-      best[v] = t < best[v] ? t : best[v];
-      total[v] += t;
+      record(&forward, v, start);
     }
-  report("forward", flops, best, total, reps, largestRelativeDifference(y[0], y[1], outputs));
+  report("forward", flops, forward, reps, largestRelativeDifference(y[0], y[1], outputs));
 
   // The weight gradient over the grid, from an output gradient laid on a grid of the same pitch.
   const long pairs = c * taps, extent = reach + length;
@@ -116,17 +129,14 @@ int main(int argc, char **argv) {
   for (long p = 0; p < pairs; p++) rows[p] = p / taps * length + offsets[p % taps];
   float *gradient = filled(o * extent, 3, 0.1f);
   float *partial[2] = {filled(o * pairs * 8, 1, 0), filled(o * pairs * 8, 1, 0)};
-  best[0] = best[1] = 1e30;
-  total[0] = total[1] = 0;
+  Timing weightGradient = timing();
   for (int r = 0; r < reps; r++)
     for (int v = 0; v < 2; v++) {
       const double start = now();
       memset(partial[v], 0, sizeof(float) * o * pairs * 8);
       (v == 0 ? old_reprise_shifted_weight_gradient_f32 : reprise_shifted_weight_gradient_f32)(
         gradient + reach, extent, o, grid, rows, pairs, 0, span, partial[v]);
-      const double t = now() - start;
-      best[v] = t < best[v] ? t : best[v];
-      total[v] += t;
+      record(&weightGradient, v, start);
     }
   // The 8 lanes of each sum added, as the caller adds them.
   for (int v = 0; v < 2; v++)
@@ -135,6 +145,6 @@ int main(int argc, char **argv) {
       for (int lane = 0; lane < 8; lane++) s += partial[v][i * 8 + lane];
       partial[v][i] = s;
     }
-  report("weight gradient", flops, best, total, reps, largestRelativeDifference(partial[0], partial[1], o * pairs));
+  report("weight gradient", flops, weightGradient, reps, largestRelativeDifference(partial[0], partial[1], o * pairs));
   return 0;
 }

@@ -68,18 +68,17 @@ __attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(int width) 
 }
 
 /// Asks the caches for what the next group of segments will read and this one did not: for every
-/// channel, the `ahead` positions past this group's furthest read (the next group lies `ahead`
-/// further along the grid when it continues the rows, as it does but for the last of an image). A
-/// tile steps from channel to channel a whole channel's grid apart, a stride the hardware
-/// prefetchers do not follow, so without this the first tile of a group waits on each new line of
-/// every channel in turn (docs/performance.md#kernel-rate). A prefetch past the grid's end (after
-/// the last group) does no harm: prefetches never fault.
+/// channel, the `ahead` positions past this group's furthest read, `furthest` (the largest tap
+/// offset) past `first` + `ahead` (the next group lies `ahead` further along the grid when it
+/// continues the rows, as it does but for the last of an image). A tile steps from channel to
+/// channel a whole channel's grid apart, a stride the hardware prefetchers do not follow, so
+/// without this the first tile of a group waits on each new line of every channel in turn
+/// (docs/performance.md#kernel-rate). A prefetch past the grid's end (after the last group) does no
+/// harm: prefetches never fault.
 static inline void prefetchAhead(
-  const float *grid, long gridChannelStride, long channels, const long *offsets, long taps, long first, long ahead) {
-  long reach = offsets[0];
-  for (long k = 1; k < taps; k++) reach = offsets[k] > reach ? offsets[k] : reach;
+  const float *grid, long gridChannelStride, long channels, long furthest, long first, long ahead) {
   // Addresses as integers: the last group's lie past the grid, where pointer arithmetic is undefined.
-  uintptr_t next = (uintptr_t)grid + sizeof(float) * (uintptr_t)(first + ahead + reach);
+  uintptr_t next = (uintptr_t)grid + sizeof(float) * (uintptr_t)(first + ahead + furthest);
   for (long c = 0; c < channels; c++, next += sizeof(float) * (uintptr_t)gridChannelStride)
     for (long j = 0; j < ahead + 16; j += 16) _mm_prefetch((const char *)(next + sizeof(float) * (uintptr_t)j), _MM_HINT_T0);
 }
@@ -121,7 +120,6 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
 __attribute__((target("avx2,fma"))) static void segmentPair(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
   const long *offsets, long taps, Segment a, Segment b, long outputChannelStride) {
-  prefetchAhead(grid, gridChannelStride, channels, offsets, taps, a.position, b.position + 8 - a.position);
   for (long o0 = 0; o0 < outputs; o0 += MR) {
     const float *w = packed + o0 * taps * channels;
     Segment ta = a, tb = b;
@@ -206,7 +204,6 @@ WIDE static void segmentQuad(
   int joined = 1;
   for (int v = 0; v < 4; v++)
     joined &= q->s[2 * v].width == 8 && q->s[2 * v + 1].position == q->s[2 * v].position + 8;
-  prefetchAhead(grid, gridChannelStride, channels, offsets, taps, q->s[0].position, q->s[7].position + 8 - q->s[0].position);
   for (long o0 = 0; o0 < outputs; o0 += MR) {
     const float *w = packed + o0 * taps * channels;
     Quad t = *q;
@@ -219,6 +216,20 @@ WIDE static void segmentQuad(
   }
 }
 
+/// One group of segments, the first `group` (2 or 8) of `q`: the prefetch for the next group, then
+/// all outputs at them, tile by tile.
+static void convolveGroup(
+  int group, const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
+  const long *offsets, long taps, long furthest, const Quad *q, long outputChannelStride) {
+  const long first = q->s[0].position;
+  prefetchAhead(grid, gridChannelStride, channels, furthest, first, q->s[group - 1].position + 8 - first);
+  if (group == 8) {
+    segmentQuad(grid, gridChannelStride, channels, packed, outputs, offsets, taps, q, outputChannelStride);
+  } else {
+    segmentPair(grid, gridChannelStride, channels, packed, outputs, offsets, taps, q->s[0], q->s[1], outputChannelStride);
+  }
+}
+
 void reprise_shifted_convolution_f32(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
   const long *offsets, long taps, long firstRow, long rowCount, long rowsPerImage, long rowWidth,
@@ -227,6 +238,8 @@ void reprise_shifted_convolution_f32(
   // Segments of 8 positions along the rows, in groups of 2 (AVX2) or 8 (AVX-512); a group may span
   // rows. The last group is filled up with empty segments, which read and write nothing.
   const int group = reprise_wide_kernels_enabled() ? 8 : 2;
+  long furthest = offsets[0];
+  for (long k = 1; k < taps; k++) furthest = offsets[k] > furthest ? offsets[k] : furthest;
   Quad pending;
   int count = 0;
   for (long r = firstRow; r < firstRow + rowCount; r++) {
@@ -236,20 +249,12 @@ void reprise_shifted_convolution_f32(
     for (long j = 0; j < rowWidth; j += 8) {
       pending.s[count++] = (Segment){position + j, out + j, rowWidth - j < 8 ? (int)(rowWidth - j) : 8};
       if (count < group) continue;
-      if (group == 8) {
-        segmentQuad(grid, gridChannelStride, channels, packed, outputs, offsets, taps, &pending, outputChannelStride);
-      } else {
-        segmentPair(grid, gridChannelStride, channels, packed, outputs, offsets, taps, pending.s[0], pending.s[1], outputChannelStride);
-      }
+      convolveGroup(group, grid, gridChannelStride, channels, packed, outputs, offsets, taps, furthest, &pending, outputChannelStride);
       count = 0;
     }
   }
   if (count > 0) {
     for (int j = count; j < group; j++) pending.s[j] = (Segment){pending.s[j - 1].position + 8, pending.s[j - 1].output, 0};
-    if (group == 8) {
-      segmentQuad(grid, gridChannelStride, channels, packed, outputs, offsets, taps, &pending, outputChannelStride);
-    } else {
-      segmentPair(grid, gridChannelStride, channels, packed, outputs, offsets, taps, pending.s[0], pending.s[1], outputChannelStride);
-    }
+    convolveGroup(group, grid, gridChannelStride, channels, packed, outputs, offsets, taps, furthest, &pending, outputChannelStride);
   }
 }
