@@ -6,6 +6,8 @@
 /// - `empty`: nothing to compute (no output pixels, no outputs or an empty patch); every result is
 ///   zeros.
 /// - `depthwise`: one filter per channel, direct loops over planes (``DepthwiseConvolution``).
+/// - `winograd`: 3x3, stride 1, padding 1 and at least 96 channels in and out, by Winograd's
+///   F(2x2, 3x3) (``WinogradConvolution``; Float32 on AVX2, other scalars take the shifted grid).
 /// - `shiftedGrid`: stride 1 and enough channels per group, shifted products over a padded grid with
 ///   no im2col matrix (``ShiftedGrid``; on AVX2 in Float32 a direct register kernel).
 /// - `phaseGrid`: a stride above 1, enough channels per group and at most 64 outputs per group, the
@@ -17,6 +19,7 @@ struct ConvolutionPlan {
   enum Method {
     case empty
     case depthwise(DepthwiseConvolution)
+    case winograd(WinogradConvolution)
     case shiftedGrid(ShiftedGrid)
     case phaseGrid(PhaseGrid)
     case pointwise
@@ -43,6 +46,8 @@ struct ConvolutionPlan {
       method = .empty
     } else if DepthwiseConvolution.applies(to: g) {
       method = .depthwise(DepthwiseConvolution(g: g))
+    } else if WinogradConvolution.applies(to: g) {
+      method = .winograd(WinogradConvolution(g))
     } else if ShiftedGrid.applies(to: g) {
       method = .shiftedGrid(ShiftedGrid(g))
     } else if PhaseGrid.applies(to: g) {
@@ -72,6 +77,7 @@ struct ConvolutionPlan {
     switch method {
     case .empty: if y.count > 0 { fillZeros(y, T.self) }
     case .depthwise(let d): d.forward(x, w, into: y, T.self)
+    case .winograd(let winograd): winograd.forward(x, w, into: y, T.self)
     case .shiftedGrid(let grid): grid.forward(x, w, into: y, T.self)
     case .phaseGrid(let grid) where usesVectorKernels(T.self): grid.forward(x, w, into: y)
     case .pointwise:
@@ -101,6 +107,7 @@ struct ConvolutionPlan {
     switch method {
     case .empty: if dx.count > 0 { fillZeros(dx, T.self) }
     case .depthwise(let d): d.backwardInput(dy, w, into: dx, T.self)
+    case .winograd(let winograd): winograd.backwardInput(dy, w, into: dx, T.self)
     case .shiftedGrid(let grid): grid.backwardInput(dy, w, into: dx, T.self)
     case .phaseGrid(let grid) where usesVectorKernels(T.self):
       grid.backward(dy, input: nil, weight: w, inputGradient: dx, weightGradient: nil)
@@ -137,6 +144,7 @@ struct ConvolutionPlan {
     switch method {
     case .empty: if dw.count > 0 { fillZeros(dw, T.self) }
     case .depthwise(let d): d.backwardWeight(dy, x, into: dw, T.self)
+    case .winograd(let winograd): winograd.backwardWeight(dy, x, into: dw, T.self)
     case .shiftedGrid where weightGradientByColumns: columnWeightGradient(dy, x, into: dw, T.self)
     case .shiftedGrid(let grid): grid.backwardWeight(dy, x, into: dw, T.self)
     case .phaseGrid(let grid) where usesVectorKernels(T.self):

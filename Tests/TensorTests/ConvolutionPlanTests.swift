@@ -109,6 +109,7 @@ final class ConvolutionPlanTests: XCTestCase {
     switch method {
     case .empty: "empty"
     case .depthwise: "depthwise"
+    case .winograd: "winograd"
     case .shiftedGrid: "shiftedGrid"
     case .phaseGrid: "phaseGrid"
     case .pointwise: "pointwise"

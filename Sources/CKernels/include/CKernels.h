@@ -104,4 +104,46 @@ void reprise_gelu_backward_f32(const float *x, const float *gradient, float *res
 /// and at NaN.
 void reprise_clamp_backward_f32(const float *x, const float *gradient, float *result, long count, float lower, float upper);
 
+// Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions padded by 1 (Winograd.c). A tile is a 2x2
+// block of outputs; an image of height x width has `reprise_winograd_tiles` of them, numbered row
+// by row. Transformed data is laid out as 16 matrices, one per position ξ of the 4x4 transformed
+// tile: [16][rows][tileCount], where rows are channels or outputs and the tiles of `images`
+// consecutive images lie side by side (image n's tiles from n * tiles(height, width)).
+
+/// The tiles of one height x width image: ceil(height / 2) * ceil(width / 2).
+long reprise_winograd_tiles(long height, long width);
+
+/// The floats of scratch space the transforms below need for planes of height x width.
+long reprise_winograd_scratch_count(long height, long width);
+
+/// The transformed weights u[16][outputs][channels] (G g G^T) of weights [outputs][channels][3][3].
+void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, float *u);
+
+/// The weight gradient [outputs][channels][3][3] (G^T dU G) from transformed sums du[16][outputs][channels].
+void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, float *weightGradient);
+
+/// The transformed input patches v[16][channels][tileCount] (B^T d B) of `images` images whose
+/// plane (n, c) starts at input[n * imageStride + c * channelStride].
+void reprise_winograd_input_f32(
+  const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
+  float *v, long tileCount, float *scratch);
+
+/// The transformed output-gradient tiles m[16][outputs][tileCount] (A dY A^T), laid out like the
+/// input's.
+void reprise_winograd_output_gradient_f32(
+  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width,
+  float *m, long tileCount, float *scratch);
+
+/// The outputs (A^T M A) of the products m[16][outputs][tileCount], written to plane (n, o) at
+/// output[n * outputImageStride + o * outputChannelStride].
+void reprise_winograd_output_f32(
+  const float *m, long outputs, long images, long height, long width, long tileCount, float *output,
+  long outputChannelStride, long outputImageStride, float *scratch);
+
+/// The input gradient (B dV B^T, summed over the overlapping patches) of the products
+/// v[16][channels][tileCount], written to plane (n, c) at inputGradient[n * imageStride + c * channelStride].
+void reprise_winograd_input_gradient_f32(
+  const float *v, long channels, long images, long height, long width, long tileCount, float *inputGradient,
+  long channelStride, long imageStride, float *scratch);
+
 #endif

@@ -1,0 +1,137 @@
+import CKernels
+import COpenBLAS
+
+/// Wide 3x3 convolutions (stride 1, padding 1) by Winograd's F(2x2, 3x3): 16 multiply-adds per 2x2
+/// block of outputs, channel and output where the direct kernels do 36 (Lavin and Gray 2016; the
+/// transforms are in Winograd.c).
+///
+/// The images are taken in chunks of about 256 tiles. For each chunk the input patches are
+/// transformed, the 16 products of the transformed weights with them are single-threaded OpenBLAS
+/// calls, and the outputs are transformed back; chunks run on the threads in parallel. The products
+/// are where the time goes once a layer has about 100 channels or more; for narrower layers the
+/// transforms, which read and write 4 times the layer's data, cost more than the multiply-adds they
+/// save, and the direct kernels stay faster (docs/performance.md#winograd has the measurements
+/// behind ``applies(to:)``).
+///
+/// Float32 only, on processors with AVX2; other scalars take the shifted grid. The results differ
+/// from the direct sum by rounding only: the transforms' coefficients are 0, ±1 and ±1/2.
+struct WinogradConvolution {
+  let g: ConvolutionGeometry
+  /// The path for scalars the transforms do not handle.
+  let grid: ShiftedGrid
+  /// Tiles per image, images per chunk and the chunk's tiles (the products' width).
+  let tilesPerImage, imagesPerChunk, tileCount: Int
+
+  init(_ g: ConvolutionGeometry) {
+    self.g = g
+    grid = ShiftedGrid(g)
+    tilesPerImage = reprise_winograd_tiles(g.height, g.width)
+    imagesPerChunk = max(1, min(g.batch, 256 / tilesPerImage))
+    tileCount = imagesPerChunk * tilesPerImage
+  }
+
+  /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, planes of
+  /// at least 8 x 8, and at least 96 input and output channels.
+  static func applies(to g: ConvolutionGeometry) -> Bool {
+    g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1 && g.padding == 1 && g.dilation == 1
+      && g.groups == 1 && g.height >= 8 && g.width >= 8 && g.inputChannels >= 96 && g.outputChannels >= 96
+  }
+
+  private var chunks: Int { (g.batch + imagesPerChunk - 1) / imagesPerChunk }
+
+  /// Runs `body(firstImage, images)` for every chunk, a contiguous share of the chunks per piece on up
+  /// to `pieces` threads, with `buffers` fresh scratch buffers of `sizes` floats per piece.
+  private func forEachChunk(
+    pieces: Int, sizes: [Int], _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
+  ) {
+    let chunks = self.chunks, pieces = max(1, min(pieces, chunks))
+    Parallel.run(pieces) { p in
+      let storage = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
+      let buffers = storage.map { $0.base(Float.self) }
+      for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
+        let first = chunk * imagesPerChunk
+        body(p, first, min(imagesPerChunk, g.batch - first), buffers)
+      }
+      withExtendedLifetime(storage) {}
+    }
+  }
+
+  /// The transformed weights [16][outputs][channels].
+  private func transformedWeights(_ w: Tensor) -> Tensor {
+    let u = Tensor(uninitializedShape: [16 * g.outputChannels * g.inputChannels], dtype: .float32)
+    reprise_winograd_weights_f32(floats(w.base(Float.self)), g.outputChannels, g.inputChannels, u.base(Float.self))
+    return u
+  }
+
+  /// Whether the transforms handle scalars of type `T`.
+  private func handles<T: TensorScalar>(_: T.Type) -> Bool { usesVectorKernels(T.self) }
+
+  private var scratchCount: Int { reprise_winograd_scratch_count(g.height, g.width) }
+
+  /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous.
+  func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type) {
+    guard handles(T.self) else { return grid.forward(x, w, into: y, T.self) }
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
+    let u = transformedWeights(w), pu = u.base(Float.self)
+    let px = floats(x.base(T.self)), py = floats(y.base(T.self)), xl = PlaneLayout(x), yl = PlaneLayout(y)
+    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
+      let (v, m, scratch) = (b[0], b[1], b[2])
+      reprise_winograd_input_f32(px + first * xl.imageStride, xl.channelStride, xl.imageStride, c, images, g.height, g.width, v, t, scratch)
+      for xi in 0..<16 {
+        cblas_sgemm(
+          CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(o), blasint(images * tilesPerImage), blasint(c), 1, pu + xi * o * c,
+          blasint(c), v + xi * c * t, blasint(t), 0, m + xi * o * t, blasint(t))
+      }
+      reprise_winograd_output_f32(m, o, images, g.height, g.width, t, py + first * yl.imageStride, yl.channelStride, yl.imageStride, scratch)
+    }
+    withExtendedLifetime(u) {}
+  }
+
+  /// `dx = conv_transpose(dy, w)`; `dy` and `dx` have dense planes.
+  func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
+    guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
+    let u = transformedWeights(w), pu = u.base(Float.self)
+    let pdy = floats(dy.base(T.self)), pdx = floats(dx.base(T.self)), gl = PlaneLayout(dy), xl = PlaneLayout(dx)
+    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
+      let (v, m, scratch) = (b[0], b[1], b[2])
+      reprise_winograd_output_gradient_f32(
+        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
+      for xi in 0..<16 {
+        cblas_sgemm(
+          CblasRowMajor, CblasTrans, CblasNoTrans, blasint(c), blasint(images * tilesPerImage), blasint(o), 1, pu + xi * o * c,
+          blasint(c), m + xi * o * t, blasint(t), 0, v + xi * c * t, blasint(t))
+      }
+      reprise_winograd_input_gradient_f32(v, c, images, g.height, g.width, t, pdx + first * xl.imageStride, xl.channelStride, xl.imageStride, scratch)
+    }
+    withExtendedLifetime(u) {}
+  }
+
+  /// `dw = dy ⋆ x`; `dy` and `x` have dense planes, `dw` is contiguous. Each thread sums the
+  /// products of a fixed share of the chunks, and the shares are added in order, so the result
+  /// depends on the thread count only.
+  func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
+    guard handles(T.self) else { return grid.backwardWeight(dy, x, into: dw, T.self) }
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
+    let pieces = max(1, min(Parallel.threadCount, chunks))
+    let sums = Tensor(zeros: [pieces, 16 * o * c], dtype: .float32), ps = sums.base(Float.self)
+    let pdy = floats(dy.base(T.self)), px = floats(x.base(T.self)), gl = PlaneLayout(dy), xl = PlaneLayout(x)
+    forEachChunk(pieces: pieces, sizes: [16 * c * t, 16 * o * t, scratchCount]) { p, first, images, b in
+      let (v, m, scratch) = (b[0], b[1], b[2])
+      reprise_winograd_output_gradient_f32(
+        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
+      reprise_winograd_input_f32(px + first * xl.imageStride, xl.channelStride, xl.imageStride, c, images, g.height, g.width, v, t, scratch)
+      for xi in 0..<16 {
+        cblas_sgemm(
+          CblasRowMajor, CblasNoTrans, CblasTrans, blasint(o), blasint(c), blasint(images * tilesPerImage), 1, m + xi * o * t,
+          blasint(t), v + xi * c * t, blasint(t), 1, ps + p * 16 * o * c + xi * o * c, blasint(c))
+      }
+    }
+    for p in 1..<pieces {
+      let part = ps + p * 16 * o * c
+      for i in 0..<16 * o * c { ps[i] += part[i] }
+    }
+    reprise_winograd_weight_gradient_f32(ps, o, c, floats(dw.base(T.self)))
+    withExtendedLifetime(sums) {}
+  }
+}

@@ -1,0 +1,74 @@
+@testable import TensorModule
+import TestSupport
+import XCTest
+
+/// The Winograd F(2x2, 3x3) path of wide 3x3 convolutions: which geometries take it, and that its
+/// forward pass and both gradients in Float32 equal the Float64 shifted grid's (itself checked
+/// against the reference loops in ConvolutionTests) to Float32 rounding.
+final class WinogradConvolutionTests: XCTestCase {
+  typealias Configuration = ConvolutionTests.Configuration
+
+  static func layer(batch: Int, _ inputs: Int, _ outputs: Int, _ height: Int, _ width: Int, stride: IntOrPair = 1, padding: IntOrPair = 1, groups: Int = 1)
+    -> Configuration
+  {
+    Configuration(
+      batch: batch, inputChannels: inputs, outputChannels: outputs, height: height, width: width, kernelHeight: 3, kernelWidth: 3,
+      stride: stride, padding: padding, dilation: 1, groups: groups)
+  }
+
+  /// 3x3, stride 1, padding 1, ungrouped, at least 96 channels in and out and planes of 8 x 8 or
+  /// more take Winograd; a step below any of these does not.
+  func testOnlyWideThreeByThreeLayersTakeWinograd() {
+    let name = { (c: Configuration) in ConvolutionPlanTests.methodName(ConvolutionPlan(ConvolutionPlanTests.geometry(c)).method) }
+    XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 8, 8)), "winograd")
+    XCTAssertEqual(name(Self.layer(batch: 1, 384, 128, 9, 13)), "winograd")
+    XCTAssertEqual(name(Self.layer(batch: 2, 95, 96, 8, 8)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 96, 95, 8, 8)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 7, 8)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 8, 8, padding: 2)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 192, 192, 8, 8, groups: 2)), "shiftedGrid")
+    XCTAssertNotEqual(name(Self.layer(batch: 2, 96, 96, 8, 8, stride: 2)), "winograd")
+  }
+
+  /// Forward, input gradient and weight gradient against Float64: odd and even plane sizes (tiles
+  /// cut by the border), images in several chunks with a short last one (16 x 17 planes have 72
+  /// tiles, 3 images to a chunk), and a batch of one image.
+  func testMatchesFloat64() {
+    let layers = [Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 96, 9, 8), Self.layer(batch: 1, 96, 96, 8, 11)]
+    for (k, c) in layers.enumerated() {
+      var random = RandomGenerator(seed: UInt64(500 + k))
+      let x = Tensor(randomNormal: [c.batch, c.inputChannels, c.height, c.width], using: &random)
+      let w = Tensor(randomNormal: [c.outputChannels, c.inputChannels, 3, 3], using: &random)
+      let dy = Tensor(randomNormal: [c.batch, c.outputChannels, c.height, c.width], using: &random)
+      let (x64, w64, dy64) = (x.converted(to: .float64), w.converted(to: .float64), dy.converted(to: .float64))
+      // Sums of 864 to 900 products of unit normals (about 30 in size) and, for the weight
+      // gradient, of up to 16 x 17 x 4 (about 35): Float32 rounding leaves about 1e-5 of that.
+      let context = "seed \(500 + k) \(c)"
+      assertClose(conv2d(x, w, padding: 1).converted(to: .float64), conv2d(x64, w64, padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "forward \(context)")
+      assertClose(
+        conv2dBackwardInput(dy, w, inputShape: x.shape, padding: 1).converted(to: .float64),
+        conv2dBackwardInput(dy64, w64, inputShape: x.shape, padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "input gradient \(context)")
+      assertClose(
+        conv2dBackwardWeight(dy, x, weightShape: w.shape, padding: 1).converted(to: .float64),
+        conv2dBackwardWeight(dy64, x64, weightShape: w.shape, padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "weight gradient \(context)")
+    }
+  }
+
+  /// The forward pass and the input gradient do not depend on the thread count (each chunk of images
+  /// is one thread's; 6 images of 16 x 16 make two chunks), and the weight gradient is the same bits run after run at a thread count.
+  func testThreadCountAndRepeatability() {
+    var random = RandomGenerator(seed: 77)
+    let c = Self.layer(batch: 6, 96, 96, 16, 16)
+    let x = Tensor(randomNormal: [c.batch, 96, 16, 16], using: &random), w = Tensor(randomNormal: [96, 96, 3, 3], using: &random)
+    let dy = Tensor(randomNormal: [c.batch, 96, 16, 16], using: &random)
+    let threads = Parallel.threadCount
+    defer { Parallel.setThreadCount(threads) }
+    Parallel.setThreadCount(1)
+    let y1 = conv2d(x, w, padding: 1), dx1 = conv2dBackwardInput(dy, w, inputShape: x.shape, padding: 1)
+    Parallel.setThreadCount(2)
+    assertBitIdentical(conv2d(x, w, padding: 1), y1, "forward")
+    assertBitIdentical(conv2dBackwardInput(dy, w, inputShape: x.shape, padding: 1), dx1, "input gradient")
+    let dw = conv2dBackwardWeight(dy, x, weightShape: w.shape, padding: 1)
+    assertBitIdentical(conv2dBackwardWeight(dy, x, weightShape: w.shape, padding: 1), dw, "weight gradient")
+  }
+}
