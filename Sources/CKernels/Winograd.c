@@ -51,45 +51,64 @@ long reprise_winograd_scratch_count(long height, long width) {
 /// group's full 16-element runs.
 static inline long scratchWidth(long width) { return 2 * ((width + 1) / 2) + 24; }
 
-void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, float *u) {
+/// Eight filters' tap j, for the filters of channels c to c + 7 (those below `count`) of one output:
+/// the filters lie 9 floats apart.
+AVX2 static inline __m256 filterTaps(const float *filters, int j, __m256i mask) {
+  const __m256i apart = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+  return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), filters + j, apart, _mm256_castsi256_ps(mask), 4);
+}
+
+AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, float *u) {
   const long plane = outputs * channels;
+  const __m256 half = _mm256_set1_ps(0.5f);
   for (long o = 0; o < outputs; o++)
-    for (long c = 0; c < channels; c++) {
-      const float *g = weights + (o * channels + c) * 9;
-      float t[4][3];  // G g: rows of G combine the filter's rows
-      for (int j = 0; j < 3; j++) {
-        t[0][j] = g[j];
-        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-        t[3][j] = g[6 + j];
+    for (long c = 0; c < channels; c += 8) {  // 8 channels' filters at a time, one per lane
+      const __m256i mask = lanesBelow(channels - c);
+      const float *filters = weights + (o * channels + c) * 9;
+      __m256 g[3][3], t[4][3];
+      for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, j, mask);
+      for (int j = 0; j < 3; j++) {  // G g: rows of G combine the filter's rows
+        const __m256 outer = _mm256_add_ps(g[0][j], g[2][j]);
+        t[0][j] = g[0][j];
+        t[1][j] = _mm256_mul_ps(half, _mm256_add_ps(outer, g[1][j]));
+        t[2][j] = _mm256_mul_ps(half, _mm256_sub_ps(outer, g[1][j]));
+        t[3][j] = g[2][j];
       }
-      for (int i = 0; i < 4; i++) {
+      for (int i = 0; i < 4; i++) {  // (G g) G^T
         float *row = u + (4 * i) * plane + o * channels + c;
-        row[0] = t[i][0];
-        row[plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-        row[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-        row[3 * plane] = t[i][2];
+        const __m256 outer = _mm256_add_ps(t[i][0], t[i][2]);
+        _mm256_maskstore_ps(row, mask, t[i][0]);
+        _mm256_maskstore_ps(row + plane, mask, _mm256_mul_ps(half, _mm256_add_ps(outer, t[i][1])));
+        _mm256_maskstore_ps(row + 2 * plane, mask, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[i][1])));
+        _mm256_maskstore_ps(row + 3 * plane, mask, t[i][2]);
       }
     }
 }
 
-void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, float *weightGradient) {
+AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, float *weightGradient) {
   const long plane = outputs * channels;
+  const __m256 half = _mm256_set1_ps(0.5f);
   for (long o = 0; o < outputs; o++)
-    for (long c = 0; c < channels; c++) {
-      float m[4][4], t[3][4];
-      for (int x = 0; x < 16; x++) m[x / 4][x % 4] = du[x * plane + o * channels + c];
+    for (long c = 0; c < channels; c += 8) {  // 8 channels at a time, one per lane
+      const __m256i mask = lanesBelow(channels - c);
+      __m256 m[4][4], t[3][4];
+      for (int x = 0; x < 16; x++) m[x / 4][x % 4] = _mm256_maskload_ps(du + x * plane + o * channels + c, mask);
       for (int j = 0; j < 4; j++) {  // G^T m: G's columns combine the rows
-        t[0][j] = m[0][j] + 0.5f * (m[1][j] + m[2][j]);
-        t[1][j] = 0.5f * (m[1][j] - m[2][j]);
-        t[2][j] = 0.5f * (m[1][j] + m[2][j]) + m[3][j];
+        const __m256 inner = _mm256_mul_ps(half, _mm256_add_ps(m[1][j], m[2][j]));
+        t[0][j] = _mm256_add_ps(m[0][j], inner);
+        t[1][j] = _mm256_mul_ps(half, _mm256_sub_ps(m[1][j], m[2][j]));
+        t[2][j] = _mm256_add_ps(inner, m[3][j]);
+      }
+      float taps[9][8];
+      for (int i = 0; i < 3; i++) {  // (G^T m) G
+        const __m256 inner = _mm256_mul_ps(half, _mm256_add_ps(t[i][1], t[i][2]));
+        _mm256_storeu_ps(taps[3 * i], _mm256_add_ps(t[i][0], inner));
+        _mm256_storeu_ps(taps[3 * i + 1], _mm256_mul_ps(half, _mm256_sub_ps(t[i][1], t[i][2])));
+        _mm256_storeu_ps(taps[3 * i + 2], _mm256_add_ps(inner, t[i][3]));
       }
       float *g = weightGradient + (o * channels + c) * 9;
-      for (int i = 0; i < 3; i++) {
-        g[3 * i] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-        g[3 * i + 1] = 0.5f * (t[i][1] - t[i][2]);
-        g[3 * i + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
-      }
+      for (long lane = 0; lane < 8 && c + lane < channels; lane++)
+        for (int j = 0; j < 9; j++) g[lane * 9 + j] = taps[j][lane];
     }
 }
 

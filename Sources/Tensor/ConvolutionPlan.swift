@@ -192,8 +192,11 @@ struct ConvolutionPlan {
 
   /// Whether the two gradients share work, so that ``backward(_:_:_:inputGradient:weightGradient:_:normalizing:)``
   /// computes them faster together than apart: the shifted grid with few outputs per group, whose
-  /// output gradient is laid on the grid once for both.
-  var sharesGradientWork: Bool { shiftedGrid?.usesShiftedGradient ?? false }
+  /// output gradient is laid on the grid once for both, and Winograd, which transforms it once.
+  var sharesGradientWork: Bool {
+    if case .winograd = method { return true }
+    return shiftedGrid?.usesShiftedGradient ?? false
+  }
 
   /// Both gradients at once, where ``sharesGradientWork``. With `affine`, `x` is normalised on its way
   /// into the grid (the pre-activation unit) and `dx` is the normalised map's gradient.
@@ -201,6 +204,9 @@ struct ConvolutionPlan {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
+    if case .winograd(let winograd) = method, affine == nil {
+      return winograd.backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self)
+    }
     guard let grid = shiftedGrid, grid.usesShiftedGradient else {
       preconditionFailure("internal: a joint backward pass for a plan whose gradients share no work")
     }

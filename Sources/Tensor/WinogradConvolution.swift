@@ -30,11 +30,14 @@ struct WinogradConvolution {
     tileCount = imagesPerChunk * tilesPerImage
   }
 
-  /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, planes of
-  /// at least 8 x 8, and at least 96 input and output channels.
+  /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, and at
+  /// least 96 input and output channels on planes of 8 x 8 or more, or 64 on planes of 16 x 16 or
+  /// more (on 8 x 8 planes only half of each transform's 8 lanes hold a tile, and at 64 channels the
+  /// two paths took the same time).
   static func applies(to g: ConvolutionGeometry) -> Bool {
-    g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1 && g.padding == 1 && g.dilation == 1
-      && g.groups == 1 && g.height >= 8 && g.width >= 8 && g.inputChannels >= 96 && g.outputChannels >= 96
+    let channels = min(g.inputChannels, g.outputChannels), plane = min(g.height, g.width)
+    return g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1 && g.padding == 1 && g.dilation == 1 && g.groups == 1
+      && (channels >= 96 && plane >= 8 || channels >= 64 && plane >= 16)
   }
 
   private var chunks: Int { (g.batch + imagesPerChunk - 1) / imagesPerChunk }
@@ -91,35 +94,48 @@ struct WinogradConvolution {
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
     guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
-    let u = transformedWeights(w), pu = u.base(Float.self)
-    let pdy = floats(dy.base(T.self)), pdx = floats(dx.base(T.self)), gl = PlaneLayout(dy), xl = PlaneLayout(dx)
+    let u = transformedWeights(w), pu = u.base(Float.self), pdy = floats(dy.base(T.self)), gl = PlaneLayout(dy)
     forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
-      for xi in 0..<16 {
-        cblas_sgemm(
-          CblasRowMajor, CblasTrans, CblasNoTrans, blasint(c), blasint(images * tilesPerImage), blasint(o), 1, pu + xi * o * c,
-          blasint(c), m + xi * o * t, blasint(t), 0, v + xi * c * t, blasint(t))
-      }
-      reprise_winograd_input_gradient_f32(v, c, images, g.height, g.width, t, pdx + first * xl.imageStride, xl.channelStride, xl.imageStride, scratch)
+      inputGradient(m, pu, first: first, images: images, into: dx, v, scratch)
     }
     withExtendedLifetime(u) {}
   }
 
-  /// `dw = dy ⋆ x`; `dy` and `x` have dense planes, `dw` is contiguous. Each thread sums the
-  /// products of a fixed share of the chunks, and the shares are added in order, so the result
-  /// depends on the thread count only.
+  /// `dw = dy ⋆ x`; `dy` and `x` have dense planes, `dw` is contiguous.
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
     guard handles(T.self) else { return grid.backwardWeight(dy, x, into: dw, T.self) }
+    gradients(dy, x, nil, inputGradient: nil, weightGradient: dw)
+  }
+
+  /// Both gradients, the output gradient's tiles transformed once for both; the same results as
+  /// ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``.
+  func backward<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type) {
+    guard handles(T.self) else {
+      grid.backwardInput(dy, w, into: dx, T.self)
+      return grid.backwardWeight(dy, x, into: dw, T.self)
+    }
+    gradients(dy, x, w, inputGradient: dx, weightGradient: dw)
+  }
+
+  /// The weight gradient, and with `w` the input gradient too, of Float32 tensors. Each thread takes
+  /// a fixed share of the chunks and sums their weight-gradient products, and the shares are added in
+  /// order, so the result depends on the thread count only.
+  private func gradients(_ dy: Tensor, _ x: Tensor, _ w: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor) {
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
     let pieces = max(1, min(Parallel.threadCount, chunks))
     let sums = Tensor(zeros: [pieces, 16 * o * c], dtype: .float32), ps = sums.base(Float.self)
-    let pdy = floats(dy.base(T.self)), px = floats(x.base(T.self)), gl = PlaneLayout(dy), xl = PlaneLayout(x)
+    let u = w.map(transformedWeights), pu = u?.base(Float.self)
+    let pdy = floats(dy.base(Float.self)), px = floats(x.base(Float.self)), gl = PlaneLayout(dy), xl = PlaneLayout(x)
     forEachChunk(pieces: pieces, sizes: [16 * c * t, 16 * o * t, scratchCount]) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
+      if let pu, let dx {
+        inputGradient(m, pu, first: first, images: images, into: dx, v, scratch)
+      }
       reprise_winograd_input_f32(px + first * xl.imageStride, xl.channelStride, xl.imageStride, c, images, g.height, g.width, v, t, scratch)
       for xi in 0..<16 {
         cblas_sgemm(
@@ -131,7 +147,23 @@ struct WinogradConvolution {
       let part = ps + p * 16 * o * c
       for i in 0..<16 * o * c { ps[i] += part[i] }
     }
-    reprise_winograd_weight_gradient_f32(ps, o, c, floats(dw.base(T.self)))
-    withExtendedLifetime(sums) {}
+    reprise_winograd_weight_gradient_f32(ps, o, c, dw.base(Float.self))
+    withExtendedLifetime((sums, u)) {}
+  }
+
+  /// One chunk's input gradient from its transformed output gradient `m`: the products with the
+  /// transformed weights `u` (transposed) into `v`, transformed back into `dx`.
+  private func inputGradient(
+    _ m: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>, first: Int, images: Int, into dx: Tensor,
+    _ v: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), xl = PlaneLayout(dx)
+    for xi in 0..<16 {
+      cblas_sgemm(
+        CblasRowMajor, CblasTrans, CblasNoTrans, blasint(c), blasint(images * tilesPerImage), blasint(o), 1, u + xi * o * c,
+        blasint(c), m + xi * o * t, blasint(t), 0, v + xi * c * t, blasint(t))
+    }
+    reprise_winograd_input_gradient_f32(
+      v, c, images, g.height, g.width, t, dx.base(Float.self) + first * xl.imageStride, xl.channelStride, xl.imageStride, scratch)
   }
 }

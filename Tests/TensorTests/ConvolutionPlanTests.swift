@@ -86,7 +86,8 @@ final class ConvolutionPlanTests: XCTestCase {
     }
   }
 
-  /// Only the shifted grid with few outputs per group computes both gradients together.
+  /// Only the shifted grid with few outputs per group computes both gradients together (and
+  /// Winograd, in WinogradConvolutionTests).
   func testGradientsShareWorkOnlyOnTheShiftedGridWithFewOutputs() {
     let narrow = Self.geometry(Self.cases[5].configuration)
     var wide = Self.cases[5].configuration

@@ -16,8 +16,8 @@ final class WinogradConvolutionTests: XCTestCase {
       stride: stride, padding: padding, dilation: 1, groups: groups)
   }
 
-  /// 3x3, stride 1, padding 1, ungrouped, at least 96 channels in and out and planes of 8 x 8 or
-  /// more take Winograd; a step below any of these does not.
+  /// 3x3, stride 1, padding 1, ungrouped, with at least 96 channels in and out on planes of 8 x 8 or
+  /// more, or 64 on 16 x 16, take Winograd; a step below any of these does not.
   func testOnlyWideThreeByThreeLayersTakeWinograd() {
     let name = { (c: Configuration) in ConvolutionPlanTests.methodName(ConvolutionPlan(ConvolutionPlanTests.geometry(c)).method) }
     XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 8, 8)), "winograd")
@@ -25,6 +25,10 @@ final class WinogradConvolutionTests: XCTestCase {
     XCTAssertEqual(name(Self.layer(batch: 2, 95, 96, 8, 8)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 96, 95, 8, 8)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 7, 8)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 64, 64, 16, 16)), "winograd")
+    XCTAssertEqual(name(Self.layer(batch: 2, 64, 64, 15, 16)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 64, 64, 8, 8)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 63, 64, 32, 32)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 8, 8, padding: 2)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 192, 192, 8, 8, groups: 2)), "shiftedGrid")
     XCTAssertNotEqual(name(Self.layer(batch: 2, 96, 96, 8, 8, stride: 2)), "winograd")
@@ -32,7 +36,7 @@ final class WinogradConvolutionTests: XCTestCase {
 
   /// Forward, input gradient and weight gradient against Float64: odd and even plane sizes (tiles
   /// cut by the border), images in several chunks with a short last one (16 x 17 planes have 72
-  /// tiles, 3 images to a chunk), and a batch of one image.
+  /// tiles, 3 images to a chunk), and a batch of one image; both gradients at once equal them apart.
   func testMatchesFloat64() {
     let layers = [Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 96, 9, 8), Self.layer(batch: 1, 96, 96, 8, 11)]
     for (k, c) in layers.enumerated() {
@@ -45,12 +49,18 @@ final class WinogradConvolutionTests: XCTestCase {
       // gradient, of up to 16 x 17 x 4 (about 35): Float32 rounding leaves about 1e-5 of that.
       let context = "seed \(500 + k) \(c)"
       assertClose(conv2d(x, w, padding: 1).converted(to: .float64), conv2d(x64, w64, padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "forward \(context)")
+      let dx = conv2dBackwardInput(dy, w, inputShape: x.shape, padding: 1), dw = conv2dBackwardWeight(dy, x, weightShape: w.shape, padding: 1)
       assertClose(
-        conv2dBackwardInput(dy, w, inputShape: x.shape, padding: 1).converted(to: .float64),
-        conv2dBackwardInput(dy64, w64, inputShape: x.shape, padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "input gradient \(context)")
+        dx.converted(to: .float64), conv2dBackwardInput(dy64, w64, inputShape: x.shape, padding: 1), relativeTolerance: 1e-4,
+        absoluteTolerance: 2e-3, "input gradient \(context)")
       assertClose(
-        conv2dBackwardWeight(dy, x, weightShape: w.shape, padding: 1).converted(to: .float64),
-        conv2dBackwardWeight(dy64, x64, weightShape: w.shape, padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "weight gradient \(context)")
+        dw.converted(to: .float64), conv2dBackwardWeight(dy64, x64, weightShape: w.shape, padding: 1), relativeTolerance: 1e-4,
+        absoluteTolerance: 2e-3, "weight gradient \(context)")
+      // Both at once (the output gradient transformed once): the same arithmetic, so the same bits.
+      XCTAssertTrue(ConvolutionPlan(ConvolutionPlanTests.geometry(c)).sharesGradientWork)
+      let both = conv2dBackward(dy, input: x, weight: w, padding: 1)
+      assertBitIdentical(both.input, dx, "conv2dBackward input \(context)")
+      assertBitIdentical(both.weight, dw, "conv2dBackward weight \(context)")
     }
   }
 
