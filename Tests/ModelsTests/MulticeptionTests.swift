@@ -101,6 +101,8 @@ final class MulticeptionTests: XCTestCase {
   func testPlansEqualPlain() throws {
     let models: [(String, () -> any Network)] = [
       ("ShakeNet", { ShakeNet(convolution: .multiception, unitsPerStage: 1, widths: [4, 8, 12], classCount: 3, inputChannels: 2) }),
+      // 96 channels on 8 x 8: the first stage's 96 -> 96 convolutions (one per branch) take Winograd.
+      ("ShakeNet standard, Winograd", { ShakeNet(convolution: .standard, unitsPerStage: 1, widths: [96, 8, 8], classCount: 3, inputChannels: 2) }),
       ("Multiception ResNet", {
         ResNet(ResNetConfiguration(blocksPerStage: 2, convolution: .multiception, finalSurvival: 0.5, classCount: 3, inputChannels: 2))
       }),
