@@ -6,8 +6,8 @@
 /// - `empty`: nothing to compute (no output pixels, no outputs or an empty patch); every result is
 ///   zeros.
 /// - `depthwise`: one filter per channel, direct loops over planes (``DepthwiseConvolution``).
-/// - `winograd`: 3x3, stride 1, padding 1 and at least 96 channels in and out, by Winograd's
-///   F(2x2, 3x3) (``WinogradConvolution``; Float32 on AVX2, other scalars take the shifted grid).
+/// - `winograd`: 3x3, stride 1, padding 1, ungrouped and wide (see ``WinogradConvolution/applies(to:)``),
+///   by Winograd's F(2x2, 3x3) (Float32 on AVX2; other scalars take the shifted grid).
 /// - `shiftedGrid`: stride 1 and enough channels per group, shifted products over a padded grid with
 ///   no im2col matrix (``ShiftedGrid``; on AVX2 in Float32 a direct register kernel).
 /// - `phaseGrid`: a stride above 1, enough channels per group and at most 64 outputs per group, the
@@ -31,11 +31,11 @@ struct ConvolutionPlan {
   /// Whether the weight gradient goes through im2col chunks and one GEMM each although the
   /// method is the shifted grid: ungrouped convolutions with more than 64 outputs. The direct
   /// kernel's weight gradient keeps 8 lanes of sums per (output, channel, tap) and adds a block of
-  /// positions into them at a time; for wide layers (ShakeNet's 96 to 384 channels) those sums
-  /// outgrow the caches and OpenBLAS's blocked product is faster, the im2col matrix costing
-  /// 1/(2·outputs) of a copy per multiply-add, while at 64 (ResNet-20's and SE-ResNet-56's last
-  /// stage) the direct kernel is (docs/performance.md). The forward pass and input gradient were
-  /// slower through im2col at every width and stay direct.
+  /// positions into them at a time; for wide layers (measured on ShakeNet's 96 to 384 channels,
+  /// which now take Winograd) those sums outgrow the caches and OpenBLAS's blocked product is
+  /// faster, the im2col matrix costing 1/(2·outputs) of a copy per multiply-add, while at 64
+  /// (ResNet-20's and SE-ResNet-56's last stage) the direct kernel is (docs/performance.md). The
+  /// forward pass and input gradient were slower through im2col at every width and stay direct.
   var weightGradientByColumns: Bool {
     if case .shiftedGrid = method { g.groups == 1 && g.groupOutputs > 64 } else { false }
   }
