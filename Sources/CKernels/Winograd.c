@@ -11,9 +11,10 @@
 // transformed by A (dM = A dY A^T), the input gradient is B dV B^T added over the overlapping
 // patches, and the weight gradient is G^T dU G with dU the product of dM with the patches' V.
 //
-// The transforms handle 8 tiles of a tile row at a time, one per vector lane: a tile's 4 columns
-// are every other element of two 16-element runs, split apart by shuffles. A plane is first copied
-// into a zero-bordered scratch plane, so that no transform needs a bounds check.
+// The transforms handle 8 tiles at a time, one per vector lane (of one tile row, or of two where a
+// row has only 4 tiles): a tile's 4 columns are every other element of two 16-element runs, split
+// apart by shuffles. A plane is first copied into a zero-bordered scratch plane, so that no
+// transform needs a bounds check.
 #include "CKernels.h"
 
 #include <immintrin.h>
@@ -26,14 +27,15 @@ AVX2 static inline __m256i lanesBelow(long count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/// The even and odd elements of the 16 floats at p: [p0 p2 ... p14] and [p1 p3 ... p15].
-AVX2 static inline void deinterleave(const float *p, __m256 *even, __m256 *odd) {
-  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+/// The even and odd elements of the 8 floats at a followed by the 8 at b: [a0 a2 a4 a6 b0 b2 b4 b6]
+/// and [a1 a3 a5 a7 b1 b3 b5 b7].
+AVX2 static inline void deinterleave(const float *pa, const float *pb, __m256 *even, __m256 *odd) {
+  const __m256 a = _mm256_loadu_ps(pa), b = _mm256_loadu_ps(pb);
   *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
   *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
 }
 
-/// The 16 floats e0 o0 e1 o1 ... e7 o7, as two vectors.
+/// The 16 floats e0 o0 e1 o1 ... e7 o7, as two vectors (the first 8 and the last 8).
 AVX2 static inline void interleave(__m256 e, __m256 o, __m256 *first, __m256 *second) {
   const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
   *first = _mm256_permute2f128_ps(lo, hi, 0x20);
@@ -42,14 +44,43 @@ AVX2 static inline void interleave(__m256 e, __m256 o, __m256 *first, __m256 *se
 
 long reprise_winograd_tiles(long height, long width) { return ((height + 1) / 2) * ((width + 1) / 2); }
 
-long reprise_winograd_scratch_count(long height, long width) {
-  const long rows = 2 * ((height + 1) / 2) + 2, columns = 2 * ((width + 1) / 2) + 24;
-  return rows * columns;
-}
-
 /// The scratch plane's row length: two columns per tile, the border, and room for the last
 /// group's full 16-element runs.
 static inline long scratchWidth(long width) { return 2 * ((width + 1) / 2) + 24; }
+
+long reprise_winograd_scratch_count(long height, long width) {
+  // Two tile rows (4 scratch rows) past the plane's, read by a last pair of tile rows that has one.
+  return (2 * ((height + 1) / 2) + 6) * scratchWidth(width);
+}
+
+/// A plane's tiles, taken 8 at a time (a group), one per lane: along a tile row, or, where a row has
+/// only 4 tiles (planes 7 or 8 wide), two tile rows at once, so that no lane idles. Either way a
+/// group's tiles are consecutive in the tile numbering, and its lanes are two halves of 4 tiles whose
+/// scratch positions lie `half` floats apart (8 columns along a row, or 2 rows down).
+typedef struct {
+  long tilesDown, tilesAcross, pitch, count;
+  int paired;
+} Tiling;
+
+typedef struct {
+  long tile, base, half, count;  // the first tile's number, its scratch position, the halves' distance, tiles
+} Group;
+
+static inline Tiling tiling(long height, long width) {
+  Tiling t = {(height + 1) / 2, (width + 1) / 2, scratchWidth(width), 0, 0};
+  t.paired = t.tilesAcross == 4;
+  t.count = t.paired ? (t.tilesDown + 1) / 2 : t.tilesDown * ((t.tilesAcross + 7) / 8);
+  return t;
+}
+
+static inline Group group(const Tiling *t, long k) {
+  if (t->paired) {
+    const long ty = 2 * k;
+    return (Group){ty * 4, 2 * ty * t->pitch, 2 * t->pitch, (t->tilesDown - ty) * 4 < 8 ? (t->tilesDown - ty) * 4 : 8};
+  }
+  const long across = (t->tilesAcross + 7) / 8, ty = k / across, tx = k % across * 8;
+  return (Group){ty * t->tilesAcross + tx, 2 * ty * t->pitch + 2 * tx, 8, t->tilesAcross - tx < 8 ? t->tilesAcross - tx : 8};
+}
 
 /// Eight filters' tap j, for the filters of channels c to c + 7 (those below `count`) of one output:
 /// the filters lie 9 floats apart.
@@ -121,104 +152,107 @@ static inline void placePlane(const float *source, long height, long width, floa
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
   float *v, long tileCount, float *scratch) {
-  const long tilesDown = (height + 1) / 2, tilesAcross = (width + 1) / 2, pitch = scratchWidth(width);
-  const long stream = channels * tileCount;
+  const Tiling tiles = tiling(height, width);
+  const long stream = channels * tileCount, pitch = tiles.pitch;
   memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
   for (long n = 0; n < images; n++)
     for (long c = 0; c < channels; c++) {
       placePlane(input + n * imageStride + c * channelStride, height, width, scratch, pitch, 1, 1);
-      float *plane = v + c * tileCount + n * tilesDown * tilesAcross;
-      for (long ty = 0; ty < tilesDown; ty++)
-        for (long tx = 0; tx < tilesAcross; tx += 8) {
-          float *out = plane + ty * tilesAcross + tx;
-          const __m256i mask = lanesBelow(tilesAcross - tx);
-          __m256 d[4][4];
-          for (int r = 0; r < 4; r++) {
-            const float *row = scratch + (2 * ty + r) * pitch + 2 * tx;
-            deinterleave(row, &d[r][0], &d[r][1]);
-            deinterleave(row + 2, &d[r][2], &d[r][3]);
-          }
-          __m256 t[4][4];  // B^T d
-          for (int j = 0; j < 4; j++) {
-            t[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
-            t[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
-            t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
-            t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
-          }
-          for (int i = 0; i < 4; i++) {  // (B^T d) B
-            float *x = out + (4 * i) * stream;
-            _mm256_maskstore_ps(x, mask, _mm256_sub_ps(t[i][0], t[i][2]));
-            _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(t[i][1], t[i][2]));
-            _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(t[i][2], t[i][1]));
-            _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(t[i][1], t[i][3]));
-          }
+      float *plane = v + c * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      for (long k = 0; k < tiles.count; k++) {
+        const Group q = group(&tiles, k);
+        float *out = plane + q.tile;
+        const __m256i mask = lanesBelow(q.count);
+        __m256 d[4][4];
+        for (int r = 0; r < 4; r++) {
+          const float *row = scratch + q.base + r * pitch;
+          deinterleave(row, row + q.half, &d[r][0], &d[r][1]);
+          deinterleave(row + 2, row + 2 + q.half, &d[r][2], &d[r][3]);
         }
+        __m256 t[4][4];  // B^T d
+        for (int j = 0; j < 4; j++) {
+          t[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+          t[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+          t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+          t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+        }
+        for (int i = 0; i < 4; i++) {  // (B^T d) B
+          float *x = out + (4 * i) * stream;
+          _mm256_maskstore_ps(x, mask, _mm256_sub_ps(t[i][0], t[i][2]));
+          _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(t[i][1], t[i][2]));
+          _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(t[i][2], t[i][1]));
+          _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(t[i][1], t[i][3]));
+        }
+      }
     }
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width,
   float *m, long tileCount, float *scratch) {
-  const long tilesDown = (height + 1) / 2, tilesAcross = (width + 1) / 2, pitch = scratchWidth(width);
-  const long stream = outputs * tileCount;
+  const Tiling tiles = tiling(height, width);
+  const long stream = outputs * tileCount, pitch = tiles.pitch;
   memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
   for (long n = 0; n < images; n++)
     for (long o = 0; o < outputs; o++) {
       placePlane(gradient + n * imageStride + o * channelStride, height, width, scratch, pitch, 0, 0);
-      float *plane = m + o * tileCount + n * tilesDown * tilesAcross;
-      for (long ty = 0; ty < tilesDown; ty++)
-        for (long tx = 0; tx < tilesAcross; tx += 8) {
-          float *out = plane + ty * tilesAcross + tx;
-          const __m256i mask = lanesBelow(tilesAcross - tx);
-          __m256 g[2][2];
-          for (int r = 0; r < 2; r++) deinterleave(scratch + (2 * ty + r) * pitch + 2 * tx, &g[r][0], &g[r][1]);
-          __m256 h[4][2];  // A g
-          for (int j = 0; j < 2; j++) {
-            h[0][j] = g[0][j];
-            h[1][j] = _mm256_add_ps(g[0][j], g[1][j]);
-            h[2][j] = _mm256_sub_ps(g[0][j], g[1][j]);
-            h[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), g[1][j]);
-          }
-          for (int i = 0; i < 4; i++) {  // (A g) A^T
-            float *x = out + (4 * i) * stream;
-            _mm256_maskstore_ps(x, mask, h[i][0]);
-            _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(h[i][0], h[i][1]));
-            _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(h[i][0], h[i][1]));
-            _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]));
-          }
+      float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      for (long k = 0; k < tiles.count; k++) {
+        const Group q = group(&tiles, k);
+        float *out = plane + q.tile;
+        const __m256i mask = lanesBelow(q.count);
+        __m256 g[2][2];
+        for (int r = 0; r < 2; r++) {
+          const float *row = scratch + q.base + r * pitch;
+          deinterleave(row, row + q.half, &g[r][0], &g[r][1]);
         }
+        __m256 h[4][2];  // A g
+        for (int j = 0; j < 2; j++) {
+          h[0][j] = g[0][j];
+          h[1][j] = _mm256_add_ps(g[0][j], g[1][j]);
+          h[2][j] = _mm256_sub_ps(g[0][j], g[1][j]);
+          h[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), g[1][j]);
+        }
+        for (int i = 0; i < 4; i++) {  // (A g) A^T
+          float *x = out + (4 * i) * stream;
+          _mm256_maskstore_ps(x, mask, h[i][0]);
+          _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(h[i][0], h[i][1]));
+          _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(h[i][0], h[i][1]));
+          _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]));
+        }
+      }
     }
 }
 
 AVX2 void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch) {
-  const long tilesDown = (height + 1) / 2, tilesAcross = (width + 1) / 2, pitch = scratchWidth(width);
-  const long stream = outputs * tileCount;
+  const Tiling tiles = tiling(height, width);
+  const long stream = outputs * tileCount, pitch = tiles.pitch;
   for (long n = 0; n < images; n++)
     for (long o = 0; o < outputs; o++) {
-      const float *plane = m + o * tileCount + n * tilesDown * tilesAcross;
-      for (long ty = 0; ty < tilesDown; ty++)
-        for (long tx = 0; tx < tilesAcross; tx += 8) {
-          const float *in = plane + ty * tilesAcross + tx;
-          const __m256i mask = lanesBelow(tilesAcross - tx);
-          __m256 u[2][4];  // A^T M
-          for (int j = 0; j < 4; j++) {
-            const __m256 m0 = _mm256_maskload_ps(in + j * stream, mask), m1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
-            const __m256 m2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), m3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
-            u[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-            u[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-          }
-          for (int r = 0; r < 2; r++) {  // (A^T M) A, two output rows of 8 tiles' 2 columns
-            const __m256 e = _mm256_add_ps(_mm256_add_ps(u[r][0], u[r][1]), u[r][2]);
-            const __m256 odd = _mm256_sub_ps(_mm256_sub_ps(u[r][1], u[r][2]), u[r][3]);
-            __m256 first, second;
-            interleave(e, odd, &first, &second);
-            float *row = scratch + (2 * ty + r) * pitch + 2 * tx;
-            _mm256_storeu_ps(row, first);
-            _mm256_storeu_ps(row + 8, second);
-          }
+      const float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      for (long k = 0; k < tiles.count; k++) {
+        const Group q = group(&tiles, k);
+        const float *in = plane + q.tile;
+        const __m256i mask = lanesBelow(q.count);
+        __m256 u[2][4];  // A^T M
+        for (int j = 0; j < 4; j++) {
+          const __m256 m0 = _mm256_maskload_ps(in + j * stream, mask), m1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
+          const __m256 m2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), m3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
+          u[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+          u[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
         }
+        for (int r = 0; r < 2; r++) {  // (A^T M) A, two output rows of 8 tiles' 2 columns
+          const __m256 e = _mm256_add_ps(_mm256_add_ps(u[r][0], u[r][1]), u[r][2]);
+          const __m256 odd = _mm256_sub_ps(_mm256_sub_ps(u[r][1], u[r][2]), u[r][3]);
+          __m256 first, second;
+          interleave(e, odd, &first, &second);
+          float *row = scratch + q.base + r * pitch;
+          _mm256_storeu_ps(row, first);
+          _mm256_storeu_ps(row + q.half, second);
+        }
+      }
       float *destination = output + n * outputImageStride + o * outputChannelStride;
       for (long y = 0; y < height; y++) memcpy(destination + y * width, scratch + y * pitch, sizeof(float) * (size_t)width);
     }
@@ -227,39 +261,39 @@ AVX2 void reprise_winograd_output_f32(
 AVX2 void reprise_winograd_input_gradient_f32(
   const float *v, long channels, long images, long height, long width, long tileCount, float *inputGradient,
   long channelStride, long imageStride, float *scratch) {
-  const long tilesDown = (height + 1) / 2, tilesAcross = (width + 1) / 2, pitch = scratchWidth(width);
-  const long stream = channels * tileCount, rows = 2 * tilesDown + 2;
+  const Tiling tiles = tiling(height, width);
+  const long stream = channels * tileCount, pitch = tiles.pitch;
   for (long n = 0; n < images; n++)
     for (long c = 0; c < channels; c++) {
-      memset(scratch, 0, sizeof(float) * (size_t)(rows * pitch));
-      const float *plane = v + c * tileCount + n * tilesDown * tilesAcross;
-      for (long ty = 0; ty < tilesDown; ty++)
-        for (long tx = 0; tx < tilesAcross; tx += 8) {
-          const float *in = plane + ty * tilesAcross + tx;
-          const __m256i mask = lanesBelow(tilesAcross - tx);
-          __m256 t[4][4];  // B dV
-          for (int j = 0; j < 4; j++) {
-            const __m256 v0 = _mm256_maskload_ps(in + j * stream, mask), v1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
-            const __m256 v2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), v3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
-            t[0][j] = v0;
-            t[1][j] = _mm256_add_ps(_mm256_sub_ps(v1, v2), v3);
-            t[2][j] = _mm256_sub_ps(_mm256_add_ps(v1, v2), v0);
-            t[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), v3);
-          }
-          for (int r = 0; r < 4; r++) {  // (B dV) B^T, added where the patches overlap
-            const __m256 c0 = t[r][0], c1 = _mm256_add_ps(_mm256_sub_ps(t[r][1], t[r][2]), t[r][3]);
-            const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(t[r][1], t[r][2]), t[r][0]);
-            const __m256 c3 = _mm256_sub_ps(_mm256_setzero_ps(), t[r][3]);
-            float *row = scratch + (2 * ty + r) * pitch + 2 * tx;
-            __m256 first, second;
-            interleave(c0, c1, &first, &second);
-            _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), first));
-            _mm256_storeu_ps(row + 8, _mm256_add_ps(_mm256_loadu_ps(row + 8), second));
-            interleave(c2, c3, &first, &second);
-            _mm256_storeu_ps(row + 2, _mm256_add_ps(_mm256_loadu_ps(row + 2), first));
-            _mm256_storeu_ps(row + 10, _mm256_add_ps(_mm256_loadu_ps(row + 10), second));
-          }
+      memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
+      const float *plane = v + c * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      for (long k = 0; k < tiles.count; k++) {
+        const Group q = group(&tiles, k);
+        const float *in = plane + q.tile;
+        const __m256i mask = lanesBelow(q.count);
+        __m256 t[4][4];  // B dV
+        for (int j = 0; j < 4; j++) {
+          const __m256 v0 = _mm256_maskload_ps(in + j * stream, mask), v1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
+          const __m256 v2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), v3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
+          t[0][j] = v0;
+          t[1][j] = _mm256_add_ps(_mm256_sub_ps(v1, v2), v3);
+          t[2][j] = _mm256_sub_ps(_mm256_add_ps(v1, v2), v0);
+          t[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), v3);
         }
+        for (int r = 0; r < 4; r++) {  // (B dV) B^T, added where the patches overlap
+          const __m256 c0 = t[r][0], c1 = _mm256_add_ps(_mm256_sub_ps(t[r][1], t[r][2]), t[r][3]);
+          const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(t[r][1], t[r][2]), t[r][0]);
+          const __m256 c3 = _mm256_sub_ps(_mm256_setzero_ps(), t[r][3]);
+          float *row = scratch + q.base + r * pitch, *lower = row + q.half;
+          __m256 first, second;
+          interleave(c0, c1, &first, &second);
+          _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), first));
+          _mm256_storeu_ps(lower, _mm256_add_ps(_mm256_loadu_ps(lower), second));
+          interleave(c2, c3, &first, &second);
+          _mm256_storeu_ps(row + 2, _mm256_add_ps(_mm256_loadu_ps(row + 2), first));
+          _mm256_storeu_ps(lower + 2, _mm256_add_ps(_mm256_loadu_ps(lower + 2), second));
+        }
+      }
       float *destination = inputGradient + n * imageStride + c * channelStride;
       for (long y = 0; y < height; y++)
         memcpy(destination + y * width, scratch + (y + 1) * pitch + 1, sizeof(float) * (size_t)width);

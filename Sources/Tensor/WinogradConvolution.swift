@@ -8,7 +8,7 @@ import COpenBLAS
 /// The images are taken in chunks of about 256 tiles. For each chunk the input patches are
 /// transformed, the 16 products of the transformed weights with them are single-threaded OpenBLAS
 /// calls, and the outputs are transformed back; chunks run on the threads in parallel. The products
-/// are where the time goes once a layer has about 100 channels or more; for narrower layers the
+/// are where the time goes once a layer has 64 channels or more; for narrower layers the
 /// transforms, which read and write 4 times the layer's data, cost more than the multiply-adds they
 /// save, and the direct kernels stay faster (docs/performance.md#winograd has the measurements
 /// behind ``applies(to:)``).
@@ -30,14 +30,11 @@ struct WinogradConvolution {
     tileCount = imagesPerChunk * tilesPerImage
   }
 
-  /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, and at
-  /// least 96 input and output channels on planes of 8 x 8 or more, or 64 on planes of 16 x 16 or
-  /// more (on 8 x 8 planes only half of each transform's 8 lanes hold a tile, and at 64 channels the
-  /// two paths took the same time).
+  /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, at least
+  /// 64 input and output channels and planes of 8 x 8 or more.
   static func applies(to g: ConvolutionGeometry) -> Bool {
-    let channels = min(g.inputChannels, g.outputChannels), plane = min(g.height, g.width)
-    return g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1 && g.padding == 1 && g.dilation == 1 && g.groups == 1
-      && (channels >= 96 && plane >= 8 || channels >= 64 && plane >= 16)
+    g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1 && g.padding == 1 && g.dilation == 1 && g.groups == 1
+      && min(g.inputChannels, g.outputChannels) >= 64 && min(g.height, g.width) >= 8
   }
 
   private var chunks: Int { (g.batch + imagesPerChunk - 1) / imagesPerChunk }
