@@ -149,153 +149,169 @@ static inline void placePlane(const float *source, long height, long width, floa
   for (long y = 0; y < height; y++) memcpy(scratch + (y + top) * pitch + left, source + y * width, sizeof(float) * (size_t)width);
 }
 
+/// One group's transformed input patches (B^T d B): the 4x4 patches whose top left corners are at
+/// `row` and `row + half` in the scratch plane, stored to the 16 streams at `out`.
+AVX2 __attribute__((always_inline)) static inline void patchTransform(
+  const float *corner, long pitch, long half, float *out, long stream, __m256i mask) {
+  __m256 d[4][4];
+  for (int r = 0; r < 4; r++) {
+    const float *row = corner + r * pitch;
+    deinterleave(row, row + half, &d[r][0], &d[r][1]);
+    deinterleave(row + 2, row + 2 + half, &d[r][2], &d[r][3]);
+  }
+  __m256 t[4][4];  // B^T d
+  for (int j = 0; j < 4; j++) {
+    t[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+    t[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+    t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+    t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+  }
+  for (int i = 0; i < 4; i++) {  // (B^T d) B
+    float *x = out + (4 * i) * stream;
+    _mm256_maskstore_ps(x, mask, _mm256_sub_ps(t[i][0], t[i][2]));
+    _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(t[i][1], t[i][2]));
+    _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(t[i][2], t[i][1]));
+    _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(t[i][1], t[i][3]));
+  }
+}
+
+/// One group's transformed output-gradient tiles (A g A^T) of the 2x2 tiles at `corner` and
+/// `corner + half`.
+AVX2 __attribute__((always_inline)) static inline void gradientTransform(
+  const float *corner, long pitch, long half, float *out, long stream, __m256i mask) {
+  __m256 g[2][2];
+  for (int r = 0; r < 2; r++) deinterleave(corner + r * pitch, corner + r * pitch + half, &g[r][0], &g[r][1]);
+  __m256 h[4][2];  // A g
+  for (int j = 0; j < 2; j++) {
+    h[0][j] = g[0][j];
+    h[1][j] = _mm256_add_ps(g[0][j], g[1][j]);
+    h[2][j] = _mm256_sub_ps(g[0][j], g[1][j]);
+    h[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), g[1][j]);
+  }
+  for (int i = 0; i < 4; i++) {  // (A g) A^T
+    float *x = out + (4 * i) * stream;
+    _mm256_maskstore_ps(x, mask, h[i][0]);
+    _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(h[i][0], h[i][1]));
+    _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(h[i][0], h[i][1]));
+    _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]));
+  }
+}
+
+typedef void (*TileTransform)(const float *, long, long, float *, long, __m256i);
+
+/// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border`, and its
+/// tiles transformed group by group by `transform` into the 16 streams of out[16][rows][tileCount].
+AVX2 __attribute__((always_inline)) static inline void transformPlanes(
+  const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
+  float *out, long tileCount, float *scratch, TileTransform transform) {
+  const Tiling tiles = tiling(height, width);
+  const long stream = rows * tileCount;
+  memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
+  for (long n = 0; n < images; n++)
+    for (long r = 0; r < rows; r++) {
+      placePlane(planes + n * imageStride + r * rowStride, height, width, scratch, tiles.pitch, border, border);
+      float *plane = out + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      for (long k = 0; k < tiles.count; k++) {
+        const Group q = group(&tiles, k);
+        transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream, lanesBelow(q.count));
+      }
+    }
+}
+
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
   float *v, long tileCount, float *scratch) {
-  const Tiling tiles = tiling(height, width);
-  const long stream = channels * tileCount, pitch = tiles.pitch;
-  memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
-  for (long n = 0; n < images; n++)
-    for (long c = 0; c < channels; c++) {
-      placePlane(input + n * imageStride + c * channelStride, height, width, scratch, pitch, 1, 1);
-      float *plane = v + c * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
-      for (long k = 0; k < tiles.count; k++) {
-        const Group q = group(&tiles, k);
-        float *out = plane + q.tile;
-        const __m256i mask = lanesBelow(q.count);
-        __m256 d[4][4];
-        for (int r = 0; r < 4; r++) {
-          const float *row = scratch + q.base + r * pitch;
-          deinterleave(row, row + q.half, &d[r][0], &d[r][1]);
-          deinterleave(row + 2, row + 2 + q.half, &d[r][2], &d[r][3]);
-        }
-        __m256 t[4][4];  // B^T d
-        for (int j = 0; j < 4; j++) {
-          t[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
-          t[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
-          t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
-          t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
-        }
-        for (int i = 0; i < 4; i++) {  // (B^T d) B
-          float *x = out + (4 * i) * stream;
-          _mm256_maskstore_ps(x, mask, _mm256_sub_ps(t[i][0], t[i][2]));
-          _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(t[i][1], t[i][2]));
-          _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(t[i][2], t[i][1]));
-          _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(t[i][1], t[i][3]));
-        }
-      }
-    }
+  transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, v, tileCount, scratch, patchTransform);
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width,
   float *m, long tileCount, float *scratch) {
+  transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, m, tileCount, scratch, gradientTransform);
+}
+
+/// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the
+/// scratch plane at `corner` and `corner + half`.
+AVX2 __attribute__((always_inline)) static inline void outputTransform(
+  const float *in, long stream, __m256i mask, float *corner, long pitch, long half) {
+  __m256 u[2][4];  // A^T M
+  for (int j = 0; j < 4; j++) {
+    const __m256 m0 = _mm256_maskload_ps(in + j * stream, mask), m1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
+    const __m256 m2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), m3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
+    u[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    u[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  }
+  for (int r = 0; r < 2; r++) {  // (A^T M) A, two output rows of 8 tiles' 2 columns
+    const __m256 e = _mm256_add_ps(_mm256_add_ps(u[r][0], u[r][1]), u[r][2]);
+    const __m256 odd = _mm256_sub_ps(_mm256_sub_ps(u[r][1], u[r][2]), u[r][3]);
+    __m256 first, second;
+    interleave(e, odd, &first, &second);
+    float *row = corner + r * pitch;
+    _mm256_storeu_ps(row, first);
+    _mm256_storeu_ps(row + half, second);
+  }
+}
+
+/// One group's input gradient (B dV B^T) from the 16 streams at `in`, added to the scratch plane
+/// as 4x4 patches at `corner` and `corner + half` (they overlap their neighbours by 2).
+AVX2 __attribute__((always_inline)) static inline void inputGradientTransform(
+  const float *in, long stream, __m256i mask, float *corner, long pitch, long half) {
+  __m256 t[4][4];  // B dV
+  for (int j = 0; j < 4; j++) {
+    const __m256 v0 = _mm256_maskload_ps(in + j * stream, mask), v1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
+    const __m256 v2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), v3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
+    t[0][j] = v0;
+    t[1][j] = _mm256_add_ps(_mm256_sub_ps(v1, v2), v3);
+    t[2][j] = _mm256_sub_ps(_mm256_add_ps(v1, v2), v0);
+    t[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), v3);
+  }
+  for (int r = 0; r < 4; r++) {  // (B dV) B^T, added where the patches overlap
+    const __m256 c0 = t[r][0], c1 = _mm256_add_ps(_mm256_sub_ps(t[r][1], t[r][2]), t[r][3]);
+    const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(t[r][1], t[r][2]), t[r][0]);
+    const __m256 c3 = _mm256_sub_ps(_mm256_setzero_ps(), t[r][3]);
+    float *row = corner + r * pitch, *lower = row + half;
+    __m256 first, second;
+    interleave(c0, c1, &first, &second);
+    _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), first));
+    _mm256_storeu_ps(lower, _mm256_add_ps(_mm256_loadu_ps(lower), second));
+    interleave(c2, c3, &first, &second);
+    _mm256_storeu_ps(row + 2, _mm256_add_ps(_mm256_loadu_ps(row + 2), first));
+    _mm256_storeu_ps(lower + 2, _mm256_add_ps(_mm256_loadu_ps(lower + 2), second));
+  }
+}
+
+typedef void (*InverseTransform)(const float *, long, __m256i, float *, long, long);
+
+/// Every plane (n, r) of the 16 streams in[16][rows][tileCount] transformed back group by group by
+/// `transform` into the scratch plane (cleared first when `adding`), and the height x width part at
+/// row and column `border` copied to planes[n * imageStride + r * rowStride].
+AVX2 __attribute__((always_inline)) static inline void inversePlanes(
+  const float *in, long rows, long images, long height, long width, long tileCount, float *planes, long rowStride,
+  long imageStride, long border, float *scratch, bool adding, InverseTransform transform) {
   const Tiling tiles = tiling(height, width);
-  const long stream = outputs * tileCount, pitch = tiles.pitch;
-  memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
+  const long stream = rows * tileCount;
   for (long n = 0; n < images; n++)
-    for (long o = 0; o < outputs; o++) {
-      placePlane(gradient + n * imageStride + o * channelStride, height, width, scratch, pitch, 0, 0);
-      float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+    for (long r = 0; r < rows; r++) {
+      if (adding) memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
+      const float *plane = in + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
-        float *out = plane + q.tile;
-        const __m256i mask = lanesBelow(q.count);
-        __m256 g[2][2];
-        for (int r = 0; r < 2; r++) {
-          const float *row = scratch + q.base + r * pitch;
-          deinterleave(row, row + q.half, &g[r][0], &g[r][1]);
-        }
-        __m256 h[4][2];  // A g
-        for (int j = 0; j < 2; j++) {
-          h[0][j] = g[0][j];
-          h[1][j] = _mm256_add_ps(g[0][j], g[1][j]);
-          h[2][j] = _mm256_sub_ps(g[0][j], g[1][j]);
-          h[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), g[1][j]);
-        }
-        for (int i = 0; i < 4; i++) {  // (A g) A^T
-          float *x = out + (4 * i) * stream;
-          _mm256_maskstore_ps(x, mask, h[i][0]);
-          _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(h[i][0], h[i][1]));
-          _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(h[i][0], h[i][1]));
-          _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]));
-        }
+        transform(plane + q.tile, stream, lanesBelow(q.count), scratch + q.base, tiles.pitch, q.half);
       }
+      float *destination = planes + n * imageStride + r * rowStride;
+      for (long y = 0; y < height; y++)
+        memcpy(destination + y * width, scratch + (y + border) * tiles.pitch + border, sizeof(float) * (size_t)width);
     }
 }
 
 AVX2 void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch) {
-  const Tiling tiles = tiling(height, width);
-  const long stream = outputs * tileCount, pitch = tiles.pitch;
-  for (long n = 0; n < images; n++)
-    for (long o = 0; o < outputs; o++) {
-      const float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
-      for (long k = 0; k < tiles.count; k++) {
-        const Group q = group(&tiles, k);
-        const float *in = plane + q.tile;
-        const __m256i mask = lanesBelow(q.count);
-        __m256 u[2][4];  // A^T M
-        for (int j = 0; j < 4; j++) {
-          const __m256 m0 = _mm256_maskload_ps(in + j * stream, mask), m1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
-          const __m256 m2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), m3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
-          u[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-          u[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-        }
-        for (int r = 0; r < 2; r++) {  // (A^T M) A, two output rows of 8 tiles' 2 columns
-          const __m256 e = _mm256_add_ps(_mm256_add_ps(u[r][0], u[r][1]), u[r][2]);
-          const __m256 odd = _mm256_sub_ps(_mm256_sub_ps(u[r][1], u[r][2]), u[r][3]);
-          __m256 first, second;
-          interleave(e, odd, &first, &second);
-          float *row = scratch + q.base + r * pitch;
-          _mm256_storeu_ps(row, first);
-          _mm256_storeu_ps(row + q.half, second);
-        }
-      }
-      float *destination = output + n * outputImageStride + o * outputChannelStride;
-      for (long y = 0; y < height; y++) memcpy(destination + y * width, scratch + y * pitch, sizeof(float) * (size_t)width);
-    }
+  inversePlanes(m, outputs, images, height, width, tileCount, output, outputChannelStride, outputImageStride, 0, scratch, false, outputTransform);
 }
 
 AVX2 void reprise_winograd_input_gradient_f32(
   const float *v, long channels, long images, long height, long width, long tileCount, float *inputGradient,
   long channelStride, long imageStride, float *scratch) {
-  const Tiling tiles = tiling(height, width);
-  const long stream = channels * tileCount, pitch = tiles.pitch;
-  for (long n = 0; n < images; n++)
-    for (long c = 0; c < channels; c++) {
-      memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
-      const float *plane = v + c * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
-      for (long k = 0; k < tiles.count; k++) {
-        const Group q = group(&tiles, k);
-        const float *in = plane + q.tile;
-        const __m256i mask = lanesBelow(q.count);
-        __m256 t[4][4];  // B dV
-        for (int j = 0; j < 4; j++) {
-          const __m256 v0 = _mm256_maskload_ps(in + j * stream, mask), v1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
-          const __m256 v2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), v3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
-          t[0][j] = v0;
-          t[1][j] = _mm256_add_ps(_mm256_sub_ps(v1, v2), v3);
-          t[2][j] = _mm256_sub_ps(_mm256_add_ps(v1, v2), v0);
-          t[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), v3);
-        }
-        for (int r = 0; r < 4; r++) {  // (B dV) B^T, added where the patches overlap
-          const __m256 c0 = t[r][0], c1 = _mm256_add_ps(_mm256_sub_ps(t[r][1], t[r][2]), t[r][3]);
-          const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(t[r][1], t[r][2]), t[r][0]);
-          const __m256 c3 = _mm256_sub_ps(_mm256_setzero_ps(), t[r][3]);
-          float *row = scratch + q.base + r * pitch, *lower = row + q.half;
-          __m256 first, second;
-          interleave(c0, c1, &first, &second);
-          _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), first));
-          _mm256_storeu_ps(lower, _mm256_add_ps(_mm256_loadu_ps(lower), second));
-          interleave(c2, c3, &first, &second);
-          _mm256_storeu_ps(row + 2, _mm256_add_ps(_mm256_loadu_ps(row + 2), first));
-          _mm256_storeu_ps(lower + 2, _mm256_add_ps(_mm256_loadu_ps(lower + 2), second));
-        }
-      }
-      float *destination = inputGradient + n * imageStride + c * channelStride;
-      for (long y = 0; y < height; y++)
-        memcpy(destination + y * width, scratch + (y + 1) * pitch + 1, sizeof(float) * (size_t)width);
-    }
+  inversePlanes(v, channels, images, height, width, tileCount, inputGradient, channelStride, imageStride, 1, scratch, true, inputGradientTransform);
 }
