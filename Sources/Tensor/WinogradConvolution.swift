@@ -39,8 +39,9 @@ struct WinogradConvolution {
 
   private var chunks: Int { (g.batch + imagesPerChunk - 1) / imagesPerChunk }
 
-  /// Runs `body(firstImage, images)` for every chunk, a contiguous share of the chunks per piece on up
-  /// to `pieces` threads, with `buffers` fresh scratch buffers of `sizes` floats per piece.
+  /// Runs `body(piece, firstImage, images, buffers)` for every chunk: the chunks split into up to
+  /// `pieces` contiguous shares, claimed by the threads as they finish, each piece with its own
+  /// scratch buffers of `sizes` floats.
   private func forEachChunk(
     pieces: Int, sizes: [Int], _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
