@@ -8,6 +8,7 @@
 // does 8 loads and 8 fused multiply-adds. The plane is padded by the caller, so no tap checks a
 // border.
 #include "CKernels.h"
+#include "Lanes.h"
 
 #include <immintrin.h>
 
@@ -20,10 +21,6 @@ typedef struct {
   long output;
   int width;
 } Piece;
-
-TARGET static inline __m256i lanes(int width) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /// The segments of the output rows in order: row y, columns x..x+7, reading the grid from y·pitch + x.
 static long pieces(long height, long width, long pitch, Piece *out) {
@@ -48,7 +45,7 @@ TARGET void reprise_depthwise_plane_f32(
     int full = n == SEGMENTS;
     for (int i = 0; i < SEGMENTS; i++) {
       acc[i] = _mm256_setzero_ps();
-      mask[i] = lanes(i < n ? p[i].width : 0);
+      mask[i] = lanesBelow(i < n ? p[i].width : 0);
       if (i < n) full &= p[i].width == 8;
     }
     if (full) {
@@ -85,7 +82,7 @@ TARGET void reprise_depthwise_weight_gradient_plane_f32(
         x = _mm256_loadu_ps(g + p.position);
         dy = _mm256_loadu_ps(gradient + p.output);
       } else {
-        const __m256i m = lanes(p.width);
+        const __m256i m = lanesBelow(p.width);
         x = _mm256_maskload_ps(g + p.position, m);
         dy = _mm256_maskload_ps(gradient + p.output, m);
       }

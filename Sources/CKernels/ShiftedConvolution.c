@@ -13,6 +13,7 @@
 // not next to each other on the grid). Every output is the same sum in the same order (k, c) as in
 // the AVX2 tile, so the two give the same bits.
 #include "CKernels.h"
+#include "Lanes.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -62,10 +63,6 @@ typedef struct {
   float *output;
   int width;
 } Segment;
-
-__attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(int width) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /// Asks the caches for what the next group of segments will read and this one did not: for every
 /// channel, the `ahead` positions past this group's furthest read, `furthest` (the largest tap

@@ -8,14 +8,11 @@
 // for 24 fused multiply-adds, and folds its 16 lanes to the 8 of the partial sums at the end of a
 // block (so its sums round differently from the AVX2 tile's, deterministically).
 #include "CKernels.h"
+#include "Lanes.h"
 
 #include <immintrin.h>
 
 enum { ROWS = 3, COLUMNS = 4, BLOCK = 512 };
-
-__attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(long width) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /// One step of 8 positions from t into the accumulators of a `rows` x `columns` tile: plain loads
 /// when `whole`, else loads of the `mask`ed lanes only (the end of a range).

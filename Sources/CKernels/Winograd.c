@@ -16,16 +16,12 @@
 // apart by shuffles. A plane is first copied into a zero-bordered scratch plane, so that no
 // transform needs a bounds check.
 #include "CKernels.h"
+#include "Lanes.h"
 
 #include <immintrin.h>
 #include <string.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
-
-/// The lanes below `count` (at most 8).
-AVX2 static inline __m256i lanesBelow(long count) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /// The even and odd elements of the 8 floats at a followed by the 8 at b: [a0 a2 a4 a6 b0 b2 b4 b6]
 /// and [a1 a3 a5 a7 b1 b3 b5 b7].
