@@ -60,7 +60,7 @@ struct WinogradConvolution {
   /// The transformed weights [16][outputs][channels].
   private func transformedWeights(_ w: Tensor) -> Tensor {
     let u = Tensor(uninitializedShape: [16 * g.outputChannels * g.inputChannels], dtype: .float32)
-    reprise_winograd_weights_f32(floats(w.base(Float.self)), g.outputChannels, g.inputChannels, u.base(Float.self))
+    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, u.base(Float.self))
     return u
   }
 
@@ -119,14 +119,15 @@ struct WinogradConvolution {
   }
 
   /// The weight gradient, and with `w` the input gradient too, of Float32 tensors. Each thread takes
-  /// a fixed share of the chunks and sums their weight-gradient products, and the shares are added in
-  /// order, so the result depends on the thread count only.
+  /// a fixed share of the chunks and sums their weight-gradient products (its share's first product
+  /// overwrites the sums, so nothing zeroes them first), and the shares are added in order, split
+  /// between the threads, so the result depends on the thread count only and no part of it is serial.
   private func gradients(_ dy: Tensor, _ x: Tensor, _ w: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor) {
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), size = 16 * o * c
     let pieces = max(1, min(Parallel.threadCount, chunks))
-    let sums = Tensor(zeros: [pieces, 16 * o * c], dtype: .float32), ps = sums.base(Float.self)
+    let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map(transformedWeights), pu = u?.base(Float.self)
-    let pdy = floats(dy.base(Float.self)), px = floats(x.base(Float.self)), gl = PlaneLayout(dy), xl = PlaneLayout(x)
+    let pdy = dy.base(Float.self), px = x.base(Float.self), gl = PlaneLayout(dy), xl = PlaneLayout(x)
     forEachChunk(pieces: pieces, sizes: [16 * c * t, 16 * o * t, scratchCount]) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       reprise_winograd_output_gradient_f32(
@@ -135,15 +136,20 @@ struct WinogradConvolution {
         inputGradient(m, pu, first: first, images: images, into: dx, v, scratch)
       }
       reprise_winograd_input_f32(px + first * xl.imageStride, xl.channelStride, xl.imageStride, c, images, g.height, g.width, v, t, scratch)
+      let beta: Float = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
       for xi in 0..<16 {
         cblas_sgemm(
           CblasRowMajor, CblasNoTrans, CblasTrans, blasint(o), blasint(c), blasint(images * tilesPerImage), 1, m + xi * o * t,
-          blasint(t), v + xi * c * t, blasint(t), 1, ps + p * 16 * o * c + xi * o * c, blasint(c))
+          blasint(t), v + xi * c * t, blasint(t), beta, ps + p * size + xi * o * c, blasint(c))
       }
     }
-    for p in 1..<pieces {
-      let part = ps + p * 16 * o * c
-      for i in 0..<16 * o * c { ps[i] += part[i] }
+    if pieces > 1 {
+      Parallel.forRanges(size, costPerItem: pieces) { range in
+        for p in 1..<pieces {
+          let part = ps + p * size
+          for i in range { ps[i] += part[i] }
+        }
+      }
     }
     reprise_winograd_weight_gradient_f32(ps, o, c, dw.base(Float.self))
     withExtendedLifetime((sums, u)) {}
