@@ -38,6 +38,19 @@ AVX2 static inline void interleave(__m256 e, __m256 o, __m256 *first, __m256 *se
   *second = _mm256_permute2f128_ps(lo, hi, 0x31);
 }
 
+/// Stores the lanes of v that `mask` selects: all 8 with a plain store when `full`, because AMD's
+/// processors take many times longer over a masked store than a plain one, and the masked stores
+/// of partial groups were most of a transform's time.
+AVX2 __attribute__((always_inline)) static inline void store(float *x, __m256 v, __m256i mask, int full) {
+  if (full) _mm256_storeu_ps(x, v);
+  else _mm256_maskstore_ps(x, mask, v);
+}
+
+/// The lanes at x that `mask` selects (the others zero), as ``store`` stores them.
+AVX2 __attribute__((always_inline)) static inline __m256 load(const float *x, __m256i mask, int full) {
+  return full ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, mask);
+}
+
 long reprise_winograd_tiles(long height, long width) { return ((height + 1) / 2) * ((width + 1) / 2); }
 
 /// The scratch plane's row length: two columns per tile, the border, and room for the last
@@ -78,22 +91,25 @@ static inline Group group(const Tiling *t, long k) {
   return (Group){ty * t->tilesAcross + tx, 2 * ty * t->pitch + 2 * tx, 8, t->tilesAcross - tx < 8 ? t->tilesAcross - tx : 8};
 }
 
-/// Eight filters' tap j, for the filters of channels c to c + 7 (those below `count`) of one output:
-/// the filters lie 9 floats apart.
-AVX2 static inline __m256 filterTaps(const float *filters, int j, __m256i mask) {
-  const __m256i apart = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+/// Eight filters' tap j, the filters `apart` floats apart (those past `mask` read as zero).
+AVX2 static inline __m256 filterTaps(const float *filters, int j, __m256i apart, __m256i mask) {
   return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), filters + j, apart, _mm256_castsi256_ps(mask), 4);
 }
 
-AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, float *u) {
-  const long plane = outputs * channels;
+AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int transposed, float *u) {
+  // Row i of each u[ξ] is output i's (channel i's when transposed), and its columns are taken 8 at a
+  // time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
+  // consecutive outputs 9 * channels.
+  const long rows = transposed ? channels : outputs, columns = transposed ? outputs : channels, plane = outputs * channels;
+  const long rowStride = transposed ? 9 : 9 * channels, columnStride = transposed ? 9 * channels : 9;
+  const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const __m256 half = _mm256_set1_ps(0.5f);
-  for (long o = 0; o < outputs; o++)
-    for (long c = 0; c < channels; c += 8) {  // 8 channels' filters at a time, one per lane
-      const __m256i mask = lanesBelow(channels - c);
-      const float *filters = weights + (o * channels + c) * 9;
+  for (long i = 0; i < rows; i++)
+    for (long c = 0; c < columns; c += 8) {
+      const __m256i mask = lanesBelow(columns - c);
+      const float *filters = weights + i * rowStride + c * columnStride;
       __m256 g[3][3], t[4][3];
-      for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, j, mask);
+      for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, j, apart, mask);
       for (int j = 0; j < 3; j++) {  // G g: rows of G combine the filter's rows
         const __m256 outer = _mm256_add_ps(g[0][j], g[2][j]);
         t[0][j] = g[0][j];
@@ -101,13 +117,14 @@ AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long 
         t[2][j] = _mm256_mul_ps(half, _mm256_sub_ps(outer, g[1][j]));
         t[3][j] = g[2][j];
       }
-      for (int i = 0; i < 4; i++) {  // (G g) G^T
-        float *row = u + (4 * i) * plane + o * channels + c;
-        const __m256 outer = _mm256_add_ps(t[i][0], t[i][2]);
-        _mm256_maskstore_ps(row, mask, t[i][0]);
-        _mm256_maskstore_ps(row + plane, mask, _mm256_mul_ps(half, _mm256_add_ps(outer, t[i][1])));
-        _mm256_maskstore_ps(row + 2 * plane, mask, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[i][1])));
-        _mm256_maskstore_ps(row + 3 * plane, mask, t[i][2]);
+      const int full = columns - c >= 8;
+      for (int k = 0; k < 4; k++) {  // (G g) G^T
+        float *row = u + (4 * k) * plane + i * columns + c;
+        const __m256 outer = _mm256_add_ps(t[k][0], t[k][2]);
+        store(row, t[k][0], mask, full);
+        store(row + plane, _mm256_mul_ps(half, _mm256_add_ps(outer, t[k][1])), mask, full);
+        store(row + 2 * plane, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[k][1])), mask, full);
+        store(row + 3 * plane, t[k][2], mask, full);
       }
     }
 }
@@ -140,15 +157,33 @@ AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, lo
 }
 
 /// Copies the height x width plane at `source` into `scratch` at row `top`, column `left`; the rest
-/// of `scratch` is left as it is (zero).
-static inline void placePlane(const float *source, long height, long width, float *scratch, long pitch, long top, long left) {
-  for (long y = 0; y < height; y++) memcpy(scratch + (y + top) * pitch + left, source + y * width, sizeof(float) * (size_t)width);
+/// of `scratch` is left as it is (zero). With `affine` = {scale, shift}, each value v is copied as
+/// max(v · scale + shift, 0), rounded after the product and after the sum and with the comparison
+/// written as `0 >= x ? 0 : x`, as Swift's `max(x, 0)` is: the bits of the batch normalisation and
+/// ReLU the pre-activation unit applies before its convolution.
+AVX2 static inline void placePlane(
+  const float *source, long height, long width, const float *affine, float *scratch, long pitch, long top, long left) {
+  if (!affine) {
+    for (long y = 0; y < height; y++) memcpy(scratch + (y + top) * pitch + left, source + y * width, sizeof(float) * (size_t)width);
+    return;
+  }
+  const __m256 scale = _mm256_set1_ps(affine[0]), shift = _mm256_set1_ps(affine[1]), zero = _mm256_setzero_ps();
+  for (long y = 0; y < height; y++) {
+    const float *from = source + y * width;
+    float *to = scratch + (y + top) * pitch + left;
+    for (long x = 0; x < width; x += 8) {
+      const __m256i mask = lanesBelow(width - x);
+      const int full = width - x >= 8;
+      const __m256 v = _mm256_add_ps(_mm256_mul_ps(load(from + x, mask, full), scale), shift);
+      store(to + x, _mm256_blendv_ps(v, zero, _mm256_cmp_ps(zero, v, _CMP_GE_OQ)), mask, full);
+    }
+  }
 }
 
 /// One group's transformed input patches (B^T d B): the 4x4 patches whose top left corners are at
 /// `row` and `row + half` in the scratch plane, stored to the 16 streams at `out`.
 AVX2 __attribute__((always_inline)) static inline void patchTransform(
-  const float *corner, long pitch, long half, float *out, long stream, __m256i mask) {
+  const float *corner, long pitch, long half, float *out, long stream, __m256i mask, int full) {
   __m256 d[4][4];
   for (int r = 0; r < 4; r++) {
     const float *row = corner + r * pitch;
@@ -164,17 +199,17 @@ AVX2 __attribute__((always_inline)) static inline void patchTransform(
   }
   for (int i = 0; i < 4; i++) {  // (B^T d) B
     float *x = out + (4 * i) * stream;
-    _mm256_maskstore_ps(x, mask, _mm256_sub_ps(t[i][0], t[i][2]));
-    _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(t[i][1], t[i][2]));
-    _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(t[i][2], t[i][1]));
-    _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(t[i][1], t[i][3]));
+    store(x, _mm256_sub_ps(t[i][0], t[i][2]), mask, full);
+    store(x + stream, _mm256_add_ps(t[i][1], t[i][2]), mask, full);
+    store(x + 2 * stream, _mm256_sub_ps(t[i][2], t[i][1]), mask, full);
+    store(x + 3 * stream, _mm256_sub_ps(t[i][1], t[i][3]), mask, full);
   }
 }
 
 /// One group's transformed output-gradient tiles (A g A^T) of the 2x2 tiles at `corner` and
 /// `corner + half`.
 AVX2 __attribute__((always_inline)) static inline void gradientTransform(
-  const float *corner, long pitch, long half, float *out, long stream, __m256i mask) {
+  const float *corner, long pitch, long half, float *out, long stream, __m256i mask, int full) {
   __m256 g[2][2];
   for (int r = 0; r < 2; r++) deinterleave(corner + r * pitch, corner + r * pitch + half, &g[r][0], &g[r][1]);
   __m256 h[4][2];  // A g
@@ -186,54 +221,56 @@ AVX2 __attribute__((always_inline)) static inline void gradientTransform(
   }
   for (int i = 0; i < 4; i++) {  // (A g) A^T
     float *x = out + (4 * i) * stream;
-    _mm256_maskstore_ps(x, mask, h[i][0]);
-    _mm256_maskstore_ps(x + stream, mask, _mm256_add_ps(h[i][0], h[i][1]));
-    _mm256_maskstore_ps(x + 2 * stream, mask, _mm256_sub_ps(h[i][0], h[i][1]));
-    _mm256_maskstore_ps(x + 3 * stream, mask, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]));
+    store(x, h[i][0], mask, full);
+    store(x + stream, _mm256_add_ps(h[i][0], h[i][1]), mask, full);
+    store(x + 2 * stream, _mm256_sub_ps(h[i][0], h[i][1]), mask, full);
+    store(x + 3 * stream, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]), mask, full);
   }
 }
 
-typedef void (*TileTransform)(const float *, long, long, float *, long, __m256i);
+typedef void (*TileTransform)(const float *, long, long, float *, long, __m256i, int);
 
 /// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border`, and its
 /// tiles transformed group by group by `transform` into the 16 streams of out[16][rows][tileCount].
 AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
-  float *out, long tileCount, float *scratch, TileTransform transform) {
+  const float *scale, const float *shift, float *out, long tileCount, float *scratch, TileTransform transform) {
   const Tiling tiles = tiling(height, width);
   const long stream = rows * tileCount;
   memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
   for (long n = 0; n < images; n++)
     for (long r = 0; r < rows; r++) {
-      placePlane(planes + n * imageStride + r * rowStride, height, width, scratch, tiles.pitch, border, border);
+      const float affine[2] = {scale ? scale[r] : 0, shift ? shift[r] : 0};
+      placePlane(planes + n * imageStride + r * rowStride, height, width, scale ? affine : NULL, scratch, tiles.pitch, border, border);
       float *plane = out + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
-        transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream, lanesBelow(q.count));
+        if (q.count == 8) transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream, lanesBelow(8), 1);
+        else transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream, lanesBelow(q.count), 0);
       }
     }
 }
 
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  float *v, long tileCount, float *scratch) {
-  transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, v, tileCount, scratch, patchTransform);
+  const float *scale, const float *shift, float *v, long tileCount, float *scratch) {
+  transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, v, tileCount, scratch, patchTransform);
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width,
   float *m, long tileCount, float *scratch) {
-  transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, m, tileCount, scratch, gradientTransform);
+  transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, m, tileCount, scratch, gradientTransform);
 }
 
 /// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the
 /// scratch plane at `corner` and `corner + half`.
 AVX2 __attribute__((always_inline)) static inline void outputTransform(
-  const float *in, long stream, __m256i mask, float *corner, long pitch, long half) {
+  const float *in, long stream, __m256i mask, int full, float *corner, long pitch, long half) {
   __m256 u[2][4];  // A^T M
   for (int j = 0; j < 4; j++) {
-    const __m256 m0 = _mm256_maskload_ps(in + j * stream, mask), m1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
-    const __m256 m2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), m3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
+    const __m256 m0 = load(in + j * stream, mask, full), m1 = load(in + (4 + j) * stream, mask, full);
+    const __m256 m2 = load(in + (8 + j) * stream, mask, full), m3 = load(in + (12 + j) * stream, mask, full);
     u[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
     u[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
   }
@@ -251,11 +288,11 @@ AVX2 __attribute__((always_inline)) static inline void outputTransform(
 /// One group's input gradient (B dV B^T) from the 16 streams at `in`, added to the scratch plane
 /// as 4x4 patches at `corner` and `corner + half` (they overlap their neighbours by 2).
 AVX2 __attribute__((always_inline)) static inline void inputGradientTransform(
-  const float *in, long stream, __m256i mask, float *corner, long pitch, long half) {
+  const float *in, long stream, __m256i mask, int full, float *corner, long pitch, long half) {
   __m256 t[4][4];  // B dV
   for (int j = 0; j < 4; j++) {
-    const __m256 v0 = _mm256_maskload_ps(in + j * stream, mask), v1 = _mm256_maskload_ps(in + (4 + j) * stream, mask);
-    const __m256 v2 = _mm256_maskload_ps(in + (8 + j) * stream, mask), v3 = _mm256_maskload_ps(in + (12 + j) * stream, mask);
+    const __m256 v0 = load(in + j * stream, mask, full), v1 = load(in + (4 + j) * stream, mask, full);
+    const __m256 v2 = load(in + (8 + j) * stream, mask, full), v3 = load(in + (12 + j) * stream, mask, full);
     t[0][j] = v0;
     t[1][j] = _mm256_add_ps(_mm256_sub_ps(v1, v2), v3);
     t[2][j] = _mm256_sub_ps(_mm256_add_ps(v1, v2), v0);
@@ -276,7 +313,7 @@ AVX2 __attribute__((always_inline)) static inline void inputGradientTransform(
   }
 }
 
-typedef void (*InverseTransform)(const float *, long, __m256i, float *, long, long);
+typedef void (*InverseTransform)(const float *, long, __m256i, int, float *, long, long);
 
 /// Every plane (n, r) of the 16 streams in[16][rows][tileCount] transformed back group by group by
 /// `transform` into the scratch plane (cleared first when `adding`), and the height x width part at
@@ -292,7 +329,8 @@ AVX2 __attribute__((always_inline)) static inline void inversePlanes(
       const float *plane = in + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
-        transform(plane + q.tile, stream, lanesBelow(q.count), scratch + q.base, tiles.pitch, q.half);
+        if (q.count == 8) transform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
+        else transform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
       }
       float *destination = planes + n * imageStride + r * rowStride;
       for (long y = 0; y < height; y++)

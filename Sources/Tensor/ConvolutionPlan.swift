@@ -65,20 +65,34 @@ struct ConvolutionPlan {
     max(1, min(g.batch, (1 << 22) / (g.patchSize * g.outputPlane)))
   }
 
-  /// The shifted grid when the convolution takes that path, for the kernels that fuse work into its
-  /// padded copy (the pre-activation unit normalises its input there).
+  /// The shifted grid when the convolution takes that path.
   var shiftedGrid: ShiftedGrid? {
     if case .shiftedGrid(let grid) = method { grid } else { nil }
   }
 
+  /// Whether the method copies its input on the way in (into a padded grid, or a scratch plane the
+  /// Winograd transform reads), so that ``forward(_:_:into:_:normalizing:)`` and
+  /// ``backward(_:_:_:inputGradient:weightGradient:_:normalizing:)`` can normalise it there: the
+  /// pre-activation unit's fused batch normalisation and ReLU.
+  var normalizesInput: Bool {
+    switch method {
+    case .shiftedGrid, .winograd: true
+    default: false
+    }
+  }
+
   /// `y = conv(x, w)`; `x` has dense planes, `w` is contiguous, `y` is channel-major or a channel
-  /// range of a channel-major tensor.
-  func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type) {
+  /// range of a channel-major tensor. With `affine` (only where ``normalizesInput``), the input is
+  /// max(x · scale + shift, 0) per channel, computed as it is copied in.
+  func forward<T: TensorScalar>(
+    _ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    precondition(affine == nil || normalizesInput, "internal: a normalising forward pass for a plan that does not copy its input")
     switch method {
     case .empty: if y.count > 0 { fillZeros(y, T.self) }
     case .depthwise(let d): d.forward(x, w, into: y, T.self)
-    case .winograd(let winograd): winograd.forward(x, w, into: y, T.self)
-    case .shiftedGrid(let grid): grid.forward(x, w, into: y, T.self)
+    case .winograd(let winograd): winograd.forward(x, w, into: y, T.self, normalizing: affine)
+    case .shiftedGrid(let grid): grid.forward(x, w, into: y, T.self, normalizing: affine)
     case .phaseGrid(let grid) where usesVectorKernels(T.self): grid.forward(x, w, into: y)
     case .pointwise:
       let x = pointwiseOperand(x), layout = PlaneLayout(x), ldy = g.batch * g.outputPlane
@@ -204,8 +218,8 @@ struct ConvolutionPlan {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
-    if case .winograd(let winograd) = method, affine == nil {
-      return winograd.backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self)
+    if case .winograd(let winograd) = method {
+      return winograd.backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self, normalizing: affine)
     }
     guard let grid = shiftedGrid, grid.usesShiftedGradient else {
       preconditionFailure("internal: a joint backward pass for a plan whose gradients share no work")

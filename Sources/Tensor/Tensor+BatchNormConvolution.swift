@@ -4,9 +4,10 @@
 /// Each is equal, bit for bit, to composing ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)``
 /// with ``conv2d(_:_:stride:padding:dilation:groups:)`` (forward) or with ``conv2dBackward(_:input:weight:stride:padding:dilation:groups:)``
 /// and ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:)`` (backward). Where
-/// the convolution copies its input into padded planes anyway (stride 1, a kernel larger than 1x1,
-/// the shifted-GEMM path), the normalised values are written straight into those planes: one pass
-/// over the feature map and one feature map fewer, in each direction.
+/// the convolution copies its input anyway (into the padded grid of the shifted-grid path, or the
+/// scratch planes Winograd's input transform reads; see ``ConvolutionPlan/normalizesInput``), the
+/// normalised values are written straight into that copy: one pass over the feature map and one
+/// feature map fewer, in each direction.
 
 /// `conv2d(batchNormalized(input, ..., applyingReLU: true), convWeight, ...)`.
 ///
@@ -21,14 +22,15 @@ public func batchNormReLUConv2d(
     "batchNormReLUConv2d", input: input.shape, weight: convWeight.shape, stride: stride, padding: padding,
     dilation: dilation, groups: groups)
   let preActivation = PreActivation(mean: mean, variance: variance, weight: normWeight, bias: normBias, epsilon: epsilon)
-  guard input.dtype == convWeight.dtype, let grid = ConvolutionPlan(g).shiftedGrid else {
+  let plan = ConvolutionPlan(g)
+  guard input.dtype == convWeight.dtype, plan.normalizesInput else {
     return conv2d(preActivation.applied(to: input), convWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   checkChannels("batchNormReLUConv2d", input, [("mean", mean), ("variance", variance), ("weight", normWeight), ("bias", normBias)])
   let x = input.withDensePlanes(), w = convWeight.contiguous()
   let out = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.channelMajorStrides(g.outputShape))
   func kernel<T: TensorScalar>(_: T.Type) {
-    grid.forward(x, w, into: out, T.self, normalizing: preActivation.affine(T.self))
+    plan.forward(x, w, into: out, T.self, normalizing: preActivation.affine(T.self))
   }
   x.dtype.dispatch(kernel, kernel)
   return out

@@ -1,17 +1,16 @@
 import CKernels
-import COpenBLAS
 
-/// Wide 3x3 convolutions (stride 1, padding 1) by Winograd's F(2x2, 3x3): 16 multiply-adds per 2x2
+/// 3x3 convolutions (stride 1, padding 1) by Winograd's F(2x2, 3x3): 16 multiply-adds per 2x2
 /// block of outputs, channel and output where the direct kernels do 36 (Lavin and Gray 2016; the
-/// transforms are in Winograd.c).
+/// transforms are in Winograd.c, the products in WinogradProducts.c).
 ///
 /// The images are taken in chunks of about 256 tiles. For each chunk the input patches are
-/// transformed, the 16 products of the transformed weights with them are single-threaded OpenBLAS
-/// calls, and the outputs are transformed back; chunks run on the threads in parallel. The products
-/// are where the time goes once a layer has 64 channels or more; for narrower layers the
-/// transforms, which read and write 4 times the layer's data, cost more than the multiply-adds they
-/// save, and the direct kernels stay faster (docs/performance.md#winograd has the measurements
-/// behind ``applies(to:)``).
+/// transformed, the 16 products of the transformed weights with them are computed by register
+/// kernels that read the transforms' layout as it is, and the outputs are transformed back; chunks
+/// run on the threads in parallel. Through OpenBLAS, whose packing and clearing cost more than the
+/// products of narrow layers, this path only beat the direct kernels from 64 channels; with its own
+/// products it does from 8 (docs/performance.md#winograd has the measurements behind
+/// ``applies(to:)``).
 ///
 /// Float32 only, on processors with AVX2; other scalars take the shifted grid. The results differ
 /// from the direct sum by rounding only: the transforms' coefficients are 0, ±1 and ±1/2.
@@ -19,22 +18,30 @@ struct WinogradConvolution {
   let g: ConvolutionGeometry
   /// The path for scalars the transforms do not handle.
   let grid: ShiftedGrid
-  /// Tiles per image, images per chunk and the chunk's tiles (the products' width).
+  /// Tiles per image, images per chunk and the length of a row of a chunk's transformed data (its
+  /// tiles, rounded up).
   let tilesPerImage, imagesPerChunk, tileCount: Int
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
     grid = ShiftedGrid(g)
     tilesPerImage = reprise_winograd_tiles(g.height, g.width)
-    imagesPerChunk = max(1, min(g.batch, 256 / tilesPerImage))
-    tileCount = imagesPerChunk * tilesPerImage
+    // About 256 tiles (whole images) to a chunk, and at most a quarter of the batch: a chunk's
+    // transformed patches take 4 times its share of the input, so with small batches they stay
+    // within the input's size (the padded copy the shifted grid would make), and the threads have
+    // at least 4 chunks to share.
+    imagesPerChunk = max(1, min(g.batch / 4, 256 / tilesPerImage))
+    // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
+    // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
+    // rows, then evict their own operands.
+    tileCount = (imagesPerChunk * tilesPerImage + 7) / 8 * 8 + 8
   }
 
   /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, at least
-  /// 64 input and output channels and planes of 8 x 8 or more.
+  /// 8 input and output channels and planes of 8 x 8 or more.
   static func applies(to g: ConvolutionGeometry) -> Bool {
     g.kernelHeight == 3 && g.kernelWidth == 3 && g.stride == 1 && g.padding == 1 && g.dilation == 1 && g.groups == 1
-      && min(g.inputChannels, g.outputChannels) >= 64 && min(g.height, g.width) >= 8
+      && min(g.inputChannels, g.outputChannels) >= 8 && min(g.height, g.width) >= 8
   }
 
   private var chunks: Int { (g.batch + imagesPerChunk - 1) / imagesPerChunk }
@@ -57,10 +64,12 @@ struct WinogradConvolution {
     }
   }
 
-  /// The transformed weights [16][outputs][channels].
-  private func transformedWeights(_ w: Tensor) -> Tensor {
+  /// The transformed weights [16][outputs][channels], or [16][channels][outputs] `transposed` for
+  /// the input gradient (whose products then read each row of them in order, as the forward pass's
+  /// do, rather than one float from each of `outputs` rows).
+  private func transformedWeights(_ w: Tensor, transposed: Bool = false) -> Tensor {
     let u = Tensor(uninitializedShape: [16 * g.outputChannels * g.inputChannels], dtype: .float32)
-    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, u.base(Float.self))
+    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, transposed ? 1 : 0, u.base(Float.self))
     return u
   }
 
@@ -69,20 +78,20 @@ struct WinogradConvolution {
 
   private var scratchCount: Int { reprise_winograd_scratch_count(g.height, g.width) }
 
-  /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous.
-  func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type) {
-    guard handles(T.self) else { return grid.forward(x, w, into: y, T.self) }
+  /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous. With `normalizing`, the
+  /// convolution is that of max(x · scale + shift, 0) per channel, applied as the input is
+  /// transformed (the pre-activation unit's batch normalisation and ReLU, bit for bit).
+  func forward<T: TensorScalar>(
+    _ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    guard handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
     let u = transformedWeights(w), pu = u.base(Float.self)
     let px = floats(x.base(T.self)), py = floats(y.base(T.self)), xl = PlaneLayout(x), yl = PlaneLayout(y)
     forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
-      reprise_winograd_input_f32(px + first * xl.imageStride, xl.channelStride, xl.imageStride, c, images, g.height, g.width, v, t, scratch)
-      for xi in 0..<16 {
-        cblas_sgemm(
-          CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(o), blasint(images * tilesPerImage), blasint(c), 1, pu + xi * o * c,
-          blasint(c), v + xi * c * t, blasint(t), 0, m + xi * o * t, blasint(t))
-      }
+      transformInput(px, xl, first: first, images: images, normalizing: affine, into: v, scratch)
+      reprise_winograd_products_f32(pu, c, 1, o, c, v, m, images * tilesPerImage, t)
       reprise_winograd_output_f32(m, o, images, g.height, g.width, t, py + first * yl.imageStride, yl.channelStride, yl.imageStride, scratch)
     }
     withExtendedLifetime(u) {}
@@ -92,7 +101,7 @@ struct WinogradConvolution {
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
     guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
-    let u = transformedWeights(w), pu = u.base(Float.self), pdy = floats(dy.base(T.self)), gl = PlaneLayout(dy)
+    let u = transformedWeights(w, transposed: true), pu = u.base(Float.self), pdy = floats(dy.base(T.self)), gl = PlaneLayout(dy)
     forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       reprise_winograd_output_gradient_f32(
@@ -105,28 +114,66 @@ struct WinogradConvolution {
   /// `dw = dy ⋆ x`; `dy` and `x` have dense planes, `dw` is contiguous.
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
     guard handles(T.self) else { return grid.backwardWeight(dy, x, into: dw, T.self) }
-    gradients(dy, x, nil, inputGradient: nil, weightGradient: dw)
+    gradients(dy, x, nil, normalizing: Optional<(scale: [T], shift: [T])>.none, inputGradient: nil, weightGradient: dw)
   }
 
   /// Both gradients, the output gradient's tiles transformed once for both; the same results as
-  /// ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``.
-  func backward<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type) {
+  /// ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``. With `normalizing`, `x` is
+  /// normalised as in ``forward(_:_:into:_:normalizing:)`` and `dx` is the normalised map's gradient.
+  func backward<T: TensorScalar>(
+    _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
+    normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
     guard handles(T.self) else {
       grid.backwardInput(dy, w, into: dx, T.self)
-      return grid.backwardWeight(dy, x, into: dw, T.self)
+      return grid.backwardWeight(dy, affine.map { normalized(x, $0) } ?? x, into: dw, T.self)
     }
-    gradients(dy, x, w, inputGradient: dx, weightGradient: dw)
+    gradients(dy, x, w, normalizing: affine, inputGradient: dx, weightGradient: dw)
+  }
+
+  /// max(x · scale + shift, 0) per channel as a tensor of its own, for the scalars the transforms do
+  /// not handle; the same expression as ``ShiftedGrid/padded(_:_:normalizing:)``'s.
+  private func normalized<T: TensorScalar>(_ x: Tensor, _ affine: (scale: [T], shift: [T])) -> Tensor {
+    let out = Tensor(uninitializedShape: x.shape, dtype: T.dtype)
+    let layout = PlaneLayout(x), plane = g.height * g.width, px = x.base(T.self), po = out.base(T.self)
+    for n in 0..<g.batch {
+      for c in 0..<g.inputChannels {
+        let from = px + n * layout.imageStride + c * layout.channelStride, to = po + (n * g.inputChannels + c) * plane
+        let (scale, shift) = (affine.scale[c], affine.shift[c])
+        for i in 0..<plane { to[i] = Swift.max(from[i] * scale + shift, 0) }
+      }
+    }
+    return out
+  }
+
+  /// One chunk's input patches transformed into `v`, normalised on the way with `affine`.
+  private func transformInput<T: TensorScalar>(
+    _ px: UnsafeMutablePointer<Float>, _ xl: PlaneLayout, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
+    into v: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    func run(_ scale: UnsafePointer<Float>?, _ shift: UnsafePointer<Float>?) {
+      reprise_winograd_input_f32(
+        px + first * xl.imageStride, xl.channelStride, xl.imageStride, g.inputChannels, images, g.height, g.width, scale, shift, v,
+        tileCount, scratch)
+    }
+    guard let affine else { return run(nil, nil) }
+    affine.scale.withUnsafeBufferPointer { scale in
+      affine.shift.withUnsafeBufferPointer { shift in run(floats(scale.baseAddress!), floats(shift.baseAddress!)) }
+    }
   }
 
   /// The weight gradient, and with `w` the input gradient too, of Float32 tensors. Each thread takes
   /// a fixed share of the chunks and sums their weight-gradient products (its share's first product
   /// overwrites the sums, so nothing zeroes them first), and the shares are added in order, split
   /// between the threads, so the result depends on the thread count only and no part of it is serial.
-  private func gradients(_ dy: Tensor, _ x: Tensor, _ w: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor) {
+  private func gradients<T: TensorScalar>(
+    _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?, inputGradient dx: Tensor?,
+    weightGradient dw: Tensor
+  ) {
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), size = 16 * o * c
     let pieces = max(1, min(Parallel.threadCount, chunks))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
-    let u = w.map(transformedWeights), pu = u?.base(Float.self)
+    let u = w.map { transformedWeights($0, transposed: true) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), px = x.base(Float.self), gl = PlaneLayout(dy), xl = PlaneLayout(x)
     forEachChunk(pieces: pieces, sizes: [16 * c * t, 16 * o * t, scratchCount]) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
@@ -135,13 +182,9 @@ struct WinogradConvolution {
       if let pu, let dx {
         inputGradient(m, pu, first: first, images: images, into: dx, v, scratch)
       }
-      reprise_winograd_input_f32(px + first * xl.imageStride, xl.channelStride, xl.imageStride, c, images, g.height, g.width, v, t, scratch)
-      let beta: Float = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
-      for xi in 0..<16 {
-        cblas_sgemm(
-          CblasRowMajor, CblasNoTrans, CblasTrans, blasint(o), blasint(c), blasint(images * tilesPerImage), 1, m + xi * o * t,
-          blasint(t), v + xi * c * t, blasint(t), beta, ps + p * size + xi * o * c, blasint(c))
-      }
+      transformInput(px, xl, first: first, images: images, normalizing: affine, into: v, scratch)
+      let accumulate: Int32 = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
+      reprise_winograd_transposed_products_f32(m, o, v, c, images * tilesPerImage, t, ps + p * size, accumulate)
     }
     if pieces > 1 {
       Parallel.forRanges(size, costPerItem: pieces) { range in
@@ -162,11 +205,7 @@ struct WinogradConvolution {
     _ v: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
   ) {
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), xl = PlaneLayout(dx)
-    for xi in 0..<16 {
-      cblas_sgemm(
-        CblasRowMajor, CblasTrans, CblasNoTrans, blasint(c), blasint(images * tilesPerImage), blasint(o), 1, u + xi * o * c,
-        blasint(c), m + xi * o * t, blasint(t), 0, v + xi * c * t, blasint(t))
-    }
+    reprise_winograd_products_f32(u, o, 1, c, o, m, v, images * tilesPerImage, t)
     reprise_winograd_input_gradient_f32(
       v, c, images, g.height, g.width, t, dx.base(Float.self) + first * xl.imageStride, xl.channelStride, xl.imageStride, scratch)
   }

@@ -4,11 +4,14 @@ import XCTest
 
 /// The pre-activation unit's kernels against the composition they replace, bit for bit.
 final class BatchNormConvolutionTests: XCTestCase {
-  /// Configurations on both paths: normalised while padded (stride-1 kernels larger than 1x1) and
-  /// composed (pointwise, strided, wide outputs in the backward pass); both dtypes and both layouts.
+  /// Configurations on every path: normalised while padded (stride-1 kernels larger than 1x1),
+  /// normalised as Winograd's input transform copies its planes (3x3 with 8 channels or more on
+  /// planes of 8 x 8 or more; Float64 takes the shifted grid) and composed (pointwise, strided, wide
+  /// outputs in the backward pass); both dtypes and both layouts.
   func testKernelsEqualTheComposition() {
     struct Case {
       let channels: Int, outputs: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, groups: Int
+      var height = 7, width = 6
     }
     let cases = [
       Case(channels: 8, outputs: 4, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
@@ -18,13 +21,14 @@ final class BatchNormConvolutionTests: XCTestCase {
       Case(channels: 8, outputs: 40, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1),
       Case(channels: 8, outputs: 4, kernel: 1, stride: 1, padding: 0, dilation: 1, groups: 1),
       Case(channels: 8, outputs: 4, kernel: 3, stride: 2, padding: 1, dilation: 1, groups: 1),
+      Case(channels: 12, outputs: 9, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 9, width: 8),
     ]
     var random = RandomGenerator(seed: 31)
     for (i, c) in cases.enumerated() {
       for dtype in [DType.float32, .float64] {
         for channelMajor in [false, true] {
           let context = "case \(i) \(c) \(dtype) \(channelMajor ? "channel-major" : "image-major") (seed 31)"
-          var x = Tensor(randomNormal: [3, c.channels, 7, 6], dtype: dtype, using: &random)
+          var x = Tensor(randomNormal: [3, c.channels, c.height, c.width], dtype: dtype, using: &random)
           if channelMajor { x = permute(permute(x, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
           let gamma = Tensor(randomNormal: [c.channels], dtype: dtype, using: &random)
           let beta = Tensor(randomNormal: [c.channels], dtype: dtype, using: &random)

@@ -16,14 +16,15 @@ final class WinogradConvolutionTests: XCTestCase {
       stride: stride, padding: padding, dilation: 1, groups: groups)
   }
 
-  /// 3x3, stride 1, padding 1, ungrouped, with at least 64 channels in and out on planes of 8 x 8 or
+  /// 3x3, stride 1, padding 1, ungrouped, with at least 8 channels in and out on planes of 8 x 8 or
   /// more take Winograd; a step below any of these does not.
   func testOnlyWideThreeByThreeLayersTakeWinograd() {
     let name = { (c: Configuration) in ConvolutionPlanTests.methodName(ConvolutionPlan(ConvolutionPlanTests.geometry(c)).method) }
     XCTAssertEqual(name(Self.layer(batch: 2, 64, 64, 8, 8)), "winograd")
+    XCTAssertEqual(name(Self.layer(batch: 2, 8, 8, 8, 8)), "winograd")
     XCTAssertEqual(name(Self.layer(batch: 1, 384, 128, 9, 13)), "winograd")
-    XCTAssertEqual(name(Self.layer(batch: 2, 63, 64, 32, 32)), "shiftedGrid")
-    XCTAssertEqual(name(Self.layer(batch: 2, 64, 63, 32, 32)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 7, 64, 32, 32)), "shiftedGrid")
+    XCTAssertEqual(name(Self.layer(batch: 2, 64, 7, 32, 32)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 64, 64, 7, 8)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 64, 64, 8, 7)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 8, 8, padding: 2)), "shiftedGrid")
@@ -34,9 +35,14 @@ final class WinogradConvolutionTests: XCTestCase {
   /// Forward, input gradient and weight gradient against Float64: odd and even plane sizes (tiles
   /// cut by the border), images in several chunks with a short last one (16 x 17 planes have 72
   /// tiles, 3 images to a chunk), planes 8 wide (two tile rows to a vector) with an odd number of
-  /// tile rows, and a batch of one image; both gradients at once equal them apart.
+  /// tile rows, and a batch of one image; narrow layers whose products end in every partial block of
+  /// rows (1 to 5 of 6) and columns (1 or 2 of 3, for the weight gradient); both gradients at once
+  /// equal them apart.
   func testMatchesFloat64() {
-    let layers = [Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11)]
+    let layers = [
+      Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
+      Self.layer(batch: 2, 8, 13, 9, 10), Self.layer(batch: 3, 15, 9, 8, 8), Self.layer(batch: 2, 10, 11, 12, 9),
+    ]
     for (k, c) in layers.enumerated() {
       var random = RandomGenerator(seed: UInt64(500 + k))
       let x = Tensor(randomNormal: [c.batch, c.inputChannels, c.height, c.width], using: &random)

@@ -116,17 +116,20 @@ long reprise_winograd_tiles(long height, long width);
 /// The floats of scratch space the transforms below need for planes of height x width.
 long reprise_winograd_scratch_count(long height, long width);
 
-/// The transformed weights u[16][outputs][channels] (G g G^T) of weights [outputs][channels][3][3].
-void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, float *u);
+/// The transformed weights u[16][outputs][channels] (G g G^T) of weights [outputs][channels][3][3],
+/// or, when `transposed` is nonzero, each u[ξ] transposed: u[16][channels][outputs].
+void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int transposed, float *u);
 
 /// The weight gradient [outputs][channels][3][3] (G^T dU G) from transformed sums du[16][outputs][channels].
 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, float *weightGradient);
 
 /// The transformed input patches v[16][channels][tileCount] (B^T d B) of `images` images whose
-/// plane (n, c) starts at input[n * imageStride + c * channelStride].
+/// plane (n, c) starts at input[n * imageStride + c * channelStride]. With `scale` and `shift` (both
+/// or neither may be NULL), the patches are those of max(input · scale[c] + shift[c], 0): the
+/// pre-activation unit's batch normalisation and ReLU, bit for bit, applied on the way in.
 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  float *v, long tileCount, float *scratch);
+  const float *scale, const float *shift, float *v, long tileCount, float *scratch);
 
 /// The transformed output-gradient tiles m[16][outputs][tileCount] (A dY A^T), laid out like the
 /// input's.
@@ -145,5 +148,18 @@ void reprise_winograd_output_f32(
 void reprise_winograd_input_gradient_f32(
   const float *v, long channels, long images, long height, long width, long tileCount, float *inputGradient,
   long channelStride, long imageStride, float *scratch);
+
+/// The 16 products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers: a[ξ] is rows x depth with
+/// element (i, d) at a[ξ * rows * depth + i * rowStride + d * depthStride], b[ξ] is depth x columns
+/// and c[ξ] rows x columns, their rows `ld` apart and their ξ-th matrices at b + ξ * depth * ld and
+/// c + ξ * rows * ld.
+void reprise_winograd_products_f32(
+  const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns, long ld);
+
+/// The 16 products c[ξ] = a[ξ] b[ξ]^T, or c[ξ] += a[ξ] b[ξ]^T when `accumulate` is nonzero: a[ξ] is
+/// rows x count at a + ξ * rows * ld, b[ξ] columns x count at b + ξ * columns * ld, both with rows
+/// `ld` apart, and c[ξ] the dense rows x columns matrix at c + ξ * rows * columns.
+void reprise_winograd_transposed_products_f32(
+  const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate);
 
 #endif
