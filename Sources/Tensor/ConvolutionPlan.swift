@@ -33,8 +33,8 @@ struct ConvolutionPlan {
   /// kernel's weight gradient keeps 8 lanes of sums per (output, channel, tap) and adds a block of
   /// positions into them at a time; for wide layers (measured on ShakeNet's 96 to 384 channels,
   /// which now take Winograd) those sums outgrow the caches and OpenBLAS's blocked product is
-  /// faster, the im2col matrix costing 1/(2·outputs) of a copy per multiply-add, while at 64
-  /// (ResNet-20's and SE-ResNet-56's last stage) the direct kernel is (docs/performance.md). The
+  /// faster, the im2col matrix costing 1/(2·outputs) of a copy per multiply-add, while at 64 (then
+  /// ResNet-20's and SE-ResNet-56's last stage) the direct kernel was (docs/performance.md). The
   /// forward pass and input gradient were slower through im2col at every width and stay direct.
   var weightGradientByColumns: Bool {
     if case .shiftedGrid = method { g.groups == 1 && g.groupOutputs > 64 } else { false }
