@@ -38,9 +38,8 @@ AVX2 static inline void interleave(__m256 e, __m256 o, __m256 *first, __m256 *se
   *second = _mm256_permute2f128_ps(lo, hi, 0x31);
 }
 
-/// Stores the lanes of v that `mask` selects: all 8 with a plain store when `full`, because AMD's
-/// processors take many times longer over a masked store than a plain one, and the masked stores
-/// of partial groups were most of a transform's time.
+/// Stores the lanes of v that `mask` selects, with a plain store when `full`: AMD's processors take
+/// many times longer over a masked store than a plain one.
 AVX2 __attribute__((always_inline)) static inline void store(float *x, __m256 v, __m256i mask, int full) {
   if (full) _mm256_storeu_ps(x, v);
   else _mm256_maskstore_ps(x, mask, v);
@@ -183,7 +182,7 @@ AVX2 static inline void placePlane(
 /// One group's transformed input patches (B^T d B): the 4x4 patches whose top left corners are at
 /// `row` and `row + half` in the scratch plane, stored to the 16 streams at `out`.
 AVX2 __attribute__((always_inline)) static inline void patchTransform(
-  const float *corner, long pitch, long half, float *out, long stream, __m256i mask, int full) {
+  const float *corner, long pitch, long half, float *out, long stream) {
   __m256 d[4][4];
   for (int r = 0; r < 4; r++) {
     const float *row = corner + r * pitch;
@@ -199,17 +198,17 @@ AVX2 __attribute__((always_inline)) static inline void patchTransform(
   }
   for (int i = 0; i < 4; i++) {  // (B^T d) B
     float *x = out + (4 * i) * stream;
-    store(x, _mm256_sub_ps(t[i][0], t[i][2]), mask, full);
-    store(x + stream, _mm256_add_ps(t[i][1], t[i][2]), mask, full);
-    store(x + 2 * stream, _mm256_sub_ps(t[i][2], t[i][1]), mask, full);
-    store(x + 3 * stream, _mm256_sub_ps(t[i][1], t[i][3]), mask, full);
+    _mm256_storeu_ps(x, _mm256_sub_ps(t[i][0], t[i][2]));
+    _mm256_storeu_ps(x + stream, _mm256_add_ps(t[i][1], t[i][2]));
+    _mm256_storeu_ps(x + 2 * stream, _mm256_sub_ps(t[i][2], t[i][1]));
+    _mm256_storeu_ps(x + 3 * stream, _mm256_sub_ps(t[i][1], t[i][3]));
   }
 }
 
 /// One group's transformed output-gradient tiles (A g A^T) of the 2x2 tiles at `corner` and
 /// `corner + half`.
 AVX2 __attribute__((always_inline)) static inline void gradientTransform(
-  const float *corner, long pitch, long half, float *out, long stream, __m256i mask, int full) {
+  const float *corner, long pitch, long half, float *out, long stream) {
   __m256 g[2][2];
   for (int r = 0; r < 2; r++) deinterleave(corner + r * pitch, corner + r * pitch + half, &g[r][0], &g[r][1]);
   __m256 h[4][2];  // A g
@@ -221,17 +220,21 @@ AVX2 __attribute__((always_inline)) static inline void gradientTransform(
   }
   for (int i = 0; i < 4; i++) {  // (A g) A^T
     float *x = out + (4 * i) * stream;
-    store(x, h[i][0], mask, full);
-    store(x + stream, _mm256_add_ps(h[i][0], h[i][1]), mask, full);
-    store(x + 2 * stream, _mm256_sub_ps(h[i][0], h[i][1]), mask, full);
-    store(x + 3 * stream, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]), mask, full);
+    _mm256_storeu_ps(x, h[i][0]);
+    _mm256_storeu_ps(x + stream, _mm256_add_ps(h[i][0], h[i][1]));
+    _mm256_storeu_ps(x + 2 * stream, _mm256_sub_ps(h[i][0], h[i][1]));
+    _mm256_storeu_ps(x + 3 * stream, _mm256_sub_ps(_mm256_setzero_ps(), h[i][1]));
   }
 }
 
-typedef void (*TileTransform)(const float *, long, long, float *, long, __m256i, int);
+typedef void (*TileTransform)(const float *, long, long, float *, long);
 
 /// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border`, and its
 /// tiles transformed group by group by `transform` into the 16 streams of out[16][rows][tileCount].
+/// A group stores all 8 lanes, also past a partial group's tiles (AMD's processors take many times
+/// longer over a masked store than a plain one, and planes 14 or 28 wide end every tile row in a
+/// partial group): the extra lanes land on the next tiles of the plane or the next image, which are
+/// written after them, or past the chunk's tiles, where `tileCount` leaves room for them.
 AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
   const float *scale, const float *shift, float *out, long tileCount, float *scratch, TileTransform transform) {
@@ -245,8 +248,7 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
       float *plane = out + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
-        if (q.count == 8) transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream, lanesBelow(8), 1);
-        else transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream, lanesBelow(q.count), 0);
+        transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream);
       }
     }
 }

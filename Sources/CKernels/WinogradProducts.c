@@ -14,7 +14,8 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/// Rows r..r+R-1 of C = A B for columns col..col+8W-1 (the last vector's lanes under `mask`), with
+/// Rows r..r+R-1 of C = A B for columns col..col+8W-1 (the last vector's lanes under `mask` read from
+/// B; those past them store zeros), with
 /// A's element (i, d) at a[i * rowStride + d * depthStride] and B's and C's rows `ld` apart.
 AVX2 __attribute__((always_inline)) static inline void productBlock(
   const int R, const int W, const float *a, long rowStride, long depthStride, long depth, const float *b, float *c,
@@ -31,12 +32,10 @@ AVX2 __attribute__((always_inline)) static inline void productBlock(
       for (int j = 0; j < W; j++) sum[i][j] = _mm256_fmadd_ps(y, x[j], sum[i][j]);
     }
   }
+  // Whole vectors, also past the last column: C's rows have room for them (see CKernels.h), and a
+  // masked store takes AMD's processors many times longer than a plain one.
   for (int i = 0; i < R; i++)
-    for (int j = 0; j < W; j++) {
-      float *out = c + i * ld + 8 * j;
-      if (j == W - 1 && !full) _mm256_maskstore_ps(out, mask, sum[i][j]);
-      else _mm256_storeu_ps(out, sum[i][j]);
-    }
+    for (int j = 0; j < W; j++) _mm256_storeu_ps(c + i * ld + 8 * j, sum[i][j]);
 }
 
 /// All rows of C = A B for the columns of one block of W vectors.

@@ -81,7 +81,7 @@ extension DepthwiseConvolution {
     Parallel.forRanges(g.batch * g.inputChannels, costPerItem: planeCost) { planes in
       let grid = UnsafeMutablePointer<Float>.allocate(capacity: gridCount)
       let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
-      defer { (grid.deallocate(), scratch.deallocate()) }
+      defer { grid.deallocate(); scratch.deallocate() }
       grid.update(repeating: 0, count: gridCount)
       for p in planes {
         let c = p / g.batch, n = p % g.batch
@@ -196,7 +196,7 @@ extension DepthwiseConvolution {
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
         let lanes = UnsafeMutablePointer<Float>.allocate(capacity: kk * 8)
         let sums = UnsafeMutablePointer<Double>.allocate(capacity: kk * 8)
-        defer { (grid.deallocate(), scratch.deallocate(), lanes.deallocate(), sums.deallocate()) }
+        defer { grid.deallocate(); scratch.deallocate(); lanes.deallocate(); sums.deallocate() }
         grid.update(repeating: 0, count: count)
         for c in channels {
           sums.update(repeating: 0, count: kk * 8)

@@ -99,7 +99,7 @@ struct DepthwiseConvolution {
     let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in
       let totals = UnsafeMutablePointer<T>.allocate(capacity: kk * ow), sums = UnsafeMutablePointer<Double>.allocate(capacity: kk * ow)
-      defer { (totals.deallocate(), sums.deallocate()) }
+      defer { totals.deallocate(); sums.deallocate() }
       for c in channels {
         sums.update(repeating: 0, count: kk * ow)
         for n in 0..<g.batch {

@@ -108,7 +108,9 @@ void reprise_clamp_backward_f32(const float *x, const float *gradient, float *re
 // block of outputs; an image of height x width has `reprise_winograd_tiles` of them, numbered row
 // by row. Transformed data is laid out as 16 matrices, one per position ξ of the 4x4 transformed
 // tile: [16][rows][tileCount], where rows are channels or outputs and the tiles of `images`
-// consecutive images lie side by side (image n's tiles from n * tiles(height, width)).
+// consecutive images lie side by side (image n's tiles from n * tiles(height, width)). A row has
+// room for 8 floats past its tiles (tileCount >= images * tiles(height, width) + 8): the transforms
+// store whole vectors of 8 tiles.
 
 /// The tiles of one height x width image: ceil(height / 2) * ceil(width / 2).
 long reprise_winograd_tiles(long height, long width);
@@ -152,7 +154,8 @@ void reprise_winograd_input_gradient_f32(
 /// The 16 products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers: a[ξ] is rows x depth with
 /// element (i, d) at a[ξ * rows * depth + i * rowStride + d * depthStride], b[ξ] is depth x columns
 /// and c[ξ] rows x columns, their rows `ld` apart and their ξ-th matrices at b + ξ * depth * ld and
-/// c + ξ * rows * ld.
+/// c + ξ * rows * ld. A row of c has room for 8 floats past `columns` (ld >= columns + 8), where
+/// whole vectors of results are stored.
 void reprise_winograd_products_f32(
   const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns, long ld);
 
