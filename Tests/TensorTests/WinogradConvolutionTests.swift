@@ -36,12 +36,13 @@ final class WinogradConvolutionTests: XCTestCase {
   /// cut by the border), images in several chunks with a short last one (16 x 17 planes have 72
   /// tiles, 3 images to a chunk), planes 8 wide (two tile rows to a vector) with an odd number of
   /// tile rows, and a batch of one image; narrow layers whose products end in every partial block of
-  /// rows (1 to 5 of 6) and columns (1 or 2 of 3, for the weight gradient); both gradients at once
-  /// equal them apart.
+  /// rows (1 to 5 of 6) and columns (1 or 2 of 3, for the weight gradient), and 8 outputs, whose
+  /// input gradient takes the direct kernels; both gradients at once equal them apart.
   func testMatchesFloat64() {
     let layers = [
       Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
       Self.layer(batch: 2, 8, 13, 9, 10), Self.layer(batch: 3, 15, 9, 8, 8), Self.layer(batch: 2, 10, 11, 12, 9),
+      Self.layer(batch: 2, 12, 8, 9, 10),
     ]
     for (k, c) in layers.enumerated() {
       var random = RandomGenerator(seed: UInt64(500 + k))
