@@ -7,9 +7,12 @@
 // channels x tiles), and transform back. The products do 16 multiply-adds per tile, channel and
 // output where the direct convolution does 36: 2.25 times fewer.
 //
-// The gradients are the transposes of the same linear maps: the output gradient's tiles are
-// transformed by A (dM = A dY A^T), the input gradient is B dV B^T added over the overlapping
-// patches, and the weight gradient is G^T dU G with dU the product of dM with the patches' V.
+// The weight gradient is the transpose of the same linear maps: the output gradient's tiles are
+// transformed by A (dM = A dY A^T), and the weight gradient is G^T dU G with dU the product of dM
+// with the patches' V. The input gradient of a stride-1 convolution padded by 1 is itself such a
+// convolution, of the output gradient with each filter rotated by 180° and the roles of channels and
+// outputs swapped, so it takes the forward transforms (with the weights `reversed`): cheaper than
+// the transposed map B dV B^T, whose 4x4 results overlap and must be added.
 //
 // The transforms handle 8 tiles at a time, one per vector lane (of one tile row, or of two where a
 // row has only 4 tiles): a tile's 4 columns are every other element of two 16-element runs, split
@@ -95,12 +98,12 @@ AVX2 static inline __m256 filterTaps(const float *filters, int j, __m256i apart,
   return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), filters + j, apart, _mm256_castsi256_ps(mask), 4);
 }
 
-AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int transposed, float *u) {
-  // Row i of each u[ξ] is output i's (channel i's when transposed), and its columns are taken 8 at a
+AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, float *u) {
+  // Row i of each u[ξ] is output i's (channel i's when reversed), and its columns are taken 8 at a
   // time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
-  // consecutive outputs 9 * channels.
-  const long rows = transposed ? channels : outputs, columns = transposed ? outputs : channels, plane = outputs * channels;
-  const long rowStride = transposed ? 9 : 9 * channels, columnStride = transposed ? 9 * channels : 9;
+  // consecutive outputs 9 * channels. Reversed, each filter's taps are read last to first.
+  const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, plane = outputs * channels;
+  const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
   const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const __m256 half = _mm256_set1_ps(0.5f);
   for (long i = 0; i < rows; i++)
@@ -108,7 +111,7 @@ AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long 
       const __m256i mask = lanesBelow(columns - c);
       const float *filters = weights + i * rowStride + c * columnStride;
       __m256 g[3][3], t[4][3];
-      for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, j, apart, mask);
+      for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, reversed ? 8 - j : j, apart, mask);
       for (int j = 0; j < 3; j++) {  // G g: rows of G combine the filter's rows
         const __m256 outer = _mm256_add_ps(g[0][j], g[2][j]);
         t[0][j] = g[0][j];
@@ -287,67 +290,23 @@ AVX2 __attribute__((always_inline)) static inline void outputTransform(
   }
 }
 
-/// One group's input gradient (B dV B^T) from the 16 streams at `in`, added to the scratch plane
-/// as 4x4 patches at `corner` and `corner + half` (they overlap their neighbours by 2).
-AVX2 __attribute__((always_inline)) static inline void inputGradientTransform(
-  const float *in, long stream, __m256i mask, int full, float *corner, long pitch, long half) {
-  __m256 t[4][4];  // B dV
-  for (int j = 0; j < 4; j++) {
-    const __m256 v0 = load(in + j * stream, mask, full), v1 = load(in + (4 + j) * stream, mask, full);
-    const __m256 v2 = load(in + (8 + j) * stream, mask, full), v3 = load(in + (12 + j) * stream, mask, full);
-    t[0][j] = v0;
-    t[1][j] = _mm256_add_ps(_mm256_sub_ps(v1, v2), v3);
-    t[2][j] = _mm256_sub_ps(_mm256_add_ps(v1, v2), v0);
-    t[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), v3);
-  }
-  for (int r = 0; r < 4; r++) {  // (B dV) B^T, added where the patches overlap
-    const __m256 c0 = t[r][0], c1 = _mm256_add_ps(_mm256_sub_ps(t[r][1], t[r][2]), t[r][3]);
-    const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(t[r][1], t[r][2]), t[r][0]);
-    const __m256 c3 = _mm256_sub_ps(_mm256_setzero_ps(), t[r][3]);
-    float *row = corner + r * pitch, *lower = row + half;
-    __m256 first, second;
-    interleave(c0, c1, &first, &second);
-    _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), first));
-    _mm256_storeu_ps(lower, _mm256_add_ps(_mm256_loadu_ps(lower), second));
-    interleave(c2, c3, &first, &second);
-    _mm256_storeu_ps(row + 2, _mm256_add_ps(_mm256_loadu_ps(row + 2), first));
-    _mm256_storeu_ps(lower + 2, _mm256_add_ps(_mm256_loadu_ps(lower + 2), second));
-  }
-}
-
-typedef void (*InverseTransform)(const float *, long, __m256i, int, float *, long, long);
-
-/// Every plane (n, r) of the 16 streams in[16][rows][tileCount] transformed back group by group by
-/// `transform` into the scratch plane (cleared first when `adding`), and the height x width part at
-/// row and column `border` copied to planes[n * imageStride + r * rowStride].
-AVX2 __attribute__((always_inline)) static inline void inversePlanes(
-  const float *in, long rows, long images, long height, long width, long tileCount, float *planes, long rowStride,
-  long imageStride, long border, float *scratch, bool adding, InverseTransform transform) {
-  const Tiling tiles = tiling(height, width);
-  const long stream = rows * tileCount;
-  for (long n = 0; n < images; n++)
-    for (long r = 0; r < rows; r++) {
-      if (adding) memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
-      const float *plane = in + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
-      for (long k = 0; k < tiles.count; k++) {
-        const Group q = group(&tiles, k);
-        if (q.count == 8) transform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
-        else transform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
-      }
-      float *destination = planes + n * imageStride + r * rowStride;
-      for (long y = 0; y < height; y++)
-        memcpy(destination + y * width, scratch + (y + border) * tiles.pitch + border, sizeof(float) * (size_t)width);
-    }
-}
-
+/// Every plane (n, o) of the 16 streams m[16][outputs][tileCount] transformed back group by group
+/// into the scratch plane, and its height x width part copied to output[n * imageStride + o *
+/// rowStride]. (Lanes past a partial group read zeros and land outside that part.)
 AVX2 void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch) {
-  inversePlanes(m, outputs, images, height, width, tileCount, output, outputChannelStride, outputImageStride, 0, scratch, false, outputTransform);
-}
-
-AVX2 void reprise_winograd_input_gradient_f32(
-  const float *v, long channels, long images, long height, long width, long tileCount, float *inputGradient,
-  long channelStride, long imageStride, float *scratch) {
-  inversePlanes(v, channels, images, height, width, tileCount, inputGradient, channelStride, imageStride, 1, scratch, true, inputGradientTransform);
+  const Tiling tiles = tiling(height, width);
+  const long stream = outputs * tileCount;
+  for (long n = 0; n < images; n++)
+    for (long o = 0; o < outputs; o++) {
+      const float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      for (long k = 0; k < tiles.count; k++) {
+        const Group q = group(&tiles, k);
+        if (q.count == 8) outputTransform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
+        else outputTransform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
+      }
+      float *destination = output + n * outputImageStride + o * outputChannelStride;
+      for (long y = 0; y < height; y++) memcpy(destination + y * width, scratch + y * tiles.pitch, sizeof(float) * (size_t)width);
+    }
 }

@@ -206,7 +206,9 @@ struct ConvolutionPlan {
 
   /// Whether the two gradients share work, so that ``backward(_:_:_:inputGradient:weightGradient:_:normalizing:)``
   /// computes them faster together than apart: the shifted grid with few outputs per group, whose
-  /// output gradient is laid on the grid once for both, and Winograd, which transforms it once.
+  /// output gradient is laid on the grid once for both, and Winograd, which takes each chunk of the
+  /// output gradient through both gradients while it is in cache (and, for the pre-activation unit,
+  /// normalises the input in its transform instead of as a tensor of its own).
   var sharesGradientWork: Bool {
     if case .winograd = method { return true }
     return shiftedGrid?.usesShiftedGradient ?? false

@@ -64,12 +64,12 @@ struct WinogradConvolution {
     }
   }
 
-  /// The transformed weights [16][outputs][channels], or [16][channels][outputs] `transposed` for
-  /// the input gradient (whose products then read each row of them in order, as the forward pass's
-  /// do, rather than one float from each of `outputs` rows).
-  private func transformedWeights(_ w: Tensor, transposed: Bool = false) -> Tensor {
+  /// The transformed weights [16][outputs][channels], or, `reversed`, those of the input gradient's
+  /// convolution (the output gradient convolved with each filter rotated by 180°, from outputs to
+  /// channels): [16][channels][outputs].
+  private func transformedWeights(_ w: Tensor, reversed: Bool = false) -> Tensor {
     let u = Tensor(uninitializedShape: [16 * g.outputChannels * g.inputChannels], dtype: .float32)
-    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, transposed ? 1 : 0, u.base(Float.self))
+    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, reversed ? 1 : 0, u.base(Float.self))
     return u
   }
 
@@ -97,24 +97,13 @@ struct WinogradConvolution {
     withExtendedLifetime(u) {}
   }
 
-  /// Whether the input gradient is computed by the transforms too. Its products are channels x
-  /// outputs times outputs x tiles, so with 8 outputs each sum is too short to pay for transforming
-  /// every channel's gradient back, and the direct kernels are faster (SeqResNet's filters: 10.9
-  /// against 9.6 ms from 64 channels on 32x32, 6.6 against 4.2 from 128 on 16x16); from 12
-  /// (DenseNet's layers) the transforms are, in a training step where the output gradient's
-  /// transform serves both gradients (docs/performance.md#winograd-narrow).
-  private var transformsInputGradient: Bool { g.outputChannels > 8 }
-
   /// `dx = conv_transpose(dy, w)`; `dy` and `dx` have dense planes.
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
-    guard handles(T.self), transformsInputGradient else { return grid.backwardInput(dy, w, into: dx, T.self) }
+    guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
-    let u = transformedWeights(w, transposed: true), pu = u.base(Float.self), pdy = floats(dy.base(T.self)), gl = PlaneLayout(dy)
+    let u = transformedWeights(w, reversed: true), pu = u.base(Float.self)
     forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
-      let (v, m, scratch) = (b[0], b[1], b[2])
-      reprise_winograd_output_gradient_f32(
-        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
-      inputGradient(m, pu, first: first, images: images, into: dx, v, scratch)
+      inputGradient(dy, pu, first: first, images: images, into: dx, b[1], b[0], b[2])
     }
     withExtendedLifetime(u) {}
   }
@@ -125,9 +114,10 @@ struct WinogradConvolution {
     gradients(dy, x, nil, normalizing: Optional<(scale: [T], shift: [T])>.none, inputGradient: nil, weightGradient: dw)
   }
 
-  /// Both gradients, the output gradient's tiles transformed once for both; the same results as
-  /// ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``. With `normalizing`, `x` is
-  /// normalised as in ``forward(_:_:into:_:normalizing:)`` and `dx` is the normalised map's gradient.
+  /// Both gradients, chunk by chunk while each chunk of the output gradient is in cache; the same
+  /// results as ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``. With
+  /// `normalizing`, `x` is normalised as in ``forward(_:_:into:_:normalizing:)`` and `dx` is the
+  /// normalised map's gradient.
   func backward<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
@@ -135,10 +125,6 @@ struct WinogradConvolution {
     guard handles(T.self) else {
       grid.backwardInput(dy, w, into: dx, T.self)
       return grid.backwardWeight(dy, affine.map { normalized(x, $0) } ?? x, into: dw, T.self)
-    }
-    guard transformsInputGradient else {
-      grid.backwardInput(dy, w, into: dx, T.self)
-      return gradients(dy, x, nil, normalizing: affine, inputGradient: nil, weightGradient: dw)
     }
     gradients(dy, x, w, normalizing: affine, inputGradient: dx, weightGradient: dw)
   }
@@ -185,15 +171,15 @@ struct WinogradConvolution {
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), size = 16 * o * c
     let pieces = max(1, min(Parallel.threadCount, chunks))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
-    let u = w.map { transformedWeights($0, transposed: true) }, pu = u?.base(Float.self)
+    let u = w.map { transformedWeights($0, reversed: true) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), px = x.base(Float.self), gl = PlaneLayout(dy), xl = PlaneLayout(x)
     forEachChunk(pieces: pieces, sizes: [16 * c * t, 16 * o * t, scratchCount]) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
+      if let pu, let dx {
+        inputGradient(dy, pu, first: first, images: images, into: dx, m, v, scratch)
+      }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
-      if let pu, let dx {
-        inputGradient(m, pu, first: first, images: images, into: dx, v, scratch)
-      }
       transformInput(px, xl, first: first, images: images, normalizing: affine, into: v, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
       reprise_winograd_transposed_products_f32(m, o, v, c, images * tilesPerImage, t, ps + p * size, accumulate)
@@ -210,15 +196,19 @@ struct WinogradConvolution {
     withExtendedLifetime((sums, u)) {}
   }
 
-  /// One chunk's input gradient from its transformed output gradient `m`: the products with the
-  /// transformed weights `u` (transposed) into `v`, transformed back into `dx`.
+  /// One chunk's input gradient: the output gradient's patches transformed into `patches`
+  /// [16][outputs][tiles], their products with the reversed weights `u` into `products`
+  /// [16][channels][tiles], transformed back into `dx`.
   private func inputGradient(
-    _ m: UnsafeMutablePointer<Float>, _ u: UnsafeMutablePointer<Float>, first: Int, images: Int, into dx: Tensor,
-    _ v: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+    _ dy: Tensor, _ u: UnsafeMutablePointer<Float>, first: Int, images: Int, into dx: Tensor, _ patches: UnsafeMutablePointer<Float>,
+    _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
   ) {
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), xl = PlaneLayout(dx)
-    reprise_winograd_products_f32(u, o, 1, c, o, m, v, images * tilesPerImage, t)
-    reprise_winograd_input_gradient_f32(
-      v, c, images, g.height, g.width, t, dx.base(Float.self) + first * xl.imageStride, xl.channelStride, xl.imageStride, scratch)
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), gl = PlaneLayout(dy), xl = PlaneLayout(dx)
+    reprise_winograd_input_f32(
+      dy.base(Float.self) + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, nil, nil, patches, t,
+      scratch)
+    reprise_winograd_products_f32(u, o, 1, c, o, patches, products, images * tilesPerImage, t)
+    reprise_winograd_output_f32(
+      products, c, images, g.height, g.width, t, dx.base(Float.self) + first * xl.imageStride, xl.channelStride, xl.imageStride, scratch)
   }
 }

@@ -6,9 +6,8 @@ import XCTest
 final class BatchNormConvolutionTests: XCTestCase {
   /// Configurations on every path: normalised while padded (stride-1 kernels larger than 1x1),
   /// normalised as Winograd's input transform copies its planes (3x3 with 8 channels or more on
-  /// planes of 8 x 8 or more, with 8 outputs the input gradient direct; Float64 takes the shifted
-  /// grid) and composed (pointwise, strided, wide outputs in the backward pass); both dtypes and
-  /// both layouts.
+  /// planes of 8 x 8 or more; Float64 takes the shifted grid) and composed (pointwise, strided, wide
+  /// outputs in the backward pass); both dtypes and both layouts.
   func testKernelsEqualTheComposition() {
     struct Case {
       let channels: Int, outputs: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, groups: Int

@@ -36,8 +36,8 @@ final class WinogradConvolutionTests: XCTestCase {
   /// cut by the border), images in several chunks with a short last one (16 x 17 planes have 72
   /// tiles, 3 images to a chunk), planes 8 wide (two tile rows to a vector) with an odd number of
   /// tile rows, and a batch of one image; narrow layers whose products end in every partial block of
-  /// rows (1 to 5 of 6) and columns (1 or 2 of 3, for the weight gradient), and 8 outputs, whose
-  /// input gradient takes the direct kernels; both gradients at once equal them apart.
+  /// rows (1 to 5 of 6) and columns (1 or 2 of 3, for the weight gradient), and 8 outputs; both
+  /// gradients at once equal them apart.
   func testMatchesFloat64() {
     let layers = [
       Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
@@ -61,7 +61,7 @@ final class WinogradConvolutionTests: XCTestCase {
       assertClose(
         dw.converted(to: .float64), conv2dBackwardWeight(dy64, x64, weightShape: w.shape, padding: 1), relativeTolerance: 1e-4,
         absoluteTolerance: 2e-3, "weight gradient \(context)")
-      // Both at once (the output gradient transformed once): the same arithmetic, so the same bits.
+      // Both at once (chunk by chunk): the same arithmetic, so the same bits.
       XCTAssertTrue(ConvolutionPlan(ConvolutionPlanTests.geometry(c)).sharesGradientWork)
       let both = conv2dBackward(dy, input: x, weight: w, padding: 1)
       assertBitIdentical(both.input, dx, "conv2dBackward input \(context)")

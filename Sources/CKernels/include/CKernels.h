@@ -119,8 +119,9 @@ long reprise_winograd_tiles(long height, long width);
 long reprise_winograd_scratch_count(long height, long width);
 
 /// The transformed weights u[16][outputs][channels] (G g G^T) of weights [outputs][channels][3][3],
-/// or, when `transposed` is nonzero, each u[ξ] transposed: u[16][channels][outputs].
-void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int transposed, float *u);
+/// or, when `reversed` is nonzero, those of the input gradient's convolution: u[16][channels][outputs]
+/// of each filter rotated by 180°.
+void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, float *u);
 
 /// The weight gradient [outputs][channels][3][3] (G^T dU G) from transformed sums du[16][outputs][channels].
 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, float *weightGradient);
@@ -144,12 +145,6 @@ void reprise_winograd_output_gradient_f32(
 void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch);
-
-/// The input gradient (B dV B^T, summed over the overlapping patches) of the products
-/// v[16][channels][tileCount], written to plane (n, c) at inputGradient[n * imageStride + c * channelStride].
-void reprise_winograd_input_gradient_f32(
-  const float *v, long channels, long images, long height, long width, long tileCount, float *inputGradient,
-  long channelStride, long imageStride, float *scratch);
 
 /// The 16 products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers: a[ξ] is rows x depth with
 /// element (i, d) at a[ξ * rows * depth + i * rowStride + d * depthStride], b[ξ] is depth x columns
