@@ -197,10 +197,18 @@ extension ShiftedGrid {
     extract(pdx, channelLength: length, top: g.padding.height, left: g.padding.width, into: dx, T.self)
   }
 
-  func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
-    if usesVectorKernels(T.self) { return backwardDirect(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self) }
-    if usesShiftedGradient { return backwardWeightByShiftedGradient(dy, x, into: dw, T.self) }
-    let dyp = spread(dy, T.self), xp = padded(x, T.self)
+  /// `dw = dy ⋆ x`; with `normalizing`, `x` is normalised as it is padded (see
+  /// ``padded(_:_:normalizing:)``).
+  func backwardWeight<T: TensorScalar>(
+    _ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    if usesVectorKernels(T.self) {
+      return backwardDirect(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self, normalizing: affine)
+    }
+    if usesShiftedGradient {
+      return backwardByShiftedGradient(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self, normalizing: affine)
+    }
+    let dyp = spread(dy, T.self), xp = padded(x, T.self, normalizing: affine)
     let kk = offsets.count, rows = g.outputChannels * g.groupInputs
     let dwk = Tensor(uninitializedShape: [kk * rows], dtype: T.dtype)
     let pdy = dyp.base(T.self), px = xp.base(T.self), pdwk = dwk.base(T.self)
@@ -269,10 +277,6 @@ extension ShiftedGrid {
 
   func backwardInputByShiftedGradient<T: TensorScalar>(_ dy: Tensor, _ weight: Tensor, into dx: Tensor, _: T.Type) {
     backwardByShiftedGradient(dy, input: nil, weight: weight, inputGradient: dx, weightGradient: nil, T.self)
-  }
-
-  func backwardWeightByShiftedGradient<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
-    backwardByShiftedGradient(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw, T.self)
   }
 
   /// The input gradient (into `inputGradient`, from `weight`) and the weight gradient (into

@@ -87,12 +87,8 @@ struct WinogradConvolution {
     guard handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
     let u = transformedWeights(w), pu = u.base(Float.self)
-    let px = floats(x.base(T.self)), py = floats(y.base(T.self)), xl = PlaneLayout(x), yl = PlaneLayout(y)
     forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
-      let (v, m, scratch) = (b[0], b[1], b[2])
-      transformInput(px, xl, first: first, images: images, normalizing: affine, into: v, scratch)
-      reprise_winograd_products_f32(pu, c, 1, o, c, v, m, images * tilesPerImage, t)
-      reprise_winograd_output_f32(m, o, images, g.height, g.width, t, py + first * yl.imageStride, yl.channelStride, yl.imageStride, scratch)
+      convolveChunk(x, from: c, pu, to: o, normalizing: affine, first: first, images: images, into: y, b[0], b[1], b[2])
     }
     withExtendedLifetime(u) {}
   }
@@ -101,9 +97,9 @@ struct WinogradConvolution {
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
     guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
-    let u = transformedWeights(w, reversed: true), pu = u.base(Float.self)
+    let u = transformedWeights(w, reversed: true), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
     forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
-      inputGradient(dy, pu, first: first, images: images, into: dx, b[1], b[0], b[2])
+      convolveChunk(dy, from: o, pu, to: c, normalizing: plain, first: first, images: images, into: dx, b[1], b[0], b[2])
     }
     withExtendedLifetime(u) {}
   }
@@ -124,35 +120,39 @@ struct WinogradConvolution {
   ) {
     guard handles(T.self) else {
       grid.backwardInput(dy, w, into: dx, T.self)
-      return grid.backwardWeight(dy, affine.map { normalized(x, $0) } ?? x, into: dw, T.self)
+      return grid.backwardWeight(dy, x, into: dw, T.self, normalizing: affine)
     }
     gradients(dy, x, w, normalizing: affine, inputGradient: dx, weightGradient: dw)
   }
 
-  /// max(x · scale + shift, 0) per channel as a tensor of its own, for the scalars the transforms do
-  /// not handle; the same expression as ``ShiftedGrid/padded(_:_:normalizing:)``'s.
-  private func normalized<T: TensorScalar>(_ x: Tensor, _ affine: (scale: [T], shift: [T])) -> Tensor {
-    let out = Tensor(uninitializedShape: x.shape, dtype: T.dtype)
-    let layout = PlaneLayout(x), plane = g.height * g.width, px = x.base(T.self), po = out.base(T.self)
-    for n in 0..<g.batch {
-      for c in 0..<g.inputChannels {
-        let from = px + n * layout.imageStride + c * layout.channelStride, to = po + (n * g.inputChannels + c) * plane
-        let (scale, shift) = (affine.scale[c], affine.shift[c])
-        for i in 0..<plane { to[i] = Swift.max(from[i] * scale + shift, 0) }
-      }
-    }
-    return out
+  /// One chunk of the convolution of `source` (`from` channels) with transformed weights `u`
+  /// [16][to][from] into `destination` (`to` channels): the source's patches transformed into
+  /// `patches` [16][from][tiles], normalised on the way with `affine`, their products with `u` into
+  /// `products` [16][to][tiles], transformed back. The forward pass runs it on the input; the input
+  /// gradient on the output gradient, with the reversed weights.
+  private func convolveChunk<T: TensorScalar>(
+    _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
+    first: Int, images: Int, into destination: Tensor, _ patches: UnsafeMutablePointer<Float>, _ products: UnsafeMutablePointer<Float>,
+    _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    let layout = PlaneLayout(destination)
+    transformPatches(source, channels: from, first: first, images: images, normalizing: affine, into: patches, scratch)
+    reprise_winograd_products_f32(u, from, 1, to, from, patches, products, images * tilesPerImage, tileCount)
+    reprise_winograd_output_f32(
+      products, to, images, g.height, g.width, tileCount, destination.base(Float.self) + first * layout.imageStride, layout.channelStride,
+      layout.imageStride, scratch)
   }
 
-  /// One chunk's input patches transformed into `v`, normalised on the way with `affine`.
-  private func transformInput<T: TensorScalar>(
-    _ px: UnsafeMutablePointer<Float>, _ xl: PlaneLayout, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
-    into v: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+  /// The patches of one chunk of `source` (`channels` channels) transformed into `patches`,
+  /// normalised on the way with `affine`.
+  private func transformPatches<T: TensorScalar>(
+    _ source: Tensor, channels: Int, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
+    into patches: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
   ) {
+    let layout = PlaneLayout(source), start = source.base(Float.self) + first * layout.imageStride
     func run(_ scale: UnsafePointer<Float>?, _ shift: UnsafePointer<Float>?) {
       reprise_winograd_input_f32(
-        px + first * xl.imageStride, xl.channelStride, xl.imageStride, g.inputChannels, images, g.height, g.width, scale, shift, v,
-        tileCount, scratch)
+        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift, patches, tileCount, scratch)
     }
     guard let affine else { return run(nil, nil) }
     affine.scale.withUnsafeBufferPointer { scale in
@@ -172,15 +172,15 @@ struct WinogradConvolution {
     let pieces = max(1, min(Parallel.threadCount, chunks))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true) }, pu = u?.base(Float.self)
-    let pdy = dy.base(Float.self), px = x.base(Float.self), gl = PlaneLayout(dy), xl = PlaneLayout(x)
+    let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
     forEachChunk(pieces: pieces, sizes: [16 * c * t, 16 * o * t, scratchCount]) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
-      if let pu, let dx {
-        inputGradient(dy, pu, first: first, images: images, into: dx, m, v, scratch)
+      if let pu, let dx {  // the output gradient's patches into m, their products into v
+        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, first: first, images: images, into: dx, m, v, scratch)
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
-      transformInput(px, xl, first: first, images: images, normalizing: affine, into: v, scratch)
+      transformPatches(x, channels: c, first: first, images: images, normalizing: affine, into: v, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
       reprise_winograd_transposed_products_f32(m, o, v, c, images * tilesPerImage, t, ps + p * size, accumulate)
     }
@@ -194,21 +194,5 @@ struct WinogradConvolution {
     }
     reprise_winograd_weight_gradient_f32(ps, o, c, dw.base(Float.self))
     withExtendedLifetime((sums, u)) {}
-  }
-
-  /// One chunk's input gradient: the output gradient's patches transformed into `patches`
-  /// [16][outputs][tiles], their products with the reversed weights `u` into `products`
-  /// [16][channels][tiles], transformed back into `dx`.
-  private func inputGradient(
-    _ dy: Tensor, _ u: UnsafeMutablePointer<Float>, first: Int, images: Int, into dx: Tensor, _ patches: UnsafeMutablePointer<Float>,
-    _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
-  ) {
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), gl = PlaneLayout(dy), xl = PlaneLayout(dx)
-    reprise_winograd_input_f32(
-      dy.base(Float.self) + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, nil, nil, patches, t,
-      scratch)
-    reprise_winograd_products_f32(u, o, 1, c, o, patches, products, images * tilesPerImage, t)
-    reprise_winograd_output_f32(
-      products, c, images, g.height, g.width, t, dx.base(Float.self) + first * xl.imageStride, xl.channelStride, xl.imageStride, scratch)
   }
 }

@@ -6,8 +6,9 @@ import XCTest
 final class BatchNormConvolutionTests: XCTestCase {
   /// Configurations on every path: normalised while padded (stride-1 kernels larger than 1x1),
   /// normalised as Winograd's input transform copies its planes (3x3 with 8 channels or more on
-  /// planes of 8 x 8 or more; Float64 takes the shifted grid) and composed (pointwise, strided, wide
-  /// outputs in the backward pass); both dtypes and both layouts.
+  /// planes of 8 x 8 or more; Float64 takes the shifted grid, normalising as it pads, with few
+  /// outputs and with many) and composed (pointwise, strided, wide outputs in the backward pass);
+  /// both dtypes and both layouts.
   func testKernelsEqualTheComposition() {
     struct Case {
       let channels: Int, outputs: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, groups: Int
@@ -23,6 +24,7 @@ final class BatchNormConvolutionTests: XCTestCase {
       Case(channels: 8, outputs: 4, kernel: 3, stride: 2, padding: 1, dilation: 1, groups: 1),
       Case(channels: 12, outputs: 9, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 9, width: 8),
       Case(channels: 10, outputs: 8, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 9),
+      Case(channels: 12, outputs: 40, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 9, width: 8),
     ]
     var random = RandomGenerator(seed: 31)
     for (i, c) in cases.enumerated() {
