@@ -11,4 +11,18 @@ __attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(long count)
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count < 8 ? count : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/// Copies `count` floats from `from` to `to` (which do not overlap) with vector loads and stores
+/// inlined where they are used: the rows copied are 8 to 64 floats long, and a call to `memcpy`
+/// costs as much again as such a copy. A row that does not end on a whole vector ends with one that
+/// overlaps the one before it, so that nothing past the row is read or written.
+__attribute__((target("avx2,fma"))) static inline void copyRow(float *to, const float *from, long count) {
+  if (count < 8) {
+    for (long i = 0; i < count; i++) to[i] = from[i];
+    return;
+  }
+  long i = 0;
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(to + i, _mm256_loadu_ps(from + i));
+  if (i < count) _mm256_storeu_ps(to + count - 8, _mm256_loadu_ps(from + count - 8));
+}
+
 #endif

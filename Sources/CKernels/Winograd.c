@@ -166,7 +166,7 @@ AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, lo
 AVX2 static inline void placePlane(
   const float *source, long height, long width, const float *affine, float *scratch, long pitch, long top, long left) {
   if (!affine) {
-    for (long y = 0; y < height; y++) memcpy(scratch + (y + top) * pitch + left, source + y * width, sizeof(float) * (size_t)width);
+    for (long y = 0; y < height; y++) copyRow(scratch + (y + top) * pitch + left, source + y * width, width);
     return;
   }
   const __m256 scale = _mm256_set1_ps(affine[0]), shift = _mm256_set1_ps(affine[1]), zero = _mm256_setzero_ps();
@@ -307,6 +307,6 @@ AVX2 void reprise_winograd_output_f32(
         else outputTransform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
       }
       float *destination = output + n * outputImageStride + o * outputChannelStride;
-      for (long y = 0; y < height; y++) memcpy(destination + y * width, scratch + y * tiles.pitch, sizeof(float) * (size_t)width);
+      for (long y = 0; y < height; y++) copyRow(destination + y * width, scratch + y * tiles.pitch, width);
     }
 }
