@@ -20,6 +20,7 @@
 // transform needs a bounds check.
 #include "CKernels.h"
 #include "Lanes.h"
+#include "WinogradF4.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -53,15 +54,21 @@ AVX2 __attribute__((always_inline)) static inline __m256 load(const float *x, __
   return full ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, mask);
 }
 
-long reprise_winograd_tiles(long height, long width) { return ((height + 1) / 2) * ((width + 1) / 2); }
+long reprise_winograd_tiles(long height, long width, long tile) {
+  return ((height + tile - 1) / tile) * ((width + tile - 1) / tile);
+}
 
-/// The scratch plane's row length: two columns per tile, the border, and room for the last
-/// group's full 16-element runs.
-static inline long scratchWidth(long width) { return 2 * ((width + 1) / 2) + 24; }
+/// The scratch plane's row length: `tile` columns per tile, the border, and room for the last
+/// group's whole vectors (16-element runs for F(2x2, 3x3), five quarters past each half for
+/// F(4x4, 3x3)).
+static inline long scratchWidth(long width, long tile) {
+  return tile == 2 ? 2 * ((width + 1) / 2) + 24 : 4 * ((width + 3) / 4) + 40;
+}
 
-long reprise_winograd_scratch_count(long height, long width) {
-  // Two tile rows (4 scratch rows) past the plane's, read by a last pair of tile rows that has one.
-  return (2 * ((height + 1) / 2) + 6) * scratchWidth(width);
+long reprise_winograd_scratch_count(long height, long width, long tile) {
+  // Two tile rows past the plane's, read by a last pair of tile rows that has one, and the patches'
+  // rows past their tiles'.
+  return (tile * ((height + tile - 1) / tile) + 2 * tile + 2) * scratchWidth(width, tile);
 }
 
 /// A plane's tiles, taken 8 at a time (a group), one per lane: along a tile row, or, where a row has
@@ -69,7 +76,7 @@ long reprise_winograd_scratch_count(long height, long width) {
 /// group's tiles are consecutive in the tile numbering, and its lanes are two halves of 4 tiles whose
 /// scratch positions lie `half` floats apart (8 columns along a row, or 2 rows down).
 typedef struct {
-  long tilesDown, tilesAcross, pitch, count;
+  long tilesDown, tilesAcross, pitch, count, size;
   int paired;
 } Tiling;
 
@@ -77,8 +84,8 @@ typedef struct {
   long tile, base, half, count;  // the first tile's number, its scratch position, the halves' distance, tiles
 } Group;
 
-static inline Tiling tiling(long height, long width) {
-  Tiling t = {(height + 1) / 2, (width + 1) / 2, scratchWidth(width), 0, 0};
+static inline Tiling tiling(long height, long width, long tile) {
+  Tiling t = {(height + tile - 1) / tile, (width + tile - 1) / tile, scratchWidth(width, tile), 0, tile, 0};
   t.paired = t.tilesAcross == 4;
   t.count = t.paired ? (t.tilesDown + 1) / 2 : t.tilesDown * ((t.tilesAcross + 7) / 8);
   return t;
@@ -87,10 +94,11 @@ static inline Tiling tiling(long height, long width) {
 static inline Group group(const Tiling *t, long k) {
   if (t->paired) {
     const long ty = 2 * k;
-    return (Group){ty * 4, 2 * ty * t->pitch, 2 * t->pitch, (t->tilesDown - ty) * 4 < 8 ? (t->tilesDown - ty) * 4 : 8};
+    return (Group){ty * 4, t->size * ty * t->pitch, t->size * t->pitch, (t->tilesDown - ty) * 4 < 8 ? (t->tilesDown - ty) * 4 : 8};
   }
   const long across = (t->tilesAcross + 7) / 8, ty = k / across, tx = k % across * 8;
-  return (Group){ty * t->tilesAcross + tx, 2 * ty * t->pitch + 2 * tx, 8, t->tilesAcross - tx < 8 ? t->tilesAcross - tx : 8};
+  return (Group){
+    ty * t->tilesAcross + tx, t->size * (ty * t->pitch + tx), 4 * t->size, t->tilesAcross - tx < 8 ? t->tilesAcross - tx : 8};
 }
 
 /// Eight filters' tap j, the filters `apart` floats apart (those past `mask` read as zero).
@@ -98,10 +106,10 @@ AVX2 static inline __m256 filterTaps(const float *filters, int j, __m256i apart,
   return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), filters + j, apart, _mm256_castsi256_ps(mask), 4);
 }
 
-AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, float *u) {
-  // Row i of each u[ξ] is output i's (channel i's when reversed), and its columns are taken 8 at a
-  // time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
-  // consecutive outputs 9 * channels. Reversed, each filter's taps are read last to first.
+/// Row i of each u[ξ] is output i's (channel i's when reversed), and its columns are taken 8 at a
+/// time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
+/// consecutive outputs 9 * channels. Reversed, each filter's taps are read last to first.
+AVX2 static void weights2(const float *weights, long outputs, long channels, int reversed, float *u) {
   const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, plane = outputs * channels;
   const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
   const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -131,7 +139,38 @@ AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long 
     }
 }
 
-AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, float *weightGradient) {
+/// ``weights2`` for F(4x4, 3x3): u[36].
+AVX2 static void weights4(const float *weights, long outputs, long channels, int reversed, float *u) {
+  const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, plane = outputs * channels;
+  const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
+  const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (long i = 0; i < rows; i++)
+    for (long c = 0; c < columns; c += 8) {
+      const __m256i mask = lanesBelow(columns - c);
+      const float *filters = weights + i * rowStride + c * columnStride;
+      __m256 g[3][3], t[6][3];
+      for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, reversed ? 8 - j : j, apart, mask);
+      for (int j = 0; j < 3; j++) {  // G g, column by column
+        const __m256 column[3] = {g[0][j], g[1][j], g[2][j]};
+        __m256 h[6];
+        filterColumn(column, h);
+        for (int k = 0; k < 6; k++) t[k][j] = h[k];
+      }
+      const int full = columns - c >= 8;
+      for (int k = 0; k < 6; k++) {  // (G g) G^T, row by row
+        __m256 h[6];
+        filterColumn(t[k], h);
+        for (int l = 0; l < 6; l++) store(u + (6 * k + l) * plane + i * columns + c, h[l], mask, full);
+      }
+    }
+}
+
+void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, long tile, float *u) {
+  if (tile == 2) weights2(weights, outputs, channels, reversed, u);
+  else weights4(weights, outputs, channels, reversed, u);
+}
+
+AVX2 static void weightGradient2(const float *du, long outputs, long channels, float *weightGradient) {
   const long plane = outputs * channels;
   const __m256 half = _mm256_set1_ps(0.5f);
   for (long o = 0; o < outputs; o++)
@@ -156,6 +195,36 @@ AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, lo
       for (long lane = 0; lane < 8 && c + lane < channels; lane++)
         for (int j = 0; j < 9; j++) g[lane * 9 + j] = taps[j][lane];
     }
+}
+
+/// ``weightGradient2`` for F(4x4, 3x3), from du[36].
+AVX2 static void weightGradient4(const float *du, long outputs, long channels, float *weightGradient) {
+  const long plane = outputs * channels;
+  for (long o = 0; o < outputs; o++)
+    for (long c = 0; c < channels; c += 8) {  // 8 channels at a time, one per lane
+      const __m256i mask = lanesBelow(channels - c);
+      __m256 s[6][3];  // dU G, row by row
+      for (int a = 0; a < 6; a++) {
+        __m256 m[6];
+        for (int b = 0; b < 6; b++) m[b] = _mm256_maskload_ps(du + (6 * a + b) * plane + o * channels + c, mask);
+        filterGradientColumn(m, s[a]);
+      }
+      float taps[9][8];
+      for (int j = 0; j < 3; j++) {  // G^T (dU G), column by column
+        const __m256 m[6] = {s[0][j], s[1][j], s[2][j], s[3][j], s[4][j], s[5][j]};
+        __m256 g[3];
+        filterGradientColumn(m, g);
+        for (int i = 0; i < 3; i++) _mm256_storeu_ps(taps[3 * i + j], g[i]);
+      }
+      float *g = weightGradient + (o * channels + c) * 9;
+      for (long lane = 0; lane < 8 && c + lane < channels; lane++)
+        for (int j = 0; j < 9; j++) g[lane * 9 + j] = taps[j][lane];
+    }
+}
+
+void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, long tile, float *weightGradient) {
+  if (tile == 2) weightGradient2(du, outputs, channels, weightGradient);
+  else weightGradient4(du, outputs, channels, weightGradient);
 }
 
 /// Copies the height x width plane at `source` into `scratch` at row `top`, column `left`; the rest
@@ -240,10 +309,10 @@ typedef void (*TileTransform)(const float *, long, long, float *, long);
 /// written after them, or past the chunk's tiles, where `tileCount` leaves room for them.
 AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
-  const float *scale, const float *shift, float *out, long tileCount, float *scratch, TileTransform transform) {
-  const Tiling tiles = tiling(height, width);
+  const float *scale, const float *shift, long tile, float *out, long tileCount, float *scratch, TileTransform transform) {
+  const Tiling tiles = tiling(height, width, tile);
   const long stream = rows * tileCount;
-  memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width));
+  memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width, tile));
   for (long n = 0; n < images; n++)
     for (long r = 0; r < rows; r++) {
       const float affine[2] = {scale ? scale[r] : 0, shift ? shift[r] : 0};
@@ -258,14 +327,20 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
 
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, float *v, long tileCount, float *scratch) {
-  transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, v, tileCount, scratch, patchTransform);
+  const float *scale, const float *shift, long tile, float *v, long tileCount, float *scratch) {
+  if (tile == 2)
+    transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 2, v, tileCount, scratch, patchTransform);
+  else
+    transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 4, v, tileCount, scratch, patchTransform4);
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
-  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width,
+  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
   float *m, long tileCount, float *scratch) {
-  transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, m, tileCount, scratch, gradientTransform);
+  if (tile == 2)
+    transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 2, m, tileCount, scratch, gradientTransform);
+  else
+    transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 4, m, tileCount, scratch, gradientTransform4);
 }
 
 /// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the
@@ -293,20 +368,31 @@ AVX2 __attribute__((always_inline)) static inline void outputTransform(
 /// Every plane (n, o) of the 16 streams m[16][outputs][tileCount] transformed back group by group
 /// into the scratch plane, and its height x width part copied to output[n * imageStride + o *
 /// rowStride]. (Lanes past a partial group read zeros and land outside that part.)
-AVX2 void reprise_winograd_output_f32(
-  const float *m, long outputs, long images, long height, long width, long tileCount, float *output,
-  long outputChannelStride, long outputImageStride, float *scratch) {
-  const Tiling tiles = tiling(height, width);
+typedef void (*OutputTransform)(const float *, long, __m256i, int, float *, long, long);
+
+AVX2 __attribute__((always_inline)) static inline void outputPlanes(
+  const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
+  long outputChannelStride, long outputImageStride, float *scratch, OutputTransform transform) {
+  const Tiling tiles = tiling(height, width, tile);
   const long stream = outputs * tileCount;
   for (long n = 0; n < images; n++)
     for (long o = 0; o < outputs; o++) {
       const float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
-        if (q.count == 8) outputTransform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
-        else outputTransform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
+        if (q.count == 8) transform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
+        else transform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
       }
       float *destination = output + n * outputImageStride + o * outputChannelStride;
       for (long y = 0; y < height; y++) copyRow(destination + y * width, scratch + y * tiles.pitch, width);
     }
+}
+
+AVX2 void reprise_winograd_output_f32(
+  const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
+  long outputChannelStride, long outputImageStride, float *scratch) {
+  if (tile == 2)
+    outputPlanes(m, outputs, images, height, width, 2, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform);
+  else
+    outputPlanes(m, outputs, images, height, width, 4, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform4);
 }

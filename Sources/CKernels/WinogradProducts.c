@@ -1,4 +1,4 @@
-// The 16 matrix products of Winograd's F(2x2, 3x3) (Winograd.c has the transforms), for layers too
+// The 16 or 36 matrix products of Winograd's F(2x2, 3x3) or F(4x4, 3x3) (Winograd.c has the transforms), for layers too
 // narrow for OpenBLAS: with 16 or 32 channels each product is a few tens of thousands of
 // multiply-adds, and OpenBLAS spends longer packing its operands and clearing its result than
 // multiplying. Here the operands are used where they lie, in the layout the transforms wrote.
@@ -57,8 +57,9 @@ AVX2 __attribute__((always_inline)) static inline void productColumns(
 }
 
 AVX2 void reprise_winograd_products_f32(
-  const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns, long ld) {
-  for (int xi = 0; xi < 16; xi++) {
+  long positions, const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns,
+  long ld) {
+  for (long xi = 0; xi < positions; xi++) {
     const float *ax = a + xi * rows * depth, *bx = b + xi * depth * ld;
     float *cx = c + xi * rows * ld;
     long col = 0;
@@ -119,8 +120,8 @@ AVX2 __attribute__((always_inline)) static inline void transposedRows(
 }
 
 AVX2 void reprise_winograd_transposed_products_f32(
-  const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate) {
-  for (int xi = 0; xi < 16; xi++) {
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate) {
+  for (long xi = 0; xi < positions; xi++) {
     const float *ax = a + xi * rows * ld, *bx = b + xi * columns * ld;
     float *cx = c + xi * rows * columns;
     long r = 0;

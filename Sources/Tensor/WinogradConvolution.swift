@@ -21,16 +21,22 @@ struct WinogradConvolution {
   /// Tiles per image, images per chunk and the length of a row of a chunk's transformed data (its
   /// tiles, rounded up).
   let tilesPerImage, imagesPerChunk, tileCount: Int
+  /// The side of a tile of outputs: 4, F(4x4, 3x3), on planes at least 13 wide (whose tile rows
+  /// fill half a vector of 8 tiles), else 2, F(2x2, 3x3).
+  let tile: Int
+  /// The positions of a transformed tile, (tile + 2)^2: the number of products.
+  var positions: Int { (tile + 2) * (tile + 2) }
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
     grid = ShiftedGrid(g)
-    tilesPerImage = reprise_winograd_tiles(g.height, g.width)
-    // About 256 tiles (whole images) to a chunk, and at most a quarter of the batch: a chunk's
-    // transformed patches take 4 times its share of the input, so with small batches they stay
-    // within the input's size (the padded copy the shifted grid would make), and the threads have
-    // at least 4 chunks to share.
-    imagesPerChunk = max(1, min(g.batch / 4, 256 / tilesPerImage))
+    tile = g.width >= 13 ? 4 : 2
+    tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
+    // About 4096 transformed values per channel (256 tiles of F(2x2, 3x3)) to a chunk, whole
+    // images, and at most a quarter of the batch: a chunk's transformed patches take 2.25 to 4
+    // times its share of the input, so with small batches they stay within the input's size (the
+    // padded copy the shifted grid would make), and the threads have at least 4 chunks to share.
+    imagesPerChunk = max(1, min(g.batch / 4, 4096 / (tile + 2) / (tile + 2) / tilesPerImage))
     // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
     // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
     // rows, then evict their own operands.
@@ -68,15 +74,15 @@ struct WinogradConvolution {
   /// convolution (the output gradient convolved with each filter rotated by 180°, from outputs to
   /// channels): [16][channels][outputs].
   private func transformedWeights(_ w: Tensor, reversed: Bool = false) -> Tensor {
-    let u = Tensor(uninitializedShape: [16 * g.outputChannels * g.inputChannels], dtype: .float32)
-    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, reversed ? 1 : 0, u.base(Float.self))
+    let u = Tensor(uninitializedShape: [positions * g.outputChannels * g.inputChannels], dtype: .float32)
+    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, reversed ? 1 : 0, tile, u.base(Float.self))
     return u
   }
 
   /// Whether the transforms handle scalars of type `T`.
   private func handles<T: TensorScalar>(_: T.Type) -> Bool { usesVectorKernels(T.self) }
 
-  private var scratchCount: Int { reprise_winograd_scratch_count(g.height, g.width) }
+  private var scratchCount: Int { reprise_winograd_scratch_count(g.height, g.width, tile) }
 
   /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous. With `normalizing`, the
   /// convolution is that of max(x · scale + shift, 0) per channel, applied as the input is
@@ -87,7 +93,7 @@ struct WinogradConvolution {
     guard handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
     let u = transformedWeights(w), pu = u.base(Float.self)
-    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
+    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [positions * c * t, positions * o * t, scratchCount]) { _, first, images, b in
       convolveChunk(x, from: c, pu, to: o, normalizing: affine, first: first, images: images, into: y, b[0], b[1], b[2])
     }
     withExtendedLifetime(u) {}
@@ -98,7 +104,7 @@ struct WinogradConvolution {
     guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
     let u = transformedWeights(w, reversed: true), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [16 * c * t, 16 * o * t, scratchCount]) { _, first, images, b in
+    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [positions * c * t, positions * o * t, scratchCount]) { _, first, images, b in
       convolveChunk(dy, from: o, pu, to: c, normalizing: plain, first: first, images: images, into: dx, b[1], b[0], b[2])
     }
     withExtendedLifetime(u) {}
@@ -137,9 +143,9 @@ struct WinogradConvolution {
   ) {
     let layout = PlaneLayout(destination)
     transformPatches(source, channels: from, first: first, images: images, normalizing: affine, into: patches, scratch)
-    reprise_winograd_products_f32(u, from, 1, to, from, patches, products, images * tilesPerImage, tileCount)
+    reprise_winograd_products_f32(positions, u, from, 1, to, from, patches, products, images * tilesPerImage, tileCount)
     reprise_winograd_output_f32(
-      products, to, images, g.height, g.width, tileCount, destination.base(Float.self) + first * layout.imageStride, layout.channelStride,
+      products, to, images, g.height, g.width, tile, tileCount, destination.base(Float.self) + first * layout.imageStride, layout.channelStride,
       layout.imageStride, scratch)
   }
 
@@ -152,7 +158,8 @@ struct WinogradConvolution {
     let layout = PlaneLayout(source), start = source.base(Float.self) + first * layout.imageStride
     func run(_ scale: UnsafePointer<Float>?, _ shift: UnsafePointer<Float>?) {
       reprise_winograd_input_f32(
-        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift, patches, tileCount, scratch)
+        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift, tile, patches, tileCount,
+        scratch)
     }
     guard let affine else { return run(nil, nil) }
     affine.scale.withUnsafeBufferPointer { scale in
@@ -168,21 +175,21 @@ struct WinogradConvolution {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?, inputGradient dx: Tensor?,
     weightGradient dw: Tensor
   ) {
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), size = 16 * o * c
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), size = positions * o * c
     let pieces = max(1, min(Parallel.threadCount, chunks))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(pieces: pieces, sizes: [16 * c * t, 16 * o * t, scratchCount]) { p, first, images, b in
+    forEachChunk(pieces: pieces, sizes: [positions * c * t, positions * o * t, scratchCount]) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       if let pu, let dx {  // the output gradient's patches into m, their products into v
         convolveChunk(dy, from: o, pu, to: c, normalizing: plain, first: first, images: images, into: dx, m, v, scratch)
       }
       reprise_winograd_output_gradient_f32(
-        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, m, t, scratch)
+        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tile, m, t, scratch)
       transformPatches(x, channels: c, first: first, images: images, normalizing: affine, into: v, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
-      reprise_winograd_transposed_products_f32(m, o, v, c, images * tilesPerImage, t, ps + p * size, accumulate)
+      reprise_winograd_transposed_products_f32(positions, m, o, v, c, images * tilesPerImage, t, ps + p * size, accumulate)
     }
     if pieces > 1 {
       Parallel.forRanges(size, costPerItem: pieces) { range in
@@ -192,7 +199,7 @@ struct WinogradConvolution {
         }
       }
     }
-    reprise_winograd_weight_gradient_f32(ps, o, c, dw.base(Float.self))
+    reprise_winograd_weight_gradient_f32(ps, o, c, tile, dw.base(Float.self))
     withExtendedLifetime((sums, u)) {}
   }
 }

@@ -6,7 +6,7 @@ import XCTest
 final class BatchNormConvolutionTests: XCTestCase {
   /// Configurations on every path: normalised while padded (stride-1 kernels larger than 1x1),
   /// normalised as Winograd's input transform copies its planes (3x3 with 8 channels or more on
-  /// planes of 8 x 8 or more; Float64 takes the shifted grid, normalising as it pads, with few
+  /// planes of 8 x 8 or more, both tile sizes; Float64 takes the shifted grid, normalising as it pads, with few
   /// outputs and with many) and composed (pointwise, strided, wide outputs in the backward pass);
   /// both dtypes and both layouts.
   func testKernelsEqualTheComposition() {
@@ -25,6 +25,7 @@ final class BatchNormConvolutionTests: XCTestCase {
       Case(channels: 12, outputs: 9, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 9, width: 8),
       Case(channels: 10, outputs: 8, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 9),
       Case(channels: 12, outputs: 40, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 9, width: 8),
+      Case(channels: 9, outputs: 10, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 14),
     ]
     var random = RandomGenerator(seed: 31)
     for (i, c) in cases.enumerated() {

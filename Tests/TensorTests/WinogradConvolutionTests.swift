@@ -2,9 +2,10 @@
 import TestSupport
 import XCTest
 
-/// The Winograd F(2x2, 3x3) path of wide 3x3 convolutions: which geometries take it, and that its
-/// forward pass and both gradients in Float32 equal the Float64 shifted grid's (itself checked
-/// against the reference loops in ConvolutionTests) to Float32 rounding.
+/// The Winograd path of 3x3 convolutions (F(4x4, 3x3) on planes 13 or more wide, F(2x2, 3x3) on
+/// narrower ones): which geometries take it, and that its forward pass and both gradients in Float32
+/// equal the Float64 shifted grid's (itself checked against the reference loops in ConvolutionTests)
+/// to within the transforms' rounding.
 final class WinogradConvolutionTests: XCTestCase {
   typealias Configuration = ConvolutionTests.Configuration
 
@@ -30,19 +31,22 @@ final class WinogradConvolutionTests: XCTestCase {
     XCTAssertEqual(name(Self.layer(batch: 2, 96, 96, 8, 8, padding: 2)), "shiftedGrid")
     XCTAssertEqual(name(Self.layer(batch: 2, 192, 192, 8, 8, groups: 2)), "shiftedGrid")
     XCTAssertNotEqual(name(Self.layer(batch: 2, 96, 96, 8, 8, stride: 2)), "winograd")
+    let tile = { (c: Configuration) in WinogradConvolution(ConvolutionPlanTests.geometry(c)).tile }
+    XCTAssertEqual(tile(Self.layer(batch: 2, 16, 16, 8, 13)), 4)
+    XCTAssertEqual(tile(Self.layer(batch: 2, 16, 16, 32, 12)), 2)
   }
 
   /// Forward, input gradient and weight gradient against Float64: odd and even plane sizes (tiles
-  /// cut by the border), images in several chunks with a short last one (16 x 17 planes have 72
-  /// tiles, 3 images to a chunk), planes 8 wide (two tile rows to a vector) with an odd number of
-  /// tile rows, and a batch of one image; narrow layers whose products end in every partial block of
-  /// rows (1 to 5 of 6) and columns (1 or 2 of 3, for the weight gradient), and 8 outputs; both
-  /// gradients at once equal them apart.
+  /// cut by the border), images in several chunks with a short last one, planes with 4 tiles to a
+  /// row (two tile rows to a vector: 8 wide for F(2x2, 3x3), 13 for F(4x4, 3x3)) and an odd number
+  /// of tile rows, rows of 5 and 10 tiles (a vector's last lanes past the row), and a batch of one
+  /// image; narrow layers whose products end in every partial block of rows (1 to 5 of 6) and columns
+  /// (1 or 2 of 3, for the weight gradient), and 8 outputs; both gradients at once equal them apart.
   func testMatchesFloat64() {
     let layers = [
       Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
       Self.layer(batch: 2, 8, 13, 9, 10), Self.layer(batch: 3, 15, 9, 8, 8), Self.layer(batch: 2, 10, 11, 12, 9),
-      Self.layer(batch: 2, 12, 8, 9, 10),
+      Self.layer(batch: 2, 12, 8, 9, 10), Self.layer(batch: 2, 9, 12, 13, 37), Self.layer(batch: 3, 16, 10, 9, 13),
     ]
     for (k, c) in layers.enumerated() {
       var random = RandomGenerator(seed: UInt64(500 + k))
@@ -51,7 +55,8 @@ final class WinogradConvolutionTests: XCTestCase {
       let dy = Tensor(randomNormal: [c.batch, c.outputChannels, c.height, c.width], using: &random)
       let (x64, w64, dy64) = (x.converted(to: .float64), w.converted(to: .float64), dy.converted(to: .float64))
       // Sums of 864 to 900 products of unit normals (about 30 in size) and, for the weight
-      // gradient, of up to 16 x 17 x 4 (about 35): Float32 rounding leaves about 1e-5 of that.
+      // gradient, of up to 16 x 17 x 4 (about 35). F(2x2, 3x3) leaves errors of about 3e-5, F(4x4,
+      // 3x3) up to 8e-4 (docs/numerics.md#winograd).
       let context = "seed \(500 + k) \(c)"
       assertClose(conv2d(x, w, padding: 1).converted(to: .float64), conv2d(x64, w64, padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "forward \(context)")
       let dx = conv2dBackwardInput(dy, w, inputShape: x.shape, padding: 1), dw = conv2dBackwardWeight(dy, x, weightShape: w.shape, padding: 1)

@@ -104,60 +104,62 @@ void reprise_gelu_backward_f32(const float *x, const float *gradient, float *res
 /// and at NaN.
 void reprise_clamp_backward_f32(const float *x, const float *gradient, float *result, long count, float lower, float upper);
 
-// Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions padded by 1 (Winograd.c). A tile is a 2x2
-// block of outputs; an image of height x width has `reprise_winograd_tiles` of them, numbered row
-// by row. Transformed data is laid out as 16 matrices, one per position ξ of the 4x4 transformed
-// tile: [16][rows][tileCount], where rows are channels or outputs and the tiles of `images`
-// consecutive images lie side by side (image n's tiles from n * tiles(height, width)). A row has
-// room for 8 floats past its tiles (tileCount >= images * tiles(height, width) + 8): the transforms
-// store whole vectors of 8 tiles.
+// Winograd's F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions padded by 1 (Winograd.c,
+// WinogradF4.h). A tile is a `tile` x `tile` block of outputs (tile 2 or 4); an image of height x
+// width has `reprise_winograd_tiles` of them, numbered row by row. Transformed data is laid out as
+// P matrices, one per position ξ of the transformed tile (P = 16 for tile 2, 36 for tile 4):
+// [P][rows][tileCount], where rows are channels or outputs and the tiles of `images` consecutive
+// images lie side by side (image n's tiles from n * tiles(height, width, tile)). A row has room for
+// 8 floats past its tiles (tileCount >= images * tiles(height, width, tile) + 8): the transforms
+// store whole vectors of 8 tiles. Tile 4 needs planes at least 13 wide (4 tiles across).
 
-/// The tiles of one height x width image: ceil(height / 2) * ceil(width / 2).
-long reprise_winograd_tiles(long height, long width);
+/// The tiles of one height x width image: ceil(height / tile) * ceil(width / tile).
+long reprise_winograd_tiles(long height, long width, long tile);
 
 /// The floats of scratch space the transforms below need for planes of height x width.
-long reprise_winograd_scratch_count(long height, long width);
+long reprise_winograd_scratch_count(long height, long width, long tile);
 
-/// The transformed weights u[16][outputs][channels] (G g G^T) of weights [outputs][channels][3][3],
-/// or, when `reversed` is nonzero, those of the input gradient's convolution: u[16][channels][outputs]
+/// The transformed weights u[P][outputs][channels] (G g G^T) of weights [outputs][channels][3][3],
+/// or, when `reversed` is nonzero, those of the input gradient's convolution: u[P][channels][outputs]
 /// of each filter rotated by 180°.
-void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, float *u);
+void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, long tile, float *u);
 
-/// The weight gradient [outputs][channels][3][3] (G^T dU G) from transformed sums du[16][outputs][channels].
-void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, float *weightGradient);
+/// The weight gradient [outputs][channels][3][3] (G^T dU G) from transformed sums du[P][outputs][channels].
+void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, long tile, float *weightGradient);
 
-/// The transformed input patches v[16][channels][tileCount] (B^T d B) of `images` images whose
+/// The transformed input patches v[P][channels][tileCount] (B^T d B) of `images` images whose
 /// plane (n, c) starts at input[n * imageStride + c * channelStride]. With `scale` and `shift` (both
 /// or neither may be NULL), the patches are those of max(input · scale[c] + shift[c], 0): the
 /// pre-activation unit's batch normalisation and ReLU, bit for bit, applied on the way in.
 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, float *v, long tileCount, float *scratch);
+  const float *scale, const float *shift, long tile, float *v, long tileCount, float *scratch);
 
-/// The transformed output-gradient tiles m[16][outputs][tileCount] (A dY A^T), laid out like the
+/// The transformed output-gradient tiles m[P][outputs][tileCount] (A dY A^T), laid out like the
 /// input's.
 void reprise_winograd_output_gradient_f32(
-  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width,
+  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
   float *m, long tileCount, float *scratch);
 
-/// The outputs (A^T M A) of the products m[16][outputs][tileCount], written to plane (n, o) at
+/// The outputs (A^T M A) of the products m[P][outputs][tileCount], written to plane (n, o) at
 /// output[n * outputImageStride + o * outputChannelStride].
 void reprise_winograd_output_f32(
-  const float *m, long outputs, long images, long height, long width, long tileCount, float *output,
+  const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch);
 
-/// The 16 products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers: a[ξ] is rows x depth with
-/// element (i, d) at a[ξ * rows * depth + i * rowStride + d * depthStride], b[ξ] is depth x columns
-/// and c[ξ] rows x columns, their rows `ld` apart and their ξ-th matrices at b + ξ * depth * ld and
-/// c + ξ * rows * ld. A row of c has room for 8 floats past `columns` (ld >= columns + 8), where
-/// whole vectors of results are stored.
+/// The `positions` products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers: a[ξ] is rows x
+/// depth with element (i, d) at a[ξ * rows * depth + i * rowStride + d * depthStride], b[ξ] is depth
+/// x columns and c[ξ] rows x columns, their rows `ld` apart and their ξ-th matrices at b + ξ * depth
+/// * ld and c + ξ * rows * ld. A row of c has room for 8 floats past `columns` (ld >= columns + 8),
+/// where whole vectors of results are stored.
 void reprise_winograd_products_f32(
-  const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns, long ld);
+  long positions, const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns,
+  long ld);
 
-/// The 16 products c[ξ] = a[ξ] b[ξ]^T, or c[ξ] += a[ξ] b[ξ]^T when `accumulate` is nonzero: a[ξ] is
-/// rows x count at a + ξ * rows * ld, b[ξ] columns x count at b + ξ * columns * ld, both with rows
-/// `ld` apart, and c[ξ] the dense rows x columns matrix at c + ξ * rows * columns.
+/// The `positions` products c[ξ] = a[ξ] b[ξ]^T, or c[ξ] += a[ξ] b[ξ]^T when `accumulate` is nonzero:
+/// a[ξ] is rows x count at a + ξ * rows * ld, b[ξ] columns x count at b + ξ * columns * ld, both with
+/// rows `ld` apart, and c[ξ] the dense rows x columns matrix at c + ξ * rows * columns.
 void reprise_winograd_transposed_products_f32(
-  const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate);
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate);
 
 #endif
