@@ -325,13 +325,44 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
     }
 }
 
+/// ``transformPlanes`` for planes of 2x2 tiles of F(4x4, 3x3) (5 to 8 high and wide): the planes of
+/// images n and n + 1 side by side in the scratch plane, `mosaicOffset` floats apart, make one group
+/// of 8 tiles, stored at image n's tiles and image n + 1's (in the lane order of WinogradF4.h's
+/// mosaics, which ``outputMosaics`` reads back). With an odd number of images the last group's
+/// second plane is zeros, so its transformed tiles are zeros too.
+AVX2 __attribute__((always_inline)) static inline void transformMosaics(
+  const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
+  const float *scale, const float *shift, float *out, long tileCount, float *scratch, TileTransform transform) {
+  const Tiling tiles = tiling(height, width, 4);
+  const long stream = rows * tileCount;
+  memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width, 4));
+  for (long n = 0; n < images; n += 2) {
+    if (n + 1 == images)
+      for (long y = 0; y < height; y++) memset(scratch + (y + border) * tiles.pitch + border + mosaicOffset, 0, sizeof(float) * (size_t)width);
+    for (long r = 0; r < rows; r++) {
+      const float affine[2] = {scale ? scale[r] : 0, shift ? shift[r] : 0};
+      for (long k = 0; k < 2 && n + k < images; k++)
+        placePlane(
+          planes + (n + k) * imageStride + r * rowStride, height, width, scale ? affine : NULL, scratch, tiles.pitch, border,
+          border + k * mosaicOffset);
+      transform(scratch, tiles.pitch, 4 * tiles.pitch, out + r * tileCount + n * 4, stream);
+    }
+  }
+}
+
+/// Whether F(4x4, 3x3) takes planes of height x width two at a time, as mosaics.
+static inline int mosaic(long height, long width) { return (height + 3) / 4 == 2 && (width + 3) / 4 == 2; }
+
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
   const float *scale, const float *shift, long tile, float *v, long tileCount, float *scratch) {
   if (tile == 2)
     transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 2, v, tileCount, scratch, patchTransform);
+  else if (mosaic(height, width))
+    transformMosaics(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, v, tileCount, scratch, patchTransform4Mosaic);
   else
-    transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 4, v, tileCount, scratch, patchTransform4);
+    transformPlanes(
+      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 4, v, tileCount, scratch, patchTransform4Rows);
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
@@ -339,8 +370,12 @@ AVX2 void reprise_winograd_output_gradient_f32(
   float *m, long tileCount, float *scratch) {
   if (tile == 2)
     transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 2, m, tileCount, scratch, gradientTransform);
+  else if (mosaic(height, width))
+    transformMosaics(
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, m, tileCount, scratch, gradientTransform4Mosaic);
   else
-    transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 4, m, tileCount, scratch, gradientTransform4);
+    transformPlanes(
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 4, m, tileCount, scratch, gradientTransform4Rows);
 }
 
 /// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the
@@ -388,11 +423,30 @@ AVX2 __attribute__((always_inline)) static inline void outputPlanes(
     }
 }
 
+/// ``outputPlanes`` for the mosaics of ``transformMosaics``: each group back into two planes side by
+/// side, copied to images n and n + 1 (if there is one).
+AVX2 static void outputMosaics(
+  const float *m, long outputs, long images, long height, long width, long tileCount, float *output, long outputChannelStride,
+  long outputImageStride, float *scratch) {
+  const Tiling tiles = tiling(height, width, 4);
+  const long stream = outputs * tileCount;
+  for (long n = 0; n < images; n += 2)
+    for (long o = 0; o < outputs; o++) {
+      outputTransform4Mosaic(m + o * tileCount + n * 4, stream, lanesBelow(8), 1, scratch, tiles.pitch, 4 * tiles.pitch);
+      for (long k = 0; k < 2 && n + k < images; k++) {
+        float *destination = output + (n + k) * outputImageStride + o * outputChannelStride;
+        for (long y = 0; y < height; y++) copyRow(destination + y * width, scratch + y * tiles.pitch + k * mosaicOffset, width);
+      }
+    }
+}
+
 AVX2 void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch) {
   if (tile == 2)
     outputPlanes(m, outputs, images, height, width, 2, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform);
+  else if (mosaic(height, width))
+    outputMosaics(m, outputs, images, height, width, tileCount, output, outputChannelStride, outputImageStride, scratch);
   else
-    outputPlanes(m, outputs, images, height, width, 4, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform4);
+    outputPlanes(m, outputs, images, height, width, 4, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform4Rows);
 }

@@ -18,7 +18,9 @@
 // Eight tiles are taken at a time, one per lane: four whose corners lie 4 floats apart and four more
 // `half` floats after them. A row of their patches is read as 128-bit quarters, [tile i | tile i + 4]
 // in the two halves of a vector, and a 4x4 transpose within each half turns these into the patch
-// columns, tile i in lane i.
+// columns, tile i in lane i. Planes of 8x8 (2x2 tiles) are taken two at a time as a mosaic: two
+// planes side by side, `mosaicOffset` floats apart, so that the four tiles of a half are the top
+// (or bottom) tile rows of both planes, their corners at 0, 4, m and m + 4 floats.
 #ifndef REPRISE_WINOGRAD_F4_H
 #define REPRISE_WINOGRAD_F4_H
 
@@ -37,18 +39,28 @@ F4 void transposeHalves(__m256 x0, __m256 x1, __m256 x2, __m256 x3, __m256 r[4])
   r[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
 }
 
-/// The four floats at p + 4i and at p + half + 4i, as the two halves of a vector.
-F4 __m256 quarters(const float *p, long half, int i) { return _mm256_loadu2_m128(p + half + 4 * i, p + 4 * i); }
+/// The distance between the two planes of a mosaic: an 8-wide plane and its two border columns.
+enum { mosaicOffset = 10 };
+
+/// Where the i-th tile of a half starts: 4i floats along a row, or, in a mosaic, 0, 4, then the
+/// second plane's 0 and 4.
+F4 long quarter(int i, int mosaic) { return mosaic && i >= 2 ? mosaicOffset + 4 * (i - 2) : 4 * i; }
+
+/// The four floats at p + offset and at p + half + offset, as the two halves of a vector.
+F4 __m256 quarters(const float *p, long half, long offset) { return _mm256_loadu2_m128(p + half + offset, p + offset); }
 
 /// Columns 0 to `n` - 1 (4 or 6) of one row of the eight tiles' patches: c[j] holds element j of
 /// tile i's row in lane i.
-F4 void patchRow(const float *p, long half, int n, __m256 c[6]) {
-  const __m256 y0 = quarters(p, half, 0), y1 = quarters(p, half, 1), y2 = quarters(p, half, 2), y3 = quarters(p, half, 3);
+F4 void patchRow(const float *p, long half, int n, int mosaic, __m256 c[6]) {
+  const __m256 y0 = quarters(p, half, quarter(0, mosaic)), y1 = quarters(p, half, quarter(1, mosaic));
+  const __m256 y2 = quarters(p, half, quarter(2, mosaic)), y3 = quarters(p, half, quarter(3, mosaic));
   transposeHalves(y0, y1, y2, y3, c);
   if (n == 4) return;
-  // Elements 4 and 5 of tile i are elements 0 and 1 of the quarter after it.
-  const __m256 y4 = quarters(p, half, 4);
-  const __m256 s0 = _mm256_unpacklo_ps(y1, y2), s1 = _mm256_unpacklo_ps(y3, y4);
+  // Elements 4 and 5 of tile i are elements 0 and 1 of the quarter after it: tile i + 1's along a
+  // row (and a fifth quarter after the fourth tile); in a mosaic, tile 1's after tile 0 and tile 3's
+  // after tile 2, and new quarters after tiles 1 and 3.
+  const __m256 e1 = mosaic ? quarters(p, half, 8) : y2, e3 = quarters(p, half, quarter(3, mosaic) + 4);
+  const __m256 s0 = _mm256_unpacklo_ps(y1, e1), s1 = _mm256_unpacklo_ps(y3, e3);
   c[4] = _mm256_shuffle_ps(s0, s1, 0x44);
   c[5] = _mm256_shuffle_ps(s0, s1, 0xEE);
 }
@@ -112,11 +124,11 @@ F4 void filterGradientColumn(const __m256 m[6], __m256 g[3]) {
 }
 
 /// One group's transformed input patches (B^T d B), stored to the 36 streams at `out`.
-F4 void patchTransform4(const float *corner, long pitch, long half, float *out, long stream) {
+F4 void patchTransform4(const float *corner, long pitch, long half, float *out, long stream, int mosaic) {
   __m256 rows[6][6];  // d B, row by row: B^T applied along each row of the patch
   for (int r = 0; r < 6; r++) {
     __m256 d[6];
-    patchRow(corner + r * pitch, half, 6, d);
+    patchRow(corner + r * pitch, half, 6, mosaic, d);
     inputColumn(d, rows[r]);
   }
   for (int j = 0; j < 6; j++) {  // B^T (d B), column by column
@@ -128,11 +140,11 @@ F4 void patchTransform4(const float *corner, long pitch, long half, float *out, 
 }
 
 /// One group's transformed output-gradient tiles (A g A^T), stored to the 36 streams at `out`.
-F4 void gradientTransform4(const float *corner, long pitch, long half, float *out, long stream) {
+F4 void gradientTransform4(const float *corner, long pitch, long half, float *out, long stream, int mosaic) {
   __m256 rows[4][6];  // g A^T, row by row
   for (int r = 0; r < 4; r++) {
     __m256 g[6];
-    patchRow(corner + r * pitch, half, 4, g);
+    patchRow(corner + r * pitch, half, 4, mosaic, g);
     gradientColumn(g, rows[r]);
   }
   for (int j = 0; j < 6; j++) {  // A (g A^T)
@@ -145,7 +157,7 @@ F4 void gradientTransform4(const float *corner, long pitch, long half, float *ou
 
 /// One group's outputs (A^T M A) from the 36 streams at `in` (the lanes under `mask`, or all when
 /// `full`), written as four rows of eight 4-float tiles at `corner` and `corner + half`.
-F4 void outputTransform4(const float *in, long stream, __m256i mask, int full, float *corner, long pitch, long half) {
+F4 void outputTransform4(const float *in, long stream, __m256i mask, int full, float *corner, long pitch, long half, int mosaic) {
   __m256 columns[4][6];  // A^T M, column by column
   for (int j = 0; j < 6; j++) {
     __m256 m[6], y[4];
@@ -158,8 +170,20 @@ F4 void outputTransform4(const float *in, long stream, __m256i mask, int full, f
     outputColumn(columns[r], y);
     transposeHalves(y[0], y[1], y[2], y[3], z);
     float *row = corner + r * pitch;
-    for (int i = 0; i < 4; i++) _mm256_storeu2_m128(row + half + 4 * i, row + 4 * i, z[i]);
+    for (int i = 0; i < 4; i++) _mm256_storeu2_m128(row + half + quarter(i, mosaic), row + quarter(i, mosaic), z[i]);
   }
+}
+
+/// The transforms along rows of tiles and in mosaics, for Winograd.c's plane loops.
+F4 void patchTransform4Rows(const float *c, long pitch, long half, float *out, long stream) { patchTransform4(c, pitch, half, out, stream, 0); }
+F4 void patchTransform4Mosaic(const float *c, long pitch, long half, float *out, long stream) { patchTransform4(c, pitch, half, out, stream, 1); }
+F4 void gradientTransform4Rows(const float *c, long pitch, long half, float *out, long stream) { gradientTransform4(c, pitch, half, out, stream, 0); }
+F4 void gradientTransform4Mosaic(const float *c, long pitch, long half, float *out, long stream) { gradientTransform4(c, pitch, half, out, stream, 1); }
+F4 void outputTransform4Rows(const float *in, long stream, __m256i mask, int full, float *c, long pitch, long half) {
+  outputTransform4(in, stream, mask, full, c, pitch, half, 0);
+}
+F4 void outputTransform4Mosaic(const float *in, long stream, __m256i mask, int full, float *c, long pitch, long half) {
+  outputTransform4(in, stream, mask, full, c, pitch, half, 1);
 }
 
 #undef F4

@@ -22,15 +22,18 @@ struct WinogradConvolution {
   /// tiles, rounded up).
   let tilesPerImage, imagesPerChunk, tileCount: Int
   /// The side of a tile of outputs: 4, F(4x4, 3x3), on planes at least 13 wide (whose tile rows
-  /// fill half a vector of 8 tiles), else 2, F(2x2, 3x3).
+  /// fill half a vector of 8 tiles) and on planes of 2x2 such tiles (8x8, taken two images at a
+  /// time), else 2, F(2x2, 3x3).
   let tile: Int
+  /// Whether F(4x4, 3x3) takes the planes two images at a time (Winograd.c's mosaics).
+  var pairsImages: Bool { tile == 4 && (g.height + 3) / 4 == 2 && (g.width + 3) / 4 == 2 }
   /// The positions of a transformed tile, (tile + 2)^2: the number of products.
   var positions: Int { (tile + 2) * (tile + 2) }
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
     grid = ShiftedGrid(g)
-    tile = g.width >= 13 ? 4 : 2
+    tile = g.width >= 13 || (5...8).contains(g.width) && (5...8).contains(g.height) ? 4 : 2
     tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
     // About 4096 transformed values per channel (256 tiles of F(2x2, 3x3)) to a chunk, whole
     // images, and at most a quarter of the batch: a chunk's transformed patches take 2.25 to 4
@@ -40,6 +43,7 @@ struct WinogradConvolution {
     // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
     // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
     // rows, then evict their own operands.
+    // Planes taken in pairs (4 tiles each) fit too: an odd chunk's 4k tiles round up to 4k + 4.
     tileCount = (imagesPerChunk * tilesPerImage + 7) / 8 * 8 + 8
   }
 
@@ -51,6 +55,10 @@ struct WinogradConvolution {
   }
 
   private var chunks: Int { (g.batch + imagesPerChunk - 1) / imagesPerChunk }
+
+  /// The columns of a chunk's products: its tiles, those of an even number of images when the
+  /// planes are taken in pairs (an odd chunk's last pair has zeros for its second image).
+  private func columns(_ images: Int) -> Int { (pairsImages ? (images + 1) / 2 * 2 : images) * tilesPerImage }
 
   /// Runs `body(piece, firstImage, images, buffers)` for every chunk: the chunks split into up to
   /// `pieces` contiguous shares, claimed by the threads as they finish, each piece with its own
@@ -143,7 +151,7 @@ struct WinogradConvolution {
   ) {
     let layout = PlaneLayout(destination)
     transformPatches(source, channels: from, first: first, images: images, normalizing: affine, into: patches, scratch)
-    reprise_winograd_products_f32(positions, u, from, 1, to, from, patches, products, images * tilesPerImage, tileCount)
+    reprise_winograd_products_f32(positions, u, from, 1, to, from, patches, products, columns(images), tileCount)
     reprise_winograd_output_f32(
       products, to, images, g.height, g.width, tile, tileCount, destination.base(Float.self) + first * layout.imageStride, layout.channelStride,
       layout.imageStride, scratch)
@@ -189,7 +197,7 @@ struct WinogradConvolution {
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tile, m, t, scratch)
       transformPatches(x, channels: c, first: first, images: images, normalizing: affine, into: v, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
-      reprise_winograd_transposed_products_f32(positions, m, o, v, c, images * tilesPerImage, t, ps + p * size, accumulate)
+      reprise_winograd_transposed_products_f32(positions, m, o, v, c, columns(images), t, ps + p * size, accumulate)
     }
     if pieces > 1 {
       Parallel.forRanges(size, costPerItem: pieces) { range in

@@ -26,6 +26,7 @@ final class BatchNormConvolutionTests: XCTestCase {
       Case(channels: 10, outputs: 8, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 9),
       Case(channels: 12, outputs: 40, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 9, width: 8),
       Case(channels: 9, outputs: 10, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 14),
+      Case(channels: 8, outputs: 12, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 8),
     ]
     var random = RandomGenerator(seed: 31)
     for (i, c) in cases.enumerated() {

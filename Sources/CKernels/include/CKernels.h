@@ -111,7 +111,10 @@ void reprise_clamp_backward_f32(const float *x, const float *gradient, float *re
 // [P][rows][tileCount], where rows are channels or outputs and the tiles of `images` consecutive
 // images lie side by side (image n's tiles from n * tiles(height, width, tile)). A row has room for
 // 8 floats past its tiles (tileCount >= images * tiles(height, width, tile) + 8): the transforms
-// store whole vectors of 8 tiles. Tile 4 needs planes at least 13 wide (4 tiles across).
+// store whole vectors of 8 tiles. Tile 4 takes planes at least 13 wide (4 tiles across) and planes of
+// 2x2 tiles (5 to 8 high and wide); the latter are transformed two images at a time, so their
+// products must cover an even number of images (the transforms fill the odd last one's tiles with
+// zeros) and tileCount must leave room for them.
 
 /// The tiles of one height x width image: ceil(height / tile) * ceil(width / tile).
 long reprise_winograd_tiles(long height, long width, long tile);
