@@ -1,50 +1,40 @@
 import CKernels
 
-/// 3x3 convolutions (stride 1, padding 1) by Winograd's F(2x2, 3x3): 16 multiply-adds per 2x2
-/// block of outputs, channel and output where the direct kernels do 36 (Lavin and Gray 2016; the
-/// transforms are in Winograd.c, the products in WinogradProducts.c).
+/// 3x3 convolutions (stride 1, padding 1) by Winograd's minimal filtering (Lavin and Gray 2016; the
+/// transforms are in Winograd.c and WinogradF4.h, the products in WinogradProducts.c): F(2x2, 3x3)
+/// does 16 multiply-adds per 2x2 block of outputs, channel and output where the direct kernels do
+/// 36, F(4x4, 3x3) 36 per 4x4 block where they do 144.
 ///
-/// The images are taken in chunks of about 256 tiles. For each chunk the input patches are
-/// transformed, the 16 products of the transformed weights with them are computed by register
-/// kernels that read the transforms' layout as it is, and the outputs are transformed back; chunks
-/// run on the threads in parallel. Through OpenBLAS, whose packing and clearing cost more than the
+/// The images are taken in chunks of whole images. For each chunk the input patches are
+/// transformed, the products of the transformed weights with them are computed by register kernels
+/// that read the transforms' layout as it is, and the outputs are transformed back; chunks run on
+/// the threads in parallel. Through OpenBLAS, whose packing and clearing cost more than the
 /// products of narrow layers, this path only beat the direct kernels from 64 channels; with its own
 /// products it does from 8 (docs/performance.md#winograd has the measurements behind
 /// ``applies(to:)``).
 ///
-/// Float32 only, on processors with AVX2; other scalars take the shifted grid. The results differ
-/// from the direct sum by rounding only: the transforms' coefficients are 0, ±1 and ±1/2.
+/// The forward pass takes F(2x2, 3x3), whose transforms' coefficients are 0, ±1 and ±1/2, so that
+/// its results differ from the direct sum's by little more than rounding; the gradients take the
+/// faster F(4x4, 3x3) where the planes allow it (see ``forwardTiling``). Float32 only, on
+/// processors with AVX2; other scalars take the shifted grid.
 struct WinogradConvolution {
   let g: ConvolutionGeometry
   /// The path for scalars the transforms do not handle.
   let grid: ShiftedGrid
-  /// Tiles per image, images per chunk and the length of a row of a chunk's transformed data (its
-  /// tiles, rounded up).
-  let tilesPerImage, imagesPerChunk, tileCount: Int
-  /// The side of a tile of outputs: 4, F(4x4, 3x3), on planes at least 13 wide (whose tile rows
-  /// fill half a vector of 8 tiles) and on planes of 2x2 such tiles (8x8, taken two images at a
-  /// time), else 2, F(2x2, 3x3).
-  let tile: Int
-  /// Whether F(4x4, 3x3) takes the planes two images at a time (Winograd.c's mosaics).
-  var pairsImages: Bool { tile == 4 && (g.height + 3) / 4 == 2 && (g.width + 3) / 4 == 2 }
-  /// The positions of a transformed tile, (tile + 2)^2: the number of products.
-  var positions: Int { (tile + 2) * (tile + 2) }
+  /// The forward pass's tiles: F(2x2, 3x3), whose rounding is close to the direct sum's. The
+  /// forward pass decides which way every ReLU and max pool goes, and the larger errors of F(4x4,
+  /// 3x3) flip many more of those decisions than Float32 rounding does; each flip moves a whole
+  /// term of the gradient (docs/numerics.md#winograd).
+  let forwardTiling: WinogradTiling
+  /// The gradients' tiles: F(4x4, 3x3) where the planes allow it. Its errors, a few parts in a
+  /// million of the largest value, decide nothing: they reach the gradients as rounding does.
+  let gradientTiling: WinogradTiling
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
     grid = ShiftedGrid(g)
-    tile = g.width >= 13 || (5...8).contains(g.width) && (5...8).contains(g.height) ? 4 : 2
-    tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
-    // About 4096 transformed values per channel (256 tiles of F(2x2, 3x3)) to a chunk, whole
-    // images, and at most a quarter of the batch: a chunk's transformed patches take 2.25 to 4
-    // times its share of the input, so with small batches they stay within the input's size (the
-    // padded copy the shifted grid would make), and the threads have at least 4 chunks to share.
-    imagesPerChunk = max(1, min(g.batch / 4, 4096 / (tile + 2) / (tile + 2) / tilesPerImage))
-    // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
-    // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
-    // rows, then evict their own operands.
-    // Planes taken in pairs (4 tiles each) fit too: an odd chunk's 4k tiles round up to 4k + 4.
-    tileCount = (imagesPerChunk * tilesPerImage + 7) / 8 * 8 + 8
+    forwardTiling = WinogradTiling(g, tile: 2)
+    gradientTiling = WinogradTiling(g, tile: WinogradTiling.largestTile(g))
   }
 
   /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, at least
@@ -54,43 +44,39 @@ struct WinogradConvolution {
       && min(g.inputChannels, g.outputChannels) >= 8 && min(g.height, g.width) >= 8
   }
 
-  private var chunks: Int { (g.batch + imagesPerChunk - 1) / imagesPerChunk }
-
-  /// The columns of a chunk's products: its tiles, those of an even number of images when the
-  /// planes are taken in pairs (an odd chunk's last pair has zeros for its second image).
-  private func columns(_ images: Int) -> Int { (pairsImages ? (images + 1) / 2 * 2 : images) * tilesPerImage }
-
-  /// Runs `body(piece, firstImage, images, buffers)` for every chunk: the chunks split into up to
-  /// `pieces` contiguous shares, claimed by the threads as they finish, each piece with its own
-  /// scratch buffers of `sizes` floats.
+  /// Runs `body(piece, firstImage, images, buffers)` for every chunk of `tiling`: the chunks split
+  /// into up to `pieces` contiguous shares, claimed by the threads as they finish, each piece with
+  /// its own buffers for the chunk's transformed data of `rows` channels or outputs (the most
+  /// either step of a chunk needs) and scratch space.
   private func forEachChunk(
-    pieces: Int, sizes: [Int], _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
+    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int),
+    _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
-    let chunks = self.chunks, pieces = max(1, min(pieces, chunks))
+    let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks)), stream = tiling.positions * tiling.tileCount
+    let sizes = [stream * rows.0, stream * rows.1, reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
     Parallel.run(pieces) { p in
       let storage = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
       let buffers = storage.map { $0.base(Float.self) }
       for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
-        let first = chunk * imagesPerChunk
-        body(p, first, min(imagesPerChunk, g.batch - first), buffers)
+        let first = chunk * tiling.imagesPerChunk
+        body(p, first, min(tiling.imagesPerChunk, g.batch - first), buffers)
       }
       withExtendedLifetime(storage) {}
     }
   }
 
-  /// The transformed weights [16][outputs][channels], or, `reversed`, those of the input gradient's
+  /// The transformed weights [P][outputs][channels], or, `reversed`, those of the input gradient's
   /// convolution (the output gradient convolved with each filter rotated by 180°, from outputs to
-  /// channels): [16][channels][outputs].
-  private func transformedWeights(_ w: Tensor, reversed: Bool = false) -> Tensor {
-    let u = Tensor(uninitializedShape: [positions * g.outputChannels * g.inputChannels], dtype: .float32)
-    reprise_winograd_weights_f32(w.base(Float.self), g.outputChannels, g.inputChannels, reversed ? 1 : 0, tile, u.base(Float.self))
+  /// channels): [P][channels][outputs].
+  private func transformedWeights(_ w: Tensor, reversed: Bool = false, _ tiling: WinogradTiling) -> Tensor {
+    let u = Tensor(uninitializedShape: [tiling.positions * g.outputChannels * g.inputChannels], dtype: .float32)
+    reprise_winograd_weights_f32(
+      w.base(Float.self), g.outputChannels, g.inputChannels, reversed ? 1 : 0, tiling.tile, u.base(Float.self))
     return u
   }
 
   /// Whether the transforms handle scalars of type `T`.
   private func handles<T: TensorScalar>(_: T.Type) -> Bool { usesVectorKernels(T.self) }
-
-  private var scratchCount: Int { reprise_winograd_scratch_count(g.height, g.width, tile) }
 
   /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous. With `normalizing`, the
   /// convolution is that of max(x · scale + shift, 0) per channel, applied as the input is
@@ -99,10 +85,10 @@ struct WinogradConvolution {
     _ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
     guard handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
-    let u = transformedWeights(w), pu = u.base(Float.self)
-    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [positions * c * t, positions * o * t, scratchCount]) { _, first, images, b in
-      convolveChunk(x, from: c, pu, to: o, normalizing: affine, first: first, images: images, into: y, b[0], b[1], b[2])
+    let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling)
+    let u = transformedWeights(w, tiling), pu = u.base(Float.self)
+    forEachChunk(tiling, pieces: 4 * Parallel.threadCount, rows: (c, o)) { _, first, images, b in
+      convolveChunk(x, from: c, pu, to: o, normalizing: affine, tiling, first: first, images: images, into: y, b[0], b[1], b[2])
     }
     withExtendedLifetime(u) {}
   }
@@ -110,10 +96,10 @@ struct WinogradConvolution {
   /// `dx = conv_transpose(dy, w)`; `dy` and `dx` have dense planes.
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
     guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount)
-    let u = transformedWeights(w, reversed: true), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(pieces: 4 * Parallel.threadCount, sizes: [positions * c * t, positions * o * t, scratchCount]) { _, first, images, b in
-      convolveChunk(dy, from: o, pu, to: c, normalizing: plain, first: first, images: images, into: dx, b[1], b[0], b[2])
+    let (c, o, tiling) = (g.inputChannels, g.outputChannels, gradientTiling)
+    let u = transformedWeights(w, reversed: true, tiling), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
+    forEachChunk(tiling, pieces: 4 * Parallel.threadCount, rows: (c, o)) { _, first, images, b in
+      convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: dx, b[1], b[0], b[2])
     }
     withExtendedLifetime(u) {}
   }
@@ -140,34 +126,34 @@ struct WinogradConvolution {
   }
 
   /// One chunk of the convolution of `source` (`from` channels) with transformed weights `u`
-  /// [16][to][from] into `destination` (`to` channels): the source's patches transformed into
-  /// `patches` [16][from][tiles], normalised on the way with `affine`, their products with `u` into
-  /// `products` [16][to][tiles], transformed back. The forward pass runs it on the input; the input
+  /// [P][to][from] into `destination` (`to` channels): the source's patches transformed into
+  /// `patches` [P][from][tiles], normalised on the way with `affine`, their products with `u` into
+  /// `products` [P][to][tiles], transformed back. The forward pass runs it on the input; the input
   /// gradient on the output gradient, with the reversed weights.
   private func convolveChunk<T: TensorScalar>(
     _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
-    first: Int, images: Int, into destination: Tensor, _ patches: UnsafeMutablePointer<Float>, _ products: UnsafeMutablePointer<Float>,
-    _ scratch: UnsafeMutablePointer<Float>
+    _ tiling: WinogradTiling, first: Int, images: Int, into destination: Tensor, _ patches: UnsafeMutablePointer<Float>,
+    _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
   ) {
-    let layout = PlaneLayout(destination)
-    transformPatches(source, channels: from, first: first, images: images, normalizing: affine, into: patches, scratch)
-    reprise_winograd_products_f32(positions, u, from, 1, to, from, patches, products, columns(images), tileCount)
+    let layout = PlaneLayout(destination), t = tiling.tileCount
+    transformPatches(source, channels: from, first: first, images: images, normalizing: affine, tiling, into: patches, scratch)
+    reprise_winograd_products_f32(tiling.positions, u, from, 1, to, from, patches, products, tiling.columns(images), t)
     reprise_winograd_output_f32(
-      products, to, images, g.height, g.width, tile, tileCount, destination.base(Float.self) + first * layout.imageStride, layout.channelStride,
-      layout.imageStride, scratch)
+      products, to, images, g.height, g.width, tiling.tile, t, destination.base(Float.self) + first * layout.imageStride,
+      layout.channelStride, layout.imageStride, scratch)
   }
 
   /// The patches of one chunk of `source` (`channels` channels) transformed into `patches`,
   /// normalised on the way with `affine`.
   private func transformPatches<T: TensorScalar>(
     _ source: Tensor, channels: Int, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
-    into patches: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+    _ tiling: WinogradTiling, into patches: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
   ) {
     let layout = PlaneLayout(source), start = source.base(Float.self) + first * layout.imageStride
     func run(_ scale: UnsafePointer<Float>?, _ shift: UnsafePointer<Float>?) {
       reprise_winograd_input_f32(
-        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift, tile, patches, tileCount,
-        scratch)
+        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift, tiling.tile, patches,
+        tiling.tileCount, scratch)
     }
     guard let affine else { return run(nil, nil) }
     affine.scale.withUnsafeBufferPointer { scale in
@@ -183,21 +169,22 @@ struct WinogradConvolution {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?, inputGradient dx: Tensor?,
     weightGradient dw: Tensor
   ) {
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tileCount), size = positions * o * c
+    let tiling = gradientTiling, chunks = tiling.chunks(g.batch)
+    let (c, o, t) = (g.inputChannels, g.outputChannels, tiling.tileCount), size = tiling.positions * o * c
     let pieces = max(1, min(Parallel.threadCount, chunks))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
-    let u = w.map { transformedWeights($0, reversed: true) }, pu = u?.base(Float.self)
+    let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(pieces: pieces, sizes: [positions * c * t, positions * o * t, scratchCount]) { p, first, images, b in
+    forEachChunk(tiling, pieces: pieces, rows: (c, o)) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       if let pu, let dx {  // the output gradient's patches into m, their products into v
-        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, first: first, images: images, into: dx, m, v, scratch)
+        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: dx, m, v, scratch)
       }
       reprise_winograd_output_gradient_f32(
-        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tile, m, t, scratch)
-      transformPatches(x, channels: c, first: first, images: images, normalizing: affine, into: v, scratch)
-      let accumulate: Int32 = first == chunks * p / pieces * imagesPerChunk ? 0 : 1
-      reprise_winograd_transposed_products_f32(positions, m, o, v, c, columns(images), t, ps + p * size, accumulate)
+        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
+      transformPatches(x, channels: c, first: first, images: images, normalizing: affine, tiling, into: v, scratch)
+      let accumulate: Int32 = first == chunks * p / pieces * tiling.imagesPerChunk ? 0 : 1
+      reprise_winograd_transposed_products_f32(tiling.positions, m, o, v, c, tiling.columns(images), t, ps + p * size, accumulate)
     }
     if pieces > 1 {
       Parallel.forRanges(size, costPerItem: pieces) { range in
@@ -207,7 +194,7 @@ struct WinogradConvolution {
         }
       }
     }
-    reprise_winograd_weight_gradient_f32(ps, o, c, tile, dw.base(Float.self))
+    reprise_winograd_weight_gradient_f32(ps, o, c, tiling.tile, dw.base(Float.self))
     withExtendedLifetime((sums, u)) {}
   }
 }

@@ -1,0 +1,47 @@
+import CKernels
+
+/// How a Winograd convolution cuts a chunk of images into tiles: F(2x2, 3x3) or F(4x4, 3x3), and
+/// the chunks and row lengths that go with it.
+struct WinogradTiling {
+  /// The side of a tile of outputs: 2, F(2x2, 3x3), or 4, F(4x4, 3x3).
+  let tile: Int
+  /// Tiles per image, images per chunk and the length of a row of a chunk's transformed data (its
+  /// tiles, rounded up).
+  let tilesPerImage, imagesPerChunk, tileCount: Int
+  /// Whether F(4x4, 3x3) takes the planes two images at a time (Winograd.c's mosaics).
+  let pairsImages: Bool
+
+  /// The tiling with tiles of `tile` x `tile` outputs of the images of `g`.
+  init(_ g: ConvolutionGeometry, tile: Int) {
+    self.tile = tile
+    tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
+    pairsImages = tile == 4 && (g.height + 3) / 4 == 2 && (g.width + 3) / 4 == 2
+    // About 4096 transformed values per channel (256 tiles of F(2x2, 3x3)) to a chunk, whole
+    // images, and at most a quarter of the batch: a chunk's transformed patches take 2.25 to 4
+    // times its share of the input, so with small batches they stay within the input's size (the
+    // padded copy the shifted grid would make), and the threads have at least 4 chunks to share.
+    imagesPerChunk = max(1, min(g.batch / 4, 4096 / (tile + 2) / (tile + 2) / tilesPerImage))
+    // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
+    // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
+    // rows, then evict their own operands. Planes taken in pairs (4 tiles each) fit too: an odd
+    // chunk's 4k tiles round up to 4k + 4.
+    tileCount = (imagesPerChunk * tilesPerImage + 7) / 8 * 8 + 8
+  }
+
+  /// The largest tile the transforms take on planes of `g`: 4 on planes at least 13 wide (whose
+  /// tile rows fill half a vector of 8 tiles) and on planes of 2x2 such tiles (taken two images at
+  /// a time), else 2.
+  static func largestTile(_ g: ConvolutionGeometry) -> Int {
+    g.width >= 13 || (5...8).contains(g.width) && (5...8).contains(g.height) ? 4 : 2
+  }
+
+  /// The positions of a transformed tile, (tile + 2)^2: the number of products.
+  var positions: Int { (tile + 2) * (tile + 2) }
+
+  /// The chunks of a batch of `batch` images.
+  func chunks(_ batch: Int) -> Int { (batch + imagesPerChunk - 1) / imagesPerChunk }
+
+  /// The columns of a chunk's products: its tiles, those of an even number of images when the
+  /// planes are taken in pairs (an odd chunk's last pair has zeros for its second image).
+  func columns(_ images: Int) -> Int { (pairsImages ? (images + 1) / 2 * 2 : images) * tilesPerImage }
+}
