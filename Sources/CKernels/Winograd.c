@@ -301,6 +301,12 @@ AVX2 __attribute__((always_inline)) static inline void gradientTransform(
 
 typedef void (*TileTransform)(const float *, long, long, float *, long);
 
+/// Asks for part `k` of `parts` of the cache lines of the `count` floats at `p`.
+AVX2 static inline void prefetchPart(const float *p, long count, long k, long parts) {
+  const long lines = (count + 15) / 16;
+  for (long i = k * lines / parts; i < (k + 1) * lines / parts; i++) _mm_prefetch((const char *)(p + 16 * i), _MM_HINT_T0);
+}
+
 /// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border`, and its
 /// tiles transformed group by group by `transform` into the 16 streams of out[16][rows][tileCount].
 /// A group stores all 8 lanes, also past a partial group's tiles (AMD's processors take many times
@@ -318,8 +324,12 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
       const float affine[2] = {scale ? scale[r] : 0, shift ? shift[r] : 0};
       placePlane(planes + n * imageStride + r * rowStride, height, width, scale ? affine : NULL, scratch, tiles.pitch, border, border);
       float *plane = out + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      // The next plane is asked for while this one is transformed: planes are read once, from
+      // memory, and the copy into the scratch plane otherwise waits for every line of it.
+      const float *next = r + 1 < rows ? planes + n * imageStride + (r + 1) * rowStride : n + 1 < images ? planes + (n + 1) * imageStride : NULL;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
+        if (next) prefetchPart(next, height * width, k, tiles.count);
         transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream);
       }
     }
@@ -413,12 +423,13 @@ AVX2 __attribute__((always_inline)) static inline void outputPlanes(
   for (long n = 0; n < images; n++)
     for (long o = 0; o < outputs; o++) {
       const float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
+      float *destination = output + n * outputImageStride + o * outputChannelStride;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
+        prefetchPart(destination, height * width, k, tiles.count);  // its lines are read before they are written
         if (q.count == 8) transform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
         else transform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
       }
-      float *destination = output + n * outputImageStride + o * outputChannelStride;
       for (long y = 0; y < height; y++) copyRow(destination + y * width, scratch + y * tiles.pitch, width);
     }
 }
