@@ -18,6 +18,9 @@
 // row has only 4 tiles): a tile's 4 columns are every other element of two 16-element runs, split
 // apart by shuffles. A plane is first copied into a zero-bordered scratch plane, so that no
 // transform needs a bounds check.
+//
+// F(4x4, 3x3), 36 multiply-adds per 4x4 block where F(2x2, 3x3) does 64, has its transforms in
+// WinogradF4.h; the plane loops below drive both, chosen by the `tile` argument (2 or 4).
 #include "CKernels.h"
 #include "Lanes.h"
 #include "WinogradF4.h"
