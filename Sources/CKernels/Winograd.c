@@ -109,41 +109,48 @@ AVX2 static inline __m256 filterTaps(const float *filters, int j, __m256i apart,
   return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), filters + j, apart, _mm256_castsi256_ps(mask), 4);
 }
 
-/// Row i of each u[ξ] is output i's (channel i's when reversed), and its columns are taken 8 at a
-/// time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
-/// consecutive outputs 9 * channels. Reversed, each filter's taps are read last to first.
-AVX2 static void weights2(const float *weights, long outputs, long channels, int reversed, float *u) {
-  const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, plane = outputs * channels;
-  const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
-  const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+/// G g G^T of the 8 filters in the lanes of g (row by row), stored at u + ξ * plane, the lanes under
+/// `mask` (all when `full`).
+AVX2 static inline void filterTransform2(__m256 g[3][3], float *u, long plane, __m256i mask, int full) {
   const __m256 half = _mm256_set1_ps(0.5f);
-  for (long i = 0; i < rows; i++)
-    for (long c = 0; c < columns; c += 8) {
-      const __m256i mask = lanesBelow(columns - c);
-      const float *filters = weights + i * rowStride + c * columnStride;
-      __m256 g[3][3], t[4][3];
-      for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, reversed ? 8 - j : j, apart, mask);
-      for (int j = 0; j < 3; j++) {  // G g: rows of G combine the filter's rows
-        const __m256 outer = _mm256_add_ps(g[0][j], g[2][j]);
-        t[0][j] = g[0][j];
-        t[1][j] = _mm256_mul_ps(half, _mm256_add_ps(outer, g[1][j]));
-        t[2][j] = _mm256_mul_ps(half, _mm256_sub_ps(outer, g[1][j]));
-        t[3][j] = g[2][j];
-      }
-      const int full = columns - c >= 8;
-      for (int k = 0; k < 4; k++) {  // (G g) G^T
-        float *row = u + (4 * k) * plane + i * columns + c;
-        const __m256 outer = _mm256_add_ps(t[k][0], t[k][2]);
-        store(row, t[k][0], mask, full);
-        store(row + plane, _mm256_mul_ps(half, _mm256_add_ps(outer, t[k][1])), mask, full);
-        store(row + 2 * plane, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[k][1])), mask, full);
-        store(row + 3 * plane, t[k][2], mask, full);
-      }
-    }
+  __m256 t[4][3];
+  for (int j = 0; j < 3; j++) {  // G g: rows of G combine the filter's rows
+    const __m256 outer = _mm256_add_ps(g[0][j], g[2][j]);
+    t[0][j] = g[0][j];
+    t[1][j] = _mm256_mul_ps(half, _mm256_add_ps(outer, g[1][j]));
+    t[2][j] = _mm256_mul_ps(half, _mm256_sub_ps(outer, g[1][j]));
+    t[3][j] = g[2][j];
+  }
+  for (int k = 0; k < 4; k++) {  // (G g) G^T
+    float *row = u + (4 * k) * plane;
+    const __m256 outer = _mm256_add_ps(t[k][0], t[k][2]);
+    store(row, t[k][0], mask, full);
+    store(row + plane, _mm256_mul_ps(half, _mm256_add_ps(outer, t[k][1])), mask, full);
+    store(row + 2 * plane, _mm256_mul_ps(half, _mm256_sub_ps(outer, t[k][1])), mask, full);
+    store(row + 3 * plane, t[k][2], mask, full);
+  }
 }
 
-/// ``weights2`` for F(4x4, 3x3): u[36].
-AVX2 static void weights4(const float *weights, long outputs, long channels, int reversed, float *u) {
+/// ``filterTransform2`` for F(4x4, 3x3): 36 positions.
+AVX2 static inline void filterTransform4(__m256 g[3][3], float *u, long plane, __m256i mask, int full) {
+  __m256 t[6][3];
+  for (int j = 0; j < 3; j++) {  // G g, column by column
+    const __m256 column[3] = {g[0][j], g[1][j], g[2][j]};
+    __m256 h[6];
+    filterColumn(column, h);
+    for (int k = 0; k < 6; k++) t[k][j] = h[k];
+  }
+  for (int k = 0; k < 6; k++) {  // (G g) G^T, row by row
+    __m256 h[6];
+    filterColumn(t[k], h);
+    for (int l = 0; l < 6; l++) store(u + (6 * k + l) * plane, h[l], mask, full);
+  }
+}
+
+AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, long tile, float *u) {
+  // Row i of each u[ξ] is output i's (channel i's when reversed), and its columns are taken 8 at a
+  // time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
+  // consecutive outputs 9 * channels. Reversed, each filter's taps are read last to first.
   const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, plane = outputs * channels;
   const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
   const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -151,26 +158,11 @@ AVX2 static void weights4(const float *weights, long outputs, long channels, int
     for (long c = 0; c < columns; c += 8) {
       const __m256i mask = lanesBelow(columns - c);
       const float *filters = weights + i * rowStride + c * columnStride;
-      __m256 g[3][3], t[6][3];
+      __m256 g[3][3];
       for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, reversed ? 8 - j : j, apart, mask);
-      for (int j = 0; j < 3; j++) {  // G g, column by column
-        const __m256 column[3] = {g[0][j], g[1][j], g[2][j]};
-        __m256 h[6];
-        filterColumn(column, h);
-        for (int k = 0; k < 6; k++) t[k][j] = h[k];
-      }
-      const int full = columns - c >= 8;
-      for (int k = 0; k < 6; k++) {  // (G g) G^T, row by row
-        __m256 h[6];
-        filterColumn(t[k], h);
-        for (int l = 0; l < 6; l++) store(u + (6 * k + l) * plane + i * columns + c, h[l], mask, full);
-      }
+      if (tile == 2) filterTransform2(g, u + i * columns + c, plane, mask, columns - c >= 8);
+      else filterTransform4(g, u + i * columns + c, plane, mask, columns - c >= 8);
     }
-}
-
-void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, long tile, float *u) {
-  if (tile == 2) weights2(weights, outputs, channels, reversed, u);
-  else weights4(weights, outputs, channels, reversed, u);
 }
 
 AVX2 static void weightGradient2(const float *du, long outputs, long channels, float *weightGradient) {
