@@ -75,11 +75,13 @@ long reprise_winograd_scratch_count(long height, long width, long tile) {
 }
 
 /// A plane's tiles, taken 8 at a time (a group), one per lane: along a tile row, or, where a row has
-/// only 4 tiles (planes 7 or 8 wide), two tile rows at once, so that no lane idles. Either way a
-/// group's tiles are consecutive in the tile numbering, and its lanes are two halves of 4 tiles whose
-/// scratch positions lie `half` floats apart (8 columns along a row, or 2 rows down).
+/// only 4 tiles (planes 7 or 8 wide for F(2x2, 3x3), 13 to 16 for F(4x4, 3x3)), two tile rows at
+/// once, so that no lane idles. Either way a group's tiles are consecutive in the tile numbering, and
+/// its lanes are two halves of 4 tiles whose scratch positions lie `half` floats apart (4 tiles along
+/// a row, or a tile row down). Planes of 2x2 tiles of F(4x4, 3x3) are taken two `images` at a time,
+/// side by side in the scratch plane (WinogradF4.h's mosaics): one group of both images' tiles.
 typedef struct {
-  long tilesDown, tilesAcross, pitch, count, size;
+  long tilesDown, tilesAcross, pitch, count, size, images;
   int paired;
 } Tiling;
 
@@ -88,13 +90,17 @@ typedef struct {
 } Group;
 
 static inline Tiling tiling(long height, long width, long tile) {
-  Tiling t = {(height + tile - 1) / tile, (width + tile - 1) / tile, scratchWidth(width, tile), 0, tile, 0};
+  Tiling t = {(height + tile - 1) / tile, (width + tile - 1) / tile, scratchWidth(width, tile), 0, tile, 1, 0};
+  t.images = tile == 4 && t.tilesDown == 2 && t.tilesAcross == 2 ? 2 : 1;
   t.paired = t.tilesAcross == 4;
-  t.count = t.paired ? (t.tilesDown + 1) / 2 : t.tilesDown * ((t.tilesAcross + 7) / 8);
+  t.count = t.images == 2 ? 1 : t.paired ? (t.tilesDown + 1) / 2 : t.tilesDown * ((t.tilesAcross + 7) / 8);
   return t;
 }
 
+int reprise_winograd_pairs_images(long height, long width, long tile) { return tiling(height, width, tile).images == 2; }
+
 static inline Group group(const Tiling *t, long k) {
+  if (t->images == 2) return (Group){0, 0, 4 * t->pitch, 8};
   if (t->paired) {
     const long ty = 2 * k;
     return (Group){ty * 4, t->size * ty * t->pitch, t->size * t->pitch, (t->tilesDown - ty) * 4 < 8 ? (t->tilesDown - ty) * 4 : 8};
@@ -165,61 +171,54 @@ AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long 
     }
 }
 
-AVX2 static void weightGradient2(const float *du, long outputs, long channels, float *weightGradient) {
-  const long plane = outputs * channels;
+/// G^T dU G of the 8 channels in the lanes of the sums at du + ξ * plane (the lanes under `mask`),
+/// as taps[tap][lane].
+AVX2 static inline void filterGradient2(const float *du, long plane, __m256i mask, float taps[9][8]) {
   const __m256 half = _mm256_set1_ps(0.5f);
-  for (long o = 0; o < outputs; o++)
-    for (long c = 0; c < channels; c += 8) {  // 8 channels at a time, one per lane
-      const __m256i mask = lanesBelow(channels - c);
-      __m256 m[4][4], t[3][4];
-      for (int x = 0; x < 16; x++) m[x / 4][x % 4] = _mm256_maskload_ps(du + x * plane + o * channels + c, mask);
-      for (int j = 0; j < 4; j++) {  // G^T m: G's columns combine the rows
-        const __m256 inner = _mm256_mul_ps(half, _mm256_add_ps(m[1][j], m[2][j]));
-        t[0][j] = _mm256_add_ps(m[0][j], inner);
-        t[1][j] = _mm256_mul_ps(half, _mm256_sub_ps(m[1][j], m[2][j]));
-        t[2][j] = _mm256_add_ps(inner, m[3][j]);
-      }
-      float taps[9][8];
-      for (int i = 0; i < 3; i++) {  // (G^T m) G
-        const __m256 inner = _mm256_mul_ps(half, _mm256_add_ps(t[i][1], t[i][2]));
-        _mm256_storeu_ps(taps[3 * i], _mm256_add_ps(t[i][0], inner));
-        _mm256_storeu_ps(taps[3 * i + 1], _mm256_mul_ps(half, _mm256_sub_ps(t[i][1], t[i][2])));
-        _mm256_storeu_ps(taps[3 * i + 2], _mm256_add_ps(inner, t[i][3]));
-      }
-      float *g = weightGradient + (o * channels + c) * 9;
-      for (long lane = 0; lane < 8 && c + lane < channels; lane++)
-        for (int j = 0; j < 9; j++) g[lane * 9 + j] = taps[j][lane];
-    }
+  __m256 m[4][4], t[3][4];
+  for (int x = 0; x < 16; x++) m[x / 4][x % 4] = _mm256_maskload_ps(du + x * plane, mask);
+  for (int j = 0; j < 4; j++) {  // G^T m: G's columns combine the rows
+    const __m256 inner = _mm256_mul_ps(half, _mm256_add_ps(m[1][j], m[2][j]));
+    t[0][j] = _mm256_add_ps(m[0][j], inner);
+    t[1][j] = _mm256_mul_ps(half, _mm256_sub_ps(m[1][j], m[2][j]));
+    t[2][j] = _mm256_add_ps(inner, m[3][j]);
+  }
+  for (int i = 0; i < 3; i++) {  // (G^T m) G
+    const __m256 inner = _mm256_mul_ps(half, _mm256_add_ps(t[i][1], t[i][2]));
+    _mm256_storeu_ps(taps[3 * i], _mm256_add_ps(t[i][0], inner));
+    _mm256_storeu_ps(taps[3 * i + 1], _mm256_mul_ps(half, _mm256_sub_ps(t[i][1], t[i][2])));
+    _mm256_storeu_ps(taps[3 * i + 2], _mm256_add_ps(inner, t[i][3]));
+  }
 }
 
-/// ``weightGradient2`` for F(4x4, 3x3), from du[36].
-AVX2 static void weightGradient4(const float *du, long outputs, long channels, float *weightGradient) {
+/// ``filterGradient2`` for F(4x4, 3x3), from 36 positions.
+AVX2 static inline void filterGradient4(const float *du, long plane, __m256i mask, float taps[9][8]) {
+  __m256 s[6][3];  // dU G, row by row
+  for (int a = 0; a < 6; a++) {
+    __m256 m[6];
+    for (int b = 0; b < 6; b++) m[b] = _mm256_maskload_ps(du + (6 * a + b) * plane, mask);
+    filterGradientColumn(m, s[a]);
+  }
+  for (int j = 0; j < 3; j++) {  // G^T (dU G), column by column
+    const __m256 m[6] = {s[0][j], s[1][j], s[2][j], s[3][j], s[4][j], s[5][j]};
+    __m256 g[3];
+    filterGradientColumn(m, g);
+    for (int i = 0; i < 3; i++) _mm256_storeu_ps(taps[3 * i + j], g[i]);
+  }
+}
+
+AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, long tile, float *weightGradient) {
   const long plane = outputs * channels;
   for (long o = 0; o < outputs; o++)
     for (long c = 0; c < channels; c += 8) {  // 8 channels at a time, one per lane
       const __m256i mask = lanesBelow(channels - c);
-      __m256 s[6][3];  // dU G, row by row
-      for (int a = 0; a < 6; a++) {
-        __m256 m[6];
-        for (int b = 0; b < 6; b++) m[b] = _mm256_maskload_ps(du + (6 * a + b) * plane + o * channels + c, mask);
-        filterGradientColumn(m, s[a]);
-      }
       float taps[9][8];
-      for (int j = 0; j < 3; j++) {  // G^T (dU G), column by column
-        const __m256 m[6] = {s[0][j], s[1][j], s[2][j], s[3][j], s[4][j], s[5][j]};
-        __m256 g[3];
-        filterGradientColumn(m, g);
-        for (int i = 0; i < 3; i++) _mm256_storeu_ps(taps[3 * i + j], g[i]);
-      }
+      if (tile == 2) filterGradient2(du + o * channels + c, plane, mask, taps);
+      else filterGradient4(du + o * channels + c, plane, mask, taps);
       float *g = weightGradient + (o * channels + c) * 9;
       for (long lane = 0; lane < 8 && c + lane < channels; lane++)
         for (int j = 0; j < 9; j++) g[lane * 9 + j] = taps[j][lane];
     }
-}
-
-void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, long tile, float *weightGradient) {
-  if (tile == 2) weightGradient2(du, outputs, channels, weightGradient);
-  else weightGradient4(du, outputs, channels, weightGradient);
 }
 
 /// Copies the height x width plane at `source` into `scratch` at row `top`, column `left`; the rest
@@ -302,8 +301,9 @@ AVX2 static inline void prefetchPart(const float *p, long count, long k, long pa
   for (long i = k * lines / parts; i < (k + 1) * lines / parts; i++) _mm_prefetch((const char *)(p + 16 * i), _MM_HINT_T0);
 }
 
-/// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border`, and its
-/// tiles transformed group by group by `transform` into the 16 streams of out[16][rows][tileCount].
+/// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border` (with the
+/// plane of image n + 1 beside it in a mosaic, or zeros where an odd last image has none), and its
+/// tiles transformed group by group by `transform` into the P streams of out[P][rows][tileCount].
 /// A group stores all 8 lanes, also past a partial group's tiles (AMD's processors take many times
 /// longer over a masked store than a plain one, and planes 14 or 28 wide end every tile row in a
 /// partial group): the extra lanes land on the next tiles of the plane or the next image, which are
@@ -312,59 +312,38 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
   const float *scale, const float *shift, long tile, float *out, long tileCount, float *scratch, TileTransform transform) {
   const Tiling tiles = tiling(height, width, tile);
-  const long stream = rows * tileCount;
+  const long stream = rows * tileCount, step = tiles.images;
   memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width, tile));
-  for (long n = 0; n < images; n++)
+  for (long n = 0; n < images; n += step) {
+    if (n + step > images)  // a mosaic without its second plane: zeros there, whose transforms are zeros
+      for (long y = 0; y < height; y++) memset(scratch + (y + border) * tiles.pitch + border + mosaicOffset, 0, sizeof(float) * (size_t)width);
     for (long r = 0; r < rows; r++) {
       const float affine[2] = {scale ? scale[r] : 0, shift ? shift[r] : 0};
-      placePlane(planes + n * imageStride + r * rowStride, height, width, scale ? affine : NULL, scratch, tiles.pitch, border, border);
+      for (long k = 0; k < step && n + k < images; k++)
+        placePlane(
+          planes + (n + k) * imageStride + r * rowStride, height, width, scale ? affine : NULL, scratch, tiles.pitch, border,
+          border + k * mosaicOffset);
       float *plane = out + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       // The next plane is asked for while this one is transformed: planes are read once, from
       // memory, and the copy into the scratch plane otherwise waits for every line of it.
-      const float *next = r + 1 < rows ? planes + n * imageStride + (r + 1) * rowStride : n + 1 < images ? planes + (n + 1) * imageStride : NULL;
+      const float *next = r + 1 < rows ? planes + n * imageStride + (r + 1) * rowStride : n + step < images ? planes + (n + step) * imageStride : NULL;
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
         if (next) prefetchPart(next, height * width, k, tiles.count);
         transform(scratch + q.base, tiles.pitch, q.half, plane + q.tile, stream);
       }
     }
-}
-
-/// ``transformPlanes`` for planes of 2x2 tiles of F(4x4, 3x3) (5 to 8 high and wide): the planes of
-/// images n and n + 1 side by side in the scratch plane, `mosaicOffset` floats apart, make one group
-/// of 8 tiles, stored at image n's tiles and image n + 1's (in the lane order of WinogradF4.h's
-/// mosaics, which ``outputMosaics`` reads back). With an odd number of images the last group's
-/// second plane is zeros, so its transformed tiles are zeros too.
-AVX2 __attribute__((always_inline)) static inline void transformMosaics(
-  const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
-  const float *scale, const float *shift, float *out, long tileCount, float *scratch, TileTransform transform) {
-  const Tiling tiles = tiling(height, width, 4);
-  const long stream = rows * tileCount;
-  memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width, 4));
-  for (long n = 0; n < images; n += 2) {
-    if (n + 1 == images)
-      for (long y = 0; y < height; y++) memset(scratch + (y + border) * tiles.pitch + border + mosaicOffset, 0, sizeof(float) * (size_t)width);
-    for (long r = 0; r < rows; r++) {
-      const float affine[2] = {scale ? scale[r] : 0, shift ? shift[r] : 0};
-      for (long k = 0; k < 2 && n + k < images; k++)
-        placePlane(
-          planes + (n + k) * imageStride + r * rowStride, height, width, scale ? affine : NULL, scratch, tiles.pitch, border,
-          border + k * mosaicOffset);
-      transform(scratch, tiles.pitch, 4 * tiles.pitch, out + r * tileCount + n * 4, stream);
-    }
   }
 }
-
-/// Whether F(4x4, 3x3) takes planes of height x width two at a time, as mosaics.
-static inline int mosaic(long height, long width) { return (height + 3) / 4 == 2 && (width + 3) / 4 == 2; }
 
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
   const float *scale, const float *shift, long tile, float *v, long tileCount, float *scratch) {
   if (tile == 2)
     transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 2, v, tileCount, scratch, patchTransform);
-  else if (mosaic(height, width))
-    transformMosaics(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, v, tileCount, scratch, patchTransform4Mosaic);
+  else if (reprise_winograd_pairs_images(height, width, 4))
+    transformPlanes(
+      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 4, v, tileCount, scratch, patchTransform4Mosaic);
   else
     transformPlanes(
       input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 4, v, tileCount, scratch, patchTransform4Rows);
@@ -375,9 +354,10 @@ AVX2 void reprise_winograd_output_gradient_f32(
   float *m, long tileCount, float *scratch) {
   if (tile == 2)
     transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 2, m, tileCount, scratch, gradientTransform);
-  else if (mosaic(height, width))
-    transformMosaics(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, m, tileCount, scratch, gradientTransform4Mosaic);
+  else if (reprise_winograd_pairs_images(height, width, 4))
+    transformPlanes(
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 4, m, tileCount, scratch,
+      gradientTransform4Mosaic);
   else
     transformPlanes(
       gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 4, m, tileCount, scratch, gradientTransform4Rows);
@@ -405,17 +385,18 @@ AVX2 __attribute__((always_inline)) static inline void outputTransform(
   }
 }
 
-/// Every plane (n, o) of the 16 streams m[16][outputs][tileCount] transformed back group by group
-/// into the scratch plane, and its height x width part copied to output[n * imageStride + o *
-/// rowStride]. (Lanes past a partial group read zeros and land outside that part.)
 typedef void (*OutputTransform)(const float *, long, __m256i, int, float *, long, long);
 
+/// Every plane (n, o) of the P streams m[P][outputs][tileCount] transformed back group by group into
+/// the scratch plane, and its height x width part copied to output[n * imageStride + o * rowStride]
+/// (a mosaic's two planes to images n and n + 1, if there is one). Lanes past a partial group read
+/// zeros and land outside that part.
 AVX2 __attribute__((always_inline)) static inline void outputPlanes(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch, OutputTransform transform) {
   const Tiling tiles = tiling(height, width, tile);
-  const long stream = outputs * tileCount;
-  for (long n = 0; n < images; n++)
+  const long stream = outputs * tileCount, step = tiles.images;
+  for (long n = 0; n < images; n += step)
     for (long o = 0; o < outputs; o++) {
       const float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       float *destination = output + n * outputImageStride + o * outputChannelStride;
@@ -425,24 +406,9 @@ AVX2 __attribute__((always_inline)) static inline void outputPlanes(
         if (q.count == 8) transform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
         else transform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
       }
-      for (long y = 0; y < height; y++) copyRow(destination + y * width, scratch + y * tiles.pitch, width);
-    }
-}
-
-/// ``outputPlanes`` for the mosaics of ``transformMosaics``: each group back into two planes side by
-/// side, copied to images n and n + 1 (if there is one).
-AVX2 static void outputMosaics(
-  const float *m, long outputs, long images, long height, long width, long tileCount, float *output, long outputChannelStride,
-  long outputImageStride, float *scratch) {
-  const Tiling tiles = tiling(height, width, 4);
-  const long stream = outputs * tileCount;
-  for (long n = 0; n < images; n += 2)
-    for (long o = 0; o < outputs; o++) {
-      outputTransform4Mosaic(m + o * tileCount + n * 4, stream, lanesBelow(8), 1, scratch, tiles.pitch, 4 * tiles.pitch);
-      for (long k = 0; k < 2 && n + k < images; k++) {
-        float *destination = output + (n + k) * outputImageStride + o * outputChannelStride;
-        for (long y = 0; y < height; y++) copyRow(destination + y * width, scratch + y * tiles.pitch + k * mosaicOffset, width);
-      }
+      for (long k = 0; k < step && n + k < images; k++)
+        for (long y = 0; y < height; y++)
+          copyRow(destination + k * outputImageStride + y * width, scratch + y * tiles.pitch + k * mosaicOffset, width);
     }
 }
 
@@ -451,8 +417,9 @@ AVX2 void reprise_winograd_output_f32(
   long outputChannelStride, long outputImageStride, float *scratch) {
   if (tile == 2)
     outputPlanes(m, outputs, images, height, width, 2, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform);
-  else if (mosaic(height, width))
-    outputMosaics(m, outputs, images, height, width, tileCount, output, outputChannelStride, outputImageStride, scratch);
+  else if (reprise_winograd_pairs_images(height, width, 4))
+    outputPlanes(
+      m, outputs, images, height, width, 4, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform4Mosaic);
   else
     outputPlanes(m, outputs, images, height, width, 4, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform4Rows);
 }

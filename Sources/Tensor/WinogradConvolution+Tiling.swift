@@ -15,7 +15,7 @@ struct WinogradTiling {
   init(_ g: ConvolutionGeometry, tile: Int) {
     self.tile = tile
     tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
-    pairsImages = tile == 4 && (g.height + 3) / 4 == 2 && (g.width + 3) / 4 == 2
+    pairsImages = reprise_winograd_pairs_images(g.height, g.width, tile) != 0
     // About 4096 transformed values per channel (256 tiles of F(2x2, 3x3)) to a chunk, whole
     // images, and at most a quarter of the batch: a chunk's transformed patches take 2.25 to 4
     // times its share of the input, so with small batches they stay within the input's size (the
@@ -32,7 +32,7 @@ struct WinogradTiling {
   /// tile rows fill half a vector of 8 tiles) and on planes of 2x2 such tiles (taken two images at
   /// a time), else 2.
   static func largestTile(_ g: ConvolutionGeometry) -> Int {
-    g.width >= 13 || (5...8).contains(g.width) && (5...8).contains(g.height) ? 4 : 2
+    g.width >= 13 || reprise_winograd_pairs_images(g.height, g.width, 4) != 0 ? 4 : 2
   }
 
   /// The positions of a transformed tile, (tile + 2)^2: the number of products.

@@ -45,15 +45,16 @@ final class WinogradConvolutionTests: XCTestCase {
   /// cut by the border), images in several chunks with a short last one, planes with 4 tiles to a
   /// row (two tile rows to a vector: 8 wide for F(2x2, 3x3), 13 for F(4x4, 3x3)) and an odd number
   /// of tile rows, rows of 5 and 10 tiles (a vector's last lanes past the row), 8x8 planes (two
-  /// images to a vector) in chunks of one or two images and an odd last one, and a batch of one
-  /// image; narrow layers whose products end in every partial block of rows (1 to 5 of 6) and columns
-  /// (1 or 2 of 3, for the weight gradient), and 8 outputs; both gradients at once equal them apart.
+  /// images to a vector) in chunks of one, two and three images (whose last pair has one), and a
+  /// batch of one image; narrow layers whose products end in every partial block of rows (1 to 5 of
+  /// 6) and columns (1 or 2 of 3, for the weight gradient), and 8 outputs; both gradients at once
+  /// equal them apart.
   func testMatchesFloat64() {
     let layers = [
       Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
       Self.layer(batch: 2, 8, 13, 9, 10), Self.layer(batch: 3, 15, 9, 8, 8), Self.layer(batch: 2, 10, 11, 12, 9),
       Self.layer(batch: 2, 12, 8, 9, 10), Self.layer(batch: 2, 9, 12, 13, 37), Self.layer(batch: 3, 16, 10, 9, 13),
-      Self.layer(batch: 9, 12, 16, 8, 8),
+      Self.layer(batch: 9, 12, 16, 8, 8), Self.layer(batch: 12, 8, 9, 8, 8),
     ]
     for (k, c) in layers.enumerated() {
       var random = RandomGenerator(seed: UInt64(500 + k))

@@ -119,6 +119,10 @@ void reprise_clamp_backward_f32(const float *x, const float *gradient, float *re
 /// The tiles of one height x width image: ceil(height / tile) * ceil(width / tile).
 long reprise_winograd_tiles(long height, long width, long tile);
 
+/// Whether the transforms take planes of height x width two images at a time (tile 4, planes of 2x2
+/// tiles): nonzero or zero.
+int reprise_winograd_pairs_images(long height, long width, long tile);
+
 /// The floats of scratch space the transforms below need for planes of height x width.
 long reprise_winograd_scratch_count(long height, long width, long tile);
 
