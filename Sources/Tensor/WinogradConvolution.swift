@@ -1,4 +1,5 @@
 import CKernels
+import Synchronization
 
 /// 3x3 convolutions (stride 1, padding 1) by Winograd's minimal filtering (Lavin and Gray 2016; the
 /// transforms are in Winograd.c and WinogradF4.h, the products in WinogradProducts.c): F(2x2, 3x3)
@@ -45,21 +46,25 @@ struct WinogradConvolution {
   }
 
   /// Runs `body(piece, firstImage, images, buffers)` for every chunk of `tiling`: the chunks split
-  /// into up to `pieces` contiguous shares, claimed by the threads as they finish, each piece with
-  /// its own buffers for the chunk's transformed data of `rows` channels or outputs (the most
-  /// either step of a chunk needs) and scratch space.
+  /// into up to `pieces` contiguous shares, which the threads claim one at a time as they finish
+  /// (a share is the unit whose chunks one thread takes in order), each thread with its own
+  /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
+  /// a chunk needs) and scratch space.
   private func forEachChunk(
     _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int),
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
     let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks)), stream = tiling.positions * tiling.tileCount
     let sizes = [stream * rows.0, stream * rows.1, reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
-    Parallel.run(pieces) { p in
+    let next = Atomic<Int>(0)
+    Parallel.run(min(pieces, Parallel.threadCount)) { _ in
       let storage = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
       let buffers = storage.map { $0.base(Float.self) }
-      for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
-        let first = chunk * tiling.imagesPerChunk
-        body(p, first, min(tiling.imagesPerChunk, g.batch - first), buffers)
+      while case let p = next.add(1, ordering: .relaxed).oldValue, p < pieces {
+        for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
+          let first = chunk * tiling.imagesPerChunk
+          body(p, first, min(tiling.imagesPerChunk, g.batch - first), buffers)
+        }
       }
       withExtendedLifetime(storage) {}
     }
@@ -87,7 +92,7 @@ struct WinogradConvolution {
     guard handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling)
     let u = transformedWeights(w, tiling), pu = u.base(Float.self)
-    forEachChunk(tiling, pieces: 4 * Parallel.threadCount, rows: (c, o)) { _, first, images, b in
+    forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
       convolveChunk(x, from: c, pu, to: o, normalizing: affine, tiling, first: first, images: images, into: y, b[0], b[1], b[2])
     }
     withExtendedLifetime(u) {}
@@ -98,7 +103,7 @@ struct WinogradConvolution {
     guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, gradientTiling)
     let u = transformedWeights(w, reversed: true, tiling), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(tiling, pieces: 4 * Parallel.threadCount, rows: (c, o)) { _, first, images, b in
+    forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
       convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: dx, b[1], b[0], b[2])
     }
     withExtendedLifetime(u) {}
@@ -161,17 +166,22 @@ struct WinogradConvolution {
     }
   }
 
-  /// The weight gradient, and with `w` the input gradient too, of Float32 tensors. Each thread takes
-  /// a fixed share of the chunks and sums their weight-gradient products (its share's first product
-  /// overwrites the sums, so nothing zeroes them first), and the shares are added in order, split
-  /// between the threads, so the result depends on the thread count only and no part of it is serial.
+  /// The weight gradient, and with `w` the input gradient too, of Float32 tensors. The chunks split
+  /// into fixed shares, each summing its chunks' weight-gradient products into its own sums (its
+  /// first product overwrites them, so nothing zeroes them first); the shares are added in order,
+  /// split between the threads, so the result depends on the thread count only and no part of it is
+  /// serial. Up to 16 shares per thread, claimed as the threads finish, so that the threads end
+  /// within a share of each other (a fixed half each left one waiting whenever the machine slowed
+  /// the other); fewer where their sums would pass 16 MB (wide layers), but one per thread at
+  /// least, and the shares' sums are what the final addition reads.
   private func gradients<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?, inputGradient dx: Tensor?,
     weightGradient dw: Tensor
   ) {
     let tiling = gradientTiling, chunks = tiling.chunks(g.batch)
     let (c, o, t) = (g.inputChannels, g.outputChannels, tiling.tileCount), size = tiling.positions * o * c
-    let pieces = max(1, min(Parallel.threadCount, chunks))
+    let threads = Parallel.threadCount
+    let pieces = max(1, min(chunks, max(threads, min(16 * threads, (1 << 22) / size))))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
