@@ -42,18 +42,24 @@ final class ChannelViewSink {
   /// own dense, channel-major buffer is added to in place; any other (a view of a larger gradient,
   /// or shared) is copied to a new tensor first. Each becomes the piece's accumulated gradient.
   func destination(like x: Tensor) -> GradientDestination? {
-    guard Tensor.channelMajor(x.shape, dtype: x.dtype).strides == x.strides else { return nil }
-    let parts = pieces.map { entry, index, shape -> (tensor: Tensor, overwriting: Bool) in
+    destination(shape: x.shape, strides: x.strides, dtype: x.dtype)
+  }
+
+  /// ``destination(like:)`` for a view of `shape`, `strides` and `dtype`: what a pullback captures
+  /// instead of the view's value, which would keep its buffer.
+  func destination(shape: [Int], strides: [Int], dtype: DType) -> GradientDestination? {
+    guard Tensor.channelMajor(shape, dtype: dtype).strides == strides else { return nil }
+    let parts = pieces.map { entry, index, pieceShape -> (tensor: Tensor, overwriting: Bool) in
       require(entry.backward != nil, "backward: \(entry.name) was already backpropagated through; its saved values are freed")
       var accumulated = entry.gradients[index]
       entry.gradients[index] = nil
       let part: (tensor: Tensor, overwriting: Bool)
       if accumulated == nil {
-        part = (Tensor.channelMajor(shape, dtype: x.dtype), true)
-      } else if accumulated!.strides == x.strides && accumulated!.ownsItsStorage() {
+        part = (Tensor.channelMajor(pieceShape, dtype: dtype), true)
+      } else if accumulated!.strides == strides && accumulated!.ownsItsStorage() {
         part = (accumulated!, false)
       } else {
-        let copy = Tensor.channelMajor(shape, dtype: x.dtype)
+        let copy = Tensor.channelMajor(pieceShape, dtype: dtype)
         copy.overwrite(with: accumulated!)
         part = (copy, false)
       }

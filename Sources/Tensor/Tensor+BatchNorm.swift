@@ -232,46 +232,6 @@ private func batchNormBackward(
   return (dx, dw, db)
 }
 
-/// Where a backward kernel puts an input gradient instead of a new tensor: tensors that hold
-/// consecutive runs of the input's channels, each laid out like the input (so a channel-major
-/// input, whose strides do not depend on the channel count), with the gradient written over the
-/// parts marked `overwriting` and added to the values already in the others (`old + new`, as
-/// accumulating a separate gradient would add them). The gradient of a view into a shared buffer
-/// of channels then accumulates where each piece keeps its own, without a gradient of the whole
-/// view to write, read back and add piece by piece.
-public struct GradientDestination {
-  /// The parts in channel order: their channels add up to the input's.
-  public let parts: [(tensor: Tensor, overwriting: Bool)]
-
-  /// A destination made of `parts`.
-  public init(_ parts: [(tensor: Tensor, overwriting: Bool)]) { self.parts = parts }
-
-  func check(against x: Tensor) {
-    let fits = parts.allSatisfy { p in
-      p.tensor.dtype == x.dtype && p.tensor.strides == x.strides && p.tensor.rank == 4 && p.tensor.shape[0] == x.shape[0]
-        && p.tensor.shape[2...] == x.shape[2...]
-    }
-    require(
-      fits && parts.reduce(0) { $0 + $1.tensor.shape[1] } == x.shape[1],
-      "batchNormBackward: destination parts \(parts.map(\.tensor.shape)) (strides \(parts.map(\.tensor.strides))) do not tile "
-        + "the input \(x.shape) laid out with strides \(x.strides) (\(x.dtype))")
-  }
-
-  /// Per channel of `dy` (laid out like the input): the distance from its elements to the
-  /// destination's, and whether the gradient is added there.
-  func channelTargets<T: TensorScalar>(_ dy: Tensor, _: T.Type) -> [(offset: Int, adding: Bool)] {
-    var targets: [(offset: Int, adding: Bool)] = [], c = 0
-    let channelStride = dy.strides[1], base = dy.base(T.self)
-    for (tensor, overwriting) in parts {
-      for local in 0..<tensor.shape[1] {
-        targets.append(((tensor.base(T.self) + local * channelStride) - (base + c * channelStride), !overwriting))
-        c += 1
-      }
-    }
-    return targets
-  }
-}
-
 /// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass,
 /// each blocked like ``rowSum(_:_:)``; with `reluOf`, `g[i]` counts as 0 wherever `x[i] * scale + shift` is
 /// not positive (the mask of a ReLU after the normalisation).

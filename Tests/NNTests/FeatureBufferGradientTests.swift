@@ -59,6 +59,29 @@ final class FeatureBufferGradientTests: XCTestCase {
     for (i, (d, s)) in zip(direct, split).enumerated() { assertBitIdentical(d, s, "leaf \(i)") }
   }
 
+  /// A window times a constant (a dropout mask per plane, or one per element) sends its gradient
+  /// straight to the pieces too: correct, and the same bits as through a window gradient of its own
+  /// (`+ 0` makes the window a plain value).
+  func testProductsWithConstantsSendTheirGradientsToThePieces() {
+    let a = randomLeaf([3, 4, 3, 3], using: &random), b = randomLeaf([3, 1, 3, 3], using: &random), units = Units()
+    let leaves = [a, b] + units.parameters
+    for perPlane in [true, false] {
+      func masked(_ x: Variable) -> Variable {
+        var masks = RandomGenerator(seed: UInt64(x.shape[1]))
+        let shape = perPlane ? [x.shape[0], x.shape[1], 1, 1] : x.shape
+        return x * Variable(Tensor(randomNormal: shape, dtype: .float64, using: &masks))
+      }
+      assertGradientsCorrect(at: leaves, "per plane: \(perPlane)") { run(a, b, units, sharing: true, view: masked) }
+      func gradients(view: @escaping (Variable) -> Variable) -> [Tensor?] {
+        for leaf in leaves { leaf.grad = nil }
+        run(a, b, units, sharing: false, view: view).backward()
+        return leaves.map(\.grad)
+      }
+      let direct = gradients(view: masked), split = gradients(view: { masked($0 + 0) })
+      for (i, (d, s)) in zip(direct, split).enumerated() { assertBitIdentical(d, s, "leaf \(i), per plane: \(perPlane)") }
+    }
+  }
+
   /// Each piece receives a gradient that is a tensor of its own, not a view of its window's.
   func testPiecesReceiveGradientsOfTheirOwn() {
     let a = randomLeaf([2, 2, 3, 3], using: &random), b = randomLeaf([2, 3, 3, 3], using: &random)

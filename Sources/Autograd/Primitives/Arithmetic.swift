@@ -20,11 +20,24 @@ public func addReLU(_ a: Variable, _ b: Variable) -> Variable {
 }
 
 /// a * b, with broadcasting.
+///
+/// When `a` is a channel view of a feature buffer and `b` a constant broadcast to it (a dropout
+/// mask), the gradient of `a` goes straight into the gradients of the view's pieces
+/// (``recordChannelView(_:name:channels:pieces:)``): the same bits, one pass instead of a product
+/// written, read back and added piece by piece.
 public func multiply(_ a: Variable, _ b: Variable) -> Variable {
   let needA = a.requiresGrad, needB = b.requiresGrad
   let x = needB ? a.value : nil, y = needA ? b.value : nil
+  let sink = needB ? nil : a.gradientSink, view = (shape: a.shape, strides: a.value.strides, dtype: a.dtype)
   return recordOperation("multiply", a.value * b.value, inputs: [a, b]) { grad in
-    [y.map { grad * $0 }, x.map { grad * $0 }]
+    if let sink, let y, grad.shape == view.shape,
+      let destination = sink.destination(shape: view.shape, strides: view.strides, dtype: view.dtype)
+    {
+      TensorModule.multiply(grad, y, into: destination)
+      checkSent(destination, "multiply")
+      return [nil, nil]
+    }
+    return [y.map { grad * $0 }, x.map { grad * $0 }]
   }
 }
 
