@@ -227,7 +227,7 @@ AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, lo
 /// written as `0 >= x ? 0 : x`, as Swift's `max(x, 0)` is: the bits of the batch normalisation and
 /// ReLU the pre-activation unit applies before its convolution.
 AVX2 static inline void placePlane(
-  const float *source, long height, long width, const float *affine, float *scratch, long pitch, long top, long left) {
+  const float *source, long height, long width, const float *affine, int relu, float *scratch, long pitch, long top, long left) {
   if (!affine) {
     for (long y = 0; y < height; y++) copyRow(scratch + (y + top) * pitch + left, source + y * width, width);
     return;
@@ -239,7 +239,12 @@ AVX2 static inline void placePlane(
     for (long x = 0; x < width; x += 8) {
       const __m256i mask = lanesBelow(width - x);
       const int full = width - x >= 8;
-      const __m256 v = _mm256_add_ps(_mm256_mul_ps(load(from + x, mask, full), scale), shift);
+      const __m256 scaled = _mm256_mul_ps(load(from + x, mask, full), scale);
+      if (!relu) {  // a plane's constant factor alone: x * s, the bits of the product
+        store(to + x, scaled, mask, full);
+        continue;
+      }
+      const __m256 v = _mm256_add_ps(scaled, shift);
       store(to + x, _mm256_blendv_ps(v, zero, _mm256_cmp_ps(zero, v, _CMP_GE_OQ)), mask, full);
     }
   }
@@ -310,7 +315,8 @@ AVX2 static inline void prefetchPart(const float *p, long count, long k, long pa
 /// written after them, or past the chunk's tiles, where `tileCount` leaves room for them.
 AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
-  const float *scale, const float *shift, long tile, float *out, long tileCount, float *scratch, TileTransform transform) {
+  const float *scale, const float *shift, const float *planeScale, long tile, float *out, long tileCount, float *scratch,
+  TileTransform transform) {
   const Tiling tiles = tiling(height, width, tile);
   const long stream = rows * tileCount, step = tiles.images;
   memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width, tile));
@@ -318,11 +324,12 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
     if (n + step > images)  // a mosaic without its second plane: zeros there, whose transforms are zeros
       for (long y = 0; y < height; y++) memset(scratch + (y + border) * tiles.pitch + border + mosaicOffset, 0, sizeof(float) * (size_t)width);
     for (long r = 0; r < rows; r++) {
-      const float affine[2] = {scale ? scale[r] : 0, shift ? shift[r] : 0};
-      for (long k = 0; k < step && n + k < images; k++)
+      for (long k = 0; k < step && n + k < images; k++) {
+        const float affine[2] = {scale ? scale[r] : planeScale ? planeScale[(n + k) * rows + r] : 0, shift ? shift[r] : 0};
         placePlane(
-          planes + (n + k) * imageStride + r * rowStride, height, width, scale ? affine : NULL, scratch, tiles.pitch, border,
-          border + k * mosaicOffset);
+          planes + (n + k) * imageStride + r * rowStride, height, width, scale || planeScale ? affine : NULL, scale != NULL,
+          scratch, tiles.pitch, border, border + k * mosaicOffset);
+      }
       float *plane = out + r * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
       // The next plane is asked for while this one is transformed: planes are read once, from
       // memory, and the copy into the scratch plane otherwise waits for every line of it.
@@ -338,29 +345,29 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
 
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, long tile, float *v, long tileCount, float *scratch) {
+  const float *scale, const float *shift, const float *planeScale, long tile, float *v, long tileCount, float *scratch) {
   if (tile == 2)
-    transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 2, v, tileCount, scratch, patchTransform);
+    transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, 2, v, tileCount, scratch, patchTransform);
   else if (reprise_winograd_pairs_images(height, width, 4))
     transformPlanes(
-      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 4, v, tileCount, scratch, patchTransform4Mosaic);
+      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, 4, v, tileCount, scratch, patchTransform4Mosaic);
   else
     transformPlanes(
-      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, 4, v, tileCount, scratch, patchTransform4Rows);
+      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, 4, v, tileCount, scratch, patchTransform4Rows);
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
   float *m, long tileCount, float *scratch) {
   if (tile == 2)
-    transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 2, m, tileCount, scratch, gradientTransform);
+    transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 2, m, tileCount, scratch, gradientTransform);
   else if (reprise_winograd_pairs_images(height, width, 4))
     transformPlanes(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 4, m, tileCount, scratch,
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 4, m, tileCount, scratch,
       gradientTransform4Mosaic);
   else
     transformPlanes(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, 4, m, tileCount, scratch, gradientTransform4Rows);
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 4, m, tileCount, scratch, gradientTransform4Rows);
 }
 
 /// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the

@@ -56,9 +56,10 @@ public final class SeqFilter: Module {
     return [("conv1", reduce.conv), ("norm1", reduce.norm), ("conv2", conv), ("norm2", norm)]
   }
 
-  /// The raw output (transform plus the shortcut slice) and its activation.
-  func callAsFunction(_ window: Variable, shortcut: Variable?) -> (raw: Variable, activated: Variable) {
-    let t = conv(reduce.map { $0.norm($0.conv(window), applyingReLU: true) } ?? window)
+  /// The raw output (transform plus the shortcut slice) and its activation; `mask` drops
+  /// channels of the window (window dropout) as the first convolution reads it.
+  func callAsFunction(_ window: Variable, dropping mask: Tensor?, shortcut: Variable?) -> (raw: Variable, activated: Variable) {
+    let t = reduce.map { conv($0.norm($0.conv(window, scalingPlanes: mask), applyingReLU: true)) } ?? conv(window, scalingPlanes: mask)
     let raw = shortcut.map { t + $0 } ?? t
     return (raw, norm(raw, applyingReLU: true))
   }
@@ -153,7 +154,7 @@ public final class SeqConv: Chain, Layer {
     for (i, filter) in filters.enumerated() {
       let inputs = [buffer.window(window(ofFilter: i))] + (shortcuts.map { [$0[i]] } ?? [])
       let body: ([Variable]) -> [Variable] = { [windowDropout] v in
-        let (raw, activated) = filter(windowDropout?(v[0]) ?? v[0], shortcut: v.count > 1 ? v[1] : nil)
+        let (raw, activated) = filter(v[0], dropping: windowDropout?.mask(for: v[0]), shortcut: v.count > 1 ? v[1] : nil)
         return [raw, activated]
       }
       let outputs = checkpointUnit(filter, inputs, body)

@@ -78,13 +78,60 @@ public func multiply(_ a: Tensor, _ b: Tensor, into destination: GradientDestina
         let (n, c) = (i / channels, i % channels), (p, local) = owners[c], part = parts[p]
         let source = pa + n * a.strides[0] + c * a.strides[1], scale = pb[n * bStrides[0] + c * bStrides[1]]
         let target = bases[p] + n * part.strides[0] + local * part.strides[1]
-        if destination.parts[p].overwriting {
-          for j in 0..<plane { target[j] = source[j] * scale }
-        } else {
-          for j in 0..<plane { target[j] = target[j] + source[j] * scale }
-        }
+        scalePlane(source, by: scale, into: target, plane, adding: !destination.parts[p].overwriting)
       }
     }
   }
   a.dtype.dispatch(kernel, kernel)
+}
+
+/// `target[i] = source[i] * scale`, or with `adding`, `target[i] + source[i] * scale`, over `count`
+/// elements: each product rounded, then added, as a product followed by an accumulation would.
+@inline(__always)
+func scalePlane<T: TensorScalar>(
+  _ source: UnsafePointer<T>, by scale: T, into target: UnsafeMutablePointer<T>, _ count: Int, adding: Bool
+) {
+  if adding {
+    for j in 0..<count { target[j] = target[j] + source[j] * scale }
+  } else {
+    for j in 0..<count { target[j] = source[j] * scale }
+  }
+}
+
+/// Where a convolution's input gradient goes: a tensor, or per channel a run of planes that may
+/// already hold a gradient to add to (the parts of a ``GradientDestination``).
+enum InputGradientTarget {
+  /// Written over a tensor with dense planes.
+  case tensor(Tensor)
+  /// Channel c's plane of image n at `planes[c].first + n * planes[c].imageStride`, added to where
+  /// `planes[c].adding`.
+  case planes([(first: UnsafeMutablePointer<Float>, imageStride: Int, adding: Bool)])
+
+  /// The channels' planes in the parts of `destination` (Float32 tensors with dense planes).
+  init(_ destination: GradientDestination) {
+    self = .planes(
+      destination.parts.flatMap { tensor, overwriting in
+        (0..<tensor.shape[1]).map { (tensor.base(Float.self) + $0 * tensor.strides[1], tensor.strides[0], !overwriting) }
+      })
+  }
+
+  /// Delivers the planes of images `images` (`channels` each, `plane` elements), laid out from
+  /// `source` as `layout`, each multiplied by its factor in `planeScale` [N][C] (by 1 when nil).
+  func deliver(
+    _ source: UnsafePointer<Float>, layout: PlaneLayout, images: Range<Int>, channels: Int, plane: Int,
+    scalingPlanes planeScale: UnsafePointer<Float>?
+  ) {
+    for (k, n) in images.enumerated() {
+      for c in 0..<channels {
+        let from = source + k * layout.imageStride + c * layout.channelStride, scale = planeScale?[n * channels + c] ?? 1
+        switch self {
+        case .tensor(let t):
+          let l = PlaneLayout(t)
+          scalePlane(from, by: scale, into: t.base(Float.self) + n * l.imageStride + c * l.channelStride, plane, adding: false)
+        case .planes(let planes):
+          scalePlane(from, by: scale, into: planes[c].first + n * planes[c].imageStride, plane, adding: planes[c].adding)
+        }
+      }
+    }
+  }
 }

@@ -49,13 +49,15 @@ struct WinogradConvolution {
   /// into up to `pieces` contiguous shares, which the threads claim one at a time as they finish
   /// (a share is the unit whose chunks one thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
-  /// a chunk needs) and scratch space.
+  /// a chunk needs) and scratch space, and with `outputPlanes`, room for a chunk's planes of that
+  /// many channels.
   private func forEachChunk(
-    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int),
+    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int), outputPlanes: Int = 0,
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
     let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks)), stream = tiling.positions * tiling.tileCount
     let sizes = [stream * rows.0, stream * rows.1, reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
+      + (outputPlanes > 0 ? [outputPlanes * tiling.imagesPerChunk * g.height * g.width] : [])
     let next = Atomic<Int>(0)
     Parallel.run(min(pieces, Parallel.threadCount)) { _ in
       let storage = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
@@ -80,8 +82,6 @@ struct WinogradConvolution {
     return u
   }
 
-  /// Whether the transforms handle scalars of type `T`.
-  private func handles<T: TensorScalar>(_: T.Type) -> Bool { usesVectorKernels(T.self) }
 
   /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous. With `normalizing`, the
   /// convolution is that of max(x · scale + shift, 0) per channel, applied as the input is
@@ -89,7 +89,7 @@ struct WinogradConvolution {
   func forward<T: TensorScalar>(
     _ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
-    guard handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
+    guard Self.handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling)
     let u = transformedWeights(w, tiling), pu = u.base(Float.self)
     forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
@@ -100,7 +100,7 @@ struct WinogradConvolution {
 
   /// `dx = conv_transpose(dy, w)`; `dy` and `dx` have dense planes.
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
-    guard handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
+    guard Self.handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, gradientTiling)
     let u = transformedWeights(w, reversed: true, tiling), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
     forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
@@ -111,9 +111,37 @@ struct WinogradConvolution {
 
   /// `dw = dy ⋆ x`; `dy` and `x` have dense planes, `dw` is contiguous.
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
-    guard handles(T.self) else { return grid.backwardWeight(dy, x, into: dw, T.self) }
+    guard Self.handles(T.self) else { return grid.backwardWeight(dy, x, into: dw, T.self) }
     gradients(dy, x, nil, normalizing: Optional<(scale: [T], shift: [T])>.none, inputGradient: nil, weightGradient: dw)
   }
+
+  /// `y = conv(x · s, w)`, with one factor per plane of `x`, `planeScale` [N][C] (a channel
+  /// dropout's mask), applied as the patches are transformed: bit for bit the convolution of the
+  /// product, without the product. Float32 with vector kernels only (``handles(_:)``).
+  func forward(_ x: Tensor, _ w: Tensor, scalingPlanes planeScale: UnsafePointer<Float>, into y: Tensor) {
+    let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling), plain: (scale: [Float], shift: [Float])? = nil
+    let u = transformedWeights(w, tiling), pu = u.base(Float.self)
+    forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
+      convolveChunk(
+        x, from: c, pu, to: o, normalizing: plain, scalingPlanes: planeScale, tiling, first: first, images: images, into: y, b[0],
+        b[1], b[2])
+    }
+    withExtendedLifetime(u) {}
+  }
+
+  /// The gradients of ``forward(_:_:scalingPlanes:into:)``: the weight gradient into `dw` and the
+  /// input gradient, s · conv_transpose(dy, w), to `dx`.
+  func backward(
+    _ dy: Tensor, _ x: Tensor, _ w: Tensor, scalingPlanes planeScale: UnsafePointer<Float>, inputGradient dx: InputGradientTarget,
+    weightGradient dw: Tensor
+  ) {
+    gradients(
+      dy, x, w, normalizing: Optional<(scale: [Float], shift: [Float])>.none, scalingPlanes: planeScale, inputGradient: dx,
+      weightGradient: dw)
+  }
+
+  /// Whether the transforms handle scalars of type `T`: Float32 on processors with AVX2.
+  static func handles<T: TensorScalar>(_: T.Type) -> Bool { usesVectorKernels(T.self) }
 
   /// Both gradients, chunk by chunk while each chunk of the output gradient is in cache; the same
   /// results as ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``. With
@@ -123,42 +151,60 @@ struct WinogradConvolution {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
-    guard handles(T.self) else {
+    guard Self.handles(T.self) else {
       grid.backwardInput(dy, w, into: dx, T.self)
       return grid.backwardWeight(dy, x, into: dw, T.self, normalizing: affine)
     }
-    gradients(dy, x, w, normalizing: affine, inputGradient: dx, weightGradient: dw)
+    gradients(dy, x, w, normalizing: affine, inputGradient: .tensor(dx), weightGradient: dw)
   }
 
   /// One chunk of the convolution of `source` (`from` channels) with transformed weights `u`
-  /// [P][to][from] into `destination` (`to` channels): the source's patches transformed into
-  /// `patches` [P][from][tiles], normalised on the way with `affine`, their products with `u` into
-  /// `products` [P][to][tiles], transformed back. The forward pass runs it on the input; the input
-  /// gradient on the output gradient, with the reversed weights.
+  /// [P][to][from] into the planes of `to` channels at `output` (the chunk's first image, laid out
+  /// as `layout`): the source's patches transformed into `patches` [P][from][tiles], normalised or
+  /// scaled on the way (`affine`, `planeScale`), their products with `u` into `products`
+  /// [P][to][tiles], transformed back. The forward pass runs it on the input; the input gradient
+  /// on the output gradient, with the reversed weights.
   private func convolveChunk<T: TensorScalar>(
     _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
-    _ tiling: WinogradTiling, first: Int, images: Int, into destination: Tensor, _ patches: UnsafeMutablePointer<Float>,
+    scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, first: Int, images: Int,
+    into output: UnsafeMutablePointer<Float>, _ layout: PlaneLayout, _ patches: UnsafeMutablePointer<Float>,
     _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
   ) {
-    let layout = PlaneLayout(destination), t = tiling.tileCount
-    transformPatches(source, channels: from, first: first, images: images, normalizing: affine, tiling, into: patches, scratch)
+    let t = tiling.tileCount
+    transformPatches(
+      source, channels: from, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: patches,
+      scratch)
     reprise_winograd_products_f32(tiling.positions, u, from, 1, to, from, patches, products, tiling.columns(images), t)
     reprise_winograd_output_f32(
-      products, to, images, g.height, g.width, tiling.tile, t, destination.base(Float.self) + first * layout.imageStride,
-      layout.channelStride, layout.imageStride, scratch)
+      products, to, images, g.height, g.width, tiling.tile, t, output, layout.channelStride, layout.imageStride, scratch)
+  }
+
+  /// ``convolveChunk(_:from:_:to:normalizing:scalingPlanes:_:first:images:into:_:_:_:_:)`` into the
+  /// chunk's images of `destination`.
+  private func convolveChunk<T: TensorScalar>(
+    _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
+    scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, first: Int, images: Int,
+    into destination: Tensor, _ patches: UnsafeMutablePointer<Float>, _ products: UnsafeMutablePointer<Float>,
+    _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    let layout = PlaneLayout(destination)
+    convolveChunk(
+      source, from: from, u, to: to, normalizing: affine, scalingPlanes: planeScale, tiling, first: first, images: images,
+      into: destination.base(Float.self) + first * layout.imageStride, layout, patches, products, scratch)
   }
 
   /// The patches of one chunk of `source` (`channels` channels) transformed into `patches`,
   /// normalised on the way with `affine`.
   private func transformPatches<T: TensorScalar>(
     _ source: Tensor, channels: Int, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
-    _ tiling: WinogradTiling, into patches: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+    scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, into patches: UnsafeMutablePointer<Float>,
+    _ scratch: UnsafeMutablePointer<Float>
   ) {
     let layout = PlaneLayout(source), start = source.base(Float.self) + first * layout.imageStride
     func run(_ scale: UnsafePointer<Float>?, _ shift: UnsafePointer<Float>?) {
       reprise_winograd_input_f32(
-        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift, tiling.tile, patches,
-        tiling.tileCount, scratch)
+        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift,
+        planeScale.map { $0 + first * channels }, tiling.tile, patches, tiling.tileCount, scratch)
     }
     guard let affine else { return run(nil, nil) }
     affine.scale.withUnsafeBufferPointer { scale in
@@ -174,9 +220,13 @@ struct WinogradConvolution {
   /// within a share of each other (a fixed half each left one waiting whenever the machine slowed
   /// the other); fewer where their sums would pass 16 MB (wide layers), but one per thread at
   /// least, and the shares' sums are what the final addition reads.
+  ///
+  /// With `planeScale` ([N][C], one factor per plane of `x`), the convolution is that of x · s:
+  /// `x` is scaled as its patches are transformed, and the input gradient is s · conv_transpose(dy,
+  /// w), delivered to `dx` a chunk at a time while the chunk is in cache.
   private func gradients<T: TensorScalar>(
-    _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?, inputGradient dx: Tensor?,
-    weightGradient dw: Tensor
+    _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?,
+    scalingPlanes planeScale: UnsafePointer<Float>? = nil, inputGradient dx: InputGradientTarget?, weightGradient dw: Tensor
   ) {
     let tiling = gradientTiling, chunks = tiling.chunks(g.batch)
     let (c, o, t) = (g.inputChannels, g.outputChannels, tiling.tileCount), size = tiling.positions * o * c
@@ -185,14 +235,20 @@ struct WinogradConvolution {
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(tiling, pieces: pieces, rows: (c, o)) { p, first, images, b in
+    let direct: Tensor? = if case .tensor(let tensor) = dx, planeScale == nil { tensor } else { nil }
+    let plane = g.height * g.width, chunkLayout = PlaneLayout(imageStride: c * plane, channelStride: plane)
+    forEachChunk(tiling, pieces: pieces, rows: (c, o), outputPlanes: dx != nil && direct == nil ? c : 0) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
-      if let pu, let dx {  // the output gradient's patches into m, their products into v
-        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: dx, m, v, scratch)
+      if let pu, let direct {  // the output gradient's patches into m, their products into v
+        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: direct, m, v, scratch)
+      } else if let pu, let dx {  // the same into the chunk's planes, then scaled and delivered
+        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: b[3], chunkLayout, m, v, scratch)
+        dx.deliver(b[3], layout: chunkLayout, images: first..<first + images, channels: c, plane: plane, scalingPlanes: planeScale)
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
-      transformPatches(x, channels: c, first: first, images: images, normalizing: affine, tiling, into: v, scratch)
+      transformPatches(
+        x, channels: c, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: v, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * tiling.imagesPerChunk ? 0 : 1
       reprise_winograd_transposed_products_f32(tiling.positions, m, o, v, c, tiling.columns(images), t, ps + p * size, accumulate)
     }

@@ -36,7 +36,7 @@ final class SeqResNetTests: XCTestCase {
         for (i, filter) in layer.filters.enumerated() {
           let all = concatenate(channels, alongAxis: 1), c = all.shape[1]
           let window = windowed ? slice(all, c - cin..<c, alongAxis: 1) : all
-          let (r, a) = filter(window, shortcut: slice(shortcut, i * k..<(i + 1) * k, alongAxis: 1))
+          let (r, a) = filter(window, dropping: nil, shortcut: slice(shortcut, i * k..<(i + 1) * k, alongAxis: 1))
           raws.append(r)
           channels.append(a)
         }

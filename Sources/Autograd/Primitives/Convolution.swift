@@ -38,6 +38,45 @@ public func conv2d(
   }
 }
 
+/// `conv2d(input * Variable(planeScale), weight, ...)`, with `planeScale` a constant holding one
+/// factor per plane of `input` ([N, C, 1, 1], or a shape that broadcasts to it): a channel
+/// dropout's mask followed by a convolution.
+///
+/// A fused primitive rather than the composition, for memory and speed: the convolution applies the
+/// factors as it transforms its input (Winograd, Float32 on AVX2), so the dropped map is neither
+/// written nor kept for the weight gradient, and when `input` is a window of a feature buffer its
+/// gradient goes straight into those of the buffer's pieces
+/// (``recordChannelView(_:name:channels:pieces:)``). The values and gradients equal the
+/// composition's bit for bit (`Tests/AutogradTests`).
+public func conv2d(
+  _ input: Variable, _ weight: Variable, scalingPlanes planeScale: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0,
+  dilation: IntOrPair = 1, groups: Int = 1
+) -> Variable {
+  let weightShape = weight.shape, w = weight.value
+  // As in conv2d: in a replay the input is read only when the value or a gradient needs it.
+  let x: () -> Tensor = Context.current.replaying != nil ? { input.value } : { [value = input.value] in value }
+  let shape = conv2dOutputShape(
+    input: input.shape, weight: weightShape, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  let compute = {
+    countMultiplyAccumulates(shape.reduce(1, *) * weightShape[1] * weightShape[2] * weightShape[3])
+    return TensorModule.conv2d(
+      x(), w, scalingPlanes: planeScale, stride: stride, padding: padding, dilation: dilation, groups: groups)
+  }
+  let needInput = input.requiresGrad, needWeight = weight.requiresGrad, sink = input.gradientSink
+  let view = (shape: input.shape, strides: input.value.strides, dtype: input.dtype)
+  return recordOperation("conv2d", deferring: compute, shape: shape, dtype: input.dtype, inputs: [input, weight]) { grad in
+    guard needInput else {  // a frozen input: the weight gradient alone, of the scaled input
+      return [nil, conv2dBackwardWeight(grad, x() * planeScale, weightShape: weightShape, stride: stride, padding: padding, dilation: dilation, groups: groups)]
+    }
+    let destination = sink?.destination(shape: view.shape, strides: view.strides, dtype: view.dtype)
+    let g = conv2dBackward(
+      grad, input: x(), weight: w, scalingPlanes: planeScale, stride: stride, padding: padding, dilation: dilation, groups: groups,
+      into: destination)
+    if let destination { checkSent(destination, "conv2d") }
+    return [g.input, needWeight ? g.weight : nil]
+  }
+}
+
 /// Several convolutions of one input with their outputs concatenated along channels in weight
 /// order, computed straight into one result (the depthwise branches of a Multiception layer, one
 /// per kernel size, materialise only their concatenation). No bias.

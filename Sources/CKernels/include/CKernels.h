@@ -137,10 +137,12 @@ void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long ch
 /// The transformed input patches v[P][channels][tileCount] (B^T d B) of `images` images whose
 /// plane (n, c) starts at input[n * imageStride + c * channelStride]. With `scale` and `shift` (both
 /// or neither may be NULL), the patches are those of max(input · scale[c] + shift[c], 0): the
-/// pre-activation unit's batch normalisation and ReLU, bit for bit, applied on the way in.
+/// pre-activation unit's batch normalisation and ReLU, bit for bit, applied on the way in. With
+/// `planeScale` instead (scale and shift NULL), those of input · planeScale[n * channels + c], one
+/// factor per plane (a channel dropout's mask), bit for bit.
 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, long tile, float *v, long tileCount, float *scratch);
+  const float *scale, const float *shift, const float *planeScale, long tile, float *v, long tileCount, float *scratch);
 
 /// The transformed output-gradient tiles m[P][outputs][tileCount] (A dY A^T), laid out like the
 /// input's.

@@ -40,7 +40,20 @@ public final class Conv2d: Layer {
 
   /// The convolution of `input` [N, C, H, W].
   public func callAsFunction(_ input: Variable) -> Variable {
-    let y = conv2d(input, weight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    callAsFunction(input, scalingPlanes: nil)
+  }
+
+  /// The convolution of `input` times `planeScale`, one constant factor per plane ([N, C, 1, 1]:
+  /// a channel dropout's ``Dropout2d/mask(for:)``), applied as the convolution reads its input
+  /// (``Autograd/conv2d(_:_:scalingPlanes:stride:padding:dilation:groups:)``); without factors,
+  /// the plain convolution.
+  public func callAsFunction(_ input: Variable, scalingPlanes planeScale: Tensor?) -> Variable {
+    let y =
+      if let planeScale {
+        conv2d(input, weight, scalingPlanes: planeScale, stride: stride, padding: padding, dilation: dilation, groups: groups)
+      } else {
+        conv2d(input, weight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+      }
     guard let bias else { return y }
     return y + reshape(bias, to: [1, -1, 1, 1])
   }

@@ -36,15 +36,26 @@ public final class Dropout2d: Layer {
 
   /// `input` with dropped channels in training.
   public func callAsFunction(_ input: Variable) -> Variable {
+    mask(for: input).map { input * Variable($0) } ?? input
+  }
+
+  /// The factors ``callAsFunction(_:)`` would multiply `input` by, drawn as it draws them: in
+  /// training a mask [N, C, 1, 1] of 0 and 1 / (1 - probability), in inference nil. For a layer
+  /// that applies them itself, such as ``Conv2d/callAsFunction(_:scalingPlanes:)``.
+  public func mask(for input: Variable) -> Tensor? {
     require(input.shape.count == 4, "Dropout2d: input must be [N, C, H, W], got \(input.shape)")
-    return dropout(input, probability: probability, maskShape: [input.shape[0], input.shape[1], 1, 1])
+    return dropoutMask([input.shape[0], input.shape[1], 1, 1], probability: probability, dtype: input.dtype)
   }
 }
 
 /// Multiplies `input` by a scaled Bernoulli mask of `maskShape` (broadcast) in training.
 func dropout(_ input: Variable, probability: Double, maskShape: [Int]) -> Variable {
-  guard LearningPhase.current == .training && probability > 0 else { return input }
+  dropoutMask(maskShape, probability: probability, dtype: input.dtype).map { input * Variable($0) } ?? input
+}
+
+/// In training, a Bernoulli mask of `shape` scaled by 1 / keep; nil in inference or with nothing to drop.
+func dropoutMask(_ shape: [Int], probability: Double, dtype: DType) -> Tensor? {
+  guard LearningPhase.current == .training && probability > 0 else { return nil }
   let keep = 1 - probability
-  let mask = Tensor(randomBernoulli: maskShape, probability: keep, dtype: input.dtype) * (1 / keep)
-  return input * Variable(mask)
+  return Tensor(randomBernoulli: shape, probability: keep, dtype: dtype) * (1 / keep)
 }
