@@ -218,8 +218,10 @@ struct WinogradConvolution {
   /// split between the threads, so the result depends on the thread count only and no part of it is
   /// serial. Up to 16 shares per thread, claimed as the threads finish, so that the threads end
   /// within a share of each other (a fixed half each left one waiting whenever the machine slowed
-  /// the other); fewer where their sums would pass 16 MB (wide layers), but one per thread at
-  /// least, and the shares' sums are what the final addition reads.
+  /// the other). Each share's sums are read once more by the final addition, so there are fewer
+  /// where that would cost more than a small part of the products (a share per 128 tiles of the
+  /// batch at most) or the sums would pass 16 MB (wide layers), but one per thread at least; a
+  /// single thread takes one share.
   ///
   /// With `planeScale` ([N][C], one factor per plane of `x`), the convolution is that of x · s:
   /// `x` is scaled as its patches are transformed, and the input gradient is s · conv_transpose(dy,
@@ -230,8 +232,9 @@ struct WinogradConvolution {
   ) {
     let tiling = gradientTiling, chunks = tiling.chunks(g.batch)
     let (c, o, t) = (g.inputChannels, g.outputChannels, tiling.tileCount), size = tiling.positions * o * c
-    let threads = Parallel.threadCount
-    let pieces = max(1, min(chunks, max(threads, min(16 * threads, (1 << 22) / size))))
+    let threads = Parallel.threadCount, tiles = g.batch * tiling.tilesPerImage
+    let perThread = max(1, min(16, tiles / 128 / threads, (1 << 22) / size / threads))
+    let pieces = threads == 1 ? 1 : max(1, min(chunks, threads * perThread))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
