@@ -394,39 +394,89 @@ AVX2 __attribute__((always_inline)) static inline void outputTransform(
 
 typedef void (*OutputTransform)(const float *, long, __m256i, int, float *, long, long);
 
+/// Where the output planes go: plane (n, o) at base[n * imageStride + o * channelStride], or with
+/// `planes`, at planes[o][n * imageStrides[o]]; with `planeScale`, multiplied by planeScale[n *
+/// outputs + o] on the way, and added to the values there where `adding[o]`.
+typedef struct {
+  float *base;
+  long channelStride, imageStride;
+  float *const *planes;
+  const long *imageStrides;
+  const unsigned char *adding;
+  const float *planeScale;
+} OutputTargets;
+
+AVX2 static inline float *targetPlane(const OutputTargets *t, long o, long n) {
+  return t->planes ? t->planes[o] + n * t->imageStrides[o] : t->base + o * t->channelStride + n * t->imageStride;
+}
+
+/// `to = from * scale`, or with `adding`, `to + from * scale`: the product rounded, then added, the
+/// bits of a product followed by an accumulation.
+AVX2 static inline void deliverRow(float *to, const float *from, long width, float factor, int adding) {
+  const __m256 scale = _mm256_set1_ps(factor);
+  for (long x = 0; x < width; x += 8) {
+    const __m256i mask = lanesBelow(width - x);
+    const int full = width - x >= 8;
+    const __m256 v = _mm256_mul_ps(load(from + x, mask, full), scale);
+    store(to + x, adding ? _mm256_add_ps(load(to + x, mask, full), v) : v, mask, full);
+  }
+}
+
 /// Every plane (n, o) of the P streams m[P][outputs][tileCount] transformed back group by group into
-/// the scratch plane, and its height x width part copied to output[n * imageStride + o * rowStride]
-/// (a mosaic's two planes to images n and n + 1, if there is one). Lanes past a partial group read
-/// zeros and land outside that part.
+/// the scratch plane, and its height x width part copied to its target (a mosaic's two planes to
+/// images n and n + 1, if there is one). Lanes past a partial group read zeros and land outside
+/// that part.
 AVX2 __attribute__((always_inline)) static inline void outputPlanes(
-  const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
-  long outputChannelStride, long outputImageStride, float *scratch, OutputTransform transform) {
+  const float *m, long outputs, long images, long height, long width, long tile, long tileCount, const OutputTargets *targets,
+  float *scratch, OutputTransform transform) {
   const Tiling tiles = tiling(height, width, tile);
   const long stream = outputs * tileCount, step = tiles.images;
+  const int plain = !targets->planes && !targets->planeScale;
   for (long n = 0; n < images; n += step)
     for (long o = 0; o < outputs; o++) {
       const float *plane = m + o * tileCount + n * tiles.tilesDown * tiles.tilesAcross;
-      float *destination = output + n * outputImageStride + o * outputChannelStride;
+      float *destination = targetPlane(targets, o, n);
       for (long k = 0; k < tiles.count; k++) {
         const Group q = group(&tiles, k);
         prefetchPart(destination, height * width, k, tiles.count);  // its lines are read before they are written
         if (q.count == 8) transform(plane + q.tile, stream, lanesBelow(8), 1, scratch + q.base, tiles.pitch, q.half);
         else transform(plane + q.tile, stream, lanesBelow(q.count), 0, scratch + q.base, tiles.pitch, q.half);
       }
-      for (long k = 0; k < step && n + k < images; k++)
-        for (long y = 0; y < height; y++)
-          copyRow(destination + k * outputImageStride + y * width, scratch + y * tiles.pitch + k * mosaicOffset, width);
+      for (long k = 0; k < step && n + k < images; k++) {
+        float *to = targetPlane(targets, o, n + k);
+        const float *from = scratch + k * mosaicOffset;
+        if (plain) {
+          for (long y = 0; y < height; y++) copyRow(to + y * width, from + y * tiles.pitch, width);
+          continue;
+        }
+        const float factor = targets->planeScale ? targets->planeScale[(n + k) * outputs + o] : 1;
+        const int adding = targets->adding && targets->adding[o];
+        for (long y = 0; y < height; y++) deliverRow(to + y * width, from + y * tiles.pitch, width, factor, adding);
+      }
     }
+}
+
+AVX2 static inline void outputTo(
+  const float *m, long outputs, long images, long height, long width, long tile, long tileCount, const OutputTargets *targets,
+  float *scratch) {
+  if (tile == 2)
+    outputPlanes(m, outputs, images, height, width, 2, tileCount, targets, scratch, outputTransform);
+  else if (reprise_winograd_pairs_images(height, width, 4))
+    outputPlanes(m, outputs, images, height, width, 4, tileCount, targets, scratch, outputTransform4Mosaic);
+  else
+    outputPlanes(m, outputs, images, height, width, 4, tileCount, targets, scratch, outputTransform4Rows);
 }
 
 AVX2 void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch) {
-  if (tile == 2)
-    outputPlanes(m, outputs, images, height, width, 2, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform);
-  else if (reprise_winograd_pairs_images(height, width, 4))
-    outputPlanes(
-      m, outputs, images, height, width, 4, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform4Mosaic);
-  else
-    outputPlanes(m, outputs, images, height, width, 4, tileCount, output, outputChannelStride, outputImageStride, scratch, outputTransform4Rows);
+  const OutputTargets targets = {output, outputChannelStride, outputImageStride, NULL, NULL, NULL, NULL};
+  outputTo(m, outputs, images, height, width, tile, tileCount, &targets, scratch);
+}
+
+AVX2 void reprise_winograd_output_planes_f32(
+  const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *const *planes,
+  const long *imageStrides, const unsigned char *adding, const float *planeScale, float *scratch) {
+  const OutputTargets targets = {NULL, 0, 0, planes, imageStrides, adding, planeScale};
+  outputTo(m, outputs, images, height, width, tile, tileCount, &targets, scratch);
 }

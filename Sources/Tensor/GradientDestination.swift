@@ -1,3 +1,5 @@
+import CKernels
+
 /// Where a backward kernel puts an input gradient instead of a new tensor: tensors that hold
 /// consecutive runs of the input's channels, each laid out like the input (so a channel-major
 /// input, whose strides do not depend on the channel count), with the gradient written over the
@@ -98,40 +100,48 @@ func scalePlane<T: TensorScalar>(
   }
 }
 
-/// Where a convolution's input gradient goes: a tensor, or per channel a run of planes that may
-/// already hold a gradient to add to (the parts of a ``GradientDestination``).
-enum InputGradientTarget {
-  /// Written over a tensor with dense planes.
-  case tensor(Tensor)
-  /// Channel c's plane of image n at `planes[c].first + n * planes[c].imageStride`, added to where
-  /// `planes[c].adding`.
-  case planes([(first: UnsafeMutablePointer<Float>, imageStride: Int, adding: Bool)])
+/// Where a convolution's input gradient goes, plane by plane: channel c's plane of image n at
+/// `planes[c] + n * imageStrides[c]`, written over or, where `adding[c]`, added to.
+struct InputGradientTarget {
+  /// The tensor the gradient is written over, when it goes to one.
+  let tensor: Tensor?
+  let planes: [UnsafeMutablePointer<Float>?], imageStrides: [Int], adding: [UInt8]
 
-  /// The channels' planes in the parts of `destination` (Float32 tensors with dense planes).
-  init(_ destination: GradientDestination) {
-    self = .planes(
-      destination.parts.flatMap { tensor, overwriting in
-        (0..<tensor.shape[1]).map { (tensor.base(Float.self) + $0 * tensor.strides[1], tensor.strides[0], !overwriting) }
-      })
+  /// The planes of a Float32 tensor with dense planes, written over.
+  init(_ t: Tensor) {
+    let layout = PlaneLayout(t), channels = t.shape[1]
+    tensor = t
+    planes = (0..<channels).map { t.base(Float.self) + $0 * layout.channelStride }
+    imageStrides = Array(repeating: layout.imageStride, count: channels)
+    adding = Array(repeating: 0, count: channels)
   }
 
-  /// Delivers the planes of images `images` (`channels` each, `plane` elements), laid out from
-  /// `source` as `layout`, each multiplied by its factor in `planeScale` [N][C] (by 1 when nil).
-  func deliver(
-    _ source: UnsafePointer<Float>, layout: PlaneLayout, images: Range<Int>, channels: Int, plane: Int,
-    scalingPlanes planeScale: UnsafePointer<Float>?
-  ) {
-    for (k, n) in images.enumerated() {
-      for c in 0..<channels {
-        let from = source + k * layout.imageStride + c * layout.channelStride, scale = planeScale?[n * channels + c] ?? 1
-        switch self {
-        case .tensor(let t):
-          let l = PlaneLayout(t)
-          scalePlane(from, by: scale, into: t.base(Float.self) + n * l.imageStride + c * l.channelStride, plane, adding: false)
-        case .planes(let planes):
-          scalePlane(from, by: scale, into: planes[c].first + n * planes[c].imageStride, plane, adding: planes[c].adding)
-        }
+  /// The planes of the parts of `destination` (Float32 tensors with dense planes).
+  init(_ destination: GradientDestination) {
+    tensor = nil
+    var planes: [UnsafeMutablePointer<Float>?] = [], imageStrides: [Int] = [], adding: [UInt8] = []
+    for (part, overwriting) in destination.parts {
+      let layout = PlaneLayout(part)
+      for c in 0..<part.shape[1] {
+        planes.append(part.base(Float.self) + c * layout.channelStride)
+        imageStrides.append(layout.imageStride)
+        adding.append(overwriting ? 0 : 1)
       }
+    }
+    (self.planes, self.imageStrides, self.adding) = (planes, imageStrides, adding)
+  }
+
+  /// Transforms the Winograd products of the images `images` back into their planes, each multiplied
+  /// by its factor in `planeScale` [N][C] (by 1 when nil).
+  func deliver(
+    _ products: UnsafeMutablePointer<Float>, _ tiling: WinogradTiling, images: Range<Int>,
+    scalingPlanes planeScale: UnsafePointer<Float>?, _ g: ConvolutionGeometry, _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    let first = images.lowerBound, chunk = planes.indices.map { c in planes[c].map { $0 + first * imageStrides[c] } }
+    chunk.withUnsafeBufferPointer { chunk in
+      reprise_winograd_output_planes_f32(
+        products, planes.count, images.count, g.height, g.width, tiling.tile, tiling.tileCount, chunk.baseAddress, imageStrides,
+        adding, planeScale.map { $0 + first * planes.count }, scratch)
     }
   }
 }

@@ -54,7 +54,7 @@ public func conv2dBackward(
   let dw = Tensor(uninitializedShape: weight.shape, dtype: .float32)
   let dx = destination == nil
     ? Tensor(uninitializedShape: input.shape, dtype: .float32, strides: PlaneLayout.channelMajorStrides(input.shape)) : nil
-  let target = dx.map { InputGradientTarget.tensor($0) } ?? InputGradientTarget(destination!)
+  let target = dx.map { InputGradientTarget($0) } ?? InputGradientTarget(destination!)
   factors.withUnsafeBufferPointer {
     winograd.backward(dy, x, w, scalingPlanes: $0.baseAddress!, inputGradient: target, weightGradient: dw)
   }

@@ -49,15 +49,13 @@ struct WinogradConvolution {
   /// into up to `pieces` contiguous shares, which the threads claim one at a time as they finish
   /// (a share is the unit whose chunks one thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
-  /// a chunk needs) and scratch space, and with `outputPlanes`, room for a chunk's planes of that
-  /// many channels.
+  /// a chunk needs) and scratch space.
   private func forEachChunk(
-    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int), outputPlanes: Int = 0,
+    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int),
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
     let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks)), stream = tiling.positions * tiling.tileCount
     let sizes = [stream * rows.0, stream * rows.1, reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
-      + (outputPlanes > 0 ? [outputPlanes * tiling.imagesPerChunk * g.height * g.width] : [])
     let next = Atomic<Int>(0)
     Parallel.run(min(pieces, Parallel.threadCount)) { _ in
       let storage = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
@@ -155,31 +153,28 @@ struct WinogradConvolution {
       grid.backwardInput(dy, w, into: dx, T.self)
       return grid.backwardWeight(dy, x, into: dw, T.self, normalizing: affine)
     }
-    gradients(dy, x, w, normalizing: affine, inputGradient: .tensor(dx), weightGradient: dw)
+    gradients(dy, x, w, normalizing: affine, inputGradient: InputGradientTarget(dx), weightGradient: dw)
   }
 
   /// One chunk of the convolution of `source` (`from` channels) with transformed weights `u`
-  /// [P][to][from] into the planes of `to` channels at `output` (the chunk's first image, laid out
-  /// as `layout`): the source's patches transformed into `patches` [P][from][tiles], normalised or
+  /// [P][to][from]: the source's patches transformed into `patches` [P][from][tiles], normalised or
   /// scaled on the way (`affine`, `planeScale`), their products with `u` into `products`
-  /// [P][to][tiles], transformed back. The forward pass runs it on the input; the input gradient
-  /// on the output gradient, with the reversed weights.
+  /// [P][to][tiles], transformed back by `output(products)`. The forward pass runs it on the
+  /// input; the input gradient on the output gradient, with the reversed weights.
   private func convolveChunk<T: TensorScalar>(
     _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, first: Int, images: Int,
-    into output: UnsafeMutablePointer<Float>, _ layout: PlaneLayout, _ patches: UnsafeMutablePointer<Float>,
-    _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+    _ patches: UnsafeMutablePointer<Float>, _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>,
+    output: (_ products: UnsafeMutablePointer<Float>) -> Void
   ) {
-    let t = tiling.tileCount
     transformPatches(
       source, channels: from, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: patches,
       scratch)
-    reprise_winograd_products_f32(tiling.positions, u, from, 1, to, from, patches, products, tiling.columns(images), t)
-    reprise_winograd_output_f32(
-      products, to, images, g.height, g.width, tiling.tile, t, output, layout.channelStride, layout.imageStride, scratch)
+    reprise_winograd_products_f32(tiling.positions, u, from, 1, to, from, patches, products, tiling.columns(images), tiling.tileCount)
+    output(products)
   }
 
-  /// ``convolveChunk(_:from:_:to:normalizing:scalingPlanes:_:first:images:into:_:_:_:_:)`` into the
+  /// ``convolveChunk(_:from:_:to:normalizing:scalingPlanes:_:first:images:_:_:_:output:)`` into the
   /// chunk's images of `destination`.
   private func convolveChunk<T: TensorScalar>(
     _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
@@ -190,7 +185,12 @@ struct WinogradConvolution {
     let layout = PlaneLayout(destination)
     convolveChunk(
       source, from: from, u, to: to, normalizing: affine, scalingPlanes: planeScale, tiling, first: first, images: images,
-      into: destination.base(Float.self) + first * layout.imageStride, layout, patches, products, scratch)
+      patches, products, scratch
+    ) { products in
+      reprise_winograd_output_f32(
+        products, to, images, g.height, g.width, tiling.tile, tiling.tileCount,
+        destination.base(Float.self) + first * layout.imageStride, layout.channelStride, layout.imageStride, scratch)
+    }
   }
 
   /// The patches of one chunk of `source` (`channels` channels) transformed into `patches`,
@@ -238,15 +238,15 @@ struct WinogradConvolution {
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
-    let direct: Tensor? = if case .tensor(let tensor) = dx, planeScale == nil { tensor } else { nil }
-    let plane = g.height * g.width, chunkLayout = PlaneLayout(imageStride: c * plane, channelStride: plane)
-    forEachChunk(tiling, pieces: pieces, rows: (c, o), outputPlanes: dx != nil && direct == nil ? c : 0) { p, first, images, b in
+    let direct = planeScale == nil ? dx?.tensor : nil
+    forEachChunk(tiling, pieces: pieces, rows: (c, o)) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       if let pu, let direct {  // the output gradient's patches into m, their products into v
         convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: direct, m, v, scratch)
-      } else if let pu, let dx {  // the same into the chunk's planes, then scaled and delivered
-        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: b[3], chunkLayout, m, v, scratch)
-        dx.deliver(b[3], layout: chunkLayout, images: first..<first + images, channels: c, plane: plane, scalingPlanes: planeScale)
+      } else if let pu, let dx {  // the same, scaled and delivered plane by plane
+        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, m, v, scratch) { products in
+          dx.deliver(products, tiling, images: first..<first + images, scalingPlanes: planeScale, g, scratch)
+        }
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
