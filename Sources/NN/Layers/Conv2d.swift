@@ -45,7 +45,7 @@ public final class Conv2d: Layer {
 
   /// The convolution of `input` times `planeScale`, one constant factor per plane ([N, C, 1, 1]:
   /// a channel dropout's ``Dropout2d/mask(for:)``), applied as the convolution reads its input
-  /// (``Autograd/conv2d(_:_:scalingPlanes:stride:padding:dilation:groups:)``); without factors,
+  /// (Autograd's `conv2d(_:_:scalingPlanes:stride:padding:dilation:groups:)`); without factors,
   /// the plain convolution.
   public func callAsFunction(_ input: Variable, scalingPlanes planeScale: Tensor?) -> Variable {
     let y =
