@@ -57,11 +57,16 @@ extension DepthwiseConvolution {
     var (a, r) = (top % sh, top / sh)
     for y in 0..<g.height {
       let row = grid + (a * sw * rows + r) * pitch, source = plane + y * width
-      var (b, column) = (left % sw, left / sw)
-      for x in 0..<width {
-        row[b &* phaseSize &+ column] = source[x]
-        b &+= 1
-        if b == sw { (b, column) = (0, column &+ 1) }
+      if sw == 2 {  // even columns to phase left % 2, odd ones to the other
+        reprise_split_columns_f32(
+          source, width, row + left % 2 * phaseSize + left / 2, row + (left + 1) % 2 * phaseSize + (left + 1) / 2)
+      } else {
+        var (b, column) = (left % sw, left / sw)
+        for x in 0..<width {
+          row[b &* phaseSize &+ column] = source[x]
+          b &+= 1
+          if b == sw { (b, column) = (0, column &+ 1) }
+        }
       }
       a += 1
       if a == sh { (a, r) = (0, r + 1) }
@@ -143,19 +148,22 @@ extension DepthwiseConvolution {
         tapStart.append(tapList.count)
       }
     }
-    let dxl = PlaneLayout(dx), pdx = dx.base(Float.self), pw = w.base(Float.self)
+    let dxl = PlaneLayout(dx), pw = w.base(Float.self)
+    // Every channel's weights in the order of `tapList`, gathered once rather than for every plane.
+    let gathered = (0..<g.inputChannels).flatMap { c in tapList.map { pw[c * kk + $0] } }, pdx = dx.base(Float.self)
     let pieces = reprise_depthwise_scratch_count(rows, pitch), direct = sh == 1 && sw == 1
     let (oh, ow, width, ph, pwd) = (g.outputHeight, g.outputWidth, g.width, g.padding.height, g.padding.width)
-    tapList.withUnsafeBufferPointer { tapList in
+    let taps = tapList.count
+    gathered.withUnsafeBufferPointer { gathered in
       offsetList.withUnsafeBufferPointer { offsetList in
         forEachPlane(
-          dy, gridCount: gridCount, scratchCount: pieces + rows * pitch + kk, planeCost: g.height * g.width * kk,
+          dy, gridCount: gridCount, scratchCount: pieces + rows * pitch, planeCost: g.height * g.width * kk,
           fill: { plane, grid in
             for y in 0..<oh { (grid + (top + y) * gridPitch + left).update(from: plane + y * ow, count: ow) }
           }
         ) { p, grid, scratch in
           let c = p / g.batch, n = p % g.batch, target = pdx + n * dxl.imageStride + c * dxl.channelStride
-          let output = scratch + pieces, weights = output + rows * pitch
+          let output = scratch + pieces, weights = gathered.baseAddress! + c * taps
           for phase in 0..<sh * sw {
             let (rowRange, columnRange) = (phaseRows[phase], phaseColumns[phase])
             let (count, height, columns) = (tapStart[phase + 1] - tapStart[phase], rowRange.count, columnRange.count)
@@ -165,16 +173,20 @@ extension DepthwiseConvolution {
             if count == 0 {
               destination.update(repeating: 0, count: height * columns)
             } else {
-              for i in 0..<count { weights[i] = pw[c * kk + tapList[tapStart[phase] + i]] }
               reprise_depthwise_plane_f32(
-                grid, gridPitch, weights, offsetList.baseAddress! + tapStart[phase], count, height, columns, destination, scratch)
+                grid, gridPitch, weights + tapStart[phase], offsetList.baseAddress! + tapStart[phase], count, height, columns,
+                destination, scratch)
             }
             if direct { continue }
             let (a, b) = (phase / sw, phase % sw)
             for i in 0..<height {
               let row = target + ((rowRange.lowerBound + i) * sh + a - ph) * width + columnRange.lowerBound * sw + b - pwd
               let values = output + i * columns
-              for j in 0..<columns { row[j &* sw] = values[j] }
+              if sw == 2 {
+                reprise_spread_columns_f32(values, columns, row)
+              } else {
+                for j in 0..<columns { row[j &* sw] = values[j] }
+              }
             }
           }
         }

@@ -60,6 +60,14 @@ void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long first, long last, float *partial);
 
+/// Splits a row of `count` floats into its even-indexed elements at `even` and its odd-indexed ones
+/// at `odd` (the two column phases of a stride-2 plane).
+void reprise_split_columns_f32(const float *row, long count, float *even, float *odd);
+
+/// to[2 j] = values[j] for j < count; the odd positions between are left as they are (the other
+/// column phase's). Reads and writes nothing past to[2 count - 2].
+void reprise_spread_columns_f32(const float *values, long count, float *to);
+
 /// The floats of scratch space `reprise_depthwise_plane_f32` and
 /// `reprise_depthwise_weight_gradient_plane_f32` need for an output plane of `height` x `width`.
 long reprise_depthwise_scratch_count(long height, long width);
