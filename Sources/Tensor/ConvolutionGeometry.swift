@@ -52,8 +52,6 @@ struct PlaneLayout {
   let imageStride: Int
   let channelStride: Int
 
-  init(imageStride: Int, channelStride: Int) { (self.imageStride, self.channelStride) = (imageStride, channelStride) }
-
   init(_ t: Tensor) {
     require(Self.hasDensePlanes(t), "internal: image tensor \(t.shape) with strides \(t.strides) has no dense planes")
     (imageStride, channelStride) = (t.strides[0], t.strides[1])

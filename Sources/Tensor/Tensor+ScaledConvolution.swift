@@ -22,7 +22,7 @@ public func conv2d(
   }
   let x = input.withDensePlanes(), w = weight.contiguous()
   let y = Tensor(uninitializedShape: g.outputShape, dtype: .float32, strides: PlaneLayout.channelMajorStrides(g.outputShape))
-  factors.withUnsafeBufferPointer { winograd.forward(x, w, scalingPlanes: $0.baseAddress!, into: y) }
+  factors.withUnsafeBufferPointer { winograd.forward(x, w, into: y, Float.self, scalingPlanes: $0.baseAddress!) }
   return y
 }
 

@@ -83,15 +83,24 @@ struct WinogradConvolution {
 
   /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous. With `normalizing`, the
   /// convolution is that of max(x · scale + shift, 0) per channel, applied as the input is
-  /// transformed (the pre-activation unit's batch normalisation and ReLU, bit for bit).
+  /// transformed (the pre-activation unit's batch normalisation and ReLU, bit for bit). With
+  /// `scalingPlanes` ([N][C], a channel dropout's mask; only where ``handles(_:)``), that of x · s
+  /// with one factor per plane, applied the same way: bit for bit the convolution of the product,
+  /// without the product.
   func forward<T: TensorScalar>(
-    _ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
+    _ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil,
+    scalingPlanes planeScale: UnsafePointer<Float>? = nil
   ) {
-    guard Self.handles(T.self) else { return grid.forward(x, w, into: y, T.self, normalizing: affine) }
+    guard Self.handles(T.self) else {
+      precondition(planeScale == nil, "internal: plane factors for a convolution the transforms do not handle")
+      return grid.forward(x, w, into: y, T.self, normalizing: affine)
+    }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling)
     let u = transformedWeights(w, tiling), pu = u.base(Float.self)
     forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
-      convolveChunk(x, from: c, pu, to: o, normalizing: affine, tiling, first: first, images: images, into: y, b[0], b[1], b[2])
+      convolveChunk(
+        x, from: c, pu, to: o, normalizing: affine, scalingPlanes: planeScale, tiling, first: first, images: images, into: y, b[0],
+        b[1], b[2])
     }
     withExtendedLifetime(u) {}
   }
@@ -113,22 +122,8 @@ struct WinogradConvolution {
     gradients(dy, x, nil, normalizing: Optional<(scale: [T], shift: [T])>.none, inputGradient: nil, weightGradient: dw)
   }
 
-  /// `y = conv(x · s, w)`, with one factor per plane of `x`, `planeScale` [N][C] (a channel
-  /// dropout's mask), applied as the patches are transformed: bit for bit the convolution of the
-  /// product, without the product. Float32 with vector kernels only (``handles(_:)``).
-  func forward(_ x: Tensor, _ w: Tensor, scalingPlanes planeScale: UnsafePointer<Float>, into y: Tensor) {
-    let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling), plain: (scale: [Float], shift: [Float])? = nil
-    let u = transformedWeights(w, tiling), pu = u.base(Float.self)
-    forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
-      convolveChunk(
-        x, from: c, pu, to: o, normalizing: plain, scalingPlanes: planeScale, tiling, first: first, images: images, into: y, b[0],
-        b[1], b[2])
-    }
-    withExtendedLifetime(u) {}
-  }
-
-  /// The gradients of ``forward(_:_:scalingPlanes:into:)``: the weight gradient into `dw` and the
-  /// input gradient, s · conv_transpose(dy, w), to `dx`.
+  /// The gradients of ``forward(_:_:into:_:normalizing:scalingPlanes:)`` with plane factors: the
+  /// weight gradient into `dw` and the input gradient, s · conv_transpose(dy, w), to `dx`.
   func backward(
     _ dy: Tensor, _ x: Tensor, _ w: Tensor, scalingPlanes planeScale: UnsafePointer<Float>, inputGradient dx: InputGradientTarget,
     weightGradient dw: Tensor
@@ -224,8 +219,8 @@ struct WinogradConvolution {
   /// single thread takes one share.
   ///
   /// With `planeScale` ([N][C], one factor per plane of `x`), the convolution is that of x · s:
-  /// `x` is scaled as its patches are transformed, and the input gradient is s · conv_transpose(dy,
-  /// w), delivered to `dx` a chunk at a time while the chunk is in cache.
+  /// `x` is scaled as its patches are transformed, and the input gradient, s · conv_transpose(dy,
+  /// w), is multiplied by the factors as the output transform writes it into `dx`'s planes.
   private func gradients<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, inputGradient dx: InputGradientTarget?, weightGradient dw: Tensor

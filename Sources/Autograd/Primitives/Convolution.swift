@@ -63,12 +63,13 @@ public func conv2d(
       x(), w, scalingPlanes: planeScale, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   let needInput = input.requiresGrad, needWeight = weight.requiresGrad, sink = input.gradientSink
-  let view = (shape: input.shape, strides: input.value.strides, dtype: input.dtype)
+  // Only a channel view has a sink, and its value is no deferred one: reading its strides computes nothing.
+  let view = sink.map { _ in (shape: input.shape, strides: input.value.strides, dtype: input.dtype) }
   return recordOperation("conv2d", deferring: compute, shape: shape, dtype: input.dtype, inputs: [input, weight]) { grad in
     guard needInput else {  // a frozen input: the weight gradient alone, of the scaled input
       return [nil, conv2dBackwardWeight(grad, x() * planeScale, weightShape: weightShape, stride: stride, padding: padding, dilation: dilation, groups: groups)]
     }
-    let destination = sink?.destination(shape: view.shape, strides: view.strides, dtype: view.dtype)
+    let destination = view.flatMap { sink?.destination(shape: $0.shape, strides: $0.strides, dtype: $0.dtype) }
     let g = conv2dBackward(
       grad, input: x(), weight: w, scalingPlanes: planeScale, stride: stride, padding: padding, dilation: dilation, groups: groups,
       into: destination)
