@@ -66,33 +66,6 @@ TARGET void reprise_depthwise_plane_f32(
   }
 }
 
-TARGET void reprise_depthwise_weight_gradient_plane_f32(
-  const float *grid, long pitch, const float *gradient, const long *offsets, long taps, long height, long width,
-  float *lanes8, float *scratch) {
-  Piece *segments = (Piece *)scratch;
-  const long count = pieces(height, width, pitch, segments);
-  for (long t = 0; t < taps; t++) {
-    const float *g = grid + offsets[t];
-    // Four running sums, so that consecutive fused multiply-adds do not wait on each other.
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (long s = 0; s < count; s++) {
-      const Piece p = segments[s];
-      __m256 x, dy;
-      if (p.width == 8) {
-        x = _mm256_loadu_ps(g + p.position);
-        dy = _mm256_loadu_ps(gradient + p.output);
-      } else {
-        const __m256i m = lanesBelow(p.width);
-        x = _mm256_maskload_ps(g + p.position, m);
-        dy = _mm256_maskload_ps(gradient + p.output, m);
-      }
-      acc[s & 3] = _mm256_fmadd_ps(dy, x, acc[s & 3]);
-    }
-    const __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    _mm256_storeu_ps(lanes8 + t * 8, sum);
-  }
-}
-
 // The column phases of stride-2 planes. Swift's loops move one float per iteration with a stride
 // of two on one side, and profiled at 4% (the copy into phases) and 6% (the scatter back) of a
 // MobileNetV2 step; here eight floats move per iteration through shuffles.

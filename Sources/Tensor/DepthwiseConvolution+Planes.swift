@@ -194,41 +194,4 @@ extension DepthwiseConvolution {
     }
     withExtendedLifetime((w, dx)) {}
   }
-
-  /// Each tap's sum runs in 8 lanes over one image and is then added, lane by lane, into Float64
-  /// sums over the images (the blocked summation of Summation.swift), in image order; the 8 lanes
-  /// are added at the end.
-  func backwardWeightByPlanes(_ dy: Tensor, _ x: Tensor, into dw: Tensor) {
-    let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(Float.self), px = x.base(Float.self), pdw = dw.base(Float.self)
-    let kk = taps, (rows, pitch, count) = phases, offsets = phaseOffsets()
-    let scratchCount = reprise_depthwise_scratch_count(g.outputHeight, g.outputWidth)
-    offsets.withUnsafeBufferPointer { offsets in
-      Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in
-        let grid = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
-        let lanes = UnsafeMutablePointer<Float>.allocate(capacity: kk * 8)
-        let sums = UnsafeMutablePointer<Double>.allocate(capacity: kk * 8)
-        defer { grid.deallocate(); scratch.deallocate(); lanes.deallocate(); sums.deallocate() }
-        grid.update(repeating: 0, count: count)
-        for c in channels {
-          sums.update(repeating: 0, count: kk * 8)
-          for n in 0..<g.batch {
-            copyIntoPhases(px + n * xl.imageStride + c * xl.channelStride, grid, rows: rows, pitch: pitch)
-            reprise_depthwise_weight_gradient_plane_f32(
-              grid, pitch, pdy + n * dyl.imageStride + c * dyl.channelStride, offsets.baseAddress, kk, g.outputHeight,
-              g.outputWidth, lanes, scratch)
-            // Lane by lane: independent additions, which vectorise, where one running sum per tap
-            // would chain them (as costly as the kernel itself on 8x8 maps).
-            for i in 0..<kk * 8 { sums[i] += Double(lanes[i]) }
-          }
-          for t in 0..<kk {
-            var total = 0.0
-            for lane in 0..<8 { total += sums[t * 8 + lane] }
-            pdw[c * kk + t] = Float(total)
-          }
-        }
-      }
-    }
-    withExtendedLifetime((dy, x, dw)) {}
-  }
 }

@@ -4,8 +4,9 @@
 /// With one input channel per group, im2col and GEMM would multiply a 1 x K² row by a K² x (H·W)
 /// matrix per channel: all copying, hardly any arithmetic. The direct loops read each input plane
 /// once per kernel tap along contiguous rows, which the compiler vectorises for stride 1. In Float32
-/// with AVX2 the C plane kernels run instead, for every stride (DepthwiseConvolution+Planes.swift);
-/// these loops serve Float64 and processors without AVX2.
+/// with AVX2 C kernels run instead, for every stride: along rows for large planes
+/// (DepthwiseConvolution+Planes.swift), across channels for small ones and for every weight gradient
+/// (DepthwiseConvolution+Lanes.swift); these loops serve Float64 and processors without AVX2.
 struct DepthwiseConvolution {
   let g: ConvolutionGeometry
 
@@ -46,6 +47,7 @@ struct DepthwiseConvolution {
   }
 
   func forward<T: TensorScalar>(_ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type) {
+    if usesChannelLanes(T.self) { return forwardByLanes(x, w, into: y) }
     if usesPlaneKernels(T.self) { return forwardByPlanes(x, w, into: y) }
     let xl = PlaneLayout(x), yl = PlaneLayout(y), px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
     let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
@@ -67,6 +69,7 @@ struct DepthwiseConvolution {
   }
 
   func backwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
+    if usesChannelLanes(T.self) { return backwardInputByLanes(dy, w, into: dx) }
     if usesPlaneKernels(T.self) { return backwardInputByPlanes(dy, w, into: dx) }
     let dyl = PlaneLayout(dy), dxl = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
     let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
@@ -94,7 +97,7 @@ struct DepthwiseConvolution {
   /// running totals cover one image and are then added into Float64 sums, so no total runs over
   /// more than one image's rows (the blocked summation of Summation.swift).
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
-    if usesPlaneKernels(T.self) { return backwardWeightByPlanes(dy, x, into: dw) }
+    if usesPlaneKernels(T.self) { return backwardWeightByLanes(dy, x, into: dw) }
     let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
     let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in

@@ -126,6 +126,17 @@ final class ConvolutionTests: XCTestCase {
     Configuration(batch: 1, inputChannels: 3, outputChannels: 3, height: 17, width: 19, kernelHeight: 3, kernelWidth: 5, stride: [3, 2], padding: [2, 3], dilation: [2, 3], groups: 3),
     Configuration(batch: 2, inputChannels: 2, outputChannels: 2, height: 10, width: 9, kernelHeight: 2, kernelWidth: 2, stride: 3, padding: 0, dilation: 1, groups: 2),
     Configuration(batch: 1, inputChannels: 2, outputChannels: 2, height: 16, width: 20, kernelHeight: 7, kernelWidth: 7, stride: 2, padding: 3, dilation: 1, groups: 2),
+    // 8 channels to a vector (DepthwiseConvolution+Lanes.swift): whole groups of 8 and a partial last
+    // one; planes of 4x4 and 2x2, and of 8x8 with stride 2 (an input gradient spread through the
+    // taps, as with padding beyond the kernel's reach); 49 taps, more than stay in registers; and
+    // weight gradients of planes 12 and 70 wide, their Float32 sums over blocks of 5 rows and of 1.
+    Configuration(batch: 3, inputChannels: 13, outputChannels: 13, height: 4, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 13),
+    Configuration(batch: 2, inputChannels: 9, outputChannels: 9, height: 2, width: 2, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 9),
+    Configuration(batch: 2, inputChannels: 17, outputChannels: 17, height: 8, width: 8, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 17),
+    Configuration(batch: 1, inputChannels: 10, outputChannels: 10, height: 4, width: 5, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 3, dilation: 1, groups: 10),
+    Configuration(batch: 2, inputChannels: 9, outputChannels: 9, height: 6, width: 6, kernelHeight: 7, kernelWidth: 7, stride: 1, padding: 3, dilation: 1, groups: 9),
+    Configuration(batch: 1, inputChannels: 9, outputChannels: 9, height: 16, width: 12, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 9),
+    Configuration(batch: 1, inputChannels: 9, outputChannels: 9, height: 3, width: 70, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 9),
   ]
 
   /// Forward and both gradients (separately and from `conv2dBackward`) agree with the reference to

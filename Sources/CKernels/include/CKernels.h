@@ -68,8 +68,7 @@ void reprise_split_columns_f32(const float *row, long count, float *even, float 
 /// column phase's). Reads and writes nothing past to[2 count - 2].
 void reprise_spread_columns_f32(const float *values, long count, float *to);
 
-/// The floats of scratch space `reprise_depthwise_plane_f32` and
-/// `reprise_depthwise_weight_gradient_plane_f32` need for an output plane of `height` x `width`.
+/// The floats of scratch space `reprise_depthwise_plane_f32` needs for an output plane of `height` x `width`.
 long reprise_depthwise_scratch_count(long height, long width);
 
 /// One plane of a depthwise convolution on a zero-padded grid of row pitch `pitch` (a strided one
@@ -82,12 +81,44 @@ void reprise_depthwise_plane_f32(
   const float *grid, long pitch, const float *weights, const long *offsets, long taps, long height, long width,
   float *output, float *scratch);
 
-/// The weight gradient of that plane: for each tap t, lanes8[t * 8 + lane] = the part of
-/// sum over y, x of gradient[y * width + x] * grid[y * pitch + x + offsets[t]] that falls to `lane`
-/// (the caller adds the 8 lanes).
-void reprise_depthwise_weight_gradient_plane_f32(
-  const float *grid, long pitch, const float *gradient, const long *offsets, long taps, long height, long width,
-  float *lanes8, float *scratch);
+/// A depthwise convolution's geometry for the kernels below, which hold 8 channels of one image in
+/// the lanes of a vector: the zero-padded input plane is a grid of `gridCount` vectors, `pitch` to a
+/// row; input position i (row-major in the height x width plane) is grid vector inputIndex[i]; output
+/// (y, x) reads, through tap t, grid vector (y · strideHeight) · pitch + x · strideWidth + offsets[t].
+typedef struct {
+  long height, width, outputHeight, outputWidth, strideHeight, strideWidth, pitch, gridCount, taps;
+  const long *inputIndex;
+  const long *offsets;
+} RepriseLaneGeometry;
+
+/// The depthwise convolution of `images` images and `lanes` (1 to 8) channels:
+///
+///   output plane (n, l)[y, x] = sum over t < taps of weights[8 t + l] · (input plane (n, l) at tap t)
+///
+/// each sum in tap order from 0 by fused multiply-adds (the bits of `reprise_depthwise_plane_f32`).
+/// Plane (n, l) of the input starts at input + n · inputImageStride + l · inputLaneStride, dense,
+/// likewise the output's. `grid` has room for 8 · gridCount floats and `buffer` for 8 · outputHeight
+/// · outputWidth.
+void reprise_depthwise_lanes_forward_f32(
+  const RepriseLaneGeometry *geometry, const float *weights, const float *input, long inputLaneStride, long inputImageStride,
+  float *output, long outputLaneStride, long outputImageStride, long lanes, long images, float *grid, float *buffer);
+
+/// Its input gradient: each input position's sum over the taps and outputs that read it, in reverse
+/// tap order from 0 by fused multiply-adds (the bits of the phase correlation of
+/// DepthwiseConvolution+Planes.swift), written to the input gradient's planes, laid out like the
+/// forward pass's input. Buffers as there.
+void reprise_depthwise_lanes_input_gradient_f32(
+  const RepriseLaneGeometry *geometry, const float *weights, const float *gradient, long gradientLaneStride,
+  long gradientImageStride, float *inputGradient, long inputLaneStride, long inputImageStride, long lanes, long images,
+  float *grid, float *buffer);
+
+/// Its weight gradient: sums[8 t + l] += the sum over the images' positions of gradient · input at
+/// tap t, image by image, in Float32 over blocks of rows of about 64 positions, each block's sum
+/// added into the Float64 total. Buffers as there.
+void reprise_depthwise_lanes_weight_gradient_f32(
+  const RepriseLaneGeometry *geometry, const float *gradient, long gradientLaneStride, long gradientImageStride,
+  const float *input, long inputLaneStride, long inputImageStride, long lanes, long images, double *sums, float *grid,
+  float *buffer);
 
 /// e^x for `count` floats (within 2 units in the last place; 0 below the smallest normal float).
 void reprise_exp_f32(const float *x, float *y, long count);
