@@ -4,7 +4,7 @@ import TensorModule
 /// side, as a differentiable view of those pieces: its gradient is split among them.
 ///
 /// A consumer that supports it (the training-mode batch normalisations,
-/// ``batchNorm(_:weight:bias:epsilon:applyingReLU:statistics:)`` and
+/// ``batchNorm(_:weight:bias:epsilon:applyingReLU:ceiling:statistics:)`` and
 /// ``batchNormReLUConv2d(_:normWeight:normBias:epsilon:convWeight:stride:padding:dilation:groups:statistics:)``)
 /// instead writes or adds its input gradient straight into the gradients the pieces accumulate:
 /// no gradient of the whole view is written, read back and added piece by piece. The sums are the

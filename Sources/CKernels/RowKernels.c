@@ -240,9 +240,9 @@ TARGET void reprise_gelu_backward_f32(const float *x, const float *gradient, flo
   for (; i < count; i += 8) store(result + i, geluGradient8(load(x + i, count - i), load(gradient + i, count - i)), count - i);
 }
 
-/// The gradient where lower <= x <= upper, else 0: ordered comparisons, false at NaN.
+/// The gradient where lower < x < upper, else 0: ordered comparisons, false at NaN.
 TARGET static inline __m256 clampGradient8(__m256 x, __m256 g, __m256 lower, __m256 upper) {
-  const __m256 inside = _mm256_and_ps(_mm256_cmp_ps(x, lower, _CMP_GE_OQ), _mm256_cmp_ps(x, upper, _CMP_LE_OQ));
+  const __m256 inside = _mm256_and_ps(_mm256_cmp_ps(x, lower, _CMP_GT_OQ), _mm256_cmp_ps(x, upper, _CMP_LT_OQ));
   return _mm256_and_ps(inside, g);
 }
 

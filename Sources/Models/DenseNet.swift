@@ -186,7 +186,7 @@ public final class DenseLayer: Layer {
   public func callAsFunction(_ features: Variable) -> Variable { callAsFunction(features, statistics: nil) }
 
   /// The new channels, with the batch statistics of `features` when the caller has them (see
-  /// `BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)`).
+  /// `BatchNorm2d/callAsFunction(_:applyingReLU:ceiling:statistics:)`).
   public func callAsFunction(_ features: Variable, statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
     // A 3x3 unit is fused: its convolution pads its input anyway, so normalising on the way in,
     // forward and backward, costs nothing and saves keeping the normalised map.

@@ -23,7 +23,7 @@ public final class MobileNetV2: Network {
   public init(convolution: ConvolutionVariant, classCount: Int = 10, inputChannels: Int = 3) {
     let table = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
     let kernels: [[Int]?] = convolution == .standard ? [] : [[3, 5, 7], [3, 5]]
-    var layers: [any Layer] = [convBNReLU6(inputChannels, 32, kernel: 3, stride: 1)]
+    var layers: [any Layer] = [ConvBNReLU6(inputChannels, 32, kernel: 3, stride: 1)]
     var width = 32
     for (row, (t, c, n, s)) in table.enumerated() {
       for i in 0..<n {
@@ -34,7 +34,7 @@ public final class MobileNetV2: Network {
         width = c
       }
     }
-    layers.append(convBNReLU6(width, 1280, kernel: 1, stride: 1))
+    layers.append(ConvBNReLU6(width, 1280, kernel: 1, stride: 1))
     features = Sequential(layers)
     let fc = Linear(inputFeatures: 1280, outputFeatures: classCount, initializer: .normal(standardDeviation: 0.01))
     fc.bias!.value = Tensor(zeros: [classCount])
@@ -49,12 +49,22 @@ public final class MobileNetV2: Network {
   public func memoryEfficientPlan() -> CheckpointPlan { .units(of: self) { $0.module is InvertedResidual ? .nothing : nil } }
 }
 
-/// conv (no bias), BN, ReLU6: torchvision's `ConvBNReLU` (children `0`, `1`).
-func convBNReLU6(_ input: Int, _ output: Int, kernel: Int, stride: Int, groups: Int = 1) -> Sequential {
-  Sequential([
-    ("0", convolution(input, output, kernel: kernel, stride: stride, groups: groups, fan: .fanOut)), ("1", BatchNorm2d(channels: output)),
-    ("2", ReLU6()),
-  ])
+/// conv (no bias), BN, ReLU6: torchvision's `Conv2dNormActivation` (children `0`, `1`, `2`), the
+/// ReLU6 computed in the BN's pass (one pass over the map fewer each way, and one map fewer kept).
+/// One unit for a checkpoint plan: the normalised map before the ReLU6 is never a tensor of its own.
+public final class ConvBNReLU6: Layer {
+  let conv: Conv2d, norm: BatchNorm2d, activation = ReLU6()
+
+  init(_ input: Int, _ output: Int, kernel: Int, stride: Int, groups: Int = 1) {
+    conv = convolution(input, output, kernel: kernel, stride: stride, groups: groups, fan: .fanOut)
+    norm = BatchNorm2d(channels: output)
+  }
+
+  /// `0` (the convolution), `1` (the BN) and `2` (the ReLU6), torchvision's names.
+  public var children: [(name: String, module: any Module)] { [("0", conv), ("1", norm), ("2", activation)] }
+
+  /// relu6(bn(conv(input))).
+  public func callAsFunction(_ input: Variable) -> Variable { norm(conv(input), applyingReLU: true, ceiling: 6, statistics: nil) }
 }
 
 /// The inverted residual block: 1x1 expansion (when t ≠ 1), depthwise 3x3 and linear 1x1 projection
@@ -66,7 +76,7 @@ public final class InvertedResidual: Layer {
 
   init(inputChannels: Int, outputChannels: Int, stride: Int, expansion: Int, variant: (ConvolutionVariant, [Int])?) {
     let hidden = inputChannels * expansion
-    var layers: [any Layer] = expansion == 1 ? [] : [convBNReLU6(inputChannels, hidden, kernel: 1, stride: 1)]
+    var layers: [any Layer] = expansion == 1 ? [] : [ConvBNReLU6(inputChannels, hidden, kernel: 1, stride: 1)]
     if let (kind, kernels) = variant {
       layers += [
         kind.make(inputChannels: hidden, outputChannels: outputChannels, stride: stride, kernels: kernels, fan: .fanOut, zeroBias: true),
@@ -74,7 +84,7 @@ public final class InvertedResidual: Layer {
       ]
     } else {
       layers += [
-        convBNReLU6(hidden, hidden, kernel: 3, stride: stride, groups: hidden),
+        ConvBNReLU6(hidden, hidden, kernel: 3, stride: stride, groups: hidden),
         convolution(hidden, outputChannels, kernel: 1, fan: .fanOut), BatchNorm2d(channels: outputChannels),
       ]
     }

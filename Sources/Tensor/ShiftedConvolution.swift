@@ -46,7 +46,7 @@ struct ShiftedGrid {
 
   /// The padded copy of image tensor `x` ([N, C, H, W] with dense planes): [C, N, Hp, Wp] flattened.
   /// With `normalizing`, each value v of channel c is copied as max(v · scale[c] + shift[c], 0):
-  /// the values of ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)`` with the
+  /// the values of ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)`` with the
   /// ReLU, bit for bit, without that map as a tensor of its own.
   func padded<T: TensorScalar>(_ x: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil) -> Tensor {
     let out = Tensor(uninitializedShape: [g.inputChannels * length], dtype: T.dtype)

@@ -82,12 +82,15 @@ public func batchNormStatistics(_ input: Tensor) -> (mean: Tensor, variance: Ten
 }
 
 /// `(x - mean) / sqrt(variance + epsilon) * weight + bias` per channel (weight 1 and bias 0 when
-/// absent), in the input's plane layout; followed by max(·, 0) in the same pass when `applyingReLU`.
+/// absent), in the input's plane layout; followed by max(·, 0) in the same pass when `applyingReLU`,
+/// and by min(·, `ceiling`) too when a ceiling is given (ReLU6 with 6: `clamp(_:min:max:)` of the
+/// normalised values from 0 to `ceiling`).
 public func batchNormalized(
   _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Double,
-  applyingReLU: Bool = false
+  applyingReLU: Bool = false, ceiling: Double? = nil
 ) -> Tensor {
   checkChannels("batchNormalized", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
+  checkCeiling("batchNormalized", applyingReLU, ceiling)
   let x = input.denseWithPlanes()
   let y = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   func kernel<T: TensorScalar>(_: T.Type) {
@@ -98,7 +101,10 @@ public func batchNormalized(
       let (scale, shift) = affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon)
       forEachPlane(of: y, channel: c, T.self) { out, n in
         let src = out + offset
-        if applyingReLU {
+        if let ceiling {
+          let top = T(ceiling)
+          for i in 0..<n { out[i] = Swift.min(Swift.max(src[i] * scale + shift, 0), top) }
+        } else if applyingReLU {
           for i in 0..<n { out[i] = Swift.max(src[i] * scale + shift, 0) }
         } else {
           for i in 0..<n { out[i] = src[i] * scale + shift }
@@ -126,30 +132,33 @@ func affineCoefficients<T: TensorScalar>(mean: T, variance: T, weight: T?, bias:
 /// - `bias`: the forward pass's bias; only the ReLU's mask depends on it.
 /// - `applyingReLU`: for a fused batch norm and ReLU: the gradient passes only where the normalised
 ///   value was positive, recomputed from the input on the fly (no mask or output is read).
+/// - `ceiling`: for a ReLU capped at `ceiling` (ReLU6): the gradient passes only where the
+///   normalised value lay strictly between 0 and `ceiling`, as ``clampBackward(_:input:min:max:)``.
 public func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
-  epsilon: Double, applyingReLU: Bool = false
+  epsilon: Double, applyingReLU: Bool = false, ceiling: Double? = nil
 ) -> (input: Tensor, weight: Tensor, bias: Tensor) {
-  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, nil)
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, nil)
   return (g.input!, g.weight, g.bias)
 }
 
-/// ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:)`` with the input
+/// ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)`` with the input
 /// gradient written or added into `destination` instead of a new tensor (see
 /// ``GradientDestination``); returns the weight and bias gradients.
 public func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
-  epsilon: Double, applyingReLU: Bool = false, into destination: GradientDestination
+  epsilon: Double, applyingReLU: Bool = false, ceiling: Double? = nil, into destination: GradientDestination
 ) -> (weight: Tensor, bias: Tensor) {
-  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, destination)
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, destination)
   return (g.weight, g.bias)
 }
 
 private func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, _ mean: Tensor, _ variance: Tensor, _ weight: Tensor?, _ bias: Tensor?,
-  _ epsilon: Double, _ applyingReLU: Bool, _ destination: GradientDestination?
+  _ epsilon: Double, _ applyingReLU: Bool, _ ceiling: Double?, _ destination: GradientDestination?
 ) -> (input: Tensor?, weight: Tensor, bias: Tensor) {
   checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
+  checkCeiling("batchNormBackward", applyingReLU, ceiling)
   require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
   let x = input.denseWithPlanes(), channels = x.shape[1]
   let dy = gradOutput.laidOut(like: x.strides)
@@ -167,8 +176,12 @@ private func batchNormBackward(
     // Per channel: how far its gradient lies from its output gradient, and whether it is added.
     let targets: [(offset: Int, adding: Bool)] =
       destination?.channelTargets(dy, T.self) ?? Array(repeating: (dx!.base(T.self) - dy.base(T.self), false), count: channels)
-    func reluOf(_ c: Int) -> (scale: T, shift: T)? {
-      applyingReLU ? affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon) : nil
+    // The ReLU's mask: where the normalised value lies in (0, ceiling), ceiling +∞ for a plain ReLU.
+    let top = T(ceiling ?? .infinity)
+    func reluOf(_ c: Int) -> ReLUMask<T>? {
+      guard applyingReLU else { return nil }
+      let (scale, shift) = affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon)
+      return ReLUMask(scale: scale, shift: shift, ceiling: top)
     }
     func invStd(_ c: Int) -> T { 1 / (pv[c] + T(epsilon)).squareRoot() }
     // Σ dy and Σ dy·(x - μ) of channel c, which also give its bias and weight gradients.
@@ -193,15 +206,15 @@ private func batchNormBackward(
         // g and x are both loaded unconditionally, so that the loops vectorise; an added gradient
         // is summed as `old + new`, as accumulating a separate gradient tensor would.
         switch (relu, adding) {
-        case (let (scale, shift)?, false):
+        case (let mask?, false):
           for i in 0..<n {
             let gi = g[i], xi = src[i]
-            out[i] = k * (m * (xi * scale + shift > 0 ? gi : 0) - sumDy - (xi - mu) * scaledXhat)
+            out[i] = k * (m * mask.gradient(gi, at: xi) - sumDy - (xi - mu) * scaledXhat)
           }
-        case (let (scale, shift)?, true):
+        case (let mask?, true):
           for i in 0..<n {
             let gi = g[i], xi = src[i]
-            out[i] = out[i] + k * (m * (xi * scale + shift > 0 ? gi : 0) - sumDy - (xi - mu) * scaledXhat)
+            out[i] = out[i] + k * (m * mask.gradient(gi, at: xi) - sumDy - (xi - mu) * scaledXhat)
           }
         case (nil, false):
           for i in 0..<n { out[i] = k * (m * g[i] - sumDy - (src[i] - mu) * scaledXhat) }
@@ -232,27 +245,45 @@ private func batchNormBackward(
   return (dx, dw, db)
 }
 
+/// A fused ReLU's mask, recomputed from the input: the gradient passes where the normalised value
+/// `x * scale + shift` lies strictly between 0 and `ceiling` (+∞ for a plain ReLU).
+struct ReLUMask<T: TensorScalar> {
+  var scale, shift, ceiling: T
+
+  /// `g` where the normalised `x` is inside, else 0. One comparison of min(v, ceiling - v) with 0
+  /// (ceiling - v is positive exactly where v < ceiling, and NaN gives false), so that the loops over
+  /// it vectorise as the plain ReLU's did; `v > 0 && v < ceiling` kept them scalar, with branches.
+  /// With a ceiling of +∞ it is the plain ReLU's `v > 0`, at v = +∞ too.
+  @inline(__always)
+  func gradient(_ g: T, at x: T) -> T {
+    let v = x * scale + shift
+    return Swift.min(v, ceiling - v) > 0 ? g : 0
+  }
+}
+
+/// Stops the program if a ceiling is given without the ReLU it caps.
+func checkCeiling(_ operation: String, _ applyingReLU: Bool, _ ceiling: Double?) {
+  require(ceiling == nil || applyingReLU, "\(operation): a ceiling caps the fused ReLU; pass applyingReLU: true with it")
+}
+
 /// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass,
-/// each blocked like ``rowSum(_:_:)``; with `reluOf`, `g[i]` counts as 0 wherever `x[i] * scale + shift` is
-/// not positive (the mask of a ReLU after the normalisation).
+/// each blocked like ``rowSum(_:_:)``; with `reluOf`, `g[i]` counts as 0 wherever the mask of a ReLU
+/// after the normalisation blocks it.
 ///
 /// The masked lanes are built element by element from unconditional loads: that form vectorises,
 /// where a generic `SIMD8.replacing(with:where:)` runs lane by lane through memory.
 @inline(__always)
 func rowGradientSums<T: TensorScalar>(
-  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: (scale: T, shift: T)?
+  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: ReLUMask<T>?
 ) -> (sum: T, dot: T) {
   var sums = BlockedLanes<T>(), dots = BlockedLanes<T>()
   let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
   let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x)
   var i = 0
-  if let (scale, shift) = relu {
+  if let mask = relu {
     while i + 8 <= n {
       var vg = SIMD8<T>(repeating: 0)
-      for l in 0..<8 {
-        let gl = g[i + l], xl = x[i + l]
-        vg[l] = xl * scale + shift > 0 ? gl : 0
-      }
+      for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: x[i + l]) }
       sums.add(vg)
       dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
       i += 8
@@ -268,7 +299,7 @@ func rowGradientSums<T: TensorScalar>(
   var sum = sums.sum, dot = dots.sum
   while i < n {
     let gl = g[i], xl = x[i]
-    let gi = relu.map { xl * $0.scale + $0.shift > 0 ? gl : 0 } ?? gl
+    let gi = relu.map { $0.gradient(gl, at: xl) } ?? gl
     sum += gi
     dot += gi * (xl - center)
     i += 1

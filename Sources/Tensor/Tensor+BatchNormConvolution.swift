@@ -1,9 +1,9 @@
 /// The kernels of the pre-activation unit: batch normalisation with given batch statistics, ReLU,
 /// and a convolution, forward and backward.
 ///
-/// Each is equal, bit for bit, to composing ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)``
+/// Each is equal, bit for bit, to composing ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)``
 /// with ``conv2d(_:_:stride:padding:dilation:groups:)`` (forward) or with ``conv2dBackward(_:input:weight:stride:padding:dilation:groups:)``
-/// and ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:)`` (backward). Where
+/// and ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)`` (backward). Where
 /// the convolution copies its input anyway (into the padded grid of the shifted-grid path, or the
 /// scratch planes Winograd's input transform reads; see ``ConvolutionPlan/normalizesInput``), the
 /// normalised values are written straight into that copy: one pass over the feature map and one
@@ -93,7 +93,7 @@ struct PreActivation {
     batchNormalized(x, mean: mean, variance: variance, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: true)
   }
 
-  /// Every channel's `scale` and `shift`, as ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:)`` computes them.
+  /// Every channel's `scale` and `shift`, as ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)`` computes them.
   func affine<T: TensorScalar>(_: T.Type) -> (scale: [T], shift: [T]) {
     let m = mean.scalars(as: T.self), v = variance.scalars(as: T.self)
     let w = weight?.scalars(as: T.self), b = bias?.scalars(as: T.self)

@@ -135,9 +135,11 @@ public func expm1(_ x: Tensor) -> Tensor { x.map(.expm1) }
 public func pow(_ x: Tensor, _ exponent: Double) -> Tensor { x.map(.power(exponent)) }
 /// Each element limited to [lower, upper].
 public func clamp(_ x: Tensor, min lower: Double, max upper: Double) -> Tensor { x.map(.clamp(lower, upper)) }
-/// The gradient of ``clamp(_:min:max:)`` at `input`: `gradient` where lower ≤ input ≤ upper (PyTorch's
-/// rule, ends included), 0 elsewhere and where the input is NaN. The result has `input`'s dense
-/// memory order.
+/// The gradient of ``clamp(_:min:max:)`` at `input`: `gradient` where lower < input < upper, 0
+/// elsewhere, at the ends and where the input is NaN. The result has `input`'s dense memory order.
+///
+/// The ends are excluded as PyTorch's `relu6` and `hardtanh` have always done and its `clamp` has done
+/// since 2.14: at an end the output is the limit, so the gradient takes the saturated side.
 public func clampBackward(_ gradient: Tensor, input: Tensor, min lower: Double, max upper: Double) -> Tensor {
   require(
     gradient.shape == input.shape && gradient.dtype == input.dtype,
@@ -153,7 +155,7 @@ public func clampBackward(_ gradient: Tensor, input: Tensor, min lower: Double, 
         reprise_clamp_backward_f32(
           floats(px + r.lowerBound), floats(pg + r.lowerBound), floats(po + r.lowerBound), r.count, Float(lower), Float(upper))
       } else {
-        for i in r { po[i] = px[i] >= lo && px[i] <= hi ? pg[i] : 0 }
+        for i in r { po[i] = px[i] > lo && px[i] < hi ? pg[i] : 0 }
       }
     }
   }

@@ -46,6 +46,31 @@ final class MulticeptionTests: XCTestCase {
     }
   }
 
+  /// MobileNetV2's conv, BN and ReLU6 (the ReLU6 in the BN's pass) give `relu6(bn(conv(x)))`'s
+  /// output and gradients, bit for bit in Float32, in training and inference, with values cut at
+  /// both ends of the ReLU6.
+  func testConvBNReLU6EqualsItsLayersInTurn() {
+    for phase in [LearningPhase.training, .inference] {
+      RandomGenerator.global = RandomGenerator(seed: 26)
+      let layer = ConvBNReLU6(6, 8, kernel: 3, stride: 1)
+      // Wide normalised values, so that some pass 6.
+      layer.norm.weight.value = Tensor([4, 5, 6, 7, 4, 5, 6, 7] as [Float], shape: [8])
+      layer.norm.runningVariance.value = Tensor(repeating: 0.05, shape: [8])
+      var random = RandomGenerator(seed: 27)
+      let x = Variable(Tensor(randomNormal: [2, 6, 9, 8], using: &random), requiresGrad: true)
+      let seed = Tensor(randomNormal: [2, 8, 9, 8], using: &random)
+      func run(_ body: () -> Variable) -> [[Float]] {
+        for leaf in [x] + layer.parameters { leaf.grad = nil }
+        let y = withLearningPhase(phase) { body() }
+        y.backward(seed: seed)
+        return [y.value.scalars(as: Float.self)] + ([x] + layer.parameters).map { $0.grad!.scalars(as: Float.self) }
+      }
+      let separate = run { relu6(layer.norm(layer.conv(x))) }, fused = run { layer(x) }
+      XCTAssertEqual(fused, separate, "\(phase)")
+      XCTAssertTrue(separate[0].contains(0) && separate[0].contains(6) && separate[0].contains { $0 > 0 && $0 < 6 }, "cut at both ends, \(phase)")
+    }
+  }
+
   /// The concatenated depthwise branches equal separate depthwise convolutions concatenated.
   func testMulticeptionBranchesEqualSeparateConvolutions() {
     var random = RandomGenerator(seed: 23)

@@ -27,6 +27,9 @@ final class ModuleGradientTests: XCTestCase {
     fused.convert(to: .float64)
     let x = randomLeaf([4, 3, 2, 3], using: &random)
     assertGradientsCorrect(at: [x] + fused.parameters, "batch norm + ReLU, training") { fused(x, applyingReLU: true) }
+    assertGradientsCorrect(at: [x] + fused.parameters, "batch norm + ReLU capped at 0.8, training") {
+      fused(x, applyingReLU: true, ceiling: 0.8, statistics: nil)
+    }
     let bn = BatchNorm2d(channels: 3)
     bn.convert(to: .float64)
     bn.runningMean.value = Tensor([0.5, -1, 2], shape: [3])
@@ -34,6 +37,9 @@ final class ModuleGradientTests: XCTestCase {
     withLearningPhase(.inference) {
       assertGradientsCorrect(at: [x] + bn.parameters, "batch norm, inference") { bn(x) }
       assertGradientsCorrect(at: [x] + bn.parameters, "batch norm + ReLU, inference") { bn(x, applyingReLU: true) }
+      assertGradientsCorrect(at: [x] + bn.parameters, "batch norm + ReLU capped at 0.8, inference") {
+        bn(x, applyingReLU: true, ceiling: 0.8, statistics: nil)
+      }
     }
   }
 

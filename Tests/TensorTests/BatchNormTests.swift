@@ -34,8 +34,8 @@ final class BatchNormTests: XCTestCase {
   }
 
   /// Into a destination of parts, the input gradient is written over the overwriting parts and
-  /// added (`old + new`, bit for bit) to the others, with and without the fused ReLU; the weight and
-  /// bias gradients are those of the plain kernel.
+  /// added (`old + new`, bit for bit) to the others, with and without the fused ReLU (capped or not);
+  /// the weight and bias gradients are those of the plain kernel.
   func testBackwardIntoPartsWritesOrAdds() {
     var random = RandomGenerator(seed: 22)
     let shape = [3, 5, 4, 4], channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
@@ -43,18 +43,56 @@ final class BatchNormTests: XCTestCase {
     let dy = Tensor(randomNormal: shape, dtype: .float64, using: &random)
     let weight = Tensor(randomNormal: [5], dtype: .float64, using: &random), bias = Tensor(randomNormal: [5], dtype: .float64, using: &random)
     let stats = batchNormStatistics(x)
-    for relu in [false, true] {
-      let expected = batchNormBackward(dy, x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: relu)
+    for (relu, ceiling) in [(false, nil), (true, nil), (true, 0.5)] as [(Bool, Double?)] {
+      let expected = batchNormBackward(
+        dy, x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: relu, ceiling: ceiling)
       let old = channelMajor(Tensor(randomNormal: [3, 3, 4, 4], dtype: .float64, using: &random))
       let written = channelMajor(Tensor(randomNormal: [3, 2, 4, 4], dtype: .float64, using: &random))
       let added = permute(permute(old.contiguous(), [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])  // a copy of `old`, channel-major
       let g = batchNormBackward(
         dy, x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: relu,
-        into: GradientDestination([(written, true), (added, false)]))
+        ceiling: ceiling, into: GradientDestination([(written, true), (added, false)]))
       assertBitIdentical(written, slice(expected.input, 0..<2, alongAxis: 1), "overwritten part, ReLU \(relu)")
       assertBitIdentical(added, old + slice(expected.input, 2..<5, alongAxis: 1), "added part, ReLU \(relu)")
       assertBitIdentical(g.weight, expected.weight, "weight, ReLU \(relu)")
       assertBitIdentical(g.bias, expected.bias, "bias, ReLU \(relu)")
+    }
+  }
+
+  /// With a ceiling, the fused ReLU is `clamp` to [0, ceiling] of the normalisation, and its backward
+  /// pass is the normalisation's of `clampBackward`'s gradient (zero at both ends): bit for bit, in
+  /// Float32 and Float64, channel-major and row-major, with the ceiling crossed by many values.
+  func testCappedReLUIsTheClampOfTheNormalisation() {
+    var random = RandomGenerator(seed: 23)
+    for dtype in DType.allCases {
+      // 50 values a plane: the vector loops' blocks of 8 and their tails.
+      let plain = Tensor(randomNormal: [3, 4, 5, 10], mean: 1, standardDeviation: 2, dtype: dtype, using: &random)
+      let channelMajor = permute(permute(plain, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])
+      let weight = Tensor(randomNormal: [4], dtype: dtype, using: &random), bias = Tensor(randomNormal: [4], dtype: dtype, using: &random)
+      let dy = Tensor(randomNormal: plain.shape, dtype: dtype, using: &random), ceiling = 0.75
+      for x in [plain, channelMajor] {
+        let (mean, variance) = batchNormStatistics(x)
+        let normalized = batchNormalized(x, mean: mean, variance: variance, weight: weight, bias: bias, epsilon: 1e-5)
+        let capped = batchNormalized(
+          x, mean: mean, variance: variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: true, ceiling: ceiling)
+        assertBitIdentical(capped, clamp(normalized, min: 0, max: ceiling), "forward \(dtype)")
+        let above = capped.scalars(as: Double.self).filter { $0 == ceiling }.count
+        XCTAssertGreaterThan(above, 20, "values above the ceiling, \(dtype)")
+        let fused = batchNormBackward(
+          dy, x, mean: mean, variance: variance, weight: weight, bias: bias, epsilon: 1e-5, applyingReLU: true, ceiling: ceiling)
+        let composed = batchNormBackward(
+          clampBackward(dy, input: normalized, min: 0, max: ceiling), x, mean: mean, variance: variance, weight: weight, epsilon: 1e-5)
+        assertBitIdentical(fused.input, composed.input, "input gradient \(dtype)")
+        assertBitIdentical(fused.weight, composed.weight, "weight gradient \(dtype)")
+        assertBitIdentical(fused.bias, composed.bias, "bias gradient \(dtype)")
+      }
+    }
+  }
+
+  func testCeilingNeedsTheReLU() {
+    assertStops(withMessageContaining: ["batchNormalized: a ceiling caps the fused ReLU"], in: self) {
+      let x = Tensor(zeros: [2, 4, 3, 3])
+      _ = batchNormalized(x, mean: Tensor(zeros: [4]), variance: Tensor(ones: [4]), weight: nil, bias: nil, epsilon: 1e-5, ceiling: 6)
     }
   }
 

@@ -10,7 +10,8 @@ import TensorModule
 /// With `applyingReLU` the output is max(·, 0) of the normalised values, computed in the same pass
 /// (one pass and one feature map fewer than `relu(batchNorm(...))`, the pre-activation pattern of
 /// DenseNets and ResNets); the backward pass recomputes the ReLU's mask from the input, so only the
-/// input is kept.
+/// input is kept. With a `ceiling` as well, the ReLU is capped: `clamp` of the normalised values to
+/// [0, ceiling] (ReLU6, MobileNetV2's activation, with 6), computed and differentiated the same way.
 /// - `statistics`: `input`'s batch mean and biased variance when the caller already has
 ///   them, exactly as `batchNormStatistics` computes them (a channel's statistics do not depend on
 ///   the other channels, so those of a window of a `FeatureBuffer` serve every window that covers
@@ -19,7 +20,7 @@ import TensorModule
 /// - Returns: the normalised output and the batch mean and biased variance per channel.
 public func batchNorm(
   _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5, applyingReLU: Bool = false,
-  statistics: (mean: Tensor, variance: Tensor)? = nil
+  ceiling: Double? = nil, statistics: (mean: Tensor, variance: Tensor)? = nil
 ) -> (output: Variable, mean: Tensor, variance: Tensor) {
   let x = input.value, w = weight?.value
   let (mean, variance) = batchStatistics(x, given: statistics, "batchNorm")
@@ -28,20 +29,23 @@ public func batchNorm(
   // only when that convolution's weight gradient needs it.
   let beta = bias?.value
   let compute = {
-    batchNormalized(x, mean: mean, variance: variance, weight: w, bias: beta, epsilon: epsilon, applyingReLU: applyingReLU)
+    batchNormalized(
+      x, mean: mean, variance: variance, weight: w, bias: beta, epsilon: epsilon, applyingReLU: applyingReLU, ceiling: ceiling)
   }
   let inputs = [input] + [weight, bias].compactMap { $0 }
   let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil, sink = input.gradientSink
-  let name = applyingReLU ? "batchNormReLU" : "batchNorm"
+  let name = ceiling != nil ? "batchNormClampedReLU" : applyingReLU ? "batchNormReLU" : "batchNorm"
   let output = recordOperation(name, deferring: compute, shape: x.shape, dtype: x.dtype, inputs: inputs) { [x] grad in
     let others = { (g: (weight: Tensor, bias: Tensor)) in (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : []) }
     if let destination = sink?.destination(like: x) {
       let g = batchNormBackward(
-        grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU, into: destination)
+        grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU, ceiling: ceiling,
+        into: destination)
       checkSent(destination, name)
       return [nil] + others(g)
     }
-    let g = batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU)
+    let g = batchNormBackward(
+      grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU, ceiling: ceiling)
     return [g.input] + others((g.weight, g.bias))
   }
   return (output, mean, variance)

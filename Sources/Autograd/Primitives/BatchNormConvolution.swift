@@ -19,7 +19,7 @@ import TensorModule
 ///
 /// The caller updates running statistics from the returned batch mean and biased variance.
 /// - `statistics`: `input`'s batch statistics when the caller already has them, as for
-///   ``batchNorm(_:weight:bias:epsilon:applyingReLU:statistics:)``.
+///   ``batchNorm(_:weight:bias:epsilon:applyingReLU:ceiling:statistics:)``.
 /// - Returns: the convolution's output and the batch mean and biased variance per input channel.
 public func batchNormReLUConv2d(
   _ input: Variable, normWeight: Variable, normBias: Variable, epsilon: Double = 1e-5,

@@ -27,9 +27,9 @@ public func relu(_ x: Variable) -> Variable {
 }
 
 /// Each element limited to [lower, upper] (NaN stays NaN); the gradient flows where
-/// lower ≤ x ≤ upper, as in PyTorch. A primitive rather than `minimum(maximum(x, lower), upper)`:
-/// one pass each way instead of two comparisons and two selections forward and four backward, and
-/// only the input saved instead of two masks (MobileNetV2's ReLU6 is this on every expanded map).
+/// lower < x < upper, as in PyTorch's `relu6`, `hardtanh` and (since 2.14) `clamp`. A primitive
+/// rather than `minimum(maximum(x, lower), upper)`: one pass each way instead of two comparisons and
+/// two selections forward and four backward, and only the input saved instead of two masks.
 public func clamp(_ x: Variable, min lower: Double, max upper: Double) -> Variable {
   let value = x.value
   return recordOperation("clamp", TensorModule.clamp(value, min: lower, max: upper), inputs: [x]) { [value] grad in

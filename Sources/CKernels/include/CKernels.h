@@ -139,8 +139,8 @@ void reprise_gelu_f32(const float *x, float *y, long count);
 /// Its gradient, g (Φ(x) + x φ(x)).
 void reprise_gelu_backward_f32(const float *x, const float *gradient, float *result, long count);
 
-/// The gradient of clamping to [lower, upper]: `gradient` where lower <= x <= upper, 0 elsewhere
-/// and at NaN.
+/// The gradient of clamping to [lower, upper]: `gradient` where lower < x < upper, 0 elsewhere (the
+/// ends included) and at NaN.
 void reprise_clamp_backward_f32(const float *x, const float *gradient, float *result, long count, float lower, float upper);
 
 // Winograd's F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions padded by 1 (Winograd.c,

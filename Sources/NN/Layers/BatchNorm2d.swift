@@ -52,12 +52,14 @@ public class BatchNorm2d: Layer {
 
   /// The normalised input, followed by a ReLU computed in the same pass when `applyingReLU`.
   ///
+  /// - `ceiling`: with `applyingReLU`, the ReLU capped at this value, `clamp` to [0, ceiling] (6 for
+  ///   a ReLU6), in the same pass; nil for a plain ReLU.
   /// - `statistics`: in training, `input`'s batch mean and biased variance when the caller
   ///   already has them (``FeatureBuffer/batchStatistics(_:)``), which saves a pass over the input;
   ///   they must be exactly those `batchNormStatistics` computes, or the gradients are wrong.
   ///   Unused in inference; nil computes them.
   public func callAsFunction(
-    _ input: Variable, applyingReLU: Bool, statistics: (mean: Tensor, variance: Tensor)?
+    _ input: Variable, applyingReLU: Bool, ceiling: Double? = nil, statistics: (mean: Tensor, variance: Tensor)?
   ) -> Variable {
     checkInput(input)
     guard LearningPhase.current == .training else {
@@ -66,15 +68,15 @@ public class BatchNorm2d: Layer {
         return Variable(
           batchNormalized(
             input.value, mean: runningMean.value, variance: runningVariance.value, weight: weight.value, bias: bias.value,
-            epsilon: epsilon, applyingReLU: applyingReLU))
+            epsilon: epsilon, applyingReLU: applyingReLU, ceiling: ceiling))
       }
       let scale = weight / sqrt(Variable(runningVariance.value) + epsilon)
       let shift = bias - Variable(runningMean.value) * scale
       let y = input * reshape(scale, to: [1, -1, 1, 1]) + reshape(shift, to: [1, -1, 1, 1])
-      return applyingReLU ? relu(y) : y
+      return ceiling.map { clamp(y, min: 0, max: $0) } ?? (applyingReLU ? relu(y) : y)
     }
     let (output, mean, variance) = batchNorm(
-      input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU,
+      input, weight: weight, bias: bias, epsilon: epsilon, applyingReLU: applyingReLU, ceiling: ceiling,
       statistics: statistics ?? batchStatistics(of: input))
     updateRunningStatistics(mean: mean, variance: variance, of: input)
     return output

@@ -78,7 +78,7 @@ public final class FeatureBuffer {
 
   /// The batch mean and biased variance per channel of ``window(_:)`` of `range`, as
   /// `batchNormStatistics` computes them, for a training-mode normalisation of that window
-  /// (``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``). A channel's statistics do not
+  /// (``BatchNorm2d/callAsFunction(_:applyingReLU:ceiling:statistics:)``). A channel's statistics do not
   /// depend on the other channels and the written channels never change, so each piece's are
   /// computed once, however many windows cover it: the normalisations of a dense block go over
   /// each feature map once instead of once per later layer.

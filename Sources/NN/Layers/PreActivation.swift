@@ -8,7 +8,7 @@ import TensorModule
 /// not replayed. Values, gradients and running statistics equal the composition's bit for bit.
 ///
 /// - `statistics`: `input`'s batch statistics when the caller already has them, as for
-///   ``BatchNorm2d/callAsFunction(_:applyingReLU:statistics:)``.
+///   ``BatchNorm2d/callAsFunction(_:applyingReLU:ceiling:statistics:)``.
 public func batchNormReLUConv(
   _ input: Variable, norm: BatchNorm2d, conv: Conv2d, statistics: (mean: Tensor, variance: Tensor)? = nil
 ) -> Variable {
