@@ -8,7 +8,7 @@ final class Progress {
   let batchSize: Int
   let isTerminal: Bool
   var started = Date()
-  var lastPrinted = -1
+  var stepAtStart = 0
   var lossSum = 0.0, accuracySum = 0.0, stepsSummed = 0
 
   /// - `live`: a live line when standard output is a terminal; off under `mpirun`, which gives
@@ -18,12 +18,15 @@ final class Progress {
     isTerminal = live && isatty(STDOUT_FILENO) != 0
   }
 
+  /// Starts the timing of an epoch whose first step is `step` + 1, before that step runs: a rate
+  /// timed from the end of the first step would divide its images by almost no time.
+  func start(afterStep step: Int) { (started, stepAtStart) = (Date(), step) }
+
   func update(step: Int, loss: Double, accuracy: Double) {
-    if lastPrinted < 0 { (started, lastPrinted) = (Date(), step - 1) }
     (lossSum, accuracySum, stepsSummed) = (lossSum + loss, accuracySum + accuracy, stepsSummed + 1)
     let due = step % max(1, totalSteps / 10) == 0 || step == totalSteps
     guard isTerminal || due else { return }
-    let elapsed = Date().timeIntervalSince(started), done = step - lastPrinted
+    let elapsed = Date().timeIntervalSince(started), done = step - stepAtStart
     let rate = Double(done * batchSize) / max(elapsed, 1e-9)
     let eta = Double(totalSteps - step) * elapsed / Double(max(done, 1))
     let text = String(
@@ -43,7 +46,6 @@ final class Progress {
 
   func finish() {
     if isTerminal { print("") }
-    lastPrinted = -1
     (lossSum, accuracySum, stepsSummed) = (0, 0, 0)
   }
 }

@@ -189,6 +189,7 @@ struct Train: ParsableCommand {
         let order = train.order(epoch: epoch, seed: seed, shuffle: !noShuffle)
         var epochLoss = 0.0, epochCorrect = 0.0, epochImages = 0
         let started = Date()
+        progress?.start(afterStep: state.step)
         while state.step < min(totalSteps, (epoch + 1) * stepsPerEpoch) {
           let first = (state.step % stepsPerEpoch) * batchSize
           let indices = Array(order[first..<min(first + batchSize, train.count)])

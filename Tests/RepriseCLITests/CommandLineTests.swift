@@ -89,6 +89,14 @@ final class CommandLineTests: XCTestCase {
     let train = try reprise(["train"] + common + ["--epochs", "2", "--max-steps", "2", "--save", "model.safetensors", "--checkpoint", "run.safetensors"])
     XCTAssertEqual(train.status, 0, train.err)
     XCTAssert(train.out.contains("Saved the model to model.safetensors"), train.out)
+    // Each step's rate is timed from the start of the epoch, the first step's too: a tiny network on
+    // one thread does not reach 100,000 images a second.
+    let rates = train.out.split(separator: "\n").compactMap { line -> Double? in
+      guard let end = line.range(of: " images/s") else { return nil }
+      return Double(line[..<end.lowerBound].split(separator: " ").last ?? "")
+    }
+    XCTAssertEqual(rates.count, 2, train.out)
+    XCTAssert(rates.allSatisfy { $0 > 0 && $0 < 100_000 }, "\(rates)")
 
     let evaluation = try reprise(["eval", "--weights", "model.safetensors"] + common)
     XCTAssertEqual(evaluation.status, 0, evaluation.err)
