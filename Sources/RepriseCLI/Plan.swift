@@ -69,7 +69,7 @@ struct Plan: ParsableCommand {
 /// Two lines on a planned result: budget, predicted and measured peak, step time, and the range.
 func plannedSummary(_ r: CheckpointPlanner.Result) -> String {
   """
-  Checkpoint plan within \(formatBytes(r.budgetBytes)): \(r.plan.regions.count) regions, predicted peak \(formatBytes(r.predictedPeakBytes)), \
+  Checkpoint plan within \(formatBytes(r.budgetBytes)): \(r.plan.regions.count) region\(r.plan.regions.count == 1 ? "" : "s"), predicted peak \(formatBytes(r.predictedPeakBytes)), \
   measured \(formatBytes(r.peakBytes)), step \(String(format: "%.3f", r.stepSecondsMedian)) s
     (reachable peaks: from \(formatBytes(r.minimumPeakBytes)), the smallest, to \(formatBytes(r.plainPeakBytes)) without checkpointing)
   """

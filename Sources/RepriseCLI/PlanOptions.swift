@@ -6,7 +6,7 @@ import Reprise
 /// planner fits, or Chen et al.'s segments. At most one.
 struct PlanOptions: ParsableArguments {
   @Option(
-    help: "Peak tensor memory of a training step to fit, as bytes or with a unit (400MiB, 1.5GiB, 2GB); the planner finds the fastest checkpoint plan within it.")
+    help: "Peak tensor memory of a training step to fit, everything live counted (parameters, optimiser state, the step's tensors), as bytes or with a unit (400MiB, 1.5GiB, 2GB); the planner finds the fastest checkpoint plan within it.")
   var memoryBudget: String?
 
   @Option(help: "Checkpoint the model's composition of units in N segments (PyTorch's checkpoint_sequential; sqrt(units) is Chen et al.'s choice).")

@@ -10,6 +10,9 @@ import TensorModule
 /// kept bytes, forward and backward footprints and replay time (``CheckpointChain``); the solver
 /// picks per unit, and the plan is then run and its peak measured. When the measured peak exceeds
 /// the budget (the model of memory is a model), it plans again for a budget smaller by the excess.
+/// The budget is for everything live at a step's peak: the step's own tensors, what was live before it
+/// (the parameters, and whatever else the caller holds) and ``reservedBytes``, so that the peak a
+/// training run reports (`Allocator.peakBytes`) is the one planned for.
 /// Profiling leaves the network as it was: running statistics, the random generator and gradients
 /// are restored.
 public struct CheckpointPlanner {
@@ -40,9 +43,12 @@ public struct CheckpointPlanner {
     public var paths: [String]
     /// Per unit, the policy of each option (nil: no region, the unit keeps its tape).
     public var policies: [[CheckpointPolicy?]]
-    /// Measured peaks, reserved bytes included: with no plan, and with every leaf unit a region
-    /// that keeps nothing (the smallest peak the planner reaches).
+    /// Measured peaks, held and reserved bytes included: with no plan, and with every leaf unit a
+    /// region that keeps nothing (the smallest peak the planner reaches).
     public var plainPeakBytes: Int, minimumPeakBytes: Int
+    /// The bytes live before each profiled step (the parameters, and whatever else the caller held):
+    /// a training step holds them too, so they count against a budget with the reserved bytes.
+    public var heldBytes: Int
     /// The plan that reached ``minimumPeakBytes``, and the peak the solver predicted for its schedule.
     public var minimumPlan: CheckpointPlan, minimumPredictedPeakBytes: Int
   }
@@ -53,7 +59,8 @@ public struct CheckpointPlanner {
     public var plan: CheckpointPlan
     /// The budget asked for.
     public var budgetBytes: Int
-    /// The peak the solver predicted and the peak measured running the plan (reserved bytes included).
+    /// The peak the solver predicted and the peak measured running the plan (held and reserved bytes
+    /// included).
     public var predictedPeakBytes: Int, peakBytes: Int
     /// The median seconds of a step (forward and backward) with the plan.
     public var stepSecondsMedian: Double
@@ -63,6 +70,7 @@ public struct CheckpointPlanner {
 
   /// Profiles the network.
   public func profile() -> Profile {
+    let held = Allocator.liveBytes, fixed = held + reservedBytes
     let leaves = network.leafUnits
     let ids = leaves.map { ObjectIdentifier($0.module) }
     let everyUnit = UnitRegions(Dictionary(uniqueKeysWithValues: zip(ids, leaves.map { UnitRegions.Region(last: ObjectIdentifier($0.module), name: $0.path, policy: .nothing) })))
@@ -111,9 +119,8 @@ public struct CheckpointPlanner {
     let schedule = chain.smallestPeak(), smallest = plan(paths, policies, schedule)
     let minimum = min(measure(try! smallest.resolved(in: network), []).peak, kept.peak)
     return Profile(
-      chain: chain, paths: paths, policies: policies, plainPeakBytes: kept.peak + reservedBytes,
-      minimumPeakBytes: minimum + reservedBytes, minimumPlan: minimum < kept.peak ? smallest : .none,
-      minimumPredictedPeakBytes: chain.peakBytes(schedule) + reservedBytes)
+      chain: chain, paths: paths, policies: policies, plainPeakBytes: kept.peak + fixed, minimumPeakBytes: minimum + fixed,
+      heldBytes: held, minimumPlan: minimum < kept.peak ? smallest : .none, minimumPredictedPeakBytes: chain.peakBytes(schedule) + fixed)
   }
 
   /// The plan of a schedule.
@@ -161,17 +168,18 @@ public struct CheckpointPlanner {
       throw CheckpointPlanningError.budgetTooSmall(budget: budget, minimum: profile.minimumPeakBytes)
     }
     let none = Array(repeating: CheckpointChain.Step.unit(0), count: profile.chain.units.count)
-    var best = (plan: CheckpointPlan.none, predicted: profile.chain.peakBytes(none) + reservedBytes, measured: profile.plainPeakBytes)
+    let fixed = profile.heldBytes + reservedBytes
+    var best = (plan: CheckpointPlan.none, predicted: profile.chain.peakBytes(none) + fixed, measured: profile.plainPeakBytes)
     if budget < profile.plainPeakBytes {
       best = (profile.minimumPlan, profile.minimumPredictedPeakBytes, profile.minimumPeakBytes)
       let limit = budget - Int(margin * Double(budget))
-      var target = limit - reservedBytes
+      var target = limit - fixed
       for _ in 0..<6 {
         guard let choices = profile.chain.cheapest(within: target) else { break }
         let plan = plan(profile.paths, profile.policies, choices)
-        let measured = measure(try! plan.resolved(in: network), []).peak + reservedBytes  // the network's own paths
+        let measured = measure(try! plan.resolved(in: network), []).peak + fixed  // the network's own paths
         if measured <= limit {
-          best = (plan, profile.chain.peakBytes(choices) + reservedBytes, measured)
+          best = (plan, profile.chain.peakBytes(choices) + fixed, measured)
           break
         }
         // Over by the model's error: ask for that much less, and a little more each time.
