@@ -33,12 +33,7 @@ final class MulticeptionTests: XCTestCase {
         var random = RandomGenerator(seed: 25)
         let x = Variable(Tensor(randomNormal: [2, 6, 9, 8], using: &random), requiresGrad: true)
         let seed = Tensor(randomNormal: [2, 8, 9, 8], using: &random)
-        func run(_ body: () -> Variable) -> [[Float]] {
-          for leaf in [x] + layer.parameters { leaf.grad = nil }
-          let y = withLearningPhase(phase) { body() }
-          y.backward(seed: seed)
-          return [y.value.scalars(as: Float.self)] + ([x] + layer.parameters).map { $0.grad!.scalars(as: Float.self) }
-        }
+        let run = { (body: () -> Variable) in Self.outputAndGradients([x] + layer.parameters, phase, seed: seed, body) }
         let separate = run { relu(layer(x)) }, fused = run { layer(x, applyingReLU: true) }
         XCTAssertEqual(fused, separate, "\(variant) \(phase)")
         XCTAssertTrue(separate[0].contains(0) && separate[0].contains { $0 > 0 }, "the ReLU cuts: \(variant)")
@@ -59,16 +54,20 @@ final class MulticeptionTests: XCTestCase {
       var random = RandomGenerator(seed: 27)
       let x = Variable(Tensor(randomNormal: [2, 6, 9, 8], using: &random), requiresGrad: true)
       let seed = Tensor(randomNormal: [2, 8, 9, 8], using: &random)
-      func run(_ body: () -> Variable) -> [[Float]] {
-        for leaf in [x] + layer.parameters { leaf.grad = nil }
-        let y = withLearningPhase(phase) { body() }
-        y.backward(seed: seed)
-        return [y.value.scalars(as: Float.self)] + ([x] + layer.parameters).map { $0.grad!.scalars(as: Float.self) }
-      }
+      let run = { (body: () -> Variable) in Self.outputAndGradients([x] + layer.parameters, phase, seed: seed, body) }
       let separate = run { relu6(layer.norm(layer.conv(x))) }, fused = run { layer(x) }
       XCTAssertEqual(fused, separate, "\(phase)")
       XCTAssertTrue(separate[0].contains(0) && separate[0].contains(6) && separate[0].contains { $0 > 0 && $0 < 6 }, "cut at both ends, \(phase)")
     }
+  }
+
+  /// The output of `body` in `phase` and the gradients it sends `leaves` from `seed`, as Float32
+  /// scalars, the leaves' gradients cleared first.
+  static func outputAndGradients(_ leaves: [Variable], _ phase: LearningPhase, seed: Tensor, _ body: () -> Variable) -> [[Float]] {
+    for leaf in leaves { leaf.grad = nil }
+    let y = withLearningPhase(phase) { body() }
+    y.backward(seed: seed)
+    return [y.value.scalars(as: Float.self)] + leaves.map { $0.grad!.scalars(as: Float.self) }
   }
 
   /// The concatenated depthwise branches equal separate depthwise convolutions concatenated.
