@@ -62,7 +62,7 @@ extension DepthwiseConvolution {
   /// The weights [groups][taps][8]: channel 8 k + l's tap t at (k · taps + t) · 8 + l (`reversed`:
   /// its tap taps - 1 - t), zero past the last channel.
   private func laneWeights(_ w: Tensor, reversed: Bool = false) -> [Float] {
-    let taps = g.kernelHeight * g.kernelWidth, pw = w.base(Float.self)
+    let pw = w.base(Float.self)
     var lanes = [Float](repeating: 0, count: groupCount * taps * 8)
     for c in 0..<g.inputChannels {
       for t in 0..<taps { lanes[(c / 8 * taps + t) * 8 + c % 8] = pw[c * taps + (reversed ? taps - 1 - t : t)] }
@@ -78,7 +78,7 @@ extension DepthwiseConvolution {
     _ body: (_ group: Int, _ first: Int, _ images: Int, _ grid: UnsafeMutablePointer<Float>, _ buffer: UnsafeMutablePointer<Float>) -> Void
   ) {
     let gridCount = 8 * geometry.pointee.gridCount, bufferCount = 8 * geometry.pointee.outputHeight * geometry.pointee.outputWidth
-    Parallel.forRanges(groupCount * g.batch, costPerItem: 8 * g.outputPlane * g.kernelHeight * g.kernelWidth) { items in
+    Parallel.forRanges(groupCount * g.batch, costPerItem: 8 * g.outputPlane * taps) { items in
       let grid = UnsafeMutablePointer<Float>.allocate(capacity: gridCount)
       let buffer = UnsafeMutablePointer<Float>.allocate(capacity: bufferCount)
       defer { grid.deallocate(); buffer.deallocate() }
@@ -93,7 +93,7 @@ extension DepthwiseConvolution {
 
   func forwardByLanes(_ x: Tensor, _ w: Tensor, into y: Tensor) {
     let xl = PlaneLayout(x), yl = PlaneLayout(y), px = x.base(Float.self), py = y.base(Float.self)
-    let weights = laneWeights(w), taps = g.kernelHeight * g.kernelWidth
+    let weights = laneWeights(w)
     weights.withUnsafeBufferPointer { weights in
       withLaneGeometry { geometry in
         forEachGroupRun(geometry) { group, first, images, grid, buffer in
@@ -111,7 +111,7 @@ extension DepthwiseConvolution {
   func backwardInputByLanes(_ dy: Tensor, _ w: Tensor, into dx: Tensor) {
     let dyl = PlaneLayout(dy), dxl = PlaneLayout(dx), pdy = dy.base(Float.self), pdx = dx.base(Float.self)
     let correlates = correlatesInputGradient
-    let weights = laneWeights(w, reversed: correlates), taps = g.kernelHeight * g.kernelWidth
+    let weights = laneWeights(w, reversed: correlates)
     weights.withUnsafeBufferPointer { weights in
       withLaneGeometry(reversed: correlates) { geometry in
         forEachGroupRun(geometry) { group, first, images, grid, buffer in
@@ -137,7 +137,7 @@ extension DepthwiseConvolution {
   /// not depend on the thread count.
   func backwardWeightByLanes(_ dy: Tensor, _ x: Tensor, into dw: Tensor) {
     let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(Float.self), px = x.base(Float.self)
-    let pdw = dw.base(Float.self), taps = g.kernelHeight * g.kernelWidth
+    let pdw = dw.base(Float.self)
     withLaneGeometry { geometry in
       let gridCount = 8 * geometry.pointee.gridCount, bufferCount = 8 * g.outputPlane
       Parallel.forRanges(groupCount, costPerItem: 8 * g.batch * g.outputPlane * taps) { groups in

@@ -20,8 +20,6 @@ extension DepthwiseConvolution {
     usesVectorKernels(T.self)
   }
 
-  private var taps: Int { g.kernelHeight * g.kernelWidth }
-
   /// Where tap `t` lies on the padded plane: its row and column offset from the first tap's.
   private func reach(_ t: Int) -> (y: Int, x: Int) {
     (t / g.kernelWidth * g.dilation.height, t % g.kernelWidth * g.dilation.width)

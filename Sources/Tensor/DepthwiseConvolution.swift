@@ -10,6 +10,9 @@
 struct DepthwiseConvolution {
   let g: ConvolutionGeometry
 
+  /// The kernel's taps per channel.
+  var taps: Int { g.kernelHeight * g.kernelWidth }
+
   /// Whether `g` is a depthwise convolution with channel multiplier 1.
   static func applies(to g: ConvolutionGeometry) -> Bool {
     g.groups == g.inputChannels && g.groups == g.outputChannels && g.groups > 1
@@ -50,7 +53,7 @@ struct DepthwiseConvolution {
     if usesChannelLanes(T.self) { return forwardByLanes(x, w, into: y) }
     if usesPlaneKernels(T.self) { return forwardByPlanes(x, w, into: y) }
     let xl = PlaneLayout(x), yl = PlaneLayout(y), px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
-    let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
+    let (kk, sw, iw, ow) = (taps, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.batch * g.inputChannels, costPerItem: g.outputPlane * kk) { planes in
       for p in planes {
         let c = p / g.batch, n = p % g.batch
@@ -72,7 +75,7 @@ struct DepthwiseConvolution {
     if usesChannelLanes(T.self) { return backwardInputByLanes(dy, w, into: dx) }
     if usesPlaneKernels(T.self) { return backwardInputByPlanes(dy, w, into: dx) }
     let dyl = PlaneLayout(dy), dxl = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
-    let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
+    let (kk, sw, iw, ow) = (taps, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.batch * g.inputChannels, costPerItem: g.outputPlane * kk) { planes in
       for p in planes {
         let c = p / g.batch, n = p % g.batch
@@ -99,7 +102,7 @@ struct DepthwiseConvolution {
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
     if usesPlaneKernels(T.self) { return backwardWeightByLanes(dy, x, into: dw) }
     let dyl = PlaneLayout(dy), xl = PlaneLayout(x), pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
-    let (kk, sw, iw, ow) = (g.kernelHeight * g.kernelWidth, g.stride.width, g.width, g.outputWidth)
+    let (kk, sw, iw, ow) = (taps, g.stride.width, g.width, g.outputWidth)
     Parallel.forRanges(g.inputChannels, costPerItem: g.batch * g.outputPlane * kk) { channels in
       let totals = UnsafeMutablePointer<T>.allocate(capacity: kk * ow), sums = UnsafeMutablePointer<Double>.allocate(capacity: kk * ow)
       defer { totals.deallocate(); sums.deallocate() }

@@ -80,7 +80,6 @@ struct WinogradConvolution {
     return u
   }
 
-
   /// `y = conv(x, w)`; `x` and `y` have dense planes, `w` is contiguous. With `normalizing`, the
   /// convolution is that of max(x · scale + shift, 0) per channel, applied as the input is
   /// transformed (the pre-activation unit's batch normalisation and ReLU, bit for bit). With
