@@ -76,4 +76,13 @@ final class BatchNorm2dTests: XCTestCase {
       _ = BatchNorm2d(channels: 5)(Variable(Tensor(zeros: [2, 3, 4, 4])))
     }
   }
+
+  /// A ceiling without the ReLU it caps stops in every phase, the recorded inference pass (which
+  /// composes `clamp` rather than calling the fused kernel) included.
+  func testCeilingWithoutTheReLUStopsInEveryPhase() {
+    assertStops(withMessageContaining: ["BatchNorm2d: a ceiling caps the fused ReLU"], in: self) {
+      let x = Variable(Tensor(zeros: [2, 3, 4, 4]), requiresGrad: true)
+      _ = withLearningPhase(.inference) { BatchNorm2d(channels: 3)(x, applyingReLU: false, ceiling: 6, statistics: nil) }
+    }
+  }
 }

@@ -62,6 +62,8 @@ public class BatchNorm2d: Layer {
     _ input: Variable, applyingReLU: Bool, ceiling: Double? = nil, statistics: (mean: Tensor, variance: Tensor)?
   ) -> Variable {
     checkInput(input)
+    // Every path below would check it but the recorded inference one, which composes `clamp`.
+    require(ceiling == nil || applyingReLU, "BatchNorm2d: a ceiling caps the fused ReLU; pass applyingReLU: true with it")
     guard LearningPhase.current == .training else {
       if !isRecording || ![input, weight, bias].contains(where: \.requiresGrad) {
         // Nothing to differentiate: one fused pass with the running statistics.
