@@ -49,13 +49,15 @@ struct WinogradConvolution {
   /// into up to `pieces` contiguous shares, which the threads claim one at a time as they finish
   /// (a share is the unit whose chunks one thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
-  /// a chunk needs) and scratch space.
+  /// a chunk needs) and scratch space, and with `panels`, room for the weight gradient's panel.
   private func forEachChunk(
-    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int),
+    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int), panels: Bool = false,
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
     let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks)), stream = tiling.positions * tiling.tileCount
-    let sizes = [stream * rows.0, stream * rows.1, reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
+    let sizes =
+      [stream * rows.0, stream * rows.1, reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
+      + (panels ? [reprise_winograd_panel_count(g.inputChannels, tiling.tileCount)] : [])
     let next = Atomic<Int>(0)
     Parallel.run(min(pieces, Parallel.threadCount)) { _ in
       let storage = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
@@ -233,7 +235,7 @@ struct WinogradConvolution {
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
     let direct = planeScale == nil ? dx?.tensor : nil
-    forEachChunk(tiling, pieces: pieces, rows: (c, o)) { p, first, images, b in
+    forEachChunk(tiling, pieces: pieces, rows: (c, o), panels: true) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       if let pu, let direct {  // the output gradient's patches into m, their products into v
         convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: direct, m, v, scratch)
@@ -247,7 +249,8 @@ struct WinogradConvolution {
       transformPatches(
         x, channels: c, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: v, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * tiling.imagesPerChunk ? 0 : 1
-      reprise_winograd_transposed_products_f32(tiling.positions, m, o, v, c, tiling.columns(images), t, ps + p * size, accumulate)
+      reprise_winograd_transposed_products_f32(
+        tiling.positions, m, o, v, c, tiling.columns(images), t, ps + p * size, accumulate, b[3])
     }
     if pieces > 1 {
       Parallel.forRanges(size, costPerItem: pieces) { range in

@@ -214,8 +214,13 @@ void reprise_winograd_products_f32(
 
 /// The `positions` products c[ξ] = a[ξ] b[ξ]^T, or c[ξ] += a[ξ] b[ξ]^T when `accumulate` is nonzero:
 /// a[ξ] is rows x count at a + ξ * rows * ld, b[ξ] columns x count at b + ξ * columns * ld, both with
-/// rows `ld` apart, and c[ξ] the dense rows x columns matrix at c + ξ * rows * columns.
+/// rows `ld` apart (ld >= count rounded up to 8), and c[ξ] the dense rows x columns matrix at c + ξ *
+/// rows * columns. `panel` is scratch space for `reprise_winograd_panel_count(columns, count)` floats.
 void reprise_winograd_transposed_products_f32(
-  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate);
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate,
+  float *panel);
+
+/// The floats of scratch space `reprise_winograd_transposed_products_f32` needs.
+long reprise_winograd_panel_count(long columns, long count);
 
 #endif
