@@ -1,9 +1,10 @@
 // The weight gradient of CKernels.h: register tiles of 3 outputs by 4 (channel, tap) pairs (AVX2)
 // or of 4 outputs by 6 pairs (AVX-512).
 //
-// Each tile streams a block of grid positions: per 8 positions it loads 3 vectors of the output
+// Each tile streams a block of output rows: per 8 positions it loads 3 vectors of the output
 // gradient and 4 of the shifted input and does 12 fused multiply-adds into vector accumulators,
-// which go to memory once per block. The shifted output gradient (taps x outputs rows) that the
+// which go to memory once per block. The grid's margins, which hold no outputs (a 7x7 kernel's on
+// 8x8 planes are as many positions again as the outputs), are skipped. The shifted output gradient (taps x outputs rows) that the
 // matrix-product form builds is never written. The AVX-512 tile takes 16 positions a step, 10 loads
 // for 24 fused multiply-adds, and folds its 16 lanes to the 8 of the partial sums at the end of a
 // block (so its sums round differently from the AVX2 tile's, deterministically).
@@ -31,17 +32,22 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void step(
   }
 }
 
-/// `rows` outputs by `columns` pairs (constants after inlining) over positions [first, last).
+/// `rows` outputs by `columns` pairs (constants after inlining) over the `count` output rows of
+/// `width` positions starting at `starts`: whole steps of 8, then a masked one for a row's rest.
 __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
   int rows, int columns, const float *gradient, long gradientChannelStride, const float *grid, const long *pairRows,
-  long first, long last, float *partial, long pairs) {
+  const long *starts, long count, long width, float *partial, long pairs) {
   __m256 acc[ROWS][COLUMNS];
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) acc[i][j] = _mm256_setzero_ps();
-  long t = first;
-  for (; t + 8 <= last; t += 8)
-    step(rows, columns, 1, _mm256_setzero_si256(), gradient, gradientChannelStride, grid, pairRows, t, acc);
-  if (t < last) step(rows, columns, 0, lanesBelow(last - t), gradient, gradientChannelStride, grid, pairRows, t, acc);
+  const __m256i mask = lanesBelow(width % 8);
+  for (long r = 0; r < count; r++) {
+    const long end = starts[r] + width;
+    long t = starts[r];
+    for (; t + 8 <= end; t += 8)
+      step(rows, columns, 1, _mm256_setzero_si256(), gradient, gradientChannelStride, grid, pairRows, t, acc);
+    if (t < end) step(rows, columns, 0, mask, gradient, gradientChannelStride, grid, pairRows, t, acc);
+  }
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) {
       float *p = partial + (i * pairs + j) * 8;
@@ -121,15 +127,42 @@ WIDE static void wideWeightGradient(
   }
 }
 
-#define TILE(r, c) tile(r, c, gradient + o * gradientChannelStride, gradientChannelStride, grid, rows + p, start, end, \
-  partial + (o * pairs + p) * 8, pairs)
+#define TILE(r, c) tile(r, c, gradient + o * gradientChannelStride, gradientChannelStride, grid, rows + p, starts, count, \
+  width, partial + (o * pairs + p) * 8, pairs)
 
 __attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
-  long first, long last, float *partial) {
-  if (reprise_wide_kernels_enabled()) return wideWeightGradient(gradient, gradientChannelStride, outputs, grid, rows, pairs, first, last, partial);
-  for (long start = first; start < last; start += BLOCK) {
-    const long end = last - start < BLOCK ? last : start + BLOCK;
+  long firstRow, long rowCount, long rowsPerImage, long rowWidth, long gridImageStride, long gridRowStride, float *partial) {
+  if (rowCount <= 0) return;
+  if (reprise_wide_kernels_enabled()) {
+    // Positions from the first row's start to the last row's end, margins included: the output
+    // gradient's grid holds zeros there, and steps of 16 along whole rows of 8 (the last stage of
+    // CIFAR networks) would leave half of every vector idle.
+    const long last = firstRow + rowCount - 1;
+    const long first = firstRow / rowsPerImage * gridImageStride + firstRow % rowsPerImage * gridRowStride;
+    const long end = last / rowsPerImage * gridImageStride + last % rowsPerImage * gridRowStride + rowWidth;
+    return wideWeightGradient(gradient, gradientChannelStride, outputs, grid, rows, pairs, first, end, partial);
+  }
+  // Blocks of whole rows, about BLOCK positions each, whose starts are worked out once per block.
+  // Where the margins are narrow, a block is instead one run of BLOCK positions, margins included
+  // (whose output gradient is zero): a row costs about half a step more than its steps, and the
+  // runs are taken when their steps cost no more than that (a 3x3 kernel's margins on 32x32
+  // planes, or the phases of a stride-2 one, one position a row; not a 7x7 kernel's).
+  enum { MAX_ROWS = 64 };
+  const int runs = 2 * gridImageStride <= 8 * rowsPerImage * (2 * ((rowWidth + 7) / 8) + 1);
+  const long first = firstRow / rowsPerImage * gridImageStride + firstRow % rowsPerImage * gridRowStride;
+  const long last = firstRow + rowCount - 1;
+  const long end = last / rowsPerImage * gridImageStride + last % rowsPerImage * gridRowStride + rowWidth;
+  const long perBlock = runs || rowWidth >= BLOCK ? 1 : BLOCK / rowWidth < MAX_ROWS ? BLOCK / rowWidth : MAX_ROWS;
+  const long blocks = runs ? (end - first + BLOCK - 1) / BLOCK : (rowCount + perBlock - 1) / perBlock;
+  long starts[MAX_ROWS];
+  for (long b = 0; b < blocks; b++) {
+    const long r0 = firstRow + b * perBlock;
+    const long count = runs ? 1 : firstRow + rowCount - r0 < perBlock ? firstRow + rowCount - r0 : perBlock;
+    const long width = runs ? (end - first - b * BLOCK < BLOCK ? end - first - b * BLOCK : BLOCK) : rowWidth;
+    if (runs) starts[0] = first + b * BLOCK;
+    else
+      for (long r = 0; r < count; r++) starts[r] = (r0 + r) / rowsPerImage * gridImageStride + (r0 + r) % rowsPerImage * gridRowStride;
     for (long o = 0; o < outputs; o += ROWS) {
       const long r = outputs - o < ROWS ? outputs - o : ROWS;
       long p = 0;

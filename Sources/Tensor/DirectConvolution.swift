@@ -94,47 +94,49 @@ enum DirectConvolution {
     withExtendedLifetime((grid, w, y)) {}
   }
 
-  /// dW[o, c, k] = sum over positions t < span of dy[o, t] · grid[c, t + offsets[k]] for geometry
+  /// dW[o, c, k] = sum over output positions t of dy[o, t] · grid[c, t + offsets[k]] for geometry
   /// `g`, from the output gradient laid on `gradient` (one channel every `extent` elements, output
-  /// position t at reach + t) and the input on `grid` (one channel every `channelLength`); pair
-  /// (c, k) reads input channel c shifted by tap k, in dW's own order.
+  /// position t at reach + t, the outputs' rows on `pitch`) and the input on `grid` (one channel
+  /// every `channelLength`); pair (c, k) reads input channel c shifted by tap k, in dW's own order.
   static func weightGradient(
     _ g: ConvolutionGeometry, gradient: Tensor, extent: Int, reach: Int, grid: Tensor, channelLength: Int, offsets: [Int],
-    span: Int, into dw: Tensor
+    pitch: Pitch, into dw: Tensor
   ) {
     let (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
     for group in 0..<g.groups {
       groupWeightGradient(
-        gradient: gradient.base(Float.self) + group * o * extent + reach, gradientChannelStride: extent, outputs: o,
+        g, gradient: gradient.base(Float.self) + group * o * extent + reach, gradientChannelStride: extent, outputs: o,
         grid: grid.base(Float.self), rows: (0..<ci * kk).map { (group * ci + $0 / kk) * channelLength + offsets[$0 % kk] },
-        span: span, into: dw.base(Float.self) + group * o * ci * kk)
+        pitch: pitch, into: dw.base(Float.self) + group * o * ci * kk)
     }
     withExtendedLifetime((gradient, grid, dw)) {}
   }
 
-  /// One group's weight gradient, dW[o·pairs + p] = sum over positions t < span of
-  /// gradient[o·gradientChannelStride + t] · grid[rows[p] + t], into `dw` (outputs·pairs floats).
+  /// One group's weight gradient, dW[o·pairs + p] = sum over the output positions t (the rows of
+  /// `g`'s output planes on `pitch`) of gradient[o·gradientChannelStride + t] · grid[rows[p] + t],
+  /// into `dw` (outputs·pairs floats).
   ///
-  /// The positions are split into up to four pieces per thread, which the threads claim as they
+  /// The output rows are split into up to four pieces per thread, which the threads claim as they
   /// finish (a static split of one piece per thread kept the others waiting whenever one thread lost
   /// its core); each piece keeps its own sums (8 lanes each), added in piece and lane order, so the
   /// result depends on the thread count only. A piece zeroes its own sums, and the final additions
   /// are split between the threads too: neither is serial work.
   private static func groupWeightGradient(
-    gradient: UnsafePointer<Float>, gradientChannelStride: Int, outputs: Int, grid: UnsafePointer<Float>, rows: [Int],
-    span: Int, into dw: UnsafeMutablePointer<Float>
+    _ g: ConvolutionGeometry, gradient: UnsafePointer<Float>, gradientChannelStride: Int, outputs: Int, grid: UnsafePointer<Float>,
+    rows: [Int], pitch: Pitch, into dw: UnsafeMutablePointer<Float>
   ) {
-    let pairs = rows.count
+    let pairs = rows.count, (height, width) = (g.outputHeight, g.outputWidth), lines = g.batch * height
     // At least 2048 positions a piece: the sums of a piece cost outputs·pairs·8 zeroings and
     // additions against outputs·pairs·positions multiply-adds, under 1/256 of them.
-    let pieces = max(1, min(4 * Parallel.threadCount, span / 2048)), sums = outputs * pairs * 8
+    let pieces = max(1, min(4 * Parallel.threadCount, lines * width / 2048)), sums = outputs * pairs * 8
     let scratch = Tensor(uninitializedShape: [pieces * sums], dtype: .float32), partial = scratch.base(Float.self)
     rows.withUnsafeBufferPointer { rows in
       Parallel.run(pieces) { p in
         (partial + p * sums).update(repeating: 0, count: sums)
+        let first = lines * p / pieces
         reprise_shifted_weight_gradient_f32(
-          gradient, gradientChannelStride, outputs, grid, rows.baseAddress, pairs, span * p / pieces / 8 * 8,
-          p == pieces - 1 ? span : span * (p + 1) / pieces / 8 * 8, partial + p * sums)
+          gradient, gradientChannelStride, outputs, grid, rows.baseAddress, pairs, first, lines * (p + 1) / pieces - first, height,
+          width, pitch.image, pitch.row, partial + p * sums)
       }
     }
     Parallel.forRanges(outputs * pairs, costPerItem: pieces * 8) { range in

@@ -64,8 +64,6 @@ struct PhaseGrid {
   var phaseLength: Int { g.batch * phaseHeight * phaseWidth }
   /// Elements of one channel: its phases.
   var length: Int { phases.count * phaseLength }
-  /// Grid positions from the first output to the last, on the phase pitch.
-  var span: Int { (g.batch - 1) * phaseHeight * phaseWidth + (g.outputHeight - 1) * phaseWidth + g.outputWidth }
   /// The zeros before the output gradient's grid: the largest shift back by a tap's offset, so that
   /// every such read lies in the grid.
   var reach: Int { (phaseHeight - g.outputHeight) * phaseWidth + phaseWidth - g.outputWidth }
@@ -130,7 +128,7 @@ struct PhaseGrid {
   private func weightGradient(_ grid: Tensor, _ x: Tensor, into dw: Tensor) {
     DirectConvolution.weightGradient(
       g, gradient: grid, extent: reach + phaseLength, reach: reach, grid: phased(x), channelLength: length, offsets: offsets,
-      span: span, into: dw)
+      pitch: pitch, into: dw)
   }
 
   /// Each phase's input pixels from that phase's taps, then laid back into `dx`.

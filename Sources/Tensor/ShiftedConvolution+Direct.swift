@@ -56,7 +56,7 @@ extension ShiftedGrid {
   /// dW[o, c, k] = sum over grid positions t of dy[o, t] · x_grid[c, t + offset(k)].
   private func weightGradientDirect(_ grid: Tensor, reach: Int, _ xp: Tensor, into dw: Tensor) {
     DirectConvolution.weightGradient(
-      g, gradient: grid, extent: reach + length, reach: reach, grid: xp, channelLength: length, offsets: offsets, span: span,
+      g, gradient: grid, extent: reach + length, reach: reach, grid: xp, channelLength: length, offsets: offsets, pitch: pitch,
       into: dw)
   }
 }

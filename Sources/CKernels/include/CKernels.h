@@ -48,17 +48,19 @@ void reprise_shifted_convolution_f32(
   long gridImageStride, long gridRowStride, long gridOrigin, float *output, long outputImageStride,
   long outputChannelStride);
 
-/// The weight gradient of that convolution over positions [first, last) of the grid:
+/// The weight gradient of that convolution over output rows [firstRow, firstRow + rowCount) of
+/// `rowsPerImage` rows of `rowWidth` positions each, row r = n * rowsPerImage + y starting at
+/// position n * gridImageStride + y * gridRowStride of the grid:
 ///
-///   partial[(o * pairs + p) * 8 + lane] += sum over positions t = first + lane + 8i < last of
-///     gradient[o * gradientChannelStride + t] * grid[rows[p] + t],
+///   partial[(o * pairs + p) * 8 + lane] += sum over the rows' positions t, the i-th of a row in
+///     lane i mod 8, of gradient[o * gradientChannelStride + t] * grid[rows[p] + t],
 ///
 /// for o < outputs and p < pairs, where `rows[p]` is the offset in `grid` of input channel c shifted
 /// by tap k (one pair (c, k) per p). The 8 lanes of each sum are kept apart, for the caller to add
-/// in a fixed order. `first` is a multiple of 8.
+/// in a fixed order. The grid's margins between the rows, which hold no outputs, are not read.
 void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
-  long first, long last, float *partial);
+  long firstRow, long rowCount, long rowsPerImage, long rowWidth, long gridImageStride, long gridRowStride, float *partial);
 
 /// Splits a row of `count` floats into its even-indexed elements at `even` and its odd-indexed ones
 /// at `odd` (the two column phases of a stride-2 plane).
