@@ -154,31 +154,6 @@ public func sum(_ x: Tensor, alongAxes axes: [Int]? = nil, keepingDimensions: Bo
   x.sum(alongAxes: axes, keepingDimensions: keepingDimensions)
 }
 
-/// The sum of `a * b` over `axes` (all axes when `nil`): the bits of `sum(a * b, alongAxes: axes,
-/// keepingDimensions: keepingDimensions)`, each product rounded and the products added in the same
-/// order. Where `a` and `b` are contiguous, of one shape, and `axes` are its last ones (a gradient
-/// summed over the planes of a channel scale, [N, C, H, W] to [N, C, 1, 1]), the products are
-/// added as they are formed, and the product tensor, written and read back once each, is never
-/// made.
-///
-/// - Precondition: `a` and `b` have the same dtype, and shapes that broadcast.
-public func sumOfProducts(_ a: Tensor, _ b: Tensor, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
-  let reduced = Set((axes ?? Array(0..<a.rank)).map { Shape.axis($0, rank: a.rank, "sumOfProducts") })
-  let kept = a.rank - reduced.count
-  guard a.shape == b.shape, a.dtype == b.dtype, a.isContiguous, b.isContiguous, a.count > 0, reduced == Set(kept..<a.rank) else {
-    return sum(a * b, alongAxes: axes, keepingDimensions: keepingDimensions)
-  }
-  let rows = a.shape[..<kept].reduce(1, *), inner = a.count / rows
-  let out = Tensor(uninitializedShape: keepingDimensions ? a.shape.prefix(kept) + Array(repeating: 1, count: a.rank - kept) : Array(a.shape.prefix(kept)), dtype: a.dtype)
-  func kernel<T: TensorScalar>(_: T.Type) {
-    let pa = a.base(T.self), pb = b.base(T.self), y = out.base(T.self)
-    Parallel.forRanges(rows, costPerItem: inner) { r in for o in r { y[o] = rowDot(pa + o * inner, pb + o * inner, inner, around: 0) } }
-  }
-  a.dtype.dispatch(kernel, kernel)
-  withExtendedLifetime((a, b)) {}
-  return out
-}
-
 /// The mean over `axes` (all axes when `nil`).
 public func mean(_ x: Tensor, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Tensor {
   x.mean(alongAxes: axes, keepingDimensions: keepingDimensions)

@@ -68,31 +68,6 @@ final class ReductionTests: XCTestCase {
     XCTAssertEqual(sum(x, alongAxes: [1], keepingDimensions: true).shape, [3, 1, 5])
   }
 
-  /// The sum of products equals the sum of the product tensor bit for bit, in Float32 and Float64:
-  /// over trailing axes (the fused path; planes longer than a summation block, and rows whose
-  /// length is not a multiple of 8), over other axes, over all of them, and on a transposed view
-  /// (the fallback).
-  func testSumOfProductsIsTheSumOfTheProduct() {
-    var random = RandomGenerator(seed: 8)
-    for dtype in [DType.float32, .float64] {
-      for shape in [[3, 5, 37, 29], [2, 3, 7, 5], [4, 13]] {
-        let a = Tensor(randomNormal: shape, mean: 3, dtype: dtype, using: &random)
-        let b = Tensor(randomNormal: shape, dtype: dtype, using: &random)
-        let rank = shape.count
-        for axes in [[rank - 2, rank - 1], [rank - 1], [0], Array(0..<rank)] {
-          for keep in [true, false] {
-            assertBitIdentical(
-              sumOfProducts(a, b, alongAxes: axes, keepingDimensions: keep), sum(a * b, alongAxes: axes, keepingDimensions: keep),
-              "\(dtype) \(shape) \(axes) keeping \(keep)")
-          }
-        }
-        let t = permute(a, Array((0..<rank).reversed()))
-        assertBitIdentical(
-          sumOfProducts(t, t, alongAxes: [rank - 1]), sum(t * t, alongAxes: [rank - 1]), "\(dtype) \(shape) transposed")
-      }
-    }
-  }
-
   static func keptIndex(_ i: Int, _ shape: [Int], _ axes: Set<Int>) -> Int {
     var rest = i, index = [Int](repeating: 0, count: shape.count)
     for a in shape.indices.reversed() { index[a] = rest % shape[a]; rest /= shape[a] }

@@ -1,8 +1,7 @@
 import TensorModule
 
 // Element-wise arithmetic primitives. Gradients come back in the broadcast shape; the tape sums
-// them down to each input's shape (Backward.swift, `unbroadcast`), but for multiply's gradient of a
-// factor broadcast along trailing axes, which is summed as its products are formed.
+// them down to each input's shape (Backward.swift, `unbroadcast`).
 
 /// a + b, with broadcasting.
 public func add(_ a: Variable, _ b: Variable) -> Variable {
@@ -30,7 +29,6 @@ public func multiply(_ a: Variable, _ b: Variable) -> Variable {
   let needA = a.requiresGrad, needB = b.requiresGrad
   let x = needB ? a.value : nil, y = needA ? b.value : nil
   let sink = needB ? nil : a.gradientSink, view = (shape: a.shape, strides: a.value.strides, dtype: a.dtype)
-  let shapes = (a: a.shape, b: b.shape)
   return recordOperation("multiply", a.value * b.value, inputs: [a, b]) { grad in
     if let sink, let y, grad.shape == view.shape,
       let destination = sink.destination(shape: view.shape, strides: view.strides, dtype: view.dtype)
@@ -39,19 +37,8 @@ public func multiply(_ a: Variable, _ b: Variable) -> Variable {
       checkSent(destination, "multiply")
       return [nil, nil]
     }
-    return [y.map { productGradient(grad, $0, to: shapes.a) }, x.map { productGradient(grad, $0, to: shapes.b) }]
+    return [y.map { grad * $0 }, x.map { grad * $0 }]
   }
-}
-
-/// `grad * other`, the gradient of one factor of a product, summed down to that factor's `shape`
-/// where it was broadcast along trailing axes (a channel scale [N, C, 1, 1]): ``sumOfProducts``
-/// adds the products as it forms them, the bits of the product summed by the tape's unbroadcast.
-private func productGradient(_ grad: Tensor, _ other: Tensor, to shape: [Int]) -> Tensor {
-  guard shape != grad.shape, shape.count == grad.rank, other.shape == grad.shape,
-    let first = shape.indices.first(where: { shape[$0] != grad.shape[$0] }),
-    shape[first...].allSatisfy({ $0 == 1 })
-  else { return grad * other }
-  return sumOfProducts(grad, other, alongAxes: Array(first..<grad.rank), keepingDimensions: true)
 }
 
 /// -x.
