@@ -153,14 +153,15 @@ AVX2 static inline void filterTransform4(__m256 g[3][3], float *u, long plane, _
   }
 }
 
-AVX2 void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, long tile, float *u) {
+AVX2 void reprise_winograd_weights_f32(
+  const float *weights, long outputs, long channels, int reversed, long tile, long first, long count, float *u) {
   // Row i of each u[ξ] is output i's (channel i's when reversed), and its columns are taken 8 at a
   // time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
   // consecutive outputs 9 * channels. Reversed, each filter's taps are read last to first.
   const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, plane = outputs * channels;
   const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
   const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  for (long i = 0; i < rows; i++)
+  for (long i = first; i < first + count && i < rows; i++)
     for (long c = 0; c < columns; c += 8) {
       const __m256i mask = lanesBelow(columns - c);
       const float *filters = weights + i * rowStride + c * columnStride;
@@ -207,9 +208,10 @@ AVX2 static inline void filterGradient4(const float *du, long plane, __m256i mas
   }
 }
 
-AVX2 void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, long tile, float *weightGradient) {
+AVX2 void reprise_winograd_weight_gradient_f32(
+  const float *du, long outputs, long channels, long tile, long first, long count, float *weightGradient) {
   const long plane = outputs * channels;
-  for (long o = 0; o < outputs; o++)
+  for (long o = first; o < first + count && o < outputs; o++)
     for (long c = 0; c < channels; c += 8) {  // 8 channels at a time, one per lane
       const __m256i mask = lanesBelow(channels - c);
       float taps[9][8];

@@ -167,13 +167,16 @@ int reprise_winograd_pairs_images(long height, long width, long tile);
 /// The floats of scratch space the transforms below need for planes of height x width.
 long reprise_winograd_scratch_count(long height, long width, long tile);
 
-/// The transformed weights u[P][outputs][channels] (G g G^T) of weights [outputs][channels][3][3],
-/// or, when `reversed` is nonzero, those of the input gradient's convolution: u[P][channels][outputs]
-/// of each filter rotated by 180°.
-void reprise_winograd_weights_f32(const float *weights, long outputs, long channels, int reversed, long tile, float *u);
+/// Rows [first, first + count) of the transformed weights u[P][outputs][channels] (G g G^T) of
+/// weights [outputs][channels][3][3], or, when `reversed` is nonzero, of those of the input
+/// gradient's convolution: u[P][channels][outputs] of each filter rotated by 180°.
+void reprise_winograd_weights_f32(
+  const float *weights, long outputs, long channels, int reversed, long tile, long first, long count, float *u);
 
-/// The weight gradient [outputs][channels][3][3] (G^T dU G) from transformed sums du[P][outputs][channels].
-void reprise_winograd_weight_gradient_f32(const float *du, long outputs, long channels, long tile, float *weightGradient);
+/// Outputs [first, first + count) of the weight gradient [outputs][channels][3][3] (G^T dU G) from
+/// transformed sums du[P][outputs][channels].
+void reprise_winograd_weight_gradient_f32(
+  const float *du, long outputs, long channels, long tile, long first, long count, float *weightGradient);
 
 /// The transformed input patches v[P][channels][tileCount] (B^T d B) of `images` images whose
 /// plane (n, c) starts at input[n * imageStride + c * channelStride]. With `scale` and `shift` (both
