@@ -3,9 +3,9 @@
 //
 // Each tile streams a block of output rows: per 8 positions it loads 3 vectors of the output
 // gradient and 4 of the shifted input and does 12 fused multiply-adds into vector accumulators,
-// which go to memory once per block. The grid's margins, which hold no outputs (a 7x7 kernel's on
-// 8x8 planes are as many positions again as the outputs), are skipped. The shifted output gradient (taps x outputs rows) that the
-// matrix-product form builds is never written. The AVX-512 tile takes 16 positions a step, 10 loads
+// which go to memory once per block. Where the grid's margins, which hold no outputs, are wide (a
+// 7x7 kernel's on 8x8 planes are as many positions again as the outputs), they are skipped. The
+// shifted output gradient (taps x outputs rows) that the matrix-product form builds is never written. The AVX-512 tile takes 16 positions a step, 10 loads
 // for 24 fused multiply-adds, and folds its 16 lanes to the 8 of the partial sums at the end of a
 // block (so its sums round differently from the AVX2 tile's, deterministically).
 #include "CKernels.h"
@@ -134,15 +134,14 @@ __attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long firstRow, long rowCount, long rowsPerImage, long rowWidth, long gridImageStride, long gridRowStride, float *partial) {
   if (rowCount <= 0) return;
-  if (reprise_wide_kernels_enabled()) {
-    // Positions from the first row's start to the last row's end, margins included: the output
-    // gradient's grid holds zeros there, and steps of 16 along whole rows of 8 (the last stage of
-    // CIFAR networks) would leave half of every vector idle.
-    const long last = firstRow + rowCount - 1;
-    const long first = firstRow / rowsPerImage * gridImageStride + firstRow % rowsPerImage * gridRowStride;
-    const long end = last / rowsPerImage * gridImageStride + last % rowsPerImage * gridRowStride + rowWidth;
-    return wideWeightGradient(gradient, gradientChannelStride, outputs, grid, rows, pairs, first, end, partial);
-  }
+  // The positions from the first row's start to the last row's end.
+  const long last = firstRow + rowCount - 1;
+  const long first = firstRow / rowsPerImage * gridImageStride + firstRow % rowsPerImage * gridRowStride;
+  const long end = last / rowsPerImage * gridImageStride + last % rowsPerImage * gridRowStride + rowWidth;
+  // The AVX-512 tiles take them all, margins included (the output gradient's grid holds zeros
+  // there): steps of 16 along whole rows of 8 (the last stage of CIFAR networks) would leave half
+  // of every vector idle.
+  if (reprise_wide_kernels_enabled()) return wideWeightGradient(gradient, gradientChannelStride, outputs, grid, rows, pairs, first, end, partial);
   // Blocks of whole rows, about BLOCK positions each, whose starts are worked out once per block.
   // Where the margins are narrow, a block is instead one run of BLOCK positions, margins included
   // (whose output gradient is zero): a row costs about half a step more than its steps, and the
@@ -150,9 +149,6 @@ __attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
   // planes, or the phases of a stride-2 one, one position a row; not a 7x7 kernel's).
   enum { MAX_ROWS = 64 };
   const int runs = 2 * gridImageStride <= 8 * rowsPerImage * (2 * ((rowWidth + 7) / 8) + 1);
-  const long first = firstRow / rowsPerImage * gridImageStride + firstRow % rowsPerImage * gridRowStride;
-  const long last = firstRow + rowCount - 1;
-  const long end = last / rowsPerImage * gridImageStride + last % rowsPerImage * gridRowStride + rowWidth;
   const long perBlock = runs || rowWidth >= BLOCK ? 1 : BLOCK / rowWidth < MAX_ROWS ? BLOCK / rowWidth : MAX_ROWS;
   const long blocks = runs ? (end - first + BLOCK - 1) / BLOCK : (rowCount + perBlock - 1) / perBlock;
   long starts[MAX_ROWS];

@@ -52,12 +52,13 @@ void reprise_shifted_convolution_f32(
 /// `rowsPerImage` rows of `rowWidth` positions each, row r = n * rowsPerImage + y starting at
 /// position n * gridImageStride + y * gridRowStride of the grid:
 ///
-///   partial[(o * pairs + p) * 8 + lane] += sum over the rows' positions t, the i-th of a row in
-///     lane i mod 8, of gradient[o * gradientChannelStride + t] * grid[rows[p] + t],
+///   partial[(o * pairs + p) * 8 + lane] += the part in `lane` of the sum over the rows' positions t
+///     of gradient[o * gradientChannelStride + t] * grid[rows[p] + t],
 ///
 /// for o < outputs and p < pairs, where `rows[p]` is the offset in `grid` of input channel c shifted
 /// by tap k (one pair (c, k) per p). The 8 lanes of each sum are kept apart, for the caller to add
-/// in a fixed order. The grid's margins between the rows, which hold no outputs, are not read.
+/// in a fixed order; how the positions fall into lanes depends on the arguments alone. The margins
+/// between the rows, which hold no outputs, may be read too: the gradient must be zero there.
 void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long firstRow, long rowCount, long rowsPerImage, long rowWidth, long gridImageStride, long gridRowStride, float *partial);
