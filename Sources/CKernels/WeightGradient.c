@@ -5,9 +5,10 @@
 // gradient and 4 of the shifted input and does 12 fused multiply-adds into vector accumulators,
 // which go to memory once per block. Where the grid's margins, which hold no outputs, are wide (a
 // 7x7 kernel's on 8x8 planes are as many positions again as the outputs), they are skipped. The
-// shifted output gradient (taps x outputs rows) that the matrix-product form builds is never written. The AVX-512 tile takes 16 positions a step, 10 loads
-// for 24 fused multiply-adds, and folds its 16 lanes to the 8 of the partial sums at the end of a
-// block (so its sums round differently from the AVX2 tile's, deterministically).
+// shifted output gradient (taps x outputs rows) that the matrix-product form builds is never
+// written. The AVX-512 tile takes 16 positions a step, 10 loads for 24 fused multiply-adds, and
+// folds its 16 lanes to the 8 of the partial sums at the end of a block (so its sums round
+// differently from the AVX2 tile's, deterministically).
 #include "CKernels.h"
 #include "Lanes.h"
 
@@ -130,14 +131,18 @@ WIDE static void wideWeightGradient(
 #define TILE(r, c) tile(r, c, gradient + o * gradientChannelStride, gradientChannelStride, grid, rows + p, starts, count, \
   width, partial + (o * pairs + p) * 8, pairs)
 
+/// Where output row `row` (row row % rowsPerImage of image row / rowsPerImage) starts on the grid.
+static inline long rowStart(long row, long rowsPerImage, long gridImageStride, long gridRowStride) {
+  return row / rowsPerImage * gridImageStride + row % rowsPerImage * gridRowStride;
+}
+
 __attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long firstRow, long rowCount, long rowsPerImage, long rowWidth, long gridImageStride, long gridRowStride, float *partial) {
   if (rowCount <= 0) return;
   // The positions from the first row's start to the last row's end.
-  const long last = firstRow + rowCount - 1;
-  const long first = firstRow / rowsPerImage * gridImageStride + firstRow % rowsPerImage * gridRowStride;
-  const long end = last / rowsPerImage * gridImageStride + last % rowsPerImage * gridRowStride + rowWidth;
+  const long first = rowStart(firstRow, rowsPerImage, gridImageStride, gridRowStride);
+  const long end = rowStart(firstRow + rowCount - 1, rowsPerImage, gridImageStride, gridRowStride) + rowWidth;
   // The AVX-512 tiles take them all, margins included (the output gradient's grid holds zeros
   // there): steps of 16 along whole rows of 8 (the last stage of CIFAR networks) would leave half
   // of every vector idle.
@@ -158,7 +163,7 @@ __attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
     const long width = runs ? (end - first - b * BLOCK < BLOCK ? end - first - b * BLOCK : BLOCK) : rowWidth;
     if (runs) starts[0] = first + b * BLOCK;
     else
-      for (long r = 0; r < count; r++) starts[r] = (r0 + r) / rowsPerImage * gridImageStride + (r0 + r) % rowsPerImage * gridRowStride;
+      for (long r = 0; r < count; r++) starts[r] = rowStart(r0 + r, rowsPerImage, gridImageStride, gridRowStride);
     for (long o = 0; o < outputs; o += ROWS) {
       const long r = outputs - o < ROWS ? outputs - o : ROWS;
       long p = 0;
