@@ -68,6 +68,15 @@ static inline long scratchWidth(long width, long tile) {
   return tile == 2 ? 2 * ((width + 1) / 2) + 24 : 4 * ((width + 3) / 4) + 40;
 }
 
+long reprise_winograd_stream(long rows, long tileCount) {
+  // An odd number of cache lines: the transforms write (and the output transform reads) one vector
+  // of each of the P matrices in turn, and matrices a multiple of 2^k lines apart fall into 1/2^k of
+  // the L1 cache's sets, where 16 or 36 streams over a few sets of 8 ways evict each other's lines
+  // before they are full (with 64 channels they fell into 2 sets, with 128 into one;
+  // docs/performance.md#cache-sets-and-channel-blocks).
+  return 16 * (((rows * tileCount + 15) / 16) | 1);
+}
+
 long reprise_winograd_scratch_count(long height, long width, long tile) {
   // Two tile rows past the plane's, read by a last pair of tile rows that has one, and the patches'
   // rows past their tiles'.
@@ -317,17 +326,17 @@ AVX2 static inline void prefetchPart(const float *p, long count, long k, long pa
 /// written after them, or past the chunk's tiles, where `tileCount` leaves room for them.
 AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
-  const float *scale, const float *shift, const float *planeScale, long tile, float *out, long tileCount, float *scratch,
-  TileTransform transform) {
+  const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *out, long tileCount,
+  float *scratch, TileTransform transform) {
   const Tiling tiles = tiling(height, width, tile);
-  const long stream = rows * tileCount, step = tiles.images;
+  const long stream = reprise_winograd_stream(rows, tileCount), step = tiles.images;
   memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width, tile));
   for (long n = 0; n < images; n += step) {
     if (n + step > images)  // a mosaic without its second plane: zeros there, whose transforms are zeros
       for (long y = 0; y < height; y++) memset(scratch + (y + border) * tiles.pitch + border + mosaicOffset, 0, sizeof(float) * (size_t)width);
     for (long r = 0; r < rows; r++) {
       for (long k = 0; k < step && n + k < images; k++) {
-        const float affine[2] = {scale ? scale[r] : planeScale ? planeScale[(n + k) * rows + r] : 0, shift ? shift[r] : 0};
+        const float affine[2] = {scale ? scale[r] : planeScale ? planeScale[(n + k) * planeScaleStride + r] : 0, shift ? shift[r] : 0};
         placePlane(
           planes + (n + k) * imageStride + r * rowStride, height, width, scale || planeScale ? affine : NULL, scale != NULL,
           scratch, tiles.pitch, border, border + k * mosaicOffset);
@@ -347,29 +356,36 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
 
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, const float *planeScale, long tile, float *v, long tileCount, float *scratch) {
+  const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
+  float *scratch) {
   if (tile == 2)
-    transformPlanes(input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, 2, v, tileCount, scratch, patchTransform);
+    transformPlanes(
+      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, planeScaleStride, 2, v, tileCount,
+      scratch, patchTransform);
   else if (reprise_winograd_pairs_images(height, width, 4))
     transformPlanes(
-      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, 4, v, tileCount, scratch, patchTransform4Mosaic);
+      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, planeScaleStride, 4, v, tileCount,
+      scratch, patchTransform4Mosaic);
   else
     transformPlanes(
-      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, 4, v, tileCount, scratch, patchTransform4Rows);
+      input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, planeScaleStride, 4, v, tileCount,
+      scratch, patchTransform4Rows);
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
   float *m, long tileCount, float *scratch) {
   if (tile == 2)
-    transformPlanes(gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 2, m, tileCount, scratch, gradientTransform);
+    transformPlanes(
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 2, m, tileCount, scratch, gradientTransform);
   else if (reprise_winograd_pairs_images(height, width, 4))
     transformPlanes(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 4, m, tileCount, scratch,
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 4, m, tileCount, scratch,
       gradientTransform4Mosaic);
   else
     transformPlanes(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 4, m, tileCount, scratch, gradientTransform4Rows);
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 4, m, tileCount, scratch,
+      gradientTransform4Rows);
 }
 
 /// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the
@@ -432,7 +448,7 @@ AVX2 __attribute__((always_inline)) static inline void outputPlanes(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, const OutputTargets *targets,
   float *scratch, OutputTransform transform) {
   const Tiling tiles = tiling(height, width, tile);
-  const long stream = outputs * tileCount, step = tiles.images;
+  const long stream = reprise_winograd_stream(outputs, tileCount), step = tiles.images;
   const int plain = !targets->planes && !targets->planeScale;
   for (long n = 0; n < images; n += step)
     for (long o = 0; o < outputs; o++) {

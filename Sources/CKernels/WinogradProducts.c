@@ -84,10 +84,12 @@ AVX2 __attribute__((always_inline)) static inline void product(
 }
 
 AVX2 void reprise_winograd_products_f32(
-  long positions, const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns,
-  long ld) {
+  long positions, const float *a, long aStride, long rowStride, long depthStride, long rows, long depth, const float *b, float *c,
+  long columns, long ld, int accumulate) {
   for (long xi = 0; xi < positions; xi++)
-    product(a + xi * rows * depth, rowStride, depthStride, rows, depth, b + xi * depth * ld, ld, c + xi * rows * ld, ld, columns, 0, 0);
+    product(
+      a + xi * aStride, rowStride, depthStride, rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld,
+      c + xi * reprise_winograd_stream(rows, ld), ld, columns, accumulate, 0);
 }
 
 /// The panel p[t][j] = b[j][t] (t < count, j < columns, rows of p `pitch` apart) of b's rows `ld`
@@ -106,11 +108,11 @@ AVX2 static inline void transposePanel(const float *b, long columns, long count,
 long reprise_winograd_panel_count(long columns, long count) { return (columns + 7) / 8 * 8 * ((count + 7) / 8 * 8); }
 
 AVX2 void reprise_winograd_transposed_products_f32(
-  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate,
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc, int accumulate,
   float *panel) {
   const long pitch = (columns + 7) / 8 * 8;
   for (long xi = 0; xi < positions; xi++) {
-    transposePanel(b + xi * columns * ld, columns, count, ld, panel, pitch);
-    product(a + xi * rows * ld, ld, 1, rows, count, panel, pitch, c + xi * rows * columns, columns, columns, accumulate, 1);
+    transposePanel(b + xi * reprise_winograd_stream(columns, ld), columns, count, ld, panel, pitch);
+    product(a + xi * reprise_winograd_stream(rows, ld), ld, 1, rows, count, panel, pitch, c + xi * rows * ldc, ldc, columns, accumulate, 1);
   }
 }

@@ -35,6 +35,28 @@ struct WinogradTiling {
     g.width >= 13 || reprise_winograd_pairs_images(g.height, g.width, 4) != 0 ? 4 : 2
   }
 
+  /// The bytes of transformed patches a chunk holds at a time when they are taken in blocks of
+  /// channels (see ``channelBlocks(from:to:)``): half of a 512 KiB L2 cache, the rest left to the
+  /// products' sums and weights.
+  var blockBytes = 1 << 18
+
+  /// The blocks of a chunk's `from` source channels whose patches are transformed and multiplied one
+  /// at a time, for products with `to` rows: all of them at once unless their transformed patches
+  /// outgrow ``blockBytes``, and then blocks of that size (16 channels at least) where the products
+  /// have at most half as many rows as a block has channels. A block's patches are read back from
+  /// the L2 cache instead of the L3 (SeqResNet's filters, 64 to 384 channels to 8 outputs;
+  /// docs/performance.md#cache-sets-and-channel-blocks); the price is a pass over the products'
+  /// sums per block (to / block of the patches' size), which wide layers do not repay.
+  func channelBlocks(from: Int, to: Int) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+    let block = max(16, blockBytes / (4 * positions * tileCount) / 8 * 8)
+    let channels = from > block && 2 * to <= block ? block : from
+    return stride(from: 0, to: from, by: channels).lazy.map { $0..<min($0 + channels, from) }
+  }
+
+  /// The floats of a chunk's transformed data with `rows` rows: its P matrices, each of `rows` rows
+  /// of `tileCount`, `reprise_winograd_stream` floats apart.
+  func size(rows: Int) -> Int { positions * reprise_winograd_stream(rows, tileCount) }
+
   /// The positions of a transformed tile, (tile + 2)^2: the number of products.
   var positions: Int { (tile + 2) * (tile + 2) }
 

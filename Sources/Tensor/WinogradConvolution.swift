@@ -26,10 +26,10 @@ struct WinogradConvolution {
   /// forward pass decides which way every ReLU and max pool goes, and the larger errors of F(4x4,
   /// 3x3) flip many more of those decisions than Float32 rounding does; each flip moves a whole
   /// term of the gradient (docs/numerics.md#winograd).
-  let forwardTiling: WinogradTiling
+  var forwardTiling: WinogradTiling
   /// The gradients' tiles: F(4x4, 3x3) where the planes allow it. Its errors, a few parts in a
   /// million of the largest value, decide nothing: they reach the gradients as rounding does.
-  let gradientTiling: WinogradTiling
+  var gradientTiling: WinogradTiling
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
@@ -54,9 +54,9 @@ struct WinogradConvolution {
     _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int), panels: Bool = false,
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
-    let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks)), stream = tiling.positions * tiling.tileCount
+    let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks))
     let sizes =
-      [stream * rows.0, stream * rows.1, reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
+      [tiling.size(rows: rows.0), tiling.size(rows: rows.1), reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
       + (panels ? [reprise_winograd_panel_count(g.inputChannels, tiling.tileCount)] : [])
     let next = Atomic<Int>(0)
     Parallel.run(min(pieces, Parallel.threadCount)) { _ in
@@ -160,20 +160,27 @@ struct WinogradConvolution {
   }
 
   /// One chunk of the convolution of `source` (`from` channels) with transformed weights `u`
-  /// [P][to][from]: the source's patches transformed into `patches` [P][from][tiles], normalised or
-  /// scaled on the way (`affine`, `planeScale`), their products with `u` into `products`
-  /// [P][to][tiles], transformed back by `output(products)`. The forward pass runs it on the
-  /// input; the input gradient on the output gradient, with the reversed weights.
+  /// [P][to][from]: the source's patches transformed into `patches` [P][block][tiles], normalised or
+  /// scaled on the way (`affine`, `planeScale`), a block of channels at a time (see
+  /// ``WinogradTiling/channelBlock(from:to:)``), their products with `u` summed into `products`
+  /// [P][to][tiles], transformed back by `output(products)`. The forward pass runs it on the input;
+  /// the input gradient on the output gradient, with the reversed weights.
   private func convolveChunk<T: TensorScalar>(
     _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, first: Int, images: Int,
     _ patches: UnsafeMutablePointer<Float>, _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>,
     output: (_ products: UnsafeMutablePointer<Float>) -> Void
   ) {
-    transformPatches(
-      source, channels: from, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: patches,
-      scratch)
-    reprise_winograd_products_f32(tiling.positions, u, from, 1, to, from, patches, products, tiling.columns(images), tiling.tileCount)
+    for block in tiling.channelBlocks(from: from, to: to) {
+      transformPatches(
+        source, channels: block, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling,
+        into: patches, scratch)
+      // Each block's products added to the last's: the sums run over the channels in order either
+      // way, so the bits are those of one product over all of them.
+      reprise_winograd_products_f32(
+        tiling.positions, u + block.lowerBound, to * from, from, 1, to, block.count, patches, products, tiling.columns(images),
+        tiling.tileCount, block.lowerBound == 0 ? 0 : 1)
+    }
     output(products)
   }
 
@@ -196,22 +203,25 @@ struct WinogradConvolution {
     }
   }
 
-  /// The patches of one chunk of `source` (`channels` channels) transformed into `patches`,
-  /// normalised on the way with `affine`.
+  /// The patches of channels `range` of one chunk of `source` transformed into `patches`, normalised
+  /// on the way with `affine` or scaled with `planeScale`.
   private func transformPatches<T: TensorScalar>(
-    _ source: Tensor, channels: Int, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
+    _ source: Tensor, channels range: Range<Int>, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, into patches: UnsafeMutablePointer<Float>,
     _ scratch: UnsafeMutablePointer<Float>
   ) {
-    let layout = PlaneLayout(source), start = source.base(Float.self) + first * layout.imageStride
+    let layout = PlaneLayout(source), channels = source.shape[1]
+    let start = source.base(Float.self) + first * layout.imageStride + range.lowerBound * layout.channelStride
     func run(_ scale: UnsafePointer<Float>?, _ shift: UnsafePointer<Float>?) {
       reprise_winograd_input_f32(
-        start, layout.channelStride, layout.imageStride, channels, images, g.height, g.width, scale, shift,
-        planeScale.map { $0 + first * channels }, tiling.tile, patches, tiling.tileCount, scratch)
+        start, layout.channelStride, layout.imageStride, range.count, images, g.height, g.width, scale, shift,
+        planeScale.map { $0 + first * channels + range.lowerBound }, channels, tiling.tile, patches, tiling.tileCount, scratch)
     }
     guard let affine else { return run(nil, nil) }
     affine.scale.withUnsafeBufferPointer { scale in
-      affine.shift.withUnsafeBufferPointer { shift in run(floats(scale.baseAddress!), floats(shift.baseAddress!)) }
+      affine.shift.withUnsafeBufferPointer { shift in
+        run(floats(scale.baseAddress!) + range.lowerBound, floats(shift.baseAddress!) + range.lowerBound)
+      }
     }
   }
 
@@ -253,11 +263,13 @@ struct WinogradConvolution {
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
-      transformPatches(
-        x, channels: c, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: v, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * tiling.imagesPerChunk ? 0 : 1
-      reprise_winograd_transposed_products_f32(
-        tiling.positions, m, o, v, c, tiling.columns(images), t, ps + p * size, accumulate, b[3])
+      for block in tiling.channelBlocks(from: c, to: o) {  // columns `block` of each dU[ξ]
+        transformPatches(
+          x, channels: block, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: v, scratch)
+        reprise_winograd_transposed_products_f32(
+          tiling.positions, m, o, v, block.count, tiling.columns(images), t, ps + p * size + block.lowerBound, c, accumulate, b[3])
+      }
     }
     if pieces > 1 {
       Parallel.forRanges(size, costPerItem: pieces) { range in

@@ -1,3 +1,4 @@
+import CKernels
 @testable import TensorModule
 import TestSupport
 import XCTest
@@ -79,6 +80,82 @@ final class WinogradConvolutionTests: XCTestCase {
       let both = conv2dBackward(dy, input: x, weight: w, padding: 1)
       assertBitIdentical(both.input, dx, "conv2dBackward input \(context)")
       assertBitIdentical(both.weight, dw, "conv2dBackward weight \(context)")
+    }
+  }
+
+  /// Wide layers with few outputs (here 100 channels to 8) take their channels in blocks, each
+  /// block's patches transformed and multiplied before the next's, in the forward pass and the
+  /// weight gradient; with a partial last block, with the pre-activation unit's normalisation and
+  /// with plane factors, the results are bit for bit those of all channels at once.
+  func testChannelBlocksGiveTheBitsOfOneBlock() {
+    let c = Self.layer(batch: 4, 100, 8, 16, 16)
+    var random = RandomGenerator(seed: 31)
+    let x = Tensor(randomNormal: [4, 100, 16, 16], using: &random), w = Tensor(randomNormal: [8, 100, 3, 3], using: &random)
+    let dy = Tensor(randomNormal: [4, 8, 16, 16], using: &random)
+    let affine = (scale: (0..<100).map { _ in random.nextUnit(Float.self) + 0.5 }, shift: (0..<100).map { _ in random.nextUnit(Float.self) - 0.5 })
+    let planeScale = (0..<400).map { _ in random.nextUnit(Float.self) < 0.25 ? 0 : Float(4.0 / 3) }
+    let blocked = WinogradConvolution(ConvolutionPlanTests.geometry(c))
+    var whole = blocked
+    whole.forwardTiling.blockBytes = .max
+    whole.gradientTiling.blockBytes = .max
+    for (name, tiling) in [("forward", blocked.forwardTiling), ("gradient", blocked.gradientTiling)] {
+      let blocks = Array(tiling.channelBlocks(from: 100, to: 8))
+      XCTAssertGreaterThan(blocks.count, 1, "\(name) blocks")
+      XCTAssertNotEqual(100 % blocks[0].count, 0, "\(name) blocks end in a partial one")
+      XCTAssertEqual(blocks.last?.upperBound, 100, name)
+    }
+    XCTAssertEqual(Array(blocked.gradientTiling.channelBlocks(from: 100, to: 100)), [0..<100], "wide layers take one block")
+    planeScale.withUnsafeBufferPointer { planeScale in
+      func forward(_ conv: WinogradConvolution, normalizing: Bool, scaling: Bool) -> Tensor {
+        let y = Tensor(uninitializedShape: [4, 8, 16, 16], dtype: .float32)
+        conv.forward(x, w, into: y, Float.self, normalizing: normalizing ? affine : nil, scalingPlanes: scaling ? planeScale.baseAddress : nil)
+        return y
+      }
+      for (normalizing, scaling) in [(false, false), (true, false), (false, true)] {
+        let context = "normalizing \(normalizing), scaling \(scaling)"
+        assertBitIdentical(forward(blocked, normalizing: normalizing, scaling: scaling), forward(whole, normalizing: normalizing, scaling: scaling), "forward, \(context)")
+      }
+      func gradients(_ conv: WinogradConvolution, normalizing: Bool) -> (Tensor, Tensor) {
+        let dx = Tensor(uninitializedShape: x.shape, dtype: .float32), dw = Tensor(uninitializedShape: w.shape, dtype: .float32)
+        conv.backward(dy, x, w, inputGradient: dx, weightGradient: dw, Float.self, normalizing: normalizing ? affine : nil)
+        return (dx, dw)
+      }
+      for normalizing in [false, true] {
+        let (a, b) = (gradients(blocked, normalizing: normalizing), gradients(whole, normalizing: normalizing))
+        assertBitIdentical(a.0, b.0, "input gradient, normalizing \(normalizing)")
+        assertBitIdentical(a.1, b.1, "weight gradient, normalizing \(normalizing)")
+      }
+      func scaledGradients(_ conv: WinogradConvolution) -> (Tensor, Tensor) {
+        let dx = Tensor(uninitializedShape: x.shape, dtype: .float32), dw = Tensor(uninitializedShape: w.shape, dtype: .float32)
+        conv.backward(dy, x, w, scalingPlanes: planeScale.baseAddress!, inputGradient: InputGradientTarget(dx), weightGradient: dw)
+        return (dx, dw)
+      }
+      let (a, b) = (scaledGradients(blocked), scaledGradients(whole))
+      assertBitIdentical(a.0, b.0, "input gradient, scaling")
+      assertBitIdentical(a.1, b.1, "weight gradient, scaling")
+    }
+    // And the blocked results are the convolution's: against Float64.
+    let y = Tensor(uninitializedShape: [4, 8, 16, 16], dtype: .float32)
+    blocked.forward(x, w, into: y, Float.self)
+    assertClose(y.converted(to: .float64), conv2d(x.converted(to: .float64), w.converted(to: .float64), padding: 1), relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "forward")
+    let dw = Tensor(uninitializedShape: w.shape, dtype: .float32)
+    blocked.backwardWeight(dy, x, into: dw, Float.self)
+    assertClose(
+      dw.converted(to: .float64), conv2dBackwardWeight(dy.converted(to: .float64), x.converted(to: .float64), weightShape: w.shape, padding: 1),
+      relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "weight gradient")
+  }
+
+  /// The P matrices of a chunk's transformed data lie an odd number of cache lines apart, just past
+  /// their rows x tiles, so that the 16 or 36 vectors a transform writes at a time (one per matrix)
+  /// fall into as many different sets of a 64-set L1 cache, whatever the number of rows.
+  func testTransformedMatricesFallIntoDifferentCacheSets() {
+    for rows in [1, 8, 12, 16, 32, 64, 100, 128, 384] {
+      for tileCount in [24, 72, 120, 264] {
+        let stream = reprise_winograd_stream(rows, tileCount), lines = stream / 16
+        XCTAssertEqual(stream % 16, 0, "\(rows) x \(tileCount)")
+        XCTAssertTrue((rows * tileCount)..<(rows * tileCount + 32) ~= stream, "\(rows) x \(tileCount): \(stream)")
+        XCTAssertEqual(Set((0..<36).map { $0 * lines % 64 }).count, 36, "\(rows) x \(tileCount): \(stream)")
+      }
     }
   }
 

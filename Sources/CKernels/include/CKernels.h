@@ -151,7 +151,9 @@ void reprise_clamp_backward_f32(const float *x, const float *gradient, float *re
 // width has `reprise_winograd_tiles` of them, numbered row by row. Transformed data is laid out as
 // P matrices, one per position ξ of the transformed tile (P = 16 for tile 2, 36 for tile 4):
 // [P][rows][tileCount], where rows are channels or outputs and the tiles of `images` consecutive
-// images lie side by side (image n's tiles from n * tiles(height, width, tile)). A row has room for
+// images lie side by side (image n's tiles from n * tiles(height, width, tile)), the matrices
+// `reprise_winograd_stream(rows, tileCount)` floats apart (rows * tileCount or a little more, so
+// that the P matrices fall into different cache sets: P * that many floats). A row has room for
 // 8 floats past its tiles (tileCount >= images * tiles(height, width, tile) + 8): the transforms
 // store whole vectors of 8 tiles. Tile 4 takes planes at least 13 wide (4 tiles across) and planes of
 // 2x2 tiles (5 to 8 high and wide); the latter are transformed two images at a time, so their
@@ -160,6 +162,10 @@ void reprise_clamp_backward_f32(const float *x, const float *gradient, float *re
 
 /// The tiles of one height x width image: ceil(height / tile) * ceil(width / tile).
 long reprise_winograd_tiles(long height, long width, long tile);
+
+/// The distance in floats between consecutive matrices of transformed data with `rows` rows of
+/// `tileCount`: rows * tileCount rounded up to an odd number of 64-byte cache lines.
+long reprise_winograd_stream(long rows, long tileCount);
 
 /// Whether the transforms take planes of height x width two images at a time (tile 4, planes of 2x2
 /// tiles): nonzero or zero.
@@ -183,11 +189,12 @@ void reprise_winograd_weight_gradient_f32(
 /// plane (n, c) starts at input[n * imageStride + c * channelStride]. With `scale` and `shift` (both
 /// or neither may be NULL), the patches are those of max(input · scale[c] + shift[c], 0): the
 /// pre-activation unit's batch normalisation and ReLU, bit for bit, applied on the way in. With
-/// `planeScale` instead (scale and shift NULL), those of input · planeScale[n * channels + c], one
-/// factor per plane (a channel dropout's mask), bit for bit.
+/// `planeScale` instead (scale and shift NULL), those of input · planeScale[n * planeScaleStride +
+/// c], one factor per plane (a channel dropout's mask), bit for bit.
 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, const float *planeScale, long tile, float *v, long tileCount, float *scratch);
+  const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
+  float *scratch);
 
 /// The transformed output-gradient tiles m[P][outputs][tileCount] (A dY A^T), laid out like the
 /// input's.
@@ -209,22 +216,27 @@ void reprise_winograd_output_planes_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *const *planes,
   const long *imageStrides, const unsigned char *adding, const float *planeScale, float *scratch);
 
-/// The `positions` products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers: a[ξ] is rows x
-/// depth with element (i, d) at a[ξ * rows * depth + i * rowStride + d * depthStride], b[ξ] is depth
-/// x columns and c[ξ] rows x columns, their rows `ld` apart and their ξ-th matrices at b + ξ * depth
-/// * ld and c + ξ * rows * ld. A row of c has room for 8 floats past `columns` (ld >= columns + 8),
-/// where whole vectors of results are stored.
+/// The `positions` products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers, or c[ξ] += a[ξ]
+/// b[ξ] when `accumulate` is nonzero: a[ξ] is rows x depth with element (i, d) at a[ξ * aStride + i
+/// * rowStride + d * depthStride], b[ξ] is depth x columns and c[ξ] rows x columns, their rows `ld`
+/// apart and their ξ-th matrices at b + ξ * stream(depth, ld) and c + ξ * stream(rows, ld)
+/// (`reprise_winograd_stream`, as the transforms lay them out). A row of c has room for 8 floats
+/// past `columns` (ld >= columns + 8), where whole vectors of results are stored. The sums add over
+/// the depth in order, so products over consecutive blocks of the depth, accumulated, give the bits
+/// of one product over all of it.
 void reprise_winograd_products_f32(
-  long positions, const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, float *c, long columns,
-  long ld);
+  long positions, const float *a, long aStride, long rowStride, long depthStride, long rows, long depth, const float *b, float *c,
+  long columns, long ld, int accumulate);
 
 /// The `positions` products c[ξ] = a[ξ] b[ξ]^T, or c[ξ] += a[ξ] b[ξ]^T when `accumulate` is nonzero:
-/// a[ξ] is rows x count at a + ξ * rows * ld, b[ξ] columns x count at b + ξ * columns * ld, both with
-/// rows `ld` apart (ld >= count rounded up to 8), and c[ξ] the dense rows x columns matrix at c + ξ *
-/// rows * columns. `panel` is scratch space for `reprise_winograd_panel_count(columns, count)` floats.
+/// a[ξ] is rows x count at a + ξ * stream(rows, ld), b[ξ] columns x count at b + ξ * stream(columns,
+/// ld) (`reprise_winograd_stream`), both with rows `ld` apart (ld >= count rounded up to 8), and c[ξ]
+/// the rows x columns matrix at c + ξ * rows * ldc with rows `ldc` apart (a block of columns of a
+/// wider matrix, when ldc > columns). `panel` is scratch space for
+/// `reprise_winograd_panel_count(columns, count)` floats.
 void reprise_winograd_transposed_products_f32(
-  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, int accumulate,
-  float *panel);
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc,
+  int accumulate, float *panel);
 
 /// The floats of scratch space `reprise_winograd_transposed_products_f32` needs.
 long reprise_winograd_panel_count(long columns, long count);
