@@ -414,7 +414,7 @@ typedef void (*OutputTransform)(const float *, long, __m256i, int, float *, long
 
 /// Where the output planes go: plane (n, o) at base[n * imageStride + o * channelStride], or with
 /// `planes`, at planes[o][n * imageStrides[o]]; with `planeScale`, multiplied by planeScale[n *
-/// outputs + o] on the way, and added to the values there where `adding[o]`.
+/// planeScaleStride + o] on the way, and added to the values there where `adding[o]`.
 typedef struct {
   float *base;
   long channelStride, imageStride;
@@ -422,6 +422,7 @@ typedef struct {
   const long *imageStrides;
   const unsigned char *adding;
   const float *planeScale;
+  long planeScaleStride;
 } OutputTargets;
 
 AVX2 static inline float *targetPlane(const OutputTargets *t, long o, long n) {
@@ -467,7 +468,7 @@ AVX2 __attribute__((always_inline)) static inline void outputPlanes(
           for (long y = 0; y < height; y++) copyRow(to + y * width, from + y * tiles.pitch, width);
           continue;
         }
-        const float factor = targets->planeScale ? targets->planeScale[(n + k) * outputs + o] : 1;
+        const float factor = targets->planeScale ? targets->planeScale[(n + k) * targets->planeScaleStride + o] : 1;
         const int adding = targets->adding && targets->adding[o];
         for (long y = 0; y < height; y++) deliverRow(to + y * width, from + y * tiles.pitch, width, factor, adding);
       }
@@ -488,13 +489,13 @@ AVX2 static inline void outputTo(
 AVX2 void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch) {
-  const OutputTargets targets = {output, outputChannelStride, outputImageStride, NULL, NULL, NULL, NULL};
+  const OutputTargets targets = {output, outputChannelStride, outputImageStride, NULL, NULL, NULL, NULL, 0};
   outputTo(m, outputs, images, height, width, tile, tileCount, &targets, scratch);
 }
 
 AVX2 void reprise_winograd_output_planes_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *const *planes,
-  const long *imageStrides, const unsigned char *adding, const float *planeScale, float *scratch) {
-  const OutputTargets targets = {NULL, 0, 0, planes, imageStrides, adding, planeScale};
+  const long *imageStrides, const unsigned char *adding, const float *planeScale, long planeScaleStride, float *scratch) {
+  const OutputTargets targets = {NULL, 0, 0, planes, imageStrides, adding, planeScale, planeScaleStride};
   outputTo(m, outputs, images, height, width, tile, tileCount, &targets, scratch);
 }

@@ -131,17 +131,18 @@ struct InputGradientTarget {
     (self.planes, self.imageStrides, self.adding) = (planes, imageStrides, adding)
   }
 
-  /// Transforms the Winograd products of the images `images` back into their planes, each multiplied
-  /// by its factor in `planeScale` [N][C] (by 1 when nil).
+  /// Transforms the Winograd products of channels `channels` of the images `images` back into their
+  /// planes, each multiplied by its factor in `planeScale` [N][C] (by 1 when nil).
   func deliver(
-    _ products: UnsafeMutablePointer<Float>, _ tiling: WinogradTiling, images: Range<Int>,
+    _ products: UnsafeMutablePointer<Float>, _ tiling: WinogradTiling, images: Range<Int>, channels: Range<Int>,
     scalingPlanes planeScale: UnsafePointer<Float>?, _ g: ConvolutionGeometry, _ scratch: UnsafeMutablePointer<Float>
   ) {
-    let first = images.lowerBound, chunk = planes.indices.map { c in planes[c].map { $0 + first * imageStrides[c] } }
+    let first = images.lowerBound, chunk = channels.map { c in planes[c].map { $0 + first * imageStrides[c] } }
+    let strides = Array(imageStrides[channels]), adding = Array(adding[channels])
     chunk.withUnsafeBufferPointer { chunk in
       reprise_winograd_output_planes_f32(
-        products, planes.count, images.count, g.height, g.width, tiling.tile, tiling.tileCount, chunk.baseAddress, imageStrides,
-        adding, planeScale.map { $0 + first * planes.count }, scratch)
+        products, channels.count, images.count, g.height, g.width, tiling.tile, tiling.tileCount, chunk.baseAddress, strides,
+        adding, planeScale.map { $0 + first * planes.count + channels.lowerBound }, planes.count, scratch)
     }
   }
 }

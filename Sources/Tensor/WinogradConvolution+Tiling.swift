@@ -35,22 +35,23 @@ struct WinogradTiling {
     g.width >= 13 || reprise_winograd_pairs_images(g.height, g.width, 4) != 0 ? 4 : 2
   }
 
-  /// The bytes of transformed patches a chunk holds at a time when they are taken in blocks of
-  /// channels (see ``channelBlocks(from:to:)``): half of a 512 KiB L2 cache, the rest left to the
-  /// products' sums and weights.
+  /// The bytes of a chunk's transformed data that one block holds where a layer is taken in blocks
+  /// (see ``blocks(of:facing:)``): half of a 512 KiB L2 cache, the rest left to the other operand
+  /// and the weights.
   var blockBytes = 1 << 18
 
-  /// The blocks of a chunk's `from` source channels whose patches are transformed and multiplied one
-  /// at a time, for products with `to` rows: all of them at once unless their transformed patches
-  /// outgrow ``blockBytes``, and then blocks of that size (16 channels at least) where the products
-  /// have at most half as many rows as a block has channels. A block's patches are read back from
-  /// the L2 cache instead of the L3 (SeqResNet's filters, 64 to 384 channels to 8 outputs;
-  /// docs/performance.md#cache-sets-and-channel-blocks); the price is a pass over the products'
-  /// sums per block (to / block of the patches' size), which wide layers do not repay.
-  func channelBlocks(from: Int, to: Int) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+  /// The blocks of a chunk's `rows` channels (or outputs) whose transformed data is computed and
+  /// used one block at a time, against `other` rows on the other side of the products: all of them
+  /// at once unless their transformed data outgrows ``blockBytes``, and then blocks of that size (16
+  /// rows at least) where `other` is at most half a block. A block's transformed data is then read
+  /// back from the L2 cache instead of the L3 (SeqResNet's filters, 64 to 384 channels to 8
+  /// outputs, and their input gradients; docs/performance.md#cache-sets-and-channel-blocks); the
+  /// price is a pass over the narrow side's data per block (other / block of the wide side's size),
+  /// which layers wide on both sides do not repay.
+  func blocks(of rows: Int, facing other: Int) -> [Range<Int>] {
     let block = max(16, blockBytes / (4 * positions * tileCount) / 8 * 8)
-    let channels = from > block && 2 * to <= block ? block : from
-    return stride(from: 0, to: from, by: channels).lazy.map { $0..<min($0 + channels, from) }
+    let size = rows > block && 2 * other <= block ? block : rows
+    return stride(from: 0, to: rows, by: size).map { $0..<min($0 + size, rows) }
   }
 
   /// The floats of a chunk's transformed data with `rows` rows: its P matrices, each of `rows` rows

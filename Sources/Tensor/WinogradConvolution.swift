@@ -160,28 +160,42 @@ struct WinogradConvolution {
   }
 
   /// One chunk of the convolution of `source` (`from` channels) with transformed weights `u`
-  /// [P][to][from]: the source's patches transformed into `patches` [P][block][tiles], normalised or
-  /// scaled on the way (`affine`, `planeScale`), a block of channels at a time (see
-  /// ``WinogradTiling/channelBlock(from:to:)``), their products with `u` summed into `products`
-  /// [P][to][tiles], transformed back by `output(products)`. The forward pass runs it on the input;
-  /// the input gradient on the output gradient, with the reversed weights.
+  /// [P][to][from]: the source's patches transformed into `patches` [P][from][tiles], normalised or
+  /// scaled on the way (`affine`, `planeScale`), their products with `u` into `products`
+  /// [P][to][tiles], transformed back by `output(products, rows)` for each block of rows. Where one
+  /// side is wide and the other narrow (see ``WinogradTiling/blocks(of:facing:)``), either the
+  /// source's channels are taken a block at a time, each block's products added to the last's, or
+  /// the products' rows are computed and transformed back a block at a time. The forward pass runs
+  /// it on the input; the input gradient on the output gradient, with the reversed weights.
   private func convolveChunk<T: TensorScalar>(
     _ source: Tensor, from: Int, _ u: UnsafeMutablePointer<Float>, to: Int, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, first: Int, images: Int,
     _ patches: UnsafeMutablePointer<Float>, _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>,
-    output: (_ products: UnsafeMutablePointer<Float>) -> Void
+    output: (_ products: UnsafeMutablePointer<Float>, _ rows: Range<Int>) -> Void
   ) {
-    for block in tiling.channelBlocks(from: from, to: to) {
-      transformPatches(
-        source, channels: block, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling,
-        into: patches, scratch)
-      // Each block's products added to the last's: the sums run over the channels in order either
-      // way, so the bits are those of one product over all of them.
-      reprise_winograd_products_f32(
-        tiling.positions, u + block.lowerBound, to * from, from, 1, to, block.count, patches, products, tiling.columns(images),
-        tiling.tileCount, block.lowerBound == 0 ? 0 : 1)
+    let columns = tiling.columns(images), sourceBlocks = tiling.blocks(of: from, facing: to)
+    if sourceBlocks.count > 1 {
+      for block in sourceBlocks {
+        transformPatches(
+          source, channels: block, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling,
+          into: patches, scratch)
+        // Each block's products added to the last's: the sums run over the channels in order
+        // either way, so the bits are those of one product over all of them.
+        reprise_winograd_products_f32(
+          tiling.positions, u + block.lowerBound, to * from, from, 1, to, block.count, patches, products, columns, tiling.tileCount,
+          block.lowerBound == 0 ? 0 : 1)
+      }
+      return output(products, 0..<to)
     }
-    output(products)
+    transformPatches(
+      source, channels: 0..<from, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling,
+      into: patches, scratch)
+    for rows in tiling.blocks(of: to, facing: from) {
+      reprise_winograd_products_f32(
+        tiling.positions, u + rows.lowerBound * from, to * from, from, 1, rows.count, from, patches, products, columns,
+        tiling.tileCount, 0)
+      output(products, rows)
+    }
   }
 
   /// ``convolveChunk(_:from:_:to:normalizing:scalingPlanes:_:first:images:_:_:_:output:)`` into the
@@ -196,10 +210,11 @@ struct WinogradConvolution {
     convolveChunk(
       source, from: from, u, to: to, normalizing: affine, scalingPlanes: planeScale, tiling, first: first, images: images,
       patches, products, scratch
-    ) { products in
+    ) { products, rows in
       reprise_winograd_output_f32(
-        products, to, images, g.height, g.width, tiling.tile, tiling.tileCount,
-        destination.base(Float.self) + first * layout.imageStride, layout.channelStride, layout.imageStride, scratch)
+        products, rows.count, images, g.height, g.width, tiling.tile, tiling.tileCount,
+        destination.base(Float.self) + first * layout.imageStride + rows.lowerBound * layout.channelStride, layout.channelStride,
+        layout.imageStride, scratch)
     }
   }
 
@@ -257,14 +272,14 @@ struct WinogradConvolution {
       if let pu, let direct {  // the output gradient's patches into m, their products into v
         convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: direct, m, v, scratch)
       } else if let pu, let dx {  // the same, scaled and delivered plane by plane
-        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, m, v, scratch) { products in
-          dx.deliver(products, tiling, images: first..<first + images, scalingPlanes: planeScale, g, scratch)
+        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, m, v, scratch) {
+          dx.deliver($0, tiling, images: first..<first + images, channels: $1, scalingPlanes: planeScale, g, scratch)
         }
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
       let accumulate: Int32 = first == chunks * p / pieces * tiling.imagesPerChunk ? 0 : 1
-      for block in tiling.channelBlocks(from: c, to: o) {  // columns `block` of each dU[ξ]
+      for block in tiling.blocks(of: c, facing: o) {  // columns `block` of each dU[ξ]
         transformPatches(
           x, channels: block, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: v, scratch)
         reprise_winograd_transposed_products_f32(

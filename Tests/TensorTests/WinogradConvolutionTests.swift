@@ -85,9 +85,10 @@ final class WinogradConvolutionTests: XCTestCase {
 
   /// Wide layers with few outputs (here 100 channels to 8) take their channels in blocks, each
   /// block's patches transformed and multiplied before the next's, in the forward pass and the
-  /// weight gradient; with a partial last block, with the pre-activation unit's normalisation and
-  /// with plane factors, the results are bit for bit those of all channels at once.
-  func testChannelBlocksGiveTheBitsOfOneBlock() {
+  /// weight gradient, and their input gradients (8 to 100) compute and deliver the products' rows a
+  /// block at a time; with a partial last block, with the pre-activation unit's normalisation and
+  /// with plane factors, the results are bit for bit those of one block.
+  func testBlocksGiveTheBitsOfOneBlock() {
     let c = Self.layer(batch: 4, 100, 8, 16, 16)
     var random = RandomGenerator(seed: 31)
     let x = Tensor(randomNormal: [4, 100, 16, 16], using: &random), w = Tensor(randomNormal: [8, 100, 3, 3], using: &random)
@@ -99,12 +100,12 @@ final class WinogradConvolutionTests: XCTestCase {
     whole.forwardTiling.blockBytes = .max
     whole.gradientTiling.blockBytes = .max
     for (name, tiling) in [("forward", blocked.forwardTiling), ("gradient", blocked.gradientTiling)] {
-      let blocks = Array(tiling.channelBlocks(from: 100, to: 8))
+      let blocks = Array(tiling.blocks(of: 100, facing: 8))
       XCTAssertGreaterThan(blocks.count, 1, "\(name) blocks")
       XCTAssertNotEqual(100 % blocks[0].count, 0, "\(name) blocks end in a partial one")
       XCTAssertEqual(blocks.last?.upperBound, 100, name)
     }
-    XCTAssertEqual(Array(blocked.gradientTiling.channelBlocks(from: 100, to: 100)), [0..<100], "wide layers take one block")
+    XCTAssertEqual(Array(blocked.gradientTiling.blocks(of: 100, facing: 100)), [0..<100], "wide layers take one block")
     planeScale.withUnsafeBufferPointer { planeScale in
       func forward(_ conv: WinogradConvolution, normalizing: Bool, scaling: Bool) -> Tensor {
         let y = Tensor(uninitializedShape: [4, 8, 16, 16], dtype: .float32)

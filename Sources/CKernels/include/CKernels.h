@@ -208,13 +208,13 @@ void reprise_winograd_output_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *output,
   long outputChannelStride, long outputImageStride, float *scratch);
 
-/// The same outputs delivered plane by plane: plane (n, o) multiplied by planeScale[n * outputs + o]
-/// (by 1 if `planeScale` is NULL) and written to planes[o] + n * imageStrides[o], or added to the
-/// values there where adding[o] (never if `adding` is NULL); each product rounded, then added, the
-/// bits of a product followed by an accumulation.
+/// The same outputs delivered plane by plane: plane (n, o) multiplied by planeScale[n *
+/// planeScaleStride + o] (by 1 if `planeScale` is NULL) and written to planes[o] + n *
+/// imageStrides[o], or added to the values there where adding[o] (never if `adding` is NULL); each
+/// product rounded, then added, the bits of a product followed by an accumulation.
 void reprise_winograd_output_planes_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *const *planes,
-  const long *imageStrides, const unsigned char *adding, const float *planeScale, float *scratch);
+  const long *imageStrides, const unsigned char *adding, const float *planeScale, long planeScaleStride, float *scratch);
 
 /// The `positions` products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers, or c[ξ] += a[ξ]
 /// b[ξ] when `accumulate` is nonzero: a[ξ] is rows x depth with element (i, d) at a[ξ * aStride + i
