@@ -49,9 +49,20 @@ struct WinogradTiling {
   /// price is a pass over the narrow side's data per block (other / block of the wide side's size),
   /// which layers wide on both sides do not repay.
   func blocks(of rows: Int, facing other: Int) -> [Range<Int>] {
-    let block = max(16, blockBytes / (4 * positions * tileCount) / 8 * 8)
-    let size = rows > block && 2 * other <= block ? block : rows
+    let size = blockSize(of: rows, facing: other)
     return stride(from: 0, to: rows, by: size).map { $0..<min($0 + size, rows) }
+  }
+
+  /// The rows of the buffers of a convolution between `channels` and `outputs` in either direction:
+  /// each side's largest block (one side's data is the patches, the other's the products).
+  func blockSizes(_ channels: Int, _ outputs: Int) -> (Int, Int) {
+    (blockSize(of: channels, facing: outputs), blockSize(of: outputs, facing: channels))
+  }
+
+  /// The rows of the largest of ``blocks(of:facing:)``: what a buffer for one block must hold.
+  func blockSize(of rows: Int, facing other: Int) -> Int {
+    let block = max(16, blockBytes / (4 * positions * tileCount) / 8 * 8)
+    return rows > block && 2 * other <= block ? block : rows
   }
 
   /// The floats of a chunk's transformed data with `rows` rows: its P matrices, each of `rows` rows

@@ -105,7 +105,7 @@ struct WinogradConvolution {
     }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling)
     let u = transformedWeights(w, tiling), pu = u.base(Float.self)
-    forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
+    forEachChunk(tiling, pieces: .max, rows: tiling.blockSizes(c, o)) { _, first, images, b in
       convolveChunk(
         x, from: c, pu, to: o, normalizing: affine, scalingPlanes: planeScale, tiling, first: first, images: images, into: y, b[0],
         b[1], b[2])
@@ -118,7 +118,7 @@ struct WinogradConvolution {
     guard Self.handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, gradientTiling)
     let u = transformedWeights(w, reversed: true, tiling), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(tiling, pieces: .max, rows: (c, o)) { _, first, images, b in
+    forEachChunk(tiling, pieces: .max, rows: tiling.blockSizes(c, o)) { _, first, images, b in
       convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: dx, b[1], b[0], b[2])
     }
     withExtendedLifetime(u) {}
@@ -267,7 +267,7 @@ struct WinogradConvolution {
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
     let direct = planeScale == nil ? dx?.tensor : nil
-    forEachChunk(tiling, pieces: pieces, rows: (c, o), panels: true) { p, first, images, b in
+    forEachChunk(tiling, pieces: pieces, rows: (tiling.blockSize(of: c, facing: o), o), panels: true) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       if let pu, let direct {  // the output gradient's patches into m, their products into v
         convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: direct, m, v, scratch)
