@@ -130,21 +130,29 @@ extension Tensor {
   }
 }
 
-/// Copies rows of a strided loop over (source, destination), converting the element type.
+/// Copies rows of a strided loop over (source, destination), converting the element type; the rows
+/// (or the one row's elements) split between the threads, as the element-wise kernels split theirs:
+/// a concatenation or a split's gradient otherwise ran on one thread while the others waited.
 private func copyRows<S: TensorScalar, D: TensorScalar>(
   _ loop: StridedLoop, _ src: UnsafeMutablePointer<S>, _ dst: UnsafeMutablePointer<D>
 ) {
   let n = loop.rowLength, ss = loop.rowStride(0), ds = loop.rowStride(1)
-  loop.forEachRow { o in
-    let s = src + o[0], d = dst + o[1]
-    if ss == 1 && ds == 1 {
-      for i in 0..<n { d[i] = D(s[i]) }
-    } else if ss == 0 && ds == 1 {
-      // A value broadcast along the row (a per-channel value over a plane): a fill, which the
-      // strided loop below would do one element at a time.
-      d.update(repeating: D(s[0]), count: n)
-    } else {
-      for i in 0..<n { d[i * ds] = D(s[i * ss]) }
+  if loop.rowCount == 1 && ss == 1 && ds == 1 {
+    Parallel.forRanges(n, costPerItem: 1) { r in for i in r { dst[i] = D(src[i]) } }
+    return
+  }
+  Parallel.forRanges(loop.rowCount, costPerItem: n) { rows in
+    loop.forEachRow(in: rows) { o in
+      let s = src + o[0], d = dst + o[1]
+      if ss == 1 && ds == 1 {
+        for i in 0..<n { d[i] = D(s[i]) }
+      } else if ss == 0 && ds == 1 {
+        // A value broadcast along the row (a per-channel value over a plane): a fill, which the
+        // strided loop below would do one element at a time.
+        d.update(repeating: D(s[0]), count: n)
+      } else {
+        for i in 0..<n { d[i * ds] = D(s[i * ss]) }
+      }
     }
   }
 }

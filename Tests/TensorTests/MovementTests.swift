@@ -80,6 +80,30 @@ final class MovementTests: XCTestCase {
     XCTAssertEqual(b.converted(to: .float32).scalars(as: Float.self), (expected + expected).map { Float($0) })
   }
 
+  /// Copies large enough to be split between threads (rows of a permuted view, and one contiguous
+  /// run converted to another dtype) put every element where the view says.
+  func testLargeCopiesSplitBetweenThreads() {
+    let threads = Parallel.threadCount
+    Parallel.setThreadCount(2)
+    defer { Parallel.setThreadCount(threads) }
+    let shape = [16, 3, 33, 35], count = shape.reduce(1, *)
+    let x = Tensor((0..<count).map(Double.init), shape: shape)
+    let p = permute(x, [1, 0, 3, 2]).contiguous().scalars(as: Double.self)
+    var expected = [Double](repeating: 0, count: count), k = 0
+    for c in 0..<3 {
+      for n in 0..<16 {
+        for w in 0..<35 {
+          for h in 0..<33 {
+            expected[k] = Double(((n * 3 + c) * 33 + h) * 35 + w)
+            k += 1
+          }
+        }
+      }
+    }
+    XCTAssertEqual(p, expected)
+    XCTAssertEqual(x.converted(to: .float32).scalars(as: Float.self), (0..<count).map(Float.init))
+  }
+
   func testConversionBetweenDtypes() {
     let x = Tensor([0.1, 1e10, -3] as [Double], shape: [3])
     let f = x.converted(to: .float32)
