@@ -1,0 +1,83 @@
+import CKernels
+import Foundation
+@testable import TensorModule
+import TestSupport
+import XCTest
+
+/// The register kernels of the Winograd products (WinogradProducts.c) against reference loops that
+/// add the same fused multiply-adds in the same order, so the bits must be equal: every partial
+/// block of rows (1 to 5 of 6) and of columns (one and two vectors, partial), depths of one slab and
+/// of several (the depth is taken 128 rows at a time), and sums added onto what C holds.
+final class WinogradProductsTests: XCTestCase {
+  /// `count` floats from `random`, rounded to multiples of 1/64 near zero so that none is denormal.
+  private func floats(_ count: Int, _ random: inout RandomGenerator) -> [Float] {
+    (0..<count).map { _ in Float(Int.random(in: -256...256, using: &random)) / 64 + random.nextUnit(Float.self) / 8 }
+  }
+
+  /// c[ξ] (+)= a[ξ] b[ξ] with a[ξ] rows x depth (its rows `depth` apart) and b[ξ] depth x columns, in
+  /// the transforms' layout: rows of b and c `ld` floats apart, matrices a stream apart.
+  func testProductsMatchAnOrderedLoop() throws {
+    try XCTSkipUnless(vectorKernelsAvailable, "the kernels need AVX2")
+    let positions = 2
+    for (k, (rows, depth, columns)) in [(13, 7, 21), (6, 129, 16), (11, 300, 9), (1, 257, 40), (17, 128, 8)].enumerated() {
+      var random = RandomGenerator(seed: UInt64(40 + k))
+      let ld = (columns + 7) / 8 * 8 + 8
+      let (aStride, bStride, cStride) = (rows * depth, reprise_winograd_stream(depth, ld), reprise_winograd_stream(rows, ld))
+      let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random), start = floats(positions * cStride, &random)
+      for accumulate in [false, true] {
+        var c = start
+        c.withUnsafeMutableBufferPointer { c in
+          reprise_winograd_products_f32(positions, a, aStride, depth, 1, rows, depth, b, c.baseAddress, columns, ld, accumulate ? 1 : 0)
+        }
+        for xi in 0..<positions {
+          for i in 0..<rows {
+            for j in 0..<columns {
+              var sum = accumulate ? start[xi * cStride + i * ld + j] : 0
+              for d in 0..<depth { sum = sum.addingProduct(a[xi * aStride + i * depth + d], b[xi * bStride + d * ld + j]) }
+              let got = c[xi * cStride + i * ld + j]
+              guard got.bitPattern == sum.bitPattern else {
+                return XCTFail("seed \(40 + k), \(rows) x \(depth) x \(columns), accumulate \(accumulate): c[\(xi)][\(i)][\(j)] = \(got), loop \(sum)")
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// c[ξ] (+)= a[ξ] b[ξ]^T with a[ξ] rows x count and b[ξ] columns x count (the weight gradient's
+  /// products, along the tiles), their rows `ld` apart, and c's rows `ldc` apart.
+  func testTransposedProductsMatchAnOrderedLoop() throws {
+    try XCTSkipUnless(vectorKernelsAvailable, "the kernels need AVX2")
+    let positions = 2
+    for (k, (rows, count, columns)) in [(13, 7, 21), (6, 136, 16), (11, 300, 9), (5, 40, 100)].enumerated() {
+      var random = RandomGenerator(seed: UInt64(60 + k))
+      let ld = (count + 7) / 8 * 8 + 8, ldc = columns + 3
+      let (aStride, bStride, cStride) = (reprise_winograd_stream(rows, ld), reprise_winograd_stream(columns, ld), rows * ldc)
+      let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random), start = floats(positions * cStride, &random)
+      var panel = [Float](repeating: 0, count: reprise_winograd_panel_count(columns, count))
+      for accumulate in [false, true] {
+        var c = start
+        c.withUnsafeMutableBufferPointer { c in
+          reprise_winograd_transposed_products_f32(positions, a, rows, b, columns, count, ld, c.baseAddress, ldc, accumulate ? 1 : 0, &panel)
+        }
+        for xi in 0..<positions {
+          for i in 0..<rows {
+            for j in 0..<columns {
+              var sum = accumulate ? start[xi * cStride + i * ldc + j] : 0
+              for t in 0..<count { sum = sum.addingProduct(a[xi * aStride + i * ld + t], b[xi * bStride + j * ld + t]) }
+              let got = c[xi * cStride + i * ldc + j]
+              guard got.bitPattern == sum.bitPattern else {
+                return XCTFail("seed \(60 + k), \(rows) x \(count) x \(columns), accumulate \(accumulate): c[\(xi)][\(i)][\(j)] = \(got), loop \(sum)")
+              }
+            }
+            // The columns between `columns` and `ldc` are not written.
+            for j in columns..<ldc where c[xi * cStride + i * ldc + j] != start[xi * cStride + i * ldc + j] {
+              return XCTFail("seed \(60 + k): c[\(xi)][\(i)][\(j)] past the columns was written")
+            }
+          }
+        }
+      }
+    }
+  }
+}
