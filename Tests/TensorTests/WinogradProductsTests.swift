@@ -14,6 +14,33 @@ final class WinogradProductsTests: XCTestCase {
     (0..<count).map { _ in Float(Int.random(in: -256...256, using: &random)) / 64 + random.nextUnit(Float.self) / 8 }
   }
 
+  /// Whether every c[ξ][i][j] (matrices `cStride` apart, rows `ldc` apart) holds, bit for bit, the
+  /// ordered loop's sum: what `start` held there (with `accumulate`) or zero, plus term(ξ, i, j, k)'s
+  /// two factors for k in 0..<terms, each added by one fused multiply-add. Reports the first that
+  /// does not, with `context` (the seed and shape).
+  private func matchOrderedLoop(
+    _ c: [Float], start: [Float], accumulate: Bool, positions: Int, rows: Int, columns: Int, cStride: Int, ldc: Int, terms: Int,
+    _ context: String, file: StaticString = #filePath, line: UInt = #line, term: (_ xi: Int, _ i: Int, _ j: Int, _ k: Int) -> (Float, Float)
+  ) -> Bool {
+    for xi in 0..<positions {
+      for i in 0..<rows {
+        for j in 0..<columns {
+          var sum = accumulate ? start[xi * cStride + i * ldc + j] : 0
+          for k in 0..<terms {
+            let (x, y) = term(xi, i, j, k)
+            sum = sum.addingProduct(x, y)
+          }
+          let got = c[xi * cStride + i * ldc + j]
+          guard got.bitPattern == sum.bitPattern else {
+            XCTFail("\(context), accumulate \(accumulate): c[\(xi)][\(i)][\(j)] = \(got), loop \(sum)", file: file, line: line)
+            return false
+          }
+        }
+      }
+    }
+    return true
+  }
+
   /// c[ξ] (+)= a[ξ] b[ξ] with a[ξ] rows x depth (its rows `depth` apart) and b[ξ] depth x columns, in
   /// the transforms' layout: rows of b and c `ld` floats apart, matrices a stream apart.
   func testProductsMatchAnOrderedLoop() throws {
@@ -29,18 +56,12 @@ final class WinogradProductsTests: XCTestCase {
         c.withUnsafeMutableBufferPointer { c in
           reprise_winograd_products_f32(positions, a, aStride, depth, 1, rows, depth, b, c.baseAddress, columns, ld, accumulate ? 1 : 0)
         }
-        for xi in 0..<positions {
-          for i in 0..<rows {
-            for j in 0..<columns {
-              var sum = accumulate ? start[xi * cStride + i * ld + j] : 0
-              for d in 0..<depth { sum = sum.addingProduct(a[xi * aStride + i * depth + d], b[xi * bStride + d * ld + j]) }
-              let got = c[xi * cStride + i * ld + j]
-              guard got.bitPattern == sum.bitPattern else {
-                return XCTFail("seed \(40 + k), \(rows) x \(depth) x \(columns), accumulate \(accumulate): c[\(xi)][\(i)][\(j)] = \(got), loop \(sum)")
-              }
-            }
-          }
-        }
+        let context = "seed \(40 + k), \(rows) x \(depth) x \(columns)"
+        guard
+          matchOrderedLoop(
+            c, start: start, accumulate: accumulate, positions: positions, rows: rows, columns: columns, cStride: cStride, ldc: ld,
+            terms: depth, context, term: { xi, i, j, d in (a[xi * aStride + i * depth + d], b[xi * bStride + d * ld + j]) })
+        else { return }
       }
     }
   }
@@ -61,19 +82,17 @@ final class WinogradProductsTests: XCTestCase {
         c.withUnsafeMutableBufferPointer { c in
           reprise_winograd_transposed_products_f32(positions, a, rows, b, columns, count, ld, c.baseAddress, ldc, accumulate ? 1 : 0, &panel)
         }
+        let context = "seed \(60 + k), \(rows) x \(count) x \(columns)"
+        guard
+          matchOrderedLoop(
+            c, start: start, accumulate: accumulate, positions: positions, rows: rows, columns: columns, cStride: cStride, ldc: ldc,
+            terms: count, context, term: { xi, i, j, t in (a[xi * aStride + i * ld + t], b[xi * bStride + j * ld + t]) })
+        else { return }
+        // The columns between `columns` and `ldc` are not written.
         for xi in 0..<positions {
           for i in 0..<rows {
-            for j in 0..<columns {
-              var sum = accumulate ? start[xi * cStride + i * ldc + j] : 0
-              for t in 0..<count { sum = sum.addingProduct(a[xi * aStride + i * ld + t], b[xi * bStride + j * ld + t]) }
-              let got = c[xi * cStride + i * ldc + j]
-              guard got.bitPattern == sum.bitPattern else {
-                return XCTFail("seed \(60 + k), \(rows) x \(count) x \(columns), accumulate \(accumulate): c[\(xi)][\(i)][\(j)] = \(got), loop \(sum)")
-              }
-            }
-            // The columns between `columns` and `ldc` are not written.
             for j in columns..<ldc where c[xi * cStride + i * ldc + j] != start[xi * cStride + i * ldc + j] {
-              return XCTFail("seed \(60 + k): c[\(xi)][\(i)][\(j)] past the columns was written")
+              return XCTFail("\(context): c[\(xi)][\(i)][\(j)] past the columns was written")
             }
           }
         }
