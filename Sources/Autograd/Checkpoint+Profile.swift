@@ -18,6 +18,8 @@ public final class UnitProfiler {
     public var forwardSeconds = 0.0
     /// Names it tagged for checkpoint policies.
     public var names: Set<String> = []
+    /// Names of the operations it recorded whose outputs a policy may keep (`conv2d`, `matmul`, ...).
+    public var keepableOperations: Set<String> = []
     /// For a region: live bytes when its backward pass started, the largest during it, and
     /// seconds of its replay.
     public var backwardLiveBefore: Int?, backwardPeak: Int?, replaySeconds: Double?
@@ -46,6 +48,10 @@ public final class UnitProfiler {
 
   func noteName(_ name: String) {
     if let current { measurements[current, default: Measurement()].names.insert(name) }
+  }
+
+  func noteKeepableOperation(_ name: String) {
+    if let current { measurements[current, default: Measurement()].keepableOperations.insert(name) }
   }
 
   private func closeGap() {

@@ -121,6 +121,7 @@ public func recordOperation(
   pullback: @escaping (Tensor) -> [Tensor?]
 ) -> Variable {
   let context = Context.current
+  context.profiler?.noteKeepableOperation(name)
   var compute = compute
   if let region = context.region, region.policy.savedOperations.contains(name) {
     // Rule 10: the first pass keeps the value; the replay reads it back instead of computing it.

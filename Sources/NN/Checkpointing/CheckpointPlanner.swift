@@ -4,9 +4,11 @@ import TensorModule
 /// Finds the fastest checkpoint plan whose peak tensor memory fits a budget, for any network with
 /// a chain structure, by measuring it.
 ///
-/// It profiles training steps of the network three ways: every leaf unit keeping its tape, every
-/// leaf unit a region that keeps nothing, and every leaf unit that tags values
-/// (`Autograd/checkpointName(_:_:)`) a region that keeps them. Per unit that gives each option's
+/// It profiles training steps of the network four ways: every leaf unit keeping its tape, every
+/// leaf unit a region that keeps nothing, every leaf unit that tags values
+/// (`Autograd/checkpointName(_:_:)`) a region that keeps them, and every leaf unit a region that keeps
+/// its convolutions' and matrix products' outputs (`Autograd/CheckpointPolicy/dotsSaveable`: its
+/// replay runs only the cheap operations between them). Per unit that gives each option's
 /// kept bytes, forward and backward footprints and replay time (``CheckpointChain``); the solver
 /// picks per unit, and the plan is then run and its peak measured. When the measured peak exceeds
 /// the budget (the model of memory is a model), it plans again for a budget smaller by the excess.
@@ -73,19 +75,24 @@ public struct CheckpointPlanner {
     let held = Allocator.liveBytes, fixed = held + reservedBytes
     let leaves = network.leafUnits
     let ids = leaves.map { ObjectIdentifier($0.module) }
-    let everyUnit = UnitRegions(Dictionary(uniqueKeysWithValues: zip(ids, leaves.map { UnitRegions.Region(last: ObjectIdentifier($0.module), name: $0.path, policy: .nothing) })))
-    let kept = measure(nil, ids)
-    let recomputed = measure(everyUnit, ids)
-    // Units that tag values get a third option: a region that keeps them.
-    var saving = UnitRegions()
-    for (id, leaf) in zip(ids, leaves) {
-      if let names = recomputed.units[id]?.names, !names.isEmpty {
-        saving.regions[id] = UnitRegions.Region(last: id, name: leaf.path, policy: .saving(names: names))
+    func everyUnit(_ policy: (String) -> CheckpointPolicy?) -> UnitRegions {
+      var regions = UnitRegions()
+      for (id, leaf) in zip(ids, leaves) {
+        if let p = policy(leaf.path) { regions.regions[id] = UnitRegions.Region(last: id, name: leaf.path, policy: p) }
       }
+      return regions
     }
-    let saved = saving.regions.isEmpty ? nil : measure(saving, ids)
+    let kept = measure(nil, ids)
+    let recomputed = measure(everyUnit { _ in .nothing }, ids)
+    // Regions that keep some of their values, each measured with every unit under it: the values
+    // a unit tags (when it tags any), and the outputs of its convolutions and matrix products.
+    let ran = Dictionary(uniqueKeysWithValues: zip(leaves.map(\.path), ids.map { recomputed.units[$0] ?? .init() }))
+    let keeping = [
+      everyUnit { ran[$0]!.names.isEmpty ? nil : .saving(names: ran[$0]!.names) },
+      everyUnit { ran[$0]!.keepableOperations.isDisjoint(with: CheckpointPolicy.dotsSaveable.savedOperations) ? nil : .dotsSaveable },
+    ].filter { !$0.regions.isEmpty }.map { (regions: UnitRegions) in (regions, measure(regions, ids)) }
     var units: [[CheckpointChain.Option]] = [], policies: [[CheckpointPolicy?]] = []
-    var previous = (kept: kept.first, recomputed: recomputed.first, saved: saved?.first ?? 0)
+    var previous = (kept: kept.first, recomputed: recomputed.first, keeping: keeping.map(\.1.first))
     for id in ids {
       let k = kept.units[id] ?? .init(), r = recomputed.units[id] ?? .init()
       let backward = (r.backwardPeak ?? r.forwardPeak) - previous.recomputed
@@ -97,19 +104,20 @@ public struct CheckpointPlanner {
           recomputeSeconds: r.replaySeconds ?? 0),
       ]
       var unitPolicies: [CheckpointPolicy?] = [nil, .nothing]
-      if let saved, let s = saved.units[id] {
-        if let policy = saving.regions[id]?.policy {
+      for (i, (regions, measured)) in keeping.enumerated() {
+        guard let s = measured.units[id] else { continue }
+        if let policy = regions.regions[id]?.policy {
           options.append(
             CheckpointChain.Option(
-              keptBytes: s.liveAfter - previous.saved, forwardBytes: s.forwardPeak - previous.saved,
-              backwardBytes: max(backward, (s.backwardPeak ?? s.forwardPeak) - previous.saved), recomputeSeconds: s.replaySeconds ?? 0))
+              keptBytes: s.liveAfter - previous.keeping[i], forwardBytes: s.forwardPeak - previous.keeping[i],
+              backwardBytes: max(backward, (s.backwardPeak ?? s.forwardPeak) - previous.keeping[i]), recomputeSeconds: s.replaySeconds ?? 0))
           unitPolicies.append(policy)
         }
-        previous.saved = s.liveAfter
+        previous.keeping[i] = s.liveAfter
       }
       units.append(options)
       policies.append(unitPolicies)
-      previous = (k.liveAfter, r.liveAfter, previous.saved)
+      (previous.kept, previous.recomputed) = (k.liveAfter, r.liveAfter)
     }
     let tail = recomputed.units[ids.last!].map { max(0, $0.gapPeak - $0.liveAfter) } ?? 0
     let paths = leaves.map(\.path)
