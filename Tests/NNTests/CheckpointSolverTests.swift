@@ -58,6 +58,9 @@ final class CheckpointSolverTests: XCTestCase {
       let all = everySchedule(chain)
       let smallest = all.map(\.peak).min()!, largest = chain.peakBytes(Array(repeating: .unit(0), count: chain.units.count))
       XCTAssertEqual(chain.peakBytes(chain.smallestPeak()), smallest, "seed \(seed): the smallest peak")
+      XCTAssertEqual(
+        chain.recomputeSeconds(chain.smallestPeak()), all.filter { $0.peak == smallest }.map(\.seconds).min(),
+        "seed \(seed): the least recomputation at the smallest peak")
       let range = UInt64(max(1, largest - smallest + 1))
       var budgets: [Int] = [smallest - 1, smallest, (smallest + largest) / 2, largest, largest + 5]
       for _ in 0..<4 { budgets.append(smallest + Int(random.next() % range)) }
@@ -87,7 +90,8 @@ final class CheckpointSolverTests: XCTestCase {
     XCTAssertEqual(chain.peakBytes([.unit(1), .unit(1)]), max(10 + 70, 15 + 45, 19 + 3))
     XCTAssertEqual(chain.cheapest(within: 105), [.unit(0), .unit(0)])
     XCTAssertEqual(chain.cheapest(within: 104), [.unit(1), .unit(0)], "the second unit's forward footprint sits on what the first kept")
-    XCTAssertEqual(chain.smallestPeak(), [.unit(1), .unit(1)])
+    XCTAssertEqual(chain.peakBytes([.unit(1), .unit(0)]), 80)
+    XCTAssertEqual(chain.smallestPeak(), [.unit(1), .unit(0)], "the peak of both regions (80), recomputing less")
     // As one region: it keeps the last output only (4); its replay holds the first unit's tape (50)
     // while the second's gradients are computed (30), and its first pass the first output (5)
     // while the second runs (45).

@@ -119,10 +119,12 @@ public struct CheckpointChain: Sendable, Equatable {
     search { s in s.peak <= budget ? s.seconds : nil }
   }
 
-  /// The schedule of the smallest predicted peak, by the same programme with (running total, peak
-  /// so far) as the pairs.
+  /// The schedule of least recomputation among those of the smallest predicted peak: the peak by
+  /// the same programme with (running total, peak so far) as the pairs, then ``cheapest(within:)``
+  /// that peak (units whose options all fit under it need not be recomputed).
   public func smallestPeak() -> [Step] {
-    search { s in Double(s.peak) }!
+    let smallest = search { s in Double(s.peak) }!
+    return cheapest(within: peakBytes(smallest)) ?? smallest
   }
 
   private struct State {
