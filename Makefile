@@ -74,14 +74,15 @@ compare: deps
 
 # The same for every other model family against the PyTorch transcriptions in Scripts/torch_models.py:
 # SeqResNet(8,4,1) batch 64, ResNet-20 with each convolution variant batch 128, MobileNetV2 (standard
-# and Multiception) batch 64, SE-ResNet-56 batch 128, ShakeNet-26-2x96d batch 32 (two steps: it is large).
+# and Multiception) batch 64, SE-ResNet-56 batch 128, ShakeNet-26-2x96d batch 32 (two steps: it is large);
+# plain, memory-efficient, and under the checkpoint planner's plan of the smallest peak it reaches.
 compare-models: deps
 	swift build -c release --product reprise
-	python3 Scripts/compare.py --model seqresnet --batch 64 --steps 5 --rounds 3
-	python3 Scripts/compare.py --model resnet20 --batch 128 --steps 5 --rounds 3
-	python3 Scripts/compare.py --model mobilenetv2 --convs standard,multiception --batch 64 --steps 3 --rounds 3
-	python3 Scripts/compare.py --model seresnet56 --convs standard --batch 128 --steps 3 --rounds 3
-	python3 Scripts/compare.py --model shakenet26-2x96d --convs standard --batch 32 --steps 2 --rounds 3
+	python3 Scripts/compare.py --model seqresnet --batch 64 --steps 5 --rounds 3 --modes plain,efficient,planned
+	python3 Scripts/compare.py --model resnet20 --batch 128 --steps 5 --rounds 3 --modes plain,efficient,planned
+	python3 Scripts/compare.py --model mobilenetv2 --convs standard,multiception --batch 64 --steps 3 --rounds 3 --modes plain,efficient,planned
+	python3 Scripts/compare.py --model seresnet56 --convs standard --batch 128 --steps 3 --rounds 3 --modes plain,efficient,planned
+	python3 Scripts/compare.py --model shakenet26-2x96d --convs standard --batch 32 --steps 2 --rounds 3 --modes plain,efficient,planned
 
 # Peak memory against depth (40 to 250), plain and memory-efficient: docs/memory-vs-depth.csv and .svg.
 sweep: deps

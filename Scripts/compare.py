@@ -8,6 +8,7 @@ Usage: python3 Scripts/compare.py [--model densenet-bc] [--depths 100] [--batch 
        python3 Scripts/compare.py --model seqresnet [--granularity 8 --widening 4 --blocks 1] ...
        python3 Scripts/compare.py --model resnet20 [--convs standard,dsconv,multiception,mixconv] --batch 128 ...
        python3 Scripts/compare.py --model seresnet56|shakenet26-2x96d|mobilenetv2 --convs standard,multiception ...
+       ... --modes plain,efficient,planned   (planned: the checkpoint planner's plan of the smallest peak)
 With --rounds R, each configuration runs R times, Reprise and PyTorch back to back, plain and then
 memory-efficient, in each round (this shared machine's speed drifts over minutes); the table shows the
 medians over rounds and the time ratio's median, with the range of the rounds' own ratios, and for
@@ -17,9 +18,9 @@ the others, when `import torch` works (set PYTHON to the interpreter that has it
 Reprise's side is measured. The parameter counts of both sides are compared. Never part of CI."""
 import argparse, csv, json, os, subprocess, sys
 
-def reprise(model_args, batch, steps, threads, efficient):
+def reprise(model_args, batch, steps, threads, plan_args):
     command = [".build/release/reprise", "bench"] + model_args + ["--batch-size", str(batch), "--steps", str(steps),
-               "--threads", str(threads), "--json"] + (["--memory-efficient"] if efficient else [])
+               "--threads", str(threads), "--json"] + plan_args
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     return {"step": result["stepSecondsMedian"], "rssMiB": result["peakResidentBytes"] / 2**20, "tensorMiB": result["peakBytes"] / 2**20,
             "params": result["parameters"]}
@@ -30,6 +31,14 @@ def pytorch(python, script, script_args, batch, steps, threads, efficient):
     command = [python, script] + script_args(batch, int(efficient), steps) + [str(threads)]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     return {"step": result["step_s_median"], "rssMiB": result["peak_rss_mib"], "params": result["params"]}
+
+def smallest_peak_plan(model_args, batch, threads, path):
+    """Writes the planner's plan of the smallest peak it reaches (`reprise plan --budget-fraction 0`) to path."""
+    command = [".build/release/reprise", "plan"] + model_args + ["--batch-size", str(batch), "--threads", str(threads),
+               "--budget-fraction", "0", "--json"]
+    with open(path, "w") as f:
+        f.write(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    return path
 
 def configurations(args, here):
     """(label, depth or None, Reprise's model arguments, PyTorch script, its arguments before THREADS) per configuration."""
@@ -91,7 +100,9 @@ def main():
     parser.add_argument("--depths", default="100"); parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--granularity", type=int, default=8); parser.add_argument("--widening", type=int, default=4)
     parser.add_argument("--blocks", type=int, default=1); parser.add_argument("--convs", default="standard,dsconv,multiception,mixconv")
-    parser.add_argument("--modes", default="plain,efficient")
+    parser.add_argument("--modes", default="plain,efficient",
+                        help="plain, efficient (the hand-made plans) and planned (the planner's plan of the smallest peak it "
+                             "reaches, made once per configuration); PyTorch runs memory-efficient for both of the last two")
     parser.add_argument("--steps", type=int, default=5); parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1); parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
@@ -100,23 +111,29 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     configs = configurations(args, here)
     python = torch_python() if all(os.path.exists(c[3]) for c in configs) else None
-    modes = [{"plain": False, "efficient": True}[m] for m in args.modes.split(",")]
+    modes = args.modes.split(",")
+    if not set(modes) <= {"plain", "efficient", "planned"}:
+        parser.error(f"--modes takes plain, efficient and planned, got {args.modes}")
     rows = []
     print(f"{args.model}, batch {args.batch}, {args.threads} threads, median of {args.steps} steps")
     print(f"{'config':>12} {'mode':>10} | {'Reprise step':>12} {'RSS MiB':>8} | {'PyTorch step':>12} {'RSS MiB':>8} | {'time ratio':>10} {'RSS ratio':>9}")
     for label, depth, model_args, script, script_args in configs:
         # Rounds outermost, so that each round's plain and memory-efficient runs are minutes apart at
         # most and their ratio, the memory-efficient mode's cost, is not the machine's drift.
-        measured = {efficient: [] for efficient in modes}
+        plan_args = {"plain": [], "efficient": ["--memory-efficient"]}
+        if "planned" in modes:
+            path = f"/tmp/reprise-compare-plan-{os.getpid()}.json"
+            plan_args["planned"] = ["--plan", smallest_peak_plan(model_args, args.batch, args.threads, path)]
+        measured = {mode: [] for mode in modes}
         for _ in range(args.rounds):
-            for efficient in modes:
-                measured[efficient].append((reprise(model_args, args.batch, args.steps, args.threads, efficient),
-                                            pytorch(python, script, script_args, args.batch, args.steps, args.threads, efficient)))
-        for efficient in modes:
-            rounds = measured[efficient]
+            for mode in modes:
+                measured[mode].append((reprise(model_args, args.batch, args.steps, args.threads, plan_args[mode]),
+                                       pytorch(python, script, script_args, args.batch, args.steps, args.threads, mode != "plain")))
+        for mode in modes:
+            rounds = measured[mode]
+            efficient = mode != "plain"
             ours = {"step": median([r[0]["step"] for r in rounds]), "rssMiB": max(r[0]["rssMiB"] for r in rounds)}
             theirs = rounds[0][1] and {"step": median([r[1]["step"] for r in rounds]), "rssMiB": max(r[1]["rssMiB"] for r in rounds)}
-            mode = "efficient" if efficient else "plain"
             line = f"{label:>12} {mode:>10} | {ours['step']:>11.3f}s {ours['rssMiB']:>8.0f} | "
             if theirs:
                 ratios = sorted(r[0]["step"] / r[1]["step"] for r in rounds)
@@ -132,13 +149,15 @@ def main():
             rows.append({"implementation": "Reprise", "depth": depth, "efficient": efficient, "batch": args.batch, "stepSeconds": ours["step"], "rssMiB": ours["rssMiB"]})
             if theirs:
                 rows.append({"implementation": "PyTorch", "depth": depth, "efficient": efficient, "batch": args.batch, "stepSeconds": theirs["step"], "rssMiB": theirs["rssMiB"]})
-        if len(modes) == 2:
+        for mode in [m for m in modes if m != "plain" and "plain" in modes]:
             def cost(side):
-                if measured[True][0][side] is None:
+                if measured[mode][0][side] is None:
                     return "(no torch)"
-                ratios = sorted(e[side]["step"] / p[side]["step"] - 1 for p, e in zip(measured[False], measured[True]))
+                ratios = sorted(e[side]["step"] / p[side]["step"] - 1 for p, e in zip(measured["plain"], measured[mode]))
                 return f"{median(ratios):+.0%} (rounds {ratios[0]:+.0%} to {ratios[-1]:+.0%})"
-            print(f"{label:>12} {'eff/plain':>10} | Reprise {cost(0)} | PyTorch {cost(1)}", flush=True)
+            print(f"{label:>12} {mode[:4] + '/plain':>10} | Reprise {cost(0)} | PyTorch {cost(1)}", flush=True)
+        if "planned" in plan_args:
+            os.remove(plan_args["planned"][1])
     if args.sweep:
         os.makedirs("docs", exist_ok=True)
         with open("docs/memory-vs-depth.csv", "w", newline="") as f:
