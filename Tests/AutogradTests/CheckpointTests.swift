@@ -239,6 +239,23 @@ final class CheckpointTests: XCTestCase {
     }
   }
 
+  // Rule 10 for matrix products: `.dotsSaveable` keeps the outputs of `linear` and `matmul`, so a
+  // region linear -> relu -> matmul recomputes neither (relu reads the first); the gradients are
+  // those of the unchecked graph.
+  func testRule10DotsSaveableKeepsProducts() {
+    let x = randomLeaf([3, 5], using: &random)
+    let w = randomLeaf([4, 5], using: &random), b = randomLeaf([4], using: &random), m = randomLeaf([4, 2], using: &random)
+    let body: (Variable) -> Variable = { v in matmul(relu(linear(v, weight: w, bias: b)), m) }
+    let plain = gradients([x, w, b, m]) {
+      let y = body(x)
+      return sum(y * y)
+    }
+    let y = checkpoint(x, policy: .dotsSaveable, name: "products", body)
+    let loss = sum(y * y)
+    XCTAssertEqual(countingMultiplyAccumulates { loss.backward() }.multiplyAccumulates, 0, "the replay recomputed a kept product")
+    for (p, c) in zip(plain, [x, w, b, m].map(\.grad)) { assertBitIdentical(p, c) }
+  }
+
   // Optimisation A: the replay computes a convolution's value only when something reads it. A
   // region conv -> relu -> conv recomputes the first convolution (relu reads it) but not the last,
   // whose output only leaves the region; the gradients are those of the unchecked graph.

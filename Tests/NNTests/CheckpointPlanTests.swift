@@ -102,14 +102,14 @@ final class CheckpointPlanTests: XCTestCase {
     }
   }
 
-  /// A leaf unit with convolutions inside (conv, BN, ReLU, conv) gets a third option, a region that
+  /// A leaf unit with convolutions inside (conv, BN, ReLU, conv, without biases) gets a third option, a region that
   /// keeps its convolutions' outputs: it keeps more than the region that keeps nothing and less than
   /// the unit's tape. A unit that runs no convolution or matrix product (ReLU) gets no such option.
   /// A plan with the option gives the unplanned gradients.
   func testPlannerOffersKeepingConvolutionOutputs() throws {
     final class ConvPair: Layer {
-      let conv1 = Conv2d(inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: 1), norm = BatchNorm2d(channels: 8)
-      let conv2 = Conv2d(inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: 1)
+      let conv1 = Conv2d(inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: 1, bias: false), norm = BatchNorm2d(channels: 8)
+      let conv2 = Conv2d(inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: 1, bias: false)
       var children: [(name: String, module: any Module)] { [("conv1", conv1), ("norm", norm), ("conv2", conv2)] }
       func callAsFunction(_ x: Variable) -> Variable { conv2(relu(norm(conv1(x)))) }
     }
@@ -118,8 +118,9 @@ final class CheckpointPlanTests: XCTestCase {
       ("pool", GlobalAvgPool2d()), ("fc", Linear(inputFeatures: 8, outputFeatures: 3)),
     ])
     var random = RandomGenerator(seed: 7)
-    let x = Tensor(randomNormal: [4, 2, 16, 16], using: &random)
-    let planner = CheckpointPlanner(network: model) { crossEntropy(model(Variable(x)), labels: [0, 1, 2, 1]).backward() }
+    // Maps of a mebibyte, charged their exact size (see testPlannerFitsBudgets).
+    let x = Tensor(randomNormal: [8, 2, 64, 64], using: &random), labels = (0..<8).map { $0 % 3 }
+    let planner = CheckpointPlanner(network: model) { crossEntropy(model(Variable(x)), labels: labels).backward() }
     let profile = planner.profile()
     let pair = try XCTUnwrap(profile.paths.firstIndex(of: "pair")), activation = try XCTUnwrap(profile.paths.firstIndex(of: "relu"))
     XCTAssertEqual(profile.policies[pair], [nil, .nothing, .dotsSaveable])
@@ -129,7 +130,7 @@ final class CheckpointPlanTests: XCTestCase {
     XCTAssertEqual(profile.policies[activation], [nil, .nothing])
     func gradients(_ plan: CheckpointPlan) throws -> [Tensor] {
       model.zeroGradients()
-      try withCheckpointPlan(plan, in: model) { crossEntropy(model(Variable(x)), labels: [0, 1, 2, 1]).backward() }
+      try withCheckpointPlan(plan, in: model) { crossEntropy(model(Variable(x)), labels: labels).backward() }
       return model.parameters.map { $0.grad! }
     }
     let plain = try gradients(.none), kept = try gradients(CheckpointPlan(regions: [.init(first: "pair", policy: .dotsSaveable)]))

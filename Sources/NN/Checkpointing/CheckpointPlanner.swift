@@ -75,10 +75,10 @@ public struct CheckpointPlanner {
     let held = Allocator.liveBytes, fixed = held + reservedBytes
     let leaves = network.leafUnits
     let ids = leaves.map { ObjectIdentifier($0.module) }
-    func everyUnit(_ policy: (String) -> CheckpointPolicy?) -> UnitRegions {
+    func everyUnit(_ policy: (ObjectIdentifier) -> CheckpointPolicy?) -> UnitRegions {
       var regions = UnitRegions()
       for (id, leaf) in zip(ids, leaves) {
-        if let p = policy(leaf.path) { regions.regions[id] = UnitRegions.Region(last: id, name: leaf.path, policy: p) }
+        if let p = policy(id) { regions.regions[id] = UnitRegions.Region(last: id, name: leaf.path, policy: p) }
       }
       return regions
     }
@@ -86,10 +86,10 @@ public struct CheckpointPlanner {
     let recomputed = measure(everyUnit { _ in .nothing }, ids)
     // Regions that keep some of their values, each measured with every unit under it: the values
     // a unit tags (when it tags any), and the outputs of its convolutions and matrix products.
-    let ran = Dictionary(uniqueKeysWithValues: zip(leaves.map(\.path), ids.map { recomputed.units[$0] ?? .init() }))
+    let ran = { (id: ObjectIdentifier) in recomputed.units[id] ?? .init() }
     let keeping = [
-      everyUnit { ran[$0]!.names.isEmpty ? nil : .saving(names: ran[$0]!.names) },
-      everyUnit { ran[$0]!.keepableOperations.isDisjoint(with: CheckpointPolicy.dotsSaveable.savedOperations) ? nil : .dotsSaveable },
+      everyUnit { ran($0).names.isEmpty ? nil : .saving(names: ran($0).names) },
+      everyUnit { ran($0).keepableOperations.isDisjoint(with: CheckpointPolicy.dotsSaveable.savedOperations) ? nil : .dotsSaveable },
     ].filter { !$0.regions.isEmpty }.map { (regions: UnitRegions) in (regions, measure(regions, ids)) }
     var units: [[CheckpointChain.Option]] = [], policies: [[CheckpointPolicy?]] = []
     var previous = (kept: kept.first, recomputed: recomputed.first, keeping: keeping.map(\.1.first))
