@@ -274,9 +274,10 @@ if __name__ == "__main__":
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
         if s: times.append(time.perf_counter() - t)
+    in_order = list(times)
     times.sort()
     print(json.dumps({"model": name, "batch": batch, "efficient": efficient,
         "params": sum(p.numel() for p in model.parameters()),
-        "step_s_median": times[len(times) // 2], "step_s_min": times[0],
+        "step_s_median": times[len(times) // 2], "step_s_min": times[0], "step_s": in_order,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "loss": loss.item()}))

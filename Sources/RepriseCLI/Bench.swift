@@ -104,6 +104,8 @@ struct Bench: ParsableCommand {
         var model: String, batchSize: Int, memoryEfficient: Bool, keptBottleneckFraction: Double, plan: String, regions: Int
         var memoryBudgetBytes: Int?, plannedPeakBytes: Int?
         var threads: Int, dtype: String, parameters: Int, stepSecondsMedian: Double, stepSecondsMin: Double
+        /// Every timed step in order, for the spread the median hides.
+        var stepSeconds: [Double]
         var imagesPerSecond: Double, peakBytes: Int, peakResidentBytes: Int
         var processes: Int, syncBatchNorm: Bool, gradientOverlap: String?, reductionWaitSecondsMedian: Double?
         var reductionHiddenFractionMedian: Double?
@@ -113,7 +115,7 @@ struct Bench: ParsableCommand {
         model: modelOptions.networkLabel(for: state), batchSize: batchSize, memoryEfficient: memoryEfficient,
         keptBottleneckFraction: planOptions.keptBottleneckFraction, plan: mode, regions: plan.regions.count,
         memoryBudgetBytes: planned?.budgetBytes, plannedPeakBytes: planned?.predictedPeakBytes, threads: Parallel.threadCount,
-        dtype: "\(dtype)", parameters: model.parameterCount, stepSecondsMedian: m, stepSecondsMin: times.min()!,
+        dtype: "\(dtype)", parameters: model.parameterCount, stepSecondsMedian: m, stepSecondsMin: times.min()!, stepSeconds: times,
         imagesPerSecond: Double(batchSize) / m, peakBytes: peak, peakResidentBytes: rss, processes: processes,
         syncBatchNorm: distributedOptions.syncBatchNorm, gradientOverlap: parallel.map { $0.overlap.rawValue },
         reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, reductionHiddenFractionMedian: parallel.map { _ in median(hidden) },
