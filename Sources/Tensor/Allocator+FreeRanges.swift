@@ -2,8 +2,7 @@
 /// free ranges on either side of it.
 ///
 /// Requests are served best-fit: carved from the start of the smallest range that holds them, the
-/// rest of the range staying free. Ranges are whole multiples of the allocator's granule, so the
-/// remainders are too.
+/// rest of the range staying free. Ranges are whole pages.
 struct FreeRanges {
   private var ranges: [(start: UInt, length: Int)] = []
 
@@ -54,6 +53,29 @@ struct FreeRanges {
     }
     ranges.insert((start, merged), at: i)
     total += length
+  }
+
+  /// Cuts whole blocks of `alignment` bytes that start at multiples of `alignment`, worth at most
+  /// `bytes`, out of the free ranges, smallest range first; the parts of a range before and after
+  /// its blocks stay free. (Huge pages lie in such blocks: moved whole to addresses aligned alike,
+  /// they stay huge pages.)
+  mutating func removeAligned(atMost bytes: Int, alignment: Int) -> [(UnsafeMutableRawPointer, Int)] {
+    var taken: [(UnsafeMutableRawPointer, Int)] = [], removed = 0
+    let a = UInt(alignment)
+    for (start, length) in ranges.sorted(by: { $0.length < $1.length }) {
+      let first = (start + a - 1) / a * a, last = (start + UInt(length)) / a * a
+      let cut = min(Int(last > first ? last - first : 0), (bytes - removed) / alignment * alignment)
+      guard cut > 0 else { continue }
+      let i = ranges.firstIndex { $0.start == start }!
+      ranges.remove(at: i)
+      let end = start + UInt(length), tail = first + UInt(cut)
+      if tail < end { ranges.insert((tail, Int(end - tail)), at: i) }
+      if first > start { ranges.insert((start, Int(first - start)), at: i) }
+      taken.append((UnsafeMutableRawPointer(bitPattern: first)!, cut))
+      removed += cut
+    }
+    total -= removed
+    return taken
   }
 
   /// Removes ranges worth at least `bytes` (all of them if they hold less), smallest first, for

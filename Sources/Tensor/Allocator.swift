@@ -1,3 +1,5 @@
+import CKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -15,7 +17,11 @@ import Darwin
 /// and cleared (the sizes of a dense block's buffers grow by k channels per layer, so exact-size
 /// reuse would mostly miss). A request that nothing cached can serve first gives cached memory back
 /// to the system until live plus cached bytes fit within the high-water mark of live bytes, so the
-/// cache never adds to the peak footprint. Cached memory is not live; ``cachedBytes`` reports it.
+/// cache never adds to the peak footprint. On Linux a large request that no single free range holds
+/// is assembled from free ranges instead: their pages are moved (`mremap`) into its mapping, so
+/// they neither go back to the system nor fault in afresh, and only the rest of the request is new
+/// memory. Fresh pages cost a fault and a clearing each, far more in virtual machines that hand
+/// freed memory back to their host. Cached memory is not live; ``cachedBytes`` reports it.
 public enum Allocator {
   /// Bytes held by live tensor buffers now.
   public static var liveBytes: Int { state.withLock { $0.live } }
@@ -31,8 +37,14 @@ public enum Allocator {
   /// Bytes held in the cache of freed buffers, ready for reuse.
   public static var cachedBytes: Int { state.withLock { $0.cached } }
 
-  /// How many requests the cache could not serve, so that fresh memory came from the system.
+  /// How many requests no single cached buffer or free range could serve: fresh memory came from
+  /// the system for them, or on Linux they were assembled from free ranges.
   public static var systemAllocations: Int { state.withLock { $0.misses } }
+
+  /// The bytes of fresh memory taken from the system so far: what the cache could not serve, less
+  /// what was moved into assembled requests. Each fresh page faults in and is cleared when first
+  /// touched.
+  public static var systemBytes: Int { state.withLock { $0.fresh } }
 
   /// The most bytes the cache keeps; a freed buffer past this limit goes back to the system.
   public static var cacheLimitBytes: Int {
@@ -87,7 +99,7 @@ public enum Allocator {
 
   private static func obtain(_ bytes: Int) -> (UnsafeMutableRawPointer, Int) {
     var size = sizeClass(bytes)
-    var evicted: [Piece] = []
+    var evicted: [Piece] = [], moved: [Piece] = []
     let reused: UnsafeMutableRawPointer? = state.withLock { s in
       let found = size >= mappingThreshold ? s.mapped.take(size).map { ($0, size) } : s.takeSmall(size)
       if let (_, charged) = found { size = charged }
@@ -97,14 +109,73 @@ public enum Allocator {
       s.highWater = max(s.highWater, s.live)
       guard let (p, _) = found else {
         s.misses += 1
+        if size >= hugePage && movesPages {
+          // The smallest free ranges first: they are the ones too short to serve requests.
+          moved = s.mapped.removeAligned(atMost: size, alignment: hugePage).map { Piece(pointer: $0, size: $1, mapped: true) }
+          s.cached -= moved.reduce(0) { $0 + $1.size }
+        }
         evicted = s.evict(atLeast: s.live + s.cached - s.highWater)
+        s.fresh += size - moved.reduce(0) { $0 + $1.size }
         return nil
       }
       s.cached -= size
       return p
     }
     for piece in evicted { systemFree(piece) }
-    return (reused ?? systemAllocate(size), size)
+    guard reused == nil else { return (reused!, size) }
+    if moved.isEmpty { return (systemAllocate(size), size) }
+    let p = alignedMapping(size)
+    var offset = 0
+    for piece in moved {
+      movePages(piece.pointer, piece.size, to: p + offset)
+      offset += piece.size
+    }
+    return (p, size)
+  }
+
+  /// Whether large requests are assembled from free ranges: only Linux can move pages between
+  /// mappings.
+  #if os(Linux)
+  static let movesPages = true
+  #else
+  static let movesPages = false
+  #endif
+
+  /// The size and alignment of a transparent huge page on x86-64 and most arm64 systems. Pages move
+  /// in whole blocks of this size between addresses aligned to it, so that the kernel moves a huge
+  /// page as one; a block moved to another offset would be split into small pages, and the kernels
+  /// that stream through it would then miss the TLB more often.
+  static let hugePage = 2 << 20
+
+  /// A fresh mapping of `size` bytes at a multiple of ``hugePage``.
+  private static func alignedMapping(_ size: Int) -> UnsafeMutableRawPointer {
+    let raw = systemAllocate(size + hugePage)
+    let address = UInt(bitPattern: raw), aligned = (address + UInt(hugePage) - 1) / UInt(hugePage) * UInt(hugePage)
+    let head = Int(aligned - address)
+    if head > 0 { munmap(raw, head) }
+    munmap(raw + head + size, hugePage - head)
+    return raw + head
+  }
+
+  /// Moves the pages at `from` to `to`, which lies in a fresh mapping. A range that spans mappings
+  /// (free ranges merge across them) moves in halves, whole huge-page blocks while it holds two or
+  /// more; pages that cannot move at all go back to the system, and fresh pages take their place.
+  private static func movePages(_ from: UnsafeMutableRawPointer, _ length: Int, to: UnsafeMutableRawPointer) {
+    let error = reprise_move_pages(from, length, to)
+    guard error != 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    if error == EFAULT && length > page {
+      let unit = length >= 2 * hugePage ? hugePage : page
+      let half = length / 2 / unit * unit
+      movePages(from, half, to: to)
+      movePages(from + half, length - half, to: to + half)
+      return
+    }
+    munmap(from, length)
+    // A failed move may have unmapped the destination first.
+    let fresh = mmap(to, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    precondition(fresh == to, "Allocator: could not map \(length) bytes in place of pages that did not move")
+    state.withLock { $0.fresh += length }
   }
 
   /// Takes back a buffer from ``allocate(_:)``; it goes to the cache while the cache has room.
@@ -157,6 +228,7 @@ public enum Allocator {
     var intervalPeak = 0
     var cached = 0
     var misses = 0
+    var fresh = 0
     var cacheLimit = 2 << 30
     /// The most live bytes ever (``peak`` without resets): the cache keeps live plus cached
     /// bytes within it.

@@ -83,6 +83,34 @@ final class AllocatorTests: XCTestCase {
     XCTAssertEqual(views.count, 4)
   }
 
+  /// A large request that no free range holds is assembled, on Linux, from the free ranges' whole
+  /// huge-page blocks, moved into its mapping: only the rest of it is fresh memory, and the cache
+  /// gives those blocks up.
+  func testLargeRequestsAreAssembledFromFreeRanges() throws {
+    #if os(Linux)
+    Allocator.releaseCache()
+    var first: Tensor? = Tensor(zeros: [6 << 18])  // 6 MiB each, 6 MiB between them
+    let between = Tensor(zeros: [6 << 18])
+    var second: Tensor? = Tensor(zeros: [6 << 18])
+    first = nil
+    second = nil
+    XCTAssertEqual(Allocator.cachedBytes, 12 << 20)
+    let fresh = Allocator.systemBytes
+    // 14 MiB: more than any free range. Each 6 MiB range holds two or three aligned 2 MiB blocks.
+    let whole = Tensor(repeating: 3, shape: [14 << 18])
+    let moved = (12 << 20) - Allocator.cachedBytes
+    XCTAssertGreaterThanOrEqual(moved, 8 << 20, "at least two blocks from each range")
+    XCTAssertEqual(moved % (2 << 20), 0, "whole blocks")
+    XCTAssertEqual(Allocator.systemBytes - fresh, (14 << 20) - moved, "fresh memory only for the rest")
+    XCTAssertEqual(whole.scalars(as: Float.self), [Float](repeating: 3, count: 14 << 18))
+    XCTAssertEqual(between.scalars(as: Float.self), [Float](repeating: 0, count: 6 << 18), "its neighbours untouched")
+    Allocator.releaseCache()
+    _ = (first, second)
+    #else
+    throw XCTSkip("pages move between mappings on Linux only")
+    #endif
+  }
+
   /// A request the cache cannot serve evicts cached buffers first: live plus cached bytes stay
   /// within the high-water mark of live bytes.
   func testCacheNeverRaisesTheFootprint() {

@@ -58,4 +58,27 @@ final class FreeRangesTests: XCTestCase {
     XCTAssertEqual(rest.map(\.1), [10 * unit], "everything when asked for more than there is")
     XCTAssertEqual(ranges.total, 0)
   }
+
+  /// Aligned blocks are cut from the smallest ranges first, at most the bytes asked for, in whole
+  /// blocks; a range's parts before and after its blocks stay free, and a range holding no whole
+  /// block gives none.
+  func testRemoveAlignedCutsWholeBlocksAndKeepsTheRest() {
+    var ranges = FreeRanges()
+    let block = 32 * unit  // 2 MiB
+    ranges.insert(address(10), 80 * unit)  // [10, 90): one whole block, [32, 64)
+    ranges.insert(address(200), 20 * unit)  // [200, 220): none (192 and 224 lie outside)
+    ranges.insert(address(300), 100 * unit)  // [300, 400): [320, 352) and [352, 384)
+    let removed = ranges.removeAligned(atMost: 3 * block + unit, alignment: block)
+    XCTAssertEqual(removed.map(\.0), [address(32), address(320)], "the smaller range first")
+    XCTAssertEqual(removed.map(\.1), [block, 2 * block], "whole blocks up to the bytes asked for")
+    XCTAssertEqual(ranges.total, 200 * unit - 3 * block)
+    XCTAssertEqual(ranges.count, 5)
+    XCTAssertEqual(ranges.take(20 * unit), address(200), "the range without a block is untouched")
+    XCTAssertEqual(ranges.take(22 * unit), address(10), "the head of the first range")
+    XCTAssertEqual(ranges.take(26 * unit), address(64), "its tail")
+    XCTAssertEqual(ranges.take(20 * unit), address(300), "the head of the third")
+    XCTAssertEqual(ranges.take(16 * unit), address(384), "its tail")
+    XCTAssertEqual(ranges.total, 0)
+    XCTAssertEqual(ranges.removeAligned(atMost: block, alignment: block).count, 0)
+  }
 }

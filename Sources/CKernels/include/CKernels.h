@@ -1,7 +1,8 @@
 // Kernels written in C for the one thing Swift cannot express portably: AVX2 and FMA instructions
 // chosen at run time. Swift code compiled for baseline x86-64 gets 4-wide SSE and no fused
 // multiply-add; these functions carry their own target attributes and are called only after
-// `reprise_kernels_available()` said yes. Every other kernel of Reprise is Swift.
+// `reprise_kernels_available()` said yes. Every other kernel of Reprise is Swift. Beside them sits
+// one system call that Swift cannot make, being variadic in C: mremap, for the allocator.
 #ifndef REPRISE_CKERNELS_H
 #define REPRISE_CKERNELS_H
 
@@ -240,5 +241,12 @@ void reprise_winograd_transposed_products_f32(
 
 /// The floats of scratch space `reprise_winograd_transposed_products_f32` needs.
 long reprise_winograd_panel_count(long columns, long count);
+
+/// Moves the pages mapped at [from, from + length) to [to, to + length), replacing what was mapped
+/// there (Linux's mremap with MREMAP_FIXED): the memory keeps its contents and stays resident, and
+/// no page faults in or is cleared. Page-aligned arguments. Returns 0, or the error: EFAULT where the
+/// range spans more than one mapping, ENOSYS where the system has no such call (everything but
+/// Linux). After an error, what was mapped at `to` may have been unmapped.
+int reprise_move_pages(void *from, long length, void *to);
 
 #endif
