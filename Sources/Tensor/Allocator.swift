@@ -70,12 +70,14 @@ public enum Allocator {
     for piece in taken { systemFree(piece) }
   }
 
-  /// Buffers of a mebibyte or more are ranges of memory mapped directly, so that what is given back
-  /// leaves the resident set at once (the C heap would keep it).
-  static let mappingThreshold = 1 << 20
+  /// Buffers of 128 KiB or more are ranges of memory mapped directly, so that what is given back
+  /// leaves the resident set at once (the C heap would keep it), and so that any free range serves
+  /// any smaller request, charged exactly. (The C library maps buffers from this size anyway, and
+  /// unmaps them when freed.)
+  static let mappingThreshold = 1 << 17
 
-  /// The unit that mapped ranges are measured in.
-  static let granule = 1 << 16
+  /// The unit that mapped ranges are measured in: the system's page.
+  static let granule = Int(sysconf(Int32(_SC_PAGESIZE)))
 
   /// The bytes a request of `bytes` bytes is charged: its size class if small, else whole granules.
   static func sizeClass(_ bytes: Int) -> Int {
@@ -163,9 +165,8 @@ public enum Allocator {
   private static func movePages(_ from: UnsafeMutableRawPointer, _ length: Int, to: UnsafeMutableRawPointer) {
     let error = reprise_move_pages(from, length, to)
     guard error != 0 else { return }
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    if error == EFAULT && length > page {
-      let unit = length >= 2 * hugePage ? hugePage : page
+    if error == EFAULT && length > granule {
+      let unit = length >= 2 * hugePage ? hugePage : granule
       let half = length / 2 / unit * unit
       movePages(from, half, to: to)
       movePages(from + half, length - half, to: to + half)
@@ -200,7 +201,7 @@ public enum Allocator {
       if let p, p != MAP_FAILED {
         // Transparent huge pages where the system allows them: a fresh mapping then faults in
         // 2 MiB at a time, not 4 KiB.
-        if size >= 4 * mappingThreshold { _ = madvise(p, size, MADV_HUGEPAGE) }
+        if size >= 2 * hugePage { _ = madvise(p, size, MADV_HUGEPAGE) }
         return p
       }
     } else {
