@@ -23,8 +23,20 @@ extension Allocator {
   /// that stream through it would then miss the TLB more often.
   static let hugePage = 2 << 20
 
+  /// A mapping of `size` bytes at a multiple of ``hugePage`` whose first pages are those of
+  /// `pieces` (whole huge-page blocks, taken out of the cache), moved in order; the rest is fresh.
+  static func assembled(_ size: Int, from pieces: [Piece]) -> UnsafeMutableRawPointer {
+    let p = alignedMapping(size)
+    var offset = 0
+    for piece in pieces {
+      movePages(piece.pointer, piece.size, to: p + offset)
+      offset += piece.size
+    }
+    return p
+  }
+
   /// A fresh mapping of `size` bytes at a multiple of ``hugePage``.
-  static func alignedMapping(_ size: Int) -> UnsafeMutableRawPointer {
+  private static func alignedMapping(_ size: Int) -> UnsafeMutableRawPointer {
     let raw = systemAllocate(size + hugePage)
     let address = UInt(bitPattern: raw), aligned = (address + UInt(hugePage) - 1) / UInt(hugePage) * UInt(hugePage)
     let head = Int(aligned - address)
@@ -36,7 +48,7 @@ extension Allocator {
   /// Moves the pages at `from` to `to`, which lies in a fresh mapping. A range that spans mappings
   /// (free ranges merge across them) moves in halves, whole huge-page blocks while it holds two or
   /// more; pages that cannot move at all go back to the system, and fresh pages take their place.
-  static func movePages(_ from: UnsafeMutableRawPointer, _ length: Int, to: UnsafeMutableRawPointer) {
+  private static func movePages(_ from: UnsafeMutableRawPointer, _ length: Int, to: UnsafeMutableRawPointer) {
     let error = reprise_move_pages(from, length, to)
     guard error != 0 else { return }
     if error == EFAULT && length > granule {

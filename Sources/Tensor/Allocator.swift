@@ -112,25 +112,19 @@ public enum Allocator {
         if size >= hugePage && movesPages {
           // The smallest free ranges first: they are the ones too short to serve requests.
           moved = s.mapped.removeAligned(atMost: size, alignment: hugePage).map { Piece(pointer: $0, size: $1, mapped: true) }
-          s.cached -= moved.reduce(0) { $0 + $1.size }
         }
+        let movedBytes = moved.reduce(0) { $0 + $1.size }
+        s.cached -= movedBytes
         evicted = s.evict(atLeast: s.live + s.cached - s.highWater)
-        s.fresh += size - moved.reduce(0) { $0 + $1.size }
+        s.fresh += size - movedBytes
         return nil
       }
       s.cached -= size
       return p
     }
     for piece in evicted { systemFree(piece) }
-    guard reused == nil else { return (reused!, size) }
-    if moved.isEmpty { return (systemAllocate(size), size) }
-    let p = alignedMapping(size)
-    var offset = 0
-    for piece in moved {
-      movePages(piece.pointer, piece.size, to: p + offset)
-      offset += piece.size
-    }
-    return (p, size)
+    if let reused { return (reused, size) }
+    return (moved.isEmpty ? systemAllocate(size) : assembled(size, from: moved), size)
   }
 
   /// Takes back a buffer from ``allocate(_:)``; it goes to the cache while the cache has room.
