@@ -3,6 +3,12 @@
 // multiply-adds, and OpenBLAS spends longer packing its operands and clearing its result than
 // multiplying. Here the operands are used where they lie, in the layout the transforms wrote.
 //
+// The forward pass and input gradient take the transformed weights in panels of 6 rows, each panel
+// a row after row of its 6 rows' elements at one depth (Winograd.c writes them so): the kernel
+// broadcasts 6 rows' elements at each step of the depth, and from rows hundreds of floats apart
+// these were 6 streams, which for 96 channels or more the prefetchers did not keep in the L1 cache.
+// From a panel they are one stream of consecutive floats.
+//
 // The kernel keeps 12 8-lane sums in registers (of the 16), so that each step loads 8 vectors or
 // broadcasts for 12 multiply-adds and the two FMA units never wait on a sum: 6 rows x 2 vectors of
 // columns (6 x 2 rather than 4 x 3, so that the sums, operands and broadcast fit the registers
@@ -19,6 +25,16 @@
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
+
+/// Where the elements of A lie: row k (counting from the layout's first row, which is `first` rows
+/// before A's row 0) in the block of 6 rows k / 6, blocks `blockStride` floats apart, at k % 6 *
+/// `rowStride` in it, and the depth `depthStride` apart. A matrix with rows `s` apart has rowStride
+/// s and blockStride 6 s; the transformed weights, in panels of 6 rows, rowStride 1, depthStride 6
+/// and blockStride 6 * depth, so that the kernel reads a block's broadcasts from one stream.
+typedef struct {
+  const float *a;
+  long rowStride, depthStride, blockStride, first;
+} Operand;
 
 /// Rows r..r+R-1 of C = A B, or C += A B with `accumulate`, for columns col..col+8W-1 (the last
 /// vector's lanes under `mask` read from B; unless `exact`, those past them store zeros), with A's
@@ -49,39 +65,38 @@ AVX2 __attribute__((always_inline)) static inline void productBlock(
       else _mm256_storeu_ps(c + i * ldc + 8 * j, sum[i][j]);
 }
 
-/// All rows of C (+)= A B for the columns of one block of W vectors.
+/// All rows of C (+)= A B for the columns of one block of W vectors, 6 rows at a time along A's
+/// blocks (fewer where A starts or ends inside one).
 AVX2 __attribute__((always_inline)) static inline void productColumns(
-  const int W, const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, long ldb, float *c,
-  long ldc, __m256i mask, int full, int accumulate, int exact) {
-  long r = 0;
-  for (; r + 6 <= rows; r += 6)
-    productBlock(6, W, a + r * rowStride, rowStride, depthStride, depth, b, ldb, c + r * ldc, ldc, mask, full, accumulate, exact);
-  const float *ar = a + r * rowStride;
-  float *cr = c + r * ldc;
-  switch (rows - r) {
-  case 5: productBlock(5, W, ar, rowStride, depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact); break;
-  case 4: productBlock(4, W, ar, rowStride, depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact); break;
-  case 3: productBlock(3, W, ar, rowStride, depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact); break;
-  case 2: productBlock(2, W, ar, rowStride, depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact); break;
-  case 1: productBlock(1, W, ar, rowStride, depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact); break;
-  default: break;
+  const int W, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, __m256i mask, int full,
+  int accumulate, int exact) {
+  for (long r = 0; r < rows;) {
+    const long k = A.first + r, count = 6 - k % 6 < rows - r ? 6 - k % 6 : rows - r;
+    const float *a = A.a + k / 6 * A.blockStride + k % 6 * A.rowStride;
+    float *cr = c + r * ldc;
+    switch (count) {
+#define ROWS(R) \
+  case R: productBlock(R, W, a, A.rowStride, A.depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact); break;
+      ROWS(6) ROWS(5) ROWS(4) ROWS(3) ROWS(2) ROWS(1)
+#undef ROWS
+    default: break;
+    }
+    r += count;
   }
 }
 
 /// C (+)= A B for all of C's `columns`, over depth rows `depth` of B: blocks of 2 vectors, then the
 /// rest.
 AVX2 __attribute__((always_inline)) static inline void productSlab(
-  const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, long ldb, float *c, long ldc,
-  long columns, int accumulate, int exact) {
+  Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate, int exact) {
   long col = 0;
   for (; col + 16 <= columns; col += 16)
-    productColumns(2, a, rowStride, depthStride, rows, depth, b + col, ldb, c + col, ldc, lanesBelow(8), 1, accumulate, exact);
+    productColumns(2, A, rows, depth, b + col, ldb, c + col, ldc, lanesBelow(8), 1, accumulate, exact);
   const long left = columns - col;
   const __m256i mask = lanesBelow(left - (left - 1) / 8 * 8);
   const int full = left % 8 == 0;
-  if (left > 8) productColumns(2, a, rowStride, depthStride, rows, depth, b + col, ldb, c + col, ldc, mask, full, accumulate, exact);
-  else if (left > 0)
-    productColumns(1, a, rowStride, depthStride, rows, depth, b + col, ldb, c + col, ldc, mask, full, accumulate, exact);
+  if (left > 8) productColumns(2, A, rows, depth, b + col, ldb, c + col, ldc, mask, full, accumulate, exact);
+  else if (left > 0) productColumns(1, A, rows, depth, b + col, ldb, c + col, ldc, mask, full, accumulate, exact);
 }
 
 /// C (+)= A B, the depth taken in slabs of at most `DEPTH_SLAB` rows of B, each slab's sums added to
@@ -91,24 +106,30 @@ AVX2 __attribute__((always_inline)) static inline void productSlab(
 /// order, through C between slabs, so the bits are those of one pass.
 #define DEPTH_SLAB 128
 AVX2 __attribute__((always_inline)) static inline void product(
-  const float *a, long rowStride, long depthStride, long rows, long depth, const float *b, long ldb, float *c, long ldc,
-  long columns, int accumulate, int exact) {
+  Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate, int exact) {
   const long slabs = (depth + DEPTH_SLAB - 1) / DEPTH_SLAB;
   for (long s = 0; s < slabs; s++) {
     const long d0 = depth * s / slabs, d1 = depth * (s + 1) / slabs;
-    productSlab(
-      a + d0 * depthStride, rowStride, depthStride, rows, d1 - d0, b + d0 * ldb, ldb, c, ldc, columns, accumulate || s > 0,
-      exact);
+    Operand slab = A;
+    slab.a += d0 * A.depthStride;
+    productSlab(slab, rows, d1 - d0, b + d0 * ldb, ldb, c, ldc, columns, accumulate || s > 0, exact);
   }
 }
 
+long reprise_winograd_weight_count(long rows, long columns, long tile) {
+  return (tile + 2) * (tile + 2) * ((rows + 5) / 6 * 6) * columns;
+}
+
 AVX2 void reprise_winograd_products_f32(
-  long positions, const float *a, long aStride, long rowStride, long depthStride, long rows, long depth, const float *b, float *c,
-  long columns, long ld, int accumulate) {
-  for (long xi = 0; xi < positions; xi++)
+  long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
+  float *c, long columns, long ld, int accumulate) {
+  const long panels = (uRows + 5) / 6 * 6 * uDepth;
+  for (long xi = 0; xi < positions; xi++) {
+    const Operand A = {u + xi * panels + firstDepth * 6, 1, 6, 6 * uDepth, firstRow};
     product(
-      a + xi * aStride, rowStride, depthStride, rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld,
-      c + xi * reprise_winograd_stream(rows, ld), ld, columns, accumulate, 0);
+      A, rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld, c + xi * reprise_winograd_stream(rows, ld), ld, columns,
+      accumulate, 0);
+  }
 }
 
 /// The panel p[t][j] = b[j][t] (t < count, j < columns, rows of p `pitch` apart) of b's rows `ld`
@@ -132,6 +153,7 @@ AVX2 void reprise_winograd_transposed_products_f32(
   const long pitch = (columns + 7) / 8 * 8;
   for (long xi = 0; xi < positions; xi++) {
     transposePanel(b + xi * reprise_winograd_stream(columns, ld), columns, count, ld, panel, pitch);
-    product(a + xi * reprise_winograd_stream(rows, ld), ld, 1, rows, count, panel, pitch, c + xi * rows * ldc, ldc, columns, accumulate, 1);
+    const Operand A = {a + xi * reprise_winograd_stream(rows, ld), ld, 1, 6 * ld, 0};
+    product(A, rows, count, panel, pitch, c + xi * rows * ldc, ldc, columns, accumulate, 1);
   }
 }

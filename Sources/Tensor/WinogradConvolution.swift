@@ -74,14 +74,15 @@ struct WinogradConvolution {
 
   /// The transformed weights [P][outputs][channels], or, `reversed`, those of the input gradient's
   /// convolution (the output gradient convolved with each filter rotated by 180°, from outputs to
-  /// channels): [P][channels][outputs].
+  /// channels): [P][channels][outputs]; in the products' panels of 6 rows
+  /// (`reprise_winograd_weights_f32`).
   private func transformedWeights(_ w: Tensor, reversed: Bool = false, _ tiling: WinogradTiling) -> Tensor {
-    let u = Tensor(uninitializedShape: [tiling.positions * g.outputChannels * g.inputChannels], dtype: .float32)
     let (rows, columns) = reversed ? (g.inputChannels, g.outputChannels) : (g.outputChannels, g.inputChannels)
+    let u = Tensor(uninitializedShape: [reprise_winograd_weight_count(rows, columns, tiling.tile)], dtype: .float32)
     let pw = w.base(Float.self), pu = u.base(Float.self)
-    // Rows split between the threads, as the weight gradient's last transform is: on one thread
+    // Panels split between the threads, as the weight gradient's last transform is: on one thread
     // (0.3-0.6% of a ResNet's samples) the others wait through it, a serial part at any core count.
-    Parallel.forRanges(rows, costPerItem: 4 * columns * tiling.positions) { range in
+    Parallel.forRanges((rows + 5) / 6, costPerItem: 24 * columns * tiling.positions) { range in
       reprise_winograd_weights_f32(
         pw, g.outputChannels, g.inputChannels, reversed ? 1 : 0, tiling.tile, range.lowerBound, range.count, pu)
     }
@@ -160,7 +161,7 @@ struct WinogradConvolution {
   }
 
   /// One chunk of the convolution of `source` (`from` channels) with transformed weights `u`
-  /// [P][to][from]: the source's patches transformed into `patches` [P][from][tiles], normalised or
+  /// [P][to][from] (in panels): the source's patches transformed into `patches` [P][from][tiles], normalised or
   /// scaled on the way (`affine`, `planeScale`), their products with `u` into `products`
   /// [P][to][tiles], transformed back by `output(products, rows)` for each block of rows. Where one
   /// side is wide and the other narrow (see ``WinogradTiling/blocks(of:facing:)``), either the
@@ -182,7 +183,7 @@ struct WinogradConvolution {
         // Each block's products added to the last's: the sums run over the channels in order
         // either way, so the bits are those of one product over all of them.
         reprise_winograd_products_f32(
-          tiling.positions, u + block.lowerBound, to * from, from, 1, to, block.count, patches, products, columns, tiling.tileCount,
+          tiling.positions, u, to, from, 0, to, block.lowerBound, block.count, patches, products, columns, tiling.tileCount,
           block.lowerBound == 0 ? 0 : 1)
       }
       return output(products, 0..<to)
@@ -192,8 +193,7 @@ struct WinogradConvolution {
       into: patches, scratch)
     for rows in tiling.blocks(of: to, facing: from) {
       reprise_winograd_products_f32(
-        tiling.positions, u + rows.lowerBound * from, to * from, from, 1, rows.count, from, patches, products, columns,
-        tiling.tileCount, 0)
+        tiling.positions, u, to, from, rows.lowerBound, rows.count, 0, from, patches, products, columns, tiling.tileCount, 0)
       output(products, rows)
     }
   }

@@ -6,8 +6,9 @@ import XCTest
 
 /// The register kernels of the Winograd products (WinogradProducts.c) against reference loops that
 /// add the same fused multiply-adds in the same order, so the bits must be equal: every partial
-/// block of rows (1 to 5 of 6) and of columns (one and two vectors, partial), depths of one slab and
-/// of several (the depth is taken 128 rows at a time), and sums added onto what C holds.
+/// block of rows (1 to 5 of 6, also where a block of rows starts inside a panel of the weights) and
+/// of columns (one and two vectors, partial), depths of one slab and of several (the depth is taken
+/// 128 rows at a time), and sums added onto what C holds.
 final class WinogradProductsTests: XCTestCase {
   /// `count` floats from `random`, rounded to multiples of 1/64 near zero so that none is denormal.
   private func floats(_ count: Int, _ random: inout RandomGenerator) -> [Float] {
@@ -41,26 +42,52 @@ final class WinogradProductsTests: XCTestCase {
     return true
   }
 
-  /// c[ξ] (+)= a[ξ] b[ξ] with a[ξ] rows x depth (its rows `depth` apart) and b[ξ] depth x columns, in
-  /// the transforms' layout: rows of b and c `ld` floats apart, matrices a stream apart.
+  /// The transformed weights' panels (`reprise_winograd_weights_f32`'s layout) of the matrices
+  /// a[ξ], `rows` x `depth` with rows `depth` apart: row i, depth d at ξ * plane + i / 6 * 6 * depth
+  /// + d * 6 + i % 6, the rows rounded up to 6 (the rows past them NaN: the products must not read
+  /// them).
+  private func panels(_ a: [Float], positions: Int, rows: Int, depth: Int) -> [Float] {
+    let plane = (rows + 5) / 6 * 6 * depth
+    var u = [Float](repeating: .nan, count: positions * plane)
+    for xi in 0..<positions {
+      for i in 0..<rows {
+        for d in 0..<depth { u[xi * plane + i / 6 * 6 * depth + d * 6 + i % 6] = a[xi * rows * depth + i * depth + d] }
+      }
+    }
+    return u
+  }
+
+  /// c[ξ] (+)= a[ξ] b[ξ] with a[ξ] rows [firstRow, firstRow + rows) and depth [firstDepth, firstDepth
+  /// + depth) of panelled weights of uRows x uDepth and b[ξ] depth x columns, in the transforms'
+  /// layout: rows of b and c `ld` floats apart, matrices a stream apart. Blocks that start inside a
+  /// panel (firstRow not a multiple of 6) and inside the depth, as the layers taken in blocks use.
   func testProductsMatchAnOrderedLoop() throws {
     try XCTSkipUnless(vectorKernelsAvailable, "the kernels need AVX2")
     let positions = 2
-    for (k, (rows, depth, columns)) in [(13, 7, 21), (6, 129, 16), (11, 300, 9), (1, 257, 40), (17, 128, 8)].enumerated() {
+    let shapes = [
+      (13, 7, 21, 0, 13, 0), (6, 129, 16, 0, 6, 0), (11, 300, 9, 0, 11, 0), (1, 257, 40, 0, 1, 0), (17, 128, 8, 0, 17, 0),
+      (40, 50, 24, 16, 17, 0), (40, 50, 24, 3, 4, 0), (20, 300, 16, 0, 20, 136), (25, 64, 12, 7, 13, 16),
+    ]
+    for (k, (uRows, uDepth, columns, firstRow, rows, firstDepth)) in shapes.enumerated() {
       var random = RandomGenerator(seed: UInt64(40 + k))
-      let ld = (columns + 7) / 8 * 8 + 8
-      let (aStride, bStride, cStride) = (rows * depth, reprise_winograd_stream(depth, ld), reprise_winograd_stream(rows, ld))
+      let depth = uDepth - firstDepth, ld = (columns + 7) / 8 * 8 + 8
+      let (aStride, bStride, cStride) = (uRows * uDepth, reprise_winograd_stream(depth, ld), reprise_winograd_stream(rows, ld))
       let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random), start = floats(positions * cStride, &random)
+      let u = panels(a, positions: positions, rows: uRows, depth: uDepth)
       for accumulate in [false, true] {
         var c = start
         c.withUnsafeMutableBufferPointer { c in
-          reprise_winograd_products_f32(positions, a, aStride, depth, 1, rows, depth, b, c.baseAddress, columns, ld, accumulate ? 1 : 0)
+          reprise_winograd_products_f32(
+            positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c.baseAddress, columns, ld, accumulate ? 1 : 0)
         }
-        let context = "seed \(40 + k), \(rows) x \(depth) x \(columns)"
+        let context = "seed \(40 + k), rows \(firstRow)..<\(firstRow + rows) of \(uRows), depth \(firstDepth)..<\(uDepth), \(columns) columns"
         guard
           matchOrderedLoop(
             c, start: start, accumulate: accumulate, positions: positions, rows: rows, columns: columns, cStride: cStride, ldc: ld,
-            terms: depth, context, term: { xi, i, j, d in (a[xi * aStride + i * depth + d], b[xi * bStride + d * ld + j]) })
+            terms: depth, context,
+            term: { xi, i, j, d in
+              (a[xi * aStride + (firstRow + i) * uDepth + firstDepth + d], b[xi * bStride + d * ld + j])
+            })
         else { return }
       }
     }

@@ -175,9 +175,12 @@ int reprise_winograd_pairs_images(long height, long width, long tile);
 /// The floats of scratch space the transforms below need for planes of height x width.
 long reprise_winograd_scratch_count(long height, long width, long tile);
 
-/// Rows [first, first + count) of the transformed weights u[P][outputs][channels] (G g G^T) of
+/// Panels [first, first + count) of the transformed weights u[P][outputs][channels] (G g G^T) of
 /// weights [outputs][channels][3][3], or, when `reversed` is nonzero, of those of the input
-/// gradient's convolution: u[P][channels][outputs] of each filter rotated by 180°.
+/// gradient's convolution: u[P][channels][outputs] of each filter rotated by 180°. Each u[ξ] is laid
+/// out in panels of 6 rows (the products' blocks of rows), a panel column after column: row i,
+/// column j at u[ξ * plane + i / 6 * 6 * columns + j * 6 + i % 6], plane the rows rounded up to 6
+/// times the columns, `reprise_winograd_weight_count` floats in all.
 void reprise_winograd_weights_f32(
   const float *weights, long outputs, long channels, int reversed, long tile, long first, long count, float *u);
 
@@ -217,17 +220,22 @@ void reprise_winograd_output_planes_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *const *planes,
   const long *imageStrides, const unsigned char *adding, const float *planeScale, long planeScaleStride, float *scratch);
 
-/// The `positions` products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c) of narrow layers, or c[ξ] += a[ξ]
-/// b[ξ] when `accumulate` is nonzero: a[ξ] is rows x depth with element (i, d) at a[ξ * aStride + i
-/// * rowStride + d * depthStride], b[ξ] is depth x columns and c[ξ] rows x columns, their rows `ld`
-/// apart and their ξ-th matrices at b + ξ * stream(depth, ld) and c + ξ * stream(rows, ld)
+/// The floats of the transformed weights of `rows` x `columns` filters for tile `tile`, in panels of 6
+/// rows (`reprise_winograd_weights_f32`).
+long reprise_winograd_weight_count(long rows, long columns, long tile);
+
+/// The `positions` products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c), or c[ξ] += a[ξ] b[ξ] when
+/// `accumulate` is nonzero: a[ξ] is rows [firstRow, firstRow + rows) and depth [firstDepth,
+/// firstDepth + depth) of the transformed weights u[ξ] (`reprise_winograd_weights_f32`'s panels) of
+/// uRows x uDepth, b[ξ] is depth x columns and c[ξ] rows x columns, their rows `ld` apart and their
+/// ξ-th matrices at b + ξ * stream(depth, ld) and c + ξ * stream(rows, ld)
 /// (`reprise_winograd_stream`, as the transforms lay them out). A row of c has room for 8 floats
 /// past `columns` (ld >= columns + 8), where whole vectors of results are stored. The sums add over
 /// the depth in order, so products over consecutive blocks of the depth, accumulated, give the bits
 /// of one product over all of it.
 void reprise_winograd_products_f32(
-  long positions, const float *a, long aStride, long rowStride, long depthStride, long rows, long depth, const float *b, float *c,
-  long columns, long ld, int accumulate);
+  long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
+  float *c, long columns, long ld, int accumulate);
 
 /// The `positions` products c[ξ] = a[ξ] b[ξ]^T, or c[ξ] += a[ξ] b[ξ]^T when `accumulate` is nonzero:
 /// a[ξ] is rows x count at a + ξ * stream(rows, ld), b[ξ] columns x count at b + ξ * stream(columns,
