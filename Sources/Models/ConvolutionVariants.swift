@@ -60,6 +60,11 @@ public final class StandardConvolution: Layer {
 
   /// BN of the convolution, and a ReLU in the BN's pass when `applyingReLU`.
   public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable { bn(conv(input), applyingReLU: applyingReLU) }
+
+  /// `next(relu(self(input)))`, the BN, ReLU and `next` one pre-activation unit.
+  public func callAsFunction(_ input: Variable, followedByReLUAnd next: Conv2d) -> Variable {
+    batchNormReLUConv(conv(input), norm: bn, conv: next)
+  }
 }
 
 /// Depthwise 3x3 (with the stride), pointwise 1x1 with bias, BN; nothing between the two convolutions.
@@ -82,6 +87,11 @@ public final class DepthwiseSeparableConvolution: Layer {
   /// BN of the pointwise convolution of the depthwise one, and a ReLU in the BN's pass when `applyingReLU`.
   public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
     bn(pointwise(depthwise(input)), applyingReLU: applyingReLU)
+  }
+
+  /// `next(relu(self(input)))`, the BN, ReLU and `next` one pre-activation unit.
+  public func callAsFunction(_ input: Variable, followedByReLUAnd next: Conv2d) -> Variable {
+    batchNormReLUConv(pointwise(depthwise(input)), norm: bn, conv: next)
   }
 }
 
@@ -113,9 +123,19 @@ public final class MulticeptionConvolution: Layer {
 
   /// The layer applied to `input`, and a ReLU in the last BN's pass when `applyingReLU`.
   public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
+    bn2(beforeLastNorm(input), applyingReLU: applyingReLU)
+  }
+
+  /// `next(relu(self(input)))`, `bn2`, ReLU and `next` one pre-activation unit.
+  public func callAsFunction(_ input: Variable, followedByReLUAnd next: Conv2d) -> Variable {
+    batchNormReLUConv(beforeLastNorm(input), norm: bn2, conv: next)
+  }
+
+  /// The pointwise convolution's output, before `bn2`.
+  private func beforeLastNorm(_ input: Variable) -> Variable {
     let paddings = depthwise.map { IntOrPair(($0.weight.shape[2] - 1) / 2) }
     let branches = concatenatedConv2d(input, depthwise.map(\.weight), paddings: paddings, groups: input.shape[1])
-    return bn2(pointwise(bn1(branches)), applyingReLU: applyingReLU)
+    return pointwise(bn1(branches))
   }
 }
 

@@ -135,7 +135,7 @@ public final class BasicBlock: Layer {
         keep = survival
       }
     }
-    var h = bn2(conv2(first(x, applyingReLU: true)))
+    var h = bn2(first(x, followedByReLUAnd: conv2))
     if let squeeze { h = squeeze(h) }
     return addReLU(keep == 1 ? h : h * keep, identity)
   }

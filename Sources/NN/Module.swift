@@ -29,12 +29,23 @@ public protocol Layer: Module {
   /// normalisation's own pass, forward and backward (one pass over the output and one stored map
   /// fewer); the default applies `relu` to the output.
   func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable
+
+  /// `conv(relu(layer(input)))`: the same values and gradients. A layer that ends in a batch
+  /// normalisation computes the normalisation, ReLU and convolution as one pre-activation unit
+  /// (``batchNormReLUConv(_:norm:conv:statistics:)``), which normalises as the convolution reads its
+  /// input and keeps neither the normalised map nor its ReLU; the default composes the three.
+  func callAsFunction(_ input: Variable, followedByReLUAnd conv: Conv2d) -> Variable
 }
 
 extension Layer {
   /// `relu(self(input))` when `applyingReLU`, else `self(input)`.
   public func callAsFunction(_ input: Variable, applyingReLU: Bool) -> Variable {
     applyingReLU ? relu(callAsFunction(input)) : callAsFunction(input)
+  }
+
+  /// `conv(self(input, applyingReLU: true))`.
+  public func callAsFunction(_ input: Variable, followedByReLUAnd conv: Conv2d) -> Variable {
+    conv(callAsFunction(input, applyingReLU: true))
   }
 }
 

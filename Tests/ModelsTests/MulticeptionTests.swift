@@ -41,6 +41,33 @@ final class MulticeptionTests: XCTestCase {
     }
   }
 
+  /// `layer(x, followedByReLUAnd: conv)` (for the variants that end in a batch normalisation, one
+  /// pre-activation unit of that normalisation, the ReLU and `conv`, as the residual block runs its
+  /// second convolution) gives `conv(layer(x, applyingReLU: true))`'s output, gradients and running
+  /// statistics, bit for bit in Float32, in training and inference. 8 channels on 9x8 planes: the
+  /// second convolution takes Winograd's path, which normalises its input as it transforms it.
+  func testReLUAndConvolutionAfterEveryVariantEqualTheirComposition() {
+    for variant in ConvolutionVariant.allCases {
+      for phase in [LearningPhase.training, .inference] {
+        var results: [[[Float]]] = []
+        for fused in [false, true] {
+          RandomGenerator.global = RandomGenerator(seed: 27)
+          let layer = variant.make(inputChannels: 6, outputChannels: 8, stride: 1, kernels: [3, 5], fan: .fanIn)
+          let next = Conv2d(inputChannels: 8, outputChannels: 8, kernelSize: 3, padding: 1, bias: false)
+          var random = RandomGenerator(seed: 28)
+          let x = Variable(Tensor(randomNormal: [2, 6, 9, 8], using: &random), requiresGrad: true)
+          let seed = Tensor(randomNormal: [2, 8, 9, 8], using: &random)
+          let leaves = [x] + layer.parameters + next.parameters
+          let gradients = Self.outputAndGradients(leaves, phase, seed: seed) {
+            fused ? layer(x, followedByReLUAnd: next) : next(layer(x, applyingReLU: true))
+          }
+          results.append(gradients + layer.namedBuffers.map { $0.variable.value.scalars(as: Float.self) })
+        }
+        XCTAssertEqual(results[1], results[0], "\(variant) \(phase)")
+      }
+    }
+  }
+
   /// MobileNetV2's conv, BN and ReLU6 (the ReLU6 in the BN's pass) give `relu6(bn(conv(x)))`'s
   /// output and gradients, bit for bit in Float32, in training and inference, with values cut at
   /// both ends of the ReLU6.
