@@ -59,16 +59,14 @@ public final class ShakeNet: Network {
 /// A shake-shake unit: two branches combined by ``shakeShake(_:_:alpha:beta:)`` in training and
 /// averaged at inference, plus the shortcut.
 public final class ShakeUnit: Layer {
-  let branches: [Sequential]
+  let branches: [ShakeBranch]
   let shortcut: ShakeShortcut?
 
   init(inputChannels: Int, outputChannels: Int, stride: Int, convolution: ConvolutionVariant, kernels: [Int]) {
     branches = (0..<2).map { _ in
-      Sequential([
-        ("0", ReLU()),
-        ("1", convolution.make(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride, kernels: kernels, fan: .fanOut)),
-        ("2", ReLU()), ("3", Models.convolution(outputChannels, outputChannels, kernel: 3, fan: .fanOut)), ("4", BatchNorm2d(channels: outputChannels)),
-      ])
+      ShakeBranch(
+        variant: convolution.make(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride, kernels: kernels, fan: .fanOut),
+        conv: Models.convolution(outputChannels, outputChannels, kernel: 3, fan: .fanOut), norm: BatchNorm2d(channels: outputChannels))
     }
     shortcut = inputChannels == outputChannels && stride == 1 ? nil : ShakeShortcut(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride)
   }
@@ -90,6 +88,23 @@ public final class ShakeUnit: Layer {
     }
     return mixed + (shortcut?(x) ?? x)
   }
+}
+
+/// A shake-shake branch: ReLU, the variant, ReLU, conv 3x3, BN. Where the variant ends in a batch
+/// normalisation, that normalisation, the ReLU and the conv 3x3 run as one pre-activation unit
+/// (``Layer/callAsFunction(_:followedByReLUAnd:)``), which keeps neither the normalised map nor its
+/// ReLU. The parameters keep the names of the official code's `nn.Sequential` indices: `1` (the
+/// variant), `3` (the conv) and `4` (the BN); `0` and `2` are its ReLUs.
+final class ShakeBranch: Layer {
+  let variant: any Layer, conv: Conv2d, norm: BatchNorm2d
+
+  init(variant: any Layer, conv: Conv2d, norm: BatchNorm2d) { (self.variant, self.conv, self.norm) = (variant, conv, norm) }
+
+  /// `1`, `3` and `4`.
+  var children: [(name: String, module: any Module)] { [("1", variant), ("3", conv), ("4", norm)] }
+
+  /// The branch applied to `input`.
+  func callAsFunction(_ input: Variable) -> Variable { norm(variant(relu(input), followedByReLUAnd: conv)) }
 }
 
 /// The shortcut between widths: ReLU, then two 1x1 convolutions to half the channels each, one on
