@@ -167,21 +167,21 @@ AVX2 void reprise_winograd_weights_f32(
   // Row i of each u[ξ] is output i's (channel i's when reversed), and its columns are taken 8 at a
   // time, one filter per lane: the filters of consecutive channels lie 9 floats apart, those of
   // consecutive outputs 9 * channels. Reversed, each filter's taps are read last to first. A
-  // panel's 6 rows are transformed into t (its rows 6 and 7 are zeros, as are those past the last
-  // row), and each position's 8 x 8 block is transposed into 8 columns of 6 rows: consecutive
-  // 6-float runs, each stored as a whole vector whose last 2 lanes the next run overwrites, the
+  // panel's R rows are transformed into t (its rows R to 7 are zeros, as are those past the last
+  // row), and each position's 8 x 8 block is transposed into 8 columns of R rows: consecutive
+  // R-float runs, each stored as a whole vector whose lanes past R the next run overwrites, the
   // row's last run masked.
   const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, positions = (tile + 2) * (tile + 2);
   const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
-  const long plane = reprise_winograd_weight_count(rows, columns, tile) / positions;
+  const long R = REPRISE_WINOGRAD_PANEL_ROWS, plane = reprise_winograd_weight_plane(rows, columns);
   const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   float t[36][8][8] __attribute__((aligned(32))) = {{{0}}};
-  for (long p = first; p < first + count && 6 * p < rows; p++) {
-    if (6 * p + 6 > rows) memset(t, 0, sizeof t);
+  for (long p = first; p < first + count && R * p < rows; p++) {
+    if (R * p + R > rows) memset(t, 0, sizeof t);
     for (long c = 0; c < columns; c += 8) {
       const __m256i mask = lanesBelow(columns - c);
-      for (long r = 0; r < 6 && 6 * p + r < rows; r++) {
-        const float *filters = weights + (6 * p + r) * rowStride + c * columnStride;
+      for (long r = 0; r < R && R * p + r < rows; r++) {
+        const float *filters = weights + (R * p + r) * rowStride + c * columnStride;
         __m256 g[3][3];
         for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, reversed ? 8 - j : j, apart, mask);
         if (tile == 2) filterTransform2(g, &t[0][r][0], 64, mask, 1);
@@ -191,10 +191,10 @@ AVX2 void reprise_winograd_weights_f32(
         __m256 v[8];
         for (int r = 0; r < 8; r++) v[r] = _mm256_load_ps(t[x][r]);
         transpose8(v);
-        float *panel = u + x * plane + 6 * p * columns + 6 * c;
+        float *panel = u + x * plane + R * p * columns + R * c;
         for (long k = 0; k < 8 && c + k < columns; k++)
-          if (c + k == columns - 1) _mm256_maskstore_ps(panel + 6 * k, lanesBelow(6), v[k]);
-          else _mm256_storeu_ps(panel + 6 * k, v[k]);
+          if (c + k == columns - 1) _mm256_maskstore_ps(panel + R * k, lanesBelow(R), v[k]);
+          else _mm256_storeu_ps(panel + R * k, v[k]);
       }
     }
   }

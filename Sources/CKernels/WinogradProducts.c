@@ -26,6 +26,10 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
+/// The kernel's block of rows, and the weights' panel height.
+#define PANEL_ROWS REPRISE_WINOGRAD_PANEL_ROWS
+_Static_assert(PANEL_ROWS == 6, "productColumns has a case for each block of 1 to 6 rows, and the sums fill 12 registers");
+
 /// Where the elements of A lie: row k (counting from the layout's first row, which is `first` rows
 /// before A's row 0) in the block of 6 rows k / 6, blocks `blockStride` floats apart, at k % 6 *
 /// `rowStride` in it, and the depth `depthStride` apart. A matrix with rows `s` apart has rowStride
@@ -42,7 +46,7 @@ typedef struct {
 AVX2 __attribute__((always_inline)) static inline void productBlock(
   const int R, const int W, const float *a, long rowStride, long depthStride, long depth, const float *b, long ldb, float *c,
   long ldc, __m256i mask, int full, int accumulate, int exact) {
-  __m256 sum[6][2];
+  __m256 sum[PANEL_ROWS][2];
   for (int i = 0; i < R; i++)
     for (int j = 0; j < W; j++)
       sum[i][j] = !accumulate ? _mm256_setzero_ps()
@@ -71,8 +75,8 @@ AVX2 __attribute__((always_inline)) static inline void productColumns(
   const int W, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, __m256i mask, int full,
   int accumulate, int exact) {
   for (long r = 0; r < rows;) {
-    const long k = A.first + r, count = 6 - k % 6 < rows - r ? 6 - k % 6 : rows - r;
-    const float *a = A.a + k / 6 * A.blockStride + k % 6 * A.rowStride;
+    const long k = A.first + r, count = PANEL_ROWS - k % PANEL_ROWS < rows - r ? PANEL_ROWS - k % PANEL_ROWS : rows - r;
+    const float *a = A.a + k / PANEL_ROWS * A.blockStride + k % PANEL_ROWS * A.rowStride;
     float *cr = c + r * ldc;
     switch (count) {
 #define ROWS(R) \
@@ -116,16 +120,20 @@ AVX2 __attribute__((always_inline)) static inline void product(
   }
 }
 
+long reprise_winograd_weight_plane(long rows, long columns) {
+  return (rows + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS * columns;
+}
+
 long reprise_winograd_weight_count(long rows, long columns, long tile) {
-  return (tile + 2) * (tile + 2) * ((rows + 5) / 6 * 6) * columns;
+  return (tile + 2) * (tile + 2) * reprise_winograd_weight_plane(rows, columns);
 }
 
 AVX2 void reprise_winograd_products_f32(
   long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
   float *c, long columns, long ld, int accumulate) {
-  const long panels = (uRows + 5) / 6 * 6 * uDepth;
+  const long plane = reprise_winograd_weight_plane(uRows, uDepth);
   for (long xi = 0; xi < positions; xi++) {
-    const Operand A = {u + xi * panels + firstDepth * 6, 1, 6, 6 * uDepth, firstRow};
+    const Operand A = {u + xi * plane + firstDepth * PANEL_ROWS, 1, PANEL_ROWS, PANEL_ROWS * uDepth, firstRow};
     product(
       A, rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld, c + xi * reprise_winograd_stream(rows, ld), ld, columns,
       accumulate, 0);
@@ -153,7 +161,7 @@ AVX2 void reprise_winograd_transposed_products_f32(
   const long pitch = (columns + 7) / 8 * 8;
   for (long xi = 0; xi < positions; xi++) {
     transposePanel(b + xi * reprise_winograd_stream(columns, ld), columns, count, ld, panel, pitch);
-    const Operand A = {a + xi * reprise_winograd_stream(rows, ld), ld, 1, 6 * ld, 0};
+    const Operand A = {a + xi * reprise_winograd_stream(rows, ld), ld, 1, PANEL_ROWS * ld, 0};
     product(A, rows, count, panel, pitch, c + xi * rows * ldc, ldc, columns, accumulate, 1);
   }
 }

@@ -74,7 +74,7 @@ struct WinogradConvolution {
 
   /// The transformed weights [P][outputs][channels], or, `reversed`, those of the input gradient's
   /// convolution (the output gradient convolved with each filter rotated by 180°, from outputs to
-  /// channels): [P][channels][outputs]; in the products' panels of 6 rows
+  /// channels): [P][channels][outputs]; in the products' panels of rows
   /// (`reprise_winograd_weights_f32`).
   private func transformedWeights(_ w: Tensor, reversed: Bool = false, _ tiling: WinogradTiling) -> Tensor {
     let (rows, columns) = reversed ? (g.inputChannels, g.outputChannels) : (g.outputChannels, g.inputChannels)
@@ -82,7 +82,8 @@ struct WinogradConvolution {
     let pw = w.base(Float.self), pu = u.base(Float.self)
     // Panels split between the threads, as the weight gradient's last transform is: on one thread
     // (0.3-0.6% of a ResNet's samples) the others wait through it, a serial part at any core count.
-    Parallel.forRanges((rows + 5) / 6, costPerItem: 24 * columns * tiling.positions) { range in
+    let panelRows = Int(REPRISE_WINOGRAD_PANEL_ROWS)
+    Parallel.forRanges((rows + panelRows - 1) / panelRows, costPerItem: 4 * panelRows * columns * tiling.positions) { range in
       reprise_winograd_weights_f32(
         pw, g.outputChannels, g.inputChannels, reversed ? 1 : 0, tiling.tile, range.lowerBound, range.count, pu)
     }

@@ -175,12 +175,20 @@ int reprise_winograd_pairs_images(long height, long width, long tile);
 /// The floats of scratch space the transforms below need for planes of height x width.
 long reprise_winograd_scratch_count(long height, long width, long tile);
 
+/// The rows of a panel of the transformed weights: the products' register block of rows
+/// (WinogradProducts.c), so that one block's broadcasts are one stream of consecutive floats.
+#define REPRISE_WINOGRAD_PANEL_ROWS 6
+
+/// The floats of one position's transformed weights of `rows` x `columns` filters, in panels: the
+/// rows rounded up to a whole panel, times the columns.
+long reprise_winograd_weight_plane(long rows, long columns);
+
 /// Panels [first, first + count) of the transformed weights u[P][outputs][channels] (G g G^T) of
 /// weights [outputs][channels][3][3], or, when `reversed` is nonzero, of those of the input
 /// gradient's convolution: u[P][channels][outputs] of each filter rotated by 180°. Each u[ξ] is laid
-/// out in panels of 6 rows (the products' blocks of rows), a panel column after column: row i,
-/// column j at u[ξ * plane + i / 6 * 6 * columns + j * 6 + i % 6], plane the rows rounded up to 6
-/// times the columns, `reprise_winograd_weight_count` floats in all.
+/// out in panels of R = `REPRISE_WINOGRAD_PANEL_ROWS` rows, a panel column after column: row i,
+/// column j at u[ξ * plane + i / R * R * columns + j * R + i % R], plane
+/// `reprise_winograd_weight_plane(rows, columns)`, `reprise_winograd_weight_count` floats in all.
 void reprise_winograd_weights_f32(
   const float *weights, long outputs, long channels, int reversed, long tile, long first, long count, float *u);
 
@@ -220,8 +228,8 @@ void reprise_winograd_output_planes_f32(
   const float *m, long outputs, long images, long height, long width, long tile, long tileCount, float *const *planes,
   const long *imageStrides, const unsigned char *adding, const float *planeScale, long planeScaleStride, float *scratch);
 
-/// The floats of the transformed weights of `rows` x `columns` filters for tile `tile`, in panels of 6
-/// rows (`reprise_winograd_weights_f32`).
+/// The floats of the transformed weights of `rows` x `columns` filters for tile `tile`, in panels
+/// (`reprise_winograd_weights_f32`): a plane per position.
 long reprise_winograd_weight_count(long rows, long columns, long tile);
 
 /// The `positions` products c[ξ] = a[ξ] b[ξ] (WinogradProducts.c), or c[ξ] += a[ξ] b[ξ] when
