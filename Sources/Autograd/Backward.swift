@@ -131,10 +131,16 @@ private func run(_ entry: TapeEntry, _ context: Context) {
   }
 }
 
-/// Adds `gradient` to an accumulator, first summing a broadcast gradient down to `shape`.
+/// Adds `gradient` to an accumulator, first summing a gradient of a broadcast shape down to
+/// `shape`. A gradient with repeated elements (a zero stride, as a sum's pullback returns) is added
+/// as it is, and written out where it is the first: what the pullbacks receive has no repeats.
 func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], _ name: String) {
   let g = gradient.shape == shape ? gradient : unbroadcast(gradient, to: shape, name)
-  if slot == nil { slot = g } else { slot! += g }  // in place once the slot owns its buffer
+  if slot == nil {
+    slot = zip(g.shape, g.strides).contains { $0 > 1 && $1 == 0 } ? g.contiguous() : g
+  } else {
+    slot! += g  // in place once the slot owns its buffer
+  }
 }
 
 /// Sums `gradient` over the dimensions along which a value of `shape` was broadcast: the one place

@@ -135,9 +135,9 @@ public final class BasicBlock: Layer {
         keep = survival
       }
     }
-    var h = bn2(first(x, followedByReLUAnd: conv2))
-    if let squeeze { h = squeeze(h) }
-    return addReLU(keep == 1 ? h : h * keep, identity)
+    let h = bn2(first(x, followedByReLUAnd: conv2))
+    guard let squeeze else { return addReLU(keep == 1 ? h : h * keep, identity) }
+    return keep == 1 ? addReLU(h, scaledBy: squeeze.scales(h), identity) : addReLU(squeeze(h) * keep, identity)
   }
 }
 
@@ -155,9 +155,13 @@ public final class SqueezeExcitation: Layer {
   public var children: [(name: String, module: any Module)] { [("fc.0", reduce), ("fc.2", expand)] }
 
   /// `input` scaled per image and channel.
-  public func callAsFunction(_ input: Variable) -> Variable {
+  public func callAsFunction(_ input: Variable) -> Variable { input * scales(input) }
+
+  /// The factors by which `input` [N, C, H, W] is scaled, [N, C, 1, 1]: a residual block applies
+  /// them with its sum and ReLU (``addReLU(_:scaledBy:_:)``).
+  public func scales(_ input: Variable) -> Variable {
     let s = input.shape
     let weights = sigmoid(expand(relu(reduce(reshape(mean(input, alongAxes: [2, 3]), to: [s[0], s[1]])))))
-    return input * reshape(weights, to: [s[0], s[1], 1, 1])
+    return reshape(weights, to: [s[0], s[1], 1, 1])
   }
 }

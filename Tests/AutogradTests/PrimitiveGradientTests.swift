@@ -27,6 +27,10 @@ final class PrimitiveGradientTests: XCTestCase {
     assertGradientsCorrect(at: [a], "scalar forms") { 2 - (a * 3 + 1) / 4 }
     let c = leaf([2, 3, 4])
     assertGradientsCorrect(at: [a, c], "select") { select(a.value .> c.value, a, c) }
+    let maps = leaf([2, 3, 4, 5]), scale = leaf([2, 3, 1, 1]), residual = leaf([2, 3, 4, 5])
+    assertGradientsCorrect(at: [maps, scale, residual], "addReLU scaled") { addReLU(maps, scaledBy: scale, residual) }
+    let perChannel = leaf([1, 3, 1, 1]), rows = leaf([3, 1, 5])
+    assertGradientsCorrect(at: [maps, perChannel, rows], "addReLU scaled, broadcast") { addReLU(maps, scaledBy: perChannel, rows) }
   }
 
   func testUnary() {

@@ -41,6 +41,29 @@ final class TapeTests: XCTestCase {
     XCTAssertEqual(b.grad!.scalars(as: Double.self), Array(repeating: 6, count: 4))
   }
 
+  /// A sum's gradient repeats one value along the summed axes. Added to a gradient already there
+  /// it is added as it is, and as the first gradient of a value it is written out, so that no
+  /// pullback and no leaf's `grad` holds a tensor with repeated elements.
+  func testRepeatedGradientsAreWrittenOutOrAdded() {
+    let x = Variable(Tensor([1, -2, 3, 4, -5, 6] as [Double], shape: [2, 3]), requiresGrad: true)
+    sum(sum(x, alongAxes: [1]) * Variable(Tensor([2, 3] as [Double], shape: [2]))).backward()
+    XCTAssertFalse(x.grad!.strides.contains(0), "the first gradient is written out: strides \(x.grad!.strides)")
+    XCTAssertEqual(x.grad!.scalars(as: Double.self), [2, 2, 2, 3, 3, 3])
+    // 2x, plus 1/2 from the mean once per row. The tape runs the newest operation first: squares
+    // taken before the mean receive their gradient after it, and the other way round.
+    for squaresFirst in [true, false] {
+      x.grad = nil
+      let earlySquares = squaresFirst ? x * x : nil
+      let columnMeans = mean(x, alongAxes: [0], keepingDimensions: true)
+      sum((earlySquares ?? x * x) + columnMeans).backward()
+      XCTAssertEqual(x.grad!.scalars(as: Double.self), [1, -2, 3, 4, -5, 6].map { 2 * $0 + 1 })
+    }
+    let y = Variable(Tensor(ones: [2, 3], dtype: .float64), requiresGrad: true)
+    relu(mean(y, alongAxes: [1], keepingDimensions: true)).backward(seed: Tensor(ones: [2, 1], dtype: .float64))
+    XCTAssertFalse(y.grad!.strides.contains(0), "a pullback's input is written out: strides \(y.grad!.strides)")
+    assertClose(y.grad!, Tensor(Array(repeating: 1.0 / 3, count: 6), shape: [2, 3]))
+  }
+
   func testWithoutRecordingBuildsNoGraph() {
     let x = Variable(Tensor(ones: [3]), requiresGrad: true)
     let y = withoutRecording { exp(x) * 2 }

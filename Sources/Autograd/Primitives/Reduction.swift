@@ -3,11 +3,13 @@ import TensorModule
 /// The sum over `axes` (all when `nil`).
 public func sum(_ x: Variable, alongAxes axes: [Int]? = nil, keepingDimensions: Bool = false) -> Variable {
   let shape = x.shape
-  let kept = sum(x.value, alongAxes: axes, keepingDimensions: true).shape
+  let reduced = Set((axes ?? Array(shape.indices)).map { Shape.axis($0, rank: shape.count, "sum") })
+  let kept = shape.indices.map { reduced.contains($0) ? 1 : shape[$0] }
   let y = sum(x.value, alongAxes: axes, keepingDimensions: keepingDimensions)
-  return recordOperation("sum", y, inputs: [x]) { grad in
-    [broadcast(reshape(grad, to: kept), to: shape).contiguous()]
-  }
+  // The gradient is a broadcast view, not a copy: where another gradient of `x` is already there
+  // (squeeze-and-excitation's pooled map, a LayerNorm's mean) the tape adds it in one pass, and
+  // where none is, the tape writes it out (`accumulate`).
+  return recordOperation("sum", y, inputs: [x]) { grad in [broadcast(reshape(grad, to: kept), to: shape)] }
 }
 
 /// The maximum over `axes` (all when `nil`); the gradient goes to the first maximal element.
