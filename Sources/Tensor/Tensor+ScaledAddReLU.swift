@@ -74,16 +74,19 @@ public func addReLU(_ a: Tensor, scaledBy scale: Tensor, _ b: Tensor) -> Tensor 
   return y
 }
 
-/// The gradients of ``addReLU(_:scaledBy:_:)`` from the gradient of its output `y`: with g the
-/// gradient where y is positive and 0 elsewhere, `a`'s is g · scale, `scale`'s the sum of g · a
-/// over each plane (over the axes along which `scale` is broadcast), and `b`'s g. The sums are
-/// blocked as ``sum(_:alongAxes:keepingDimensions:)``'s are, so all three have the composition's
-/// bits.
-public func addReLUBackward(_ gradient: Tensor, output y: Tensor, _ a: Tensor, scaledBy scale: Tensor) -> (
+/// The gradients of ``addReLU(_:scaledBy:_:)`` from the gradient of its output: with g the
+/// gradient where a · scale + b is positive (where the output is) and 0 elsewhere, `a`'s is g ·
+/// scale, `scale`'s the sum of g · a over each plane (over the axes along which `scale` is
+/// broadcast), and `b`'s g. The sign is taken again from `a`, `scale` and `b`, rounded as in the
+/// forward pass, rather than from the output: a residual block's `b` is its input, which its first
+/// convolution keeps anyway, while its output is kept by the next block only until that block's
+/// gradients are done, so it need not outlive them. The sums are blocked as
+/// ``sum(_:alongAxes:keepingDimensions:)``'s are, so all three have the composition's bits.
+public func addReLUBackward(_ gradient: Tensor, _ a: Tensor, scaledBy scale: Tensor, _ b: Tensor) -> (
   a: Tensor, scale: Tensor, b: Tensor
 ) {
-  guard let planes = Planes(a, scale, [gradient, y]) else {
-    let g = reluBackward(gradient, output: y)
+  guard let planes = Planes(a, scale, [gradient, b]) else {
+    let g = reluBackward(gradient, output: addReLU(a * scale, b))
     let axes = a.shape.indices.filter { scale.shape[$0] == 1 && a.shape[$0] != 1 }
     return (g * scale, reshape(sum(g * a, alongAxes: axes, keepingDimensions: true), to: scale.shape), g)
   }
@@ -91,21 +94,21 @@ public func addReLUBackward(_ gradient: Tensor, output y: Tensor, _ a: Tensor, s
   let gb = Tensor(uninitializedShape: a.shape, dtype: a.dtype, strides: a.strides)
   let gs = Tensor(uninitializedShape: scale.shape, dtype: a.dtype, strides: planes.sumStrides), length = planes.length
   func kernel<T: TensorScalar>(_: T.Type) {
-    let pg = gradient.base(T.self), py = y.base(T.self), pa = a.base(T.self), ps = scale.base(T.self)
+    let pg = gradient.base(T.self), pb = b.base(T.self), pa = a.base(T.self), ps = scale.base(T.self)
     let pga = ga.base(T.self), pgb = gb.base(T.self), pgs = gs.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 3 * length) { range in
       for p in range {
         let (offset, factor, place) = planes.offsets(p)
-        let s = ps[factor], g = pg + offset, v = py + offset, ga = pga + offset, gb = pgb + offset
+        let s = ps[factor], g = pg + offset, x = pa + offset, r = pb + offset, ga = pga + offset, gb = pgb + offset
         // Three loops over a plane that stays in the L1 cache, each simple enough to vectorise
-        // (with both loads of the first unconditional): g, g · scale, and g · a summed as `sum`
+        // (with every load of the first unconditional): g, g · scale, and g · a summed as `sum`
         // sums a row (`rowDot` with no centre).
         for i in 0..<length {
-          let (output, incoming) = (v[i], g[i])
-          gb[i] = output > 0 ? incoming : 0
+          let (sum, incoming) = (x[i] * s + r[i], g[i])
+          gb[i] = sum > 0 ? incoming : 0
         }
         for i in 0..<length { ga[i] = gb[i] * s }
-        pgs[place] = rowDot(gb, pa + offset, length, around: 0)
+        pgs[place] = rowDot(gb, x, length, around: 0)
       }
     }
   }

@@ -22,7 +22,7 @@ final class ScaledAddReLUTests: XCTestCase {
   ) {
     let y = addReLU(a, scaledBy: scale, b)
     assertBitIdentical(y, addReLU(a * scale, b), "\(name): value", file: file, line: line)
-    let fused = addReLUBackward(gradient, output: y, a, scaledBy: scale), composed = composedGradients(gradient, y, a, scale)
+    let fused = addReLUBackward(gradient, a, scaledBy: scale, b), composed = composedGradients(gradient, y, a, scale)
     if onePass {
       XCTAssertEqual(y.strides, a.strides, "\(name): the result keeps the layout of a", file: file, line: line)
       func order(_ t: Tensor) -> [Int] { Shape.memoryOrder(t.shape, t.strides).filter { t.shape[$0] != 1 } }

@@ -22,12 +22,12 @@ public func addReLU(_ a: Variable, _ b: Variable) -> Variable {
 /// relu(a · scale + b), `scale` broadcast to `a`: with one factor per image and channel ([N, C, 1,
 /// 1] for feature maps [N, C, H, W]), squeeze-and-excitation's scaling and the residual sum and
 /// ReLU after it in one pass forward and one back, where `addReLU(a * scale, b)` takes two forward
-/// and four back; the same bits. Saves `a`, `scale` and the output.
+/// and four back; the same bits. Saves its inputs, not its output (a residual block's `b`, its
+/// input, is kept by its first convolution anyway; see `addReLUBackward(_:_:scaledBy:_:)`).
 public func addReLU(_ a: Variable, scaledBy scale: Variable, _ b: Variable) -> Variable {
-  let x = a.value, s = scale.value
-  let y = TensorModule.addReLU(x, scaledBy: s, b.value)
-  return recordOperation("addReLU", y, inputs: [a, scale, b]) { [y] grad in
-    let g = addReLUBackward(grad, output: y, x, scaledBy: s)
+  let (x, s, r) = (a.value, scale.value, b.value)
+  return recordOperation("addReLU", TensorModule.addReLU(x, scaledBy: s, r), inputs: [a, scale, b]) { grad in
+    let g = addReLUBackward(grad, x, scaledBy: s, r)
     return [g.a, g.scale, g.b]
   }
 }
