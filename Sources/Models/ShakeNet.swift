@@ -78,7 +78,10 @@ public final class ShakeUnit: Layer {
 
   /// The unit applied to `input`.
   public func callAsFunction(_ x: Variable) -> Variable {
-    let a = branches[0](x), b = branches[1](x), n = x.shape[0]
+    // Both branches and a projecting shortcut start with the same ReLU of the input: taken once,
+    // it is one map written and kept instead of two or three, and one ReLU gradient.
+    let activated = relu(x)
+    let a = branches[0](activated: activated), b = branches[1](activated: activated), n = x.shape[0]
     let mixed: Variable
     if LearningPhase.current == .training {
       let alpha = Tensor(randomUniform: [n, 1, 1, 1], dtype: x.dtype), beta = Tensor(randomUniform: [n, 1, 1, 1], dtype: x.dtype)
@@ -86,7 +89,7 @@ public final class ShakeUnit: Layer {
     } else {
       mixed = (a + b) * 0.5
     }
-    return mixed + (shortcut?(x) ?? x)
+    return mixed + (shortcut?(activated: activated) ?? x)
   }
 }
 
@@ -104,7 +107,10 @@ final class ShakeBranch: Layer {
   var children: [(name: String, module: any Module)] { [("1", variant), ("3", conv), ("4", norm)] }
 
   /// The branch applied to `input`.
-  func callAsFunction(_ input: Variable) -> Variable { norm(variant(relu(input), followedByReLUAnd: conv)) }
+  func callAsFunction(_ input: Variable) -> Variable { self(activated: relu(input)) }
+
+  /// The branch after its first ReLU, applied to `activated`, the ReLU of its input.
+  func callAsFunction(activated: Variable) -> Variable { norm(variant(activated, followedByReLUAnd: conv)) }
 }
 
 /// The shortcut between widths: ReLU, then two 1x1 convolutions to half the channels each, one on
@@ -124,8 +130,11 @@ public final class ShakeShortcut: Layer {
   public var children: [(name: String, module: any Module)] { [("conv1", conv1), ("conv2", conv2), ("bn", bn)] }
 
   /// The projected input.
-  public func callAsFunction(_ input: Variable) -> Variable {
-    let x = relu(input), h = x.shape[2], w = x.shape[3]
+  public func callAsFunction(_ input: Variable) -> Variable { self(activated: relu(input)) }
+
+  /// The projection after the ReLU, applied to `x`, the ReLU of the input.
+  func callAsFunction(activated x: Variable) -> Variable {
+    let h = x.shape[2], w = x.shape[3]
     let shifted = pad(slice(slice(x, 1..<h, alongAxis: 2), 1..<w, alongAxis: 3), [(0, 0), (0, 0), (0, 1), (0, 1)])
     func subsample(_ v: Variable) -> Variable { stride == 1 ? v : avgPool2d(v, kernelSize: 1, stride: .init(stride)) }
     return bn(concatenate([conv1(subsample(x)), conv2(subsample(shifted))], alongAxis: 1))

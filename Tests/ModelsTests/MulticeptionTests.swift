@@ -131,6 +131,35 @@ final class MulticeptionTests: XCTestCase {
     XCTAssertFalse(trained.value.scalars(as: Float.self) == averaged.value.scalars(as: Float.self))
   }
 
+  /// A unit takes the ReLU its branches and projecting shortcut start with once: its output is
+  /// theirs, each with its own ReLU, bit for bit, and its input gradient theirs up to the order in
+  /// which the gradients are added.
+  func testShakeUnitSharesItsBranchesReLU() {
+    for (inputs, stride) in [(4, 1), (3, 2)] {
+      let unit = ShakeUnit(inputChannels: inputs, outputChannels: 4, stride: stride, convolution: .standard, kernels: [3, 5])
+      var random = RandomGenerator(seed: 28)
+      let x = Variable(Tensor(randomNormal: [3, inputs, 6, 6], dtype: .float64, using: &random), requiresGrad: true)
+      unit.convert(to: .float64)
+      var results: [(Tensor, Tensor)] = []
+      for shared in [true, false] {
+        RandomGenerator.global = RandomGenerator(seed: 29)
+        x.grad = nil
+        let y: Variable
+        if shared {
+          y = unit(x)
+        } else {
+          let a = unit.branches[0](x), b = unit.branches[1](x)
+          let alpha = Tensor(randomUniform: [3, 1, 1, 1], dtype: .float64), beta = Tensor(randomUniform: [3, 1, 1, 1], dtype: .float64)
+          y = shakeShake(a, b, alpha: alpha, beta: beta) + (unit.shortcut?(x) ?? x)
+        }
+        sum(y * y).backward()
+        results.append((y.value, x.grad!))
+      }
+      assertBitIdentical(results[0].0, results[1].0, "stride \(stride): output")
+      assertClose(results[0].1, results[1].1, relativeTolerance: 1e-12, absoluteTolerance: 1e-12, "stride \(stride): input gradient")
+    }
+  }
+
   /// A block that never survives returns ReLU of its shortcut in training; at inference its branch
   /// is scaled by the survival probability.
   func testStochasticDepth() {
