@@ -158,7 +158,7 @@ public final class SqueezeExcitation: Layer {
   public func callAsFunction(_ input: Variable) -> Variable { input * scales(input) }
 
   /// The factors by which `input` [N, C, H, W] is scaled, [N, C, 1, 1]: a residual block applies
-  /// them with its sum and ReLU (``addReLU(_:scaledBy:_:)``).
+  /// them with its sum and ReLU (`addReLU(_:scaledBy:_:)` in Autograd).
   public func scales(_ input: Variable) -> Variable {
     let s = input.shape
     let weights = sigmoid(expand(relu(reduce(reshape(mean(input, alongAxes: [2, 3]), to: [s[0], s[1]])))))
