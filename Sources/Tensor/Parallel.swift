@@ -27,15 +27,25 @@ public enum Parallel {
     return max(1, cores)
   }
 
-  /// Runs `body(0) ... body(count - 1)` on up to `count` threads.
+  /// Runs `body(0) ... body(count - 1)` on up to `count` threads. Thread `t` of `T` takes the
+  /// indices from `count * t / T` up to `count * (t + 1) / T` first, in order, then helps with the
+  /// others' (`ThreadPool`).
   static func run(_ count: Int, _ body: (Int) -> Void) {
+    pool.run(count) { i, _ in body(i) }
+  }
+
+  /// Runs `body(index, thread)` for every index in `0..<count`, as ``run(_:_:)`` does, telling
+  /// each call which thread (`0..<threadCount`, the caller being 0) runs it, for scratch space
+  /// of one's own.
+  static func run(_ count: Int, byThread body: (_ index: Int, _ thread: Int) -> Void) {
     pool.run(count, body)
   }
 
   /// Runs `body` over `0..<count` split into contiguous ranges, up to four per thread, when the
   /// work is large enough (`count * costPerItem` above about 32k operations); otherwise on the
-  /// caller. Threads claim ranges as they finish, so one that starts late (a worker waking up, a
-  /// page fault) takes fewer instead of keeping the others waiting.
+  /// caller. Each thread takes its own share of the ranges first (the first threads the first
+  /// ranges), then claims what is left of the others' as it finishes, so one that starts late (a
+  /// worker waking up, a page fault) takes fewer instead of keeping the others waiting.
   ///
   /// The ranges depend only on `count`, `costPerItem` and the thread count, and each is processed
   /// by one thread, so results that depend only on the range are deterministic for a given thread count.
@@ -45,7 +55,7 @@ public enum Parallel {
       body(0..<count)
       return
     }
-    pool.run(chunks) { c in
+    pool.run(chunks) { c, _ in
       body(count * c / chunks..<count * (c + 1) / chunks)
     }
   }

@@ -8,36 +8,51 @@ import Synchronization
 /// Workers spin for a short while after a job before they sleep, so the many short kernels of a
 /// training step start on all cores within microseconds instead of waking threads each time. A job
 /// started from inside a job runs on the calling thread alone.
+///
+/// Each thread owns a contiguous block of a job's indices (thread `t` of `T` the indices from
+/// `count * t / T` up to `count * (t + 1) / T`), claims them in order, and then helps with the
+/// blocks of threads that are behind. Kernels split their data in index order, so a thread keeps
+/// touching the same part of every tensor from one kernel to the next: what it wrote stays in its
+/// own caches. Where the processor's cores do not share a last-level cache (two dies), a share
+/// that moved between threads would cross between the dies for every line; a late thread (a
+/// worker waking, a busy core) still loses its work to the others rather than holding them up.
 final class ThreadPool: @unchecked Sendable {
   private(set) var workerCount = 0
   private let generation = Atomic<Int>(0)
-  private let nextIndex = Atomic<Int>(ThreadPool.closed)
+  /// The next index of each thread's block, one cache line apart; ``closed`` between jobs.
+  private let cursors: UnsafeMutablePointer<Atomic<Int>>
   private let remaining = Atomic<Int>(0)
   /// Threads running an index they claimed: the job's closure may be referenced until this is 0.
   private let active = Atomic<Int>(0)
   private let busy = Atomic<Bool>(false)
   private let stopping = Atomic<Bool>(false)
-  private var job: ((Int) -> Void)?
+  private var job: ((_ index: Int, _ thread: Int) -> Void)?
   private var jobCount = 0
   private var mutex = pthread_mutex_t()
   private var condition = pthread_cond_t()
   private var sleepers = 0
   private var threads: [pthread_t] = []
 
-  /// No index can be claimed while the counter holds this value.
+  /// No index can be claimed while a cursor holds this value.
   private static let closed = Int.max / 2
 
+  /// Cursors are this many slots apart, so that no two share a cache line.
+  private static let cursorStride = 8
+
   init(workerCount: Int) {
+    let slots = (workerCount + 1) * ThreadPool.cursorStride
+    cursors = .allocate(capacity: slots)
+    for i in 0..<slots { (cursors + i).initialize(to: Atomic(ThreadPool.closed)) }
     pthread_mutex_init(&mutex, nil)
     pthread_cond_init(&condition, nil)
     // A worker that cannot be started (a thread or memory limit) is left out: the pool runs with
     // the workers it has rather than waiting for ones that do not exist.
-    for _ in 0..<workerCount {
+    for worker in 0..<workerCount {
       var thread = pthread_t()
-      let context = Unmanaged.passRetained(self)
+      let context = Unmanaged.passRetained(WorkerContext(pool: self, index: worker + 1))
       let status = pthread_create(&thread, nil, { raw in
-        let pool = Unmanaged<ThreadPool>.fromOpaque(raw!).takeRetainedValue()
-        pool.workerLoop()
+        let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+        context.pool.workerLoop(thread: context.index)
         return nil
       }, context.toOpaque())
       guard status == 0 else {
@@ -47,6 +62,11 @@ final class ThreadPool: @unchecked Sendable {
       threads.append(thread)
     }
     self.workerCount = threads.count
+  }
+
+  deinit {
+    cursors.deinitialize(count: (workerCount + 1) * ThreadPool.cursorStride)
+    cursors.deallocate()
   }
 
   /// Stops the workers (after any running job) and waits for them.
@@ -60,27 +80,28 @@ final class ThreadPool: @unchecked Sendable {
     threads = []
   }
 
-  /// Runs `body(0) ..< body(count - 1)` across the calling thread and the workers and returns when
-  /// all have finished.
-  func run(_ count: Int, _ body: (Int) -> Void) {
+  /// Runs `body(index, thread)` for every index in `0..<count` across the calling thread (thread 0)
+  /// and the workers (threads 1 to `workerCount`), and returns when all have finished.
+  func run(_ count: Int, _ body: (_ index: Int, _ thread: Int) -> Void) {
     guard count > 1, workerCount > 0,
       busy.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
     else {
-      for i in 0..<count { body(i) }
+      for i in 0..<count { body(i, 0) }
       return
     }
     withoutActuallyEscaping(body) { body in
       job = body
       jobCount = count
       remaining.store(count, ordering: .sequentiallyConsistent)
-      nextIndex.store(0, ordering: .sequentiallyConsistent)
+      let threads = workerCount + 1
+      for t in 0..<threads { cursor(t).pointee.store(count * t / threads, ordering: .sequentiallyConsistent) }
       generation.add(1, ordering: .sequentiallyConsistent)
       pthread_mutex_lock(&mutex)
       if sleepers > 0 { pthread_cond_broadcast(&condition) }
       pthread_mutex_unlock(&mutex)
-      work()
+      work(thread: 0)
       while remaining.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
-      nextIndex.store(ThreadPool.closed, ordering: .sequentiallyConsistent)
+      for t in 0..<threads { cursor(t).pointee.store(ThreadPool.closed, ordering: .sequentiallyConsistent) }
       // A thread that ran the last index may still hold the closure for an instant after counting
       // it done; it must let go before the closure's non-escaping lifetime ends. Threads that
       // arrive later claim no index and do not touch it.
@@ -90,22 +111,32 @@ final class ThreadPool: @unchecked Sendable {
     busy.store(false, ordering: .sequentiallyConsistent)
   }
 
-  /// Claims and runs indices of the current job until none is left.
-  private func work() {
-    while true {
-      let i = nextIndex.add(1, ordering: .sequentiallyConsistent).oldValue
-      guard i < jobCount else { return }
-      active.add(1, ordering: .sequentiallyConsistent)
-      do {
-        let body = job!
-        body(i)
+  private func cursor(_ thread: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+    cursors + thread * ThreadPool.cursorStride
+  }
+
+  /// Claims and runs the indices of the current job's block of `thread`, then those left in the
+  /// other blocks, until none is left.
+  private func work(thread: Int) {
+    let threads = workerCount + 1
+    for b in 0..<threads {
+      let block = (thread + b) % threads
+      while true {
+        let i = cursor(block).pointee.add(1, ordering: .sequentiallyConsistent).oldValue
+        // Read after the claim: a cursor below `closed` was set after this job's count.
+        guard i < jobCount * (block + 1) / threads else { break }
+        active.add(1, ordering: .sequentiallyConsistent)
+        do {
+          let body = job!
+          body(i, thread)
+        }
+        remaining.subtract(1, ordering: .sequentiallyConsistent)
+        active.subtract(1, ordering: .sequentiallyConsistent)
       }
-      remaining.subtract(1, ordering: .sequentiallyConsistent)
-      active.subtract(1, ordering: .sequentiallyConsistent)
     }
   }
 
-  private func workerLoop() {
+  private func workerLoop(thread: Int) {
     var seen = 0  // the generation at creation: a job or shutdown published before this thread ran is still seen
     while true {
       var spins = 0
@@ -124,7 +155,17 @@ final class ThreadPool: @unchecked Sendable {
       }
       seen = generation.load(ordering: .sequentiallyConsistent)
       if stopping.load(ordering: .sequentiallyConsistent) { return }
-      work()
+      work(thread: thread)
     }
+  }
+}
+
+/// What a worker thread starts with: its pool and its thread index.
+private final class WorkerContext {
+  let pool: ThreadPool
+  let index: Int
+  init(pool: ThreadPool, index: Int) {
+    self.pool = pool
+    self.index = index
   }
 }

@@ -1,5 +1,4 @@
 import CKernels
-import Synchronization
 
 /// 3x3 convolutions (stride 1, padding 1) by Winograd's minimal filtering (Lavin and Gray 2016; the
 /// transforms are in Winograd.c and WinogradF4.h, the products in WinogradProducts.c): F(2x2, 3x3)
@@ -46,8 +45,9 @@ struct WinogradConvolution {
   }
 
   /// Runs `body(piece, firstImage, images, buffers)` for every chunk of `tiling`: the chunks split
-  /// into up to `pieces` contiguous shares, which the threads claim one at a time as they finish
-  /// (a share is the unit whose chunks one thread takes in order), each thread with its own
+  /// into up to `pieces` contiguous shares, each thread taking its own shares first (the first
+  /// thread the first images) and then helping with the others' (`Parallel.run(_:byThread:)`; a
+  /// share is the unit whose chunks one thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
   /// a chunk needs) and scratch space, and with `panels`, room for the weight gradient's panel.
   private func forEachChunk(
@@ -58,18 +58,21 @@ struct WinogradConvolution {
     let sizes =
       [tiling.size(rows: rows.0), tiling.size(rows: rows.1), reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
       + (panels ? [reprise_winograd_panel_count(g.inputChannels, tiling.tileCount)] : [])
-    let next = Atomic<Int>(0)
-    Parallel.run(min(pieces, Parallel.threadCount)) { _ in
-      let storage = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
-      let buffers = storage.map { $0.base(Float.self) }
-      while case let p = next.add(1, ordering: .relaxed).oldValue, p < pieces {
-        for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
-          let first = chunk * tiling.imagesPerChunk
-          body(p, first, min(tiling.imagesPerChunk, g.batch - first), buffers)
-        }
-      }
-      withExtendedLifetime(storage) {}
+    // Each slot is written by its own thread only, when that thread takes its first share.
+    let storage = UnsafeMutableBufferPointer<[Tensor]?>.allocate(capacity: Parallel.threadCount)
+    storage.initialize(repeating: nil)
+    defer {
+      _ = storage.deinitialize()
+      storage.deallocate()
     }
+    Parallel.run(pieces, byThread: { p, thread in
+      if storage[thread] == nil { storage[thread] = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) } }
+      let buffers = storage[thread]!.map { $0.base(Float.self) }
+      for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
+        let first = chunk * tiling.imagesPerChunk
+        body(p, first, min(tiling.imagesPerChunk, g.batch - first), buffers)
+      }
+    })
   }
 
   /// The transformed weights [P][outputs][channels], or, `reversed`, those of the input gradient's
