@@ -11,8 +11,9 @@ Usage: python3 Scripts/compare.py [--model densenet-bc] [--depths 100] [--batch 
        ... --modes plain,efficient,planned   (planned: the checkpoint planner's plan of the smallest peak)
 With --rounds R, each configuration runs R times, Reprise and PyTorch back to back, plain and then
 memory-efficient, in each round (this shared machine's speed drifts over minutes); the table shows the
-medians over rounds and the time ratio's median, with the range of the rounds' own ratios and the
-ratio of each side's fastest step over all rounds, and for
+medians over rounds and the time ratio's median, with the range of the rounds' own ratios, the
+cache-line round trip between two threads measured before each round (whether the two cores share a
+cache), the ratio of each side's fastest step over all rounds, and for
 each side what the memory-efficient mode costs over plain: the median of the rounds' own ratios.
 PyTorch's side runs ../shared/anchors/torch_densenet.py for DenseNet-BC and Scripts/torch_models.py for
 the others, when `import torch` works (set PYTHON to the interpreter that has it); otherwise only
@@ -25,6 +26,13 @@ def reprise(model_args, batch, steps, threads, plan_args):
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     return {"step": result["stepSecondsMedian"], "fastest": result["stepSecondsMin"], "rssMiB": result["peakResidentBytes"] / 2**20, "tensorMiB": result["peakBytes"] / 2**20,
             "params": result["parameters"]}
+
+def round_trip():
+    """The cache-line round trip between two threads (`reprise bench --kernel roundtrip`), in ns: about 60-80
+    where the two cores share a last-level cache, several times that across dies, where Reprise's streaming
+    kernels slow down more than PyTorch's (docs/performance.md#two-dies)."""
+    command = [".build/release/reprise", "bench", "--kernel", "roundtrip", "--json"]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)["nanosecondsMedian"]
 
 def pytorch(python, script, script_args, batch, steps, threads, efficient):
     if not python:
@@ -126,7 +134,9 @@ def main():
             path = f"/tmp/reprise-compare-plan-{os.getpid()}.json"
             plan_args["planned"] = ["--plan", smallest_peak_plan(model_args, args.batch, args.threads, path)]
         measured = {mode: [] for mode in modes}
+        trips = []
         for _ in range(args.rounds):
+            trips.append(round_trip())
             for mode in modes:
                 measured[mode].append((reprise(model_args, args.batch, args.steps, args.threads, plan_args[mode]),
                                        pytorch(python, script, script_args, args.batch, args.steps, args.threads, mode != "plain")))
@@ -141,7 +151,8 @@ def main():
                 line += f"{theirs['step']:>11.3f}s {theirs['rssMiB']:>8.0f} | {median(ratios):>10.2f} {ours['rssMiB'] / theirs['rssMiB']:>9.2f}"
                 if len(rounds) > 1:
                     line += f"  (rounds {ratios[0]:.2f} to {ratios[-1]:.2f}; Reprise " + ", ".join(f"{r[0]['step']:.3f}" for r in rounds)
-                    line += "; PyTorch " + ", ".join(f"{r[1]['step']:.3f}" for r in rounds) + ")"
+                    line += "; PyTorch " + ", ".join(f"{r[1]['step']:.3f}" for r in rounds)
+                    line += "; cores' round trip " + ", ".join(f"{t:.0f}" for t in trips) + " ns)"
                 # Each side's fastest step over all rounds: what it does when this shared machine's other
                 # tenants leave it the most memory bandwidth, which moves Reprise's medians more than PyTorch's.
                 fastest = min(r[0]["fastest"] for r in rounds) / min(r[1]["fastest"] for r in rounds)

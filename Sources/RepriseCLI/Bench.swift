@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     abstract: "Time training steps of a model on random data (median step time, images/s, peak memory), or a kernel.")
 
   enum Kernel: String, ExpressibleByArgument, CaseIterable {
-    case matmul, conv2d, allreduce
+    case matmul, conv2d, allreduce, roundtrip
   }
 
   @OptionGroup var modelOptions: ModelOptions
@@ -60,6 +60,7 @@ struct Bench: ParsableCommand {
     threadOptions.apply(sharingCoresWith: communicator.map(localProcessCount) ?? 1)
     if kernel == .matmul { return try benchMatmul() }
     if kernel == .conv2d { return try benchConvolution() }
+    if kernel == .roundtrip { return try benchRoundTrip() }
     if kernel == .allreduce, let communicator { return try benchAllreduce(communicator) }
     let state = try weights.map(SavedModel.init)
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize, state: state)

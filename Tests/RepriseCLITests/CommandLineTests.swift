@@ -81,6 +81,12 @@ final class CommandLineTests: XCTestCase {
     let kernel = try JSONSerialization.jsonObject(with: Data(convolution.out.utf8)) as? [String: Any]
     XCTAssertEqual(kernel?["output"] as? [Int], [2, 6, 5, 5])
     XCTAssertNotNil(kernel?["weightGradientSecondsMedian"] as? Double)
+    let trip = try reprise("bench", "--kernel", "roundtrip", "--json")
+    XCTAssertEqual(trip.status, 0, trip.err)
+    let roundTrip = try JSONSerialization.jsonObject(with: Data(trip.out.utf8)) as? [String: Any]
+    let nanoseconds = try XCTUnwrap(roundTrip?["nanosecondsMedian"] as? Double)
+    XCTAssertGreaterThan(nanoseconds, 0)
+    XCTAssertGreaterThanOrEqual(nanoseconds, try XCTUnwrap(roundTrip?["nanosecondsMin"] as? Double))
   }
 
   func testTrainEvaluatePredictAndResume() throws {
