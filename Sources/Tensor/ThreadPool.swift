@@ -19,7 +19,8 @@ import Synchronization
 final class ThreadPool: @unchecked Sendable {
   private(set) var workerCount = 0
   private let generation = Atomic<Int>(0)
-  /// The next index of each thread's block, one cache line apart; ``closed`` between jobs.
+  /// The next index of each thread's block, one cache line apart, tagged with the job's generation
+  /// (``tagged(_:generation:)``); ``closed`` between jobs.
   private let cursors: UnsafeMutablePointer<Atomic<Int>>
   private let remaining = Atomic<Int>(0)
   /// Threads running an index they claimed: the job's closure may be referenced until this is 0.
@@ -33,8 +34,15 @@ final class ThreadPool: @unchecked Sendable {
   private var sleepers = 0
   private var threads: [pthread_t] = []
 
-  /// No index can be claimed while a cursor holds this value.
-  private static let closed = Int.max / 2
+  /// No index can be claimed while a cursor holds this value: its tag is negative, and stays so
+  /// however many claims add to it.
+  private static let closed = Int.min / 2
+
+  /// A cursor's value: the job's generation (its low 31 bits) above a 32-bit index. A thread claims
+  /// an index only from a cursor tagged with the generation whose job count it read, so a thread
+  /// held up between a claim and reading the count can never take an index of a later job for one
+  /// of the job it saw: the tag tells them apart.
+  private static func tagged(_ index: Int, generation: Int) -> Int { (generation & 0x7fff_ffff) << 32 | index }
 
   /// Cursors are this many slots apart, so that no two share a cache line.
   private static let cursorStride = 8
@@ -89,17 +97,22 @@ final class ThreadPool: @unchecked Sendable {
       for i in 0..<count { body(i, 0) }
       return
     }
+    precondition(count < 1 << 32, "ThreadPool: \(count) indices in one job")
     withoutActuallyEscaping(body) { body in
       job = body
       jobCount = count
       remaining.store(count, ordering: .sequentiallyConsistent)
       let threads = workerCount + 1
-      for t in 0..<threads { cursor(t).pointee.store(count * t / threads, ordering: .sequentiallyConsistent) }
+      // Only `run` (serialised by `busy`) and `shutdown` change the generation.
+      let next = generation.load(ordering: .sequentiallyConsistent) + 1
+      for t in 0..<threads {
+        cursor(t).pointee.store(ThreadPool.tagged(count * t / threads, generation: next), ordering: .sequentiallyConsistent)
+      }
       generation.add(1, ordering: .sequentiallyConsistent)
       pthread_mutex_lock(&mutex)
       if sleepers > 0 { pthread_cond_broadcast(&condition) }
       pthread_mutex_unlock(&mutex)
-      work(thread: 0)
+      work(thread: 0, generation: next)
       while remaining.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
       for t in 0..<threads { cursor(t).pointee.store(ThreadPool.closed, ordering: .sequentiallyConsistent) }
       // A thread that ran the last index may still hold the closure for an instant after counting
@@ -115,16 +128,19 @@ final class ThreadPool: @unchecked Sendable {
     cursors + thread * ThreadPool.cursorStride
   }
 
-  /// Claims and runs the indices of the current job's block of `thread`, then those left in the
-  /// other blocks, until none is left.
-  private func work(thread: Int) {
-    let threads = workerCount + 1
+  /// Claims and runs the indices of the job of `generation`, those of `thread`'s block first, then
+  /// those left in the other blocks, until none is left or a later job has begun.
+  private func work(thread: Int, generation g: Int) {
+    // Read after the generation: if this is not its job's count, that job is over and every
+    // cursor is closed or tagged with a later generation.
+    let count = jobCount, threads = workerCount + 1, tag = ThreadPool.tagged(0, generation: g)
     for b in 0..<threads {
       let block = (thread + b) % threads
       while true {
-        let i = cursor(block).pointee.add(1, ordering: .sequentiallyConsistent).oldValue
-        // Read after the claim: a cursor below `closed` was set after this job's count.
-        guard i < jobCount * (block + 1) / threads else { break }
+        let claimed = cursor(block).pointee.add(1, ordering: .sequentiallyConsistent).oldValue
+        guard claimed & ~0xffff_ffff == tag else { return }
+        let i = claimed & 0xffff_ffff
+        guard i < count * (block + 1) / threads else { break }
         active.add(1, ordering: .sequentiallyConsistent)
         do {
           let body = job!
@@ -155,7 +171,7 @@ final class ThreadPool: @unchecked Sendable {
       }
       seen = generation.load(ordering: .sequentiallyConsistent)
       if stopping.load(ordering: .sequentiallyConsistent) { return }
-      work(thread: thread)
+      work(thread: thread, generation: seen)
     }
   }
 }
