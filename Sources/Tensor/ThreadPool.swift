@@ -34,8 +34,7 @@ final class ThreadPool: @unchecked Sendable {
   private var sleepers = 0
   private var threads: [pthread_t] = []
 
-  /// No index can be claimed while a cursor holds this value: its tag is negative, and stays so
-  /// however many claims add to it.
+  /// No index can be claimed while a cursor holds this value: its tag is negative.
   private static let closed = Int.min / 2
 
   /// A cursor's value: the job's generation (its low 31 bits) above a 32-bit index. A thread claims
@@ -137,10 +136,17 @@ final class ThreadPool: @unchecked Sendable {
     for b in 0..<threads {
       let block = (thread + b) % threads
       while true {
-        let claimed = cursor(block).pointee.add(1, ordering: .sequentiallyConsistent).oldValue
+        // Compare-and-exchange rather than add: a cursor of another generation is left as it is,
+        // where an addition would take an index of that job away from the threads that run it.
+        let claimed = cursor(block).pointee.load(ordering: .sequentiallyConsistent)
         guard claimed & ~0xffff_ffff == tag else { return }
         let i = claimed & 0xffff_ffff
         guard i < count * (block + 1) / threads else { break }
+        guard
+          cursor(block).pointee.compareExchange(
+            expected: claimed, desired: claimed + 1, ordering: .sequentiallyConsistent
+          ).exchanged
+        else { continue }
         active.add(1, ordering: .sequentiallyConsistent)
         do {
           let body = job!
