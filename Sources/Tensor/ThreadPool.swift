@@ -43,6 +43,9 @@ final class ThreadPool: @unchecked Sendable {
   /// of the job it saw: the tag tells them apart.
   private static func tagged(_ index: Int, generation: Int) -> Int { (generation & 0x7fff_ffff) << 32 | index }
 
+  /// The index bits of a cursor's value.
+  private static let indexMask = 0xffff_ffff
+
   /// Cursors are this many slots apart, so that no two share a cache line.
   private static let cursorStride = 8
 
@@ -139,8 +142,8 @@ final class ThreadPool: @unchecked Sendable {
         // Compare-and-exchange rather than add: a cursor of another generation is left as it is,
         // where an addition would take an index of that job away from the threads that run it.
         let claimed = cursor(block).pointee.load(ordering: .sequentiallyConsistent)
-        guard claimed & ~0xffff_ffff == tag else { return }
-        let i = claimed & 0xffff_ffff
+        guard claimed & ~ThreadPool.indexMask == tag else { return }
+        let i = claimed & ThreadPool.indexMask
         guard i < count * (block + 1) / threads else { break }
         guard
           cursor(block).pointee.compareExchange(

@@ -59,15 +59,19 @@ struct WinogradConvolution {
       [tiling.size(rows: rows.0), tiling.size(rows: rows.1), reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
       + (panels ? [reprise_winograd_panel_count(g.inputChannels, tiling.tileCount)] : [])
     // Each slot is written by its own thread only, when that thread takes its first share.
-    let storage = UnsafeMutableBufferPointer<[Tensor]?>.allocate(capacity: Parallel.threadCount)
+    typealias Scratch = (tensors: [Tensor], buffers: [UnsafeMutablePointer<Float>])
+    let storage = UnsafeMutableBufferPointer<Scratch?>.allocate(capacity: Parallel.threadCount)
     storage.initialize(repeating: nil)
     defer {
       _ = storage.deinitialize()
       storage.deallocate()
     }
     Parallel.run(pieces, byThread: { p, thread in
-      if storage[thread] == nil { storage[thread] = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) } }
-      let buffers = storage[thread]!.map { $0.base(Float.self) }
+      if storage[thread] == nil {
+        let tensors = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
+        storage[thread] = (tensors, tensors.map { $0.base(Float.self) })
+      }
+      let buffers = storage[thread]!.buffers
       for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
         let first = chunk * tiling.imagesPerChunk
         body(p, first, min(tiling.imagesPerChunk, g.batch - first), buffers)
