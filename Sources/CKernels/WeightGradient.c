@@ -6,9 +6,13 @@
 // which go to memory once per block. Where the grid's margins, which hold no outputs, are wide (a
 // 7x7 kernel's on 8x8 planes are as many positions again as the outputs), they are skipped. The
 // shifted output gradient (taps x outputs rows) that the matrix-product form builds is never
-// written. The AVX-512 tile takes 16 positions a step, 10 loads for 24 fused multiply-adds, and
-// folds its 16 lanes to the 8 of the partial sums at the end of a block (so its sums round
-// differently from the AVX2 tile's, deterministically).
+// written. The AVX-512 tile takes 16 positions a step, 10 operands for 24 fused multiply-adds,
+// always along the rows without their margins: rows a multiple of 16 wide in whole vectors, others
+// in pieces of 8, two pieces to a vector (the AVX-512 tile used to run over the margins, since
+// steps along rows of 8 left half of every vector idle; pairing the rows took the 7x7 weight
+// gradient on 8x8 planes from 50 to 83 GFLOP/s, docs/performance.md#weight-gradient-rows). It folds
+// its 16 lanes to the 8 of the partial sums at the end of a block (so its sums round differently
+// from the AVX2 tile's, deterministically).
 #include "CKernels.h"
 #include "Lanes.h"
 
@@ -65,34 +69,59 @@ enum { WIDE_ROWS = 4, WIDE_COLUMNS = 6, WIDE_BLOCK = 1024 };
 
 /// One step of 16 positions from t, as `step` takes 8.
 WIDE __attribute__((always_inline)) static inline void wideStep(
-  int rows, int columns, int whole, __mmask16 mask, const float *gradient, long gradientChannelStride, const float *grid,
-  const long *pairRows, long t, __m512 acc[WIDE_ROWS][WIDE_COLUMNS]) {
+  int rows, int columns, const float *gradient, long gradientChannelStride, const float *grid, const long *pairRows, long t,
+  __m512 acc[WIDE_ROWS][WIDE_COLUMNS]) {
   __m512 dy[WIDE_ROWS];
-  for (int i = 0; i < rows; i++) {
-    const float *p = gradient + i * gradientChannelStride + t;
-    dy[i] = whole ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
-  }
+  for (int i = 0; i < rows; i++) dy[i] = _mm512_loadu_ps(gradient + i * gradientChannelStride + t);
   for (int j = 0; j < columns; j++) {
-    const float *p = grid + pairRows[j] + t;
-    const __m512 x = whole ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
+    const __m512 x = _mm512_loadu_ps(grid + pairRows[j] + t);
     for (int i = 0; i < rows; i++) acc[i][j] = _mm512_fmadd_ps(dy[i], x, acc[i][j]);
   }
 }
 
-/// `rows` outputs by `columns` pairs (constants after inlining) over positions [first, last), 16 at a time.
-WIDE __attribute__((always_inline)) static inline void wideTile(
-  int rows, int columns, const float *gradient, long gradientChannelStride, const float *grid, const long *pairRows,
-  long first, long last, float *partial, long pairs) {
+/// One step of 16 positions from two rows of at most 8 (lanes 0-7 from t0, 8-15 from t1, the lanes
+/// of each under its mask; an empty mask reads nothing): rows of 8 outputs (the last stage of
+/// CIFAR networks) fill whole vectors instead of half of each.
+WIDE __attribute__((always_inline)) static inline void pairedStep(
+  int rows, int columns, __mmask8 mask0, __mmask8 mask1, const float *gradient, long gradientChannelStride, const float *grid,
+  const long *pairRows, long t0, long t1, __m512 acc[WIDE_ROWS][WIDE_COLUMNS]) {
+  __m512 dy[WIDE_ROWS];
+  for (int i = 0; i < rows; i++) {
+    const float *p = gradient + i * gradientChannelStride;
+    dy[i] = mask0 == 0xFF && mask1 == 0xFF
+              ? _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p + t0)), _mm256_loadu_ps(p + t1), 1)
+              : _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(mask0, p + t0)), _mm256_maskz_loadu_ps(mask1, p + t1), 1);
+  }
+  for (int j = 0; j < columns; j++) {
+    const float *p = grid + pairRows[j];
+    const __m512 x =
+      mask0 == 0xFF && mask1 == 0xFF
+        ? _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p + t0)), _mm256_loadu_ps(p + t1), 1)
+        : _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(mask0, p + t0)), _mm256_maskz_loadu_ps(mask1, p + t1), 1);
+    for (int i = 0; i < rows; i++) acc[i][j] = _mm512_fmadd_ps(dy[i], x, acc[i][j]);
+  }
+}
+
+/// `rows` outputs by `columns` pairs over `count` steps: with `paired`, step k takes the positions
+/// from t0[k] under mask0[k] and from t1[k] under mask1[k] (pieces of output rows, see
+/// `wideRowsWeightGradient`), else the 16 positions from t0[k]. One flat loop, so that the sums
+/// stay in registers.
+WIDE __attribute__((always_inline)) static inline void wideRowTile(
+  int rows, int columns, int paired, const float *gradient, long gradientChannelStride, const float *grid, const long *pairRows,
+  const long *t0, const long *t1, const __mmask8 *mask0, const __mmask8 *mask1, long count, float *partial, long pairs) {
   __m512 acc[WIDE_ROWS][WIDE_COLUMNS];
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) acc[i][j] = _mm512_setzero_ps();
-  // Whole steps of 16 positions with plain loads, then one masked step for the rest: a mask
-  // worked out in every step cost more than the loads it guards (docs/performance.md#kernel-rate).
-  long t = first;
-  for (; t + 16 <= last; t += 16)
-    wideStep(rows, columns, 1, 0, gradient, gradientChannelStride, grid, pairRows, t, acc);
-  if (t < last)
-    wideStep(rows, columns, 0, (__mmask16)((1u << (last - t)) - 1), gradient, gradientChannelStride, grid, pairRows, t, acc);
+  // Steps of two whole pieces (rows of 8) with constant masks, which the loads then need no
+  // register for; the others with theirs.
+  long k = 0;
+  if (paired)
+    for (; k < count && (mask0[k] & mask1[k]) == 0xFF; k++)
+      pairedStep(rows, columns, 0xFF, 0xFF, gradient, gradientChannelStride, grid, pairRows, t0[k], t1[k], acc);
+  for (; k < count; k++) {
+    if (paired) pairedStep(rows, columns, mask0[k], mask1[k], gradient, gradientChannelStride, grid, pairRows, t0[k], t1[k], acc);
+    else wideStep(rows, columns, gradient, gradientChannelStride, grid, pairRows, t0[k], acc);
+  }
   for (int i = 0; i < rows; i++)
     for (int j = 0; j < columns; j++) {
       float *p = partial + (i * pairs + j) * 8;
@@ -101,29 +130,67 @@ WIDE __attribute__((always_inline)) static inline void wideTile(
     }
 }
 
-#define WIDE_TILE(r, c) wideTile(r, c, gradient + o * gradientChannelStride, gradientChannelStride, grid, rows + p, start, end, \
-  partial + (o * pairs + p) * 8, pairs)
+#define WIDE_ROW_TILE(r, c, paired) wideRowTile(r, c, paired, gradient + o * gradientChannelStride, gradientChannelStride, grid, \
+  rows + p, t0, t1, mask0, mask1, steps, partial + (o * pairs + p) * 8, pairs)
 
-WIDE static void wideWeightGradient(
+/// All tiles of outputs by pairs over one block of steps.
+#define WIDE_ROW_TILES(paired) \
+  for (long o = 0; o < outputs; o += WIDE_ROWS) { \
+    const long r = outputs - o < WIDE_ROWS ? outputs - o : WIDE_ROWS; \
+    long p = 0; \
+    for (; p + WIDE_COLUMNS <= pairs; p += WIDE_COLUMNS) { \
+      if (r == 4) WIDE_ROW_TILE(4, WIDE_COLUMNS, paired); \
+      else if (r == 3) WIDE_ROW_TILE(3, WIDE_COLUMNS, paired); \
+      else if (r == 2) WIDE_ROW_TILE(2, WIDE_COLUMNS, paired); \
+      else WIDE_ROW_TILE(1, WIDE_COLUMNS, paired); \
+    } \
+    for (; p < pairs; p++) { \
+      if (r == 4) WIDE_ROW_TILE(4, 1, paired); \
+      else if (r == 3) WIDE_ROW_TILE(3, 1, paired); \
+      else if (r == 2) WIDE_ROW_TILE(2, 1, paired); \
+      else WIDE_ROW_TILE(1, 1, paired); \
+    } \
+  }
+
+/// The output rows [firstRow, firstRow + rowCount) without the margins between them, in blocks of
+/// up to WIDE_BLOCK positions: rows a multiple of 16 wide in whole steps of 16; others cut into
+/// pieces of 8 positions (the last one masked), two pieces to a step, so that rows of 8 (the last
+/// stage of CIFAR networks) fill whole vectors where a step along one row would leave half of
+/// every vector idle.
+WIDE static void wideRowsWeightGradient(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
-  long first, long last, float *partial) {
-  for (long start = first; start < last; start += WIDE_BLOCK) {
-    const long end = last - start < WIDE_BLOCK ? last : start + WIDE_BLOCK;
-    for (long o = 0; o < outputs; o += WIDE_ROWS) {
-      const long r = outputs - o < WIDE_ROWS ? outputs - o : WIDE_ROWS;
-      long p = 0;
-      for (; p + WIDE_COLUMNS <= pairs; p += WIDE_COLUMNS) {
-        if (r == 4) WIDE_TILE(4, 6);
-        else if (r == 3) WIDE_TILE(3, 6);
-        else if (r == 2) WIDE_TILE(2, 6);
-        else WIDE_TILE(1, 6);
+  long firstRow, long rowCount, long rowsPerImage, long width, long gridImageStride, long gridRowStride, float *partial) {
+  enum { STEPS = WIDE_BLOCK / 16 };
+  long t0[STEPS], t1[STEPS];
+  __mmask8 mask0[STEPS], mask1[STEPS];
+  const int paired = width % 16 != 0;
+  const long piece = paired ? 8 : 16;
+  long row = firstRow, offset = 0;  // the next piece: `offset` positions into `row`
+  while (row < firstRow + rowCount) {
+    long steps = 0;
+    for (; steps < STEPS && row < firstRow + rowCount; steps++) {
+      for (int half = 0; half < 1 + paired; half++) {
+        long *t = half ? t1 : t0;
+        __mmask8 *mask = half ? mask1 : mask0;
+        if (row == firstRow + rowCount) {  // an empty half: it reads nothing
+          t[steps] = t0[steps];
+          mask[steps] = 0;
+          continue;
+        }
+        const long left = width - offset < piece ? width - offset : piece;
+        t[steps] = row / rowsPerImage * gridImageStride + row % rowsPerImage * gridRowStride + offset;
+        mask[steps] = (__mmask8)((1u << (left < 8 ? left : 8)) - 1);
+        offset += left;
+        if (offset == width) {
+          row++;
+          offset = 0;
+        }
       }
-      for (; p < pairs; p++) {
-        if (r == 4) WIDE_TILE(4, 1);
-        else if (r == 3) WIDE_TILE(3, 1);
-        else if (r == 2) WIDE_TILE(2, 1);
-        else WIDE_TILE(1, 1);
-      }
+    }
+    if (paired) {
+      WIDE_ROW_TILES(1)
+    } else {
+      WIDE_ROW_TILES(0)
     }
   }
 }
@@ -140,13 +207,13 @@ __attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
   long firstRow, long rowCount, long rowsPerImage, long rowWidth, long gridImageStride, long gridRowStride, float *partial) {
   if (rowCount <= 0) return;
+  if (reprise_wide_kernels_enabled())
+    return wideRowsWeightGradient(
+      gradient, gradientChannelStride, outputs, grid, rows, pairs, firstRow, rowCount, rowsPerImage, rowWidth, gridImageStride,
+      gridRowStride, partial);
   // The positions from the first row's start to the last row's end.
   const long first = rowStart(firstRow, rowsPerImage, gridImageStride, gridRowStride);
   const long end = rowStart(firstRow + rowCount - 1, rowsPerImage, gridImageStride, gridRowStride) + rowWidth;
-  // The AVX-512 tiles take them all, margins included (the output gradient's grid holds zeros
-  // there): steps of 16 along whole rows of 8 (the last stage of CIFAR networks) would leave half
-  // of every vector idle.
-  if (reprise_wide_kernels_enabled()) return wideWeightGradient(gradient, gradientChannelStride, outputs, grid, rows, pairs, first, end, partial);
   // Blocks of whole rows, about BLOCK positions each, whose starts are worked out once per block.
   // Where the margins are narrow, a block is instead one run of BLOCK positions, margins included
   // (whose output gradient is zero): a row costs about half a step more than its steps, and the

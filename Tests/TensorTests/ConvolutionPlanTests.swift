@@ -53,9 +53,13 @@ final class ConvolutionPlanTests: XCTestCase {
   /// that has AVX-512. Float32, where the direct kernels run.
   func testWideAndNarrowTilesAgree() {
     var random = RandomGenerator(seed: 41)
-    // Rows of 8 (each vector's halves on two rows) and of 16 and 32 (each vector on one row).
-    let rows = [(8, 8), (5, 16), (3, 32)].map { h, w in
-      Configuration(batch: 3, inputChannels: 6, outputChannels: 13, height: h, width: w, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, dilation: 1, groups: 1)
+    // Rows of 8 (each vector's halves on two rows; 21 rows leave the last vector's upper half
+    // empty) and of 16 and 32 (each vector on one row); rows of 13 in pieces of 8 and 5, 66 of
+    // them, so that a block of 64 vectors ends inside the rows; a 7x7 kernel on 8x8 planes.
+    let rows = [(8, 8, 3), (7, 8, 3), (5, 16, 3), (3, 32, 3), (22, 13, 3), (8, 8, 7)].map { h, w, k in
+      Configuration(
+        batch: 3, inputChannels: 6, outputChannels: 13, height: h, width: w, kernelHeight: k, kernelWidth: k, stride: 1,
+        padding: IntOrPair(k / 2), dilation: 1, groups: 1)
     }
     for c in ConvolutionTests.shiftedConfigurations + ConvolutionTests.stridedConfigurations + rows {
       let x = Tensor(randomNormal: [c.batch, c.inputChannels, c.height, c.width], using: &random)
