@@ -79,6 +79,16 @@ WIDE __attribute__((always_inline)) static inline void wideStep(
   }
 }
 
+/// The 8 positions at p + t0 under mask0 in lanes 0-7 and those at p + t1 under mask1 in lanes 8-15
+/// (masked-off lanes zero and unread); plain loads when both masks are full.
+WIDE __attribute__((always_inline)) static inline __m512 pairedLoad(
+  const float *p, long t0, long t1, __mmask8 mask0, __mmask8 mask1) {
+  const int full = mask0 == 0xFF && mask1 == 0xFF;
+  const __m256 low = full ? _mm256_loadu_ps(p + t0) : _mm256_maskz_loadu_ps(mask0, p + t0);
+  const __m256 high = full ? _mm256_loadu_ps(p + t1) : _mm256_maskz_loadu_ps(mask1, p + t1);
+  return _mm512_insertf32x8(_mm512_castps256_ps512(low), high, 1);
+}
+
 /// One step of 16 positions from two rows of at most 8 (lanes 0-7 from t0, 8-15 from t1, the lanes
 /// of each under its mask; an empty mask reads nothing): rows of 8 outputs (the last stage of
 /// CIFAR networks) fill whole vectors instead of half of each.
@@ -86,18 +96,9 @@ WIDE __attribute__((always_inline)) static inline void pairedStep(
   int rows, int columns, __mmask8 mask0, __mmask8 mask1, const float *gradient, long gradientChannelStride, const float *grid,
   const long *pairRows, long t0, long t1, __m512 acc[WIDE_ROWS][WIDE_COLUMNS]) {
   __m512 dy[WIDE_ROWS];
-  for (int i = 0; i < rows; i++) {
-    const float *p = gradient + i * gradientChannelStride;
-    dy[i] = mask0 == 0xFF && mask1 == 0xFF
-              ? _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p + t0)), _mm256_loadu_ps(p + t1), 1)
-              : _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(mask0, p + t0)), _mm256_maskz_loadu_ps(mask1, p + t1), 1);
-  }
+  for (int i = 0; i < rows; i++) dy[i] = pairedLoad(gradient + i * gradientChannelStride, t0, t1, mask0, mask1);
   for (int j = 0; j < columns; j++) {
-    const float *p = grid + pairRows[j];
-    const __m512 x =
-      mask0 == 0xFF && mask1 == 0xFF
-        ? _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p + t0)), _mm256_loadu_ps(p + t1), 1)
-        : _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(mask0, p + t0)), _mm256_maskz_loadu_ps(mask1, p + t1), 1);
+    const __m512 x = pairedLoad(grid + pairRows[j], t0, t1, mask0, mask1);
     for (int i = 0; i < rows; i++) acc[i][j] = _mm512_fmadd_ps(dy[i], x, acc[i][j]);
   }
 }
