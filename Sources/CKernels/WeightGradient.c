@@ -60,6 +60,11 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
     }
 }
 
+/// Where output row `row` (row row % rowsPerImage of image row / rowsPerImage) starts on the grid.
+static inline long rowStart(long row, long rowsPerImage, long gridImageStride, long gridRowStride) {
+  return row / rowsPerImage * gridImageStride + row % rowsPerImage * gridRowStride;
+}
+
 /// The AVX-512 tile's sums go to memory once per WIDE_BLOCK positions: twice the AVX2 tile's
 /// block, since its faster steps make the fold and store at the end of a block weigh twice as much
 /// (docs/performance.md#kernel-rate).
@@ -179,7 +184,7 @@ WIDE static void wideRowsWeightGradient(
           continue;
         }
         const long left = width - offset < piece ? width - offset : piece;
-        t[steps] = row / rowsPerImage * gridImageStride + row % rowsPerImage * gridRowStride + offset;
+        t[steps] = rowStart(row, rowsPerImage, gridImageStride, gridRowStride) + offset;
         mask[steps] = (__mmask8)((1u << (left < 8 ? left : 8)) - 1);
         offset += left;
         if (offset == width) {
@@ -198,11 +203,6 @@ WIDE static void wideRowsWeightGradient(
 
 #define TILE(r, c) tile(r, c, gradient + o * gradientChannelStride, gradientChannelStride, grid, rows + p, starts, count, \
   width, partial + (o * pairs + p) * 8, pairs)
-
-/// Where output row `row` (row row % rowsPerImage of image row / rowsPerImage) starts on the grid.
-static inline long rowStart(long row, long rowsPerImage, long gridImageStride, long gridRowStride) {
-  return row / rowsPerImage * gridImageStride + row % rowsPerImage * gridRowStride;
-}
 
 __attribute__((target("avx2,fma"))) void reprise_shifted_weight_gradient_f32(
   const float *gradient, long gradientChannelStride, long outputs, const float *grid, const long *rows, long pairs,
