@@ -1,6 +1,8 @@
 /// The sizes of one 2-D convolution, checked once and shared by its forward and backward kernels.
 struct ConvolutionGeometry {
-  let batch, inputChannels, height, width: Int
+  /// Images: the one size a chunk of the batch changes (``images(_:)``).
+  private(set) var batch: Int
+  let inputChannels, height, width: Int
   let outputChannels, kernelHeight, kernelWidth: Int
   let stride, padding, dilation: IntOrPair
   let groups: Int
@@ -29,6 +31,13 @@ struct ConvolutionGeometry {
       "\(operation): kernel is larger than the padded input \(describe)")
     outputHeight = (height + 2 * padding.height - spanH) / stride.height + 1
     outputWidth = (width + 2 * padding.width - spanW) / stride.width + 1
+  }
+
+  /// The same convolution over `count` images: a chunk of the batch.
+  func images(_ count: Int) -> ConvolutionGeometry {
+    var chunk = self
+    chunk.batch = count
+    return chunk
   }
 
   var inputShape: [Int] { [batch, inputChannels, height, width] }

@@ -111,14 +111,35 @@ struct PhaseGrid {
     return lower..<max(lower, upper)
   }
 
-  /// `y = conv(x, w)` into `y`, channel-major or a channel range of a channel-major tensor.
+  /// `y = conv(x, w)` into `y`, channel-major or a channel range of a channel-major tensor, in
+  /// chunks of images (DirectConvolution+Chunks.swift).
   func forward(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
-    DirectConvolution.forward(g, grid: phased(x), channelLength: length, offsets: offsets, pitch: pitch, weight: weight, into: y)
+    let w = weight.contiguous()
+    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * length / max(1, g.batch)) { images, chunk, _ in
+      let grid = PhaseGrid(chunk)
+      DirectConvolution.forward(
+        chunk, grid: grid.phased(slice(x, images, alongAxis: 0)), channelLength: grid.length, offsets: grid.offsets,
+        pitch: grid.pitch, weight: w, into: slice(y, images, alongAxis: 0))
+    }
   }
 
   /// The input gradient (into `dx`, from `weight`) and the weight gradient (into `dw`, from `x`),
-  /// either or both, from one copy of the output gradient on the phase pitch.
+  /// either or both, in chunks of images (DirectConvolution+Chunks.swift).
   func backward(_ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?) {
+    let w = weight?.contiguous()
+    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * length / max(1, g.batch), weightGradient: dw) {
+      images, chunk, dw in
+      PhaseGrid(chunk).backwardChunk(
+        slice(dy, images, alongAxis: 0), input: x.map { slice($0, images, alongAxis: 0) }, weight: w,
+        inputGradient: dx.map { slice($0, images, alongAxis: 0) }, weightGradient: dw)
+    }
+  }
+
+  /// ``backward(_:input:weight:inputGradient:weightGradient:)`` over the whole of `g`'s batch, from
+  /// one copy of the output gradient on the phase pitch.
+  private func backwardChunk(
+    _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?
+  ) {
     let grid = DirectConvolution.gradientGrid(dy, Float.self, reach: reach, pitch: pitch, extent: reach + phaseLength)
     if let dw, let x { weightGradient(grid, x, into: dw) }
     if let dx, let weight { inputGradient(grid, weight, into: dx) }

@@ -16,17 +16,41 @@
 /// grid: a sum over positions per (output, channel, tap), with no shifted copy of the output
 /// gradient per tap.
 extension ShiftedGrid {
-  /// The forward pass from the padded input `xp` straight into `y`.
-  func forwardDirect(_ xp: Tensor, _ weight: Tensor, into y: Tensor) {
-    DirectConvolution.forward(g, grid: xp, channelLength: length, offsets: offsets, pitch: pitch, weight: weight, into: y)
+  /// The forward pass into `y`, in chunks of images (DirectConvolution+Chunks.swift), with `x`
+  /// normalised on its way into each chunk's grid when `normalizing`.
+  func forwardDirect<T: TensorScalar>(
+    _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    let w = weight.contiguous()
+    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * paddedHeight * paddedWidth) { images, chunk, _ in
+      let grid = ShiftedGrid(chunk)
+      DirectConvolution.forward(
+        chunk, grid: grid.padded(slice(x, images, alongAxis: 0), T.self, normalizing: affine), channelLength: grid.length,
+        offsets: grid.offsets, pitch: grid.pitch, weight: w, into: slice(y, images, alongAxis: 0))
+    }
   }
 
   /// The input gradient (into `dx`, from `weight`) and the weight gradient (into `dw`, from
-  /// `input`, normalised as it is padded when `normalizing`), either or both, from one copy of the
-  /// output gradient on the grid.
+  /// `input`, normalised as it is padded when `normalizing`), either or both, in chunks of images
+  /// (DirectConvolution+Chunks.swift).
   func backwardDirect<T: TensorScalar>(
     _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
+    let w = weight?.contiguous()
+    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * paddedHeight * paddedWidth, weightGradient: dw) {
+      images, chunk, dw in
+      ShiftedGrid(chunk).backwardChunk(
+        slice(dy, images, alongAxis: 0), input: x.map { slice($0, images, alongAxis: 0) }, weight: w,
+        inputGradient: dx.map { slice($0, images, alongAxis: 0) }, weightGradient: dw, T.self, normalizing: affine)
+    }
+  }
+
+  /// ``backwardDirect(_:input:weight:inputGradient:weightGradient:_:normalizing:)`` over the whole
+  /// of `g`'s batch, from one copy of the output gradient on the grid.
+  private func backwardChunk<T: TensorScalar>(
+    _ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?, _: T.Type,
+    normalizing affine: (scale: [T], shift: [T])?
   ) {
     // The output gradient behind `reach` zeros, so that every read shifted back by a tap's offset
     // lies in the grid.

@@ -121,8 +121,8 @@ extension ShiftedGrid {
   func forward<T: TensorScalar>(
     _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
+    if usesVectorKernels(T.self) { return forwardDirect(x, weight, into: y, T.self, normalizing: affine) }
     let xp = padded(x, T.self, normalizing: affine)
-    if usesVectorKernels(T.self) { return forwardDirect(xp, weight, into: y) }
     if g.groupOutputs <= 8 && offsets.count <= 9 { return forwardStacked(xp, weight, into: y, T.self) }
     let wk = taps(weight, T.self)
     let yp = Tensor(uninitializedShape: [g.outputChannels * span], dtype: T.dtype)

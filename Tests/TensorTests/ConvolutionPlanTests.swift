@@ -81,6 +81,43 @@ final class ConvolutionPlanTests: XCTestCase {
     }
   }
 
+  /// The direct kernels run in chunks of images, each thread with its own grids, and add the
+  /// chunks' weight gradients: with 1, 2 and 3 threads a batch of 9 falls into chunks of 3, of 2
+  /// with a last chunk of 1, and of 1. The forward pass and both gradients of the shifted and the
+  /// phase grids match Float64, which runs matrix products over the whole batch (checked against
+  /// the reference loops in testEveryMethodMatchesReferenceLoops).
+  func testDirectKernelsInChunksOfImagesMatchTheWholeBatch() {
+    let threads = Parallel.threadCount
+    defer { Parallel.setThreadCount(threads) }
+    var random = RandomGenerator(seed: 43)
+    let layers = [
+      ("shiftedGrid", 3, 1, 6, 7, 2), ("shiftedGrid", 5, 1, 4, 9, 0), ("shiftedGrid", 7, 1, 5, 16, 3),
+      ("phaseGrid", 3, 2, 5, 9, 1), ("phaseGrid", 1, 2, 4, 8, 0),
+    ]
+    for (method, k, s, c, w, p) in layers {
+      let (stride, padding) = (IntOrPair(s), IntOrPair(p))
+      let x = Tensor(randomNormal: [9, c, 5, w], dtype: .float64, using: &random)
+      let weight = Tensor(randomNormal: [6, c, k, k], dtype: .float64, using: &random)
+      let y = conv2d(x, weight, stride: stride, padding: padding)
+      let dy = Tensor(randomNormal: y.shape, dtype: .float64, using: &random)
+      let expected = conv2dBackward(dy, input: x, weight: weight, stride: stride, padding: padding)
+      let (x32, w32, dy32) = (x.converted(to: .float32), weight.converted(to: .float32), dy.converted(to: .float32))
+      let geometry = Self.geometry(Configuration(
+        batch: 9, inputChannels: c, outputChannels: 6, height: 5, width: w, kernelHeight: k, kernelWidth: k, stride: stride,
+        padding: padding, dilation: 1, groups: 1))
+      for count in 1...3 {
+        Parallel.setThreadCount(count)
+        let context = "\(method), \(k)x\(k) kernel, stride \(s), \(c) channels, 5 x \(w), \(count) threads"
+        XCTAssertEqual(Self.methodName(ConvolutionPlan(geometry).method), method, context)
+        let d = conv2dBackward(dy32, input: x32, weight: w32, stride: stride, padding: padding)
+        let tolerance = (relativeTolerance: 1e-5, absoluteTolerance: 1e-4)
+        assertClose(conv2d(x32, w32, stride: stride, padding: padding), y.converted(to: .float32), relativeTolerance: tolerance.0, absoluteTolerance: tolerance.1, "forward, \(context)")
+        assertClose(d.input, expected.input.converted(to: .float32), relativeTolerance: tolerance.0, absoluteTolerance: tolerance.1, "input gradient, \(context)")
+        assertClose(d.weight, expected.weight.converted(to: .float32), relativeTolerance: tolerance.0, absoluteTolerance: tolerance.1, "weight gradient, \(context)")
+      }
+    }
+  }
+
   /// Ungrouped shifted-grid convolutions with more than 64 outputs take their weight gradient
   /// through im2col; narrower or grouped ones, and other methods, do not.
   func testWideLayersTakeTheirWeightGradientThroughColumns() {
