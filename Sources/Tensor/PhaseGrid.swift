@@ -64,6 +64,8 @@ struct PhaseGrid {
   var phaseLength: Int { g.batch * phaseHeight * phaseWidth }
   /// Elements of one channel: its phases.
   var length: Int { phases.count * phaseLength }
+  /// Elements of one image's phases over all channels: what a chunk's grid holds per image.
+  var imageElements: Int { g.inputChannels * phases.count * phaseHeight * phaseWidth }
   /// The zeros before the output gradient's grid: the largest shift back by a tap's offset, so that
   /// every such read lies in the grid.
   var reach: Int { (phaseHeight - g.outputHeight) * phaseWidth + phaseWidth - g.outputWidth }
@@ -115,7 +117,7 @@ struct PhaseGrid {
   /// chunks of images (DirectConvolution+Chunks.swift).
   func forward(_ x: Tensor, _ weight: Tensor, into y: Tensor) {
     let w = weight.contiguous()
-    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * length / max(1, g.batch)) { images, chunk, _ in
+    DirectConvolution.forEachImageChunk(g, imageElements: imageElements) { images, chunk, _ in
       let grid = PhaseGrid(chunk)
       DirectConvolution.forward(
         chunk, grid: grid.phased(slice(x, images, alongAxis: 0)), channelLength: grid.length, offsets: grid.offsets,
@@ -127,7 +129,7 @@ struct PhaseGrid {
   /// either or both, in chunks of images (DirectConvolution+Chunks.swift).
   func backward(_ dy: Tensor, input x: Tensor?, weight: Tensor?, inputGradient dx: Tensor?, weightGradient dw: Tensor?) {
     let w = weight?.contiguous()
-    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * length / max(1, g.batch), weightGradient: dw) {
+    DirectConvolution.forEachImageChunk(g, imageElements: imageElements, weightGradient: dw) {
       images, chunk, dw in
       PhaseGrid(chunk).backwardChunk(
         slice(dy, images, alongAxis: 0), input: x.map { slice($0, images, alongAxis: 0) }, weight: w,

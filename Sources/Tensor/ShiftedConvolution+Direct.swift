@@ -16,13 +16,16 @@
 /// grid: a sum over positions per (output, channel, tap), with no shifted copy of the output
 /// gradient per tap.
 extension ShiftedGrid {
+  /// Elements of one image's padded planes over all channels: what a chunk's grid holds per image.
+  var imageElements: Int { g.inputChannels * paddedHeight * paddedWidth }
+
   /// The forward pass into `y`, in chunks of images (DirectConvolution+Chunks.swift), with `x`
   /// normalised on its way into each chunk's grid when `normalizing`.
   func forwardDirect<T: TensorScalar>(
     _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
     let w = weight.contiguous()
-    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * paddedHeight * paddedWidth) { images, chunk, _ in
+    DirectConvolution.forEachImageChunk(g, imageElements: imageElements) { images, chunk, _ in
       let grid = ShiftedGrid(chunk)
       DirectConvolution.forward(
         chunk, grid: grid.padded(slice(x, images, alongAxis: 0), T.self, normalizing: affine), channelLength: grid.length,
@@ -38,7 +41,7 @@ extension ShiftedGrid {
     normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
     let w = weight?.contiguous()
-    DirectConvolution.forEachImageChunk(g, imageElements: g.inputChannels * paddedHeight * paddedWidth, weightGradient: dw) {
+    DirectConvolution.forEachImageChunk(g, imageElements: imageElements, weightGradient: dw) {
       images, chunk, dw in
       ShiftedGrid(chunk).backwardChunk(
         slice(dy, images, alongAxis: 0), input: x.map { slice($0, images, alongAxis: 0) }, weight: w,
