@@ -12,8 +12,8 @@ Usage: python3 Scripts/compare.py [--model densenet-bc] [--depths 100] [--batch 
 With --rounds R, each configuration runs R times, Reprise and PyTorch back to back, plain and then
 memory-efficient, in each round (this shared machine's speed drifts over minutes); the table shows the
 medians over rounds and the time ratio's median, with the range of the rounds' own ratios, the
-cache-line round trip between two threads measured before each round (whether the two cores share a
-cache), the ratio of each side's fastest step over all rounds, and for
+cache-line round trip between two threads measured just before and just after each Reprise run
+(whether the two cores share a cache; the host can move them during a run), the ratio of each side's fastest step over all rounds, and for
 each side what the memory-efficient mode costs over plain: the median of the rounds' own ratios.
 PyTorch's side runs ../shared/anchors/torch_densenet.py for DenseNet-BC and Scripts/torch_models.py for
 the others, when `import torch` works (set PYTHON to the interpreter that has it); otherwise only
@@ -134,12 +134,13 @@ def main():
             path = f"/tmp/reprise-compare-plan-{os.getpid()}.json"
             plan_args["planned"] = ["--plan", smallest_peak_plan(model_args, args.batch, args.threads, path)]
         measured = {mode: [] for mode in modes}
-        trips = []
+        trips = {mode: [] for mode in modes}
         for _ in range(args.rounds):
-            trips.append(round_trip())
             for mode in modes:
-                measured[mode].append((reprise(model_args, args.batch, args.steps, args.threads, plan_args[mode]),
-                                       pytorch(python, script, script_args, args.batch, args.steps, args.threads, mode != "plain")))
+                before = round_trip()
+                ours = reprise(model_args, args.batch, args.steps, args.threads, plan_args[mode])
+                trips[mode].append((before, round_trip()))
+                measured[mode].append((ours, pytorch(python, script, script_args, args.batch, args.steps, args.threads, mode != "plain")))
         for mode in modes:
             rounds = measured[mode]
             efficient = mode != "plain"
@@ -152,7 +153,7 @@ def main():
                 if len(rounds) > 1:
                     line += f"  (rounds {ratios[0]:.2f} to {ratios[-1]:.2f}; Reprise " + ", ".join(f"{r[0]['step']:.3f}" for r in rounds)
                     line += "; PyTorch " + ", ".join(f"{r[1]['step']:.3f}" for r in rounds)
-                    line += "; cores' round trip " + ", ".join(f"{t:.0f}" for t in trips) + " ns)"
+                    line += "; cores' round trip before/after Reprise's runs " + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in trips[mode]) + " ns)"
                 # Each side's fastest step over all rounds: what it does when this shared machine's other
                 # tenants leave it the most memory bandwidth, which moves Reprise's medians more than PyTorch's.
                 fastest = min(r[0]["fastest"] for r in rounds) / min(r[1]["fastest"] for r in rounds)
