@@ -44,8 +44,9 @@ struct WinogradConvolution {
       && min(g.inputChannels, g.outputChannels) >= 8 && min(g.height, g.width) >= 8
   }
 
-  /// Runs `body(piece, firstImage, images, buffers)` for every chunk of `tiling`: the chunks split
-  /// into up to `pieces` contiguous shares, each thread taking its own shares first (the first
+  /// Runs `body(piece, firstImage, images, buffers)` for every chunk: the batch split into up to
+  /// `pieces` contiguous shares of images (no more than `tiling` has chunks), each cut into chunks
+  /// of at most `tiling.imagesPerChunk` images, each thread taking its own shares first (the first
   /// thread the first images) and then helping with the others' (`Parallel.run(_:byThread:)`; a
   /// share is the unit whose chunks one thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
@@ -72,9 +73,14 @@ struct WinogradConvolution {
         storage[thread] = (tensors, tensors.map { $0.base(Float.self) })
       }
       let buffers = storage[thread]!.buffers
-      for chunk in chunks * p / pieces..<chunks * (p + 1) / pieces {
-        let first = chunk * tiling.imagesPerChunk
-        body(p, first, min(tiling.imagesPerChunk, g.batch - first), buffers)
+      // Shares are cut by images and then into as few chunks of equal size as fit, so that they are
+      // equal where whole chunks would not divide among them: ShakeNet's 16x16 gradients at batch
+      // 32 take chunks of up to 7 images in two shares, 14 and 18 images cut at chunk boundaries.
+      let start = g.batch * p / pieces, images = g.batch * (p + 1) / pieces - start
+      let count = (images + tiling.imagesPerChunk - 1) / tiling.imagesPerChunk
+      for k in 0..<count {
+        let first = start + images * k / count
+        body(p, first, start + images * (k + 1) / count - first, buffers)
       }
     })
   }
@@ -286,7 +292,7 @@ struct WinogradConvolution {
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
-      let accumulate: Int32 = first == chunks * p / pieces * tiling.imagesPerChunk ? 0 : 1
+      let accumulate: Int32 = first == g.batch * p / pieces ? 0 : 1  // a share's first chunk starts its sums
       for block in tiling.blocks(of: c, facing: o) {  // columns `block` of each dU[ξ]
         transformPatches(
           x, channels: block, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: v, scratch)

@@ -43,7 +43,8 @@ final class WinogradConvolutionTests: XCTestCase {
   }
 
   /// Forward, input gradient and weight gradient against Float64: odd and even plane sizes (tiles
-  /// cut by the border), images in several chunks with a short last one, planes with 4 tiles to a
+  /// cut by the border), images in several chunks of unequal size (11 images on 16x16 planes: the
+  /// weight gradient's two shares of 5 and 6 images, each in chunks of 1 or 2), planes with 4 tiles to a
   /// row (two tile rows to a vector: 8 wide for F(2x2, 3x3), 13 for F(4x4, 3x3)) and an odd number
   /// of tile rows, rows of 5 and 10 tiles (a vector's last lanes past the row), 8x8 planes (two
   /// images to a vector) in chunks of one, two and three images (whose last pair has one), and a
@@ -55,7 +56,7 @@ final class WinogradConvolutionTests: XCTestCase {
       Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
       Self.layer(batch: 2, 8, 13, 9, 10), Self.layer(batch: 3, 15, 9, 8, 8), Self.layer(batch: 2, 10, 11, 12, 9),
       Self.layer(batch: 2, 12, 8, 9, 10), Self.layer(batch: 2, 9, 12, 13, 37), Self.layer(batch: 3, 16, 10, 9, 13),
-      Self.layer(batch: 9, 12, 16, 8, 8), Self.layer(batch: 12, 8, 9, 8, 8),
+      Self.layer(batch: 9, 12, 16, 8, 8), Self.layer(batch: 12, 8, 9, 8, 8), Self.layer(batch: 11, 16, 16, 16, 16),
     ]
     for (k, c) in layers.enumerated() {
       var random = RandomGenerator(seed: UInt64(500 + k))
