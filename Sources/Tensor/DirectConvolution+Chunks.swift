@@ -11,7 +11,7 @@
 extension DirectConvolution {
   /// Runs `body(images, chunk, weightGradient)` for each chunk of `g`'s batch: `chunk` is the
   /// convolution over those images, and `weightGradient` the chunk's own weight-gradient buffer
-  /// (`dw` itself when the batch is one chunk, nil without `dw`). The chunks' weight gradients are
+  /// (`dw` itself for the first chunk, nil without `dw`). The other chunks' weight gradients are
   /// then added into `dw` in chunk order, so the result depends on the thread count only.
   ///
   /// A chunk's images take about 256 KiB of grid, at `imageElements` floats each, so that a
@@ -24,19 +24,12 @@ extension DirectConvolution {
     let threads = 4 * Parallel.threadCount
     let per = max(1, min((g.batch + threads - 1) / threads, (1 << 16) / max(1, imageElements)))
     let chunks = (g.batch + per - 1) / per
-    let partial = dw.map { chunks == 1 ? $0 : Tensor(uninitializedShape: [chunks, $0.count], dtype: .float32) }
+    let partial = dw.flatMap { chunks > 1 ? Tensor(uninitializedShape: [chunks - 1, $0.count], dtype: .float32) : nil }
     Parallel.run(chunks) { c in
       let images = c * per..<min(g.batch, (c + 1) * per)
-      body(images, g.images(images.count), chunks == 1 ? partial : partial.map { slice($0, c..<c + 1, alongAxis: 0) })
+      body(images, g.images(images.count), c == 0 ? dw : partial.map { slice($0, c - 1..<c, alongAxis: 0) })
     }
-    guard chunks > 1, let dw, let partial else { return }
-    let count = dw.count, sums = partial.base(Float.self), out = dw.base(Float.self)
-    Parallel.forRanges(count, costPerItem: chunks) { range in
-      for i in range {
-        var total: Float = 0
-        for c in 0..<chunks { total += sums[c * count + i] }
-        out[i] = total
-      }
-    }
+    guard let dw, let partial else { return }
+    Parallel.addPieces(partial.base(Float.self), pieces: chunks - 1, count: dw.count, into: dw.base(Float.self))
   }
 }

@@ -59,4 +59,17 @@ public enum Parallel {
       body(count * c / chunks..<count * (c + 1) / chunks)
     }
   }
+
+  /// Adds the `pieces` runs of `count` floats laid one after another at `parts` into `sums`, each
+  /// element in piece order, split across threads by elements: the partial sums of work done in
+  /// pieces, added so that the result depends on the number of pieces only.
+  static func addPieces(_ parts: UnsafePointer<Float>, pieces: Int, count: Int, into sums: UnsafeMutablePointer<Float>) {
+    guard pieces > 0 else { return }
+    forRanges(count, costPerItem: pieces) { range in
+      for p in 0..<pieces {
+        let part = parts + p * count
+        for i in range { sums[i] += part[i] }
+      }
+    }
+  }
 }

@@ -300,14 +300,7 @@ struct WinogradConvolution {
           tiling.positions, m, o, v, block.count, tiling.columns(images), t, ps + p * size + block.lowerBound, c, accumulate, b[3])
       }
     }
-    if pieces > 1 {
-      Parallel.forRanges(size, costPerItem: pieces) { range in
-        for p in 1..<pieces {
-          let part = ps + p * size
-          for i in range { ps[i] += part[i] }
-        }
-      }
-    }
+    Parallel.addPieces(ps + size, pieces: pieces - 1, count: size, into: ps)
     let pdw = dw.base(Float.self)
     Parallel.forRanges(o, costPerItem: 4 * c * tiling.positions) { range in
       reprise_winograd_weight_gradient_f32(ps, o, c, tiling.tile, range.lowerBound, range.count, pdw)

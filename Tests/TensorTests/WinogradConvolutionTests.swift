@@ -44,13 +44,13 @@ final class WinogradConvolutionTests: XCTestCase {
 
   /// Forward, input gradient and weight gradient against Float64: odd and even plane sizes (tiles
   /// cut by the border), images in several chunks of unequal size (11 images on 16x16 planes: the
-  /// weight gradient's two shares of 5 and 6 images, each in chunks of 1 or 2), planes with 4 tiles to a
-  /// row (two tile rows to a vector: 8 wide for F(2x2, 3x3), 13 for F(4x4, 3x3)) and an odd number
-  /// of tile rows, rows of 5 and 10 tiles (a vector's last lanes past the row), 8x8 planes (two
-  /// images to a vector) in chunks of one, two and three images (whose last pair has one), and a
-  /// batch of one image; narrow layers whose products end in every partial block of rows (1 to 5 of
-  /// 6) and in a partial vector of columns (for the weight gradient, whose columns are the channels:
-  /// 9, 10, 12, 15 and 100), and 8 outputs; both gradients at once equal them apart.
+  /// weight gradient's two shares of 5 and 6 images, each in chunks of 1 or 2), planes with 4 tiles
+  /// to a row (two tile rows to a vector: 8 wide for F(2x2, 3x3), 13 for F(4x4, 3x3)) and an odd
+  /// number of tile rows, rows of 5 and 10 tiles (a vector's last lanes past the row), 8x8 planes
+  /// (two images to a vector) in chunks of one, two and three images (whose last pair has one), and
+  /// a batch of one image; narrow layers whose products end in every partial block of rows (1 to 5
+  /// of 6) and in a partial vector of columns (for the weight gradient, whose columns are the
+  /// channels: 9, 10, 12, 15 and 100), and 8 outputs; both gradients at once equal them apart.
   func testMatchesFloat64() {
     let layers = [
       Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
