@@ -29,7 +29,7 @@ func runBackward(from roots: inout [(Variable, Tensor)], onGradientReady: ((Vari
   }
   while let entry = stack.popLast() {
     entries.append(entry)
-    for case (.entry(let input, _), _, _) in entry.inputs {
+    for case (.entry(let input, _), _, _, _) in entry.inputs {
       if seen.insert(ObjectIdentifier(input)).inserted { stack.append(input) }
     }
   }
@@ -100,7 +100,7 @@ private func run(_ entry: TapeEntry, _ context: Context) {
     for (i, gradient) in gradients.enumerated() {
       guard let gradient else { continue }
       if context.detectsAnomalies { checkFinite(gradient, entry.name, "backward") }
-      let (source, shape, dtype) = entry.inputs[i]
+      let (source, shape, dtype, strides) = entry.inputs[i]
       require(
         gradient.dtype == dtype,
         "\(entry.name): the pullback's gradient for input \(i) is \(gradient.dtype), the input is \(dtype) (shape \(shape))")
@@ -109,10 +109,10 @@ private func run(_ entry: TapeEntry, _ context: Context) {
         "\(entry.name): the pullback's gradient for input \(i) has shape \(gradient.shape), which does not reduce to the input's shape \(shape)")
       switch source {
       case .none: break
-      case .leaf(let leaf): accumulate(gradient, into: &leaf.grad, shape: shape, entry.name)
+      case .leaf(let leaf): accumulate(gradient, into: &leaf.grad, shape: shape, like: strides, entry.name)
       case .entry(let input, let index):
         require(input.backward != nil, "backward: \(input.name) was already backpropagated through; its saved values are freed")
-        accumulate(gradient, into: &input.gradients[index], shape: shape, entry.name)
+        accumulate(gradient, into: &input.gradients[index], shape: shape, like: strides, entry.name)
       }
     }
   case .region(let replay):
@@ -133,11 +133,16 @@ private func run(_ entry: TapeEntry, _ context: Context) {
 
 /// Adds `gradient` to an accumulator, first summing a gradient of a broadcast shape down to
 /// `shape`. A gradient with repeated elements (a zero stride, as a sum's pullback returns) is added
-/// as it is, and written out where it is the first: what the pullbacks receive has no repeats.
-func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], _ name: String) {
+/// as it is, and written out where it is the first: what the pullbacks receive has no repeats. It is
+/// written out in the layout of the value it is the gradient of (`strides`, when known), as the
+/// other gradients of that value are: a global pooling's gradient of a channel-major feature map,
+/// laid out row-major, would leave every gradient summed into it row-major, and the kernels that
+/// read it beside the map (a residual block's backward pass) to their strided paths.
+func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], like strides: [Int]? = nil, _ name: String) {
   let g = gradient.shape == shape ? gradient : unbroadcast(gradient, to: shape, name)
   if slot == nil {
-    slot = zip(g.shape, g.strides).contains { $0 > 1 && $1 == 0 } ? g.contiguous() : g
+    let repeats = zip(g.shape, g.strides).contains { $0 > 1 && $1 == 0 }
+    slot = !repeats ? g : strides.map { g.laidOut(like: $0) } ?? g.contiguous()
   } else {
     slot! += g  // in place once the slot owns its buffer
   }

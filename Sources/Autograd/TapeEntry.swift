@@ -29,7 +29,9 @@ final class TapeEntry {
   let name: String
   let sequence: Int
   let tape: Tape
-  private(set) var inputs: [(source: Source, shape: [Int], dtype: DType)]
+  /// Each input's source, shape and dtype, and the strides of its value where it was computed
+  /// when recorded: the layout a gradient written out for it takes (see `accumulate`).
+  private(set) var inputs: [(source: Source, shape: [Int], dtype: DType, strides: [Int]?)]
   let outputShapes: [[Int]]
   /// Released (set to `nil`) as soon as it has run, freeing what it saved.
   var backward: Backward?
@@ -56,7 +58,7 @@ final class TapeEntry {
       } else {
         source = input.requiresGrad ? .leaf(input) : .none
       }
-      return (source, input.shape, input.dtype)
+      return (source, input.shape, input.dtype, input.storedStrides)
     }
     self.outputShapes = outputShapes
     self.backward = backward

@@ -22,6 +22,8 @@ public final class Variable {
     set { (stored, deferred) = (newValue, nil) }
   }
   private var stored: Tensor?
+  /// The strides of the value where it is computed, without computing a deferred one.
+  var storedStrides: [Int]? { stored?.strides }
   private var deferred: (compute: () -> Tensor, shape: [Int], dtype: DType)?
   /// The accumulated gradient of a leaf, or `nil` before any backward pass has reached it.
   public var grad: Tensor?

@@ -64,6 +64,26 @@ final class TapeTests: XCTestCase {
     assertClose(y.grad!, Tensor(Array(repeating: 1.0 / 3, count: 6), shape: [2, 3]))
   }
 
+  /// A repeated gradient written out takes the layout of the value it is the gradient of, as the
+  /// other gradients of that value do: a channel-major feature map's, from a global pooling, is
+  /// channel-major.
+  func testWrittenOutGradientTakesTheValuesLayout() {
+    let columns = Tensor([1, -2, 3, 4, -5, 6] as [Double], shape: [2, 3]).laidOut(like: [1, 2])
+    let x = Variable(columns, requiresGrad: true)
+    (sum(x, alongAxes: [1]) * Variable(Tensor([2, 3] as [Double], shape: [2]))).backward(seed: Tensor(ones: [2], dtype: .float64))
+    XCTAssertEqual(x.grad!.strides, [1, 2], "the gradient is laid out like the value")
+    XCTAssertEqual(x.grad!.scalars(as: Double.self), [2, 2, 2, 3, 3, 3])
+    // A map [N, C, H, W] stored channel-major, pooled to [N, C]: the pooling's gradient, the first
+    // gradient of the map, is channel-major too.
+    let map = Variable(Tensor(ones: [2, 3, 2, 2], dtype: .float64).laidOut(like: [4, 8, 2, 1]), requiresGrad: true)
+    let features = relu(map)
+    XCTAssertEqual(features.value.strides, [4, 8, 2, 1])
+    let pooled = mean(features, alongAxes: [2, 3])
+    (pooled * pooled).backward(seed: Tensor(ones: [2, 3], dtype: .float64))
+    XCTAssertEqual(map.grad!.strides, [4, 8, 2, 1])
+    assertClose(map.grad!, Tensor(Array(repeating: 0.5, count: 24), shape: [2, 3, 2, 2]))
+  }
+
   func testWithoutRecordingBuildsNoGraph() {
     let x = Variable(Tensor(ones: [3]), requiresGrad: true)
     let y = withoutRecording { exp(x) * 2 }
