@@ -87,6 +87,12 @@ public func multiply(_ a: Tensor, _ b: Tensor, into destination: GradientDestina
   a.dtype.dispatch(kernel, kernel)
 }
 
+/// `a` written over or added to the parts of `destination`: ``multiply(_:_:into:)`` by one, whose
+/// products are the elements of `a` themselves.
+func add(_ a: Tensor, into destination: GradientDestination) {
+  multiply(a, Tensor(1.0, dtype: a.dtype), into: destination)
+}
+
 /// `target[i] = source[i] * scale`, or with `adding`, `target[i] + source[i] * scale`, over `count`
 /// elements: each product rounded, then added, as a product followed by an accumulation would.
 @inline(__always)

@@ -145,10 +145,11 @@ struct WinogradConvolution {
     gradients(dy, x, nil, normalizing: Optional<(scale: [T], shift: [T])>.none, inputGradient: nil, weightGradient: dw)
   }
 
-  /// The gradients of ``forward(_:_:into:_:normalizing:scalingPlanes:)`` with plane factors: the
-  /// weight gradient into `dw` and the input gradient, s · conv_transpose(dy, w), to `dx`.
+  /// The gradients of ``forward(_:_:into:_:normalizing:scalingPlanes:)``, with plane factors or
+  /// without (nil): the weight gradient into `dw` and the input gradient, s · conv_transpose(dy,
+  /// w), to `dx`, written or added plane by plane.
   func backward(
-    _ dy: Tensor, _ x: Tensor, _ w: Tensor, scalingPlanes planeScale: UnsafePointer<Float>, inputGradient dx: InputGradientTarget,
+    _ dy: Tensor, _ x: Tensor, _ w: Tensor, scalingPlanes planeScale: UnsafePointer<Float>?, inputGradient dx: InputGradientTarget,
     weightGradient dw: Tensor
   ) {
     gradients(

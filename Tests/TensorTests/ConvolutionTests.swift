@@ -227,6 +227,31 @@ final class ConvolutionTests: XCTestCase {
     assertBitIdentical(conv2dBackwardWeight(dy, x, weightShape: [5, 4, 3, 3], padding: 1), dw)
   }
 
+  /// Into a destination of parts, the input gradient is written over the overwriting parts and
+  /// added (`old + new`, bit for bit) to the others, on Winograd's path (Float32, 3x3 over 8
+  /// channels), which adds in its output transform, and on the others; the weight gradient is the
+  /// plain call's.
+  func testBackwardIntoPartsWritesOrAdds() {
+    var random = RandomGenerator(seed: 45)
+    let channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
+    for dtype in DType.allCases {
+      for (kernel, padding) in [(3, 1), (2, 0)] {
+        let x = channelMajor(Tensor(randomNormal: [3, 8, 9, 10], dtype: dtype, using: &random))
+        let w = Tensor(randomNormal: [8, 8, kernel, kernel], dtype: dtype, using: &random)
+        let dy = Tensor(randomNormal: conv2d(x, w, padding: .init(padding)).shape, dtype: dtype, using: &random)
+        let expected = conv2dBackward(dy, input: x, weight: w, padding: .init(padding))
+        let old = channelMajor(Tensor(randomNormal: [3, 5, 9, 10], dtype: dtype, using: &random))
+        let written = channelMajor(Tensor(randomNormal: [3, 3, 9, 10], dtype: dtype, using: &random))
+        let added = channelMajor(old.contiguous())
+        let dw = conv2dBackward(dy, input: x, weight: w, padding: .init(padding), into: GradientDestination([(written, true), (added, false)]))
+        let context = "\(dtype), \(kernel)x\(kernel)"
+        assertBitIdentical(written, slice(expected.input, 0..<3, alongAxis: 1), "overwritten part, \(context)")
+        assertBitIdentical(added, old + slice(expected.input, 3..<8, alongAxis: 1), "added part, \(context)")
+        assertBitIdentical(dw, expected.weight, "weight, \(context)")
+      }
+    }
+  }
+
   /// Float64 kernels agree with the reference to near machine precision.
   func testFloat64() {
     let c = Configuration(

@@ -34,10 +34,11 @@ public func batchNorm(
   }
   let inputs = [input] + [weight, bias].compactMap { $0 }
   let hasWeight = weight != nil, hasBias = bias != nil, b = applyingReLU ? bias?.value : nil, sink = input.gradientSink
+  let accumulated = AccumulatedGradient(input)
   let name = ceiling != nil ? "batchNormClampedReLU" : applyingReLU ? "batchNormReLU" : "batchNorm"
   let output = recordOperation(name, deferring: compute, shape: x.shape, dtype: x.dtype, inputs: inputs) { [x] grad in
     let others = { (g: (weight: Tensor, bias: Tensor)) in (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : []) }
-    if let destination = sink?.destination(like: x) {
+    if let destination = sink?.destination(like: x) ?? accumulated?.destination(like: x) {
       let g = batchNormBackward(
         grad, x, mean: mean, variance: variance, weight: w, bias: b, epsilon: epsilon, applyingReLU: applyingReLU, ceiling: ceiling,
         into: destination)

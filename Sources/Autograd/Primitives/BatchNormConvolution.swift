@@ -43,10 +43,10 @@ public func batchNormReLUConv2d(
     kept.tensor = a
     return TensorModule.conv2d(a, w, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
-  let inputs = [input, normWeight, normBias, convWeight], sink = input.gradientSink
+  let inputs = [input, normWeight, normBias, convWeight], sink = input.gradientSink, accumulated = AccumulatedGradient(input)
   let output = recordOperation("batchNormReLUConv2d", deferring: compute, shape: shape, dtype: x.dtype, inputs: inputs) { grad in
     guard kept.tensor != nil else {
-      if let destination = sink?.destination(like: x) {
+      if let destination = sink?.destination(like: x) ?? accumulated?.destination(like: x) {
         let g = batchNormReLUConv2dBackward(
           grad, input: x, mean: mean, variance: variance, normWeight: gamma, normBias: beta, epsilon: epsilon,
           convWeight: w, stride: stride, padding: padding, dilation: dilation, groups: groups, into: destination)
@@ -65,7 +65,7 @@ public func batchNormReLUConv2d(
       return conv2dBackward(grad, input: a, weight: w, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }()
     // Asked for only now, so that gradients it creates for pieces are not allocated beside the kept map.
-    if let destination = sink?.destination(like: x) {
+    if let destination = sink?.destination(like: x) ?? accumulated?.destination(like: x) {
       let g = batchNormBackward(
         da, x, mean: mean, variance: variance, weight: gamma, bias: beta, epsilon: epsilon, applyingReLU: true, into: destination)
       checkSent(destination, "batchNormReLUConv2d")

@@ -22,9 +22,17 @@ public func conv2d(
     return TensorModule.conv2d(x(), w, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   let savedInput = weight.requiresGrad ? x : nil, savedWeight = input.requiresGrad ? w : nil
+  let accumulated = input.requiresGrad ? AccumulatedGradient(input) : nil
   return recordOperation("conv2d", deferring: compute, shape: shape, dtype: input.dtype, inputs: [input, weight]) { grad in
     if let savedInput, let savedWeight {
-      let g = conv2dBackward(grad, input: savedInput(), weight: savedWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
+      let x = savedInput()
+      if let destination = accumulated?.destination(like: x) {  // a residual block's input: added where it is written
+        let dw = conv2dBackward(
+          grad, input: x, weight: savedWeight, stride: stride, padding: padding, dilation: dilation, groups: groups, into: destination)
+        checkSent(destination, "conv2d")
+        return [nil, dw]
+      }
+      let g = conv2dBackward(grad, input: x, weight: savedWeight, stride: stride, padding: padding, dilation: dilation, groups: groups)
       return [g.input, g.weight]
     }
     return [
@@ -63,13 +71,14 @@ public func conv2d(
       x(), w, scalingPlanes: planeScale, stride: stride, padding: padding, dilation: dilation, groups: groups)
   }
   let needInput = input.requiresGrad, needWeight = weight.requiresGrad, sink = input.gradientSink
+  let accumulated = needInput ? AccumulatedGradient(input) : nil
   // Only a channel view has a sink, and its value is no deferred one: reading its strides computes nothing.
   let view = sink.map { _ in (shape: input.shape, strides: input.value.strides, dtype: input.dtype) }
   return recordOperation("conv2d", deferring: compute, shape: shape, dtype: input.dtype, inputs: [input, weight]) { grad in
     guard needInput else {  // a frozen input: the weight gradient alone, of the scaled input
       return [nil, conv2dBackwardWeight(grad, x() * planeScale, weightShape: weightShape, stride: stride, padding: padding, dilation: dilation, groups: groups)]
     }
-    let destination = view.flatMap { sink?.destination(shape: $0.shape, strides: $0.strides, dtype: $0.dtype) }
+    let destination = view.flatMap { sink?.destination(shape: $0.shape, strides: $0.strides, dtype: $0.dtype) } ?? accumulated?.destination(like: x())
     let g = conv2dBackward(
       grad, input: x(), weight: w, scalingPlanes: planeScale, stride: stride, padding: padding, dilation: dilation, groups: groups,
       into: destination)
