@@ -36,12 +36,13 @@ struct ShiftedGrid {
   }
 
   /// Whether this path is the faster one: stride 1, not pointwise, and enough channels per group for
-  /// each tap's GEMM to be worth a call. Ungrouped convolutions take it from 4 input channels (below
-  /// that an im2col matrix, 25 or 49 times the input for a 5x5 or 7x7 kernel, is still cheaper than
-  /// a call per tap); grouped ones, with a GEMM per group and tap, from 8 (docs/performance.md has
-  /// the measurements behind both thresholds).
+  /// each tap's GEMM to be worth a call. Ungrouped convolutions take it from 2 input channels (an RGB
+  /// stem's 3 included: faster than an im2col matrix in all three passes for 3x3, 5x5 and 7x7
+  /// kernels; at 1 channel the forward pass gained and the gradients lost); grouped ones, with a
+  /// GEMM per group and tap, from 8 (docs/performance.md has the measurements behind both
+  /// thresholds).
   static func applies(to g: ConvolutionGeometry) -> Bool {
-    g.stride == 1 && !g.isPointwise && g.groupInputs >= (g.groups == 1 ? 4 : 8) && g.groupOutputs >= 4
+    g.stride == 1 && !g.isPointwise && g.groupInputs >= (g.groups == 1 ? 2 : 8) && g.groupOutputs >= 4
   }
 
   /// The padded copy of image tensor `x` ([N, C, H, W] with dense planes): [C, N, Hp, Wp] flattened.
