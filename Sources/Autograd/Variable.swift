@@ -59,6 +59,15 @@ public final class Variable {
     self.producer = producer
   }
 
+  /// Runs `body` on the value with no other reference to it from this variable, so that an update
+  /// may write over its memory when nothing else holds it (``Tensor`` copies share their buffer).
+  package func updateValue(_ body: (inout Tensor) -> Void) {
+    var v = value
+    (stored, deferred) = (nil, nil)
+    body(&v)
+    stored = v
+  }
+
   /// Gives a deferred value the tensor a checkpoint region kept for it instead of computing it
   /// (contract rule 10); a value already computed stays as it is (the same bits, rule 8).
   func resolveDeferred(with kept: Tensor) {

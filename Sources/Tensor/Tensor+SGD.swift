@@ -29,13 +29,54 @@ public func sgdStep(
   _ value: Tensor, gradient: Tensor, momentumBuffer: Tensor?, learningRate: Double, momentum: Double, dampening: Double,
   weightDecay: Double, nesterov: Bool
 ) -> (value: Tensor, momentumBuffer: Tensor?) {
+  checkSGDOperands(value, gradient, momentumBuffer)
+  let p = value.isDense ? value : value.contiguous()
+  let newValue = Tensor(uninitializedShape: p.shape, dtype: p.dtype, strides: p.strides)
+  let newBuffer = momentum != 0 ? Tensor(uninitializedShape: p.shape, dtype: p.dtype, strides: p.strides) : nil
+  sgdKernel(p, gradient, momentumBuffer, into: newValue, newBuffer, learningRate, momentum, dampening, weightDecay, nesterov)
+  return (newValue, newBuffer)
+}
+
+/// ``sgdStep(_:gradient:momentumBuffer:learningRate:momentum:dampening:weightDecay:nesterov:)`` in
+/// place: the new value written over `value` and the new buffer over `momentumBuffer` where nothing
+/// else holds their memory (an optimiser's parameters and buffers between steps), so that a step
+/// writes into lines it has just read rather than into fresh buffers the size of the model; into
+/// new tensors otherwise. The same bits either way: each element is read before it is written.
+package func sgdStep(
+  updating value: inout Tensor, momentumBuffer: inout Tensor?, gradient: Tensor, learningRate: Double, momentum: Double,
+  dampening: Double, weightDecay: Double, nesterov: Bool
+) {
+  checkSGDOperands(value, gradient, momentumBuffer)
+  var ownsBuffer = true
+  if var buffer = momentumBuffer {
+    momentumBuffer = nil  // so that `buffer` is the one reference the caller's holds
+    ownsBuffer = buffer.strides == value.strides && buffer.ownsItsStorage()
+    momentumBuffer = buffer
+  }
+  guard value.isDense, value.ownsItsStorage(), momentum != 0 || momentumBuffer == nil, ownsBuffer else {
+    (value, momentumBuffer) = sgdStep(
+      value, gradient: gradient, momentumBuffer: momentumBuffer, learningRate: learningRate, momentum: momentum,
+      dampening: dampening, weightDecay: weightDecay, nesterov: nesterov)
+    return
+  }
+  let newBuffer = momentum == 0 ? nil : momentumBuffer ?? Tensor(uninitializedShape: value.shape, dtype: value.dtype, strides: value.strides)
+  sgdKernel(value, gradient, momentumBuffer, into: value, newBuffer, learningRate, momentum, dampening, weightDecay, nesterov)
+  momentumBuffer = newBuffer
+}
+
+private func checkSGDOperands(_ value: Tensor, _ gradient: Tensor, _ momentumBuffer: Tensor?) {
   require(
     gradient.shape == value.shape && gradient.dtype == value.dtype && momentumBuffer.map { $0.shape == value.shape && $0.dtype == value.dtype } ?? true,
     "sgdStep: value \(value.shape) \(value.dtype), gradient \(gradient.shape) \(gradient.dtype), momentum buffer \(momentumBuffer.map { "\($0.shape) \($0.dtype)" } ?? "none")")
-  let p = value.isDense ? value : value.contiguous()
-  let g = gradient.laidOut(like: p.strides), b = momentumBuffer?.laidOut(like: p.strides)
-  let newValue = Tensor(uninitializedShape: p.shape, dtype: p.dtype, strides: p.strides)
-  let newBuffer = momentum != 0 ? Tensor(uninitializedShape: p.shape, dtype: p.dtype, strides: p.strides) : nil
+}
+
+/// The update of dense `p` into `newValue` and `newBuffer` (laid out like `p`; either may be `p`'s
+/// or `buffer`'s own memory: element i is read before it is written).
+private func sgdKernel(
+  _ p: Tensor, _ gradient: Tensor, _ buffer: Tensor?, into newValue: Tensor, _ newBuffer: Tensor?, _ learningRate: Double,
+  _ momentum: Double, _ dampening: Double, _ weightDecay: Double, _ nesterov: Bool
+) {
+  let g = gradient.laidOut(like: p.strides), b = buffer?.laidOut(like: p.strides)
   func kernel<T: TensorScalar>(_: T.Type) {
     let pp = p.base(T.self), pg = g.base(T.self), pb = b?.base(T.self), out = newValue.base(T.self), outB = newBuffer?.base(T.self)
     let (rate, m, keep, decay) = (T(learningRate), T(momentum), T(1 - dampening), T(weightDecay))
@@ -55,5 +96,4 @@ public func sgdStep(
     }
   }
   p.dtype.dispatch(kernel, kernel)
-  return (newValue, newBuffer)
 }

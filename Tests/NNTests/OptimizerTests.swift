@@ -1,4 +1,5 @@
 import Reprise
+@testable import TensorModule
 import XCTest
 
 /// Optimiser steps against values computed by hand from PyTorch's update rules.
@@ -18,6 +19,22 @@ final class OptimizerTests: XCTestCase {
     // g = 0.25 + 0.01 * 0.949 = 0.25949; b = 0.9 * 0.51 + 0.5 * 0.25949; p -= 0.1 * b.
     let b = 0.9 * 0.51 + 0.5 * 0.25949
     XCTAssertEqual(p.value[0], 0.949 - 0.1 * b, accuracy: 1e-12)
+  }
+
+  /// A step writes the new values over the parameter's memory, which nothing else holds between
+  /// steps (the momentum buffer's too: `SGDStepTests` checks that and the bits).
+  func testSGDStepsInPlace() {
+    let p = Variable(Tensor([1, -2, 3] as [Double], shape: [3]), requiresGrad: true)
+    let sgd = SGD([p], learningRate: 0.1, momentum: 0.9)
+    let place = p.value.base(Double.self)
+    for _ in 0..<2 {
+      p.grad = Tensor([0.5, 1, -1] as [Double], shape: [3])
+      sgd.step()
+      XCTAssertEqual(p.value.base(Double.self), place)
+    }
+    for (i, expected) in [1 - 0.05 - 0.095, -2 - 0.1 - 0.19, 3 + 0.1 + 0.19].enumerated() {
+      XCTAssertEqual(p.value[i], expected, accuracy: 1e-12)
+    }
   }
 
   func testNesterov() {

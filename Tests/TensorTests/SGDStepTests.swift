@@ -1,4 +1,5 @@
 import Reprise
+@testable import TensorModule
 import TestSupport
 import XCTest
 
@@ -42,6 +43,38 @@ final class SGDStepTests: XCTestCase {
           (q, buffer, p, expectedBuffer) = (value, b, expected, eb)
         }
       }
+    }
+  }
+
+  /// In place where nothing else holds the value and the buffer: the bits of the step into new
+  /// tensors, written over the same memory (the buffer's from the second step, once it exists); a
+  /// value another tensor shares is left as it was and the result goes to new memory.
+  func testInPlaceStepEqualsTheStepAndReusesOwnedMemory() {
+    func address(_ t: Tensor) -> UnsafeRawPointer {
+      t.dtype == .float32 ? UnsafeRawPointer(t.base(Float.self)) : UnsafeRawPointer(t.base(Double.self))
+    }
+    for dtype in DType.allCases {
+      var random = RandomGenerator(seed: 6)
+      var value = Tensor(randomNormal: [4, 5], dtype: dtype, using: &random)
+      var (expected, expectedBuffer, buffer): (Tensor, Tensor?, Tensor?) = (value.copied(), nil, nil)
+      for step in 0..<3 {
+        let g = permute(Tensor(randomNormal: [5, 4], dtype: dtype, using: &random), [1, 0])
+        (expected, expectedBuffer) = sgdStep(
+          expected, gradient: g, momentumBuffer: expectedBuffer, learningRate: 0.1, momentum: 0.9, dampening: 0.1, weightDecay: 1e-3,
+          nesterov: false)
+        let (place, bufferPlace) = (address(value), buffer.map(address))
+        sgdStep(
+          updating: &value, momentumBuffer: &buffer, gradient: g, learningRate: 0.1, momentum: 0.9, dampening: 0.1, weightDecay: 1e-3,
+          nesterov: false)
+        XCTAssertEqual(address(value), place, "\(dtype) step \(step): the value in place")
+        if let bufferPlace { XCTAssertEqual(address(buffer!), bufferPlace, "\(dtype) step \(step): the buffer in place") }
+        assertBitIdentical(value, expected, "\(dtype) step \(step)")
+        assertBitIdentical(buffer, expectedBuffer, "\(dtype) step \(step) buffer")
+      }
+      let shared = value, before = value.copied(), g = Tensor(randomNormal: [4, 5], dtype: dtype, using: &random)
+      sgdStep(updating: &value, momentumBuffer: &buffer, gradient: g, learningRate: 0.1, momentum: 0.9, dampening: 0.1, weightDecay: 0, nesterov: false)
+      XCTAssertNotEqual(address(value), address(shared), "\(dtype): a shared value is not written over")
+      assertBitIdentical(shared, before, "\(dtype): the shared value")
     }
   }
 

@@ -39,9 +39,11 @@ public final class SGD: Optimizer {
     withoutRecording {
       for (i, p) in parameters.enumerated() {
         guard let g = p.grad else { continue }
-        (p.value, buffers[i]) = sgdStep(
-          p.value, gradient: g, momentumBuffer: buffers[i], learningRate: learningRate, momentum: momentum,
-          dampening: dampening, weightDecay: weightDecay, nesterov: nesterov)
+        p.updateValue { value in
+          sgdStep(
+            updating: &value, momentumBuffer: &buffers[i], gradient: g, learningRate: learningRate, momentum: momentum,
+            dampening: dampening, weightDecay: weightDecay, nesterov: nesterov)
+        }
       }
     }
   }
