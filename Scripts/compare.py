@@ -14,7 +14,8 @@ memory-efficient, in each round (this shared machine's speed drifts over minutes
 medians over rounds and the time ratio's median, with the range of the rounds' own ratios, the
 cache-line round trip between two threads measured just before and just after each Reprise run
 (whether the two cores share a cache; the host can move them during a run), the ratio of each
-side's fastest step over all rounds, and for each side what the memory-efficient mode costs over plain: the median of the rounds' own ratios.
+side's fastest step over all rounds, and for each side what the memory-efficient mode costs over
+plain: the median of the rounds' own ratios.
 PyTorch's side runs ../shared/anchors/torch_densenet.py for DenseNet-BC and Scripts/torch_models.py for
 the others, when `import torch` works (set PYTHON to the interpreter that has it); otherwise only
 Reprise's side is measured. The parameter counts of both sides are compared. Never part of CI."""

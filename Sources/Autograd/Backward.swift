@@ -21,10 +21,10 @@ func runBackward(from roots: inout [(Variable, Tensor)], onGradientReady: ((Vari
   for (root, seed) in roots {
     if let (entry, index) = root.producer {
       require(entry.backward != nil, "backward: \(entry.name) was already backpropagated through; its saved values are freed")
-      accumulate(seed, into: &entry.gradients[index], shape: root.shape, entry.name)
+      accumulate(seed, into: &entry.gradients[index], shape: root.shape, like: root.storedStrides, entry.name)
       if seen.insert(ObjectIdentifier(entry)).inserted { stack.append(entry) }
     } else if root.requiresGrad {
-      accumulate(seed, into: &root.grad, shape: root.shape, "backward")
+      accumulate(seed, into: &root.grad, shape: root.shape, like: root.storedStrides, "backward")
     }
   }
   while let entry = stack.popLast() {
@@ -138,7 +138,7 @@ private func run(_ entry: TapeEntry, _ context: Context) {
 /// other gradients of that value are: a global pooling's gradient of a channel-major feature map,
 /// laid out row-major, would leave every gradient summed into it row-major, and the kernels that
 /// read it beside the map (a residual block's backward pass) to their strided paths.
-func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], like strides: [Int]? = nil, _ name: String) {
+func accumulate(_ gradient: Tensor, into slot: inout Tensor?, shape: [Int], like strides: [Int]?, _ name: String) {
   let g = gradient.shape == shape ? gradient : unbroadcast(gradient, to: shape, name)
   if slot == nil {
     let repeats = zip(g.shape, g.strides).contains { $0 > 1 && $1 == 0 }
