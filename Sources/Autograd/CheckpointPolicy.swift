@@ -33,7 +33,7 @@ public struct CheckpointPolicy: Sendable, Hashable, CustomStringConvertible {
 
   /// Keep the outputs of convolutions and matrix products, recompute the rest (JAX's
   /// `dots_saveable`): the replay then runs only the cheap element-wise operations.
-  public static let dotsSaveable = saving(operations: ["conv2d", "batchNormReLUConv2d", "matmul", "linear"])
+  public static let dotsSaveable = saving(operations: ["conv2d", "mixedConv2d", "batchNormReLUConv2d", "matmul", "linear"])
 
   /// Whether the region keeps nothing but its inputs.
   public var keepsNothing: Bool { savedNames.isEmpty && savedOperations.isEmpty }

@@ -144,20 +144,18 @@ public final class MulticeptionConvolution: Layer {
 /// convolutions (stride s, no bias) from part i to part i, concatenated; no BN.
 public final class MixedConvolution: Layer {
   let convs: [Conv2d]
-  let inputParts: [Int]
 
   init(inputChannels: Int, outputChannels: Int, stride: Int, fan: Initializer.Fan) {
     func parts(_ c: Int) -> [Int] { [c - 2 * (c / 3), c / 3, c / 3] }
-    inputParts = parts(inputChannels)
-    convs = zip(zip(inputParts, parts(outputChannels)), [3, 5, 7]).map { io, k in convolution(io.0, io.1, kernel: k, stride: stride, fan: fan) }
+    convs = zip(zip(parts(inputChannels), parts(outputChannels)), [3, 5, 7]).map { io, k in convolution(io.0, io.1, kernel: k, stride: stride, fan: fan) }
   }
 
   /// `convs.0`, `convs.1`, `convs.2` (3x3, 5x5, 7x7).
   public var children: [(name: String, module: any Module)] { convs.enumerated().map { ("convs.\($0)", $1) } }
 
-  /// The concatenated outputs of the three convolutions.
+  /// The concatenated outputs of the three convolutions, computed straight into one tensor
+  /// (`mixedConv2d(_:_:stride:paddings:)`).
   public func callAsFunction(_ input: Variable) -> Variable {
-    let parts = split(input, sizes: inputParts, alongAxis: 1)
-    return concatenate(zip(convs, parts).map { $0($1) }, alongAxis: 1)
+    mixedConv2d(input, convs.map(\.weight), stride: convs[0].stride, paddings: convs.map(\.padding))
   }
 }

@@ -61,7 +61,7 @@ public func concatenatedConv2d(
 }
 
 /// Runs the forward kernel into `out`, a channel-major tensor or a channel range of one.
-private func convolve(_ input: Tensor, _ weight: Tensor, _ g: ConvolutionGeometry, into out: Tensor) {
+func convolve(_ input: Tensor, _ weight: Tensor, _ g: ConvolutionGeometry, into out: Tensor) {
   require(input.dtype == weight.dtype, "conv2d: dtypes differ (input \(input.dtype), weight \(weight.dtype))")
   let x = input.withDensePlanes(), w = weight.contiguous()
   func kernel<T: TensorScalar>(_: T.Type) { ConvolutionPlan(g).forward(x, w, into: out, T.self) }

@@ -183,4 +183,11 @@ final class PrimitiveGradientTests: XCTestCase {
     let dense = [leaf([2, 3, 3, 3]), leaf([4, 3, 1, 1])]
     assertGradientsCorrect(at: [x] + dense, "strided dense branches") { concatenatedConv2d(x, dense, stride: 2, paddings: [1, 0]) }
   }
+
+  func testMixedConv2d() {
+    let x = leaf([2, 5, 6, 5])
+    let weights = [leaf([2, 2, 3, 3]), leaf([1, 1, 5, 5]), leaf([3, 2, 1, 1])]
+    assertGradientsCorrect(at: [x] + weights, "parts of 2, 1 and 2 channels") { mixedConv2d(x, weights, paddings: [1, 2, 0]) }
+    assertGradientsCorrect(at: [x] + weights, "strided parts") { mixedConv2d(x, weights, stride: 2, paddings: [1, 2, 0]) }
+  }
 }

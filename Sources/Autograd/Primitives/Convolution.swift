@@ -112,3 +112,18 @@ public func concatenatedConv2d(
     return [dx] + dws
   }
 }
+
+/// Convolutions of consecutive channel parts of one input, each by its own weight (part i: the
+/// `weights[i].shape[1]` channels after the earlier parts', `weights[i]` at `paddings[i]`), their
+/// outputs concatenated along channels in weight order: the value and gradients of
+/// `concatenate(zip(weights, split(input, ...)).map { conv2d($1, $0, ...) }, alongAxis: 1)`,
+/// computed in place (see ``TensorModule/mixedConv2d(_:_:stride:paddings:)``). No bias.
+public func mixedConv2d(_ input: Variable, _ weights: [Variable], stride: IntOrPair = 1, paddings: [IntOrPair]) -> Variable {
+  let x = input.value, ws = weights.map(\.value)
+  let y = TensorModule.mixedConv2d(x, ws, stride: stride, paddings: paddings)
+  countMultiplyAccumulates(ws.reduce(0) { $0 + y.count / y.shape[1] * $1.count })
+  return recordOperation("mixedConv2d", y, inputs: [input] + weights) { grad in
+    let g = mixedConv2dBackward(grad, input: x, weights: ws, stride: stride, paddings: paddings)
+    return [g.input] + g.weights
+  }
+}
