@@ -14,22 +14,31 @@ extension DirectConvolution {
   /// (`dw` itself for the first chunk, nil without `dw`). The other chunks' weight gradients are
   /// then added into `dw` in chunk order, so the result depends on the thread count only.
   ///
-  /// A chunk's images take about 256 KiB of grid, at `imageElements` floats each, so that a
-  /// chunk's grids stay in its core's own cache; and each thread gets at least four chunks, for
-  /// balance.
+  /// A chunk's images take at most about 256 KiB of grid, at `imageElements` floats each, so that
+  /// a chunk's grids stay in its core's own cache; each thread gets at least four chunks, for
+  /// balance, and the threads as many each: the chunks are a multiple of the thread count, their
+  /// sizes at most one image apart (9 chunks on two threads kept one thread busy for 5 while the
+  /// other waited after 4).
   static func forEachImageChunk(
     _ g: ConvolutionGeometry, imageElements: Int, weightGradient dw: Tensor? = nil,
     _ body: (_ images: Range<Int>, _ chunk: ConvolutionGeometry, _ weightGradient: Tensor?) -> Void
   ) {
-    let threads = 4 * Parallel.threadCount
-    let per = max(1, min((g.batch + threads - 1) / threads, (1 << 16) / max(1, imageElements)))
-    let chunks = (g.batch + per - 1) / per
+    let chunks = imageChunks(batch: g.batch, imageElements: imageElements, threads: Parallel.threadCount)
     let partial = dw.flatMap { chunks > 1 ? Tensor(uninitializedShape: [chunks - 1, $0.count], dtype: .float32) : nil }
     Parallel.run(chunks) { c in
-      let images = c * per..<min(g.batch, (c + 1) * per)
+      let images = g.batch * c / chunks..<g.batch * (c + 1) / chunks
       body(images, g.images(images.count), c == 0 ? dw : partial.map { slice($0, c - 1..<c, alongAxis: 0) })
     }
     guard let dw, let partial else { return }
     Parallel.addPieces(partial.base(Float.self), pieces: chunks - 1, count: dw.count, into: dw.base(Float.self))
+  }
+
+  /// How many chunks ``forEachImageChunk(_:imageElements:weightGradient:_:)`` cuts a batch into:
+  /// enough for chunks of at most about 256 KiB of grid and four per thread, rounded up to a
+  /// multiple of `threads` (never more than the images).
+  static func imageChunks(batch: Int, imageElements: Int, threads: Int) -> Int {
+    let per = max(1, min((batch + 4 * threads - 1) / (4 * threads), (1 << 16) / max(1, imageElements)))
+    let chunks = (batch + per - 1) / per
+    return min(batch, (chunks + threads - 1) / threads * threads)
   }
 }

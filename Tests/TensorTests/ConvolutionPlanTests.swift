@@ -86,8 +86,8 @@ final class ConvolutionPlanTests: XCTestCase {
   }
 
   /// The direct kernels run in chunks of images, each thread with its own grids, and add the
-  /// chunks' weight gradients: with 1, 2 and 3 threads a batch of 9 falls into chunks of 3, of 2
-  /// with a last chunk of 1, and of 1. The forward pass and both gradients of the shifted and the
+  /// chunks' weight gradients: with 1, 2 and 3 threads a batch of 9 falls into 3 chunks of 3, 6
+  /// chunks of 1 or 2, and 9 of 1. The forward pass and both gradients of the shifted and the
   /// phase grids match Float64, which runs matrix products over the whole batch (checked against
   /// the reference loops in testEveryMethodMatchesReferenceLoops).
   func testDirectKernelsInChunksOfImagesMatchTheWholeBatch() {
@@ -119,6 +119,22 @@ final class ConvolutionPlanTests: XCTestCase {
         assertClose(d.input, expected.input.converted(to: .float32), relativeTolerance: tolerance.0, absoluteTolerance: tolerance.1, "input gradient, \(context)")
         assertClose(d.weight, expected.weight.converted(to: .float32), relativeTolerance: tolerance.0, absoluteTolerance: tolerance.1, "weight gradient, \(context)")
       }
+    }
+  }
+
+  /// The direct kernels' chunks of images: a multiple of the thread count (so that no thread is
+  /// left with one more chunk than the other), four a thread at least, at most about 256 KiB of grid
+  /// (64k floats) each, and never more chunks than images.
+  func testImageChunksAreSharedEvenly() {
+    for (batch, imageElements, threads, expected) in [
+      (128, 21 * 14 * 14, 2, 10), (128, 5 * 38 * 38, 2, 16), (128, 21 * 12 * 12, 2, 8), (128, 10, 2, 8), (9, 100, 2, 6),
+      (3, 100, 2, 3), (1, 100, 4, 1), (64, 1 << 20, 3, 64), (128, 21 * 14 * 14, 1, 9),
+    ] {
+      let chunks = DirectConvolution.imageChunks(batch: batch, imageElements: imageElements, threads: threads)
+      let context = "batch \(batch), \(imageElements) elements an image, \(threads) threads"
+      XCTAssertEqual(chunks, expected, context)
+      XCTAssertTrue(chunks % threads == 0 || chunks == batch, context)
+      XCTAssertLessThanOrEqual((batch + chunks - 1) / chunks * imageElements, max(imageElements, 1 << 16), context)
     }
   }
 
