@@ -57,11 +57,13 @@ void reprise_pack_taps_f32(
           *packed++ = o0 + i < outputs ? weights[(o0 + i) * outputStride + c * channelStride + k * tapStride] : 0;
 }
 
-/// Up to 8 consecutive positions of one output row: where they start on the grid, where they go.
+/// Up to 8 consecutive positions of one output row: where they start on the grid, where they go,
+/// and the taps that read anything but zeros there.
 typedef struct {
   long position;
   float *output;
   int width;
+  long firstTap, endTap;
 } Segment;
 
 /// Asks the caches for what the next group of segments will read and this one did not: for every
@@ -80,16 +82,17 @@ static inline void prefetchAhead(
     for (long j = 0; j < ahead + 16; j += 16) _mm_prefetch((const char *)(next + sizeof(float) * (uintptr_t)j), _MM_HINT_T0);
 }
 
-/// One tile: `rows` (1 to 6, a constant after inlining) outputs at segments a and b. Full segments
-/// use plain loads; partial ones masked loads and stores, which touch only their lanes.
+/// One tile: `rows` (1 to 6, a constant after inlining) outputs at segments a and b, over taps
+/// [firstTap, endTap) (`w` points at the first one's weights). Full segments use plain loads;
+/// partial ones masked loads and stores, which touch only their lanes.
 __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
   int rows, const float *grid, long gridChannelStride, long channels, const float *w, const long *offsets,
-  long taps, Segment a, Segment b, long outputChannelStride) {
+  long firstTap, long endTap, Segment a, Segment b, long outputChannelStride) {
   __m256 accA[MR], accB[MR];
   for (int i = 0; i < rows; i++) accA[i] = accB[i] = _mm256_setzero_ps();
   const __m256i maskA = lanesBelow(a.width), maskB = lanesBelow(b.width);
   const int full = a.width == 8 && b.width == 8;
-  for (long k = 0; k < taps; k++) {
+  for (long k = firstTap; k < endTap; k++) {
     const float *pa = grid + a.position + offsets[k], *pb = grid + b.position + offsets[k];
     for (long c = 0; c < channels; c++, pa += gridChannelStride, pb += gridChannelStride, w += MR) {
       __m256 va, vb;
@@ -113,22 +116,24 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
   }
 }
 
-/// All outputs at two segments, tile by tile.
+/// All outputs at two segments, tile by tile, over the taps that read anything but zeros at
+/// either.
 __attribute__((target("avx2,fma"))) static void segmentPair(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
   const long *offsets, long taps, Segment a, Segment b, long outputChannelStride) {
+  const long first = a.firstTap < b.firstTap ? a.firstTap : b.firstTap, end = a.endTap > b.endTap ? a.endTap : b.endTap;
   for (long o0 = 0; o0 < outputs; o0 += MR) {
-    const float *w = packed + o0 * taps * channels;
+    const float *w = packed + (o0 * taps + first * MR) * channels;
     Segment ta = a, tb = b;
     ta.output += o0 * outputChannelStride;
     tb.output += o0 * outputChannelStride;
     switch (outputs - o0 < MR ? outputs - o0 : MR) {
-    case 1: tile(1, grid, gridChannelStride, channels, w, offsets, taps, ta, tb, outputChannelStride); break;
-    case 2: tile(2, grid, gridChannelStride, channels, w, offsets, taps, ta, tb, outputChannelStride); break;
-    case 3: tile(3, grid, gridChannelStride, channels, w, offsets, taps, ta, tb, outputChannelStride); break;
-    case 4: tile(4, grid, gridChannelStride, channels, w, offsets, taps, ta, tb, outputChannelStride); break;
-    case 5: tile(5, grid, gridChannelStride, channels, w, offsets, taps, ta, tb, outputChannelStride); break;
-    default: tile(6, grid, gridChannelStride, channels, w, offsets, taps, ta, tb, outputChannelStride); break;
+    case 1: tile(1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 2: tile(2, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 3: tile(3, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 4: tile(4, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 5: tile(5, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    default: tile(6, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
     }
   }
 }
@@ -148,14 +153,14 @@ WIDE static inline __mmask16 laneMask(const Segment *lo, const Segment *hi) {
 /// next to each other on the grid and one load fills it; otherwise each half is loaded apart.
 WIDE __attribute__((always_inline)) static inline void wideTile(
   int rows, int joined, const float *grid, long gridChannelStride, long channels, const float *w, const long *offsets,
-  long taps, const Quad *q, long outputChannelStride) {
+  long firstTap, long endTap, const Quad *q, long outputChannelStride) {
   __m512 acc[4][MR];
   __mmask16 mask[4];
   for (int v = 0; v < 4; v++) {
     mask[v] = laneMask(&q->s[2 * v], &q->s[2 * v + 1]);
     for (int i = 0; i < rows; i++) acc[v][i] = _mm512_setzero_ps();
   }
-  for (long k = 0; k < taps; k++) {
+  for (long k = firstTap; k < endTap; k++) {
     const float *base = grid + offsets[k];
     for (long c = 0; c < channels; c++, base += gridChannelStride, w += MR) {
       __m512 x[4];
@@ -186,23 +191,29 @@ WIDE __attribute__((always_inline)) static inline void wideTile(
 
 #define WIDE_TILES(joined) \
   switch (outputs - o0 < MR ? outputs - o0 : MR) { \
-  case 1: wideTile(1, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
-  case 2: wideTile(2, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
-  case 3: wideTile(3, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
-  case 4: wideTile(4, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
-  case 5: wideTile(5, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
-  default: wideTile(6, joined, grid, gridChannelStride, channels, w, offsets, taps, &t, outputChannelStride); break; \
+  case 1: wideTile(1, joined, grid, gridChannelStride, channels, w, offsets, first, end, &t, outputChannelStride); break; \
+  case 2: wideTile(2, joined, grid, gridChannelStride, channels, w, offsets, first, end, &t, outputChannelStride); break; \
+  case 3: wideTile(3, joined, grid, gridChannelStride, channels, w, offsets, first, end, &t, outputChannelStride); break; \
+  case 4: wideTile(4, joined, grid, gridChannelStride, channels, w, offsets, first, end, &t, outputChannelStride); break; \
+  case 5: wideTile(5, joined, grid, gridChannelStride, channels, w, offsets, first, end, &t, outputChannelStride); break; \
+  default: wideTile(6, joined, grid, gridChannelStride, channels, w, offsets, first, end, &t, outputChannelStride); break; \
   }
 
-/// All outputs at the 8 segments of `q`, tile by tile.
+/// All outputs at the 8 segments of `q`, tile by tile, over the taps that read anything but zeros at
+/// any of them.
 WIDE static void segmentQuad(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
   const long *offsets, long taps, const Quad *q, long outputChannelStride) {
   int joined = 1;
   for (int v = 0; v < 4; v++)
     joined &= q->s[2 * v].width == 8 && q->s[2 * v + 1].position == q->s[2 * v].position + 8;
+  long first = q->s[0].firstTap, end = q->s[0].endTap;
+  for (int j = 1; j < 8; j++) {
+    first = q->s[j].firstTap < first ? q->s[j].firstTap : first;
+    end = q->s[j].endTap > end ? q->s[j].endTap : end;
+  }
   for (long o0 = 0; o0 < outputs; o0 += MR) {
-    const float *w = packed + o0 * taps * channels;
+    const float *w = packed + (o0 * taps + first * MR) * channels;
     Quad t = *q;
     for (int j = 0; j < 8; j++) t.s[j].output += o0 * outputChannelStride;
     if (joined) {
@@ -229,7 +240,7 @@ static void convolveGroup(
 
 void reprise_shifted_convolution_f32(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
-  const long *offsets, long taps, long firstRow, long rowCount, long rowsPerImage, long rowWidth,
+  const long *offsets, long taps, const long *tapRanges, long firstRow, long rowCount, long rowsPerImage, long rowWidth,
   long gridImageStride, long gridRowStride, long gridOrigin, float *output, long outputImageStride,
   long outputChannelStride) {
   // Segments of 8 positions along the rows, in groups of 2 (AVX2) or 8 (AVX-512); a group may span
@@ -243,15 +254,19 @@ void reprise_shifted_convolution_f32(
     const long n = r / rowsPerImage, y = r % rowsPerImage;
     const long position = gridOrigin + n * gridImageStride + y * gridRowStride;
     float *out = output + n * outputImageStride + y * rowWidth;
+    const long firstTap = tapRanges ? tapRanges[2 * y] : 0, endTap = tapRanges ? tapRanges[2 * y + 1] : taps;
     for (long j = 0; j < rowWidth; j += 8) {
-      pending.s[count++] = (Segment){position + j, out + j, rowWidth - j < 8 ? (int)(rowWidth - j) : 8};
+      pending.s[count++] = (Segment){position + j, out + j, rowWidth - j < 8 ? (int)(rowWidth - j) : 8, firstTap, endTap};
       if (count < group) continue;
       convolveGroup(group, grid, gridChannelStride, channels, packed, outputs, offsets, taps, furthest, &pending, outputChannelStride);
       count = 0;
     }
   }
   if (count > 0) {
-    for (int j = count; j < group; j++) pending.s[j] = (Segment){pending.s[j - 1].position + 8, pending.s[j - 1].output, 0};
+    for (int j = count; j < group; j++) {
+      const Segment *last = &pending.s[j - 1];
+      pending.s[j] = (Segment){last->position + 8, last->output, 0, last->firstTap, last->endTap};
+    }
     convolveGroup(group, grid, gridChannelStride, channels, packed, outputs, offsets, taps, furthest, &pending, outputChannelStride);
   }
 }

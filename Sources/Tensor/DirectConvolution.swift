@@ -28,20 +28,26 @@ enum DirectConvolution {
 
   /// Every output row (n, y) of `batch` images of `outputs` planes of `height` x `width` at `output`
   /// (images `outputImageStride` apart, channels `outputChannelStride` apart), row (n, y) reading
-  /// the grid from origin + n·pitch.image + y·pitch.row shifted by each offset. The rows are split
-  /// between threads; each output element is one sum in a fixed order whatever the split.
+  /// the grid from origin + n·pitch.image + y·pitch.row shifted by each offset. With `tapRanges`,
+  /// row y's taps outside [tapRanges[2y], tapRanges[2y + 1]) read only zeros and are skipped (see
+  /// ``ShiftedGrid/tapRanges(rows:reads:)``). The rows are split between threads; each output
+  /// element is one sum in a fixed order whatever the split.
   static func convolveRows(
     grid: UnsafePointer<Float>, gridChannelStride: Int, channels: Int, packed: [Float], outputs: Int, offsets: [Int],
-    origin: Int, pitch: Pitch, batch: Int, height: Int, width: Int, into output: UnsafeMutablePointer<Float>,
-    outputImageStride: Int, outputChannelStride: Int
+    tapRanges: [Int]? = nil, origin: Int, pitch: Pitch, batch: Int, height: Int, width: Int,
+    into output: UnsafeMutablePointer<Float>, outputImageStride: Int, outputChannelStride: Int
   ) {
     let kk = offsets.count
+    precondition(tapRanges.map { $0.count == 2 * height } ?? true, "internal: one tap range per output row")
     packed.withUnsafeBufferPointer { packed in
       offsets.withUnsafeBufferPointer { offsets in
-        Parallel.forRanges(batch * height, costPerItem: outputs * channels * kk * width) { rows in
-          reprise_shifted_convolution_f32(
-            grid, gridChannelStride, channels, packed.baseAddress, outputs, offsets.baseAddress, kk, rows.lowerBound,
-            rows.count, height, width, pitch.image, pitch.row, origin, output, outputImageStride, outputChannelStride)
+        (tapRanges ?? []).withUnsafeBufferPointer { ranges in
+          Parallel.forRanges(batch * height, costPerItem: outputs * channels * kk * width) { rows in
+            reprise_shifted_convolution_f32(
+              grid, gridChannelStride, channels, packed.baseAddress, outputs, offsets.baseAddress, kk,
+              tapRanges == nil ? nil : ranges.baseAddress, rows.lowerBound, rows.count, height, width, pitch.image, pitch.row,
+              origin, output, outputImageStride, outputChannelStride)
+          }
         }
       }
     }
@@ -80,14 +86,15 @@ enum DirectConvolution {
   /// `channelLength` elements, the taps at `offsets` from an output's position), into `y`:
   /// channel-major or a channel range of a channel-major tensor.
   static func forward(
-    _ g: ConvolutionGeometry, grid: Tensor, channelLength: Int, offsets: [Int], pitch: Pitch, weight: Tensor, into y: Tensor
+    _ g: ConvolutionGeometry, grid: Tensor, channelLength: Int, offsets: [Int], tapRanges: [Int]? = nil, pitch: Pitch, weight: Tensor,
+    into y: Tensor
   ) {
     let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count), layout = PlaneLayout(y)
     for group in 0..<g.groups {
       let packed = packTaps(w.base(Float.self) + group * o * ci * kk, outputs: o, channels: ci, taps: kk, outputStride: ci * kk, channelStride: kk)
       convolveRows(
         grid: grid.base(Float.self) + group * ci * channelLength, gridChannelStride: channelLength, channels: ci, packed: packed,
-        outputs: o, offsets: offsets, origin: 0, pitch: pitch, batch: g.batch, height: g.outputHeight, width: g.outputWidth,
+        outputs: o, offsets: offsets, tapRanges: tapRanges, origin: 0, pitch: pitch, batch: g.batch, height: g.outputHeight, width: g.outputWidth,
         into: y.base(Float.self) + group * o * layout.channelStride, outputImageStride: layout.imageStride,
         outputChannelStride: layout.channelStride)
     }

@@ -29,7 +29,7 @@ extension ShiftedGrid {
       let grid = ShiftedGrid(chunk)
       DirectConvolution.forward(
         chunk, grid: grid.padded(slice(x, images, alongAxis: 0), T.self, normalizing: affine), channelLength: grid.length,
-        offsets: grid.offsets, pitch: grid.pitch, weight: w, into: slice(y, images, alongAxis: 0))
+        offsets: grid.offsets, tapRanges: forwardTapRanges, pitch: grid.pitch, weight: w, into: slice(y, images, alongAxis: 0))
     }
   }
 
@@ -73,11 +73,35 @@ extension ShiftedGrid {
         w.base(Float.self) + group * o * ci * kk, outputs: ci, channels: o, taps: kk, outputStride: kk, channelStride: ci * kk)
       DirectConvolution.convolveRows(
         grid: grid.base(Float.self) + group * o * extent, gridChannelStride: extent, channels: o, packed: packed,
-        outputs: ci, offsets: backwards, origin: g.padding.height * paddedWidth + g.padding.width, pitch: pitch,
+        outputs: ci, offsets: backwards, tapRanges: inputGradientTapRanges, origin: g.padding.height * paddedWidth + g.padding.width, pitch: pitch,
         batch: g.batch, height: g.height, width: g.width, into: dx.base(Float.self) + group * ci * layout.channelStride,
         outputImageStride: layout.imageStride, outputChannelStride: layout.channelStride)
     }
     withExtendedLifetime((grid, w, dx)) {}
+  }
+
+  /// For each output row oy, the taps whose kernel row lies on the image and not on the padding
+  /// above or below it: input row oy + ky·dilation - padding.
+  var forwardTapRanges: [Int] {
+    tapRanges(rows: g.outputHeight) { oy, ky in (0..<g.height).contains(oy + ky * g.dilation.height - g.padding.height) }
+  }
+
+  /// For each input row iy, the taps that carry it an output gradient: output row iy + padding -
+  /// ky·dilation.
+  var inputGradientTapRanges: [Int] {
+    tapRanges(rows: g.height) { iy, ky in (0..<g.outputHeight).contains(iy + g.padding.height - ky * g.dilation.height) }
+  }
+
+  /// [first, end) per row, in taps (kernel rows times the kernel's width): the kernel rows ky for
+  /// which `reads(row, ky)` says the row reads the map rather than zeros. The direct kernel skips
+  /// the rest, which read only the zeros of the grid's margins: 4 of the 28 kernel rows of a pair
+  /// of output rows of a 7x7 kernel on 8x8 planes.
+  func tapRanges(rows: Int, reads: (_ row: Int, _ kernelRow: Int) -> Bool) -> [Int] {
+    (0..<rows).flatMap { row -> [Int] in
+      let kernelRows = (0..<g.kernelHeight).filter { reads(row, $0) }
+      guard let first = kernelRows.first, let last = kernelRows.last else { return [0, 0] }
+      return [first * g.kernelWidth, (last + 1) * g.kernelWidth]
+    }
   }
 
   /// dW[o, c, k] = sum over grid positions t of dy[o, t] · x_grid[c, t + offset(k)].

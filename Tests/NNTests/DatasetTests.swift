@@ -17,7 +17,7 @@ final class DatasetTests: XCTestCase {
 
   func write(_ name: String, _ bytes: [UInt8], gzip: Bool) throws {
     let path = directory + "/" + name
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "could not write \(path)")
     guard gzip else { return }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -54,7 +54,7 @@ final class DatasetTests: XCTestCase {
     try write("train-images-idx3-ubyte", idx([3, 2, 2], [UInt8](repeating: 1, count: 12)), gzip: true)
     let path = directory + "/train-images-idx3-ubyte.gz"
     let full = FileManager.default.contents(atPath: path)!
-    FileManager.default.createFile(atPath: path, contents: full.prefix(full.count / 2))
+    XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: full.prefix(full.count / 2)), "could not write \(path)")
     XCTAssertThrowsError(try Dataset.fashionMNIST(directory: directory, split: .train)) { error in
       XCTAssertTrue("\(error)".contains("gzip"), "\(error)")
     }

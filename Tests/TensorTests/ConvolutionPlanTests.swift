@@ -138,6 +138,48 @@ final class ConvolutionPlanTests: XCTestCase {
     }
   }
 
+  /// The direct kernel skips the kernel rows that read only the grid's zero margins, the padding
+  /// above and below an image: with a 7x7 kernel and padding 3 on planes of 8 rows, output row 0
+  /// reads kernel rows 3 to 6 and row 7 rows 0 to 3, and in the input gradient input row 0 gets
+  /// from kernel rows 0 to 3 and row 7 from 3 to 6; likewise with padding 4 (10 output rows). With
+  /// and without skipping, the forward pass gives the same bits; skipping a row that reads the
+  /// image does not.
+  func testDirectKernelSkipsKernelRowsOnThePadding() {
+    func configuration(padding: Int) -> Configuration {
+      Configuration(
+        batch: 3, inputChannels: 5, outputChannels: 7, height: 8, width: 11, kernelHeight: 7, kernelWidth: 7, stride: 1,
+        padding: IntOrPair(padding), dilation: 1, groups: 1)
+    }
+    let g = Self.geometry(configuration(padding: 3)), grid = ShiftedGrid(g)
+    XCTAssertEqual(grid.forwardTapRanges.count, 16)
+    XCTAssertEqual(Array(grid.forwardTapRanges[0..<2]), [21, 49])
+    XCTAssertEqual(Array(grid.forwardTapRanges[6..<8]), [0, 49])
+    XCTAssertEqual(Array(grid.forwardTapRanges[12..<14]), [0, 35])
+    XCTAssertEqual(Array(grid.forwardTapRanges[14..<16]), [0, 28])
+    XCTAssertEqual(Array(grid.inputGradientTapRanges[0..<2]), [0, 28])  // input row 0 gets from output rows 3 to 0
+    XCTAssertEqual(Array(grid.inputGradientTapRanges[14..<16]), [21, 49])
+    let wider = ShiftedGrid(Self.geometry(configuration(padding: 4)))
+    XCTAssertEqual(wider.forwardTapRanges.count, 20)
+    XCTAssertEqual(Array(wider.forwardTapRanges[0..<2]), [28, 49])
+    XCTAssertEqual(Array(wider.inputGradientTapRanges[0..<2]), [0, 35])
+
+    guard usesVectorKernels(Float.self) else { return }
+    var random = RandomGenerator(seed: 47)
+    let x = Tensor(randomNormal: [3, 5, 8, 11], using: &random), w = Tensor(randomNormal: [7, 5, 7, 7], using: &random)
+    let padded = grid.padded(x, Float.self)
+    func forward(_ ranges: [Int]?) -> Tensor {
+      let y = Tensor(uninitializedShape: g.outputShape, dtype: .float32, strides: PlaneLayout.channelMajorStrides(g.outputShape))
+      DirectConvolution.forward(
+        g, grid: padded, channelLength: grid.length, offsets: grid.offsets, tapRanges: ranges, pitch: grid.pitch, weight: w, into: y)
+      return y
+    }
+    let full = forward(nil)
+    assertBitIdentical(forward(grid.forwardTapRanges), full)
+    var tooFew = grid.forwardTapRanges
+    tooFew[7] -= 7  // output row 3 without kernel row 6, which reads image row 6
+    XCTAssertNotEqual(forward(tooFew).scalars(as: Float.self), full.scalars(as: Float.self))
+  }
+
   /// Ungrouped shifted-grid convolutions with more than 64 outputs take their weight gradient
   /// through im2col; narrower or grouped ones, and other methods, do not.
   func testWideLayersTakeTheirWeightGradientThroughColumns() {

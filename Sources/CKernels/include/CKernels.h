@@ -41,11 +41,17 @@ void reprise_pack_taps_f32(
 /// rowWidth + j]. `packed` comes from `reprise_pack_taps_f32`. Every grid position read must lie in
 /// the grid; nothing beyond a row's `rowWidth` columns is read or written.
 ///
+/// `tapRanges` (NULL: every tap for every row) holds, for each row y < rowsPerImage of an image, a
+/// range of taps [tapRanges[2y], tapRanges[2y + 1]) outside which every tap reads zeros for that
+/// row (the rows of a kernel that fall on the padding above and below the image): the sum may skip
+/// those taps. Skipped terms are products with zero, which leave a sum that starts at +0 unchanged,
+/// so the results are the same bits for finite weights.
+///
 /// Each output element is one sum in the order (k, c), so the result does not depend on how the
 /// rows are split between threads.
 void reprise_shifted_convolution_f32(
   const float *grid, long gridChannelStride, long channels, const float *packed, long outputs,
-  const long *offsets, long taps, long firstRow, long rowCount, long rowsPerImage, long rowWidth,
+  const long *offsets, long taps, const long *tapRanges, long firstRow, long rowCount, long rowsPerImage, long rowWidth,
   long gridImageStride, long gridRowStride, long gridOrigin, float *output, long outputImageStride,
   long outputChannelStride);
 
