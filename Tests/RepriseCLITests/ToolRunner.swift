@@ -24,8 +24,9 @@ func runProgram(_ executable: URL, _ arguments: [String], in directory: String, 
   process.environment = ProcessInfo.processInfo.environment.filter { key, _ in !prefixes.contains { key.hasPrefix($0) } }
   let name = UUID().uuidString
   let (outPath, errPath) = (directory + "/.\(name).out", directory + "/.\(name).err")
-  FileManager.default.createFile(atPath: outPath, contents: nil)
-  FileManager.default.createFile(atPath: errPath, contents: nil)
+  // A file that could not be created fails the opening below, with the reason.
+  _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+  _ = FileManager.default.createFile(atPath: errPath, contents: nil)
   defer { for path in [outPath, errPath] { try? FileManager.default.removeItem(atPath: path) } }
   process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
   process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))

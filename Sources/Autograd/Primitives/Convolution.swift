@@ -117,7 +117,7 @@ public func concatenatedConv2d(
 /// `weights[i].shape[1]` channels after the earlier parts', `weights[i]` at `paddings[i]`), their
 /// outputs concatenated along channels in weight order: the value and gradients of
 /// `concatenate(zip(weights, split(input, ...)).map { conv2d($1, $0, ...) }, alongAxis: 1)`,
-/// computed in place (see ``TensorModule/mixedConv2d(_:_:stride:paddings:)``). No bias.
+/// computed in place (see `TensorModule.mixedConv2d(_:_:stride:paddings:)`). No bias.
 public func mixedConv2d(_ input: Variable, _ weights: [Variable], stride: IntOrPair = 1, paddings: [IntOrPair]) -> Variable {
   let x = input.value, ws = weights.map(\.value)
   let y = TensorModule.mixedConv2d(x, ws, stride: stride, paddings: paddings)
