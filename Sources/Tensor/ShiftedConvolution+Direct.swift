@@ -24,12 +24,12 @@ extension ShiftedGrid {
   func forwardDirect<T: TensorScalar>(
     _ x: Tensor, _ weight: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
-    let w = weight.contiguous()
+    let w = weight.contiguous(), tapRanges = forwardTapRanges
     DirectConvolution.forEachImageChunk(g, imageElements: imageElements) { images, chunk, _ in
       let grid = ShiftedGrid(chunk)
       DirectConvolution.forward(
         chunk, grid: grid.padded(slice(x, images, alongAxis: 0), T.self, normalizing: affine), channelLength: grid.length,
-        offsets: grid.offsets, tapRanges: forwardTapRanges, pitch: grid.pitch, weight: w, into: slice(y, images, alongAxis: 0))
+        offsets: grid.offsets, tapRanges: tapRanges, pitch: grid.pitch, weight: w, into: slice(y, images, alongAxis: 0))
     }
   }
 
@@ -68,12 +68,13 @@ extension ShiftedGrid {
   private func inputGradientDirect(_ grid: Tensor, reach: Int, _ weight: Tensor, into dx: Tensor) {
     let w = weight.contiguous(), (o, ci, kk) = (g.groupOutputs, g.groupInputs, offsets.count)
     let extent = reach + length, backwards = offsets.map { reach - $0 }, layout = PlaneLayout(dx)
+    let tapRanges = inputGradientTapRanges
     for group in 0..<g.groups {
       let packed = DirectConvolution.packTaps(
         w.base(Float.self) + group * o * ci * kk, outputs: ci, channels: o, taps: kk, outputStride: kk, channelStride: ci * kk)
       DirectConvolution.convolveRows(
         grid: grid.base(Float.self) + group * o * extent, gridChannelStride: extent, channels: o, packed: packed,
-        outputs: ci, offsets: backwards, tapRanges: inputGradientTapRanges, origin: g.padding.height * paddedWidth + g.padding.width, pitch: pitch,
+        outputs: ci, offsets: backwards, tapRanges: tapRanges, origin: g.padding.height * paddedWidth + g.padding.width, pitch: pitch,
         batch: g.batch, height: g.height, width: g.width, into: dx.base(Float.self) + group * ci * layout.channelStride,
         outputImageStride: layout.imageStride, outputChannelStride: layout.channelStride)
     }
