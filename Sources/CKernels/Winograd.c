@@ -119,9 +119,18 @@ static inline Group group(const Tiling *t, long k) {
     ty * t->tilesAcross + tx, t->size * (ty * t->pitch + tx), 4 * t->size, t->tilesAcross - tx < 8 ? t->tilesAcross - tx : 8};
 }
 
-/// Eight filters' tap j, the filters `apart` floats apart (those past `mask` read as zero).
-AVX2 static inline __m256 filterTaps(const float *filters, int j, __m256i apart, __m256i mask) {
-  return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), filters + j, apart, _mm256_castsi256_ps(mask), 4);
+/// The 9 taps of `count` (at most 8) filters `apart` floats apart, one filter per lane: taps[j] holds
+/// tap j of each, and lanes past `count` zeros. Each filter's first 8 taps are one load and an 8 x 8
+/// transpose sets them in lanes; a gather (of the taps 9 floats or 9 channels apart) took AMD's
+/// processors about as long as the whole transform.
+AVX2 static inline void filterTaps(const float *filters, long apart, long count, __m256 taps[9]) {
+  float last[8] = {0};
+  for (long i = 0; i < 8; i++) {
+    taps[i] = i < count ? _mm256_loadu_ps(filters + i * apart) : _mm256_setzero_ps();
+    if (i < count) last[i] = filters[i * apart + 8];
+  }
+  transpose8(taps);
+  taps[8] = _mm256_loadu_ps(last);
 }
 
 /// G g G^T of the 8 filters in the lanes of g (row by row), stored at u + ξ * plane, the lanes under
@@ -174,7 +183,6 @@ AVX2 void reprise_winograd_weights_f32(
   const long rows = reversed ? channels : outputs, columns = reversed ? outputs : channels, positions = (tile + 2) * (tile + 2);
   const long rowStride = reversed ? 9 : 9 * channels, columnStride = reversed ? 9 * channels : 9;
   const long R = REPRISE_WINOGRAD_PANEL_ROWS, plane = reprise_winograd_weight_plane(rows, columns);
-  const __m256i apart = _mm256_mullo_epi32(_mm256_set1_epi32((int)columnStride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   float t[36][8][8] __attribute__((aligned(32))) = {{{0}}};
   for (long p = first; p < first + count && R * p < rows; p++) {
     if (R * p + R > rows) memset(t, 0, sizeof t);
@@ -182,8 +190,9 @@ AVX2 void reprise_winograd_weights_f32(
       const __m256i mask = lanesBelow(columns - c);
       for (long r = 0; r < R && R * p + r < rows; r++) {
         const float *filters = weights + (R * p + r) * rowStride + c * columnStride;
-        __m256 g[3][3];
-        for (int j = 0; j < 9; j++) g[j / 3][j % 3] = filterTaps(filters, reversed ? 8 - j : j, apart, mask);
+        __m256 taps[9], g[3][3];
+        filterTaps(filters, columnStride, columns - c, taps);
+        for (int j = 0; j < 9; j++) g[j / 3][j % 3] = taps[reversed ? 8 - j : j];
         if (tile == 2) filterTransform2(g, &t[0][r][0], 64, mask, 1);
         else filterTransform4(g, &t[0][r][0], 64, mask, 1);
       }
