@@ -229,6 +229,16 @@ struct ConvolutionPlan {
     grid.backwardByShiftedGradient(dy, input: x, weight: w, inputGradient: dx, weightGradient: dw, T.self, normalizing: affine)
   }
 
+  /// Both gradients: at once where ``sharesGradientWork``, else the input gradient and then the
+  /// weight gradient. The bits are the same either way.
+  func gradients<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type) {
+    guard sharesGradientWork else {
+      backwardInput(dy, w, into: dx, T.self)
+      return backwardWeight(dy, x, into: dw, T.self)
+    }
+    backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self)
+  }
+
   /// The pointwise GEMM's operand: `x` itself when its images lie next to each other within each
   /// channel (channel-major, or a channel range of it), else a channel-major copy.
   private func pointwiseOperand(_ x: Tensor) -> Tensor {

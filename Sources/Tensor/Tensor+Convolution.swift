@@ -122,11 +122,18 @@ public func conv2dBackward(
 ) -> (input: Tensor, weight: Tensor) {
   let g = ConvolutionGeometry(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  if let both = sharedGradientBackward(gradOutput, input: input, weight: weight, g, "conv2dBackward") { return both }
-  return (
-    conv2dBackwardInput(gradOutput, weight, inputShape: input.shape, stride: stride, padding: padding, dilation: dilation, groups: groups),
-    conv2dBackwardWeight(gradOutput, input, weightShape: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  )
+  require(
+    gradOutput.shape == g.outputShape,
+    "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
+  require(
+    input.dtype == weight.dtype && gradOutput.dtype == input.dtype,
+    "conv2dBackward: dtypes differ (gradient \(gradOutput.dtype), input \(input.dtype), weight \(weight.dtype))")
+  let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = weight.contiguous()
+  let dx = Tensor(uninitializedShape: input.shape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
+  let dw = Tensor(uninitializedShape: weight.shape, dtype: dy.dtype)
+  func kernel<T: TensorScalar>(_: T.Type) { ConvolutionPlan(g).gradients(dy, x, w, inputGradient: dx, weightGradient: dw, T.self) }
+  dy.dtype.dispatch(kernel, kernel)
+  return (dx, dw)
 }
 
 /// ``conv2dBackward(_:input:weight:stride:padding:dilation:groups:)`` with the input gradient
@@ -152,10 +159,21 @@ public func conv2dBackward(
   require(
     gradOutput.shape == g.outputShape,
     "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
+  let dw = winogradGradients(winograd, gradOutput, input, weight, scalingPlanes: nil, into: InputGradientTarget(destination))
+  withExtendedLifetime(destination) {}
+  return dw
+}
+
+/// Both gradients of a Float32 convolution on Winograd's path, with plane factors or without
+/// (``WinogradConvolution/backward(_:_:_:scalingPlanes:inputGradient:weightGradient:)``): the input
+/// gradient delivered to `target`, the weight gradient returned.
+func winogradGradients(
+  _ winograd: WinogradConvolution, _ gradOutput: Tensor, _ input: Tensor, _ weight: Tensor, scalingPlanes: UnsafePointer<Float>?,
+  into target: InputGradientTarget
+) -> Tensor {
   let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = weight.contiguous()
   let dw = Tensor(uninitializedShape: weight.shape, dtype: .float32)
-  winograd.backward(dy, x, w, scalingPlanes: nil, inputGradient: InputGradientTarget(destination), weightGradient: dw)
-  withExtendedLifetime(destination) {}
+  winograd.backward(dy, x, w, scalingPlanes: scalingPlanes, inputGradient: target, weightGradient: dw)
   return dw
 }
 

@@ -44,12 +44,7 @@ public func mixedConv2dBackward(
     let dyPart = slice(dy, parts.outputs[i], alongAxis: 1), xPart = slice(x, parts.inputs[i], alongAxis: 1)
     let dxPart = slice(dx, parts.inputs[i], alongAxis: 1)
     func kernel<T: TensorScalar>(_: T.Type) {
-      if plan.sharesGradientWork {
-        plan.backward(dyPart, xPart, w, inputGradient: dxPart, weightGradient: dws[i], T.self)
-      } else {
-        plan.backwardInput(dyPart, w, into: dxPart, T.self)
-        plan.backwardWeight(dyPart, xPart, into: dws[i], T.self)
-      }
+      plan.gradients(dyPart, xPart, w, inputGradient: dxPart, weightGradient: dws[i], T.self)
     }
     input.dtype.dispatch(kernel, kernel)
   }

@@ -50,13 +50,11 @@ public func conv2dBackward(
     multiply(both.input, planeScale, into: destination)
     return (nil, both.weight)
   }
-  let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = weight.contiguous()
-  let dw = Tensor(uninitializedShape: weight.shape, dtype: .float32)
   let dx = destination == nil
     ? Tensor(uninitializedShape: input.shape, dtype: .float32, strides: PlaneLayout.channelMajorStrides(input.shape)) : nil
   let target = dx.map { InputGradientTarget($0) } ?? InputGradientTarget(destination!)
-  factors.withUnsafeBufferPointer {
-    winograd.backward(dy, x, w, scalingPlanes: $0.baseAddress!, inputGradient: target, weightGradient: dw)
+  let dw = factors.withUnsafeBufferPointer {
+    winogradGradients(winograd, gradOutput, input, weight, scalingPlanes: $0.baseAddress!, into: target)
   }
   withExtendedLifetime(destination) {}
   return (dx, dw)
