@@ -230,13 +230,18 @@ struct ConvolutionPlan {
   }
 
   /// Both gradients: at once where ``sharesGradientWork``, else the input gradient and then the
-  /// weight gradient. The bits are the same either way.
-  func gradients<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type) {
+  /// weight gradient. The bits are the same either way. With `affine` (the pre-activation unit; only
+  /// where the gradients share work), `x` is normalised on its way into the grid.
+  func gradients<T: TensorScalar>(
+    _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
+    normalizing affine: (scale: [T], shift: [T])? = nil
+  ) {
     guard sharesGradientWork else {
+      precondition(affine == nil, "internal: a normalised input for a plan whose gradients share no work")
       backwardInput(dy, w, into: dx, T.self)
       return backwardWeight(dy, x, into: dw, T.self)
     }
-    backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self)
+    backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self, normalizing: affine)
   }
 
   /// The pointwise GEMM's operand: `x` itself when its images lie next to each other within each

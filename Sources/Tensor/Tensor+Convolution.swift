@@ -122,18 +122,7 @@ public func conv2dBackward(
 ) -> (input: Tensor, weight: Tensor) {
   let g = ConvolutionGeometry(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
-  require(
-    gradOutput.shape == g.outputShape,
-    "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
-  require(
-    input.dtype == weight.dtype && gradOutput.dtype == input.dtype,
-    "conv2dBackward: dtypes differ (gradient \(gradOutput.dtype), input \(input.dtype), weight \(weight.dtype))")
-  let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = weight.contiguous()
-  let dx = Tensor(uninitializedShape: input.shape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
-  let dw = Tensor(uninitializedShape: weight.shape, dtype: dy.dtype)
-  func kernel<T: TensorScalar>(_: T.Type) { ConvolutionPlan(g).gradients(dy, x, w, inputGradient: dx, weightGradient: dw, T.self) }
-  dy.dtype.dispatch(kernel, kernel)
-  return (dx, dw)
+  return convolutionGradients(gradOutput, input: input, weight: weight, ConvolutionPlan(g), g, "conv2dBackward")
 }
 
 /// ``conv2dBackward(_:input:weight:stride:padding:dilation:groups:)`` with the input gradient
@@ -187,15 +176,27 @@ func sharedGradientBackward(
 ) -> (input: Tensor, weight: Tensor)? {
   let plan = ConvolutionPlan(g)
   guard plan.sharesGradientWork else { return nil }
+  return convolutionGradients(gradOutput, input: input, weight: weight, plan, g, operation, normalizing: preActivation)
+}
+
+/// Both gradients of the convolution `g` by `plan` (``ConvolutionPlan/gradients(_:_:_:inputGradient:weightGradient:_:normalizing:)``),
+/// after checking the output gradient's shape and the dtypes: the input gradient, stored
+/// channel-major, and the weight gradient.
+private func convolutionGradients(
+  _ gradOutput: Tensor, input: Tensor, weight: Tensor, _ plan: ConvolutionPlan, _ g: ConvolutionGeometry, _ operation: String,
+  normalizing preActivation: PreActivation? = nil
+) -> (input: Tensor, weight: Tensor) {
   require(
     gradOutput.shape == g.outputShape,
     "\(operation): gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
-  require(input.dtype == weight.dtype && gradOutput.dtype == input.dtype, "\(operation): dtypes differ (gradient \(gradOutput.dtype), input \(input.dtype), weight \(weight.dtype))")
+  require(
+    input.dtype == weight.dtype && gradOutput.dtype == input.dtype,
+    "\(operation): dtypes differ (gradient \(gradOutput.dtype), input \(input.dtype), weight \(weight.dtype))")
   let dy = gradOutput.channelMajor(), x = input.withDensePlanes(), w = weight.contiguous()
   let dx = Tensor(uninitializedShape: input.shape, dtype: dy.dtype, strides: PlaneLayout.channelMajorStrides(input.shape))
   let dw = Tensor(uninitializedShape: weight.shape, dtype: dy.dtype)
   func kernel<T: TensorScalar>(_: T.Type) {
-    plan.backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self, normalizing: preActivation?.affine(T.self))
+    plan.gradients(dy, x, w, inputGradient: dx, weightGradient: dw, T.self, normalizing: preActivation?.affine(T.self))
   }
   dy.dtype.dispatch(kernel, kernel)
   return (dx, dw)
