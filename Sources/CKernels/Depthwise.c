@@ -65,32 +65,3 @@ TARGET void reprise_depthwise_plane_f32(
     }
   }
 }
-
-// The column phases of stride-2 planes. Swift's loops move one float per iteration with a stride
-// of two on one side, and profiled at 4% (the copy into phases) and 6% (the scatter back) of a
-// MobileNetV2 step; here eight floats move per iteration through shuffles.
-
-TARGET void reprise_split_columns_f32(const float *row, long count, float *even, float *odd) {
-  long i = 0;
-  for (; i + 16 <= count; i += 16) {
-    const __m256 a = _mm256_loadu_ps(row + i), b = _mm256_loadu_ps(row + i + 8);
-    // [a0 a2 b0 b2 | a4 a6 b4 b6] and [a1 a3 b1 b3 | a5 a7 b5 b7], then their quarters in order.
-    const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-    _mm256_storeu_ps(even + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
-    _mm256_storeu_ps(odd + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0))));
-  }
-  for (; i < count; i++) (i % 2 == 0 ? even : odd)[i / 2] = row[i];
-}
-
-TARGET void reprise_spread_columns_f32(const float *values, long count, float *to) {
-  long j = 0;
-  // Each step reads and rewrites to[2j .. 2j + 7], keeping the odd positions as they were; it stops
-  // while 2j + 7 is still a position of this row's span (below 2 count - 1), so that nothing past
-  // the row is touched, which another thread may be writing.
-  const __m256i spread = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-  for (; 2 * j + 8 <= 2 * count - 1; j += 4) {
-    const __m256 v = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(values + j)), spread);
-    _mm256_storeu_ps(to + 2 * j, _mm256_blend_ps(_mm256_loadu_ps(to + 2 * j), v, 0x55));
-  }
-  for (; j < count; j++) to[2 * j] = values[j];
-}

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Strided convolution on the input's phase grids, computed by the direct kernels of the stride-1
 /// shifted grid (``DirectConvolution``), for Float32 on processors with AVX2 and FMA.
 ///
@@ -75,30 +77,17 @@ struct PhaseGrid {
   func phased(_ x: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: [g.inputChannels * length], dtype: .float32)
     let layout = PlaneLayout(x), src = x.base(Float.self), dst = out.base(Float.self)
-    let (h, w, ph, pw, sh, sw) = (g.height, g.width, phaseHeight, phaseWidth, g.stride.height, g.stride.width)
-    // The phase columns that hold input pixels, per phase; rows are tested as they are copied.
-    let inside = phases.map { Self.inside(remainder: $0.column, padding: g.padding.width, size: w, stride: sw, count: pw) }
-    Parallel.forRanges(g.inputChannels * g.batch, costPerItem: phases.count * ph * pw) { planes in
+    let remainders = phases.flatMap { [$0.row, $0.column] }, channels = g.inputChannels
+    // Planes in the input's order, image by image, each kernel call naming the next plane so
+    // that its reads are on their way (Phases.c).
+    let plane = { (p: Int) in src + p / channels * layout.imageStride + p % channels * layout.channelStride }
+    Parallel.forRanges(g.batch * channels, costPerItem: phases.count * phaseHeight * phaseWidth) { planes in
       for p in planes {
-        let c = p / g.batch, n = p % g.batch, from = src + n * layout.imageStride + c * layout.channelStride
-        for (index, phase) in phases.enumerated() {
-          let to = dst + c * length + index * phaseLength + n * ph * pw, columns = inside[index]
-          // Counters rather than a division per element: input row y and column x step by the stride.
-          var y = phase.row - g.padding.height
-          for i in 0..<ph {
-            let row = to + i * pw
-            if y >= 0 && y < h {
-              let source = from + y * w + columns.lowerBound * sw + phase.column - g.padding.width
-              let target = row + columns.lowerBound, count = columns.count
-              row.update(repeating: 0, count: columns.lowerBound)
-              Self.gather(source, stride: sw, count: count, into: target)
-              (row + columns.upperBound).update(repeating: 0, count: pw - columns.upperBound)
-            } else {
-              row.update(repeating: 0, count: pw)
-            }
-            y += sh
-          }
-        }
+        let n = p / channels, c = p % channels
+        reprise_phase_split_f32(
+          plane(p), g.height, g.width, g.stride.height, g.stride.width, g.padding.height, g.padding.width, remainders,
+          phases.count, phaseHeight, phaseWidth, dst + c * length + n * phaseHeight * phaseWidth, phaseLength,
+          p + 1 < planes.upperBound ? plane(p + 1) : nil)
       }
     }
     withExtendedLifetime(x) {}
@@ -194,81 +183,22 @@ struct PhaseGrid {
   }
 
   /// Lays each phase's input-gradient values ([C, N, rows, columns] per phase) back at their input
-  /// pixels, and zeros at the pixels of no phase.
+  /// pixels, and zeros at the pixels of no phase (Phases.c).
   private func interleave(_ parts: [(rows: Range<Int>, columns: Range<Int>, values: Tensor)], into dx: Tensor) {
-    let layout = PlaneLayout(dx), out = dx.base(Float.self)
-    let (h, w, sh, sw, top, left) = (g.height, g.width, g.stride.height, g.stride.width, g.padding.height, g.padding.width)
-    // The index in `phases` of each remainder pair, or nil where no tap reads it; the parts' ranges
-    // and pointers taken out of the tuples, which the loops would otherwise retain and release.
-    let index = (0..<sh * sw).map { r in phases.firstIndex { $0 == (r / sw, r % sw) } }
-    let rows = parts.map(\.rows), columns = parts.map(\.columns), values = parts.map { $0.values.base(Float.self) }
-    Parallel.forRanges(g.inputChannels * g.batch, costPerItem: h * w) { planes in
+    let layout = PlaneLayout(dx), out = dx.base(Float.self), (sh, sw) = (g.stride.height, g.stride.width)
+    // The index in `phases` of each remainder pair (-1 where no tap reads it), and each phase's
+    // ranges and values.
+    let index = (0..<sh * sw).map { r in phases.firstIndex { $0 == (r / sw, r % sw) } ?? -1 }
+    let ranges = parts.flatMap { [$0.rows.lowerBound, $0.rows.count, $0.columns.lowerBound, $0.columns.count] }
+    let values: [UnsafePointer<Float>?] = parts.map { UnsafePointer($0.values.base(Float.self)) }
+    Parallel.forRanges(g.inputChannels * g.batch, costPerItem: g.height * g.width) { planes in
       for p in planes {
-        let c = p / g.batch, n = p % g.batch, plane = out + n * layout.imageStride + c * layout.channelStride
-        for y in 0..<h {
-          let row = plane + y * w, i = (y + top) / sh, a = (y + top) % sh
-          row.update(repeating: 0, count: w)
-          for b in 0..<sw {
-            guard let phase = index[a * sw + b], rows[phase].contains(i) else { continue }
-            let (lower, count) = (columns[phase].lowerBound, columns[phase].count)
-            let value = values[phase] + ((c * g.batch + n) * rows[phase].count + i - rows[phase].lowerBound) * count
-            let target = row + lower * sw + b - left
-            Self.scatter(value, count: count, into: target, stride: sw)
-          }
-        }
+        let c = p / g.batch, n = p % g.batch
+        reprise_phase_merge_f32(
+          out + n * layout.imageStride + c * layout.channelStride, g.height, g.width, sh, sw, g.padding.height, g.padding.width,
+          index, values, ranges, p)
       }
     }
     withExtendedLifetime(parts) {}
-  }
-
-  /// target[j] = source[j·stride] for j < count. At stride 2 (every strided layer of the models)
-  /// four at a time, the even lanes of 8 loaded values, and the last four as the odd lanes of the 8
-  /// values from one position earlier: no read outside [source, source + 2·count - 1). (Four lanes:
-  /// Swift code for baseline x86-64 has 4-wide vectors.)
-  @inline(__always)
-  static func gather(_ source: UnsafePointer<Float>, stride: Int, count: Int, into target: UnsafeMutablePointer<Float>) {
-    switch stride {
-    case 1: target.update(from: source, count: count)
-    case 2 where count > 4:
-      let raw = UnsafeRawPointer(source), out = UnsafeMutableRawPointer(target)
-      var j = 0
-      while j + 5 <= count {
-        out.storeBytes(of: raw.loadUnaligned(fromByteOffset: 8 * j, as: SIMD8<Float>.self).evenHalf, toByteOffset: 4 * j, as: SIMD4<Float>.self)
-        j += 4
-      }
-      if j < count {
-        let last = count - 4
-        out.storeBytes(
-          of: raw.loadUnaligned(fromByteOffset: 8 * last - 4, as: SIMD8<Float>.self).oddHalf, toByteOffset: 4 * last,
-          as: SIMD4<Float>.self)
-      }
-    default: for j in 0..<count { target[j] = source[j * stride] }
-    }
-  }
-
-  /// target[j·stride] = source[j] for j < count, leaving the positions between untouched. At stride 2
-  /// four at a time into 8 loaded values (their even lanes), within [target, target + 2·count - 1)
-  /// as ``gather(_:stride:count:into:)`` reads.
-  @inline(__always)
-  static func scatter(_ source: UnsafePointer<Float>, count: Int, into target: UnsafeMutablePointer<Float>, stride: Int) {
-    switch stride {
-    case 1: target.update(from: source, count: count)
-    case 2 where count > 4:
-      let raw = UnsafeRawPointer(source), out = UnsafeMutableRawPointer(target)
-      var j = 0
-      while j + 5 <= count {
-        var lanes = out.loadUnaligned(fromByteOffset: 8 * j, as: SIMD8<Float>.self)
-        lanes.evenHalf = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD4<Float>.self)
-        out.storeBytes(of: lanes, toByteOffset: 8 * j, as: SIMD8<Float>.self)
-        j += 4
-      }
-      if j < count {
-        let last = count - 4
-        var lanes = out.loadUnaligned(fromByteOffset: 8 * last - 4, as: SIMD8<Float>.self)
-        lanes.oddHalf = raw.loadUnaligned(fromByteOffset: 4 * last, as: SIMD4<Float>.self)
-        out.storeBytes(of: lanes, toByteOffset: 8 * last - 4, as: SIMD8<Float>.self)
-      }
-    default: for j in 0..<count { target[j * stride] = source[j] }
-    }
   }
 }

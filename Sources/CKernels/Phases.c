@@ -1,0 +1,158 @@
+// The phases of strided planes (CKernels.h): the column phases of a stride-2 row for the
+// depthwise kernels (DepthwiseConvolution+Planes.swift), and whole planes split into their phases
+// and merged back for the phase grid (PhaseGrid.swift).
+//
+// Swift compiles for baseline x86-64 and moves one float per iteration where one side has a stride
+// of two; here eight move per iteration through AVX2 shuffles. The copies are bound by their
+// reads: each plane is a fresh page or a few, where the hardware prefetchers start cold, so the
+// phase split names the next plane, whose lines are asked for while this one is copied.
+#include "CKernels.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define TARGET __attribute__((target("avx2,fma")))
+
+// The depthwise kernels' column phases: Swift's loops profiled at 4% (the copy into phases) and
+// 6% (the scatter back) of a MobileNetV2 step.
+
+/// The even-indexed and the odd-indexed of the 16 values in a and b, in order: the shuffles give
+/// [a0 a2 b0 b2 | a4 a6 b4 b6] and [a1 a3 b1 b3 | a5 a7 b5 b7], then their quarters are put in order.
+TARGET static inline __m256 evenOf(__m256 a, __m256 b) {
+  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+TARGET static inline __m256 oddOf(__m256 a, __m256 b) {
+  const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+TARGET void reprise_split_columns_f32(const float *row, long count, float *even, float *odd) {
+  long i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m256 a = _mm256_loadu_ps(row + i), b = _mm256_loadu_ps(row + i + 8);
+    _mm256_storeu_ps(even + i / 2, evenOf(a, b));
+    _mm256_storeu_ps(odd + i / 2, oddOf(a, b));
+  }
+  for (; i < count; i++) (i % 2 == 0 ? even : odd)[i / 2] = row[i];
+}
+
+TARGET void reprise_spread_columns_f32(const float *values, long count, float *to) {
+  long j = 0;
+  // Each step reads and rewrites to[2j .. 2j + 7], keeping the odd positions as they were; it stops
+  // while 2j + 7 is still a position of this row's span (below 2 count - 1), so that nothing past
+  // the row is touched, which another thread may be writing.
+  const __m256i spread = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  for (; 2 * j + 8 <= 2 * count - 1; j += 4) {
+    const __m256 v = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(values + j)), spread);
+    _mm256_storeu_ps(to + 2 * j, _mm256_blend_ps(_mm256_loadu_ps(to + 2 * j), v, 0x55));
+  }
+  for (; j < count; j++) to[2 * j] = values[j];
+}
+
+// The phase grid's planes.
+
+/// to[j] = from[2j] for j < count. Eight at a time as the even lanes of 16 loaded values; the last
+/// eight as the odd lanes of the 16 values from one position earlier, so that nothing past
+/// from[2(count - 1)] is read.
+TARGET static void gatherEven(const float *from, long count, float *to) {
+  if (count < 9) {
+    for (long j = 0; j < count; j++) to[j] = from[2 * j];
+    return;
+  }
+  for (long j = 0; j + 8 < count; j += 8) _mm256_storeu_ps(to + j, evenOf(_mm256_loadu_ps(from + 2 * j), _mm256_loadu_ps(from + 2 * j + 8)));
+  const long last = count - 8;
+  _mm256_storeu_ps(to + last, oddOf(_mm256_loadu_ps(from + 2 * last - 1), _mm256_loadu_ps(from + 2 * last + 7)));
+}
+
+TARGET void reprise_phase_split_f32(
+  const float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft,
+  const long *remainders, long phaseCount, long phaseHeight, long phaseWidth, float *out, long phaseStride,
+  const float *next) {
+  if (next) {
+    // The next plane's first 4 KiB (all of a 32 x 32 plane); on larger planes the prefetchers
+    // have the rest of its first page to learn from. Addresses as integers: the lines are only
+    // asked for, never read here.
+    const long bytes = (long)sizeof(float) * height * width;
+    const uintptr_t start = (uintptr_t)next, end = start + (uintptr_t)(bytes < 4096 ? bytes : 4096);
+    for (uintptr_t p = start & ~(uintptr_t)63; p < end; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
+  }
+  for (long k = 0; k < phaseCount; k++) {
+    const long a = remainders[2 * k], b = remainders[2 * k + 1];
+    // The phase columns j whose input column j·strideX + b - padLeft lies in [0, width).
+    const long lower = padLeft > b ? (padLeft - b + strideX - 1) / strideX : 0;
+    long upper = (width + padLeft - b + strideX - 1) / strideX;
+    upper = upper > phaseWidth ? phaseWidth : upper < lower ? lower : upper;
+    float *to = out + k * phaseStride;
+    for (long i = 0; i < phaseHeight; i++, to += phaseWidth) {
+      const long y = i * strideY + a - padTop;
+      if (y < 0 || y >= height || upper == lower) {
+        memset(to, 0, sizeof(float) * (size_t)phaseWidth);
+        continue;
+      }
+      for (long j = 0; j < lower; j++) to[j] = 0;
+      const float *from = plane + y * width + lower * strideX + b - padLeft;
+      const long count = upper - lower;
+      if (strideX == 2) {
+        gatherEven(from, count, to + lower);
+      } else {
+        for (long j = 0; j < count; j++) to[lower + j] = from[j * strideX];
+      }
+      for (long j = upper; j < phaseWidth; j++) to[j] = 0;
+    }
+  }
+}
+
+/// row[2m] = even[m] and row[2m + 1] = odd[m] for 2m, 2m + 1 < width: eight of each at a time,
+/// interleaved in registers and stored as two whole vectors.
+TARGET static void interleaveColumns(const float *even, const float *odd, long width, float *row) {
+  long m = 0;
+  for (; 2 * m + 16 <= width; m += 8) {
+    const __m256 e = _mm256_loadu_ps(even + m), o = _mm256_loadu_ps(odd + m);
+    const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+    _mm256_storeu_ps(row + 2 * m, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(row + 2 * m + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+  for (long x = 2 * m; x < width; x++) row[x] = x % 2 ? odd[x / 2] : even[x / 2];
+}
+
+/// The widest plane whose rows the stride-2 merge builds on the stack.
+enum { MERGE_WIDTH = 1024 };
+
+TARGET void reprise_phase_merge_f32(
+  float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft, const long *phaseIndex,
+  const float *const *values, const long *ranges, long planeIndex) {
+  // Stride 2 (every strided layer of the models) builds each row's even and odd columns apart and
+  // interleaves them, so that the row is written once in whole vectors; other strides write the
+  // row's zeros and then each phase's values in place.
+  float columns[2][MERGE_WIDTH / 2];
+  const int paired = strideX == 2 && width <= MERGE_WIDTH;
+  const long half = (width + 1) / 2;
+  for (long y = 0; y < height; y++) {
+    float *row = plane + y * width;
+    const long i = (y + padTop) / strideY, a = (y + padTop) % strideY;
+    if (paired) {
+      memset(columns[0], 0, sizeof(float) * (size_t)half);
+      memset(columns[1], 0, sizeof(float) * (size_t)half);
+    } else {
+      memset(row, 0, sizeof(float) * (size_t)width);
+    }
+    for (long b = 0; b < strideX; b++) {
+      const long k = phaseIndex[a * strideX + b];
+      if (k < 0) continue;
+      const long *r = ranges + 4 * k;  // rows lower, rows count, columns lower, columns count
+      if (i < r[0] || i >= r[0] + r[1] || r[3] == 0) continue;
+      const float *from = values[k] + (planeIndex * r[1] + i - r[0]) * r[3];
+      // Phase column j is input column j·strideX + b - padLeft, which lies in the row.
+      const long first = r[2] * strideX + b - padLeft;
+      if (paired) {
+        memcpy(columns[first % 2] + first / 2, from, sizeof(float) * (size_t)r[3]);
+      } else {
+        for (long j = 0; j < r[3]; j++) row[first + j * strideX] = from[j];
+      }
+    }
+    if (paired) interleaveColumns(columns[0], columns[1], width, row);
+  }
+}
