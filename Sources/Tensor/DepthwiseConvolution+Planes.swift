@@ -8,8 +8,9 @@ import CKernels
 /// phases, one grid per remainder (a, b) of the padded row and column modulo the stride: tap
 /// (ky, kx) reads phase (ky·dh mod sh, kx·dw mod sw) shifted by (ky·dh div sh, kx·dw div sw),
 /// consecutive positions again, and the same kernel computes it. With stride 1 there is one phase,
-/// the padded plane itself. (The Swift loops this replaces read and scattered strided elements one
-/// at a time; docs/performance.md has what that cost MobileNetV2.)
+/// the padded plane itself. The rows are split into column phases and spread back by the kernels
+/// of `Phases.c`. (The Swift loops they replace read and scattered strided elements one at a time;
+/// docs/performance.md has what that cost MobileNetV2.)
 ///
 /// The input gradient is a correlation too, one per phase of the padded input: position
 /// (r·sh + a, c·sw + b) takes output gradient (r - i, c - j) through each tap of phase (a, b)
