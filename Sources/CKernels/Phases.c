@@ -69,8 +69,8 @@ TARGET static void gatherEven(const float *from, long count, float *to) {
 
 TARGET void reprise_phase_split_f32(
   const float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft,
-  const long *remainders, long phaseCount, long phaseHeight, long phaseWidth, float *out, long phaseStride,
-  const float *next) {
+  const long *remainders, const long *ranges, long phaseCount, long phaseHeight, long phaseWidth, float *out,
+  long phaseStride, const float *next) {
   if (next) {
     // The next plane's first 4 KiB (all of a 32 x 32 plane); on larger planes the prefetchers
     // have the rest of its first page to learn from. Addresses as integers: the lines are only
@@ -81,24 +81,21 @@ TARGET void reprise_phase_split_f32(
   }
   for (long k = 0; k < phaseCount; k++) {
     const long a = remainders[2 * k], b = remainders[2 * k + 1];
-    // The phase columns j whose input column j·strideX + b - padLeft lies in [0, width).
-    const long lower = padLeft > b ? (padLeft - b + strideX - 1) / strideX : 0;
-    long upper = (width + padLeft - b + strideX - 1) / strideX;
-    upper = upper > phaseWidth ? phaseWidth : upper < lower ? lower : upper;
+    const long *r = ranges + 4 * k;  // rows lower, rows count, columns lower, columns count
+    const long lower = r[2], upper = r[2] + r[3];
     float *to = out + k * phaseStride;
     for (long i = 0; i < phaseHeight; i++, to += phaseWidth) {
-      const long y = i * strideY + a - padTop;
-      if (y < 0 || y >= height || upper == lower) {
+      if (i < r[0] || i >= r[0] + r[1] || r[3] == 0) {
         memset(to, 0, sizeof(float) * (size_t)phaseWidth);
         continue;
       }
       for (long j = 0; j < lower; j++) to[j] = 0;
-      const float *from = plane + y * width + lower * strideX + b - padLeft;
-      const long count = upper - lower;
+      // Phase pixel (i, j) is input pixel (i·strideY + a - padTop, j·strideX + b - padLeft).
+      const float *from = plane + (i * strideY + a - padTop) * width + lower * strideX + b - padLeft;
       if (strideX == 2) {
-        gatherEven(from, count, to + lower);
+        gatherEven(from, r[3], to + lower);
       } else {
-        for (long j = 0; j < count; j++) to[lower + j] = from[j * strideX];
+        for (long j = 0; j < r[3]; j++) to[lower + j] = from[j * strideX];
       }
       for (long j = upper; j < phaseWidth; j++) to[j] = 0;
     }

@@ -77,7 +77,8 @@ struct PhaseGrid {
   func phased(_ x: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: [g.inputChannels * length], dtype: .float32)
     let layout = PlaneLayout(x), src = x.base(Float.self), dst = out.base(Float.self)
-    let remainders = phases.flatMap { [$0.row, $0.column] }, channels = g.inputChannels
+    let remainders = phases.flatMap { [$0.row, $0.column] }, ranges = phases.flatMap { Self.flattened(covered($0)) }
+    let channels = g.inputChannels
     // Planes in the input's order, image by image, each kernel call naming the next plane so
     // that its reads are on their way (Phases.c).
     let plane = { (p: Int) in src + p / channels * layout.imageStride + p % channels * layout.channelStride }
@@ -86,7 +87,7 @@ struct PhaseGrid {
         let n = p / channels, c = p % channels
         reprise_phase_split_f32(
           plane(p), g.height, g.width, g.stride.height, g.stride.width, g.padding.height, g.padding.width, remainders,
-          phases.count, phaseHeight, phaseWidth, dst + c * length + n * phaseHeight * phaseWidth, phaseLength,
+          ranges, phases.count, phaseHeight, phaseWidth, dst + c * length + n * phaseHeight * phaseWidth, phaseLength,
           p + 1 < planes.upperBound ? plane(p + 1) : nil)
       }
     }
@@ -94,9 +95,22 @@ struct PhaseGrid {
     return out
   }
 
+  /// The rows and columns of `phase` that hold input pixels (the others fall on the padding).
+  func covered(_ phase: (row: Int, column: Int)) -> (rows: Range<Int>, columns: Range<Int>) {
+    (
+      Self.inside(remainder: phase.row, padding: g.padding.height, size: g.height, stride: g.stride.height, count: phaseHeight),
+      Self.inside(remainder: phase.column, padding: g.padding.width, size: g.width, stride: g.stride.width, count: phaseWidth)
+    )
+  }
+
+  /// Ranges as Phases.c takes them: first row, rows, first column, columns.
+  static func flattened(_ ranges: (rows: Range<Int>, columns: Range<Int>)) -> [Int] {
+    [ranges.rows.lowerBound, ranges.rows.count, ranges.columns.lowerBound, ranges.columns.count]
+  }
+
   /// The positions j < count of a phase whose input coordinate j·stride + remainder - padding lies
   /// in [0, size).
-  static func inside(remainder: Int, padding: Int, size: Int, stride: Int, count: Int) -> Range<Int> {
+  private static func inside(remainder: Int, padding: Int, size: Int, stride: Int, count: Int) -> Range<Int> {
     let lower = padding > remainder ? (padding - remainder + stride - 1) / stride : 0
     let upper = min(count, (size + padding - remainder + stride - 1) / stride)
     return lower..<max(lower, upper)
@@ -150,8 +164,7 @@ struct PhaseGrid {
     var parts: [(rows: Range<Int>, columns: Range<Int>, values: Tensor)] = []
     for (index, phase) in phases.enumerated() {
       let taps = (0..<kk).filter { tapPhases[$0] == index }
-      let rows = Self.inside(remainder: phase.row, padding: g.padding.height, size: g.height, stride: g.stride.height, count: phaseHeight)
-      let columns = Self.inside(remainder: phase.column, padding: g.padding.width, size: g.width, stride: g.stride.width, count: phaseWidth)
+      let (rows, columns) = covered(phase)
       let plane = rows.count * columns.count
       let values = Tensor(uninitializedShape: [g.inputChannels * g.batch * plane], dtype: .float32)
       parts.append((rows, columns, values))
@@ -189,7 +202,7 @@ struct PhaseGrid {
     // The index in `phases` of each remainder pair (-1 where no tap reads it), and each phase's
     // ranges and values.
     let index = (0..<sh * sw).map { r in phases.firstIndex { $0 == (r / sw, r % sw) } ?? -1 }
-    let ranges = parts.flatMap { [$0.rows.lowerBound, $0.rows.count, $0.columns.lowerBound, $0.columns.count] }
+    let ranges = parts.flatMap { Self.flattened(($0.rows, $0.columns)) }
     let values: [UnsafePointer<Float>?] = parts.map { UnsafePointer($0.values.base(Float.self)) }
     Parallel.forRanges(g.inputChannels * g.batch, costPerItem: g.height * g.width) { planes in
       for p in planes {

@@ -74,19 +74,20 @@ void reprise_shifted_weight_gradient_f32(
 /// (PhaseGrid.swift): phase k, with row and column remainders `remainders[2k]` and
 /// `remainders[2k + 1]`, is the `phaseHeight` x `phaseWidth` plane at `out + k * phaseStride` whose
 /// element (i, j) is the padded input's pixel (i·strideY + a, j·strideX + b), input pixel
-/// (i·strideY + a - padTop, j·strideX + b - padLeft), or zero where that falls outside the plane.
+/// (i·strideY + a - padTop, j·strideX + b - padLeft). Phase k's input pixels are its rows
+/// [ranges[4k], ranges[4k] + ranges[4k + 1]) and columns [ranges[4k + 2], ranges[4k + 2] +
+/// ranges[4k + 3]) (the caller's ranges, which must lie in the plane); everything else is zero.
 /// `next`, when not NULL, is the plane the caller copies next: its lines are prefetched.
 void reprise_phase_split_f32(
   const float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft,
-  const long *remainders, long phaseCount, long phaseHeight, long phaseWidth, float *out, long phaseStride,
-  const float *next);
+  const long *remainders, const long *ranges, long phaseCount, long phaseHeight, long phaseWidth, float *out,
+  long phaseStride, const float *next);
 
 /// The inverse of `reprise_phase_split_f32` for an input gradient: writes input plane `plane`
 /// (`height` x `width`) from its phases' values. `phaseIndex[a * strideX + b]` is the phase with
-/// remainders (a, b), or -1 for none; phase k covers phase rows [ranges[4k], ranges[4k] +
-/// ranges[4k + 1]) and columns [ranges[4k + 2], ranges[4k + 2] + ranges[4k + 3]), and its values
-/// are [planes][rows][columns] from `values[k]`, this plane's block the `planeIndex`th. Pixels no
-/// phase covers get zero.
+/// remainders (a, b), or -1 for none; phase k covers the rows and columns `ranges` gives it, as
+/// there, and its values are [planes][rows][columns] from `values[k]`, this plane's block the
+/// `planeIndex`th. Pixels no phase covers get zero.
 void reprise_phase_merge_f32(
   float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft, const long *phaseIndex,
   const float *const *values, const long *ranges, long planeIndex);
