@@ -16,10 +16,10 @@ import TensorModule
 /// | head         | BN, ReLU, global average pool, linear                                     |
 ///
 /// Parameter and buffer names are torchvision's state-dict keys. A block's features live in one
-/// growing buffer (`FeatureBuffer`), so a layer's input is a view, not a concatenation. The 3x3
-/// units are fused BN-ReLU-conv operations (their convolution pads its input, so the normalised map
-/// is written straight into the padded planes in both directions and never kept); the 1x1
-/// bottleneck units keep their normalised maps, and tag their output `bottleneck` for checkpoint
+/// growing buffer (`FeatureBuffer`), so a layer's input is a view, not a concatenation. Its units
+/// are fused BN-ReLU-conv operations: the normalised map is computed on the way into the
+/// convolution (the 3x3 convolution's padded planes, the 1x1 products' chunks) in both directions
+/// and never kept. The 1x1 bottleneck units tag their output `bottleneck` for checkpoint
 /// policies. How the network is checkpointed is a plan applied to it:
 /// ``memoryEfficientPlan(keptBottleneckFraction:)`` is Pleiss et al.'s. A network pruned by network
 /// slimming (``pruned(ratio:)``) is a DenseNet whose configuration says which input channels each
@@ -83,8 +83,9 @@ public final class DenseNet: Network {
   public var children: [(name: String, module: any Module)] { [("features", features), ("classifier", classifier)] }
 
   /// The memory-efficient implementation of Pleiss et al. as a checkpoint plan: every dense layer
-  /// is a region, so no layer keeps a normalised map (the quadratic part) and feature-map memory is
-  /// linear in depth; the backward pass recomputes the normalisations.
+  /// is a region. Their aim, no normalised map of the concatenation kept (the part that grows
+  /// quadratically in depth), the fused units meet without a plan; the regions drop what is left,
+  /// the layers' 4k-channel bottleneck outputs, which the backward pass recomputes.
   ///
   /// - Parameter keptBottleneckFraction: the fraction of each block's layers, the last ones, whose
   ///   region keeps its 4k-channel bottleneck output (policy: the name `bottleneck`) instead of
@@ -188,14 +189,10 @@ public final class DenseLayer: Layer {
   /// The new channels, with the batch statistics of `features` when the caller has them (see
   /// `BatchNorm2d/callAsFunction(_:applyingReLU:ceiling:statistics:)`).
   public func callAsFunction(_ features: Variable, statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
-    // A 3x3 unit is fused: its convolution pads its input anyway, so normalising on the way in,
-    // forward and backward, costs nothing and saves keeping the normalised map.
     func unit(_ x: Variable, _ norm: BatchNorm2d, _ conv: Conv2d, _ statistics: (mean: Tensor, variance: Tensor)?) -> Variable {
-      let y =
-        conv.weight.shape[2...] != [1, 1]
-        ? batchNormReLUConv(x, norm: norm, conv: conv, statistics: statistics)
-        : checkpointName(conv(norm(x, applyingReLU: true, statistics: statistics)), "bottleneck")
-      return dropout?(y) ?? y
+      let y = batchNormReLUConv(x, norm: norm, conv: conv, statistics: statistics)
+      let named = conv.weight.shape[2...] == [1, 1] ? checkpointName(y, "bottleneck") : y
+      return dropout?(named) ?? named
     }
     let h =
       selection.map { unit($0(features), norm1, conv1, statistics.map($0.select)) } ?? unit(features, norm1, conv1, statistics)

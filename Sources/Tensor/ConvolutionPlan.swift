@@ -70,16 +70,21 @@ struct ConvolutionPlan {
     if case .shiftedGrid(let grid) = method { grid } else { nil }
   }
 
-  /// Whether the method copies its input on the way in (into a padded grid, or a scratch plane the
-  /// Winograd transform reads), so that ``forward(_:_:into:_:normalizing:)`` and
-  /// ``backward(_:_:_:inputGradient:weightGradient:_:normalizing:)`` can normalise it there: the
-  /// pre-activation unit's fused batch normalisation and ReLU.
+  /// Whether the method copies its input on the way in (into a padded grid, a scratch plane the
+  /// Winograd transform reads, or the pointwise products' chunks), so that
+  /// ``forward(_:_:into:_:normalizing:)`` can normalise it there: the pre-activation unit's fused
+  /// batch normalisation and ReLU.
   var normalizesInput: Bool {
     switch method {
     case .shiftedGrid, .winograd: true
+    case .pointwise: pointwiseInChunks
     default: false
     }
   }
+
+  /// Whether ``gradients(_:_:_:inputGradient:weightGradient:_:normalizing:)`` can normalise the
+  /// input on its way in as well: where the gradients share work, and the pointwise products in chunks.
+  var gradientsNormalizeInput: Bool { sharesGradientWork || pointwiseInChunks }
 
   /// `y = conv(x, w)`; `x` has dense planes, `w` is contiguous, `y` is channel-major or a channel
   /// range of a channel-major tensor. With `affine` (only where ``normalizesInput``), the input is
@@ -94,16 +99,7 @@ struct ConvolutionPlan {
     case .winograd(let winograd): winograd.forward(x, w, into: y, T.self, normalizing: affine)
     case .shiftedGrid(let grid): grid.forward(x, w, into: y, T.self, normalizing: affine)
     case .phaseGrid(let grid) where usesVectorKernels(T.self): grid.forward(x, w, into: y)
-    case .pointwise:
-      let x = pointwiseOperand(x), layout = PlaneLayout(x), ldy = g.batch * g.outputPlane
-      let px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
-      for group in 0..<g.groups {
-        T.gemm(
-          transposeA: false, transposeB: false, m: g.groupOutputs, n: ldy, k: g.groupInputs, alpha: 1,
-          a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize,
-          b: px + group * g.groupInputs * layout.channelStride, ldb: max(layout.channelStride, ldy), beta: 0,
-          c: py + group * g.groupOutputs * ldy, ldc: ldy)
-      }
+    case .pointwise: pointwiseForward(x, w, into: y, T.self, normalizing: affine)
     case .phaseGrid, .im2col:
       let ldy = g.batch * g.outputPlane, pw = w.base(T.self), py = y.base(T.self)
       forEachColumnChunk(of: x, imagesPerChunk, T.self) { group, first, images, col in
@@ -125,14 +121,7 @@ struct ConvolutionPlan {
     case .shiftedGrid(let grid): grid.backwardInput(dy, w, into: dx, T.self)
     case .phaseGrid(let grid) where usesVectorKernels(T.self):
       grid.backward(dy, input: nil, weight: w, inputGradient: dx, weightGradient: nil)
-    case .pointwise:
-      let layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
-      for group in 0..<g.groups {
-        T.gemm(
-          transposeA: true, transposeB: false, m: g.groupInputs, n: ldy, k: g.groupOutputs, alpha: 1,
-          a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: pdy + group * g.groupOutputs * ldy, ldb: ldy,
-          beta: 0, c: pdx + group * g.groupInputs * layout.channelStride, ldc: max(layout.channelStride, ldy))
-      }
+    case .pointwise: pointwiseBackwardInput(dy, w, into: dx, T.self)
     case .phaseGrid, .im2col:
       let chunk = imagesPerChunk, layout = PlaneLayout(dx), pdy = dy.base(T.self), pw = w.base(T.self)
       let pdx = dx.base(T.self)
@@ -163,15 +152,7 @@ struct ConvolutionPlan {
     case .shiftedGrid(let grid): grid.backwardWeight(dy, x, into: dw, T.self)
     case .phaseGrid(let grid) where usesVectorKernels(T.self):
       grid.backward(dy, input: x, weight: nil, inputGradient: nil, weightGradient: dw)
-    case .pointwise:
-      let x = pointwiseOperand(x), layout = PlaneLayout(x)
-      let pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
-      for group in 0..<g.groups {
-        T.gemm(
-          transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: ldy, alpha: 1,
-          a: pdy + group * g.groupOutputs * ldy, lda: ldy, b: px + group * g.groupInputs * layout.channelStride,
-          ldb: max(layout.channelStride, ldy), beta: 0, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
-      }
+    case .pointwise: pointwiseBackwardWeight(dy, x, into: dw, T.self, normalizing: nil)
     case .phaseGrid, .im2col: columnWeightGradient(dy, x, into: dw, T.self)
     }
   }
@@ -231,23 +212,21 @@ struct ConvolutionPlan {
 
   /// Both gradients: at once where ``sharesGradientWork``, else the input gradient and then the
   /// weight gradient. The bits are the same either way. With `affine` (the pre-activation unit; only
-  /// where the gradients share work), `x` is normalised on its way into the grid.
+  /// where ``gradientsNormalizeInput``), `x` is normalised on its way into the grid or the chunks.
   func gradients<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, _ w: Tensor, inputGradient dx: Tensor, weightGradient dw: Tensor, _: T.Type,
     normalizing affine: (scale: [T], shift: [T])? = nil
   ) {
+    if case .pointwise = method {
+      pointwiseBackwardInput(dy, w, into: dx, T.self)
+      return pointwiseBackwardWeight(dy, x, into: dw, T.self, normalizing: affine)
+    }
     guard sharesGradientWork else {
       precondition(affine == nil, "internal: a normalised input for a plan whose gradients share no work")
       backwardInput(dy, w, into: dx, T.self)
       return backwardWeight(dy, x, into: dw, T.self)
     }
     backward(dy, x, w, inputGradient: dx, weightGradient: dw, T.self, normalizing: affine)
-  }
-
-  /// The pointwise GEMM's operand: `x` itself when its images lie next to each other within each
-  /// channel (channel-major, or a channel range of it), else a channel-major copy.
-  private func pointwiseOperand(_ x: Tensor) -> Tensor {
-    g.batch == 1 || PlaneLayout(x).imageStride == g.height * g.width ? x : x.channelMajor()
   }
 
   /// Runs `body` with an im2col buffer for `chunk` images, freed when it returns.

@@ -167,15 +167,16 @@ func winogradGradients(
 }
 
 /// Both gradients computed together, when the convolution's plan shares work between them (see
-/// ``ConvolutionPlan/sharesGradientWork``); nil otherwise.
+/// ``ConvolutionPlan/sharesGradientWork``) or, with `normalizing`, when it normalises its input on
+/// the way in (``ConvolutionPlan/gradientsNormalizeInput``); nil otherwise.
 /// With `normalizing`, `input` is the pre-activation unit's input, normalised on its way into the
-/// padded grid, and the input gradient is the normalised map's.
+/// padded grid or the pointwise chunks, and the input gradient is the normalised map's.
 func sharedGradientBackward(
   _ gradOutput: Tensor, input: Tensor, weight: Tensor, _ g: ConvolutionGeometry, _ operation: String,
   normalizing preActivation: PreActivation? = nil
 ) -> (input: Tensor, weight: Tensor)? {
   let plan = ConvolutionPlan(g)
-  guard plan.sharesGradientWork else { return nil }
+  guard plan.sharesGradientWork || (preActivation != nil && plan.gradientsNormalizeInput) else { return nil }
   return convolutionGradients(gradOutput, input: input, weight: weight, plan, g, operation, normalizing: preActivation)
 }
 

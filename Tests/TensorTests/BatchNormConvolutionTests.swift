@@ -7,8 +7,9 @@ final class BatchNormConvolutionTests: XCTestCase {
   /// Configurations on every path: normalised while padded (stride-1 kernels larger than 1x1),
   /// normalised as Winograd's input transform copies its planes (3x3 with 8 channels or more on
   /// planes of 8 x 8 or more, both tile sizes; Float64 takes the shifted grid, normalising as it pads, with few
-  /// outputs and with many) and composed (pointwise, strided, wide outputs in the backward pass);
-  /// both dtypes and both layouts.
+  /// outputs and with many), normalised chunk by chunk (pointwise: one chunk, and several chunks
+  /// in ranges of their own per thread, ungrouped and grouped) and composed (strided, wide outputs
+  /// in the backward pass); both dtypes and both layouts.
   func testKernelsEqualTheComposition() {
     struct Case {
       let channels: Int, outputs: Int, kernel: Int, stride: Int, padding: Int, dilation: Int, groups: Int
@@ -27,6 +28,8 @@ final class BatchNormConvolutionTests: XCTestCase {
       Case(channels: 12, outputs: 40, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 9, width: 8),
       Case(channels: 9, outputs: 10, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 14),
       Case(channels: 8, outputs: 12, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, height: 8, width: 8),
+      Case(channels: 80, outputs: 12, kernel: 1, stride: 1, padding: 0, dilation: 1, groups: 1, height: 32, width: 32),
+      Case(channels: 80, outputs: 12, kernel: 1, stride: 1, padding: 0, dilation: 1, groups: 2, height: 32, width: 32),
     ]
     var random = RandomGenerator(seed: 31)
     for (i, c) in cases.enumerated() {

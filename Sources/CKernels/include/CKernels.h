@@ -92,6 +92,12 @@ void reprise_phase_merge_f32(
   float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft, const long *phaseIndex,
   const float *const *values, const long *ranges, long planeIndex);
 
+/// Writes max(x · scale[c] + shift[c], 0) of `count` columns of each of `channels` rows of `x`
+/// (`ldx` apart) into `block`, rows `count` apart: the product and the sum rounded apart, and the
+/// maximum as Swift's `max(v, 0)`. The rows ahead are prefetched.
+void reprise_normalize_columns_f32(
+  const float *x, long ldx, long count, long channels, const float *scale, const float *shift, float *block);
+
 /// Splits a row of `count` floats into its even-indexed elements at `even` and its odd-indexed ones
 /// at `odd` (the two column phases of a stride-2 plane).
 void reprise_split_columns_f32(const float *row, long count, float *even, float *odd);

@@ -1,0 +1,159 @@
+import CKernels
+/// The pointwise method (1x1, stride 1, no padding): the channel-major input, one row of
+/// `batch · height · width` columns per channel, is the GEMM operand itself.
+///
+/// Where the batch's pixels outnumber the channels eight times or more (``pointwiseInChunks``; every
+/// bottleneck of a CIFAR DenseNet), the weight gradient runs along the pixels in chunks of columns,
+/// and the pre-activation unit's normalisation and ReLU (`normalizing`) are applied chunk by chunk
+/// into a block that the product reads while it is in cache. The unit then keeps no normalised map,
+/// and its forward pass reads its input once instead of writing the map and reading it back: for
+/// DenseNet that map is the quadratic part of its memory and the widest pass of a step.
+extension ConvolutionPlan {
+  /// Whether the weight gradient runs in chunks of columns and the unit may normalise its input on
+  /// the way into the products (see ``normalizesInput``): pointwise with at least eight pixels per
+  /// channel on either side, so that a chunk of a few hundred columns makes a product of full speed.
+  var pointwiseInChunks: Bool {
+    guard case .pointwise = method else { return false }
+    return g.batch * g.outputPlane >= 8 * max(g.groupInputs, g.groupOutputs)
+  }
+
+  /// Columns per chunk: a normalised block of about 128 KiB (so that it and OpenBLAS's packed copy
+  /// of it stay in a core's own cache), and at least 256, for products long enough to run at full
+  /// speed; a multiple of 16.
+  private func chunkColumns<T: TensorScalar>(_: T.Type) -> Int {
+    max(256, (1 << 17) / (MemoryLayout<T>.size * g.inputChannels)) / 16 * 16
+  }
+
+  /// `y = w · x`, one product per group; with `affine` (only where ``pointwiseInChunks``), of
+  /// max(x · scale + shift, 0), normalised chunk by chunk.
+  ///
+  /// Where ``pointwiseInChunks`` the products run chunk by chunk with `affine` or without: OpenBLAS's
+  /// sums for a column depend on the size of the product it belongs to, so the same chunks give
+  /// the normalised unit the bits of the map normalised first.
+  func pointwiseForward<T: TensorScalar>(
+    _ x: Tensor, _ w: Tensor, into y: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])?
+  ) {
+    precondition(affine == nil || pointwiseInChunks, "internal: a normalised pointwise product out of chunks")
+    let x = pointwiseOperand(x), n = g.batch * g.outputPlane, ldx = max(PlaneLayout(x).channelStride, n)
+    let px = x.base(T.self), pw = w.base(T.self), py = y.base(T.self)
+    guard pointwiseInChunks else {
+      for group in 0..<g.groups {
+        T.gemm(
+          transposeA: false, transposeB: false, m: g.groupOutputs, n: n, k: g.groupInputs, alpha: 1,
+          a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: px + group * g.groupInputs * ldx, ldb: ldx,
+          beta: 0, c: py + group * g.groupOutputs * n, ldc: n)
+      }
+      return
+    }
+    let columns = chunkColumns(T.self), chunks = (n + columns - 1) / columns
+    withBlocks(affine == nil ? 0 : columns, T.self) { blocks in
+      Parallel.run(chunks, byThread: { c, thread in
+        let start = c * columns, count = min(columns, n - start)
+        let (b, ldb) = operand(px + start, ldx, count, affine, block: blocks + thread * g.inputChannels * columns)
+        for group in 0..<g.groups {
+          T.blasGemm(
+            transposeA: false, transposeB: false, m: g.groupOutputs, n: count, k: g.groupInputs, alpha: 1,
+            a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: b + group * g.groupInputs * ldb, ldb: ldb,
+            beta: 0, c: py + group * g.groupOutputs * n + start, ldc: n)
+        }
+      })
+    }
+  }
+
+  /// `dx = wᵀ · dy`, one product per group.
+  func pointwiseBackwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
+    let n = g.batch * g.outputPlane, ldx = max(PlaneLayout(dx).channelStride, n)
+    let pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
+    for group in 0..<g.groups {
+      T.gemm(
+        transposeA: true, transposeB: false, m: g.groupInputs, n: n, k: g.groupOutputs, alpha: 1,
+        a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: pdy + group * g.groupOutputs * n, ldb: n,
+        beta: 0, c: pdx + group * g.groupInputs * ldx, ldc: ldx)
+    }
+  }
+
+  /// `dw = dy · xᵀ`, one product per group; with `affine` (only where ``pointwiseInChunks``), of
+  /// max(x · scale + shift, 0), recomputed chunk by chunk.
+  ///
+  /// Where ``pointwiseInChunks``, each thread takes an equal range of the columns (fixed by the
+  /// thread count) and sums its chunks' products in order into a weight gradient of its own; these
+  /// are then added in range order. The chunks do not depend on `affine`, so the bits are the same
+  /// with it as for the map normalised first.
+  func pointwiseBackwardWeight<T: TensorScalar>(
+    _ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])?
+  ) {
+    precondition(affine == nil || pointwiseInChunks, "internal: a normalised pointwise weight gradient out of chunks")
+    let x = pointwiseOperand(x), n = g.batch * g.outputPlane, ldx = max(PlaneLayout(x).channelStride, n)
+    let pdy = dy.base(T.self), px = x.base(T.self), pdw = dw.base(T.self)
+    guard pointwiseInChunks else {
+      for group in 0..<g.groups {
+        T.gemm(
+          transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: n, alpha: 1,
+          a: pdy + group * g.groupOutputs * n, lda: n, b: px + group * g.groupInputs * ldx, ldb: ldx,
+          beta: 0, c: pdw + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+      }
+      return
+    }
+    let columns = chunkColumns(T.self)
+    let pieces = max(1, min(4 * Parallel.threadCount, n / (2 * columns)))
+    let partial = Tensor(uninitializedShape: [(pieces - 1) * dw.count], dtype: T.dtype), ppartial = partial.base(T.self)
+    withBlocks(affine == nil ? 0 : columns, T.self) { blocks in
+      Parallel.run(pieces, byThread: { p, thread in
+        let target = p == 0 ? pdw : ppartial + (p - 1) * dw.count
+        let first = n * p / pieces / 16 * 16, end = p == pieces - 1 ? n : n * (p + 1) / pieces / 16 * 16
+        for start in stride(from: first, to: end, by: columns) {
+          let count = min(columns, end - start)
+          let (b, ldb) = operand(px + start, ldx, count, affine, block: blocks + thread * g.inputChannels * columns)
+          for group in 0..<g.groups {
+            T.blasGemm(
+              transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: count, alpha: 1,
+              a: pdy + group * g.groupOutputs * n + start, lda: n, b: b + group * g.groupInputs * ldb, ldb: ldb,
+              beta: start == first ? 0 : 1, c: target + group * g.groupOutputs * g.patchSize, ldc: g.patchSize)
+          }
+        }
+      })
+    }
+    for p in 1..<pieces {
+      let part = ppartial + (p - 1) * dw.count
+      for i in 0..<dw.count { pdw[i] += part[i] }
+    }
+    withExtendedLifetime(partial) {}
+  }
+
+  /// A chunk's operand and its row pitch: the input's `count` columns from `x` (rows `ldx` apart)
+  /// in place, or with `affine` max(x · scale + shift, 0) of them written into `block`, rows `count`
+  /// apart. The expression is ``batchNormalized(_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)``'s.
+  private func operand<T: TensorScalar>(
+    _ x: UnsafePointer<T>, _ ldx: Int, _ count: Int, _ affine: (scale: [T], shift: [T])?, block: UnsafeMutablePointer<T>
+  ) -> (UnsafePointer<T>, Int) {
+    guard let affine else { return (x, ldx) }
+    if usesVectorKernels(T.self) {
+      affine.scale.withUnsafeBufferPointer { scale in
+        affine.shift.withUnsafeBufferPointer { shift in
+          reprise_normalize_columns_f32(
+            floats(x), ldx, count, g.inputChannels, floats(scale.baseAddress!), floats(shift.baseAddress!), floats(block))
+        }
+      }
+      return (UnsafePointer(block), count)
+    }
+    for c in 0..<g.inputChannels {
+      let source = x + c * ldx, row = block + c * count, scale = affine.scale[c], shift = affine.shift[c]
+      for i in 0..<count { row[i] = Swift.max(source[i] * scale + shift, 0) }
+    }
+    return (UnsafePointer(block), count)
+  }
+
+  /// Runs `body` with a block of `columns` columns of every input channel for each thread (none when
+  /// `columns` is 0), freed when it returns.
+  private func withBlocks<T: TensorScalar>(_ columns: Int, _: T.Type, _ body: (UnsafeMutablePointer<T>) -> Void) {
+    let blocks = Tensor(uninitializedShape: [Parallel.threadCount * g.inputChannels * columns], dtype: T.dtype)
+    body(blocks.base(T.self))
+    withExtendedLifetime(blocks) {}
+  }
+
+  /// The pointwise GEMM's operand: `x` itself when its images lie next to each other within each
+  /// channel (channel-major, or a channel range of it), else a channel-major copy.
+  private func pointwiseOperand(_ x: Tensor) -> Tensor {
+    g.batch == 1 || PlaneLayout(x).imageStride == g.height * g.width ? x : x.channelMajor()
+  }
+}
