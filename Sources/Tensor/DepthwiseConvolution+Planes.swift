@@ -113,14 +113,6 @@ extension DepthwiseConvolution {
     withExtendedLifetime((w, y)) {}
   }
 
-  /// The phase grid indices r with r·stride + phase - padding inside 0 ..< size.
-  private static func inside(size: Int, stride: Int, padding: Int, phase: Int) -> Range<Int> {
-    let lower = padding - phase <= 0 ? 0 : (padding - phase + stride - 1) / stride
-    let last = size - 1 + padding - phase
-    let upper = last < 0 ? 0 : last / stride + 1
-    return lower..<max(lower, upper)
-  }
-
   func backwardInputByPlanes(_ dy: Tensor, _ w: Tensor, into dx: Tensor) {
     let (sh, sw) = (g.stride.height, g.stride.width), kk = taps
     let (rows, pitch, _) = phases
@@ -134,8 +126,8 @@ extension DepthwiseConvolution {
     var tapList: [Int] = [], offsetList: [Int] = []
     for a in 0..<sh {
       for b in 0..<sw {
-        let rowRange = Self.inside(size: g.height, stride: sh, padding: g.padding.height, phase: a)
-        let columnRange = Self.inside(size: g.width, stride: sw, padding: g.padding.width, phase: b)
+        let rowRange = PhaseGrid.inside(remainder: a, padding: g.padding.height, size: g.height, stride: sh)
+        let columnRange = PhaseGrid.inside(remainder: b, padding: g.padding.width, size: g.width, stride: sw)
         for t in (0..<kk).reversed() {
           let (y, x) = reach(t)
           guard y % sh == a && x % sw == b else { continue }

@@ -109,8 +109,9 @@ struct PhaseGrid {
   }
 
   /// The positions j < count of a phase whose input coordinate j·stride + remainder - padding lies
-  /// in [0, size).
-  private static func inside(remainder: Int, padding: Int, size: Int, stride: Int, count: Int) -> Range<Int> {
+  /// in [0, size): the one rule for which phase positions hold input pixels, which the depthwise
+  /// kernels' phases (DepthwiseConvolution+Planes.swift) follow too.
+  static func inside(remainder: Int, padding: Int, size: Int, stride: Int, count: Int = .max) -> Range<Int> {
     let lower = padding > remainder ? (padding - remainder + stride - 1) / stride : 0
     let upper = min(count, (size + padding - remainder + stride - 1) / stride)
     return lower..<max(lower, upper)
