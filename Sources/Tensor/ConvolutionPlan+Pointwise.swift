@@ -75,10 +75,11 @@ extension ConvolutionPlan {
   /// `dw = dy · xᵀ`, one product per group; with `affine` (only where ``pointwiseInChunks``), of
   /// max(x · scale + shift, 0), recomputed chunk by chunk.
   ///
-  /// Where ``pointwiseInChunks``, each thread takes an equal range of the columns (fixed by the
-  /// thread count) and sums its chunks' products in order into a weight gradient of its own; these
-  /// are then added in range order. The chunks do not depend on `affine`, so the bits are the same
-  /// with it as for the map normalised first.
+  /// Where ``pointwiseInChunks``, the columns are cut into ranges (up to four per thread, fixed by
+  /// the thread count, so that a thread that starts late takes fewer); one thread sums a range's
+  /// chunk products in order into a weight gradient of the range's own, and these are added in range
+  /// order. The chunks do not depend on `affine`, so the bits are the same with it as for the map
+  /// normalised first, and depend on the thread count only.
   func pointwiseBackwardWeight<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])?
   ) {
