@@ -4,11 +4,19 @@
 #define REPRISE_LANES_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 /// The mask of the 8 lanes below `count` (all 8 from 8 on, none at 0 or below), for masked loads and
 /// stores of a row's last, partial vector.
 __attribute__((target("avx2,fma"))) static inline __m256i lanesBelow(long count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count < 8 ? count : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// Asks for the cache lines of the `bytes` bytes from `start` (nothing when `bytes` is 0 or less).
+/// Addresses as integers: the lines are only asked for, never read here.
+__attribute__((target("avx2,fma"))) static inline void prefetchLines(const void *start, long bytes) {
+  const uintptr_t first = (uintptr_t)start, end = first + (uintptr_t)(bytes > 0 ? bytes : 0);
+  for (uintptr_t p = first & ~(uintptr_t)63; p < end; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
 }
 
 /// Copies `count` floats from `from` to `to` (which do not overlap) with vector loads and stores

@@ -6,19 +6,16 @@
 // start on before it ends, so the loop waited on every row's first lines; here the rows a few
 // ahead are asked for while this one is written.
 #include "CKernels.h"
+#include "Lanes.h"
 
 #include <immintrin.h>
-#include <stdint.h>
 
 #define TARGET __attribute__((target("avx2,fma")))
 
 /// How many rows ahead the prefetches run.
 enum { AHEAD = 4 };
 
-TARGET static inline void prefetchRow(const float *row, long count) {
-  const uintptr_t end = (uintptr_t)(row + count);
-  for (uintptr_t p = (uintptr_t)row & ~(uintptr_t)63; p < end; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
-}
+TARGET static inline void prefetchRow(const float *row, long count) { prefetchLines(row, (long)sizeof(float) * count); }
 
 TARGET void reprise_normalize_columns_f32(
   const float *x, long ldx, long count, long channels, const float *scale, const float *shift, float *block) {

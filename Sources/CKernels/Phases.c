@@ -7,9 +7,9 @@
 // reads: each plane is a fresh page or a few, where the hardware prefetchers start cold, so the
 // phase split names the next plane, whose lines are asked for while this one is copied.
 #include "CKernels.h"
+#include "Lanes.h"
 
 #include <immintrin.h>
-#include <stdint.h>
 #include <string.h>
 
 #define TARGET __attribute__((target("avx2,fma")))
@@ -73,11 +73,9 @@ TARGET void reprise_phase_split_f32(
   long phaseStride, const float *next) {
   if (next) {
     // The next plane's first 4 KiB (all of a 32 x 32 plane); on larger planes the prefetchers
-    // have the rest of its first page to learn from. Addresses as integers: the lines are only
-    // asked for, never read here.
+    // have the rest of its first page to learn from.
     const long bytes = (long)sizeof(float) * height * width;
-    const uintptr_t start = (uintptr_t)next, end = start + (uintptr_t)(bytes < 4096 ? bytes : 4096);
-    for (uintptr_t p = start & ~(uintptr_t)63; p < end; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
+    prefetchLines(next, bytes < 4096 ? bytes : 4096);
   }
   for (long k = 0; k < phaseCount; k++) {
     const long a = remainders[2 * k], b = remainders[2 * k + 1];

@@ -114,10 +114,7 @@ extension ConvolutionPlan {
         }
       })
     }
-    for p in 1..<pieces {
-      let part = ppartial + (p - 1) * dw.count
-      for i in 0..<dw.count { pdw[i] += part[i] }
-    }
+    Parallel.addPieces(ppartial, pieces: pieces - 1, count: dw.count, into: pdw)
     withExtendedLifetime(partial) {}
   }
 

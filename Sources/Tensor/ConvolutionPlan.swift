@@ -143,7 +143,6 @@ struct ConvolutionPlan {
 
   /// `dw = dy ⋆ x`; `dy` is channel-major, `x` has dense planes, `dw` is contiguous.
   func backwardWeight<T: TensorScalar>(_ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type) {
-    let ldy = g.batch * g.outputPlane
     switch method {
     case .empty: if dw.count > 0 { fillZeros(dw, T.self) }
     case .depthwise(let d): d.backwardWeight(dy, x, into: dw, T.self)

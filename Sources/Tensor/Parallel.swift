@@ -60,10 +60,10 @@ public enum Parallel {
     }
   }
 
-  /// Adds the `pieces` runs of `count` floats laid one after another at `parts` into `sums`, each
+  /// Adds the `pieces` runs of `count` scalars laid one after another at `parts` into `sums`, each
   /// element in piece order, split across threads by elements: the partial sums of work done in
   /// pieces, added so that the result depends on the number of pieces only.
-  static func addPieces(_ parts: UnsafePointer<Float>, pieces: Int, count: Int, into sums: UnsafeMutablePointer<Float>) {
+  static func addPieces<T: TensorScalar>(_ parts: UnsafePointer<T>, pieces: Int, count: Int, into sums: UnsafeMutablePointer<T>) {
     guard pieces > 0 else { return }
     forRanges(count, costPerItem: pieces) { range in
       for p in 0..<pieces {
