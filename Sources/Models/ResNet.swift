@@ -135,8 +135,10 @@ public final class BasicBlock: Layer {
         keep = survival
       }
     }
-    let h = bn2(first(x, followedByReLUAnd: conv2))
-    guard let squeeze else { return addReLU(keep == 1 ? h : h * keep, identity) }
+    let c = first(x, followedByReLUAnd: conv2)
+    if squeeze == nil && keep == 1 { return bn2(c, adding: identity, applyingReLU: true) }
+    let h = bn2(c)
+    guard let squeeze else { return addReLU(h * keep, identity) }
     return keep == 1 ? addReLU(h, scaledBy: squeeze.scales(h), identity) : addReLU(squeeze(h) * keep, identity)
   }
 }

@@ -5,13 +5,13 @@
 /// deterministic for a given thread count.
 
 /// Calls `body(c)` for every channel, split across threads.
-private func forEachChannel(_ x: Tensor, _ body: (Int) -> Void) {
+func forEachChannel(_ x: Tensor, _ body: (Int) -> Void) {
   Parallel.forRanges(x.shape[1], costPerItem: x.count / max(1, x.shape[1]) * 3) { r in for c in r { body(c) } }
 }
 
 /// Calls `body(plane, count)` for each of the N dense planes of channel `c`.
 @inline(__always)
-private func forEachPlane<T: TensorScalar>(of x: Tensor, channel c: Int, _: T.Type, _ body: (UnsafeMutablePointer<T>, Int) -> Void) {
+func forEachPlane<T: TensorScalar>(of x: Tensor, channel c: Int, _: T.Type, _ body: (UnsafeMutablePointer<T>, Int) -> Void) {
   let p = x.base(T.self) + c * x.strides[1], size = x.shape[2] * x.shape[3]
   if x.shape[0] > 1 && x.strides[0] == size {  // channel-major: the channel is one row
     body(p, size * x.shape[0])
@@ -138,7 +138,7 @@ public func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
   epsilon: Double, applyingReLU: Bool = false, ceiling: Double? = nil
 ) -> (input: Tensor, weight: Tensor, bias: Tensor) {
-  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, nil)
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, nil, residual: nil)
   return (g.input!, g.weight, g.bias)
 }
 
@@ -149,13 +149,19 @@ public func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
   epsilon: Double, applyingReLU: Bool = false, ceiling: Double? = nil, into destination: GradientDestination
 ) -> (weight: Tensor, bias: Tensor) {
-  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, destination)
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, destination, residual: nil)
   return (g.weight, g.bias)
 }
 
-private func batchNormBackward(
+/// The shared backward pass. With `residual`, the normalisation was followed by the sum with a
+/// residual and a ReLU (``batchNormalized(_:mean:variance:weight:bias:epsilon:adding:applyingReLU:)``):
+/// the gradient passes where the sum's `output` is positive, and the masked gradient, which is also
+/// the residual's, is written into `residual.gradient` (laid out like the input) by the pass that
+/// sums it, then read back for the input gradient.
+func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, _ mean: Tensor, _ variance: Tensor, _ weight: Tensor?, _ bias: Tensor?,
-  _ epsilon: Double, _ applyingReLU: Bool, _ ceiling: Double?, _ destination: GradientDestination?
+  _ epsilon: Double, _ applyingReLU: Bool, _ ceiling: Double?, _ destination: GradientDestination?,
+  residual: (output: Tensor, gradient: Tensor)?
 ) -> (input: Tensor?, weight: Tensor, bias: Tensor) {
   checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
   checkCeiling("batchNormBackward", applyingReLU, ceiling)
@@ -173,6 +179,9 @@ private func batchNormBackward(
     let local = max(1, x.count / max(1, channels))
     let m = T(synchronization?.globalCount(local) ?? local)
     let xOffset = x.base(T.self) - dy.base(T.self)
+    // The residual sum's output and the masked gradient, at these distances from the gradient.
+    let residualOffsets = residual.map { ($0.output.base(T.self) - dy.base(T.self), $0.gradient.base(T.self) - dy.base(T.self)) }
+    let outputMask = ReLUMask<T>(scale: 1, shift: 0, ceiling: .infinity)
     // Per channel: how far its gradient lies from its output gradient, and whether it is added.
     let targets: [(offset: Int, adding: Bool)] =
       destination?.channelTargets(dy, T.self) ?? Array(repeating: (dx!.base(T.self) - dy.base(T.self), false), count: channels)
@@ -189,7 +198,9 @@ private func batchNormBackward(
       var planeSums = (sum: 0.0, dot: 0.0)
       let relu = reluOf(c)
       forEachPlane(of: dy, channel: c, T.self) { g, n in
-        let sums = rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: relu)
+        let sums =
+          residualOffsets.map { rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: outputMask, at: g + $0.0, storingIn: g + $0.1) }
+          ?? rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: relu)
         planeSums = (planeSums.sum + Double(sums.sum), planeSums.dot + Double(sums.dot))
       }
       pdb[c] = T(planeSums.sum)
@@ -201,8 +212,10 @@ private func batchNormBackward(
       let mu = pm[c], invStd = invStd(c), relu = reluOf(c)
       let sumDyXhat = sumDyCentered * invStd
       let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat, (dxOffset, adding) = targets[c]
-      forEachPlane(of: dy, channel: c, T.self) { g, n in
-        let src = g + xOffset, out = g + dxOffset
+      forEachPlane(of: dy, channel: c, T.self) { dyPlane, n in
+        // After a residual sum the masked gradient, which the sums' pass stored, stands for dy.
+        let g = dyPlane + (residualOffsets?.1 ?? 0)
+        let src = dyPlane + xOffset, out = dyPlane + dxOffset
         // g and x are both loaded unconditionally, so that the loops vectorise; an added gradient
         // is summed as `old + new`, as accumulating a separate gradient tensor would.
         switch (relu, adding) {
@@ -268,22 +281,33 @@ func checkCeiling(_ operation: String, _ applyingReLU: Bool, _ ceiling: Double?)
 
 /// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass,
 /// each blocked like ``rowSum(_:_:)``; with `reluOf`, `g[i]` counts as 0 wherever the mask of a ReLU
-/// after the normalisation blocks it.
+/// after the normalisation blocks it, the mask being read at `x[i]`, or at `maskInput[i]` when
+/// given; with `stored`, the masked `g[i]` are also written there.
 ///
 /// The masked lanes are built element by element from unconditional loads: that form vectorises,
 /// where a generic `SIMD8.replacing(with:where:)` runs lane by lane through memory.
 @inline(__always)
 func rowGradientSums<T: TensorScalar>(
-  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: ReLUMask<T>?
+  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: ReLUMask<T>?,
+  at maskInput: UnsafePointer<T>? = nil, storingIn stored: UnsafeMutablePointer<T>? = nil
 ) -> (sum: T, dot: T) {
   var sums = BlockedLanes<T>(), dots = BlockedLanes<T>()
   let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
-  let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x)
+  let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x), m = maskInput ?? x
   var i = 0
-  if let mask = relu {
+  if let mask = relu, let stored {
     while i + 8 <= n {
       var vg = SIMD8<T>(repeating: 0)
-      for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: x[i + l]) }
+      for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: m[i + l]) }
+      UnsafeMutableRawPointer(stored).storeBytes(of: vg, toByteOffset: i * size, as: SIMD8<T>.self)
+      sums.add(vg)
+      dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
+      i += 8
+    }
+  } else if let mask = relu {
+    while i + 8 <= n {
+      var vg = SIMD8<T>(repeating: 0)
+      for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: m[i + l]) }
       sums.add(vg)
       dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
       i += 8
@@ -298,8 +322,9 @@ func rowGradientSums<T: TensorScalar>(
   }
   var sum = sums.sum, dot = dots.sum
   while i < n {
-    let gl = g[i], xl = x[i]
-    let gi = relu.map { $0.gradient(gl, at: xl) } ?? gl
+    let gl = g[i], xl = x[i], ml = m[i]
+    let gi = relu.map { $0.gradient(gl, at: ml) } ?? gl
+    stored?[i] = gi
     sum += gi
     dot += gi * (xl - center)
     i += 1

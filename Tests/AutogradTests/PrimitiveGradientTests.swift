@@ -127,6 +127,34 @@ final class PrimitiveGradientTests: XCTestCase {
     assertGradientsCorrect(at: [x], "batchNorm without affine") { batchNorm(x, weight: nil, bias: nil).output }
   }
 
+  /// With a residual sum, and a ReLU of it: gradients against central differences, and the values
+  /// and gradients of the composition with `addReLU` (or `+`) bit for bit, the residual's gradient
+  /// included, whether the residual is a leaf or the input itself (a block's identity shortcut,
+  /// whose two gradients the tape adds).
+  func testBatchNormAddingResidual() {
+    let x = leaf([3, 4, 3, 2], scale: 2), r = leaf([3, 4, 3, 2]), w = leaf([4]), b = leaf([4])
+    for relu in [false, true] {
+      assertGradientsCorrect(at: [x, r, w, b], "batchNorm adding, ReLU \(relu)") {
+        batchNorm(x, weight: w, bias: b, adding: r, applyingReLU: relu).output
+      }
+      for residual in [r, x] {
+        var results: [(Tensor, [Tensor?])] = []
+        for fused in [true, false] {
+          for v in [x, r, w, b] { v.grad = nil }
+          let y =
+            fused
+            ? batchNorm(x, weight: w, bias: b, adding: residual, applyingReLU: relu).output
+            : relu ? addReLU(batchNorm(x, weight: w, bias: b).output, residual) : batchNorm(x, weight: w, bias: b).output + residual
+          y.backward(seed: x.value * 3 - 1)
+          results.append((y.value, [x, r, w, b].map(\.grad)))
+        }
+        let name = "ReLU \(relu), residual \(residual === x ? "the input" : "a leaf")"
+        assertBitIdentical(results[0].0, results[1].0, "\(name): value")
+        for (i, (a, c)) in zip(results[0].1, results[1].1).enumerated() { assertBitIdentical(a, c, "\(name): gradient of input \(i)") }
+      }
+    }
+  }
+
   /// The fused batch-norm primitive computes what its composite definition computes, forward and
   /// backward.
   func testBatchNormEqualsItsComposite() {

@@ -41,6 +41,30 @@ final class BatchNorm2dTests: XCTestCase {
     }
   }
 
+  /// With a residual, the layer is `addReLU(bn(x), r)` (or `bn(x) + r`): in training the same
+  /// outputs, gradients and running statistics bit for bit; in inference the same outputs.
+  func testAddingResidualEqualsTheComposition() {
+    var random = RandomGenerator(seed: 13)
+    let x = Tensor(randomNormal: [2, 3, 4, 5], dtype: .float32, using: &random)
+    let r = Tensor(randomNormal: [2, 3, 4, 5], dtype: .float32, using: &random)
+    let gamma = Tensor(randomNormal: [3], dtype: .float32, using: &random)
+    for relu in [false, true] {
+      var results: [[Tensor]] = []
+      for fused in [true, false] {
+        let bn = BatchNorm2d(channels: 3)
+        bn.weight.value = gamma
+        let input = Variable(x, requiresGrad: true), residual = Variable(r, requiresGrad: true)
+        let y = fused ? bn(input, adding: residual, applyingReLU: relu) : relu ? addReLU(bn(input), residual) : bn(input) + residual
+        sum(y * y).backward()
+        let inferred = withLearningPhase(.inference) {
+          fused ? bn(input, adding: residual, applyingReLU: relu) : relu ? addReLU(bn(input), residual) : bn(input) + residual
+        }
+        results.append([y.value, input.grad!, residual.grad!, bn.weight.grad!, bn.bias.grad!, bn.runningMean.value, bn.runningVariance.value, inferred.value])
+      }
+      for (i, (a, b)) in zip(results[0], results[1]).enumerated() { assertBitIdentical(a, b, "ReLU \(relu), tensor \(i)") }
+    }
+  }
+
   /// Statistics the caller passes (a feature buffer's) give the same outputs, gradients and running
   /// statistics, bit for bit, as statistics computed from the input, plain and fused with a
   /// convolution; statistics of the wrong size stop with the shapes.

@@ -52,6 +52,46 @@ public func batchNorm(
   return (output, mean, variance)
 }
 
+/// Training-mode batch normalisation of `input` [N, C, H, W] followed by the sum with `residual`
+/// (of `input`'s shape) and, with `applyingReLU`, a ReLU of the sum: `relu(bn(input) + residual)`,
+/// the end of a post-activation residual block, in one pass forward and two back where the
+/// composition `addReLU(batchNorm(...).output, residual)` takes two and four, with the same bits.
+/// Keeps the input and, with the ReLU, the output, whose sign is the ReLU's mask (the block's output
+/// is the next block's input, kept by its first convolution anyway).
+///
+/// `statistics` and the returned mean and variance are those of
+/// ``batchNorm(_:weight:bias:epsilon:applyingReLU:ceiling:statistics:)``.
+public func batchNorm(
+  _ input: Variable, weight: Variable?, bias: Variable?, epsilon: Double = 1e-5, adding residual: Variable, applyingReLU: Bool = false,
+  statistics: (mean: Tensor, variance: Tensor)? = nil
+) -> (output: Variable, mean: Tensor, variance: Tensor) {
+  let x = input.value, w = weight?.value, beta = bias?.value
+  require(
+    residual.shape == x.shape && residual.dtype == x.dtype,
+    "batchNorm: residual \(residual.shape) (\(residual.dtype)) does not match input \(x.shape) (\(x.dtype))")
+  let (mean, variance) = batchStatistics(x, given: statistics, "batchNorm")
+  let y = batchNormalized(
+    x, mean: mean, variance: variance, weight: w, bias: beta, epsilon: epsilon, adding: residual.value, applyingReLU: applyingReLU)
+  let inputs = [input, residual] + [weight, bias].compactMap { $0 }
+  let hasWeight = weight != nil, hasBias = bias != nil, sink = input.gradientSink, accumulated = AccumulatedGradient(input)
+  let name = applyingReLU ? "batchNormAddReLU" : "batchNormAdd"
+  let output = recordOperation(name, y, inputs: inputs) { [x, y = applyingReLU ? y : nil] grad in
+    let others = { (g: (weight: Tensor, bias: Tensor)) in (hasWeight ? [g.weight] : []) + (hasBias ? [g.bias] : []) }
+    let destination = sink?.destination(like: x) ?? accumulated?.destination(like: x)
+    defer { if let destination { checkSent(destination, name) } }
+    guard let y else {  // the sum passes its gradient to both terms unchanged
+      if let destination {
+        return [nil, grad] + others(batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, epsilon: epsilon, into: destination))
+      }
+      let g = batchNormBackward(grad, x, mean: mean, variance: variance, weight: w, epsilon: epsilon)
+      return [g.input, grad] + others((g.weight, g.bias))
+    }
+    let g = batchNormAddReLUBackward(grad, x, output: y, mean: mean, variance: variance, weight: w, epsilon: epsilon, into: destination)
+    return [g.input, g.residual] + others((g.weight, g.bias))
+  }
+  return (output, mean, variance)
+}
+
 /// Stops the program, under anomaly detection, if a gradient a kernel put into a channel view's
 /// pieces (``recordChannelView(_:name:channels:pieces:)``) holds a NaN or an infinity: the check
 /// the tape makes of returned gradients.

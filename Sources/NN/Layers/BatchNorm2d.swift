@@ -84,6 +84,24 @@ public class BatchNorm2d: Layer {
     return output
   }
 
+  /// The normalised input plus `residual` (of the input's shape), followed by a ReLU of the sum when
+  /// `applyingReLU`: `relu(bn(input) + residual)`, the end of a post-activation residual block. In
+  /// training one fused pass forward and two back (see
+  /// ``batchNorm(_:weight:bias:epsilon:adding:applyingReLU:statistics:)``), with the bits of the
+  /// composition.
+  public func callAsFunction(_ input: Variable, adding residual: Variable, applyingReLU: Bool = false) -> Variable {
+    checkInput(input)
+    guard LearningPhase.current == .training else {
+      let y = self(input)
+      return applyingReLU ? addReLU(y, residual) : y + residual
+    }
+    let (output, mean, variance) = batchNorm(
+      input, weight: weight, bias: bias, epsilon: epsilon, adding: residual, applyingReLU: applyingReLU,
+      statistics: batchStatistics(of: input))
+    updateRunningStatistics(mean: mean, variance: variance, of: input)
+    return output
+  }
+
   /// Moves the running statistics towards a training batch's mean and biased variance (PyTorch's
   /// update, with the unbiased variance), once per step: not during a checkpoint replay.
   func updateRunningStatistics(mean: Tensor, variance: Tensor, of input: Variable) {
