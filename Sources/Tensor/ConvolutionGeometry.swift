@@ -10,25 +10,29 @@ struct ConvolutionGeometry {
 
   /// Checks the configuration and computes the output size, naming every shape in a failure.
   init(_ operation: String, input: [Int], weight: [Int], stride: IntOrPair, padding: IntOrPair, dilation: IntOrPair, groups: Int) {
-    let describe = "(input \(input), weight \(weight), stride \(stride), padding \(padding), dilation \(dilation), groups \(groups))"
-    require(input.count == 4 && weight.count == 4, "\(operation): input and weight must have rank 4 \(describe)")
+    // A function, so that the description is only formatted for a message: every convolution call
+    // makes a geometry, and formatting the arrays cost more than the checks.
+    func describe() -> String {
+      "(input \(input), weight \(weight), stride \(stride), padding \(padding), dilation \(dilation), groups \(groups))"
+    }
+    require(input.count == 4 && weight.count == 4, "\(operation): input and weight must have rank 4 \(describe())")
     require(
       groups >= 1 && input[1] % groups == 0 && weight[0] % groups == 0,
-      "\(operation): channels are not divisible by groups \(describe)")
+      "\(operation): channels are not divisible by groups \(describe())")
     require(
       input[1] / groups == weight[1],
-      "\(operation): input has \(input[1]) channels, weight expects \(weight[1] * groups) \(describe)")
+      "\(operation): input has \(input[1]) channels, weight expects \(weight[1] * groups) \(describe())")
     require(
       stride.height >= 1 && stride.width >= 1 && dilation.height >= 1 && dilation.width >= 1
         && padding.height >= 0 && padding.width >= 0,
-      "\(operation): stride and dilation must be positive and padding non-negative \(describe)")
+      "\(operation): stride and dilation must be positive and padding non-negative \(describe())")
     (batch, inputChannels, height, width) = (input[0], input[1], input[2], input[3])
     (outputChannels, kernelHeight, kernelWidth) = (weight[0], weight[2], weight[3])
     (self.stride, self.padding, self.dilation, self.groups) = (stride, padding, dilation, groups)
     let spanH = dilation.height * (kernelHeight - 1) + 1, spanW = dilation.width * (kernelWidth - 1) + 1
     require(
       height + 2 * padding.height >= spanH && width + 2 * padding.width >= spanW,
-      "\(operation): kernel is larger than the padded input \(describe)")
+      "\(operation): kernel is larger than the padded input \(describe())")
     outputHeight = (height + 2 * padding.height - spanH) / stride.height + 1
     outputWidth = (width + 2 * padding.width - spanW) / stride.width + 1
   }
