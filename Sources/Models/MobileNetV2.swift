@@ -73,6 +73,9 @@ public final class ConvBNReLU6: Layer {
 public final class InvertedResidual: Layer {
   let conv: Sequential
   let residual: Bool
+  /// `conv`'s layers but the last, and that layer, the projection's batch normalisation: a block
+  /// with the residual adds it in the normalisation's pass (`norm(body(x), adding: x)`).
+  let body: [any Layer], norm: BatchNorm2d
 
   init(inputChannels: Int, outputChannels: Int, stride: Int, expansion: Int, variant: (ConvolutionVariant, [Int])?) {
     let hidden = inputChannels * expansion
@@ -80,15 +83,14 @@ public final class InvertedResidual: Layer {
     if let (kind, kernels) = variant {
       layers += [
         kind.make(inputChannels: hidden, outputChannels: outputChannels, stride: stride, kernels: kernels, fan: .fanOut, zeroBias: true),
-        ReLU(), BatchNorm2d(channels: outputChannels),
+        ReLU(),
       ]
     } else {
-      layers += [
-        ConvBNReLU6(hidden, hidden, kernel: 3, stride: stride, groups: hidden),
-        convolution(hidden, outputChannels, kernel: 1, fan: .fanOut), BatchNorm2d(channels: outputChannels),
-      ]
+      layers += [ConvBNReLU6(hidden, hidden, kernel: 3, stride: stride, groups: hidden), convolution(hidden, outputChannels, kernel: 1, fan: .fanOut)]
     }
-    conv = Sequential(layers)
+    norm = BatchNorm2d(channels: outputChannels)
+    body = layers
+    conv = Sequential(layers + [norm])
     residual = stride == 1 && inputChannels == outputChannels
   }
 
@@ -96,5 +98,5 @@ public final class InvertedResidual: Layer {
   public var children: [(name: String, module: any Module)] { [("conv", conv)] }
 
   /// The block applied to `input`.
-  public func callAsFunction(_ x: Variable) -> Variable { residual ? x + conv(x) : conv(x) }
+  public func callAsFunction(_ x: Variable) -> Variable { residual ? norm(body.reduce(x) { $1($0) }, adding: x) : conv(x) }
 }
