@@ -87,7 +87,7 @@ public class BatchNorm2d: Layer {
   /// The normalised input plus `residual` (of the input's shape), followed by a ReLU of the sum when
   /// `applyingReLU`: `relu(bn(input) + residual)`, the end of a post-activation residual block. In
   /// training one fused pass forward and two back (see
-  /// ``batchNorm(_:weight:bias:epsilon:adding:applyingReLU:statistics:)``), with the bits of the
+  /// `batchNorm(_:weight:bias:epsilon:adding:applyingReLU:statistics:)` in Autograd), with the bits of the
   /// composition.
   public func callAsFunction(_ input: Variable, adding residual: Variable, applyingReLU: Bool = false) -> Variable {
     checkInput(input)
