@@ -181,6 +181,8 @@ func batchNormBackward(
     let xOffset = x.base(T.self) - dy.base(T.self)
     // The residual sum's output and the masked gradient, at these distances from the gradient.
     let residualOffsets = residual.map { ($0.output.base(T.self) - dy.base(T.self), $0.gradient.base(T.self) - dy.base(T.self)) }
+    // The ReLU after the residual sum, read at its output (positive exactly where the sum was):
+    // `reluBackward`'s mask, as the identity normalisation of a fused ReLU's.
     let outputMask = ReLUMask<T>(scale: 1, shift: 0, ceiling: .infinity)
     // Per channel: how far its gradient lies from its output gradient, and whether it is added.
     let targets: [(offset: Int, adding: Bool)] =
