@@ -63,6 +63,10 @@ final class BatchNorm2dTests: XCTestCase {
       }
       for (i, (a, b)) in zip(results[0], results[1]).enumerated() { assertBitIdentical(a, b, "ReLU \(relu), tensor \(i)") }
     }
+    // A residual that would broadcast stops in inference as in training.
+    assertStops(withMessageContaining: ["BatchNorm2d: residual [1, 3, 1, 1] (float32) does not match input [2, 3, 4, 5] (float32)"], in: self) {
+      _ = withLearningPhase(.inference) { BatchNorm2d(channels: 3)(Variable(x), adding: Variable(Tensor(zeros: [1, 3, 1, 1]))) }
+    }
   }
 
   /// Statistics the caller passes (a feature buffer's) give the same outputs, gradients and running

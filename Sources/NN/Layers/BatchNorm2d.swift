@@ -91,6 +91,10 @@ public class BatchNorm2d: Layer {
   /// composition.
   public func callAsFunction(_ input: Variable, adding residual: Variable, applyingReLU: Bool = false) -> Variable {
     checkInput(input)
+    // Checked here for both phases: inference's composition would broadcast a residual of another shape.
+    require(
+      residual.shape == input.shape && residual.dtype == input.dtype,
+      "BatchNorm2d: residual \(residual.shape) (\(residual.dtype)) does not match input \(input.shape) (\(input.dtype))")
     guard LearningPhase.current == .training else {
       let y = self(input)
       return applyingReLU ? addReLU(y, residual) : y + residual
