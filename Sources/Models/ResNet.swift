@@ -136,9 +136,8 @@ public final class BasicBlock: Layer {
       }
     }
     let c = first(x, followedByReLUAnd: conv2)
-    if squeeze == nil && keep == 1 { return bn2(c, adding: identity, applyingReLU: true) }
+    guard let squeeze else { return keep == 1 ? bn2(c, adding: identity, applyingReLU: true) : addReLU(bn2(c) * keep, identity) }
     let h = bn2(c)
-    guard let squeeze else { return addReLU(h * keep, identity) }
     return keep == 1 ? addReLU(h, scaledBy: squeeze.scales(h), identity) : addReLU(squeeze(h) * keep, identity)
   }
 }
