@@ -94,26 +94,37 @@ public func batchNormalized(
   let x = input.denseWithPlanes()
   let y = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   func kernel<T: TensorScalar>(_: T.Type) {
-    let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
-    let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
-    let offset = x.base(T.self) - y.base(T.self)
-    forEachChannel(x) { c in
-      let (scale, shift) = affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon)
-      forEachPlane(of: y, channel: c, T.self) { out, n in
-        let src = out + offset
-        if let ceiling {
-          let top = T(ceiling)
-          for i in 0..<n { out[i] = Swift.min(Swift.max(src[i] * scale + shift, 0), top) }
-        } else if applyingReLU {
-          for i in 0..<n { out[i] = Swift.max(src[i] * scale + shift, 0) }
-        } else {
-          for i in 0..<n { out[i] = src[i] * scale + shift }
-        }
+    forEachNormalizedRow(of: x, into: y, mean: mean, variance: variance, weight: weight, bias: bias, epsilon: epsilon) {
+      (out: UnsafeMutablePointer<T>, src, n, scale, shift) in
+      if let ceiling {
+        let top = T(ceiling)
+        for i in 0..<n { out[i] = Swift.min(Swift.max(src[i] * scale + shift, 0), top) }
+      } else if applyingReLU {
+        for i in 0..<n { out[i] = Swift.max(src[i] * scale + shift, 0) }
+      } else {
+        for i in 0..<n { out[i] = src[i] * scale + shift }
       }
     }
   }
   x.dtype.dispatch(kernel, kernel)
   return y
+}
+
+/// Calls `row(out, src, count, scale, shift)` for every dense row of every channel of `y`, split
+/// across threads by channel, with `src` the same row of `x` (laid out like `y`) and the channel's
+/// `scale` and `shift` (``affineCoefficients(mean:variance:weight:bias:epsilon:)``): the walk that
+/// each normalised map's kernel shares, whatever it does with the normalised values.
+func forEachNormalizedRow<T: TensorScalar>(
+  of x: Tensor, into y: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Double,
+  _ row: (_ out: UnsafeMutablePointer<T>, _ src: UnsafePointer<T>, _ count: Int, _ scale: T, _ shift: T) -> Void
+) {
+  let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
+  let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
+  let offset = x.base(T.self) - y.base(T.self)
+  forEachChannel(x) { c in
+    let (scale, shift) = affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon)
+    forEachPlane(of: y, channel: c, T.self) { out, n in row(out, out + offset, n, scale, shift) }
+  }
 }
 
 /// The per-channel `scale` and `shift` of `x * scale + shift`, the normalisation as applied: one

@@ -23,21 +23,17 @@ public func batchNormalized(
   let x = input.denseWithPlanes(), r = residual.laidOut(like: x.strides)
   let y = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   func kernel<T: TensorScalar>(_: T.Type) {
-    let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
-    let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
-    let xOffset = x.base(T.self) - y.base(T.self), rOffset = r.base(T.self) - y.base(T.self)
-    forEachChannel(x) { c in
-      let (scale, shift) = affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon)
-      forEachPlane(of: y, channel: c, T.self) { out, n in
-        let src = out + xOffset, res = out + rOffset
-        if applyingReLU {
-          for i in 0..<n {
-            let sum = (src[i] * scale + shift) + res[i]
-            out[i] = sum > 0 ? sum : 0
-          }
-        } else {
-          for i in 0..<n { out[i] = (src[i] * scale + shift) + res[i] }
+    let rOffset = r.base(T.self) - y.base(T.self)
+    forEachNormalizedRow(of: x, into: y, mean: mean, variance: variance, weight: weight, bias: bias, epsilon: epsilon) {
+      (out: UnsafeMutablePointer<T>, src, n, scale, shift) in
+      let res = out + rOffset
+      if applyingReLU {
+        for i in 0..<n {
+          let sum = (src[i] * scale + shift) + res[i]
+          out[i] = sum > 0 ? sum : 0
         }
+      } else {
+        for i in 0..<n { out[i] = (src[i] * scale + shift) + res[i] }
       }
     }
   }
