@@ -1,0 +1,208 @@
+/// The backward pass of batch normalisation with batch statistics, and the fused ReLU's mask it
+/// recomputes: the gradients of the input, the weight and the bias from two passes over each
+/// channel, one that sums and one that writes.
+
+/// The gradients of training-mode batch normalisation (batch statistics that depend on the input)
+/// with respect to the input, the weight and the bias.
+///
+/// - `mean`: the batch mean used in the forward pass.
+/// - `variance`: the biased batch variance used in the forward pass.
+/// - `bias`: the forward pass's bias; only the ReLU's mask depends on it.
+/// - `applyingReLU`: for a fused batch norm and ReLU: the gradient passes only where the normalised
+///   value was positive, recomputed from the input on the fly (no mask or output is read).
+/// - `ceiling`: for a ReLU capped at `ceiling` (ReLU6): the gradient passes only where the
+///   normalised value lay strictly between 0 and `ceiling`, as ``clampBackward(_:input:min:max:)``.
+public func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
+  epsilon: Double, applyingReLU: Bool = false, ceiling: Double? = nil
+) -> (input: Tensor, weight: Tensor, bias: Tensor) {
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, nil, residual: nil)
+  return (g.input!, g.weight, g.bias)
+}
+
+/// ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)`` with the input
+/// gradient written or added into `destination` instead of a new tensor (see
+/// ``GradientDestination``); returns the weight and bias gradients.
+public func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor? = nil,
+  epsilon: Double, applyingReLU: Bool = false, ceiling: Double? = nil, into destination: GradientDestination
+) -> (weight: Tensor, bias: Tensor) {
+  let g = batchNormBackward(gradOutput, input, mean, variance, weight, bias, epsilon, applyingReLU, ceiling, destination, residual: nil)
+  return (g.weight, g.bias)
+}
+
+/// The shared backward pass. With `residual`, the normalisation was followed by the sum with a
+/// residual and a ReLU (``batchNormalized(_:mean:variance:weight:bias:epsilon:adding:applyingReLU:)``):
+/// the gradient passes where the sum's `output` is positive, and the masked gradient, which is also
+/// the residual's, is written into `residual.gradient` (laid out like the input) by the pass that
+/// sums it, then read back for the input gradient.
+func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, _ mean: Tensor, _ variance: Tensor, _ weight: Tensor?, _ bias: Tensor?,
+  _ epsilon: Double, _ applyingReLU: Bool, _ ceiling: Double?, _ destination: GradientDestination?,
+  residual: (output: Tensor, gradient: Tensor)?
+) -> (input: Tensor?, weight: Tensor, bias: Tensor) {
+  checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
+  checkCeiling("batchNormBackward", applyingReLU, ceiling)
+  require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
+  let x = input.denseWithPlanes(), channels = x.shape[1]
+  let dy = gradOutput.laidOut(like: x.strides)
+  destination?.check(against: x)
+  let dx = destination == nil ? Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides) : nil
+  let dw = Tensor(uninitializedShape: [channels], dtype: x.dtype), db = Tensor(uninitializedShape: [channels], dtype: x.dtype)
+  let synchronization = BatchNormSynchronization.current
+  func kernel<T: TensorScalar>(_: T.Type) {
+    let pm = mean.contiguous().base(T.self), pv = variance.contiguous().base(T.self)
+    let pw = weight?.contiguous().base(T.self), pb = bias?.contiguous().base(T.self)
+    let pdw = dw.base(T.self), pdb = db.base(T.self)
+    let local = max(1, x.count / max(1, channels))
+    let m = T(synchronization?.globalCount(local) ?? local)
+    let xOffset = x.base(T.self) - dy.base(T.self)
+    // The residual sum's output and the masked gradient, at these distances from the gradient.
+    let residualOffsets = residual.map { ($0.output.base(T.self) - dy.base(T.self), $0.gradient.base(T.self) - dy.base(T.self)) }
+    // The ReLU after the residual sum, read at its output (positive exactly where the sum was):
+    // `reluBackward`'s mask, as the identity normalisation of a fused ReLU's.
+    let outputMask = ReLUMask<T>(scale: 1, shift: 0, ceiling: .infinity)
+    // Per channel: how far its gradient lies from its output gradient, and whether it is added.
+    let targets: [(offset: Int, adding: Bool)] =
+      destination?.channelTargets(dy, T.self) ?? Array(repeating: (dx!.base(T.self) - dy.base(T.self), false), count: channels)
+    // The ReLU's mask: where the normalised value lies in (0, ceiling), ceiling +∞ for a plain ReLU.
+    let top = T(ceiling ?? .infinity)
+    func reluOf(_ c: Int) -> ReLUMask<T>? {
+      guard applyingReLU else { return nil }
+      let (scale, shift) = affineCoefficients(mean: pm[c], variance: pv[c], weight: pw?[c], bias: pb?[c], epsilon: epsilon)
+      return ReLUMask(scale: scale, shift: shift, ceiling: top)
+    }
+    func invStd(_ c: Int) -> T { 1 / (pv[c] + T(epsilon)).squareRoot() }
+    // Σ dy and Σ dy·(x - μ) of channel c, which also give its bias and weight gradients.
+    func sums(_ c: Int) -> (sumDy: T, sumDyCentered: T) {
+      var planeSums = (sum: 0.0, dot: 0.0)
+      let relu = reluOf(c)
+      forEachPlane(of: dy, channel: c, T.self) { g, n in
+        let sums =
+          residualOffsets.map { rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: outputMask, at: g + $0.0, storingIn: g + $0.1) }
+          ?? rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: relu)
+        planeSums = (planeSums.sum + Double(sums.sum), planeSums.dot + Double(sums.dot))
+      }
+      pdb[c] = T(planeSums.sum)
+      pdw[c] = T(planeSums.dot) * invStd(c)
+      return (T(planeSums.sum), T(planeSums.dot))
+    }
+    // The input gradient of channel c from the sums over the (global) batch.
+    func inputGradient(_ c: Int, sumDy: T, sumDyCentered: T) {
+      let mu = pm[c], invStd = invStd(c), relu = reluOf(c)
+      let sumDyXhat = sumDyCentered * invStd
+      let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat, (dxOffset, adding) = targets[c]
+      forEachPlane(of: dy, channel: c, T.self) { dyPlane, n in
+        // After a residual sum the masked gradient, which the sums' pass stored, stands for dy.
+        let g = dyPlane + (residualOffsets?.1 ?? 0)
+        let src = dyPlane + xOffset, out = dyPlane + dxOffset
+        // g and x are both loaded unconditionally, so that the loops vectorise; an added gradient
+        // is summed as `old + new`, as accumulating a separate gradient tensor would.
+        switch (relu, adding) {
+        case (let mask?, false):
+          for i in 0..<n {
+            let gi = g[i], xi = src[i]
+            out[i] = k * (m * mask.gradient(gi, at: xi) - sumDy - (xi - mu) * scaledXhat)
+          }
+        case (let mask?, true):
+          for i in 0..<n {
+            let gi = g[i], xi = src[i]
+            out[i] = out[i] + k * (m * mask.gradient(gi, at: xi) - sumDy - (xi - mu) * scaledXhat)
+          }
+        case (nil, false):
+          for i in 0..<n { out[i] = k * (m * g[i] - sumDy - (src[i] - mu) * scaledXhat) }
+        case (nil, true):
+          for i in 0..<n { out[i] = out[i] + k * (m * g[i] - sumDy - (src[i] - mu) * scaledXhat) }
+        }
+      }
+    }
+    guard let synchronization else {
+      // Both passes over a channel back to back, while it is in cache.
+      forEachChannel(x) { c in
+        let s = sums(c)
+        inputGradient(c, sumDy: s.sumDy, sumDyCentered: s.sumDyCentered)
+      }
+      return
+    }
+    var global = [Double](repeating: 0, count: 2 * channels)
+    global.withUnsafeMutableBufferPointer { g in
+      forEachChannel(x) { c in
+        let s = sums(c)
+        (g[c], g[channels + c]) = (Double(s.sumDy), Double(s.sumDyCentered))
+      }
+    }
+    synchronization.synchronizer.sumAcrossProcesses(&global)
+    forEachChannel(x) { c in inputGradient(c, sumDy: T(global[c]), sumDyCentered: T(global[channels + c])) }
+  }
+  x.dtype.dispatch(kernel, kernel)
+  return (dx, dw, db)
+}
+
+/// A fused ReLU's mask, recomputed from the input: the gradient passes where the normalised value
+/// `x * scale + shift` lies strictly between 0 and `ceiling` (+∞ for a plain ReLU).
+struct ReLUMask<T: TensorScalar> {
+  var scale, shift, ceiling: T
+
+  /// `g` where the normalised `x` is inside, else 0. One comparison of min(v, ceiling - v) with 0
+  /// (ceiling - v is positive exactly where v < ceiling, and NaN gives false), so that the loops over
+  /// it vectorise as the plain ReLU's did; `v > 0 && v < ceiling` kept them scalar, with branches.
+  /// With a ceiling of +∞ it is the plain ReLU's `v > 0`, at v = +∞ too.
+  @inline(__always)
+  func gradient(_ g: T, at x: T) -> T {
+    let v = x * scale + shift
+    return Swift.min(v, ceiling - v) > 0 ? g : 0
+  }
+}
+
+/// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass,
+/// each blocked like ``rowSum(_:_:)``; with `reluOf`, `g[i]` counts as 0 wherever the mask of a ReLU
+/// after the normalisation blocks it, the mask being read at `x[i]`, or at `maskInput[i]` when
+/// given; with `stored`, the masked `g[i]` are also written there.
+///
+/// The masked lanes are built element by element from unconditional loads: that form vectorises,
+/// where a generic `SIMD8.replacing(with:where:)` runs lane by lane through memory.
+@inline(__always)
+func rowGradientSums<T: TensorScalar>(
+  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: ReLUMask<T>?,
+  at maskInput: UnsafePointer<T>? = nil, storingIn stored: UnsafeMutablePointer<T>? = nil
+) -> (sum: T, dot: T) {
+  var sums = BlockedLanes<T>(), dots = BlockedLanes<T>()
+  let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
+  let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x), m = maskInput ?? x
+  var i = 0
+  if let mask = relu, let stored {
+    while i + 8 <= n {
+      var vg = SIMD8<T>(repeating: 0)
+      for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: m[i + l]) }
+      UnsafeMutableRawPointer(stored).storeBytes(of: vg, toByteOffset: i * size, as: SIMD8<T>.self)
+      sums.add(vg)
+      dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
+      i += 8
+    }
+  } else if let mask = relu {
+    while i + 8 <= n {
+      var vg = SIMD8<T>(repeating: 0)
+      for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: m[i + l]) }
+      sums.add(vg)
+      dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
+      i += 8
+    }
+  } else {
+    while i + 8 <= n {
+      let vg = rg.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
+      sums.add(vg)
+      dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
+      i += 8
+    }
+  }
+  var sum = sums.sum, dot = dots.sum
+  while i < n {
+    let gl = g[i], xl = x[i], ml = m[i]
+    let gi = relu.map { $0.gradient(gl, at: ml) } ?? gl
+    stored?[i] = gi
+    sum += gi
+    dot += gi * (xl - center)
+    i += 1
+  }
+  return (sum, dot)
+}
