@@ -170,19 +170,12 @@ func rowGradientSums<T: TensorScalar>(
   let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
   let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x), m = maskInput ?? x
   var i = 0
-  if let mask = relu, let stored {
+  if let mask = relu {
     while i + 8 <= n {
       var vg = SIMD8<T>(repeating: 0)
       for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: m[i + l]) }
-      UnsafeMutableRawPointer(stored).storeBytes(of: vg, toByteOffset: i * size, as: SIMD8<T>.self)
-      sums.add(vg)
-      dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
-      i += 8
-    }
-  } else if let mask = relu {
-    while i + 8 <= n {
-      var vg = SIMD8<T>(repeating: 0)
-      for l in 0..<8 { vg[l] = mask.gradient(g[i + l], at: m[i + l]) }
+      // The same every iteration: a branch that is always predicted.
+      if let stored { UnsafeMutableRawPointer(stored).storeBytes(of: vg, toByteOffset: i * size, as: SIMD8<T>.self) }
       sums.add(vg)
       dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
       i += 8
