@@ -157,7 +157,8 @@ struct ReLUMask<T: TensorScalar> {
 /// The sum of `g[i]` and of `g[i] * (x[i] - center)` over `n` contiguous elements in one pass,
 /// each blocked like ``rowSum(_:_:)``; with `reluOf`, `g[i]` counts as 0 wherever the mask of a ReLU
 /// after the normalisation blocks it, the mask being read at `x[i]`, or at `maskInput[i]` when
-/// given; with `stored`, the masked `g[i]` are also written there.
+/// given; with `stored` (which needs `reluOf`: only a masked gradient is worth keeping), the
+/// masked `g[i]` are also written there.
 ///
 /// The masked lanes are built element by element from unconditional loads: that form vectorises,
 /// where a generic `SIMD8.replacing(with:where:)` runs lane by lane through memory.
@@ -166,6 +167,7 @@ func rowGradientSums<T: TensorScalar>(
   _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, reluOf relu: ReLUMask<T>?,
   at maskInput: UnsafePointer<T>? = nil, storingIn stored: UnsafeMutablePointer<T>? = nil
 ) -> (sum: T, dot: T) {
+  assert(stored == nil || relu != nil, "rowGradientSums: storing needs a mask; the unmasked loop does not store")
   var sums = BlockedLanes<T>(), dots = BlockedLanes<T>()
   let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
   let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x), m = maskInput ?? x
