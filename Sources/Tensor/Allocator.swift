@@ -14,8 +14,9 @@ import Darwin
 /// is already resident serves requests of any smaller size instead of new pages being faulted in
 /// and cleared (the sizes of a dense block's buffers grow by k channels per layer, so exact-size
 /// reuse would mostly miss). A request that nothing cached can serve first gives cached memory back
-/// to the system until live plus cached bytes fit within the high-water mark of live bytes, so the
-/// cache never adds to the peak footprint. On Linux a large request that no single free range holds
+/// to the system until live plus cached bytes fit within ``footprintLimitBytes``, the high-water
+/// mark of live bytes plus a thirty-second of it, so the cache adds at most that to the peak
+/// footprint. On Linux a large request that no single free range holds
 /// is assembled from free ranges instead: their pages are moved (`mremap`) into its mapping, so
 /// they neither go back to the system nor fault in afresh, and only the rest of the request is new
 /// memory. Fresh pages cost a fault and a clearing each, far more in virtual machines that hand
@@ -27,10 +28,20 @@ public enum Allocator {
   /// The largest value ``liveBytes`` has reached since the last ``resetPeak()``.
   public static var peakBytes: Int { state.withLock { $0.peak } }
 
-  /// The most bytes ever live at once (unlike ``peakBytes``, never reset). When a request finds no
-  /// cached memory to reuse, the cache gives memory back until live plus cached bytes are within
-  /// this mark, so caching never raises the resident footprint above the largest live working set.
+  /// The most bytes ever live at once (unlike ``peakBytes``, never reset): the largest working set,
+  /// which ``footprintLimitBytes`` is measured from.
   public static var highWaterBytes: Int { state.withLock { $0.highWater } }
+
+  /// The most bytes that live and cached buffers may hold together when a request needs fresh
+  /// memory: ``highWaterBytes`` plus a thirty-second of it.
+  ///
+  /// The headroom is there because free ranges are cut by the order of the requests, and two
+  /// threads interleave a step's requests differently each time: with none, a request that the
+  /// last step's ranges served finds them cut otherwise, misses, and every step gives cached ranges
+  /// back and faults fresh pages in for their like (ResNet-20 on two threads: about 30 `munmap`
+  /// calls and 3 MiB of fresh pages a step). A little room lets the ranges settle into a layout
+  /// that serves every step; docs/performance.md has the measurements.
+  public static var footprintLimitBytes: Int { state.withLock { $0.footprintLimit } }
 
   /// Bytes held in the cache of freed buffers, ready for reuse.
   public static var cachedBytes: Int { state.withLock { $0.cached } }
@@ -115,7 +126,7 @@ public enum Allocator {
         }
         let movedBytes = moved.reduce(0) { $0 + $1.size }
         s.cached -= movedBytes
-        evicted = s.evict(atLeast: s.live + s.cached - s.highWater)
+        evicted = s.evict(atLeast: s.live + s.cached - s.footprintLimit)
         s.fresh += size - movedBytes
         return nil
       }
@@ -179,9 +190,10 @@ public enum Allocator {
     var misses = 0
     var fresh = 0
     var cacheLimit = 2 << 30
-    /// The most live bytes ever (``peak`` without resets): the cache keeps live plus cached
-    /// bytes within it.
+    /// The most live bytes ever (``peak`` without resets).
     var highWater = 0
+    /// What live plus cached bytes are kept within when fresh memory is needed.
+    var footprintLimit: Int { highWater + highWater / 32 }
     /// Cached heap buffers by size class.
     var free: [Int: [UnsafeMutableRawPointer]] = [:]
     /// Cached mapped memory.

@@ -112,18 +112,40 @@ final class AllocatorTests: XCTestCase {
   }
 
   /// A request the cache cannot serve evicts cached buffers first: live plus cached bytes stay
-  /// within the high-water mark of live bytes.
-  func testCacheNeverRaisesTheFootprint() {
+  /// within the footprint limit, the high-water mark of live bytes plus a thirty-second of it.
+  func testCacheKeepsTheFootprintWithinItsLimit() {
     Allocator.releaseCache()
-    var small: Tensor? = Tensor(zeros: [1 << 18])  // 1 MiB, cached when freed
-    small = nil
-    XCTAssertEqual(Allocator.cachedBytes, 1 << 20)
-    // A new largest working set: the cached mebibyte cannot serve it and would add to the footprint.
-    let count = (Allocator.highWaterBytes - Allocator.liveBytes) / 4 + (1 << 20)
+    // A cached buffer larger than the headroom the limit leaves above the next working set.
+    let headroom = (Allocator.highWaterBytes + (64 << 20)) / 32
+    let cachedCount = (headroom + (1 << 20)) / 4
+    var cached: Tensor? = Tensor(zeros: [cachedCount])
+    cached = nil
+    let cachedSize = Allocator.cachedBytes
+    XCTAssertGreaterThanOrEqual(cachedSize, cachedCount * 4)
+    // A new largest working set, 64 MiB above the old mark: the cached buffer cannot serve it,
+    // and keeping it would take the footprint past the limit.
+    let count = (Allocator.highWaterBytes - Allocator.liveBytes + (64 << 20)) / 4
     let large = Tensor(zeros: [count])
-    XCTAssertEqual(Allocator.cachedBytes, 0)
-    XCTAssertLessThanOrEqual(Allocator.liveBytes + Allocator.cachedBytes, Allocator.highWaterBytes)
+    XCTAssertLessThan(Allocator.cachedBytes, cachedSize, "the cached buffer went back")
+    XCTAssertLessThanOrEqual(Allocator.liveBytes + Allocator.cachedBytes, Allocator.footprintLimitBytes)
+    XCTAssertEqual(Allocator.footprintLimitBytes, Allocator.highWaterBytes + Allocator.highWaterBytes / 32)
     XCTAssertEqual(large.count, count)
-    _ = small
+    _ = cached
+  }
+
+  /// A buffer that fits within the headroom stays cached when a larger working set arrives.
+  func testCacheKeepsWhatFitsTheHeadroom() {
+    Allocator.releaseCache()
+    var cached: Tensor? = Tensor(zeros: [1 << 16])  // 256 KiB
+    cached = nil
+    let cachedSize = Allocator.cachedBytes
+    XCTAssertEqual(cachedSize, 1 << 18)
+    let count = (Allocator.highWaterBytes - Allocator.liveBytes + (64 << 20)) / 4
+    let large = Tensor(zeros: [count])
+    // 64 MiB more live bytes raise the headroom by 2 MiB: the 256 KiB fits it.
+    XCTAssertEqual(Allocator.cachedBytes, cachedSize)
+    XCTAssertLessThanOrEqual(Allocator.liveBytes + Allocator.cachedBytes, Allocator.footprintLimitBytes)
+    XCTAssertEqual(large.count, count)
+    _ = cached
   }
 }
