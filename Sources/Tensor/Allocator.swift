@@ -38,9 +38,9 @@ public enum Allocator {
   /// The headroom is there because free ranges are cut by the order of the requests, and two
   /// threads interleave a step's requests differently each time: with none, a request that the
   /// last step's ranges served finds them cut otherwise, misses, and every step gives cached ranges
-  /// back and faults fresh pages in for their like (ResNet-20 on two threads: about 30 `munmap`
-  /// calls and 3 MiB of fresh pages a step). A little room lets the ranges settle into a layout
-  /// that serves every step; docs/performance.md has the measurements.
+  /// back and faults fresh pages in for their like, and unmapping them interrupts the other core
+  /// to flush its TLB. A little room lets the ranges settle into a layout that serves every step
+  /// (docs/performance.md#tenth-headroom).
   public static var footprintLimitBytes: Int { state.withLock { $0.footprintLimit } }
 
   /// Bytes held in the cache of freed buffers, ready for reuse.
