@@ -6,10 +6,11 @@ paper's convolution variants (MODELS.md 3).
 Written from the specification, structure for structure with Sources/Models; parameter counts are
 printed so the caller can check them against `reprise bench`.
 
-Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREADS]
-       python torch_models.py resnet20|seresnet56|shakenet26-2x96d|mobilenetv2 CONV BATCH EFFICIENT(0/1) STEPS [THREADS]
+Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREADS [COMPARE_THREADS]]
+       python torch_models.py resnet20|seresnet56|shakenet26-2x96d|mobilenetv2 CONV BATCH EFFICIENT(0/1) STEPS [THREADS [COMPARE_THREADS]]
 Prints one JSON line (the keys of ../shared/anchors/torch_densenet.py): params, median step seconds,
-peak RSS MiB. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
+peak RSS MiB. With COMPARE_THREADS, steps on that many threads take turns with those on THREADS, as
+`reprise bench --compare-threads` takes them, and the line adds their median and the speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
 import json, resource, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.utils.checkpoint as cp
@@ -263,21 +264,31 @@ if __name__ == "__main__":
                  "mobilenetv2": lambda: MobileNetV2(kind, bool(efficient))}[name]()
     else:
         raise SystemExit(__doc__)
-    if rest: torch.set_num_threads(int(rest[0]))
+    counts = [int(n) for n in rest[:2]]
+    if counts: torch.set_num_threads(counts[0])
     torch.manual_seed(0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     x = torch.randn(batch, 3, 32, 32); y = torch.randint(0, 10, (batch,))
     x.requires_grad_(bool(efficient))  # so that non-reentrant checkpoints of the first layer record
-    times = []
+    times, compared = [], []
     for s in range(steps + 1):
-        t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
-        if s: times.append(time.perf_counter() - t)
+        # The second count's turns alternate between before and after the first's, as bench's do.
+        for comparing in ([False] if len(counts) < 2 else [False, True] if s % 2 == 0 else [True, False]):
+            if len(counts) == 2: torch.set_num_threads(counts[1] if comparing else counts[0])
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
+            if s: (compared if comparing else times).append(time.perf_counter() - t)
+    if counts: torch.set_num_threads(counts[0])
     in_order = list(times)
     times.sort()
-    print(json.dumps({"model": name, "batch": batch, "efficient": efficient,
+    median = lambda v: sorted(v)[len(v) // 2]
+    result = {"model": name, "batch": batch, "efficient": efficient,
         "params": sum(p.numel() for p in model.parameters()),
         "step_s_median": times[len(times) // 2], "step_s_min": times[0], "step_s": in_order,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(), "loss": loss.item()}))
+        "threads": torch.get_num_threads(), "loss": loss.item()}
+    if len(counts) == 2:
+        result.update({"compare_threads": counts[1], "compare_step_s_median": median(compared), "compare_step_s": compared,
+                       "speedup": median(compared) / result["step_s_median"]})
+    print(json.dumps(result))

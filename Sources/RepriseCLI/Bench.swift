@@ -31,6 +31,13 @@ struct Bench: ParsableCommand {
   @Option(help: "Matrix size M = N = K for --kernel matmul; Float32 elements summed across the processes for --kernel allreduce (with --distributed).")
   var size = 1024
   @OptionGroup var threadOptions: ThreadOptions
+  @Option(
+    help: """
+      Also time the steps on this many threads, in turn with --threads step by step (each count's own \
+      warm-up step first), and report its median and the speedup of --threads over it: a scaling \
+      measured while both counts meet the same load on the machine.
+      """)
+  var compareThreads: Int?
   @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
   @Flag(help: "Print one JSON object instead of text.") var json = false
   @OptionGroup(title: "Distributed training (--batch-size is the global batch)") var distributedOptions: DistributedOptions
@@ -52,6 +59,12 @@ struct Bench: ParsableCommand {
       try modelOptions.checkBatch(batchSize, try modelOptions.parsedInputShape(inputSize))
     }
     guard convolution == nil || kernel == .conv2d else { throw ValidationError("--convolution is for --kernel conv2d") }
+    if let compareThreads {
+      try check("--compare-threads", compareThreads, in: 1...256)
+      guard kernel == nil && !distributedOptions.distributed else {
+        throw ValidationError("--compare-threads times a model's steps in one process; drop --kernel and --distributed")
+      }
+    }
     try distributedOptions.check()
   }
 
@@ -78,22 +91,33 @@ struct Bench: ParsableCommand {
     let labels = Array((0..<batchSize).map { _ in Int(random.next() % UInt64(classes)) }[part])
     let base = Allocator.liveBytes
     Allocator.resetPeak()
-    var times: [Double] = [], waits: [Double] = [], hidden: [Double] = []
+    var times: [Double] = [], waits: [Double] = [], hidden: [Double] = [], compared: [Double] = []
+    let threads = Parallel.threadCount
     try withCheckpointPlan(plan, in: model) {
       for s in 0...steps {
-        let t = seconds {
-          if let parallel {
-            parallel.trainStep(optimizer: optimizer, images: images, labels: labels, globalBatchSize: batchSize)
-          } else {
-            trainStep(model, optimizer: optimizer, images: images, labels: labels)
+        // With a second thread count the two take turns, and which goes first alternates too, so
+        // that a load that grows or fades over the run weighs on both alike.
+        for comparing in compareThreads == nil ? [false] : s % 2 == 0 ? [false, true] : [true, false] {
+          if let compareThreads { Parallel.setThreadCount(comparing ? compareThreads : threads) }
+          let t = seconds {
+            if let parallel {
+              parallel.trainStep(optimizer: optimizer, images: images, labels: labels, globalBatchSize: batchSize)
+            } else {
+              trainStep(model, optimizer: optimizer, images: images, labels: labels)
+            }
           }
-        }
-        if s > 0 {
-          (times, waits, hidden) = (times + [t], waits + [parallel?.lastReductionWait ?? 0], hidden + [parallel?.lastHiddenFraction ?? 0])
+          if s == 0 { continue }
+          if comparing {
+            compared.append(t)
+          } else {
+            (times, waits, hidden) = (times + [t], waits + [parallel?.lastReductionWait ?? 0], hidden + [parallel?.lastHiddenFraction ?? 0])
+          }
         }
       }
     }
+    Parallel.setThreadCount(threads)
     let m = median(times), peak = Allocator.peakBytes - base
+    let comparison = compareThreads.map { (threads: $0, median: median(compared), steps: compared) }
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
     let rss = peakResidentBytes()
     // Every process's peak, for rank 0 to report.
@@ -111,6 +135,9 @@ struct Bench: ParsableCommand {
         var processes: Int, syncBatchNorm: Bool, gradientOverlap: String?, reductionWaitSecondsMedian: Double?
         var reductionHiddenFractionMedian: Double?
         var peakResidentBytesPerProcess: [Int]
+        /// With --compare-threads: its thread count, its steps' median and every step, and the
+        /// speedup of --threads over it (the ratio of the medians).
+        var compareThreads: Int?, compareStepSecondsMedian: Double?, compareStepSeconds: [Double]?, speedup: Double?
       }
       try printJSON(Output(
         model: modelOptions.networkLabel(for: state), batchSize: batchSize, memoryEfficient: memoryEfficient,
@@ -120,7 +147,8 @@ struct Bench: ParsableCommand {
         imagesPerSecond: Double(batchSize) / m, peakBytes: peak, peakResidentBytes: rss, processes: processes,
         syncBatchNorm: distributedOptions.syncBatchNorm, gradientOverlap: parallel.map { $0.overlap.rawValue },
         reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, reductionHiddenFractionMedian: parallel.map { _ in median(hidden) },
-        peakResidentBytesPerProcess: residentPerProcess))
+        peakResidentBytesPerProcess: residentPerProcess, compareThreads: comparison?.threads,
+        compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.steps, speedup: comparison.map { $0.median / m }))
     } else {
       let distributed = parallel.map {
         ", \(processes) processes (gradient overlap \($0.overlap.rawValue)\($0.synchronizesBatchNorm ? ", synchronized batch norm" : ""))"
@@ -128,6 +156,12 @@ struct Bench: ParsableCommand {
       print("\(modelOptions.networkLabel(for: state)), batch \(batchSize), input \(shape), \(mode), \(dtype), \(Parallel.threadCount) threads\(distributed)")
       if let planned { print(plannedSummary(planned)) }
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
+      if let comparison {
+        let counted = { (n: Int) in "\(n) thread\(n == 1 ? "" : "s")" }
+        print(String(
+          format: "  median step on %@, in turn: %.4f s; %@ are %.2fx as fast", counted(comparison.threads), comparison.median,
+          counted(threads), comparison.median / m))
+      }
       if parallel != nil {
         print(String(format: "  after backward: %.0f%% of the gradient bytes reduced (median), median wait for the rest %.4f s", 100 * median(hidden), median(waits)))
       }

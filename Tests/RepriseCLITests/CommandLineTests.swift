@@ -51,6 +51,8 @@ final class CommandLineTests: XCTestCase {
       (["bench", "--kernel", "conv2d", "--convolution", "8,3,1,1,3"], "must both be divisible by 3 groups"),
       (["bench", "--kernel", "conv2d", "--convolution", "8,40,1,1"], "larger than the padded 32x32 input"),
       (["bench", "--convolution", "8,3,1,1"], "--convolution is for --kernel conv2d"),
+      (["bench", "--compare-threads", "0"], "--compare-threads must be in 1...256"),
+      (["bench", "--kernel", "matmul", "--compare-threads", "1"], "--compare-threads times a model's steps in one process"),
       (["summary", "--input-size", "3,2,2"], "smaller than densenet-bc's smallest input, 4x4"),
       (["eval", "--weights", "missing.safetensors"], "does not exist"),
       (["train", "--sync-batch-norm"], "--sync-batch-norm, --gradient-overlap and --bucket-size need --distributed"),
@@ -75,6 +77,22 @@ final class CommandLineTests: XCTestCase {
     XCTAssertEqual(bench.status, 0, bench.err)
     let timing = try JSONSerialization.jsonObject(with: Data(bench.out.utf8)) as? [String: Any]
     XCTAssertNotNil(timing?["stepSecondsMedian"] as? Double)
+    XCTAssertNil(timing?["speedup"] as? Double)
+    // Two thread counts in turn: each has its own steps, and the speedup is the ratio of their medians.
+    let scaling = try reprise(
+      "bench", "--depth", "10", "--batch-size", "2", "--steps", "3", "--input-size", "3,8,8", "--threads", "2", "--compare-threads", "1",
+      "--json")
+    XCTAssertEqual(scaling.status, 0, scaling.err)
+    let scaled = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(scaling.out.utf8)) as? [String: Any])
+    XCTAssertEqual(scaled["threads"] as? Int, 2)
+    XCTAssertEqual(scaled["compareThreads"] as? Int, 1)
+    XCTAssertEqual((scaled["stepSeconds"] as? [Double])?.count, 3)
+    let compared = try XCTUnwrap(scaled["compareStepSeconds"] as? [Double])
+    XCTAssertEqual(compared.count, 3)
+    let comparedMedian = try XCTUnwrap(scaled["compareStepSecondsMedian"] as? Double)
+    XCTAssertEqual(comparedMedian, compared.sorted()[1])
+    let speedup = try XCTUnwrap(scaled["speedup"] as? Double)
+    XCTAssertEqual(speedup, comparedMedian / (try XCTUnwrap(scaled["stepSecondsMedian"] as? Double)), accuracy: 1e-12)
     let convolution = try reprise(
       "bench", "--kernel", "conv2d", "--batch-size", "2", "--input-size", "4,9,9", "--convolution", "6,3,2,1", "--steps", "1", "--json")
     XCTAssertEqual(convolution.status, 0, convolution.err)
