@@ -9,8 +9,8 @@ printed so the caller can check them against `reprise bench`.
 Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREADS [COMPARE_THREADS]]
        python torch_models.py resnet20|seresnet56|shakenet26-2x96d|mobilenetv2 CONV BATCH EFFICIENT(0/1) STEPS [THREADS [COMPARE_THREADS]]
 Prints one JSON line (the keys of ../shared/anchors/torch_densenet.py): params, median step seconds,
-peak RSS MiB. With COMPARE_THREADS, steps on that many threads take turns with those on THREADS, as
-`reprise bench --compare-threads` takes them, and the line adds their median and the speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
+peak RSS MiB. With COMPARE_THREADS, as many steps on that many threads take turns with those on
+THREADS, as `reprise bench --compare-threads` takes them, and the line adds their median and the speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
 import json, resource, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.utils.checkpoint as cp
@@ -271,14 +271,19 @@ if __name__ == "__main__":
     x = torch.randn(batch, 3, 32, 32); y = torch.randint(0, 10, (batch,))
     x.requires_grad_(bool(efficient))  # so that non-reentrant checkpoints of the first layer record
     times, compared = [], []
-    for s in range(steps + 1):
-        # The second count's turns alternate between before and after the first's, as bench's do.
-        for comparing in ([False] if len(counts) < 2 else [False, True] if s % 2 == 0 else [True, False]):
-            if len(counts) == 2: torch.set_num_threads(counts[1] if comparing else counts[0])
+    # With a second count the two take turns of up to 5 timed steps, each after an untimed one, as
+    # `reprise bench --compare-threads` does: the first step after a switch wakes the idle cores.
+    per_turn, turn = (steps if len(counts) < 2 else 5), 0
+    while len(times) < steps or (len(counts) == 2 and len(compared) < steps):
+        comparing = len(counts) == 2 and turn % 2 == 1
+        if len(counts) == 2: torch.set_num_threads(counts[1] if comparing else counts[0])
+        done = compared if comparing else times
+        for s in range(min(per_turn, steps - len(done)) + 1):
             t = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
-            if s: (compared if comparing else times).append(time.perf_counter() - t)
+            if s: done.append(time.perf_counter() - t)
+        turn += 1
     if counts: torch.set_num_threads(counts[0])
     in_order = list(times)
     times.sort()

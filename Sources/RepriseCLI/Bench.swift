@@ -33,11 +33,15 @@ struct Bench: ParsableCommand {
   @OptionGroup var threadOptions: ThreadOptions
   @Option(
     help: """
-      Also time the steps on this many threads, in turn with --threads step by step (each count's own \
-      warm-up step first), and report its median and the speedup of --threads over it: a scaling \
-      measured while both counts meet the same load on the machine.
+      Also time --steps steps on this many threads, taking turns with --threads in blocks of up to \
+      \(Bench.stepsPerTurn) steps (each after an untimed one), and report their median and the speedup of \
+      --threads over it: a scaling measured while both counts meet the same load on the machine.
       """)
   var compareThreads: Int?
+
+  /// The timed steps of one turn with --compare-threads: a second or two of ResNet-20's steps,
+  /// short beside the minutes over which the machine's load changes.
+  static let stepsPerTurn = 5
   @Option(help: "Element type of the model and data: float32 or float64.") var dtype: DType = .float32
   @Flag(help: "Print one JSON object instead of text.") var json = false
   @OptionGroup(title: "Distributed training (--batch-size is the global batch)") var distributedOptions: DistributedOptions
@@ -94,11 +98,16 @@ struct Bench: ParsableCommand {
     var times: [Double] = [], waits: [Double] = [], hidden: [Double] = [], compared: [Double] = []
     let threads = Parallel.threadCount
     try withCheckpointPlan(plan, in: model) {
-      for s in 0...steps {
-        // With a second thread count the two take turns, and which goes first alternates too, so
-        // that a load that grows or fades over the run weighs on both alike.
-        for comparing in compareThreads == nil ? [false] : s % 2 == 0 ? [false, true] : [true, false] {
-          if let compareThreads { Parallel.setThreadCount(comparing ? compareThreads : threads) }
+      // One warm-up step and the timed ones; with a second thread count the two take turns, each
+      // turn after an untimed step at its count: the first step after a switch pays for waking the
+      // cores the turn before left idle, and would charge the count with more threads for it
+      // (docs/performance.md#eleventh-in-turn).
+      let perTurn = compareThreads == nil ? steps : Bench.stepsPerTurn
+      var turn = 0
+      while times.count < steps || (compareThreads != nil && compared.count < steps) {
+        let comparing = compareThreads != nil && turn % 2 == 1
+        if let compareThreads { Parallel.setThreadCount(comparing ? compareThreads : threads) }
+        for s in 0...min(perTurn, steps - (comparing ? compared.count : times.count)) {
           let t = seconds {
             if let parallel {
               parallel.trainStep(optimizer: optimizer, images: images, labels: labels, globalBatchSize: batchSize)
@@ -113,6 +122,7 @@ struct Bench: ParsableCommand {
             (times, waits, hidden) = (times + [t], waits + [parallel?.lastReductionWait ?? 0], hidden + [parallel?.lastHiddenFraction ?? 0])
           }
         }
+        turn += 1
       }
     }
     Parallel.setThreadCount(threads)
