@@ -10,7 +10,8 @@ Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREAD
        python torch_models.py resnet20|seresnet56|shakenet26-2x96d|mobilenetv2 CONV BATCH EFFICIENT(0/1) STEPS [THREADS [COMPARE_THREADS]]
 Prints one JSON line (the keys of ../shared/anchors/torch_densenet.py): params, median step seconds,
 peak RSS MiB. With COMPARE_THREADS, as many steps on that many threads take turns with those on
-THREADS, as `reprise bench --compare-threads` takes them, and the line adds their median and the speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
+THREADS, as `reprise bench --compare-threads` takes them, and the line adds their median and the
+speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
 import json, resource, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.utils.checkpoint as cp
@@ -285,12 +286,10 @@ if __name__ == "__main__":
             if s: done.append(time.perf_counter() - t)
         turn += 1
     if counts: torch.set_num_threads(counts[0])
-    in_order = list(times)
-    times.sort()
     median = lambda v: sorted(v)[len(v) // 2]
     result = {"model": name, "batch": batch, "efficient": efficient,
         "params": sum(p.numel() for p in model.parameters()),
-        "step_s_median": times[len(times) // 2], "step_s_min": times[0], "step_s": in_order,
+        "step_s_median": median(times), "step_s_min": min(times), "step_s": times,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "loss": loss.item()}
     if len(counts) == 2:

@@ -33,7 +33,7 @@ struct Bench: ParsableCommand {
   @OptionGroup var threadOptions: ThreadOptions
   @Option(
     help: """
-      Also time --steps steps on this many threads, taking turns with --threads in blocks of up to \
+      Also time --steps steps on this many threads, taking turns with --threads in turns of up to \
       \(Bench.stepsPerTurn) steps (each after an untimed one), and report their median and the speedup of \
       --threads over it: a scaling measured while both counts meet the same load on the machine.
       """)
@@ -127,7 +127,7 @@ struct Bench: ParsableCommand {
     }
     Parallel.setThreadCount(threads)
     let m = median(times), peak = Allocator.peakBytes - base
-    let comparison = compareThreads.map { (threads: $0, median: median(compared), steps: compared) }
+    let comparison = compareThreads.map { (threads: $0, median: median(compared), steps: compared, speedup: median(compared) / m) }
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
     let rss = peakResidentBytes()
     // Every process's peak, for rank 0 to report.
@@ -158,7 +158,7 @@ struct Bench: ParsableCommand {
         syncBatchNorm: distributedOptions.syncBatchNorm, gradientOverlap: parallel.map { $0.overlap.rawValue },
         reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, reductionHiddenFractionMedian: parallel.map { _ in median(hidden) },
         peakResidentBytesPerProcess: residentPerProcess, compareThreads: comparison?.threads,
-        compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.steps, speedup: comparison.map { $0.median / m }))
+        compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.steps, speedup: comparison?.speedup))
     } else {
       let distributed = parallel.map {
         ", \(processes) processes (gradient overlap \($0.overlap.rawValue)\($0.synchronizesBatchNorm ? ", synchronized batch norm" : ""))"
@@ -170,7 +170,7 @@ struct Bench: ParsableCommand {
         let counted = { (n: Int) in "\(n) thread\(n == 1 ? "" : "s")" }
         print(String(
           format: "  median step on %@, in turn: %.4f s; %@ are %.2fx as fast", counted(comparison.threads), comparison.median,
-          counted(threads), comparison.median / m))
+          counted(threads), comparison.speedup))
       }
       if parallel != nil {
         print(String(format: "  after backward: %.0f%% of the gradient bytes reduced (median), median wait for the rest %.4f s", 100 * median(hidden), median(waits)))
