@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     abstract: "Time training steps of a model on random data (median step time, images/s, peak memory), or a kernel.")
 
   enum Kernel: String, ExpressibleByArgument, CaseIterable {
-    case matmul, conv2d, allreduce, roundtrip
+    case matmul, conv2d, allreduce, roundtrip, stream
   }
 
   @OptionGroup var modelOptions: ModelOptions
@@ -28,16 +28,24 @@ struct Bench: ParsableCommand {
   @OptionGroup var planOptions: PlanOptions
   @Option(help: "For --kernel conv2d: the convolution as O,K,S,P or O,K,S,P,G (outputs, square kernel size, stride, padding, groups; default 16,3,1,1), on --batch-size inputs of --input-size (default 16,32,32).")
   var convolution: String?
-  @Option(help: "Matrix size M = N = K for --kernel matmul; Float32 elements summed across the processes for --kernel allreduce (with --distributed).")
-  var size = 1024
+  @Option(
+    help: """
+      Matrix size M = N = K for --kernel matmul (default 1024); Float32 elements summed across the processes for --kernel \
+      allreduce (with --distributed; default 1024); Float32 elements of each tensor for --kernel stream (default \
+      \(Bench.defaultStreamElements), 64 MiB).
+      """)
+  var size: Int?
   @OptionGroup var threadOptions: ThreadOptions
   @Option(
     help: """
-      Also time --steps steps on this many threads, taking turns with --threads in turns of up to \
-      \(Bench.stepsPerTurn) steps (each after an untimed one), and report their median and the speedup of \
+      Also time --steps steps (or passes of --kernel stream) on this many threads, taking turns with --threads in \
+      turns of up to \(Bench.stepsPerTurn) (each after an untimed one), and report their median and the speedup of \
       --threads over it: a scaling measured while both counts meet the same load on the machine.
       """)
   var compareThreads: Int?
+
+  /// "1 thread", "2 threads".
+  static func threadsLabel(_ count: Int) -> String { "\(count) thread\(count == 1 ? "" : "s")" }
 
   /// The timed steps of one turn with --compare-threads: a second or two of ResNet-20's steps,
   /// short beside the minutes over which the machine's load changes.
@@ -50,7 +58,7 @@ struct Bench: ParsableCommand {
     if let weights { try readable("--weights", weights) }
     try check("--batch-size", batchSize, in: 1...maximumBatchSize)
     try check("--steps", steps, in: 1...1_000_000)
-    try check("--size", size, in: 1...(kernel == .allreduce ? 1 << 30 : 16384))
+    if let size { try check("--size", size, in: 1...(kernel == .allreduce ? 1 << 30 : kernel == .stream ? 1 << 28 : 16384)) }
     guard kernel != .allreduce || distributedOptions.distributed else { throw ValidationError("--kernel allreduce needs --distributed") }
     if memoryEfficient && planOptions.choosesPlan {
       throw ValidationError("--memory-efficient is a plan of its own; drop it or --memory-budget / --checkpoint-segments")
@@ -65,8 +73,8 @@ struct Bench: ParsableCommand {
     guard convolution == nil || kernel == .conv2d else { throw ValidationError("--convolution is for --kernel conv2d") }
     if let compareThreads {
       try check("--compare-threads", compareThreads, in: 1...256)
-      guard kernel == nil && !distributedOptions.distributed else {
-        throw ValidationError("--compare-threads times a model's steps in one process; drop --kernel and --distributed")
+      guard kernel == nil || kernel == .stream, !distributedOptions.distributed else {
+        throw ValidationError("--compare-threads times a model's steps or --kernel stream in one process; drop --distributed and other kernels")
       }
     }
     try distributedOptions.check()
@@ -78,6 +86,7 @@ struct Bench: ParsableCommand {
     if kernel == .matmul { return try benchMatmul() }
     if kernel == .conv2d { return try benchConvolution() }
     if kernel == .roundtrip { return try benchRoundTrip() }
+    if kernel == .stream { return try benchStream() }
     if kernel == .allreduce, let communicator { return try benchAllreduce(communicator) }
     let state = try weights.map(SavedModel.init)
     let (model, shape, classes) = try modelOptions.makeForRandomData(inputSize: inputSize, state: state)
@@ -95,37 +104,18 @@ struct Bench: ParsableCommand {
     let labels = Array((0..<batchSize).map { _ in Int(random.next() % UInt64(classes)) }[part])
     let base = Allocator.liveBytes
     Allocator.resetPeak()
-    var times: [Double] = [], waits: [Double] = [], hidden: [Double] = [], compared: [Double] = []
+    var times: [Double] = [], compared: [Double] = [], waits: [Double] = [], hidden: [Double] = []
     let threads = Parallel.threadCount
     try withCheckpointPlan(plan, in: model) {
-      // One warm-up step and the timed ones; with a second thread count the two take turns, each
-      // turn after an untimed step at its count: the first step after a switch pays for waking the
-      // cores the turn before left idle, and would charge the count with more threads for it
-      // (docs/performance.md#eleventh-in-turn).
-      let perTurn = compareThreads == nil ? steps : Bench.stepsPerTurn
-      var turn = 0
-      while times.count < steps || (compareThreads != nil && compared.count < steps) {
-        let comparing = compareThreads != nil && turn % 2 == 1
-        if let compareThreads { Parallel.setThreadCount(comparing ? compareThreads : threads) }
-        for s in 0...min(perTurn, steps - (comparing ? compared.count : times.count)) {
-          let t = seconds {
-            if let parallel {
-              parallel.trainStep(optimizer: optimizer, images: images, labels: labels, globalBatchSize: batchSize)
-            } else {
-              trainStep(model, optimizer: optimizer, images: images, labels: labels)
-            }
-          }
-          if s == 0 { continue }
-          if comparing {
-            compared.append(t)
-          } else {
-            (times, waits, hidden) = (times + [t], waits + [parallel?.lastReductionWait ?? 0], hidden + [parallel?.lastHiddenFraction ?? 0])
-          }
+      (times, compared) = timedInTurns(passes: steps) { timed, comparing in
+        if let parallel {
+          parallel.trainStep(optimizer: optimizer, images: images, labels: labels, globalBatchSize: batchSize)
+        } else {
+          trainStep(model, optimizer: optimizer, images: images, labels: labels)
         }
-        turn += 1
+        if timed && !comparing { (waits, hidden) = (waits + [parallel?.lastReductionWait ?? 0], hidden + [parallel?.lastHiddenFraction ?? 0]) }
       }
     }
-    Parallel.setThreadCount(threads)
     let m = median(times), peak = Allocator.peakBytes - base
     let comparison = compareThreads.map { (threads: $0, median: median(compared), steps: compared, speedup: median(compared) / m) }
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
@@ -167,10 +157,9 @@ struct Bench: ParsableCommand {
       if let planned { print(plannedSummary(planned)) }
       print(String(format: "  median step %.4f s (min %.4f s, %d steps), %.1f images/s", m, times.min()!, steps, Double(batchSize) / m))
       if let comparison {
-        let counted = { (n: Int) in "\(n) thread\(n == 1 ? "" : "s")" }
         print(String(
-          format: "  median step on %@, in turn: %.4f s; %@ are %.2fx as fast", counted(comparison.threads), comparison.median,
-          counted(threads), comparison.speedup))
+          format: "  median step on %@, in turn: %.4f s; %@ are %.2fx as fast", Bench.threadsLabel(comparison.threads), comparison.median,
+          Bench.threadsLabel(threads), comparison.speedup))
       }
       if parallel != nil {
         print(String(format: "  after backward: %.0f%% of the gradient bytes reduced (median), median wait for the rest %.4f s", 100 * median(hidden), median(waits)))
@@ -181,7 +170,7 @@ struct Bench: ParsableCommand {
   }
 
   func benchMatmul() throws {
-    let n = size
+    let n = size ?? 1024
     var random = RandomGenerator(seed: 1)
     let a = Tensor(randomNormal: [n, n], using: &random), b = Tensor(randomNormal: [n, n], using: &random)
     let lhs = a.scalars(as: Float.self), rhs = b.scalars(as: Float.self)
@@ -221,6 +210,7 @@ extension Bench {
   /// without overlap: the median of at least 11 calls after a barrier, and the bus bandwidth
   /// (2 (p - 1) / p of the bytes per process, the traffic of a ring allreduce).
   func benchAllreduce(_ communicator: Communicator) throws {
+    let size = self.size ?? 1024
     var random = RandomGenerator(seed: UInt64(communicator.rank))
     var tensor = Tensor(randomNormal: [size], using: &random)
     communicator.allreduce(&tensor)

@@ -52,7 +52,8 @@ final class CommandLineTests: XCTestCase {
       (["bench", "--kernel", "conv2d", "--convolution", "8,40,1,1"], "larger than the padded 32x32 input"),
       (["bench", "--convolution", "8,3,1,1"], "--convolution is for --kernel conv2d"),
       (["bench", "--compare-threads", "0"], "--compare-threads must be in 1...256"),
-      (["bench", "--kernel", "matmul", "--compare-threads", "1"], "--compare-threads times a model's steps in one process"),
+      (["bench", "--kernel", "matmul", "--compare-threads", "1"], "--compare-threads times a model's steps or --kernel stream"),
+      (["bench", "--kernel", "stream", "--size", "0"], "--size must be in 1...268435456"),
       (["summary", "--input-size", "3,2,2"], "smaller than densenet-bc's smallest input, 4x4"),
       (["eval", "--weights", "missing.safetensors"], "does not exist"),
       (["train", "--sync-batch-norm"], "--sync-batch-norm, --gradient-overlap and --bucket-size need --distributed"),
@@ -99,6 +100,20 @@ final class CommandLineTests: XCTestCase {
     let kernel = try JSONSerialization.jsonObject(with: Data(convolution.out.utf8)) as? [String: Any]
     XCTAssertEqual(kernel?["output"] as? [Int], [2, 6, 5, 5])
     XCTAssertNotNil(kernel?["weightGradientSecondsMedian"] as? Double)
+    // The stream's passes in turn on two counts, as a model's steps; its rate counts 12 bytes an element.
+    let stream = try reprise(
+      "bench", "--kernel", "stream", "--size", "4096", "--steps", "3", "--threads", "2", "--compare-threads", "1", "--json")
+    XCTAssertEqual(stream.status, 0, stream.err)
+    let streamed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(stream.out.utf8)) as? [String: Any])
+    XCTAssertEqual(streamed["kernel"] as? String, "stream")
+    XCTAssertEqual(streamed["elements"] as? Int, 4096)
+    XCTAssertEqual((streamed["passSeconds"] as? [Double])?.count, 3)
+    let streamMedian = try XCTUnwrap(streamed["secondsMedian"] as? Double)
+    XCTAssertEqual(try XCTUnwrap(streamed["bytesPerSecond"] as? Double), 12 * 4096 / streamMedian, accuracy: 1e-6 * 12 * 4096 / streamMedian)
+    let comparedPasses = try XCTUnwrap(streamed["comparePassSeconds"] as? [Double])
+    XCTAssertEqual(comparedPasses.count, 3)
+    XCTAssertEqual(streamed["compareSecondsMedian"] as? Double, comparedPasses.sorted()[1])
+    XCTAssertEqual(try XCTUnwrap(streamed["speedup"] as? Double), comparedPasses.sorted()[1] / streamMedian, accuracy: 1e-12)
     let trip = try reprise("bench", "--kernel", "roundtrip", "--json")
     XCTAssertEqual(trip.status, 0, trip.err)
     let roundTrip = try JSONSerialization.jsonObject(with: Data(trip.out.utf8)) as? [String: Any]
