@@ -22,7 +22,7 @@ extension Bench {
     var random = RandomGenerator(seed: 1)
     var a = Tensor(randomNormal: [count], using: &random)
     let b = Tensor(randomNormal: [count], using: &random)
-    // The sums grow by b each pass and stay finite: b is unit normal, and there are few passes.
+    // The sums grow by b each pass and stay finite: b is unit normal, and --steps allows a million passes.
     let (times, compared) = timedInTurns(passes: steps) { a += b }
     let bytes = Double(12 * count), m = median(times)
     let comparison = compareThreads.map { (threads: $0, median: median(compared), speedup: median(compared) / m) }

@@ -143,7 +143,10 @@ final class ConvolutionPlanTests: XCTestCase {
   /// reads kernel rows 3 to 6 and row 7 rows 0 to 3, and in the input gradient input row 0 gets
   /// from kernel rows 0 to 3 and row 7 from 3 to 6; likewise with padding 4 (10 output rows). With
   /// and without skipping, the forward pass gives the same bits; skipping a row that reads the
-  /// image does not.
+  /// image does not, on the AVX2 tiles and on the AVX-512 ones. A tile runs the taps of all its
+  /// segments: one output row's for the AVX2 tiles (two segments of up to 8 positions, the 11 of a
+  /// row here), four rows' for the AVX-512 tiles (eight segments, wherever the rows a thread takes
+  /// begin), so a cut in one row's range shows only on the first, a cut in every row's on both.
   func testDirectKernelSkipsKernelRowsOnThePadding() {
     func configuration(padding: Int) -> Configuration {
       Configuration(
@@ -173,11 +176,20 @@ final class ConvolutionPlanTests: XCTestCase {
         g, grid: padded, channelLength: grid.length, offsets: grid.offsets, tapRanges: ranges, pitch: grid.pitch, weight: w, into: y)
       return y
     }
-    let full = forward(nil)
-    assertBitIdentical(forward(grid.forwardTapRanges), full)
-    var tooFew = grid.forwardTapRanges
-    tooFew[7] -= 7  // output row 3 without kernel row 6, which reads image row 6
-    XCTAssertNotEqual(forward(tooFew).scalars(as: Float.self), full.scalars(as: Float.self))
+    for wide in [false, true] {
+      withWideConvolutionTiles(wide) {
+        let full = forward(nil)
+        assertBitIdentical(forward(grid.forwardTapRanges), full)
+        var rowThree = grid.forwardTapRanges, everyRow = grid.forwardTapRanges
+        rowThree[7] -= 7  // output row 3 without kernel row 6, which reads image row 6
+        // Every output row that reads kernel row 6 (the last 7 taps: rows 0 to 4) without it.
+        let reading = (0..<8).filter { everyRow[2 * $0 + 1] == 49 }
+        XCTAssertEqual(reading, [0, 1, 2, 3, 4])
+        for y in reading { everyRow[2 * y + 1] -= 7 }
+        XCTAssertNotEqual(forward(everyRow).scalars(as: Float.self), full.scalars(as: Float.self), "wide tiles: \(wide)")
+        if !wide { XCTAssertNotEqual(forward(rowThree).scalars(as: Float.self), full.scalars(as: Float.self)) }
+      }
+    }
   }
 
   /// Ungrouped shifted-grid convolutions with more than 64 outputs take their weight gradient
