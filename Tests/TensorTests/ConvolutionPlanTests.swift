@@ -176,16 +176,16 @@ final class ConvolutionPlanTests: XCTestCase {
         g, grid: padded, channelLength: grid.length, offsets: grid.offsets, tapRanges: ranges, pitch: grid.pitch, weight: w, into: y)
       return y
     }
+    var rowThree = grid.forwardTapRanges, everyRow = grid.forwardTapRanges
+    rowThree[7] -= 7  // output row 3 without kernel row 6, which reads image row 6
+    // Every output row that reads kernel row 6 (the last 7 taps: rows 0 to 4) without it.
+    let reading = (0..<8).filter { everyRow[2 * $0 + 1] == 49 }
+    XCTAssertEqual(reading, [0, 1, 2, 3, 4])
+    for y in reading { everyRow[2 * y + 1] -= 7 }
     for wide in [false, true] {
       withWideConvolutionTiles(wide) {
         let full = forward(nil)
         assertBitIdentical(forward(grid.forwardTapRanges), full)
-        var rowThree = grid.forwardTapRanges, everyRow = grid.forwardTapRanges
-        rowThree[7] -= 7  // output row 3 without kernel row 6, which reads image row 6
-        // Every output row that reads kernel row 6 (the last 7 taps: rows 0 to 4) without it.
-        let reading = (0..<8).filter { everyRow[2 * $0 + 1] == 49 }
-        XCTAssertEqual(reading, [0, 1, 2, 3, 4])
-        for y in reading { everyRow[2 * y + 1] -= 7 }
         XCTAssertNotEqual(forward(everyRow).scalars(as: Float.self), full.scalars(as: Float.self), "wide tiles: \(wide)")
         if !wide { XCTAssertNotEqual(forward(rowThree).scalars(as: Float.self), full.scalars(as: Float.self)) }
       }
