@@ -12,7 +12,10 @@
 // The kernel keeps 12 8-lane sums in registers (of the 16), so that each step loads 8 vectors or
 // broadcasts for 12 multiply-adds and the two FMA units never wait on a sum: 6 rows x 2 vectors of
 // columns (6 x 2 rather than 4 x 3, so that the sums, operands and broadcast fit the registers
-// without a spill).
+// without a spill). Where the processor has AVX-512 (`reprise_wide_kernels_enabled`), the same
+// 8-lane instructions have 32 registers, and the kernel keeps 6 rows x 4 vectors of sums: 10 loads
+// or broadcasts for 24 multiply-adds. The sums run over the depth in the same order in both, so the
+// bits are the same; only their speed differs (docs/performance.md#wide-products).
 //
 // The weight gradient's products, C += A B^T, have both operands' rows along the tiles. Taken as
 // dot products along the tiles (a chunk has 64 to 112 of them), each sum ended in a horizontal
@@ -25,10 +28,11 @@
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
+#define WIDE __attribute__((target("avx2,fma,avx512f,avx512vl")))
 
 /// The kernel's block of rows, and the weights' panel height.
 #define PANEL_ROWS REPRISE_WINOGRAD_PANEL_ROWS
-_Static_assert(PANEL_ROWS == 6, "productColumns has a case for each block of 1 to 6 rows, and the sums fill 12 registers");
+_Static_assert(PANEL_ROWS == 6, "productColumns has a case for each block of 1 to 6 rows, and the sums fill 12 or 24 registers");
 
 /// Where the elements of A lie: row k (counting from the layout's first row, which is `first` rows
 /// before A's row 0) in the block of 6 rows k / 6, blocks `blockStride` floats apart, at k % 6 *
@@ -40,13 +44,13 @@ typedef struct {
   long rowStride, depthStride, blockStride, first;
 } Operand;
 
-/// Rows r..r+R-1 of C = A B, or C += A B with `accumulate`, for columns col..col+8W-1 (the last
+/// Rows r..r+R-1 of C = A B, or C += A B with `accumulate`, for columns col..col+8W-1, W up to 4 (the last
 /// vector's lanes under `mask` read from B; unless `exact`, those past them store zeros), with A's
 /// element (i, d) at a[i * rowStride + d * depthStride], B's rows `ldb` apart and C's `ldc`.
 AVX2 __attribute__((always_inline)) static inline void productBlock(
   const int R, const int W, const float *a, long rowStride, long depthStride, long depth, const float *b, long ldb, float *c,
   long ldc, __m256i mask, int full, int accumulate, int exact) {
-  __m256 sum[PANEL_ROWS][2];
+  __m256 sum[PANEL_ROWS][4];
   for (int i = 0; i < R; i++)
     for (int j = 0; j < W; j++)
       sum[i][j] = !accumulate ? _mm256_setzero_ps()
@@ -54,7 +58,7 @@ AVX2 __attribute__((always_inline)) static inline void productBlock(
                                         : _mm256_loadu_ps(c + i * ldc + 8 * j);
   for (long d = 0; d < depth; d++) {
     const float *row = b + d * ldb;
-    __m256 x[2];
+    __m256 x[4];
     for (int j = 0; j < W; j++) x[j] = j == W - 1 && !full ? _mm256_maskload_ps(row + 8 * j, mask) : _mm256_loadu_ps(row + 8 * j);
     for (int i = 0; i < R; i++) {
       const __m256 y = _mm256_broadcast_ss(a + i * rowStride + d * depthStride);
@@ -89,11 +93,15 @@ AVX2 __attribute__((always_inline)) static inline void productColumns(
   }
 }
 
-/// C (+)= A B for all of C's `columns`, over depth rows `depth` of B: blocks of 2 vectors, then the
-/// rest.
+/// C (+)= A B for all of C's `columns`, over depth rows `depth` of B: blocks of `widest` vectors (2,
+/// or 4 with AVX-512's registers), then of 2, then the rest.
 AVX2 __attribute__((always_inline)) static inline void productSlab(
-  Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate, int exact) {
+  const int widest, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate,
+  int exact) {
   long col = 0;
+  if (widest == 4)
+    for (; col + 32 <= columns; col += 32)
+      productColumns(4, A, rows, depth, b + col, ldb, c + col, ldc, lanesBelow(8), 1, accumulate, exact);
   for (; col + 16 <= columns; col += 16)
     productColumns(2, A, rows, depth, b + col, ldb, c + col, ldc, lanesBelow(8), 1, accumulate, exact);
   const long left = columns - col;
@@ -110,13 +118,14 @@ AVX2 __attribute__((always_inline)) static inline void productSlab(
 /// order, through C between slabs, so the bits are those of one pass.
 #define DEPTH_SLAB 128
 AVX2 __attribute__((always_inline)) static inline void product(
-  Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate, int exact) {
+  const int widest, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate,
+  int exact) {
   const long slabs = (depth + DEPTH_SLAB - 1) / DEPTH_SLAB;
   for (long s = 0; s < slabs; s++) {
     const long d0 = depth * s / slabs, d1 = depth * (s + 1) / slabs;
     Operand slab = A;
     slab.a += d0 * A.depthStride;
-    productSlab(slab, rows, d1 - d0, b + d0 * ldb, ldb, c, ldc, columns, accumulate || s > 0, exact);
+    productSlab(widest, slab, rows, d1 - d0, b + d0 * ldb, ldb, c, ldc, columns, accumulate || s > 0, exact);
   }
 }
 
@@ -128,16 +137,36 @@ long reprise_winograd_weight_count(long rows, long columns, long tile) {
   return (tile + 2) * (tile + 2) * reprise_winograd_weight_plane(rows, columns);
 }
 
-AVX2 void reprise_winograd_products_f32(
-  long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
-  float *c, long columns, long ld, int accumulate) {
+/// `reprise_winograd_products_f32` with blocks of up to `widest` vectors of columns.
+AVX2 __attribute__((always_inline)) static inline void products(
+  const int widest, long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth,
+  const float *b, float *c, long columns, long ld, int accumulate) {
   const long plane = reprise_winograd_weight_plane(uRows, uDepth);
   for (long xi = 0; xi < positions; xi++) {
     const Operand A = {u + xi * plane + firstDepth * PANEL_ROWS, 1, PANEL_ROWS, PANEL_ROWS * uDepth, firstRow};
     product(
-      A, rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld, c + xi * reprise_winograd_stream(rows, ld), ld, columns,
-      accumulate, 0);
+      widest, A, rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld, c + xi * reprise_winograd_stream(rows, ld), ld,
+      columns, accumulate, 0);
   }
+}
+
+AVX2 static void productsNarrow(
+  long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
+  float *c, long columns, long ld, int accumulate) {
+  products(2, positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c, columns, ld, accumulate);
+}
+
+WIDE static void productsWide(
+  long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
+  float *c, long columns, long ld, int accumulate) {
+  products(4, positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c, columns, ld, accumulate);
+}
+
+void reprise_winograd_products_f32(
+  long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
+  float *c, long columns, long ld, int accumulate) {
+  (reprise_wide_kernels_enabled() ? productsWide : productsNarrow)(
+    positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c, columns, ld, accumulate);
 }
 
 /// The panel p[t][j] = b[j][t] (t < count, j < columns, rows of p `pitch` apart) of b's rows `ld`
@@ -155,13 +184,33 @@ AVX2 static inline void transposePanel(const float *b, long columns, long count,
 
 long reprise_winograd_panel_count(long columns, long count) { return (columns + 7) / 8 * 8 * ((count + 7) / 8 * 8); }
 
-AVX2 void reprise_winograd_transposed_products_f32(
-  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc, int accumulate,
-  float *panel) {
+/// `reprise_winograd_transposed_products_f32` with blocks of up to `widest` vectors of columns.
+AVX2 __attribute__((always_inline)) static inline void transposedProducts(
+  const int widest, long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc,
+  int accumulate, float *panel) {
   const long pitch = (columns + 7) / 8 * 8;
   for (long xi = 0; xi < positions; xi++) {
     transposePanel(b + xi * reprise_winograd_stream(columns, ld), columns, count, ld, panel, pitch);
     const Operand A = {a + xi * reprise_winograd_stream(rows, ld), ld, 1, PANEL_ROWS * ld, 0};
-    product(A, rows, count, panel, pitch, c + xi * rows * ldc, ldc, columns, accumulate, 1);
+    product(widest, A, rows, count, panel, pitch, c + xi * rows * ldc, ldc, columns, accumulate, 1);
   }
+}
+
+AVX2 static void transposedProductsNarrow(
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc, int accumulate,
+  float *panel) {
+  transposedProducts(2, positions, a, rows, b, columns, count, ld, c, ldc, accumulate, panel);
+}
+
+WIDE static void transposedProductsWide(
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc, int accumulate,
+  float *panel) {
+  transposedProducts(4, positions, a, rows, b, columns, count, ld, c, ldc, accumulate, panel);
+}
+
+void reprise_winograd_transposed_products_f32(
+  long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc, int accumulate,
+  float *panel) {
+  (reprise_wide_kernels_enabled() ? transposedProductsWide : transposedProductsNarrow)(
+    positions, a, rows, b, columns, count, ld, c, ldc, accumulate, panel);
 }

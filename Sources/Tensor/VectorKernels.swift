@@ -18,9 +18,10 @@ func floats<T>(_ p: UnsafePointer<T>) -> UnsafePointer<Float> {
   UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
 }
 
-/// Runs `body` with the AVX-512 tiles of the convolution kernels on or off (off: the AVX2 tiles run
-/// even where the processor has AVX-512), then restores the setting. For tests that check both
-/// tiles on one machine; a processor without AVX-512 runs the AVX2 tiles either way.
+/// Runs `body` with the AVX-512 tiles of the convolution kernels (and the Winograd products' wider
+/// register blocks) on or off (off: the AVX2 tiles run even where the processor has AVX-512), then
+/// restores the setting. For tests that check both tiles on one machine; a processor without
+/// AVX-512 runs the AVX2 tiles either way.
 func withWideConvolutionTiles(_ enabled: Bool, _ body: () throws -> Void) rethrows {
   let previous = reprise_set_wide_kernels_enabled(enabled)
   defer { _ = reprise_set_wide_kernels_enabled(previous) }

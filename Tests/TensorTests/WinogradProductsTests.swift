@@ -7,8 +7,10 @@ import XCTest
 /// The register kernels of the Winograd products (WinogradProducts.c) against reference loops that
 /// add the same fused multiply-adds in the same order, so the bits must be equal: every partial
 /// block of rows (1 to 5 of 6, also where a block of rows starts inside a panel of the weights) and
-/// of columns (one and two vectors, partial), depths of one slab and of several (the depth is taken
-/// 128 rows at a time), and sums added onto what C holds.
+/// of columns (one, two and four vectors, partial), depths of one slab and of several (the depth is
+/// taken 128 rows at a time), and sums added onto what C holds; with the blocks of four vectors
+/// that AVX-512's registers allow and without them (on a processor without AVX-512 both runs take
+/// the blocks of two).
 final class WinogradProductsTests: XCTestCase {
   /// `count` floats from `random`, rounded to multiples of 1/64 near zero so that none is denormal.
   private func floats(_ count: Int, _ random: inout RandomGenerator) -> [Float] {
@@ -67,28 +69,36 @@ final class WinogradProductsTests: XCTestCase {
     let shapes = [
       (13, 7, 21, 0, 13, 0), (6, 129, 16, 0, 6, 0), (11, 300, 9, 0, 11, 0), (1, 257, 40, 0, 1, 0), (17, 128, 8, 0, 17, 0),
       (40, 50, 24, 16, 17, 0), (40, 50, 24, 3, 4, 0), (20, 300, 16, 0, 20, 136), (25, 64, 12, 7, 13, 16),
+      (13, 140, 77, 0, 13, 0), (8, 33, 32, 1, 7, 0), (19, 70, 45, 5, 11, 3),
     ]
     for (k, (uRows, uDepth, columns, firstRow, rows, firstDepth)) in shapes.enumerated() {
-      var random = RandomGenerator(seed: UInt64(40 + k))
-      let depth = uDepth - firstDepth, ld = (columns + 7) / 8 * 8 + 8
-      let (aStride, bStride, cStride) = (uRows * uDepth, reprise_winograd_stream(depth, ld), reprise_winograd_stream(rows, ld))
-      let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random), start = floats(positions * cStride, &random)
-      let u = panels(a, positions: positions, rows: uRows, depth: uDepth)
-      for accumulate in [false, true] {
-        var c = start
-        c.withUnsafeMutableBufferPointer { c in
-          reprise_winograd_products_f32(
-            positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c.baseAddress, columns, ld, accumulate ? 1 : 0)
+      for wide in [false, true] {
+        var random = RandomGenerator(seed: UInt64(40 + k))
+        let depth = uDepth - firstDepth, ld = (columns + 7) / 8 * 8 + 8
+        let (aStride, bStride, cStride) = (uRows * uDepth, reprise_winograd_stream(depth, ld), reprise_winograd_stream(rows, ld))
+        let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random)
+        let start = floats(positions * cStride, &random)
+        let u = panels(a, positions: positions, rows: uRows, depth: uDepth)
+        for accumulate in [false, true] {
+          var c = start
+          withWideConvolutionTiles(wide) {
+            c.withUnsafeMutableBufferPointer { c in
+              reprise_winograd_products_f32(
+                positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c.baseAddress, columns, ld, accumulate ? 1 : 0)
+            }
+          }
+          let context =
+            "seed \(40 + k), rows \(firstRow)..<\(firstRow + rows) of \(uRows), depth \(firstDepth)..<\(uDepth), "
+            + "\(columns) columns, wide \(wide)"
+          guard
+            matchOrderedLoop(
+              c, start: start, accumulate: accumulate, positions: positions, rows: rows, columns: columns, cStride: cStride,
+              ldc: ld, terms: depth, context,
+              term: { xi, i, j, d in
+                (a[xi * aStride + (firstRow + i) * uDepth + firstDepth + d], b[xi * bStride + d * ld + j])
+              })
+          else { return }
         }
-        let context = "seed \(40 + k), rows \(firstRow)..<\(firstRow + rows) of \(uRows), depth \(firstDepth)..<\(uDepth), \(columns) columns"
-        guard
-          matchOrderedLoop(
-            c, start: start, accumulate: accumulate, positions: positions, rows: rows, columns: columns, cStride: cStride, ldc: ld,
-            terms: depth, context,
-            term: { xi, i, j, d in
-              (a[xi * aStride + (firstRow + i) * uDepth + firstDepth + d], b[xi * bStride + d * ld + j])
-            })
-        else { return }
       }
     }
   }
@@ -98,28 +108,36 @@ final class WinogradProductsTests: XCTestCase {
   func testTransposedProductsMatchAnOrderedLoop() throws {
     try XCTSkipUnless(vectorKernelsAvailable, "the kernels need AVX2")
     let positions = 2
-    for (k, (rows, count, columns)) in [(13, 7, 21), (6, 136, 16), (11, 300, 9), (5, 40, 100)].enumerated() {
-      var random = RandomGenerator(seed: UInt64(60 + k))
-      let ld = (count + 7) / 8 * 8 + 8, ldc = columns + 3
-      let (aStride, bStride, cStride) = (reprise_winograd_stream(rows, ld), reprise_winograd_stream(columns, ld), rows * ldc)
-      let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random), start = floats(positions * cStride, &random)
-      var panel = [Float](repeating: 0, count: reprise_winograd_panel_count(columns, count))
-      for accumulate in [false, true] {
-        var c = start
-        c.withUnsafeMutableBufferPointer { c in
-          reprise_winograd_transposed_products_f32(positions, a, rows, b, columns, count, ld, c.baseAddress, ldc, accumulate ? 1 : 0, &panel)
-        }
-        let context = "seed \(60 + k), \(rows) x \(count) x \(columns)"
-        guard
-          matchOrderedLoop(
-            c, start: start, accumulate: accumulate, positions: positions, rows: rows, columns: columns, cStride: cStride, ldc: ldc,
-            terms: count, context, term: { xi, i, j, t in (a[xi * aStride + i * ld + t], b[xi * bStride + j * ld + t]) })
-        else { return }
-        // The columns between `columns` and `ldc` are not written.
-        for xi in 0..<positions {
-          for i in 0..<rows {
-            for j in columns..<ldc where c[xi * cStride + i * ldc + j] != start[xi * cStride + i * ldc + j] {
-              return XCTFail("\(context): c[\(xi)][\(i)][\(j)] past the columns was written")
+    let shapes = [(13, 7, 21), (6, 136, 16), (11, 300, 9), (5, 40, 100), (7, 64, 32), (12, 33, 61)]
+    for (k, (rows, count, columns)) in shapes.enumerated() {
+      for wide in [false, true] {
+        var random = RandomGenerator(seed: UInt64(60 + k))
+        let ld = (count + 7) / 8 * 8 + 8, ldc = columns + 3
+        let (aStride, bStride, cStride) = (reprise_winograd_stream(rows, ld), reprise_winograd_stream(columns, ld), rows * ldc)
+        let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random)
+        let start = floats(positions * cStride, &random)
+        var panel = [Float](repeating: 0, count: reprise_winograd_panel_count(columns, count))
+        for accumulate in [false, true] {
+          var c = start
+          withWideConvolutionTiles(wide) {
+            c.withUnsafeMutableBufferPointer { c in
+              reprise_winograd_transposed_products_f32(
+                positions, a, rows, b, columns, count, ld, c.baseAddress, ldc, accumulate ? 1 : 0, &panel)
+            }
+          }
+          let context = "seed \(60 + k), \(rows) x \(count) x \(columns), wide \(wide)"
+          guard
+            matchOrderedLoop(
+              c, start: start, accumulate: accumulate, positions: positions, rows: rows, columns: columns, cStride: cStride,
+              ldc: ldc, terms: count, context,
+              term: { xi, i, j, t in (a[xi * aStride + i * ld + t], b[xi * bStride + j * ld + t]) })
+          else { return }
+          // The columns between `columns` and `ldc` are not written.
+          for xi in 0..<positions {
+            for i in 0..<rows {
+              for j in columns..<ldc where c[xi * cStride + i * ldc + j] != start[xi * cStride + i * ldc + j] {
+                return XCTFail("\(context): c[\(xi)][\(i)][\(j)] past the columns was written")
+              }
             }
           }
         }

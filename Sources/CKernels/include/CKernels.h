@@ -11,8 +11,9 @@
 /// Whether this processor has AVX2 and FMA, which the kernels below require.
 bool reprise_kernels_available(void);
 
-/// Whether the convolution kernels below use their AVX-512 tiles (the processor has AVX-512 F, VL
-/// and DQ, and they were not turned off). They give the same results as the AVX2 tiles.
+/// Whether the convolution kernels below use their AVX-512 tiles, and the Winograd products the 32
+/// registers of AVX-512 for their 8-lane sums (the processor has AVX-512 F, VL and DQ, and they were
+/// not turned off). They give the same results as the AVX2 tiles.
 bool reprise_wide_kernels_enabled(void);
 
 /// Turns the AVX-512 tiles on (where the processor has them) or off, for tests that check both;
