@@ -29,7 +29,6 @@
 #include <string.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
-#define WIDE __attribute__((target("avx2,fma,avx512f,avx512vl")))
 
 /// The even and odd elements of the 8 floats at a followed by the 8 at b: [a0 a2 a4 a6 b0 b2 b4 b6]
 /// and [a1 a3 a5 a7 b1 b3 b5 b7].
@@ -383,11 +382,7 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   }
 }
 
-/// `reprise_winograd_input_f32`, inlined into a version for AVX2's 16 registers and one for
-/// AVX-512's 32 (`reprise_wide_kernels_enabled`): the same instructions, so the same bits, with the
-/// 36 values of an F(4x4, 3x3) patch group held in registers rather than spilled
-/// (docs/performance.md#wide-products).
-AVX2 __attribute__((always_inline)) static inline void inputTransform(
+AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
   const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
   float *scratch) {
@@ -405,35 +400,7 @@ AVX2 __attribute__((always_inline)) static inline void inputTransform(
       scratch, patchTransform4Rows);
 }
 
-AVX2 static void inputNarrow(
-  const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
-  float *scratch) {
-  inputTransform(
-    input, channelStride, imageStride, channels, images, height, width, scale, shift, planeScale, planeScaleStride, tile, v, tileCount,
-    scratch);
-}
-
-WIDE static void inputWide(
-  const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
-  float *scratch) {
-  inputTransform(
-    input, channelStride, imageStride, channels, images, height, width, scale, shift, planeScale, planeScaleStride, tile, v, tileCount,
-    scratch);
-}
-
-void reprise_winograd_input_f32(
-  const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
-  const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
-  float *scratch) {
-  (reprise_wide_kernels_enabled() ? inputWide : inputNarrow)(
-    input, channelStride, imageStride, channels, images, height, width, scale, shift, planeScale, planeScaleStride, tile, v, tileCount,
-    scratch);
-}
-
-/// `reprise_winograd_output_gradient_f32`, in the two versions `inputTransform` has.
-AVX2 __attribute__((always_inline)) static inline void outputGradientTransform(
+AVX2 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
   float *m, long tileCount, float *scratch) {
   if (tile == 2)
@@ -447,25 +414,6 @@ AVX2 __attribute__((always_inline)) static inline void outputGradientTransform(
     transformPlanes(
       gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 4, m, tileCount, scratch,
       gradientTransform4Rows);
-}
-
-AVX2 static void outputGradientNarrow(
-  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
-  float *m, long tileCount, float *scratch) {
-  outputGradientTransform(gradient, channelStride, imageStride, outputs, images, height, width, tile, m, tileCount, scratch);
-}
-
-WIDE static void outputGradientWide(
-  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
-  float *m, long tileCount, float *scratch) {
-  outputGradientTransform(gradient, channelStride, imageStride, outputs, images, height, width, tile, m, tileCount, scratch);
-}
-
-void reprise_winograd_output_gradient_f32(
-  const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
-  float *m, long tileCount, float *scratch) {
-  (reprise_wide_kernels_enabled() ? outputGradientWide : outputGradientNarrow)(
-    gradient, channelStride, imageStride, outputs, images, height, width, tile, m, tileCount, scratch);
 }
 
 /// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the
