@@ -147,6 +147,41 @@ final class WinogradConvolutionTests: XCTestCase {
       relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "weight gradient")
   }
 
+  /// The products' AVX-512 version (wider blocks of the same 8-lane sums in 32 registers) adds the
+  /// same multiply-adds in the same order, so that the forward pass and both gradients are bit for
+  /// bit those of the AVX2 version: F(2x2, 3x3) and F(4x4, 3x3) in rows and in pairs of images,
+  /// rows of partial vectors (14 wide), the pre-activation unit's normalisation, and products of 1
+  /// to 4 vectors of columns. On a processor without AVX-512 both runs take the AVX2 version.
+  func testWideAndNarrowKernelsGiveTheSameBits() {
+    var random = RandomGenerator(seed: 37)
+    for c in [Self.layer(batch: 3, 8, 16, 8, 8), Self.layer(batch: 2, 16, 40, 14, 14), Self.layer(batch: 2, 40, 12, 12, 12),
+      Self.layer(batch: 1, 24, 36, 32, 32)] {
+      let conv = WinogradConvolution(ConvolutionPlanTests.geometry(c))
+      let x = Tensor(randomNormal: [c.batch, c.inputChannels, c.height, c.width], using: &random)
+      let w = Tensor(randomNormal: [c.outputChannels, c.inputChannels, 3, 3], using: &random)
+      let dy = Tensor(randomNormal: [c.batch, c.outputChannels, c.height, c.width], using: &random)
+      let affine = (
+        scale: (0..<c.inputChannels).map { _ in random.nextUnit(Float.self) + 0.5 },
+        shift: (0..<c.inputChannels).map { _ in random.nextUnit(Float.self) - 0.5 }
+      )
+      func run(wide: Bool, normalizing: Bool) -> [Tensor] {
+        let y = Tensor(uninitializedShape: dy.shape, dtype: .float32)
+        let dx = Tensor(uninitializedShape: x.shape, dtype: .float32), dw = Tensor(uninitializedShape: w.shape, dtype: .float32)
+        withWideConvolutionTiles(wide) {
+          conv.forward(x, w, into: y, Float.self, normalizing: normalizing ? affine : nil)
+          conv.backward(dy, x, w, inputGradient: dx, weightGradient: dw, Float.self, normalizing: normalizing ? affine : nil)
+        }
+        return [y, dx, dw]
+      }
+      for normalizing in [false, true] {
+        let (narrow, wide) = (run(wide: false, normalizing: normalizing), run(wide: true, normalizing: normalizing))
+        for (name, (a, b)) in zip(["forward", "input gradient", "weight gradient"], zip(narrow, wide)) {
+          assertBitIdentical(a, b, "\(name), \(c), normalizing \(normalizing)")
+        }
+      }
+    }
+  }
+
   /// The P matrices of a chunk's transformed data lie an odd number of cache lines apart, just past
   /// their rows x tiles, so that the 16 or 36 vectors a transform writes at a time (one per matrix)
   /// fall into as many different sets of a 64-set L1 cache, whatever the number of rows.
