@@ -30,8 +30,8 @@ struct Bench: ParsableCommand {
   var convolution: String?
   @Option(
     help: """
-      Matrix size M = N = K for --kernel matmul (default 1024); Float32 elements summed across the processes for --kernel \
-      allreduce (with --distributed; default 1024); Float32 elements of each tensor for --kernel stream (default \
+      Matrix size M = N = K for --kernel matmul (default \(Bench.defaultSize)); Float32 elements summed across the processes \
+      for --kernel allreduce (with --distributed; default \(Bench.defaultSize)); Float32 elements of each tensor for --kernel stream (default \
       \(Bench.defaultStreamElements), 64 MiB).
       """)
   var size: Int?
@@ -43,6 +43,10 @@ struct Bench: ParsableCommand {
       --threads over it: a scaling measured while both counts meet the same load on the machine.
       """)
   var compareThreads: Int?
+
+  /// `--size` for --kernel matmul and allreduce when it is not given (--kernel stream has
+  /// ``defaultStreamElements``).
+  static let defaultSize = 1024
 
   /// "1 thread", "2 threads".
   static func threadsLabel(_ count: Int) -> String { "\(count) thread\(count == 1 ? "" : "s")" }
@@ -170,7 +174,7 @@ struct Bench: ParsableCommand {
   }
 
   func benchMatmul() throws {
-    let n = size ?? 1024
+    let n = size ?? Bench.defaultSize
     var random = RandomGenerator(seed: 1)
     let a = Tensor(randomNormal: [n, n], using: &random), b = Tensor(randomNormal: [n, n], using: &random)
     let lhs = a.scalars(as: Float.self), rhs = b.scalars(as: Float.self)
@@ -210,7 +214,7 @@ extension Bench {
   /// without overlap: the median of at least 11 calls after a barrier, and the bus bandwidth
   /// (2 (p - 1) / p of the bytes per process, the traffic of a ring allreduce).
   func benchAllreduce(_ communicator: Communicator) throws {
-    let size = self.size ?? 1024
+    let size = self.size ?? Bench.defaultSize
     var random = RandomGenerator(seed: UInt64(communicator.rank))
     var tensor = Tensor(randomNormal: [size], using: &random)
     communicator.allreduce(&tensor)
