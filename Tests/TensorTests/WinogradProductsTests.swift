@@ -72,13 +72,13 @@ final class WinogradProductsTests: XCTestCase {
       (13, 140, 77, 0, 13, 0), (8, 33, 32, 1, 7, 0), (19, 70, 45, 5, 11, 3),
     ]
     for (k, (uRows, uDepth, columns, firstRow, rows, firstDepth)) in shapes.enumerated() {
+      var random = RandomGenerator(seed: UInt64(40 + k))
+      let depth = uDepth - firstDepth, ld = (columns + 7) / 8 * 8 + 8
+      let (aStride, bStride, cStride) = (uRows * uDepth, reprise_winograd_stream(depth, ld), reprise_winograd_stream(rows, ld))
+      let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random)
+      let start = floats(positions * cStride, &random)
+      let u = panels(a, positions: positions, rows: uRows, depth: uDepth)
       for wide in [false, true] {
-        var random = RandomGenerator(seed: UInt64(40 + k))
-        let depth = uDepth - firstDepth, ld = (columns + 7) / 8 * 8 + 8
-        let (aStride, bStride, cStride) = (uRows * uDepth, reprise_winograd_stream(depth, ld), reprise_winograd_stream(rows, ld))
-        let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random)
-        let start = floats(positions * cStride, &random)
-        let u = panels(a, positions: positions, rows: uRows, depth: uDepth)
         for accumulate in [false, true] {
           var c = start
           withWideConvolutionTiles(wide) {
@@ -110,13 +110,13 @@ final class WinogradProductsTests: XCTestCase {
     let positions = 2
     let shapes = [(13, 7, 21), (6, 136, 16), (11, 300, 9), (5, 40, 100), (7, 64, 32), (12, 33, 61)]
     for (k, (rows, count, columns)) in shapes.enumerated() {
+      var random = RandomGenerator(seed: UInt64(60 + k))
+      let ld = (count + 7) / 8 * 8 + 8, ldc = columns + 3
+      let (aStride, bStride, cStride) = (reprise_winograd_stream(rows, ld), reprise_winograd_stream(columns, ld), rows * ldc)
+      let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random)
+      let start = floats(positions * cStride, &random)
+      var panel = [Float](repeating: 0, count: reprise_winograd_panel_count(columns, count))
       for wide in [false, true] {
-        var random = RandomGenerator(seed: UInt64(60 + k))
-        let ld = (count + 7) / 8 * 8 + 8, ldc = columns + 3
-        let (aStride, bStride, cStride) = (reprise_winograd_stream(rows, ld), reprise_winograd_stream(columns, ld), rows * ldc)
-        let a = floats(positions * aStride, &random), b = floats(positions * bStride, &random)
-        let start = floats(positions * cStride, &random)
-        var panel = [Float](repeating: 0, count: reprise_winograd_panel_count(columns, count))
         for accumulate in [false, true] {
           var c = start
           withWideConvolutionTiles(wide) {
