@@ -44,6 +44,14 @@ final class WinogradProductsTests: XCTestCase {
     return true
   }
 
+  /// A copy of `start` after `kernel` ran on it, with the products' blocks of four vectors that
+  /// AVX-512's registers allow (`wide`) or without them.
+  private func run(_ start: [Float], wide: Bool, _ kernel: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+    var c = start
+    withWideConvolutionTiles(wide) { c.withUnsafeMutableBufferPointer { kernel($0.baseAddress!) } }
+    return c
+  }
+
   /// The transformed weights' panels (`reprise_winograd_weights_f32`'s layout) of the matrices
   /// a[ξ], `rows` x `depth` with rows `depth` apart: row i, depth d at ξ * plane + i / 6 * 6 * depth
   /// + d * 6 + i % 6, the rows rounded up to 6 (the rows past them NaN: the products must not read
@@ -80,12 +88,9 @@ final class WinogradProductsTests: XCTestCase {
       let u = panels(a, positions: positions, rows: uRows, depth: uDepth)
       for wide in [false, true] {
         for accumulate in [false, true] {
-          var c = start
-          withWideConvolutionTiles(wide) {
-            c.withUnsafeMutableBufferPointer { c in
-              reprise_winograd_products_f32(
-                positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c.baseAddress, columns, ld, accumulate ? 1 : 0)
-            }
+          let c = run(start, wide: wide) {
+            reprise_winograd_products_f32(
+              positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, $0, columns, ld, accumulate ? 1 : 0)
           }
           let context =
             "seed \(40 + k), rows \(firstRow)..<\(firstRow + rows) of \(uRows), depth \(firstDepth)..<\(uDepth), "
@@ -118,12 +123,8 @@ final class WinogradProductsTests: XCTestCase {
       var panel = [Float](repeating: 0, count: reprise_winograd_panel_count(columns, count))
       for wide in [false, true] {
         for accumulate in [false, true] {
-          var c = start
-          withWideConvolutionTiles(wide) {
-            c.withUnsafeMutableBufferPointer { c in
-              reprise_winograd_transposed_products_f32(
-                positions, a, rows, b, columns, count, ld, c.baseAddress, ldc, accumulate ? 1 : 0, &panel)
-            }
+          let c = run(start, wide: wide) {
+            reprise_winograd_transposed_products_f32(positions, a, rows, b, columns, count, ld, $0, ldc, accumulate ? 1 : 0, &panel)
           }
           let context = "seed \(60 + k), \(rows) x \(count) x \(columns), wide \(wide)"
           guard
