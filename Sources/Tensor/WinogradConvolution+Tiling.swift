@@ -11,8 +11,9 @@ struct WinogradTiling {
   /// Whether F(4x4, 3x3) takes the planes two images at a time (Winograd.c's mosaics).
   let pairsImages: Bool
 
-  /// The tiling with tiles of `tile` x `tile` outputs of the images of `g`.
-  init(_ g: ConvolutionGeometry, tile: Int) {
+  /// The tiling with tiles of `tile` x `tile` outputs of the images of `g`, in chunks of at most
+  /// a `minimumChunks`-th of the batch.
+  init(_ g: ConvolutionGeometry, tile: Int, minimumChunks: Int = 4) {
     self.tile = tile
     tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
     pairsImages = reprise_winograd_pairs_images(g.height, g.width, tile) != 0
@@ -20,7 +21,7 @@ struct WinogradTiling {
     // images, and at most a quarter of the batch: a chunk's transformed patches take 2.25 to 4
     // times its share of the input, so with small batches they stay within the input's size (the
     // padded copy the shifted grid would make), and the threads have at least 4 chunks to share.
-    imagesPerChunk = max(1, min(g.batch / 4, 4096 / (tile + 2) / (tile + 2) / tilesPerImage))
+    imagesPerChunk = max(1, min(g.batch / minimumChunks, 4096 / (tile + 2) / (tile + 2) / tilesPerImage))
     // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
     // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
     // rows, then evict their own operands. Planes taken in pairs (4 tiles each) fit too: an odd

@@ -273,11 +273,24 @@ struct WinogradConvolution {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, inputGradient dx: InputGradientTarget?, weightGradient dw: Tensor
   ) {
-    let tiling = gradientTiling, chunks = tiling.chunks(g.batch)
-    let (c, o, t) = (g.inputChannels, g.outputChannels, tiling.tileCount), size = tiling.positions * o * c
+    var tiling = gradientTiling
+    let (c, o) = (g.inputChannels, g.outputChannels), size = tiling.positions * o * c
     let threads = Parallel.threadCount, tiles = g.batch * tiling.tilesPerImage
     let perThread = max(1, min(16, tiles / 128 / threads, (1 << 22) / size / threads))
-    let pieces = threads == 1 ? 1 : max(1, min(chunks, threads * perThread))
+    let shares = threads == 1 ? 1 : threads * perThread
+    // Each chunk after a share's first reads and writes the share's sums again, and the input
+    // gradient reads all of `u` again. Where the sums outweigh a chunk's transformed data (wide
+    // layers on small planes: ShakeNet's 384 channels on 8x8 planes have 21 MB of sums against 3.5
+    // MB of data in a chunk of 8 images), the chunks are as large as the shares allow. The sums
+    // run over a share's tiles in the same order unless the images pair up differently in 8x8
+    // planes' mosaics (chunks of odd sizes).
+    if size > tiling.positions * (o + c) * tiling.imagesPerChunk * tiling.tilesPerImage {
+      let blockBytes = tiling.blockBytes
+      tiling = WinogradTiling(g, tile: tiling.tile, minimumChunks: shares)
+      tiling.blockBytes = blockBytes
+    }
+    let chunks = tiling.chunks(g.batch), t = tiling.tileCount
+    let pieces = threads == 1 ? 1 : max(1, min(chunks, shares))
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
