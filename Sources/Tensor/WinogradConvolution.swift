@@ -281,10 +281,12 @@ struct WinogradConvolution {
     // Each chunk after a share's first reads and writes the share's sums again, and the input
     // gradient reads all of `u` again. Where the sums outweigh a chunk's transformed data (wide
     // layers on small planes: ShakeNet's 384 channels on 8x8 planes have 21 MB of sums against 3.5
-    // MB of data in a chunk of 8 images), the chunks are as large as the shares allow. The sums
-    // run over a share's tiles in the same order unless the images pair up differently in 8x8
-    // planes' mosaics (chunks of odd sizes).
-    if size > tiling.positions * (o + c) * tiling.imagesPerChunk * tiling.tilesPerImage {
+    // MB of data in a chunk of 8 images) and the threads share the memory's bandwidth, the chunks
+    // are as large as the shares allow. (One thread has the bandwidth to itself, and its larger
+    // chunks' data, out of its L2 cache, cost more than the passes they saved.) The sums run over a
+    // share's tiles in the same order unless the images pair up differently in 8x8 planes' mosaics
+    // (chunks of odd sizes).
+    if threads > 1 && size > tiling.positions * (o + c) * tiling.imagesPerChunk * tiling.tilesPerImage {
       let blockBytes = tiling.blockBytes
       tiling = WinogradTiling(g, tile: tiling.tile, minimumChunks: shares)
       tiling.blockBytes = blockBytes
