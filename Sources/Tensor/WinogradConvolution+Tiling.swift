@@ -18,9 +18,10 @@ struct WinogradTiling {
     tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
     pairsImages = reprise_winograd_pairs_images(g.height, g.width, tile) != 0
     // About 4096 transformed values per channel (256 tiles of F(2x2, 3x3)) to a chunk, whole
-    // images, and at most a quarter of the batch: a chunk's transformed patches take 2.25 to 4
-    // times its share of the input, so with small batches they stay within the input's size (the
-    // padded copy the shifted grid would make), and the threads have at least 4 chunks to share.
+    // images, and by default at most a quarter of the batch: a chunk's transformed patches take
+    // 2.25 to 4 times its share of the input, so with small batches they stay within the input's
+    // size (the padded copy the shifted grid would make), and the threads have at least 4 chunks
+    // to share.
     imagesPerChunk = max(1, min(g.batch / minimumChunks, 4096 / (tile + 2) / (tile + 2) / tilesPerImage))
     // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
     // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
