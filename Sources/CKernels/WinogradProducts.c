@@ -182,13 +182,20 @@ AVX2 static inline void transposePanel(const float *b, long columns, long count,
     }
 }
 
-long reprise_winograd_panel_count(long columns, long count) { return (columns + 7) / 8 * 8 * ((count + 7) / 8 * 8); }
+/// The panel's row pitch: an odd number of cache lines. The kernel reads a column block down the
+/// panel's rows and keeps it in the L1 cache for every block of rows of C; rows 384 floats (24
+/// lines) apart fell into a quarter of the cache's sets, where the block's 128 lines (64 rows)
+/// evicted each other, and a 384-channel weight gradient ran at two thirds of the FMA peak
+/// (docs/performance.md#panel-pitch).
+static inline long panelPitch(long columns) { return 16 * (((columns + 15) / 16) | 1); }
+
+long reprise_winograd_panel_count(long columns, long count) { return panelPitch(columns) * ((count + 7) / 8 * 8); }
 
 /// `reprise_winograd_transposed_products_f32` with blocks of up to `widest` vectors of columns.
 AVX2 __attribute__((always_inline)) static inline void transposedProducts(
   const int widest, long positions, const float *a, long rows, const float *b, long columns, long count, long ld, float *c, long ldc,
   int accumulate, float *panel) {
-  const long pitch = (columns + 7) / 8 * 8;
+  const long pitch = panelPitch(columns);
   for (long xi = 0; xi < positions; xi++) {
     transposePanel(b + xi * reprise_winograd_stream(columns, ld), columns, count, ld, panel, pitch);
     const Operand A = {a + xi * reprise_winograd_stream(rows, ld), ld, 1, PANEL_ROWS * ld, 0};
