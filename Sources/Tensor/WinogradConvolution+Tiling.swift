@@ -30,6 +30,14 @@ struct WinogradTiling {
     tileCount = (imagesPerChunk * tilesPerImage + 7) / 8 * 8 + 8
   }
 
+  /// This tiling of `g`'s images in chunks of at most a `minimumChunks`-th of the batch, with its
+  /// ``blockBytes``.
+  func withChunks(_ g: ConvolutionGeometry, minimumChunks: Int) -> WinogradTiling {
+    var tiling = WinogradTiling(g, tile: tile, minimumChunks: minimumChunks)
+    tiling.blockBytes = blockBytes
+    return tiling
+  }
+
   /// The largest tile the transforms take on planes of `g`: 4 on planes at least 13 wide (whose
   /// tile rows fill half a vector of 8 tiles) and on planes of 2x2 such tiles (taken two images at
   /// a time), else 2.

@@ -287,9 +287,7 @@ struct WinogradConvolution {
     // share's tiles in the same order unless the images pair up differently in 8x8 planes' mosaics
     // (chunks of odd sizes).
     if threads > 1 && size > tiling.positions * (o + c) * tiling.imagesPerChunk * tiling.tilesPerImage {
-      let blockBytes = tiling.blockBytes
-      tiling = WinogradTiling(g, tile: tiling.tile, minimumChunks: shares)
-      tiling.blockBytes = blockBytes
+      tiling = tiling.withChunks(g, minimumChunks: shares)
     }
     let chunks = tiling.chunks(g.batch), t = tiling.tileCount
     let pieces = threads == 1 ? 1 : max(1, min(chunks, shares))
