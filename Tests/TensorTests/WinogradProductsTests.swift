@@ -145,4 +145,18 @@ final class WinogradProductsTests: XCTestCase {
       }
     }
   }
+
+  /// The weight gradient's panel (the patches transposed, one row per tile) has its rows an odd
+  /// number of cache lines apart, whatever the number of columns: a column block down 64 rows then
+  /// falls into 64 different sets of a 64-set L1 cache and stays there for every block of rows.
+  func testPanelRowsFallIntoDifferentCacheSets() {
+    for columns in [1, 8, 9, 16, 32, 48, 64, 96, 100, 128, 192, 256, 384, 512] {
+      // With 8 tiles, the panel is 8 rows of its pitch.
+      let pitch = reprise_winograd_panel_count(columns, 8) / 8, lines = pitch / 16
+      XCTAssertEqual(reprise_winograd_panel_count(columns, 8) % 8, 0, "\(columns) columns")
+      XCTAssertEqual(pitch % 16, 0, "\(columns) columns: pitch \(pitch)")
+      XCTAssertTrue(columns..<(columns + 32) ~= pitch, "\(columns) columns: pitch \(pitch)")
+      XCTAssertEqual(Set((0..<64).map { $0 * lines % 64 }).count, 64, "\(columns) columns: pitch \(pitch)")
+    }
+  }
 }
