@@ -17,6 +17,9 @@
 // or broadcasts for 24 multiply-adds. The sums run over the depth in the same order in both, so the
 // bits are the same; only their speed differs (docs/performance.md#wide-products).
 //
+// A pointwise convolution's input gradient, dx = w^T dy with w^T in panels, takes the same kernel
+// (`reprise_pointwise_products_f32`, at the end).
+//
 // The weight gradient's products, C += A B^T, have both operands' rows along the tiles. Taken as
 // dot products along the tiles (a chunk has 64 to 112 of them), each sum ended in a horizontal
 // reduction and a scalar update that cost as much as a third of its multiply-adds; B is instead
@@ -44,6 +47,9 @@ typedef struct {
   long rowStride, depthStride, blockStride, first;
 } Operand;
 
+/// `exact` for stores that bypass the caches (C's rows 32-byte aligned): see `reprise_pointwise_products_f32`.
+#define STREAMING 2
+
 /// Rows r..r+R-1 of C = A B, or C += A B with `accumulate`, for columns col..col+8W-1, W up to 4 (the last
 /// vector's lanes under `mask` read from B; unless `exact`, those past them store zeros), with A's
 /// element (i, d) at a[i * rowStride + d * depthStride], B's rows `ldb` apart and C's `ldc`.
@@ -70,6 +76,7 @@ AVX2 __attribute__((always_inline)) static inline void productBlock(
   for (int i = 0; i < R; i++)
     for (int j = 0; j < W; j++)
       if (exact && j == W - 1 && !full) _mm256_maskstore_ps(c + i * ldc + 8 * j, mask, sum[i][j]);
+      else if (exact == STREAMING) _mm256_stream_ps(c + i * ldc + 8 * j, sum[i][j]);
       else _mm256_storeu_ps(c + i * ldc + 8 * j, sum[i][j]);
 }
 
@@ -220,4 +227,49 @@ void reprise_winograd_transposed_products_f32(
   float *panel) {
   (reprise_wide_kernels_enabled() ? transposedProductsWide : transposedProductsNarrow)(
     positions, a, rows, b, columns, count, ld, c, ldc, accumulate, panel);
+}
+
+void reprise_pack_transposed_panel_f32(const float *a, long lda, long rows, long depth, float *panel) {
+  for (long i = 0; i < rows; i++)
+    for (long d = 0; d < depth; d++) panel[i / PANEL_ROWS * PANEL_ROWS * depth + d * PANEL_ROWS + i % PANEL_ROWS] = a[d * lda + i];
+}
+
+/// `reprise_pointwise_products_f32` with blocks of up to `widest` vectors of columns. Within one
+/// slab of the depth, 6 rows of C at a time across all the columns: each row of C is then written
+/// in runs of `columns` floats rather than of one block of columns, 2 cache lines, at a time. A
+/// pointwise layer's input gradient has rows a channel of the batch apart, 256 KB in a DenseNet's
+/// first block: written a block of columns at a time, C's rows fell into one set of the caches and
+/// each line was evicted before the next block reached it (docs/performance.md#pointwise-input).
+AVX2 __attribute__((always_inline)) static inline void pointwiseProducts(
+  const int widest, const float *panel, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns,
+  int streaming) {
+  if (depth > DEPTH_SLAB) {
+    const Operand A = {panel, 1, PANEL_ROWS, PANEL_ROWS * depth, 0};
+    product(widest, A, rows, depth, b, ldb, c, ldc, columns, 0, 1);
+    return;
+  }
+  streaming = streaming && ((unsigned long)c & 31) == 0 && ldc % 8 == 0;
+  for (long r = 0; r < rows; r += PANEL_ROWS) {
+    const Operand A = {panel + r * depth, 1, PANEL_ROWS, PANEL_ROWS * depth, 0};
+    const long count = rows - r < PANEL_ROWS ? rows - r : PANEL_ROWS;
+    if (streaming) productSlab(widest, A, count, depth, b, ldb, c + r * ldc, ldc, columns, 0, STREAMING);
+    else productSlab(widest, A, count, depth, b, ldb, c + r * ldc, ldc, columns, 0, 1);
+  }
+  if (streaming) _mm_sfence();
+}
+
+AVX2 static void pointwiseProductsNarrow(
+  const float *panel, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int streaming) {
+  pointwiseProducts(2, panel, rows, depth, b, ldb, c, ldc, columns, streaming);
+}
+
+WIDE static void pointwiseProductsWide(
+  const float *panel, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int streaming) {
+  pointwiseProducts(4, panel, rows, depth, b, ldb, c, ldc, columns, streaming);
+}
+
+void reprise_pointwise_products_f32(
+  const float *panel, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int streaming) {
+  (reprise_wide_kernels_enabled() ? pointwiseProductsWide : pointwiseProductsNarrow)(
+    panel, rows, depth, b, ldb, c, ldc, columns, streaming);
 }

@@ -60,9 +60,14 @@ extension ConvolutionPlan {
     }
   }
 
-  /// `dx = wᵀ · dy`, one product per group.
+  /// `dx = wᵀ · dy`, one product per group: by ``panelBackwardInput(_:_:into:)`` where the vector
+  /// kernels run, the layer has at most 128 outputs a group (one slab of the kernel's depth) and
+  /// the batch's pixels fill a block of columns; else by OpenBLAS.
   func pointwiseBackwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
     let n = g.batch * g.outputPlane, ldx = max(PlaneLayout(dx).channelStride, n)
+    if usesVectorKernels(T.self) && g.groupOutputs <= 128 && n >= Self.panelColumns {
+      return panelBackwardInput(dy, w, into: dx)
+    }
     let pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
     for group in 0..<g.groups {
       T.gemm(
@@ -70,6 +75,48 @@ extension ConvolutionPlan {
         a: pw + group * g.groupOutputs * g.patchSize, lda: g.patchSize, b: pdy + group * g.groupOutputs * n, ldb: n,
         beta: 0, c: pdx + group * g.groupInputs * ldx, ldc: ldx)
     }
+  }
+
+  /// Columns of `dy` per block of ``panelBackwardInput(_:_:into:)``.
+  private static let panelColumns = 128
+
+  /// The input gradients that ``panelBackwardInput(_:_:into:)`` stores past the caches: those of
+  /// 16 MiB or more, which no core's cache holds until the normalisation's backward pass reads them
+  /// (DenseNet-BC-100's first two blocks at batch 64); those below, such as ResNet-20 DSConv's 8
+  /// MiB, a last-level cache may (docs/performance.md#pointwise-input).
+  private static let streamingBytes = 16 << 20
+
+  /// `dx = wᵀ · dy` in Float32 through the Winograd products' register kernel
+  /// (`reprise_pointwise_products_f32`), the columns split among the threads, each sum the ordered
+  /// fused multiply-adds that OpenBLAS's kernels add for a depth this short. OpenBLAS first clears
+  /// dx in a pass of its own and then adds the product to it; here dx is written once, and where it
+  /// is larger than the caches (a DenseNet's first block: 216 channels of 65536 pixels, 56 MB),
+  /// past them. dy's rows, a channel of the batch apart, are copied a block of columns at a time
+  /// into rows an odd number of cache lines apart: in place, the kernel's column block down the
+  /// depth fell into one set of the L1 cache and was read from memory for every 6 rows of dx
+  /// (docs/performance.md#pointwise-input).
+  private func panelBackwardInput(_ dy: Tensor, _ w: Tensor, into dx: Tensor) {
+    let n = g.batch * g.outputPlane, ldx = max(PlaneLayout(dx).channelStride, n)
+    let (rows, depth, width) = (g.groupInputs, g.groupOutputs, Self.panelColumns), pitch = width + 16
+    let pdy = dy.base(Float.self), pw = w.base(Float.self), pdx = dx.base(Float.self)
+    let panel = Tensor(uninitializedShape: [reprise_winograd_weight_plane(rows, depth)], dtype: .float32)
+    let blocks = Tensor(uninitializedShape: [Parallel.threadCount * depth * pitch], dtype: .float32)
+    let streaming: Int32 = rows * g.groups * n * MemoryLayout<Float>.size >= Self.streamingBytes ? 1 : 0
+    let pieces = max(1, min(4 * Parallel.threadCount, n / (4 * width)))
+    for group in 0..<g.groups {
+      reprise_pack_transposed_panel_f32(pw + group * depth * g.patchSize, g.patchSize, rows, depth, panel.base(Float.self))
+      Parallel.run(pieces, byThread: { p, thread in
+        let first = n * p / pieces / 32 * 32, end = p == pieces - 1 ? n : n * (p + 1) / pieces / 32 * 32
+        let block = blocks.base(Float.self) + thread * depth * pitch
+        for start in stride(from: first, to: end, by: width) {
+          let count = min(width, end - start)
+          for d in 0..<depth { (block + d * pitch).update(from: pdy + (group * depth + d) * n + start, count: count) }
+          reprise_pointwise_products_f32(
+            panel.base(Float.self), rows, depth, block, pitch, pdx + group * rows * ldx + start, ldx, count, streaming)
+        }
+      })
+    }
+    withExtendedLifetime((panel, blocks)) {}
   }
 
   /// `dw = dy · xᵀ`, one product per group; with `affine` (only where ``pointwiseInChunks``), of

@@ -27,6 +27,10 @@ final class ConvolutionPlanTests: XCTestCase {
     ("phaseGrid", Configuration(batch: 1, inputChannels: 4, outputChannels: 64, height: 5, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
     ("im2col", Configuration(batch: 1, inputChannels: 4, outputChannels: 96, height: 5, width: 4, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
     ("pointwise", Configuration(batch: 3, inputChannels: 4, outputChannels: 6, height: 5, width: 4, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0, dilation: 1, groups: 2)),
+    // Pixels enough for Float32's input gradient through the register kernel (blocks of 128
+    // columns; 243 and 162 of them), ungrouped and grouped.
+    ("pointwise", Configuration(batch: 3, inputChannels: 13, outputChannels: 7, height: 9, width: 9, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0, dilation: 1, groups: 1)),
+    ("pointwise", Configuration(batch: 2, inputChannels: 6, outputChannels: 8, height: 9, width: 9, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0, dilation: 1, groups: 2)),
     ("im2col", Configuration(batch: 2, inputChannels: 3, outputChannels: 5, height: 7, width: 6, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, dilation: 1, groups: 1)),
     // From 2 ungrouped input channels (an RGB stem's 3) the shifted grid, for any kernel; 1 channel
     // takes im2col.
@@ -48,6 +52,23 @@ final class ConvolutionPlanTests: XCTestCase {
     let configurations = Self.cases.map(\.configuration)
     ConvolutionTests.checkAgainstReference(configurations, dtype: .float32, tolerance: 1e-5)
     ConvolutionTests.checkAgainstReference(configurations, dtype: .float64, tolerance: 1e-10)
+  }
+
+  /// Float32's pointwise input gradient through the register kernel splits the pixels among the
+  /// threads, and each sum runs over the layer's outputs in order whatever the split: the same bits
+  /// on 1, 2 and 3 threads, for pixels that split into blocks unevenly (2 x 21 x 23).
+  func testPointwiseInputGradientDoesNotDependOnTheThreads() {
+    let threads = Parallel.threadCount
+    defer { Parallel.setThreadCount(threads) }
+    var random = RandomGenerator(seed: 47)
+    let x = Tensor(randomNormal: [2, 30, 21, 23], using: &random), w = Tensor(randomNormal: [20, 30, 1, 1], using: &random)
+    let dy = Tensor(randomNormal: [2, 20, 21, 23], using: &random)
+    let gradients = [1, 2, 3].map { count in
+      Parallel.setThreadCount(count)
+      return conv2dBackward(dy, input: x, weight: w).input.scalars()
+    }
+    XCTAssertEqual(gradients[0], gradients[1], "1 and 2 threads")
+    XCTAssertEqual(gradients[0], gradients[2], "1 and 3 threads")
   }
 
   /// The AVX-512 tiles of the direct kernels (shifted and phase grids) agree with the AVX2 tiles: the forward

@@ -146,6 +146,46 @@ final class WinogradProductsTests: XCTestCase {
     }
   }
 
+  /// A pointwise layer's input gradient, c = a^T b (`reprise_pointwise_products_f32`) with `a` depth
+  /// x rows packed by `reprise_pack_transposed_panel_f32`: every partial block of rows and columns,
+  /// depths of one slab and of several, C's stores past the caches (`streaming`, on C aligned to 32
+  /// bytes and on C one float off, where the kernel stores as usual), and nothing written past C's
+  /// columns.
+  func testPointwiseProductsMatchAnOrderedLoop() throws {
+    try XCTSkipUnless(vectorKernelsAvailable, "the kernels need AVX2")
+    let shapes = [(13, 7, 21), (6, 48, 128), (216, 48, 100), (11, 129, 40), (1, 12, 9), (17, 300, 33), (40, 24, 256)]
+    for (k, (rows, depth, columns)) in shapes.enumerated() {
+      var random = RandomGenerator(seed: UInt64(80 + k))
+      let (lda, ldb, ldc) = (rows + 3, columns + 5, (columns + 7) / 8 * 8 + 8)
+      let a = floats(depth * lda, &random), b = floats(depth * ldb, &random), start = floats(rows * ldc, &random)
+      var panel = [Float](repeating: .nan, count: reprise_winograd_weight_plane(rows, depth))
+      reprise_pack_transposed_panel_f32(a, lda, rows, depth, &panel)
+      // 64-byte aligned, so that C at offset 0 takes the stores past the caches and at offset 1 not.
+      let buffer = UnsafeMutablePointer<Float>(
+        OpaquePointer(UnsafeMutableRawPointer.allocate(byteCount: (rows * ldc + 1) * 4, alignment: 64)))
+      defer { buffer.deallocate() }
+      for wide in [false, true] {
+        for (streaming, offset) in [(0, 0), (1, 0), (1, 1)] {
+          let c = buffer + offset
+          c.update(from: start, count: rows * ldc)
+          withWideConvolutionTiles(wide) { reprise_pointwise_products_f32(panel, rows, depth, b, ldb, c, ldc, columns, Int32(streaming)) }
+          let result = Array(UnsafeBufferPointer(start: c, count: rows * ldc))
+          let context = "seed \(80 + k), \(rows) x \(depth) x \(columns), wide \(wide), streaming \(streaming), offset \(offset)"
+          guard
+            matchOrderedLoop(
+              result, start: start, accumulate: false, positions: 1, rows: rows, columns: columns, cStride: 0, ldc: ldc, terms: depth,
+              context, term: { _, i, j, d in (a[d * lda + i], b[d * ldb + j]) })
+          else { return }
+          for i in 0..<rows {
+            for j in columns..<ldc where result[i * ldc + j].bitPattern != start[i * ldc + j].bitPattern {
+              return XCTFail("\(context): c[\(i)][\(j)] past the columns was written")
+            }
+          }
+        }
+      }
+    }
+  }
+
   /// The weight gradient's panel (the patches transposed, one row per tile) has its rows an odd
   /// number of cache lines apart, whatever the number of columns: a column block down 64 rows then
   /// falls into 64 different sets of a 64-set L1 cache and stays there for every block of rows.

@@ -300,4 +300,19 @@ long reprise_winograd_panel_count(long columns, long count);
 /// Linux). After an error, what was mapped at `to` may have been unmapped.
 int reprise_move_pages(void *from, long length, void *to);
 
+/// The panels of `a`'s transpose, A[i][d] = a[d * lda + i] for i < `rows`, d < `depth`, laid out as
+/// the transformed weights are (`reprise_winograd_weights_f32`): row i, depth d at i / R * R *
+/// depth + d * R + i % R, R = `REPRISE_WINOGRAD_PANEL_ROWS`; `reprise_winograd_weight_plane(rows,
+/// depth)` floats, of which those past the last row are not written.
+void reprise_pack_transposed_panel_f32(const float *a, long lda, long rows, long depth, float *panel);
+
+/// C = A B with the Winograd products' register kernel: A `rows` x `depth` in panels
+/// (`reprise_pack_transposed_panel_f32`), B `depth` x `columns` with rows `ldb` apart, C `rows` x
+/// `columns` with rows `ldc` apart; nothing past C's columns is written. The sums add over the depth
+/// in order, each by one fused multiply-add from zero. With `streaming` nonzero (and a depth of at
+/// most 128, C 32-byte aligned and `ldc` a multiple of 8), C's whole vectors are stored past the
+/// caches, for a result too large to stay in them until it is read.
+void reprise_pointwise_products_f32(
+  const float *panel, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int streaming);
+
 #endif
