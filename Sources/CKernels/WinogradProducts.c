@@ -17,8 +17,9 @@
 // or broadcasts for 24 multiply-adds. The sums run over the depth in the same order in both, so the
 // bits are the same; only their speed differs (docs/performance.md#wide-products).
 //
-// A pointwise convolution's input gradient, dx = w^T dy with w^T in panels, takes the same kernel
-// (`reprise_pointwise_products_f32`, at the end).
+// A pointwise convolution's gradients take the same kernel (at the end of the file): the input
+// gradient dx = w^T dy with w^T in panels, and the weight gradient, transposed, x dy^T with dy
+// transposed into a panel as the weight gradient's B is here.
 //
 // The weight gradient's products, C += A B^T, have both operands' rows along the tiles. Taken as
 // dot products along the tiles (a chunk has 64 to 112 of them), each sum ended in a horizontal
@@ -177,13 +178,19 @@ void reprise_winograd_products_f32(
 }
 
 /// The panel p[t][j] = b[j][t] (t < count, j < columns, rows of p `pitch` apart) of b's rows `ld`
-/// apart, 8 x 8 at a time; lanes past `columns` hold zeros, and rows from `count` up to the next
-/// multiple of 8 whatever b holds past its tiles (the products read none of them).
+/// apart, 8 x 8 at a time; lanes past `columns` hold zeros, and so do the rows from `count` up to
+/// the next multiple of 8 (nothing of b past its `count` columns is read: a pointwise layer's dy
+/// ends there).
 AVX2 static inline void transposePanel(const float *b, long columns, long count, long ld, float *p, long pitch) {
   for (long j = 0; j < columns; j += 8)
     for (long t = 0; t < count; t += 8) {
+      const int whole = t + 8 <= count;
+      const __m256i mask = lanesBelow(count - t);
       __m256 r[8];
-      for (int i = 0; i < 8; i++) r[i] = j + i < columns ? _mm256_loadu_ps(b + (j + i) * ld + t) : _mm256_setzero_ps();
+      for (int i = 0; i < 8; i++)
+        r[i] = j + i >= columns ? _mm256_setzero_ps()
+               : whole          ? _mm256_loadu_ps(b + (j + i) * ld + t)
+                                : _mm256_maskload_ps(b + (j + i) * ld + t, mask);
       transpose8(r);
       for (int i = 0; i < 8; i++) _mm256_storeu_ps(p + (t + i) * pitch + j, r[i]);
     }
@@ -272,4 +279,35 @@ void reprise_pointwise_products_f32(
   const float *panel, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int streaming) {
   (reprise_wide_kernels_enabled() ? pointwiseProductsWide : pointwiseProductsNarrow)(
     panel, rows, depth, b, ldb, c, ldc, columns, streaming);
+}
+
+/// `reprise_pointwise_weight_products_f32` with blocks of up to `widest` vectors of columns: the
+/// transposed weight gradient's sums, x's rows (the channels) broadcast down the chunk's columns
+/// against a panel of dy transposed.
+AVX2 __attribute__((always_inline)) static inline void pointwiseWeightProducts(
+  const int widest, const float *a, long lda, long rows, const float *b, long ldb, long columns, long count, float *c, long ldc,
+  int accumulate, float *panel) {
+  const long pitch = panelPitch(columns);
+  transposePanel(b, columns, count, ldb, panel, pitch);
+  const Operand A = {a, lda, 1, PANEL_ROWS * lda, 0};
+  product(widest, A, rows, count, panel, pitch, c, ldc, columns, accumulate, 1);
+}
+
+AVX2 static void pointwiseWeightProductsNarrow(
+  const float *a, long lda, long rows, const float *b, long ldb, long columns, long count, float *c, long ldc, int accumulate,
+  float *panel) {
+  pointwiseWeightProducts(2, a, lda, rows, b, ldb, columns, count, c, ldc, accumulate, panel);
+}
+
+WIDE static void pointwiseWeightProductsWide(
+  const float *a, long lda, long rows, const float *b, long ldb, long columns, long count, float *c, long ldc, int accumulate,
+  float *panel) {
+  pointwiseWeightProducts(4, a, lda, rows, b, ldb, columns, count, c, ldc, accumulate, panel);
+}
+
+void reprise_pointwise_weight_products_f32(
+  const float *a, long lda, long rows, const float *b, long ldb, long columns, long count, float *c, long ldc, int accumulate,
+  float *panel) {
+  (reprise_wide_kernels_enabled() ? pointwiseWeightProductsWide : pointwiseWeightProductsNarrow)(
+    a, lda, rows, b, ldb, columns, count, c, ldc, accumulate, panel);
 }

@@ -126,7 +126,8 @@ extension ConvolutionPlan {
   /// the thread count, so that a thread that starts late takes fewer); one thread sums a range's
   /// chunk products in order into a weight gradient of the range's own, and these are added in range
   /// order. The chunks do not depend on `affine`, so the bits are the same with it as for the map
-  /// normalised first, and depend on the thread count only.
+  /// normalised first, and depend on the thread count only. Float32 with the vector kernels takes
+  /// the Winograd products' register kernel for the chunks: see ``chunkWeightProducts(_:_:_:_:_:_:_:_:panel:)``.
   func pointwiseBackwardWeight<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])?
   ) {
@@ -142,16 +143,25 @@ extension ConvolutionPlan {
       }
       return
     }
-    let columns = chunkColumns(T.self)
+    let columns = chunkColumns(T.self), kernel = usesVectorKernels(T.self)
     let pieces = max(1, min(4 * Parallel.threadCount, n / (2 * columns)))
-    let partial = Tensor(uninitializedShape: [(pieces - 1) * dw.count], dtype: T.dtype), ppartial = partial.base(T.self)
+    // The kernel's sums are transposed, one set per range; OpenBLAS's first range sums into dw.
+    let partial = Tensor(uninitializedShape: [(kernel ? pieces : pieces - 1) * dw.count], dtype: T.dtype), ppartial = partial.base(T.self)
+    let panelCount = kernel ? reprise_winograd_panel_count(g.groupOutputs, columns) : 0
+    let panels = Tensor(uninitializedShape: [Parallel.threadCount * panelCount], dtype: .float32)
     withBlocks(affine == nil ? 0 : columns, T.self) { blocks in
       Parallel.run(pieces, byThread: { p, thread in
-        let target = p == 0 ? pdw : ppartial + (p - 1) * dw.count
+        let target = kernel ? ppartial + p * dw.count : p == 0 ? pdw : ppartial + (p - 1) * dw.count
         let first = n * p / pieces / 16 * 16, end = p == pieces - 1 ? n : n * (p + 1) / pieces / 16 * 16
         for start in stride(from: first, to: end, by: columns) {
           let count = min(columns, end - start)
           let (b, ldb) = operand(px + start, ldx, count, affine, block: blocks + thread * g.inputChannels * columns)
+          if kernel {
+            chunkWeightProducts(
+              pdy + start, n, b, ldb, count, into: target, accumulating: start != first,
+              panel: panels.base(Float.self) + thread * panelCount)
+            continue
+          }
           for group in 0..<g.groups {
             T.blasGemm(
               transposeA: false, transposeB: true, m: g.groupOutputs, n: g.groupInputs, k: count, alpha: 1,
@@ -161,8 +171,37 @@ extension ConvolutionPlan {
         }
       })
     }
-    Parallel.addPieces(ppartial, pieces: pieces - 1, count: dw.count, into: pdw)
-    withExtendedLifetime(partial) {}
+    guard kernel else {
+      Parallel.addPieces(ppartial, pieces: pieces - 1, count: dw.count, into: pdw)
+      return withExtendedLifetime(partial) {}
+    }
+    Parallel.addPieces(ppartial + dw.count, pieces: pieces - 1, count: dw.count, into: ppartial)
+    let (inputs, outputs) = (g.groupInputs, g.groupOutputs)
+    for group in 0..<g.groups {
+      let sums = ppartial + group * inputs * outputs, gradient = pdw + group * outputs * g.patchSize
+      for o in 0..<outputs { for i in 0..<inputs { gradient[o * g.patchSize + i] = sums[i * outputs + o] } }
+    }
+    withExtendedLifetime((partial, panels)) {}
+  }
+
+  /// One chunk's weight gradient in Float32, transposed: for each group, sums[i][o] (+)= Σ_t x[i][t]
+  /// · dy[o][t] over the chunk's `count` columns, x the chunk's operand (rows `ldb` apart) and dy
+  /// from `dy` (rows `ldy` apart), by `reprise_pointwise_weight_products_f32`, which transposes the
+  /// chunk of dy into `panel` and runs the Winograd products' register kernel with x's rows as the
+  /// broadcast side. Transposing dy (a DenseNet bottleneck's 48 outputs) costs a pass over a few
+  /// thousand floats per chunk; the other way round, x (up to 342 channels) would be transposed. The
+  /// sums add the chunk's columns in order onto the last chunk's, through memory: the bits of one
+  /// ordered sum over the range.
+  private func chunkWeightProducts<T: TensorScalar>(
+    _ dy: UnsafePointer<T>, _ ldy: Int, _ b: UnsafePointer<T>, _ ldb: Int, _ count: Int, into sums: UnsafeMutablePointer<T>,
+    accumulating: Bool, panel: UnsafeMutablePointer<Float>
+  ) {
+    let (inputs, outputs) = (g.groupInputs, g.groupOutputs)
+    for group in 0..<g.groups {
+      reprise_pointwise_weight_products_f32(
+        floats(b + group * inputs * ldb), ldb, inputs, floats(dy + group * outputs * ldy), ldy, outputs, count,
+        floats(sums + group * inputs * outputs), outputs, accumulating ? 1 : 0, panel)
+    }
   }
 
   /// A chunk's operand and its row pitch: the input's `count` columns from `x` (rows `ldx` apart)

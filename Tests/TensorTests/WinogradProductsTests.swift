@@ -186,6 +186,41 @@ final class WinogradProductsTests: XCTestCase {
     }
   }
 
+  /// A pointwise layer's weight gradient, transposed, c (+)= a b^T (`reprise_pointwise_weight_products_f32`):
+  /// chunks of columns that are not a multiple of 8 (where b is read up to its last column only, the
+  /// rest of its rows NaN), partial blocks of rows and columns, depths of several slabs, sums added
+  /// onto what C holds, and nothing written past C's columns.
+  func testPointwiseWeightProductsMatchAnOrderedLoop() throws {
+    try XCTSkipUnless(vectorKernelsAvailable, "the kernels need AVX2")
+    let shapes = [(13, 7, 21), (216, 256, 48), (11, 300, 9), (40, 1357, 48), (5, 3, 12), (342, 64, 48)]
+    for (k, (rows, count, columns)) in shapes.enumerated() {
+      var random = RandomGenerator(seed: UInt64(100 + k))
+      let (lda, ldb, ldc) = (count + 5, count + 11, columns + 3)
+      let a = floats(rows * lda, &random), start = floats(rows * ldc, &random)
+      var b = floats(columns * ldb, &random)
+      for j in 0..<columns { for t in count..<ldb { b[j * ldb + t] = .nan } }
+      var panel = [Float](repeating: 0, count: reprise_winograd_panel_count(columns, count))
+      for wide in [false, true] {
+        for accumulate in [false, true] {
+          let c = run(start, wide: wide) {
+            reprise_pointwise_weight_products_f32(a, lda, rows, b, ldb, columns, count, $0, ldc, accumulate ? 1 : 0, &panel)
+          }
+          let context = "seed \(100 + k), \(rows) x \(count) x \(columns), wide \(wide)"
+          guard
+            matchOrderedLoop(
+              c, start: start, accumulate: accumulate, positions: 1, rows: rows, columns: columns, cStride: 0, ldc: ldc, terms: count,
+              context, term: { _, i, j, t in (a[i * lda + t], b[j * ldb + t]) })
+          else { return }
+          for i in 0..<rows {
+            for j in columns..<ldc where c[i * ldc + j].bitPattern != start[i * ldc + j].bitPattern {
+              return XCTFail("\(context): c[\(i)][\(j)] past the columns was written")
+            }
+          }
+        }
+      }
+    }
+  }
+
   /// The weight gradient's panel (the patches transposed, one row per tile) has its rows an odd
   /// number of cache lines apart, whatever the number of columns: a column block down 64 rows then
   /// falls into 64 different sets of a 64-set L1 cache and stays there for every block of rows.

@@ -315,4 +315,13 @@ void reprise_pack_transposed_panel_f32(const float *a, long lda, long rows, long
 void reprise_pointwise_products_f32(
   const float *panel, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int streaming);
 
+/// C = A B^T, or C += A B^T with `accumulate`, with the Winograd products' register kernel: A `rows`
+/// x `count` with rows `lda` apart, B `columns` x `count` with rows `ldb` apart (nothing past its
+/// `count` columns is read), C `rows` x `columns` with rows `ldc` apart. B is first transposed into
+/// `panel`, `reprise_winograd_panel_count(columns, count)` floats. Each sum adds its `count` terms
+/// in order by fused multiply-adds onto what C held (or zero).
+void reprise_pointwise_weight_products_f32(
+  const float *a, long lda, long rows, const float *b, long ldb, long columns, long count, float *c, long ldc, int accumulate,
+  float *panel);
+
 #endif
