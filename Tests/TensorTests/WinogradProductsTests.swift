@@ -44,6 +44,24 @@ final class WinogradProductsTests: XCTestCase {
     return true
   }
 
+  /// Whether c[ξ][i][j] for j from `columns` up to `ldc` (matrices `cStride` apart) still holds, bit
+  /// for bit, what `start` held there: the kernels write nothing past C's columns. Reports the first
+  /// that does not, with `context`.
+  private func untouchedPastColumns(
+    _ c: [Float], start: [Float], positions: Int = 1, rows: Int, columns: Int, cStride: Int = 0, ldc: Int, _ context: String,
+    file: StaticString = #filePath, line: UInt = #line
+  ) -> Bool {
+    for xi in 0..<positions {
+      for i in 0..<rows {
+        for j in columns..<ldc where c[xi * cStride + i * ldc + j].bitPattern != start[xi * cStride + i * ldc + j].bitPattern {
+          XCTFail("\(context): c[\(xi)][\(i)][\(j)] past the columns was written", file: file, line: line)
+          return false
+        }
+      }
+    }
+    return true
+  }
+
   /// A copy of `start` after `kernel` ran on it, with the products' blocks of four vectors that
   /// AVX-512's registers allow (`wide`) or without them.
   private func run(_ start: [Float], wide: Bool, _ kernel: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
@@ -133,14 +151,8 @@ final class WinogradProductsTests: XCTestCase {
               ldc: ldc, terms: count, context,
               term: { xi, i, j, t in (a[xi * aStride + i * ld + t], b[xi * bStride + j * ld + t]) })
           else { return }
-          // The columns between `columns` and `ldc` are not written.
-          for xi in 0..<positions {
-            for i in 0..<rows {
-              for j in columns..<ldc where c[xi * cStride + i * ldc + j] != start[xi * cStride + i * ldc + j] {
-                return XCTFail("\(context): c[\(xi)][\(i)][\(j)] past the columns was written")
-              }
-            }
-          }
+          guard untouchedPastColumns(c, start: start, positions: positions, rows: rows, columns: columns, cStride: cStride, ldc: ldc, context)
+          else { return }
         }
       }
     }
@@ -176,11 +188,7 @@ final class WinogradProductsTests: XCTestCase {
               result, start: start, accumulate: false, positions: 1, rows: rows, columns: columns, cStride: 0, ldc: ldc, terms: depth,
               context, term: { _, i, j, d in (a[d * lda + i], b[d * ldb + j]) })
           else { return }
-          for i in 0..<rows {
-            for j in columns..<ldc where result[i * ldc + j].bitPattern != start[i * ldc + j].bitPattern {
-              return XCTFail("\(context): c[\(i)][\(j)] past the columns was written")
-            }
-          }
+          guard untouchedPastColumns(result, start: start, rows: rows, columns: columns, ldc: ldc, context) else { return }
         }
       }
     }
@@ -211,11 +219,7 @@ final class WinogradProductsTests: XCTestCase {
               c, start: start, accumulate: accumulate, positions: 1, rows: rows, columns: columns, cStride: 0, ldc: ldc, terms: count,
               context, term: { _, i, j, t in (a[i * lda + t], b[j * ldb + t]) })
           else { return }
-          for i in 0..<rows {
-            for j in columns..<ldc where c[i * ldc + j].bitPattern != start[i * ldc + j].bitPattern {
-              return XCTFail("\(context): c[\(i)][\(j)] past the columns was written")
-            }
-          }
+          guard untouchedPastColumns(c, start: start, rows: rows, columns: columns, ldc: ldc, context) else { return }
         }
       }
     }
