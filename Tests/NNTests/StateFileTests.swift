@@ -58,7 +58,7 @@ final class StateFileTests: XCTestCase {
     ]
     for (name, content, message) in cases {
       let path = directory + "/\(name).safetensors"
-      FileManager.default.createFile(atPath: path, contents: Data(content))
+      XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(content)), "\(name): wrote the file")
       XCTAssertThrowsError(try model().loadState(from: path), name) { error in
         XCTAssertTrue("\(error)".contains(message), "\(name): \(error)")
       }
