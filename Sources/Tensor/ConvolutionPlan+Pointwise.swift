@@ -101,7 +101,7 @@ extension ConvolutionPlan {
     let pdy = dy.base(Float.self), pw = w.base(Float.self), pdx = dx.base(Float.self)
     let panel = Tensor(uninitializedShape: [reprise_winograd_weight_plane(rows, depth)], dtype: .float32)
     let blocks = Tensor(uninitializedShape: [Parallel.threadCount * depth * pitch], dtype: .float32)
-    let streaming: Int32 = rows * g.groups * n * MemoryLayout<Float>.size >= Self.streamingBytes ? 1 : 0
+    let streaming: Int32 = g.inputChannels * n * MemoryLayout<Float>.size >= Self.streamingBytes ? 1 : 0
     let pieces = max(1, min(4 * Parallel.threadCount, n / (4 * width)))
     for group in 0..<g.groups {
       reprise_pack_transposed_panel_f32(pw + group * depth * g.patchSize, g.patchSize, rows, depth, panel.base(Float.self))
