@@ -137,8 +137,8 @@ public final class BasicBlock: Layer {
     }
     let c = first(x, followedByReLUAnd: conv2)
     guard let squeeze else { return keep == 1 ? bn2(c, adding: identity, applyingReLU: true) : addReLU(bn2(c) * keep, identity) }
-    let h = bn2(c)
-    return keep == 1 ? addReLU(h, scaledBy: squeeze.scales(h), identity) : addReLU(squeeze(h) * keep, identity)
+    guard keep == 1 else { return addReLU(squeeze(bn2(c)) * keep, identity) }
+    return bn2(c, excitation: squeeze.excitation, adding: identity)
   }
 }
 
@@ -158,11 +158,13 @@ public final class SqueezeExcitation: Layer {
   /// `input` scaled per image and channel.
   public func callAsFunction(_ input: Variable) -> Variable { input * scales(input) }
 
-  /// The factors by which `input` [N, C, H, W] is scaled, [N, C, 1, 1]: a residual block applies
-  /// them with its sum and ReLU (`addReLU(_:scaledBy:_:)` in Autograd).
-  public func scales(_ input: Variable) -> Variable {
-    let s = input.shape
-    let weights = sigmoid(expand(relu(reduce(reshape(mean(input, alongAxes: [2, 3]), to: [s[0], s[1]])))))
-    return reshape(weights, to: [s[0], s[1], 1, 1])
+  /// The factors by which `input` [N, C, H, W] is scaled, [N, C, 1, 1].
+  public func scales(_ input: Variable) -> Variable { excitation(mean(input, alongAxes: [2, 3])) }
+
+  /// The factors [N, C, 1, 1] from a feature map's pooled means [N, C]: a residual block applies
+  /// them with its batch normalisation, sum and ReLU (`BatchNorm2d`'s `callAsFunction(_:excitation:adding:)`).
+  public func excitation(_ means: Variable) -> Variable {
+    let s = means.shape
+    return reshape(sigmoid(expand(relu(reduce(reshape(means, to: [s[0], s[1]]))))), to: [s[0], s[1], 1, 1])
   }
 }

@@ -80,3 +80,45 @@ func rowDot<T: TensorScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: 
   }
   return total
 }
+
+/// ``rowSum(_:_:)`` of `p[i] * scale + shift`, each rounded as written (a batch normalisation's
+/// values, `batchNormalized`'s bits), without storing them.
+@inline(__always)
+func rowSum<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int, scale: T, shift: T) -> T {
+  var lanes = BlockedLanes<T>()
+  let raw = UnsafeRawPointer(p), size = MemoryLayout<T>.stride
+  let a = SIMD8<T>(repeating: scale), b = SIMD8<T>(repeating: shift)
+  var i = 0
+  while i + 8 <= n {
+    lanes.add(raw.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) * a + b)
+    i += 8
+  }
+  var total = lanes.sum
+  while i < n {
+    total += p[i] * scale + shift
+    i += 1
+  }
+  return total
+}
+
+/// ``rowDot(_:_:_:around:centerBoth:)`` around 0 with `b[i] * scale + shift` for `b[i]`, each
+/// rounded as written, without storing them: the same bits as the product with those values stored.
+@inline(__always)
+func rowDot<T: TensorScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int, scale: T, shift: T) -> T {
+  var lanes = BlockedLanes<T>()
+  let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), size = MemoryLayout<T>.stride
+  let f = SIMD8<T>(repeating: scale), s = SIMD8<T>(repeating: shift)
+  var i = 0
+  while i + 8 <= n {
+    let va = ra.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self)
+    let vb = rb.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) * f + s
+    lanes.add(va * vb)
+    i += 8
+  }
+  var total = lanes.sum
+  while i < n {
+    total += a[i] * (b[i] * scale + shift)
+    i += 1
+  }
+  return total
+}

@@ -31,20 +31,54 @@ public func batchNormBackward(
   return (g.weight, g.bias)
 }
 
+/// ``batchNormBackward(_:_:mean:variance:weight:bias:epsilon:applyingReLU:ceiling:)`` (without a
+/// ReLU) of the gradient `gradOutput · scale + shift`, with one `scale` and one `shift` per image and
+/// channel ([N, C, 1, 1] or [N, C]; a squeeze-and-excitation scale and the gradient of its pooled
+/// map): each element is computed as it is read, `gradOutput · scale` rounded and then `+ shift`
+/// rounded, so that the results have the bits of that gradient written out first and passed in.
+public func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double, scaledBy scale: Tensor,
+  shiftedBy shift: Tensor
+) -> (input: Tensor, weight: Tensor, bias: Tensor) {
+  let g = batchNormBackward(
+    gradOutput, input, mean, variance, weight, nil, epsilon, false, nil, nil, residual: nil, planeAffine: (scale, shift))
+  return (g.input!, g.weight, g.bias)
+}
+
+/// ``batchNormBackward(_:_:mean:variance:weight:epsilon:scaledBy:shiftedBy:)`` with the input
+/// gradient written or added into `destination` (see ``GradientDestination``); returns the weight
+/// and bias gradients.
+public func batchNormBackward(
+  _ gradOutput: Tensor, _ input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double, scaledBy scale: Tensor,
+  shiftedBy shift: Tensor, into destination: GradientDestination
+) -> (weight: Tensor, bias: Tensor) {
+  let g = batchNormBackward(
+    gradOutput, input, mean, variance, weight, nil, epsilon, false, nil, destination, residual: nil, planeAffine: (scale, shift))
+  return (g.weight, g.bias)
+}
+
 /// The shared backward pass. With `residual`, the normalisation was followed by the sum with a
 /// residual and a ReLU (``batchNormalized(_:mean:variance:weight:bias:epsilon:adding:applyingReLU:)``):
 /// the gradient passes where the sum's `output` is positive, and the masked gradient, which is also
 /// the residual's, is written into `residual.gradient` (laid out like the input) by the pass that
-/// sums it, then read back for the input gradient.
+/// sums it, then read back for the input gradient. With `planeAffine`, the gradient at image n and
+/// channel c is `gradOutput · scale[n, c] + shift[n, c]`, computed where it is read.
 func batchNormBackward(
   _ gradOutput: Tensor, _ input: Tensor, _ mean: Tensor, _ variance: Tensor, _ weight: Tensor?, _ bias: Tensor?,
   _ epsilon: Double, _ applyingReLU: Bool, _ ceiling: Double?, _ destination: GradientDestination?,
-  residual: (output: Tensor, gradient: Tensor)?
+  residual: (output: Tensor, gradient: Tensor)?, planeAffine: (scale: Tensor, shift: Tensor)? = nil
 ) -> (input: Tensor?, weight: Tensor, bias: Tensor) {
   checkChannels("batchNormBackward", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
   checkCeiling("batchNormBackward", applyingReLU, ceiling)
   require(gradOutput.shape == input.shape, "batchNormBackward: gradient \(gradOutput.shape) does not match input \(input.shape)")
   let x = input.denseWithPlanes(), channels = x.shape[1]
+  if let (scale, shift) = planeAffine {
+    let planes = [x.shape[0], channels]
+    require(
+      [scale, shift].allSatisfy { ($0.shape == planes || $0.shape == planes + [1, 1]) && $0.dtype == x.dtype } && !applyingReLU
+        && residual == nil,
+      "batchNormBackward: scale \(scale.shape) and shift \(shift.shape) (\(scale.dtype)) do not give one value per image and channel of \(x.shape)")
+  }
   let dy = gradOutput.laidOut(like: x.strides)
   destination?.check(against: x)
   let dx = destination == nil ? Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides) : nil
@@ -73,14 +107,32 @@ func batchNormBackward(
       return ReLUMask(scale: scale, shift: shift, ceiling: top)
     }
     func invStd(_ c: Int) -> T { 1 / (pv[c] + T(epsilon)).squareRoot() }
+    // With a plane affine: its factors and shifts, channel by channel ([C][N]), and a plane's length.
+    let images = x.shape[0], planeLength = x.shape[2] * x.shape[3]
+    let affine = planeAffine.map { a -> (factors: [T], shifts: [T]) in
+      let (f, t) = (a.scale.base(T.self), a.shift.base(T.self))
+      let (fs, ts) = ((a.scale.strides[0], a.scale.strides[1]), (a.shift.strides[0], a.shift.strides[1]))
+      let places = (0..<channels * images).map { ($0 % images, $0 / images) }
+      return (places.map { n, c in f[n * fs.0 + c * fs.1] }, places.map { n, c in t[n * ts.0 + c * ts.1] })
+    }
     // Σ dy and Σ dy·(x - μ) of channel c, which also give its bias and weight gradients.
     func sums(_ c: Int) -> (sumDy: T, sumDyCentered: T) {
-      var planeSums = (sum: 0.0, dot: 0.0)
+      var planeSums = (sum: 0.0, dot: 0.0), plane = c * images
       let relu = reluOf(c)
       forEachPlane(of: dy, channel: c, T.self) { g, n in
-        let sums =
-          residualOffsets.map { rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: outputMask, at: g + $0.0, storingIn: g + $0.1) }
-          ?? rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: relu)
+        let sums: (sum: T, dot: T)
+        if let affine {
+          sums = affine.factors.withUnsafeBufferPointer { f in
+            affine.shifts.withUnsafeBufferPointer { t in
+              rowAffineGradientSums(g, g + xOffset, n, around: pm[c], planeLength: planeLength, f.baseAddress! + plane, t.baseAddress! + plane)
+            }
+          }
+          plane += n / planeLength
+        } else {
+          sums =
+            residualOffsets.map { rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: outputMask, at: g + $0.0, storingIn: g + $0.1) }
+            ?? rowGradientSums(g, g + xOffset, n, around: pm[c], reluOf: relu)
+        }
         planeSums = (planeSums.sum + Double(sums.sum), planeSums.dot + Double(sums.dot))
       }
       pdb[c] = T(planeSums.sum)
@@ -92,6 +144,23 @@ func batchNormBackward(
       let mu = pm[c], invStd = invStd(c), relu = reluOf(c)
       let sumDyXhat = sumDyCentered * invStd
       let k = (pw?[c] ?? 1) * invStd / m, scaledXhat = invStd * sumDyXhat, (dxOffset, adding) = targets[c]
+      if let affine {
+        var plane = c * images
+        forEachPlane(of: dy, channel: c, T.self) { dyPlane, n in
+          for q in 0..<(planeLength == 0 ? 0 : n / planeLength) {
+            let (f, t) = (affine.factors[plane + q], affine.shifts[plane + q])
+            let g = dyPlane + q * planeLength, src = g + xOffset, out = g + dxOffset
+            // dy · f and then + t rounded as the gradient written out would be.
+            if adding {
+              for i in 0..<planeLength { out[i] = out[i] + k * (m * (g[i] * f + t) - sumDy - (src[i] - mu) * scaledXhat) }
+            } else {
+              for i in 0..<planeLength { out[i] = k * (m * (g[i] * f + t) - sumDy - (src[i] - mu) * scaledXhat) }
+            }
+          }
+          plane += planeLength == 0 ? 0 : n / planeLength
+        }
+        return
+      }
       forEachPlane(of: dy, channel: c, T.self) { dyPlane, n in
         // After a residual sum the masked gradient, which the sums' pass stored, stands for dy.
         let g = dyPlane + (residualOffsets?.1 ?? 0)
@@ -197,6 +266,39 @@ func rowGradientSums<T: TensorScalar>(
     stored?[i] = gi
     sum += gi
     dot += gi * (xl - center)
+    i += 1
+  }
+  return (sum, dot)
+}
+
+/// ``rowGradientSums(_:_:_:around:reluOf:at:storingIn:)`` without a mask of `g[i] · factors[q] +
+/// shifts[q]`, q the plane of element i (`planeLength` elements a plane, the row starting at a
+/// plane's start), each rounded as written: the bits of those values stored and summed.
+@inline(__always)
+func rowAffineGradientSums<T: TensorScalar>(
+  _ g: UnsafePointer<T>, _ x: UnsafePointer<T>, _ n: Int, around center: T, planeLength: Int, _ factors: UnsafePointer<T>,
+  _ shifts: UnsafePointer<T>
+) -> (sum: T, dot: T) {
+  var sums = BlockedLanes<T>(), dots = BlockedLanes<T>()
+  let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
+  let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x)
+  var i = 0
+  while i + 8 <= n {
+    let q = i / planeLength, last = (i + 7) / planeLength
+    var f = SIMD8<T>(repeating: factors[q]), t = SIMD8<T>(repeating: shifts[q])
+    if last != q {  // A vector across planes (planes of a length that is not a multiple of 8).
+      for l in 0..<8 { (f[l], t[l]) = (factors[(i + l) / planeLength], shifts[(i + l) / planeLength]) }
+    }
+    let vg = rg.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) * f + t
+    sums.add(vg)
+    dots.add(vg * (rx.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) - c))
+    i += 8
+  }
+  var sum = sums.sum, dot = dots.sum
+  while i < n {
+    let gi = g[i] * factors[i / planeLength] + shifts[i / planeLength]
+    sum += gi
+    dot += gi * (x[i] - center)
     i += 1
   }
   return (sum, dot)

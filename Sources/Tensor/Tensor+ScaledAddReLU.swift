@@ -11,7 +11,7 @@
 /// block of `length` elements, and the tensors beside `a` have its shape and strides. `offsets(p)`
 /// is where plane `p` (counted row-major over the leading axes) starts in `a` and its factor in
 /// `scale`. Feature maps stored channel-major ([C][N][H][W]) qualify as row-major ones do.
-private struct Planes {
+struct Planes {
   let count: Int, length: Int
   /// The strides of the scale's gradient: its planes in the memory order of `a`'s, as a sum over
   /// the planes lays out its result (``Tensor/reducedTensor(_:keepingDimensions:)``), so that what

@@ -175,6 +175,39 @@ final class PrimitiveGradientTests: XCTestCase {
     for (v, g) in zip([x, w, b], grads) { assertClose(v.grad!, g, relativeTolerance: 1e-9, absoluteTolerance: 1e-12) }
   }
 
+  /// Scaled by an excitation of its own plane means, plus a residual, then a ReLU: gradients
+  /// against central differences, and the value and gradients of the composition (`batchNorm`,
+  /// `mean`, the excitation, `addReLU(_:scaledBy:_:)`) bit for bit, the excitation's weights
+  /// included, for row-major and channel-major maps (planes of 6, whose vectors straddle planes in a
+  /// channel-major row), with the residual a leaf or the input itself, and a residual laid out
+  /// otherwise than the input (the composition's path).
+  func testBatchNormExcitation() {
+    let x = leaf([3, 4, 3, 2], scale: 2), r = leaf([3, 4, 3, 2]), w = leaf([4]), b = leaf([4]), w1 = leaf([2, 4]), w2 = leaf([4, 2])
+    let excitation = { (m: Variable) in reshape(sigmoid(linear(relu(linear(m, weight: w1)), weight: w2)), to: [3, 4, 1, 1]) }
+    assertGradientsCorrect(at: [x, r, w, b, w1, w2], "batchNorm excitation") {
+      batchNorm(x, weight: w, bias: b, excitation: excitation, adding: r).output
+    }
+    let channelMajor = { (v: Variable) in Variable(permute(permute(v.value, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]), requiresGrad: true) }
+    let (xc, rc) = (channelMajor(x), channelMajor(r))
+    for (input, residual, name) in [(x, r, "row-major"), (x, x, "the input as residual"), (xc, rc, "channel-major"), (xc, xc, "channel-major, the input as residual"), (xc, r, "mixed layouts")] {
+      var results: [(Tensor, [Tensor?])] = []
+      for fused in [true, false] {
+        for v in [input, residual, w, b, w1, w2] { v.grad = nil }
+        let y: Variable
+        if fused {
+          y = batchNorm(input, weight: w, bias: b, excitation: excitation, adding: residual).output
+        } else {
+          let h = batchNorm(input, weight: w, bias: b).output
+          y = addReLU(h, scaledBy: excitation(mean(h, alongAxes: [2, 3])), residual)
+        }
+        y.backward(seed: x.value * 3 - 1)
+        results.append((y.value, [input, residual, w, b, w1, w2].map(\.grad)))
+      }
+      assertBitIdentical(results[0].0, results[1].0, "\(name): value")
+      for (i, (a, c)) in zip(results[0].1, results[1].1).enumerated() { assertBitIdentical(a, c, "\(name): gradient of input \(i)") }
+    }
+  }
+
   func testBatchNormReLUConv() {
     let x = leaf([3, 4, 5, 4], scale: 2), g = leaf([4]), b = leaf([4])
     for (w, stride, padding, groups): (Variable, IntOrPair, IntOrPair, Int) in [(leaf([6, 4, 3, 3]), 1, 1, 1), (leaf([4, 2, 3, 2]), 2, 0, 2), (leaf([5, 4, 1, 1]), 1, 0, 1)] {

@@ -187,6 +187,10 @@ final class MulticeptionTests: XCTestCase {
         ResNet(ResNetConfiguration(blocksPerStage: 2, convolution: .multiception, finalSurvival: 0.5, classCount: 3, inputChannels: 2))
       }),
       ("MobileNetV2", { MobileNetV2(convolution: .dsconv, classCount: 3, inputChannels: 2) }),
+      // Squeeze-and-excitation blocks, whose normalisation, excitation, sum and ReLU run fused.
+      ("SE-ResNet", {
+        ResNet(ResNetConfiguration(blocksPerStage: 1, convolution: .standard, squeezeReduction: 4, finalSurvival: 0.5, classCount: 3, inputChannels: 2))
+      }),
     ]
     for (name, make) in models { try assertPlansEqualPlain(imageShape: [2, 8, 8], name, make) }
   }

@@ -69,6 +69,33 @@ final class BatchNorm2dTests: XCTestCase {
     }
   }
 
+  /// Scaled by an excitation of its plane means, plus a residual, then a ReLU: in training the
+  /// composition's outputs, gradients (the excitation's weights' too) and running statistics bit
+  /// for bit; in inference the composition's outputs.
+  func testExcitationEqualsTheComposition() {
+    var random = RandomGenerator(seed: 14)
+    let x = Tensor(randomNormal: [2, 3, 4, 5], dtype: .float32, using: &random)
+    let r = Tensor(randomNormal: [2, 3, 4, 5], dtype: .float32, using: &random)
+    let gamma = Tensor(randomNormal: [3], dtype: .float32, using: &random), w1 = Tensor(randomNormal: [3, 3], dtype: .float32, using: &random)
+    var results: [[Tensor]] = []
+    for fused in [true, false] {
+      let bn = BatchNorm2d(channels: 3), reduce = Variable(w1, requiresGrad: true)
+      bn.weight.value = gamma
+      let excitation = { (m: Variable) in reshape(sigmoid(matmul(m, transpose(reduce))), to: [2, 3, 1, 1]) }
+      let input = Variable(x, requiresGrad: true), residual = Variable(r, requiresGrad: true)
+      func apply() -> Variable {
+        guard !fused else { return bn(input, excitation: excitation, adding: residual) }
+        let h = bn(input)
+        return addReLU(h, scaledBy: excitation(mean(h, alongAxes: [2, 3])), residual)
+      }
+      let y = apply()
+      sum(y * y).backward()
+      let inferred = withLearningPhase(.inference) { apply() }
+      results.append([y.value, input.grad!, residual.grad!, bn.weight.grad!, bn.bias.grad!, reduce.grad!, bn.runningMean.value, bn.runningVariance.value, inferred.value])
+    }
+    for (i, (a, b)) in zip(results[0], results[1]).enumerated() { assertBitIdentical(a, b, "tensor \(i)") }
+  }
+
   /// Statistics the caller passes (a feature buffer's) give the same outputs, gradients and running
   /// statistics, bit for bit, as statistics computed from the input, plain and fused with a
   /// convolution; statistics of the wrong size stop with the shapes.
