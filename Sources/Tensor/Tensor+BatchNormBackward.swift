@@ -282,12 +282,18 @@ func rowAffineGradientSums<T: TensorScalar>(
   var sums = BlockedLanes<T>(), dots = BlockedLanes<T>()
   let c = SIMD8<T>(repeating: center), size = MemoryLayout<T>.stride
   let rg = UnsafeRawPointer(g), rx = UnsafeRawPointer(x)
-  var i = 0
+  // Element i lies in plane q, which ends before element `end` (followed as i goes, without a
+  // division per vector).
+  var i = 0, q = 0, end = planeLength
   while i + 8 <= n {
-    let q = i / planeLength, last = (i + 7) / planeLength
+    while i >= end { (q, end) = (q + 1, end + planeLength) }
     var f = SIMD8<T>(repeating: factors[q]), t = SIMD8<T>(repeating: shifts[q])
-    if last != q {  // A vector across planes (planes of a length that is not a multiple of 8).
-      for l in 0..<8 { (f[l], t[l]) = (factors[(i + l) / planeLength], shifts[(i + l) / planeLength]) }
+    if i + 8 > end {  // A vector across planes (planes of a length that is not a multiple of 8).
+      var (lane, laneEnd) = (q, end)
+      for l in 0..<8 {
+        while i + l >= laneEnd { (lane, laneEnd) = (lane + 1, laneEnd + planeLength) }
+        (f[l], t[l]) = (factors[lane], shifts[lane])
+      }
     }
     let vg = rg.loadUnaligned(fromByteOffset: i * size, as: SIMD8<T>.self) * f + t
     sums.add(vg)
@@ -296,7 +302,8 @@ func rowAffineGradientSums<T: TensorScalar>(
   }
   var sum = sums.sum, dot = dots.sum
   while i < n {
-    let gi = g[i] * factors[i / planeLength] + shifts[i / planeLength]
+    while i >= end { (q, end) = (q + 1, end + planeLength) }
+    let gi = g[i] * factors[q] + shifts[q]
     sum += gi
     dot += gi * (x[i] - center)
     i += 1
