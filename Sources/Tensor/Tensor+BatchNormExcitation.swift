@@ -52,12 +52,12 @@ public func batchNormPlaneSums(
     return sum(y, alongAxes: [2, 3])
   }
   let sums = Tensor(uninitializedShape: [x.shape[0], x.shape[1]], dtype: x.dtype, strides: Array(planes.sumStrides[..<2]))
-  let length = planes.length, channels = x.shape[1]
+  let length = planes.length
   func kernel<T: TensorScalar>(_: T.Type) {
     let affine = coefficients(mean, variance, weight, bias, epsilon, T.self), px = x.base(T.self), ps = sums.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: length) { range in
       for p in range {
-        let (offset, _, place) = planes.offsets(p), (scale, shift) = affine[p % channels]
+        let (offset, _, place, channel) = planes.offsets(p), (scale, shift) = affine[channel]
         ps[place] = rowSum(px + offset, length, scale: scale, shift: shift)
       }
     }
@@ -80,13 +80,13 @@ public func batchNormAddReLU(
     return addReLU(y, scaledBy: scale, residual)
   }
   let x = input, out = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
-  let length = planes.length, channels = x.shape[1]
+  let length = planes.length
   func kernel<T: TensorScalar>(_: T.Type) {
     let affine = coefficients(mean, variance, weight, bias, epsilon, T.self)
     let px = x.base(T.self), pr = residual.base(T.self), pf = scale.base(T.self), py = out.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 3 * length) { range in
       for p in range {
-        let (offset, factor, _) = planes.offsets(p), (a, b) = affine[p % channels], s = pf[factor]
+        let (offset, factor, _, channel) = planes.offsets(p), (a, b) = affine[channel], s = pf[factor]
         let source = px + offset, r = pr + offset, y = py + offset
         for i in 0..<length {
           let v = (source[i] * a + b) * s + r[i]
@@ -116,7 +116,7 @@ public func batchNormAddReLUBackward(
     let g = addReLUBackward(gradient, y, scaledBy: scale, residual)
     return (g.b, g.scale)
   }
-  let x = input, length = planes.length, channels = x.shape[1]
+  let x = input, length = planes.length
   let masked = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   let sums = Tensor(uninitializedShape: scale.shape, dtype: x.dtype, strides: planes.sumStrides)
   func kernel<T: TensorScalar>(_: T.Type) {
@@ -125,7 +125,7 @@ public func batchNormAddReLUBackward(
     let pm = masked.base(T.self), ps = sums.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 3 * length) { range in
       for p in range {
-        let (offset, factor, place) = planes.offsets(p), (a, b) = affine[p % channels], s = pf[factor]
+        let (offset, factor, place, channel) = planes.offsets(p), (a, b) = affine[channel], s = pf[factor]
         let g = pg + offset, source = px + offset, r = pr + offset, out = pm + offset
         for i in 0..<length {
           let (sum, incoming) = ((source[i] * a + b) * s + r[i], g[i])

@@ -9,15 +9,19 @@
 /// The layout of the one-pass kernels, or `nil`: `scale` has one factor per plane of `a` (its shape
 /// is a prefix of `a`'s followed by ones), each plane (the axes of those ones) is a contiguous
 /// block of `length` elements, and the tensors beside `a` have its shape and strides. `offsets(p)`
-/// is where plane `p` (counted row-major over the leading axes) starts in `a` and its factor in
-/// `scale`. Feature maps stored channel-major ([C][N][H][W]) qualify as row-major ones do.
+/// is where plane `p` starts in `a` and its factor in `scale`, the planes counted in the order they
+/// lie in memory. Feature maps stored channel-major ([C][N][H][W]) qualify as row-major ones do;
+/// their planes are counted channel by channel, so that a thread's range of planes is one stream
+/// through memory (counted image by image, each plane of 8x8 floats of a batch of 128 lay 32 KiB
+/// past the last, and every one began with a miss that the prefetchers had not foreseen).
 struct Planes {
   let count: Int, length: Int
   /// The strides of the scale's gradient: its planes in the memory order of `a`'s, as a sum over
   /// the planes lays out its result (``Tensor/reducedTensor(_:keepingDimensions:)``), so that what
   /// reads it (the linear layers before the scale) sees the composition's layout and rounds alike.
   let sumStrides: [Int]
-  private let shape: [Int], strides: [Int], scaleStrides: [Int]
+  /// The leading axes in memory order (outermost first), with their sizes and strides.
+  private let axes: [Int], shape: [Int], strides: [Int], scaleStrides: [Int]
 
   init?(_ a: Tensor, _ scale: Tensor, _ others: [Tensor]) {
     let lead = scale.shape.lastIndex { $0 != 1 }.map { $0 + 1 } ?? 0
@@ -27,27 +31,30 @@ struct Planes {
       others.allSatisfy({ $0.shape == a.shape && $0.strides == a.strides && $0.dtype == a.dtype })
     else { return nil }
     (count, length) = (scale.count, planeShape.reduce(1, *))
-    (shape, strides, scaleStrides) = (Array(a.shape[..<lead]), Array(a.strides[..<lead]), Array(scale.strides[..<lead]))
+    axes = Shape.memoryOrder(a.shape, a.strides).filter { $0 < lead }
+    (shape, strides, scaleStrides) = (axes.map { a.shape[$0] }, axes.map { a.strides[$0] }, axes.map { scale.strides[$0] })
     var sumStrides = [Int](repeating: 1, count: a.rank), step = 1
-    for axis in Shape.memoryOrder(a.shape, a.strides).filter({ $0 < lead }).reversed() {
+    for axis in axes.reversed() {
       sumStrides[axis] = step
       step *= a.shape[axis]
     }
     self.sumStrides = sumStrides
   }
 
-  /// The start of plane `p` in `a` (and the tensors beside it), its factor's place in `scale` and
-  /// its sum's under ``sumStrides``.
-  func offsets(_ p: Int) -> (plane: Int, factor: Int, sum: Int) {
-    var rest = p, plane = 0, factor = 0, sum = 0
-    for axis in shape.indices.reversed() {
-      let (q, coordinate) = rest.quotientAndRemainder(dividingBy: shape[axis])
-      plane += coordinate * strides[axis]
-      factor += coordinate * scaleStrides[axis]
-      sum += coordinate * sumStrides[axis]
+  /// The start of plane `p` in `a` (and the tensors beside it), its factor's place in `scale`, its
+  /// sum's under ``sumStrides`` and its coordinate along axis 1 (its channel, for feature maps; 0
+  /// when the planes are not split along axis 1).
+  func offsets(_ p: Int) -> (plane: Int, factor: Int, sum: Int, channel: Int) {
+    var rest = p, plane = 0, factor = 0, channel = 0
+    for i in shape.indices.reversed() {
+      let (q, coordinate) = rest.quotientAndRemainder(dividingBy: shape[i])
+      plane += coordinate * strides[i]
+      factor += coordinate * scaleStrides[i]
+      if axes[i] == 1 { channel = coordinate }
       rest = q
     }
-    return (plane, factor, sum)
+    // The sums lie in memory order too, so plane p's is the p-th.
+    return (plane, factor, p, channel)
   }
 }
 
@@ -61,7 +68,7 @@ public func addReLU(_ a: Tensor, scaledBy scale: Tensor, _ b: Tensor) -> Tensor 
     let pa = a.base(T.self), ps = scale.base(T.self), pb = b.base(T.self), py = y.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 2 * length) { range in
       for p in range {
-        let (offset, factor, _) = planes.offsets(p)
+        let (offset, factor, _, _) = planes.offsets(p)
         let s = ps[factor], x = pa + offset, r = pb + offset, out = py + offset
         for i in 0..<length {
           let v = x[i] * s + r[i]
@@ -98,7 +105,7 @@ public func addReLUBackward(_ gradient: Tensor, _ a: Tensor, scaledBy scale: Ten
     let pga = ga.base(T.self), pgb = gb.base(T.self), pgs = gs.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 3 * length) { range in
       for p in range {
-        let (offset, factor, place) = planes.offsets(p)
+        let (offset, factor, place, _) = planes.offsets(p)
         let s = ps[factor], g = pg + offset, x = pa + offset, r = pb + offset, ga = pga + offset, gb = pgb + offset
         // Three loops over a plane that stays in the L1 cache, each simple enough to vectorise
         // (with every load of the first unconditional): g, g · scale, and g · a summed as `sum`
