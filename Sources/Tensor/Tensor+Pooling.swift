@@ -16,10 +16,16 @@ private func poolingGeometry(
     stride: stride ?? kernelSize, padding: padding, dilation: 1, groups: shape[1])
 }
 
-/// Calls `body(n, c)` for every (image, channel) plane, split across threads by plane.
-private func forEachPlane(_ g: ConvolutionGeometry, _ body: (Int, Int) -> Void) {
+/// Calls `body(n, c)` for every (image, channel) plane, split across threads by plane, the planes
+/// taken in the order they lie in `layout` (channel by channel for a channel-major map), so that a
+/// thread's range of planes is one stream through memory rather than a jump to another channel at
+/// every plane.
+private func forEachPlane(_ g: ConvolutionGeometry, orderedLike layout: Tensor, _ body: (Int, Int) -> Void) {
+  let channelMajor = layout.strides[1] > layout.strides[0]
   Parallel.forRanges(g.batch * g.inputChannels, costPerItem: g.outputPlane * g.kernelHeight * g.kernelWidth) { planes in
-    for p in planes { body(p / g.inputChannels, p % g.inputChannels) }
+    for p in planes {
+      if channelMajor { body(p % g.batch, p / g.batch) } else { body(p / g.inputChannels, p % g.inputChannels) }
+    }
   }
 }
 
@@ -45,7 +51,7 @@ public func maxPool2d(_ input: Tensor, kernelSize: IntOrPair, stride: IntOrPair?
   let x = input.withDensePlanes()
   let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.strides(g.outputShape, orderedLike: x))
   func kernel<T: TensorScalar>(_: T.Type) {
-    forEachPlane(g) { n, c in
+    forEachPlane(g, orderedLike: x) { n, c in
       let src = x.plane(n, c, T.self), dst = y.plane(n, c, T.self)
       for oy in 0..<g.outputHeight {
         for ox in 0..<g.outputWidth {
@@ -71,7 +77,7 @@ public func maxPool2dBackward(
   let x = input.withDensePlanes(), dy = gradOutput.withDensePlanes()
   let dx = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: PlaneLayout.strides(x.shape, orderedLike: x))
   func kernel<T: TensorScalar>(_: T.Type) {
-    forEachPlane(g) { n, c in
+    forEachPlane(g, orderedLike: x) { n, c in
       let src = x.plane(n, c, T.self), grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)
       grad.update(repeating: 0, count: g.height * g.width)
       for oy in 0..<g.outputHeight {
@@ -97,7 +103,7 @@ public func avgPool2d(
   let x = input.withDensePlanes()
   let y = Tensor(uninitializedShape: g.outputShape, dtype: x.dtype, strides: PlaneLayout.strides(g.outputShape, orderedLike: x))
   func kernel<T: TensorScalar>(_: T.Type) {
-    forEachPlane(g) { n, c in
+    forEachPlane(g, orderedLike: x) { n, c in
       let src = x.plane(n, c, T.self), dst = y.plane(n, c, T.self)
       if isHalving(g) {
         // The transitions' 2x2 windows, summed in the general loop's order.
@@ -131,7 +137,7 @@ public func avgPool2dBackward(
   let dy = gradOutput.withDensePlanes()
   let dx = Tensor(uninitializedShape: inputShape, dtype: dy.dtype, strides: PlaneLayout.strides(inputShape, orderedLike: dy))
   func kernel<T: TensorScalar>(_: T.Type) {
-    forEachPlane(g) { n, c in
+    forEachPlane(g, orderedLike: dy) { n, c in
       let grad = dx.plane(n, c, T.self), gout = dy.plane(n, c, T.self)
       if isHalving(g) {
         // Every input element lies in exactly one window: written once, no zeroing.
