@@ -22,7 +22,7 @@ import TensorModule
 /// hands the masked gradient to the first, which the tape runs after it. Keeps `input`, `residual`,
 /// the scale and the batch statistics, not `y`.
 ///
-/// Where the layouts do not allow the one-pass kernels (``batchNormExcitationFuses(_:scale:residual:)``),
+/// Where the layouts do not allow the one-pass kernels (`batchNormExcitationFuses(_:scale:residual:)`),
 /// this is the composition itself. `statistics` and the returned mean and variance are those of
 /// ``batchNorm(_:weight:bias:epsilon:applyingReLU:ceiling:statistics:)``.
 public func batchNorm(

@@ -8,10 +8,7 @@ extension BatchNorm2d {
   /// `batchNorm(_:weight:bias:epsilon:excitation:adding:statistics:)` in Autograd), which never writes
   /// `y`, with the bits of the composition; in inference the composition.
   public func callAsFunction(_ input: Variable, excitation: (Variable) -> Variable, adding residual: Variable) -> Variable {
-    checkInput(input)
-    require(
-      residual.shape == input.shape && residual.dtype == input.dtype,
-      "BatchNorm2d: residual \(residual.shape) (\(residual.dtype)) does not match input \(input.shape) (\(input.dtype))")
+    checkInput(input, residual: residual)
     guard LearningPhase.current == .training else {
       let y = self(input)
       return addReLU(y, scaledBy: excitation(mean(y, alongAxes: [2, 3])), residual)

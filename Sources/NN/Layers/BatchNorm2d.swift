@@ -90,11 +90,7 @@ public class BatchNorm2d: Layer {
   /// `batchNorm(_:weight:bias:epsilon:adding:applyingReLU:statistics:)` in Autograd), with the bits of the
   /// composition.
   public func callAsFunction(_ input: Variable, adding residual: Variable, applyingReLU: Bool = false) -> Variable {
-    checkInput(input)
-    // Checked here for both phases: inference's composition would broadcast a residual of another shape.
-    require(
-      residual.shape == input.shape && residual.dtype == input.dtype,
-      "BatchNorm2d: residual \(residual.shape) (\(residual.dtype)) does not match input \(input.shape) (\(input.dtype))")
+    checkInput(input, residual: residual)
     guard LearningPhase.current == .training else {
       let y = self(input)
       return applyingReLU ? addReLU(y, residual) : y + residual
@@ -127,6 +123,15 @@ public class BatchNorm2d: Layer {
       return [mean, variance]
     }
     return (kept[0], kept[1])
+  }
+
+  /// ``checkInput(_:)``, and that `residual` has the input's shape and dtype: checked for both
+  /// phases, since inference's composition would broadcast a residual of another shape.
+  func checkInput(_ input: Variable, residual: Variable) {
+    checkInput(input)
+    require(
+      residual.shape == input.shape && residual.dtype == input.dtype,
+      "BatchNorm2d: residual \(residual.shape) (\(residual.dtype)) does not match input \(input.shape) (\(input.dtype))")
   }
 
   func checkInput(_ input: Variable) {
