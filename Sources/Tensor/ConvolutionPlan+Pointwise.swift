@@ -60,13 +60,13 @@ extension ConvolutionPlan {
     }
   }
 
-  /// `dx = wᵀ · dy`, one product per group: by ``panelBackwardInput(_:_:into:)`` where the vector
-  /// kernels run, the layer has at most 128 outputs a group (one slab of the kernel's depth) and
-  /// the batch's pixels fill a block of columns; else by OpenBLAS.
+  /// `dx = wᵀ · dy`, one product per group: by ``panelBackwardInput(_:_:into:columns:pitch:)``
+  /// where the vector kernels run, the layer has at most 128 outputs a group (one slab of the
+  /// kernel's depth) and the batch's pixels fill a block of columns; else by OpenBLAS.
   func pointwiseBackwardInput<T: TensorScalar>(_ dy: Tensor, _ w: Tensor, into dx: Tensor, _: T.Type) {
     let n = g.batch * g.outputPlane, ldx = max(PlaneLayout(dx).channelStride, n)
     if usesVectorKernels(T.self) && g.groupOutputs <= 128 && n >= Self.panelColumns {
-      return panelBackwardInput(dy, w, into: dx)
+      return panelBackwardInput(dy, w, into: dx, columns: n, pitch: ldx)
     }
     let pdy = dy.base(T.self), pw = w.base(T.self), pdx = dx.base(T.self)
     for group in 0..<g.groups {
@@ -77,13 +77,13 @@ extension ConvolutionPlan {
     }
   }
 
-  /// Columns of `dy` per block of ``panelBackwardInput(_:_:into:)``.
+  /// Columns of `dy` per block of ``panelBackwardInput(_:_:into:columns:pitch:)``.
   private static let panelColumns = 128
 
-  /// The input gradients that ``panelBackwardInput(_:_:into:)`` stores past the caches: those of
-  /// 16 MiB or more, which no core's cache holds until the normalisation's backward pass reads them
-  /// (DenseNet-BC-100's first two blocks at batch 64); those below, such as ResNet-20 DSConv's 8
-  /// MiB, a last-level cache may (docs/performance.md#pointwise-input).
+  /// The input gradients that ``panelBackwardInput(_:_:into:columns:pitch:)`` stores past the
+  /// caches: those of 16 MiB or more, which no core's cache holds until the normalisation's
+  /// backward pass reads them (DenseNet-BC-100's first two blocks at batch 64); those below, such as
+  /// ResNet-20 DSConv's 8 MiB, a last-level cache may (docs/performance.md#pointwise-input).
   private static let streamingBytes = 16 << 20
 
   /// `dx = wᵀ · dy` in Float32 through the Winograd products' register kernel
@@ -95,8 +95,8 @@ extension ConvolutionPlan {
   /// into rows an odd number of cache lines apart: in place, the kernel's column block down the
   /// depth fell into one set of the L1 cache and was read from memory for every 6 rows of dx
   /// (docs/performance.md#pointwise-input).
-  private func panelBackwardInput(_ dy: Tensor, _ w: Tensor, into dx: Tensor) {
-    let n = g.batch * g.outputPlane, ldx = max(PlaneLayout(dx).channelStride, n)
+  /// `n` is the batch's pixels, dy's row length, and `ldx` the distance between dx's rows.
+  private func panelBackwardInput(_ dy: Tensor, _ w: Tensor, into dx: Tensor, columns n: Int, pitch ldx: Int) {
     let (rows, depth, width) = (g.groupInputs, g.groupOutputs, Self.panelColumns), pitch = width + 16
     let pdy = dy.base(Float.self), pw = w.base(Float.self), pdx = dx.base(Float.self)
     let panel = Tensor(uninitializedShape: [reprise_winograd_weight_plane(rows, depth)], dtype: .float32)

@@ -135,6 +135,14 @@ func affineCoefficients<T: TensorScalar>(mean: T, variance: T, weight: T?, bias:
   return (scale, (bias ?? 0) - mean * scale)
 }
 
+/// Stops the program unless each of `others` has the shape and dtype of `x`.
+func checkMatches(_ operation: String, _ x: Tensor, _ others: [(String, Tensor)]) {
+  for (name, t) in others {
+    require(
+      t.shape == x.shape && t.dtype == x.dtype, "\(operation): \(name) \(t.shape) (\(t.dtype)) does not match input \(x.shape) (\(x.dtype))")
+  }
+}
+
 /// Stops the program if a ceiling is given without the ReLU it caps.
 func checkCeiling(_ operation: String, _ applyingReLU: Bool, _ ceiling: Double?) {
   require(ceiling == nil || applyingReLU, "\(operation): a ceiling caps the fused ReLU; pass applyingReLU: true with it")

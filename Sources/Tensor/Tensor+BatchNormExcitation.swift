@@ -22,14 +22,6 @@ public func batchNormExcitationFuses(_ input: Tensor, scale: Tensor, residual: T
   excitationPlanes(input, scale, [residual]) != nil
 }
 
-/// Stops the program unless each of `others` has the shape and dtype of `x`.
-private func checkMatches(_ operation: String, _ x: Tensor, _ others: [(String, Tensor)]) {
-  for (name, t) in others {
-    require(
-      t.shape == x.shape && t.dtype == x.dtype, "\(operation): \(name) \(t.shape) (\(t.dtype)) does not match input \(x.shape) (\(x.dtype))")
-  }
-}
-
 /// Per channel, the normalisation's `scale` and `shift` (``affineCoefficients(mean:variance:weight:bias:epsilon:)``).
 private func coefficients<T: TensorScalar>(
   _ mean: Tensor, _ variance: Tensor, _ weight: Tensor?, _ bias: Tensor?, _ epsilon: Double, _: T.Type

@@ -17,9 +17,7 @@ public func batchNormalized(
   applyingReLU: Bool = false
 ) -> Tensor {
   checkChannels("batchNormalized", input, [("mean", mean), ("variance", variance), ("weight", weight), ("bias", bias)])
-  require(
-    residual.shape == input.shape && residual.dtype == input.dtype,
-    "batchNormalized: residual \(residual.shape) (\(residual.dtype)) does not match input \(input.shape) (\(input.dtype))")
+  checkMatches("batchNormalized", input, [("residual", residual)])
   let x = input.denseWithPlanes(), r = residual.laidOut(like: x.strides)
   let y = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   func kernel<T: TensorScalar>(_: T.Type) {
@@ -53,9 +51,7 @@ public func batchNormAddReLUBackward(
   _ gradOutput: Tensor, _ input: Tensor, output: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, epsilon: Double,
   into destination: GradientDestination? = nil
 ) -> (input: Tensor?, weight: Tensor, bias: Tensor, residual: Tensor) {
-  require(
-    output.shape == input.shape && output.dtype == input.dtype,
-    "batchNormAddReLUBackward: output \(output.shape) (\(output.dtype)) does not match input \(input.shape) (\(input.dtype))")
+  checkMatches("batchNormAddReLUBackward", input, [("output", output)])
   let x = input.denseWithPlanes()
   let masked = Tensor(uninitializedShape: x.shape, dtype: x.dtype, strides: x.strides)
   let g = batchNormBackward(
