@@ -14,8 +14,12 @@
 // columns (6 x 2 rather than 4 x 3, so that the sums, operands and broadcast fit the registers
 // without a spill). Where the processor has AVX-512 (`reprise_wide_kernels_enabled`), the same
 // 8-lane instructions have 32 registers, and the kernel keeps 6 rows x 4 vectors of sums: 10 loads
-// or broadcasts for 24 multiply-adds. The sums run over the depth in the same order in both, so the
-// bits are the same; only their speed differs (docs/performance.md#wide-products).
+// or broadcasts for 24 multiply-adds. The forward and input-gradient products there take 16-lane
+// vectors, 6 rows x 4 of them: each broadcast of the weights then feeds twice the lanes, and the
+// weights of wide layers, whose panels come from the L2 cache, are read half as often per
+// multiply-add (docs/performance.md#sixteen-lanes). The sums run over the depth in the same order
+// in all of them, so the bits are the same; only their speed differs
+// (docs/performance.md#wide-products).
 //
 // A pointwise convolution's gradients take the same kernel (at the end of the file): the input
 // gradient dx = w^T dy with w^T in panels, and the weight gradient, transposed, x dy^T with dy
@@ -81,14 +85,22 @@ AVX2 __attribute__((always_inline)) static inline void productBlock(
       else _mm256_storeu_ps(c + i * ldc + 8 * j, sum[i][j]);
 }
 
+/// The rows of C's block from row `r`: to the end of A's block of 6 rows that row `r` is in, and
+/// no further than `rows`; `*a` is set to the block's first row.
+static inline long rowBlock(Operand A, long r, long rows, const float **a) {
+  const long k = A.first + r;
+  *a = A.a + k / PANEL_ROWS * A.blockStride + k % PANEL_ROWS * A.rowStride;
+  return PANEL_ROWS - k % PANEL_ROWS < rows - r ? PANEL_ROWS - k % PANEL_ROWS : rows - r;
+}
+
 /// All rows of C (+)= A B for the columns of one block of W vectors, 6 rows at a time along A's
 /// blocks (fewer where A starts or ends inside one).
 AVX2 __attribute__((always_inline)) static inline void productColumns(
   const int W, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, __m256i mask, int full,
   int accumulate, int exact) {
   for (long r = 0; r < rows;) {
-    const long k = A.first + r, count = PANEL_ROWS - k % PANEL_ROWS < rows - r ? PANEL_ROWS - k % PANEL_ROWS : rows - r;
-    const float *a = A.a + k / PANEL_ROWS * A.blockStride + k % PANEL_ROWS * A.rowStride;
+    const float *a;
+    const long count = rowBlock(A, r, rows, &a);
     float *cr = c + r * ldc;
     switch (count) {
 #define ROWS(R) \
@@ -137,6 +149,77 @@ AVX2 __attribute__((always_inline)) static inline void product(
   }
 }
 
+/// `productBlock` with 16-lane vectors, W up to 4 (64 columns), for the products' C (never `exact`:
+/// whole vectors are stored past the last column, into the room C's rows have for them; the
+/// last vector's lanes outside `mask` read nothing from B).
+WIDE __attribute__((always_inline)) static inline void productBlock16(
+  const int R, const int W, const float *a, long rowStride, long depthStride, long depth, const float *b, long ldb, float *c,
+  long ldc, __mmask16 mask, int full, int accumulate) {
+  __m512 sum[PANEL_ROWS][4];
+  for (int i = 0; i < R; i++)
+    for (int j = 0; j < W; j++)
+      sum[i][j] = !accumulate ? _mm512_setzero_ps()
+                  : j == W - 1 && !full ? _mm512_maskz_loadu_ps(mask, c + i * ldc + 16 * j)
+                                        : _mm512_loadu_ps(c + i * ldc + 16 * j);
+  for (long d = 0; d < depth; d++) {
+    const float *row = b + d * ldb;
+    __m512 x[4];
+    for (int j = 0; j < W; j++) x[j] = j == W - 1 && !full ? _mm512_maskz_loadu_ps(mask, row + 16 * j) : _mm512_loadu_ps(row + 16 * j);
+    for (int i = 0; i < R; i++) {
+      const __m512 y = _mm512_set1_ps(a[i * rowStride + d * depthStride]);
+      for (int j = 0; j < W; j++) sum[i][j] = _mm512_fmadd_ps(y, x[j], sum[i][j]);
+    }
+  }
+  for (int i = 0; i < R; i++)
+    for (int j = 0; j < W; j++) _mm512_storeu_ps(c + i * ldc + 16 * j, sum[i][j]);
+}
+
+/// `productColumns` with 16-lane vectors.
+WIDE __attribute__((always_inline)) static inline void productColumns16(
+  const int W, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, __mmask16 mask, int full,
+  int accumulate) {
+  for (long r = 0; r < rows;) {
+    const float *a;
+    const long count = rowBlock(A, r, rows, &a);
+    float *cr = c + r * ldc;
+    switch (count) {
+#define ROWS(R) \
+  case R: productBlock16(R, W, a, A.rowStride, A.depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate); break;
+      ROWS(6) ROWS(5) ROWS(4) ROWS(3) ROWS(2) ROWS(1)
+#undef ROWS
+    default: break;
+    }
+    r += count;
+  }
+}
+
+/// `productSlab` with 16-lane vectors: blocks of 4, then of 2, then the rest; a rest of 8 columns
+/// or fewer takes one 8-lane vector, which reads and multiplies half as many lanes.
+WIDE __attribute__((always_inline)) static inline void productSlab16(
+  Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate) {
+  long col = 0;
+  for (; col + 64 <= columns; col += 64) productColumns16(4, A, rows, depth, b + col, ldb, c + col, ldc, 0xffff, 1, accumulate);
+  for (; col + 32 <= columns; col += 32) productColumns16(2, A, rows, depth, b + col, ldb, c + col, ldc, 0xffff, 1, accumulate);
+  const long left = columns - col;
+  const __mmask16 mask = (__mmask16)((1u << (left - (left - 1) / 16 * 16)) - 1);
+  const int full = left % 16 == 0;
+  if (left > 16) productColumns16(2, A, rows, depth, b + col, ldb, c + col, ldc, mask, full, accumulate);
+  else if (left > 8) productColumns16(1, A, rows, depth, b + col, ldb, c + col, ldc, mask, full, accumulate);
+  else if (left > 0) productColumns(1, A, rows, depth, b + col, ldb, c + col, ldc, lanesBelow(left), left == 8, accumulate, 0);
+}
+
+/// `product` with 16-lane vectors, in the same slabs of the depth.
+WIDE __attribute__((always_inline)) static inline void product16(
+  Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate) {
+  const long slabs = (depth + DEPTH_SLAB - 1) / DEPTH_SLAB;
+  for (long s = 0; s < slabs; s++) {
+    const long d0 = depth * s / slabs, d1 = depth * (s + 1) / slabs;
+    Operand slab = A;
+    slab.a += d0 * A.depthStride;
+    productSlab16(slab, rows, d1 - d0, b + d0 * ldb, ldb, c, ldc, columns, accumulate || s > 0);
+  }
+}
+
 long reprise_winograd_weight_plane(long rows, long columns) {
   return (rows + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS * columns;
 }
@@ -145,29 +228,29 @@ long reprise_winograd_weight_count(long rows, long columns, long tile) {
   return (tile + 2) * (tile + 2) * reprise_winograd_weight_plane(rows, columns);
 }
 
-/// `reprise_winograd_products_f32` with blocks of up to `widest` vectors of columns.
-AVX2 __attribute__((always_inline)) static inline void products(
-  const int widest, long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth,
-  const float *b, float *c, long columns, long ld, int accumulate) {
-  const long plane = reprise_winograd_weight_plane(uRows, uDepth);
-  for (long xi = 0; xi < positions; xi++) {
-    const Operand A = {u + xi * plane + firstDepth * PANEL_ROWS, 1, PANEL_ROWS, PANEL_ROWS * uDepth, firstRow};
-    product(
-      widest, A, rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld, c + xi * reprise_winograd_stream(rows, ld), ld,
-      columns, accumulate, 0);
-  }
+/// The transformed weights of position `xi` as A (`reprise_winograd_products_f32`'s arguments).
+static inline Operand weightsAt(long xi, const float *u, long uRows, long uDepth, long firstRow, long firstDepth) {
+  const Operand A = {
+    u + xi * reprise_winograd_weight_plane(uRows, uDepth) + firstDepth * PANEL_ROWS, 1, PANEL_ROWS, PANEL_ROWS * uDepth, firstRow};
+  return A;
 }
 
 AVX2 static void productsNarrow(
   long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
   float *c, long columns, long ld, int accumulate) {
-  products(2, positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c, columns, ld, accumulate);
+  for (long xi = 0; xi < positions; xi++)
+    product(
+      2, weightsAt(xi, u, uRows, uDepth, firstRow, firstDepth), rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld,
+      c + xi * reprise_winograd_stream(rows, ld), ld, columns, accumulate, 0);
 }
 
 WIDE static void productsWide(
   long positions, const float *u, long uRows, long uDepth, long firstRow, long rows, long firstDepth, long depth, const float *b,
   float *c, long columns, long ld, int accumulate) {
-  products(4, positions, u, uRows, uDepth, firstRow, rows, firstDepth, depth, b, c, columns, ld, accumulate);
+  for (long xi = 0; xi < positions; xi++)
+    product16(
+      weightsAt(xi, u, uRows, uDepth, firstRow, firstDepth), rows, depth, b + xi * reprise_winograd_stream(depth, ld), ld,
+      c + xi * reprise_winograd_stream(rows, ld), ld, columns, accumulate);
 }
 
 void reprise_winograd_products_f32(

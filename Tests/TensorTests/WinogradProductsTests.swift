@@ -8,9 +8,10 @@ import XCTest
 /// add the same fused multiply-adds in the same order, so the bits must be equal: every partial
 /// block of rows (1 to 5 of 6, also where a block of rows starts inside a panel of the weights) and
 /// of columns (one, two and four vectors, partial), depths of one slab and of several (the depth is
-/// taken 128 rows at a time), and sums added onto what C holds; with the blocks of four vectors
-/// that AVX-512's registers allow and without them (on a processor without AVX-512 both runs take
-/// the blocks of two).
+/// taken 128 rows at a time), and sums added onto what C holds; with the blocks that AVX-512 allows
+/// (four 8-lane vectors, and for the forward products four, two or one 16-lane vectors with a rest
+/// of one 8-lane vector) and without them (on a processor without AVX-512 both runs take the blocks
+/// of two 8-lane vectors).
 final class WinogradProductsTests: XCTestCase {
   /// `count` floats from `random`, rounded to multiples of 1/64 near zero so that none is denormal.
   private func floats(_ count: Int, _ random: inout RandomGenerator) -> [Float] {
@@ -95,7 +96,8 @@ final class WinogradProductsTests: XCTestCase {
     let shapes = [
       (13, 7, 21, 0, 13, 0), (6, 129, 16, 0, 6, 0), (11, 300, 9, 0, 11, 0), (1, 257, 40, 0, 1, 0), (17, 128, 8, 0, 17, 0),
       (40, 50, 24, 16, 17, 0), (40, 50, 24, 3, 4, 0), (20, 300, 16, 0, 20, 136), (25, 64, 12, 7, 13, 16),
-      (13, 140, 77, 0, 13, 0), (8, 33, 32, 1, 7, 0), (19, 70, 45, 5, 11, 3),
+      (13, 140, 77, 0, 13, 0), (8, 33, 32, 1, 7, 0), (19, 70, 45, 5, 11, 3), (7, 60, 5, 0, 7, 0), (12, 200, 150, 0, 12, 0),
+      (6, 20, 70, 2, 4, 0),
     ]
     for (k, (uRows, uDepth, columns, firstRow, rows, firstDepth)) in shapes.enumerated() {
       var random = RandomGenerator(seed: UInt64(40 + k))
