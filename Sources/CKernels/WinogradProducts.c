@@ -93,24 +93,34 @@ static inline long rowBlock(Operand A, long r, long rows, const float **a) {
   return PANEL_ROWS - k % PANEL_ROWS < rows - r ? PANEL_ROWS - k % PANEL_ROWS : rows - r;
 }
 
+/// `BLOCK(R)` for each block of C's `rows` rows along A's blocks of 6 (`rowBlock`), with `a` the
+/// block's first row of A and `cr` its first row of C (rows `ldc` apart), and its R rows a constant
+/// in each case, so that the block's sums are registers.
+#define EACH_ROW_BLOCK(A, rows, c, ldc, BLOCK) \
+  for (long r = 0; r < (rows);) { \
+    const float *a; \
+    const long count = rowBlock((A), r, (rows), &a); \
+    float *cr = (c) + r * (ldc); \
+    switch (count) { \
+    case 6: BLOCK(6); break; \
+    case 5: BLOCK(5); break; \
+    case 4: BLOCK(4); break; \
+    case 3: BLOCK(3); break; \
+    case 2: BLOCK(2); break; \
+    case 1: BLOCK(1); break; \
+    default: break; \
+    } \
+    r += count; \
+  }
+
 /// All rows of C (+)= A B for the columns of one block of W vectors, 6 rows at a time along A's
 /// blocks (fewer where A starts or ends inside one).
 AVX2 __attribute__((always_inline)) static inline void productColumns(
   const int W, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, __m256i mask, int full,
   int accumulate, int exact) {
-  for (long r = 0; r < rows;) {
-    const float *a;
-    const long count = rowBlock(A, r, rows, &a);
-    float *cr = c + r * ldc;
-    switch (count) {
-#define ROWS(R) \
-  case R: productBlock(R, W, a, A.rowStride, A.depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact); break;
-      ROWS(6) ROWS(5) ROWS(4) ROWS(3) ROWS(2) ROWS(1)
-#undef ROWS
-    default: break;
-    }
-    r += count;
-  }
+#define BLOCK(R) productBlock(R, W, a, A.rowStride, A.depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate, exact)
+  EACH_ROW_BLOCK(A, rows, c, ldc, BLOCK)
+#undef BLOCK
 }
 
 /// C (+)= A B for all of C's `columns`, over depth rows `depth` of B: blocks of `widest` vectors (2,
@@ -178,19 +188,9 @@ WIDE __attribute__((always_inline)) static inline void productBlock16(
 WIDE __attribute__((always_inline)) static inline void productColumns16(
   const int W, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, __mmask16 mask, int full,
   int accumulate) {
-  for (long r = 0; r < rows;) {
-    const float *a;
-    const long count = rowBlock(A, r, rows, &a);
-    float *cr = c + r * ldc;
-    switch (count) {
-#define ROWS(R) \
-  case R: productBlock16(R, W, a, A.rowStride, A.depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate); break;
-      ROWS(6) ROWS(5) ROWS(4) ROWS(3) ROWS(2) ROWS(1)
-#undef ROWS
-    default: break;
-    }
-    r += count;
-  }
+#define BLOCK(R) productBlock16(R, W, a, A.rowStride, A.depthStride, depth, b, ldb, cr, ldc, mask, full, accumulate)
+  EACH_ROW_BLOCK(A, rows, c, ldc, BLOCK)
+#undef BLOCK
 }
 
 /// `productSlab` with 16-lane vectors: blocks of 4, then of 2, then the rest; a rest of 8 columns
