@@ -49,8 +49,8 @@ public func batchNormPlaneSums(
     let affine = coefficients(mean, variance, weight, bias, epsilon, T.self), px = x.base(T.self), ps = sums.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: length) { range in
       for p in range {
-        let (offset, _, place, channel) = planes.offsets(p), (scale, shift) = affine[channel]
-        ps[place] = rowSum(px + offset, length, scale: scale, shift: shift)
+        let (offset, _, channel) = planes.offsets(p), (scale, shift) = affine[channel]
+        ps[p] = rowSum(px + offset, length, scale: scale, shift: shift)
       }
     }
   }
@@ -78,7 +78,7 @@ public func batchNormAddReLU(
     let px = x.base(T.self), pr = residual.base(T.self), pf = scale.base(T.self), py = out.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 3 * length) { range in
       for p in range {
-        let (offset, factor, _, channel) = planes.offsets(p), (a, b) = affine[channel], s = pf[factor]
+        let (offset, factor, channel) = planes.offsets(p), (a, b) = affine[channel], s = pf[factor]
         let source = px + offset, r = pr + offset, y = py + offset
         for i in 0..<length {
           let v = (source[i] * a + b) * s + r[i]
@@ -117,13 +117,13 @@ public func batchNormAddReLUBackward(
     let pm = masked.base(T.self), ps = sums.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 3 * length) { range in
       for p in range {
-        let (offset, factor, place, channel) = planes.offsets(p), (a, b) = affine[channel], s = pf[factor]
+        let (offset, factor, channel) = planes.offsets(p), (a, b) = affine[channel], s = pf[factor]
         let g = pg + offset, source = px + offset, r = pr + offset, out = pm + offset
         for i in 0..<length {
           let (sum, incoming) = ((source[i] * a + b) * s + r[i], g[i])
           out[i] = sum > 0 ? incoming : 0
         }
-        ps[place] = rowDot(out, source, length, scale: a, shift: b)
+        ps[p] = rowDot(out, source, length, scale: a, shift: b)
       }
     }
   }

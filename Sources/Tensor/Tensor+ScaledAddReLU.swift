@@ -10,7 +10,8 @@
 /// is a prefix of `a`'s followed by ones), each plane (the axes of those ones) is a contiguous
 /// block of `length` elements, and the tensors beside `a` have its shape and strides. `offsets(p)`
 /// is where plane `p` starts in `a` and its factor in `scale`, the planes counted in the order they
-/// lie in memory. Feature maps stored channel-major ([C][N][H][W]) qualify as row-major ones do;
+/// lie in memory, which is also the order of their sums under ``sumStrides``: plane `p`'s sum is
+/// the `p`-th. Feature maps stored channel-major ([C][N][H][W]) qualify as row-major ones do;
 /// their planes are counted channel by channel, so that a thread's range of planes is one stream
 /// through memory (counted image by image, each plane of 8x8 floats of a batch of 128 lay 32 KiB
 /// past the last, and every one began with a miss that the prefetchers had not foreseen).
@@ -41,10 +42,10 @@ struct Planes {
     self.sumStrides = sumStrides
   }
 
-  /// The start of plane `p` in `a` (and the tensors beside it), its factor's place in `scale`, its
-  /// sum's under ``sumStrides`` and its coordinate along axis 1 (its channel, for feature maps; 0
-  /// when the planes are not split along axis 1).
-  func offsets(_ p: Int) -> (plane: Int, factor: Int, sum: Int, channel: Int) {
+  /// The start of plane `p` in `a` (and the tensors beside it), its factor's place in `scale` and
+  /// its coordinate along axis 1 (its channel, for feature maps; 0 when the planes are not split
+  /// along axis 1).
+  func offsets(_ p: Int) -> (plane: Int, factor: Int, channel: Int) {
     var rest = p, plane = 0, factor = 0, channel = 0
     for i in shape.indices.reversed() {
       let (q, coordinate) = rest.quotientAndRemainder(dividingBy: shape[i])
@@ -53,8 +54,7 @@ struct Planes {
       if axes[i] == 1 { channel = coordinate }
       rest = q
     }
-    // The sums lie in memory order too, so plane p's is the p-th.
-    return (plane, factor, p, channel)
+    return (plane, factor, channel)
   }
 }
 
@@ -68,7 +68,7 @@ public func addReLU(_ a: Tensor, scaledBy scale: Tensor, _ b: Tensor) -> Tensor 
     let pa = a.base(T.self), ps = scale.base(T.self), pb = b.base(T.self), py = y.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 2 * length) { range in
       for p in range {
-        let (offset, factor, _, _) = planes.offsets(p)
+        let (offset, factor, _) = planes.offsets(p)
         let s = ps[factor], x = pa + offset, r = pb + offset, out = py + offset
         for i in 0..<length {
           let v = x[i] * s + r[i]
@@ -105,7 +105,7 @@ public func addReLUBackward(_ gradient: Tensor, _ a: Tensor, scaledBy scale: Ten
     let pga = ga.base(T.self), pgb = gb.base(T.self), pgs = gs.base(T.self)
     Parallel.forRanges(planes.count, costPerItem: 3 * length) { range in
       for p in range {
-        let (offset, factor, place, _) = planes.offsets(p)
+        let (offset, factor, _) = planes.offsets(p)
         let s = ps[factor], g = pg + offset, x = pa + offset, r = pb + offset, ga = pga + offset, gb = pgb + offset
         // Three loops over a plane that stays in the L1 cache, each simple enough to vectorise
         // (with every load of the first unconditional): g, g · scale, and g · a summed as `sum`
@@ -115,7 +115,7 @@ public func addReLUBackward(_ gradient: Tensor, _ a: Tensor, scaledBy scale: Ten
           gb[i] = sum > 0 ? incoming : 0
         }
         for i in 0..<length { ga[i] = gb[i] * s }
-        pgs[place] = rowDot(gb, x, length, around: 0)
+        pgs[p] = rowDot(gb, x, length, around: 0)
       }
     }
   }
