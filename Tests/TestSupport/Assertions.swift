@@ -40,6 +40,29 @@ public func assertBitIdentical(
   }
 }
 
+/// Runs `body` with a destination of two channel-major parts of `expected`'s shape [N, C, ...],
+/// split at channel `split`: the first to be written over, the second holding values (drawn from
+/// `random` first, then the first part's) to be added to. Asserts that afterwards the first part
+/// holds `expected`'s first channels and the second its old values plus the rest (`old + new`),
+/// bit for bit; returns what `body` returns.
+public func assertDeliversIntoParts<Result>(
+  _ expected: Tensor, split: Int, using random: inout RandomGenerator, _ context: @autoclosure () -> String = "",
+  file: StaticString = #filePath, line: UInt = #line, _ body: (GradientDestination) -> Result
+) -> Result {
+  let axes = [1, 0] + Array(2..<expected.rank), channels = expected.shape[1]
+  func channelMajor(_ t: Tensor) -> Tensor { permute(permute(t, axes).contiguous(), axes) }
+  func part(_ count: Int) -> Tensor {
+    var shape = expected.shape
+    shape[1] = count
+    return channelMajor(Tensor(randomNormal: shape, dtype: expected.dtype, using: &random))
+  }
+  let old = part(channels - split), written = part(split), added = channelMajor(old.contiguous())
+  let result = body(GradientDestination([(written, true), (added, false)]))
+  assertBitIdentical(written, slice(expected, 0..<split, alongAxis: 1), "overwritten part \(context())", file: file, line: line)
+  assertBitIdentical(added, old + slice(expected, split..<channels, alongAxis: 1), "added part \(context())", file: file, line: line)
+  return result
+}
+
 /// Asserts that numerical and analytic gradients of `body` agree at `variables` (Float64 leaves),
 /// with PyTorch gradcheck's tolerances unless given; the message names the worst element.
 public func assertGradientsCorrect(
