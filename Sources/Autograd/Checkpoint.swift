@@ -29,9 +29,10 @@ import TensorModule
 //         operations. The replay uses each kept value instead of computing it again.
 //
 // Optimisation A. The replay computes only what the backward pass reads: an operation recorded
-//         with a deferred value (convolutions, whose pullbacks do not need their outputs) computes
-//         it only when something reads it, so a region's last convolution, whose output only
-//         leaves the region, is not recomputed. Outside a replay every value is computed at once.
+//         with a deferred value (convolutions and sums, whose pullbacks do not need their
+//         outputs) computes it only when something reads it, so a region's last convolution or
+//         closing sum, whose output only leaves the region, is not recomputed. Outside a replay
+//         every value is computed at once.
 // Optimisation B. A first-pass memo (`firstPassMemo`) keeps values the first pass computed, in call
 //         order, for the replay to read back instead of recomputing: batch statistics
 //         (BatchNorm2d's use of it) and the values a policy keeps (rule 10). Each region has its

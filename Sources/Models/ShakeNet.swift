@@ -6,10 +6,13 @@ import TensorModule
 /// β·g, (1 − β)·g backward, with independent α and β per image ([N, 1, 1, 1]).
 ///
 /// Both are drawn by the caller before the operation runs, so a checkpoint replay that restores the
-/// random generator (contract rule 4) draws the same pair.
+/// random generator (contract rule 4) draws the same pair. The pullback reads neither branch, so a
+/// replay computes the mix only if something reads it (optimisation A): in a unit that ends its
+/// region, neither the mix, nor the residual sum after it, nor the branches' last normalised maps.
 public func shakeShake(_ a: Variable, _ b: Variable, alpha: Tensor, beta: Tensor) -> Variable {
-  let y = a.value * alpha + b.value * (alpha * -1 + 1)
-  return recordOperation("shakeShake", y, inputs: [a, b]) { g in [g * beta, g * (beta * -1 + 1)] }
+  recordOperation("shakeShake", deferring: { a.value * alpha + b.value * (alpha * -1 + 1) }, shape: a.shape, dtype: a.dtype, inputs: [a, b]) {
+    g in [g * beta, g * (beta * -1 + 1)]
+  }
 }
 
 /// ShakeNet-26-2x96d with a Multiception-paper convolution variant in the first convolution of every

@@ -277,6 +277,24 @@ final class CheckpointTests: XCTestCase {
     for (p, c) in zip(plain, checked) { assertBitIdentical(p, c) }
   }
 
+  // Optimisation A for a sum: `add`'s pullback reads nothing, so a region relu -> conv -> + input,
+  // whose sum only leaves the region, computes neither the sum nor the convolution only the sum
+  // reads; the first convolution, which relu reads, is the replay's only product.
+  func testOptimisationAReplaySkipsASumNothingReads() {
+    let x = randomLeaf([2, 3, 5, 5], using: &random)
+    let w1 = randomLeaf([4, 3, 3, 3], using: &random), w2 = randomLeaf([3, 4, 1, 1], using: &random)
+    let body: (Variable) -> Variable = { v in conv2d(relu(conv2d(v, w1, padding: 1)), w2) + v }
+    let plain = gradients([x, w1, w2]) {
+      let y = body(x)
+      return sum(y * y)
+    }
+    let y = checkpoint(x, name: "residual", body)
+    let loss = sum(y * y)
+    let backwardMACs = countingMultiplyAccumulates { loss.backward() }.multiplyAccumulates
+    XCTAssertEqual(backwardMACs, 2 * 4 * 5 * 5 * 27, "the replay computed the sum and the convolution only it reads")
+    for (p, c) in zip(plain, [x, w1, w2].map(\.grad)) { assertBitIdentical(p, c) }
+  }
+
   // Optimisation B: the replay reads back what the first pass memoised, in order. BatchNorm2d's
   // batch statistics use the memo; this body reads a scale that changes between the passes (which
   // the contract forbids), so that statistics recomputed in the replay would differ and the test

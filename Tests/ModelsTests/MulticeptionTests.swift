@@ -118,6 +118,26 @@ final class MulticeptionTests: XCTestCase {
     XCTAssertEqual(b.grad!.scalars(as: Double.self).map { ($0 * 1e12).rounded() / 1e12 }, [0.1, 0.1, 0.9, 0.9])
   }
 
+  /// The mix's pullback reads neither branch, so a region that ends with it computes neither the
+  /// mix nor the branches' convolutions in its replay (optimisation A); the gradients are those of
+  /// the unchecked graph.
+  func testShakeShakeReplaySkipsTheMixNothingReads() {
+    var random = RandomGenerator(seed: 26)
+    let x = randomLeaf([2, 3, 5, 5], using: &random)
+    let w1 = randomLeaf([4, 3, 3, 3], using: &random), w2 = randomLeaf([4, 3, 3, 3], using: &random)
+    let alpha = Tensor(randomUniform: [2, 1, 1, 1], dtype: .float64, using: &random)
+    let beta = Tensor(randomUniform: [2, 1, 1, 1], dtype: .float64, using: &random)
+    let body: (Variable) -> Variable = { v in shakeShake(conv2d(v, w1, padding: 1), conv2d(v, w2, padding: 1), alpha: alpha, beta: beta) }
+    let seed = Tensor(randomNormal: [2, 4, 5, 5], dtype: .float64, using: &random)
+    body(x).backward(seed: seed)
+    let plain = [x, w1, w2].map(\.grad!)
+    for leaf in [x, w1, w2] { leaf.grad = nil }
+    let y = checkpoint(x, name: "shake", body)
+    let backwardMACs = countingMultiplyAccumulates { y.backward(seed: seed) }.multiplyAccumulates
+    XCTAssertEqual(backwardMACs, 0, "the replay computed the mix and the convolutions only it reads")
+    for (p, c) in zip(plain, [x, w1, w2].map(\.grad!)) { assertBitIdentical(p, c) }
+  }
+
   /// In training the two branches mix with a fresh α per image; at inference they are averaged.
   func testShakeUnitMixesPerImageInTrainingAndAveragesAtInference() {
     RandomGenerator.global = RandomGenerator(seed: 24)

@@ -4,9 +4,21 @@ import TensorModule
 // them down to each input's shape (Backward.swift, `unbroadcast`).
 
 /// a + b, with broadcasting.
+///
+/// Its pullback reads neither the operands nor the sum, so a checkpoint replay computes the sum
+/// only if something reads it (optimisation A): a residual sum that only leaves its region is not
+/// recomputed, nor the values only it reads, such as the normalised map of the branch's last
+/// batch normalisation.
 public func add(_ a: Variable, _ b: Variable) -> Variable {
-  recordOperation("add", a.value + b.value, inputs: [a, b]) { grad in [grad, grad] }
+  recordOperation("add", deferring: { a.value + b.value }, shape: broadcastShape(a, b), dtype: a.dtype, inputs: [a, b]) { grad in
+    [grad, grad]
+  }
 }
+
+/// The shape of the element-wise result of `a` and `b`, for a deferred value. Operands that do not
+/// broadcast get `a`'s shape here and the element-wise operation's own error when it runs, which
+/// the first pass always does (optimisation A defers only in replays).
+private func broadcastShape(_ a: Variable, _ b: Variable) -> [Int] { Shape.broadcast(a.shape, b.shape) ?? a.shape }
 
 /// relu(a + b), with broadcasting: one pass forward instead of two, and nothing saved but the
 /// output (the sum's pullback passes the gradient through unchanged, so relu's pullback, applied
