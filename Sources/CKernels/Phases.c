@@ -67,6 +67,54 @@ TARGET static void gatherEven(const float *from, long count, float *to) {
   _mm256_storeu_ps(to + last, oddOf(_mm256_loadu_ps(from + 2 * last - 1), _mm256_loadu_ps(from + 2 * last + 7)));
 }
 
+/// Zeros in to[0 ..< lower] and to[lower + count ..< width]: a phase row's pixels on the padding.
+static inline void zeroOutside(float *to, long lower, long count, long width) {
+  for (long j = 0; j < lower; j++) to[j] = 0;
+  for (long j = lower + count; j < width; j++) to[j] = 0;
+}
+
+/// Phases (a, 0) and (a, 1) of stride 2 from one pass over each input row: row[2m] goes to
+/// even[m] and row[2m + 1] to odd[m], eight of each from two loads, where one phase at a time
+/// loads every row twice and uses half of each load. `even` and `odd` are the phase (k of
+/// `ranges`) whose first covered column is input column 0 and 1. False, with nothing written,
+/// where the ranges are not of that form.
+TARGET static int splitRowPairs(
+  const float *plane, long height, long width, long padTop, long padLeft, const long *remainders, const long *ranges,
+  long phaseCount, long phaseHeight, long phaseWidth, float *out, long phaseStride, long a) {
+  long k[2] = {-1, -1};
+  for (long p = 0; p < phaseCount; p++) {
+    if (remainders[2 * p] == a) k[remainders[2 * p + 1]] = p;
+  }
+  if (k[0] < 0 || k[1] < 0) return 0;
+  // Phase (a, b)'s first covered column j reads input column 2j + b - padLeft: 0 for one phase, 1
+  // for the other.
+  const long e = (2 * ranges[4 * k[0] + 2] - padLeft) == 0 ? 0 : 1;
+  const long *re = ranges + 4 * k[e], *ro = ranges + 4 * k[1 - e];
+  if (2 * re[2] + e - padLeft != 0 || 2 * ro[2] + (1 - e) - padLeft != 1 || re[0] != ro[0] || re[1] != ro[1]) return 0;
+  const long pairs = re[3] < ro[3] ? re[3] : ro[3];
+  float *toEven = out + k[e] * phaseStride, *toOdd = out + k[1 - e] * phaseStride;
+  for (long i = 0; i < phaseHeight; i++, toEven += phaseWidth, toOdd += phaseWidth) {
+    if (i < re[0] || i >= re[0] + re[1] || (re[3] == 0 && ro[3] == 0)) {
+      memset(toEven, 0, sizeof(float) * (size_t)phaseWidth);
+      memset(toOdd, 0, sizeof(float) * (size_t)phaseWidth);
+      continue;
+    }
+    const float *row = plane + (2 * i + a - padTop) * width;
+    float *even = toEven + re[2], *odd = toOdd + ro[2];
+    long m = 0;
+    for (; m + 8 <= pairs && 2 * m + 16 <= width; m += 8) {
+      const __m256 x = _mm256_loadu_ps(row + 2 * m), y = _mm256_loadu_ps(row + 2 * m + 8);
+      _mm256_storeu_ps(even + m, evenOf(x, y));
+      _mm256_storeu_ps(odd + m, oddOf(x, y));
+    }
+    for (long j = m; j < re[3]; j++) even[j] = row[2 * j];
+    for (long j = m; j < ro[3]; j++) odd[j] = row[2 * j + 1];
+    zeroOutside(toEven, re[2], re[3], phaseWidth);
+    zeroOutside(toOdd, ro[2], ro[3], phaseWidth);
+  }
+  return 1;
+}
+
 TARGET void reprise_phase_split_f32(
   const float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft,
   const long *remainders, const long *ranges, long phaseCount, long phaseHeight, long phaseWidth, float *out,
@@ -77,6 +125,11 @@ TARGET void reprise_phase_split_f32(
     const long bytes = (long)sizeof(float) * height * width;
     prefetchLines(next, bytes < 4096 ? bytes : 4096);
   }
+  // Stride 2 with both column phases of each row remainder (a 3x3 kernel's four): row pairs.
+  if (strideX == 2 && strideY == 2 && phaseCount == 4 &&
+      splitRowPairs(plane, height, width, padTop, padLeft, remainders, ranges, phaseCount, phaseHeight, phaseWidth, out, phaseStride, 0) &&
+      splitRowPairs(plane, height, width, padTop, padLeft, remainders, ranges, phaseCount, phaseHeight, phaseWidth, out, phaseStride, 1))
+    return;
   for (long k = 0; k < phaseCount; k++) {
     const long a = remainders[2 * k], b = remainders[2 * k + 1];
     const long *r = ranges + 4 * k;  // rows lower, rows count, columns lower, columns count
@@ -113,21 +166,46 @@ TARGET static void interleaveColumns(const float *even, const float *odd, long w
   for (long x = 2 * m; x < width; x++) row[x] = x % 2 ? odd[x / 2] : even[x / 2];
 }
 
+/// Points rows[0] and rows[1] at the values of input row (a, i)'s even and odd columns when phases
+/// (a, 0) and (a, 1) cover all of that row's columns between them (3x3 stride 2 on every row but
+/// those on the padding): the row is then their interleaving, with no zeros and no copy. 0 otherwise.
+static int wholeRowPhases(
+  long a, long i, long width, long padLeft, const long *phaseIndex, const float *const *values, const long *ranges,
+  long planeIndex, const float *rows[2]) {
+  for (long b = 0; b < 2; b++) {
+    const long k = phaseIndex[2 * a + b];
+    if (k < 0) return 0;
+    const long *r = ranges + 4 * k;
+    // The input column of the phase's first covered column, 0 or 1 (of parity b - padLeft) when
+    // the phase covers its parity from the row's start; then it must cover the rest of it.
+    const long first = 2 * r[2] + b - padLeft;
+    if (i < r[0] || i >= r[0] + r[1] || (first != 0 && first != 1) || r[3] != (width - first + 1) / 2) return 0;
+    rows[first] = values[k] + (planeIndex * r[1] + i - r[0]) * r[3];
+  }
+  return 1;
+}
+
 /// The widest plane whose rows the stride-2 merge builds on the stack.
 enum { MERGE_WIDTH = 1024 };
 
 TARGET void reprise_phase_merge_f32(
   float *plane, long height, long width, long strideY, long strideX, long padTop, long padLeft, const long *phaseIndex,
   const float *const *values, const long *ranges, long planeIndex) {
-  // Stride 2 (every strided layer of the models) builds each row's even and odd columns apart and
-  // interleaves them, so that the row is written once in whole vectors; other strides write the
-  // row's zeros and then each phase's values in place.
+  // Stride 2 (every strided layer of the models) interleaves each row's even and odd columns, so
+  // that the row is written once in whole vectors: straight from the two phases' values where they
+  // cover the row, else from copies on the stack between the padding's zeros. Other strides write
+  // the row's zeros and then each phase's values in place.
   float columns[2][MERGE_WIDTH / 2];
   const int paired = strideX == 2 && width <= MERGE_WIDTH;
   const long half = (width + 1) / 2;
   for (long y = 0; y < height; y++) {
     float *row = plane + y * width;
     const long i = (y + padTop) / strideY, a = (y + padTop) % strideY;
+    const float *whole[2];
+    if (strideX == 2 && wholeRowPhases(a, i, width, padLeft, phaseIndex, values, ranges, planeIndex, whole)) {
+      interleaveColumns(whole[0], whole[1], width, row);
+      continue;
+    }
     if (paired) {
       memset(columns[0], 0, sizeof(float) * (size_t)half);
       memset(columns[1], 0, sizeof(float) * (size_t)half);
