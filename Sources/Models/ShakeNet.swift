@@ -9,10 +9,13 @@ import TensorModule
 /// random generator (contract rule 4) draws the same pair. The pullback reads neither branch, so a
 /// replay computes the mix only if something reads it (optimisation A): in a unit that ends its
 /// region, neither the mix, nor the residual sum after it, nor the branches' last normalised maps.
+///
+/// - Precondition: `a` and `b` have the same shape and element type.
 public func shakeShake(_ a: Variable, _ b: Variable, alpha: Tensor, beta: Tensor) -> Variable {
-  recordOperation("shakeShake", deferring: { a.value * alpha + b.value * (alpha * -1 + 1) }, shape: a.shape, dtype: a.dtype, inputs: [a, b]) {
-    g in [g * beta, g * (beta * -1 + 1)]
-  }
+  require(
+    a.shape == b.shape && a.dtype == b.dtype, "shakeShake: the branches are \(a.shape) (\(a.dtype)) and \(b.shape) (\(b.dtype))")
+  let mix = { a.value * alpha + b.value * (alpha * -1 + 1) }
+  return recordOperation("shakeShake", deferring: mix, shape: a.shape, dtype: a.dtype, inputs: [a, b]) { g in [g * beta, g * (beta * -1 + 1)] }
 }
 
 /// ShakeNet-26-2x96d with a Multiception-paper convolution variant in the first convolution of every

@@ -138,6 +138,15 @@ final class MulticeptionTests: XCTestCase {
     for (p, c) in zip(plain, [x, w1, w2].map(\.grad!)) { assertBitIdentical(p, c) }
   }
 
+  /// Branches of different shapes stop with a message that names both.
+  func testShakeShakeRejectsBranchesOfDifferentShapes() {
+    let a = Variable(Tensor(zeros: [2, 2, 1, 1], dtype: .float64)), b = Variable(Tensor(zeros: [2, 3, 1, 1], dtype: .float64))
+    let alpha = Tensor(zeros: [2, 1, 1, 1], dtype: .float64)
+    assertStops(withMessageContaining: ["shakeShake: the branches are [2, 2, 1, 1] (float64) and [2, 3, 1, 1] (float64)"], in: self) {
+      _ = shakeShake(a, b, alpha: alpha, beta: alpha)
+    }
+  }
+
   /// In training the two branches mix with a fresh α per image; at inference they are averaged.
   func testShakeUnitMixesPerImageInTrainingAndAveragesAtInference() {
     RandomGenerator.global = RandomGenerator(seed: 24)
