@@ -79,8 +79,8 @@ static inline void zeroOutside(float *to, long lower, long count, long width) {
 /// `ranges`) whose first covered column is input column 0 and 1. False, with nothing written,
 /// where the ranges are not of that form.
 TARGET static int splitRowPairs(
-  const float *plane, long height, long width, long padTop, long padLeft, const long *remainders, const long *ranges,
-  long phaseCount, long phaseHeight, long phaseWidth, float *out, long phaseStride, long a) {
+  const float *plane, long width, long padTop, long padLeft, const long *remainders, const long *ranges, long phaseCount,
+  long phaseHeight, long phaseWidth, float *out, long phaseStride, long a) {
   long k[2] = {-1, -1};
   for (long p = 0; p < phaseCount; p++) {
     if (remainders[2 * p] == a) k[remainders[2 * p + 1]] = p;
@@ -127,20 +127,19 @@ TARGET void reprise_phase_split_f32(
   }
   // Stride 2 with both column phases of each row remainder (a 3x3 kernel's four): row pairs.
   if (strideX == 2 && strideY == 2 && phaseCount == 4 &&
-      splitRowPairs(plane, height, width, padTop, padLeft, remainders, ranges, phaseCount, phaseHeight, phaseWidth, out, phaseStride, 0) &&
-      splitRowPairs(plane, height, width, padTop, padLeft, remainders, ranges, phaseCount, phaseHeight, phaseWidth, out, phaseStride, 1))
+      splitRowPairs(plane, width, padTop, padLeft, remainders, ranges, phaseCount, phaseHeight, phaseWidth, out, phaseStride, 0) &&
+      splitRowPairs(plane, width, padTop, padLeft, remainders, ranges, phaseCount, phaseHeight, phaseWidth, out, phaseStride, 1))
     return;
   for (long k = 0; k < phaseCount; k++) {
     const long a = remainders[2 * k], b = remainders[2 * k + 1];
     const long *r = ranges + 4 * k;  // rows lower, rows count, columns lower, columns count
-    const long lower = r[2], upper = r[2] + r[3];
+    const long lower = r[2];
     float *to = out + k * phaseStride;
     for (long i = 0; i < phaseHeight; i++, to += phaseWidth) {
       if (i < r[0] || i >= r[0] + r[1] || r[3] == 0) {
         memset(to, 0, sizeof(float) * (size_t)phaseWidth);
         continue;
       }
-      for (long j = 0; j < lower; j++) to[j] = 0;
       // Phase pixel (i, j) is input pixel (i·strideY + a - padTop, j·strideX + b - padLeft).
       const float *from = plane + (i * strideY + a - padTop) * width + lower * strideX + b - padLeft;
       if (strideX == 2) {
@@ -148,7 +147,7 @@ TARGET void reprise_phase_split_f32(
       } else {
         for (long j = 0; j < r[3]; j++) to[lower + j] = from[j * strideX];
       }
-      for (long j = upper; j < phaseWidth; j++) to[j] = 0;
+      zeroOutside(to, lower, r[3], phaseWidth);
     }
   }
 }
