@@ -147,16 +147,26 @@ AVX2 __attribute__((always_inline)) static inline void productSlab(
 /// from L2 for every block of rows. A slab's block stays in L1. The sums still run over the depth in
 /// order, through C between slabs, so the bits are those of one pass.
 #define DEPTH_SLAB 128
+
+/// `SLAB(slab, depth, b, accumulate)` for each slab of `depth` rows of B (rows `ldb` apart), with
+/// `slab` A from the slab's first depth, and `accumulate` for every slab after the first.
+#define EACH_DEPTH_SLAB(A, depth, b, ldb, accumulate, SLAB) \
+  do { \
+    const long slabs = ((depth) + DEPTH_SLAB - 1) / DEPTH_SLAB; \
+    for (long s = 0; s < slabs; s++) { \
+      const long d0 = (depth) * s / slabs, d1 = (depth) * (s + 1) / slabs; \
+      Operand slab = (A); \
+      slab.a += d0 * (A).depthStride; \
+      SLAB(slab, d1 - d0, (b) + d0 * (ldb), (accumulate) || s > 0); \
+    } \
+  } while (0)
+
 AVX2 __attribute__((always_inline)) static inline void product(
   const int widest, Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate,
   int exact) {
-  const long slabs = (depth + DEPTH_SLAB - 1) / DEPTH_SLAB;
-  for (long s = 0; s < slabs; s++) {
-    const long d0 = depth * s / slabs, d1 = depth * (s + 1) / slabs;
-    Operand slab = A;
-    slab.a += d0 * A.depthStride;
-    productSlab(widest, slab, rows, d1 - d0, b + d0 * ldb, ldb, c, ldc, columns, accumulate || s > 0, exact);
-  }
+#define SLAB(slab, count, from, add) productSlab(widest, slab, rows, count, from, ldb, c, ldc, columns, add, exact)
+  EACH_DEPTH_SLAB(A, depth, b, ldb, accumulate, SLAB);
+#undef SLAB
 }
 
 /// `productBlock` with 16-lane vectors, W up to 4 (64 columns), for the products' C (never `exact`:
@@ -211,13 +221,9 @@ WIDE __attribute__((always_inline)) static inline void productSlab16(
 /// `product` with 16-lane vectors, in the same slabs of the depth.
 WIDE __attribute__((always_inline)) static inline void product16(
   Operand A, long rows, long depth, const float *b, long ldb, float *c, long ldc, long columns, int accumulate) {
-  const long slabs = (depth + DEPTH_SLAB - 1) / DEPTH_SLAB;
-  for (long s = 0; s < slabs; s++) {
-    const long d0 = depth * s / slabs, d1 = depth * (s + 1) / slabs;
-    Operand slab = A;
-    slab.a += d0 * A.depthStride;
-    productSlab16(slab, rows, d1 - d0, b + d0 * ldb, ldb, c, ldc, columns, accumulate || s > 0);
-  }
+#define SLAB(slab, count, from, add) productSlab16(slab, rows, count, from, ldb, c, ldc, columns, add)
+  EACH_DEPTH_SLAB(A, depth, b, ldb, accumulate, SLAB);
+#undef SLAB
 }
 
 long reprise_winograd_weight_plane(long rows, long columns) {
