@@ -14,7 +14,6 @@ final class AccumulatedGradientTests: XCTestCase {
   func testFirstOperationAddsToTheShortcutsGradient() {
     for dtype in DType.allCases {
       var random = RandomGenerator(seed: 44)
-      let channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
       let shape = [2, 8, 8, 9]
       let p = Variable(channelMajor(Tensor(randomNormal: shape, dtype: dtype, using: &random)), requiresGrad: true)
       let seed = channelMajor(Tensor(randomNormal: shape, dtype: dtype, using: &random))

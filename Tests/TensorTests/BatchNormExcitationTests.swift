@@ -9,8 +9,6 @@ import XCTest
 /// whose length is not a multiple of 8 (whose vectors straddle planes in a channel-major row), a
 /// gradient written into a destination of parts, and the layouts left to the composition.
 final class BatchNormExcitationTests: XCTestCase {
-  let channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
-
   /// The memory order of a tensor's axes longer than 1.
   func order(_ t: Tensor) -> [Int] { Shape.memoryOrder(t.shape, t.strides).filter { t.shape[$0] != 1 } }
 

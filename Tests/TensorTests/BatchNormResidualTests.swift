@@ -9,8 +9,6 @@ import XCTest
 /// gradient laid out differently from the input, planes whose length is not a multiple of 8, and a
 /// gradient written into a destination of parts.
 final class BatchNormResidualTests: XCTestCase {
-  let channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
-
   func testForwardAndBackwardEqualTheComposition() {
     var random = RandomGenerator(seed: 31)
     for dtype in [DType.float32, .float64] {

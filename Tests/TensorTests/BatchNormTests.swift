@@ -38,7 +38,7 @@ final class BatchNormTests: XCTestCase {
   /// the weight and bias gradients are those of the plain kernel.
   func testBackwardIntoPartsWritesOrAdds() {
     var random = RandomGenerator(seed: 22)
-    let shape = [3, 5, 4, 4], channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
+    let shape = [3, 5, 4, 4]
     let x = channelMajor(Tensor(randomNormal: shape, dtype: .float64, using: &random))
     let dy = Tensor(randomNormal: shape, dtype: .float64, using: &random)
     let weight = Tensor(randomNormal: [5], dtype: .float64, using: &random), bias = Tensor(randomNormal: [5], dtype: .float64, using: &random)

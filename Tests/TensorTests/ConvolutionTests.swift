@@ -233,7 +233,6 @@ final class ConvolutionTests: XCTestCase {
   /// plain call's.
   func testBackwardIntoPartsWritesOrAdds() {
     var random = RandomGenerator(seed: 45)
-    let channelMajor = { (t: Tensor) in permute(permute(t, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3]) }
     for dtype in DType.allCases {
       for (kernel, padding) in [(3, 1), (2, 0)] {
         let x = channelMajor(Tensor(randomNormal: [3, 8, 9, 10], dtype: dtype, using: &random))

@@ -40,6 +40,12 @@ public func assertBitIdentical(
   }
 }
 
+/// A copy of `t` ([N, C, ...]) laid out channel-major: [C][N][...] in memory, the same shape.
+public func channelMajor(_ t: Tensor) -> Tensor {
+  let axes = [1, 0] + Array(2..<t.rank)
+  return permute(permute(t, axes).contiguous(), axes)
+}
+
 /// Runs `body` with a destination of two channel-major parts of `expected`'s shape [N, C, ...],
 /// split at channel `split`: the first to be written over, the second holding values (drawn from
 /// `random` first, then the first part's) to be added to. Asserts that afterwards the first part
@@ -49,8 +55,7 @@ public func assertDeliversIntoParts<Result>(
   _ expected: Tensor, split: Int, using random: inout RandomGenerator, _ context: @autoclosure () -> String = "",
   file: StaticString = #filePath, line: UInt = #line, _ body: (GradientDestination) -> Result
 ) -> Result {
-  let axes = [1, 0] + Array(2..<expected.rank), channels = expected.shape[1]
-  func channelMajor(_ t: Tensor) -> Tensor { permute(permute(t, axes).contiguous(), axes) }
+  let channels = expected.shape[1]
   func part(_ count: Int) -> Tensor {
     var shape = expected.shape
     shape[1] = count
