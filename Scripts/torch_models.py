@@ -198,13 +198,14 @@ class ShakeUnit(nn.Module):
 
 
 class ShakeNet(nn.Module):
-    """ShakeNet-26-2x96d (MODELS.md 3.3)."""
+    """ShakeNet-26-2x96d (MODELS.md 3.3). Memory-efficient as Reprise's hand-made plan: every unit but the
+    last stage's checkpointed (docs/checkpointing.md#hand-made-plans)."""
     def __init__(self, kind, efficient, classes=10):
         super().__init__()
         units, width = [nn.Conv2d(3, 16, 3, 1, 1, bias=True)], 16
         for s, (w, kernels) in enumerate(zip([96, 192, 384], [[3, 5, 7], [3, 5], [3, 3]])):
             for u in range(4):
-                units.append(ShakeUnit(kind, width if u == 0 else w, w, 2 if u == 0 and s > 0 else 1, kernels, efficient))
+                units.append(ShakeUnit(kind, width if u == 0 else w, w, 2 if u == 0 and s > 0 else 1, kernels, efficient and s < 2))
             width = w
         self.body, self.fc = nn.Sequential(*units), nn.Linear(384, classes)
     def forward(self, x):
