@@ -16,11 +16,7 @@ final class MemoryTests: XCTestCase {
 
     func run(_ forward: () -> Variable) -> (peak: Int, gradients: [Tensor]) {
       for l in leaves { l.grad = nil }
-      Allocator.releaseCache()  // both runs start from an empty cache
-      let base = Allocator.liveBytes
-      Allocator.resetPeak()
-      forward().backward()
-      let peak = Allocator.peakBytes - base
+      let peak = peakBytes { forward().backward() }  // both runs start from an empty cache
       defer { for l in leaves { l.grad = nil } }
       return (peak, leaves.map { $0.grad! })
     }

@@ -222,13 +222,8 @@ final class MulticeptionTests: XCTestCase {
     Parallel.setThreadCount(1)
     defer { Parallel.setThreadCount(threads) }
     func peak(_ plan: CheckpointPlan) throws -> Int {
-      for p in model.parameters { p.grad = nil }
-      Allocator.releaseCache()
-      let base = Allocator.liveBytes
-      Allocator.resetPeak()
-      try withCheckpointPlan(plan, in: model) { withLearningPhase(.training) { mean(model(x)).backward() } }
-      defer { for p in model.parameters { p.grad = nil } }
-      return Allocator.peakBytes - base
+      defer { for p in model.parameters { p.grad = nil } }  // so that no step counts another's gradients
+      return try peakBytes { try withCheckpointPlan(plan, in: model) { withLearningPhase(.training) { mean(model(x)).backward() } } }
     }
     _ = try peak(.none)  // a first step, which makes what every step reuses
     let planned = try peak(plan)

@@ -46,6 +46,16 @@ public func channelMajor(_ t: Tensor) -> Tensor {
   return permute(permute(t, axes).contiguous(), axes)
 }
 
+/// The most bytes live at once while `body` ran, above those live before it, starting from an
+/// empty allocator cache (so that no cached larger buffer serves a request and charges its size).
+public func peakBytes(_ body: () throws -> Void) rethrows -> Int {
+  Allocator.releaseCache()
+  let base = Allocator.liveBytes
+  Allocator.resetPeak()
+  try body()
+  return Allocator.peakBytes - base
+}
+
 /// Runs `body` with a destination of two channel-major parts of `expected`'s shape [N, C, ...],
 /// split at channel `split`: the first to be written over, the second holding values (drawn from
 /// `random` first, then the first part's) to be added to. Asserts that afterwards the first part
