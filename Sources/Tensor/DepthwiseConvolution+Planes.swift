@@ -21,6 +21,12 @@ extension DepthwiseConvolution {
     usesVectorKernels(T.self)
   }
 
+  /// Whether the input gradient can go to an ``InputGradientTarget`` plane by plane (the plane
+  /// kernels, on planes too large for the channel lanes).
+  var deliversInputGradientPlanes: Bool {
+    usesPlaneKernels(Float.self) && !usesChannelLanes(Float.self)
+  }
+
   /// Where tap `t` lies on the padded plane: its row and column offset from the first tap's.
   private func reach(_ t: Int) -> (y: Int, x: Int) {
     (t / g.kernelWidth * g.dilation.height, t % g.kernelWidth * g.dilation.width)
@@ -114,6 +120,15 @@ extension DepthwiseConvolution {
   }
 
   func backwardInputByPlanes(_ dy: Tensor, _ w: Tensor, into dx: Tensor) {
+    backwardInputByPlanes(dy, w, into: InputGradientTarget(dx))
+    withExtendedLifetime(dx) {}
+  }
+
+  /// The input gradient delivered plane by plane to `target`, added to what a plane holds where
+  /// the target says so (each element `old + new`, the bits of the gradient computed and then
+  /// added), so that a gradient accumulated into a buffer needs no tensor of its own and no pass
+  /// that adds it.
+  func backwardInputByPlanes(_ dy: Tensor, _ w: Tensor, into target: InputGradientTarget) {
     let (sh, sw) = (g.stride.height, g.stride.width), kk = taps
     let (rows, pitch, _) = phases
     // The output gradient sits at (top, left) of its grid: room for the largest shift above and to
@@ -139,9 +154,9 @@ extension DepthwiseConvolution {
         tapStart.append(tapList.count)
       }
     }
-    let dxl = PlaneLayout(dx), pw = w.base(Float.self)
+    let pw = w.base(Float.self)
     // Every channel's weights in the order of `tapList`, gathered once rather than for every plane.
-    let gathered = (0..<g.inputChannels).flatMap { c in tapList.map { pw[c * kk + $0] } }, pdx = dx.base(Float.self)
+    let gathered = (0..<g.inputChannels).flatMap { c in tapList.map { pw[c * kk + $0] } }
     let pieces = reprise_depthwise_scratch_count(rows, pitch), direct = sh == 1 && sw == 1
     let (oh, ow, width, ph, pwd) = (g.outputHeight, g.outputWidth, g.width, g.padding.height, g.padding.width)
     let taps = tapList.count
@@ -153,14 +168,16 @@ extension DepthwiseConvolution {
             for y in 0..<oh { (grid + (top + y) * gridPitch + left).update(from: plane + y * ow, count: ow) }
           }
         ) { p, grid, scratch in
-          let c = p / g.batch, n = p % g.batch, target = pdx + n * dxl.imageStride + c * dxl.channelStride
+          let c = p / g.batch, n = p % g.batch, adding = target.adding[c] != 0
+          let plane = target.planes[c]! + n * target.imageStrides[c]
           let output = scratch + pieces, weights = gathered.baseAddress! + c * taps
           for phase in 0..<sh * sw {
             let (rowRange, columnRange) = (phaseRows[phase], phaseColumns[phase])
             let (count, height, columns) = (tapStart[phase + 1] - tapStart[phase], rowRange.count, columnRange.count)
             guard height > 0 && columns > 0 else { continue }
-            // With stride 1 the one phase's positions are the input's, in order: straight into dx.
-            let destination = direct ? target : output
+            // With stride 1 the one phase's positions are the input's, in order: straight into the
+            // plane, unless they are to be added to it.
+            let destination = direct && !adding ? plane : output
             if count == 0 {
               destination.update(repeating: 0, count: height * columns)
             } else {
@@ -168,12 +185,17 @@ extension DepthwiseConvolution {
                 grid, gridPitch, weights + tapStart[phase], offsetList.baseAddress! + tapStart[phase], count, height, columns,
                 destination, scratch)
             }
-            if direct { continue }
+            if direct {
+              if adding { for j in 0..<height * columns { plane[j] = plane[j] + output[j] } }
+              continue
+            }
             let (a, b) = (phase / sw, phase % sw)
             for i in 0..<height {
-              let row = target + ((rowRange.lowerBound + i) * sh + a - ph) * width + columnRange.lowerBound * sw + b - pwd
+              let row = plane + ((rowRange.lowerBound + i) * sh + a - ph) * width + columnRange.lowerBound * sw + b - pwd
               let values = output + i * columns
-              if sw == 2 {
+              if adding {
+                for j in 0..<columns { row[j &* sw] = row[j &* sw] + values[j] }
+              } else if sw == 2 {
                 reprise_spread_columns_f32(values, columns, row)
               } else {
                 for j in 0..<columns { row[j &* sw] = values[j] }
@@ -183,6 +205,6 @@ extension DepthwiseConvolution {
         }
       }
     }
-    withExtendedLifetime((w, dx)) {}
+    withExtendedLifetime(w) {}
   }
 }

@@ -127,9 +127,10 @@ public func conv2dBackward(
 
 /// ``conv2dBackward(_:input:weight:stride:padding:dilation:groups:)`` with the input gradient
 /// written or added into `destination` (see ``GradientDestination``) instead of a new tensor;
-/// returns the weight gradient. On Winograd's path (Float32 on AVX2) the output transform writes or
-/// adds each plane where it goes, with no input gradient of its own; elsewhere the input gradient
-/// is computed, then written or added. The bits are those of the gradient added as a tensor.
+/// returns the weight gradient. On Winograd's path and the depthwise plane kernels' (Float32 on
+/// AVX2) each plane is written or added where it goes, with no input gradient of its own; elsewhere
+/// the input gradient is computed, then written or added. The bits are those of the gradient added
+/// as a tensor.
 public func conv2dBackward(
   _ gradOutput: Tensor, input: Tensor, weight: Tensor, stride: IntOrPair = 1, padding: IntOrPair = 0,
   dilation: IntOrPair = 1, groups: Int = 1, into destination: GradientDestination
@@ -137,9 +138,20 @@ public func conv2dBackward(
   let g = ConvolutionGeometry(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
   destination.check(channels: input)
-  guard case .winograd(let winograd) = ConvolutionPlan(g).method, WinogradConvolution.handles(Float.self),
-    [gradOutput, input, weight].allSatisfy({ $0.dtype == .float32 }), destination.parts.allSatisfy({ PlaneLayout.hasDensePlanes($0.tensor) })
-  else {
+  let method = ConvolutionPlan(g).method
+  let planes = [gradOutput, input, weight].allSatisfy({ $0.dtype == .float32 })
+    && destination.parts.allSatisfy({ PlaneLayout.hasDensePlanes($0.tensor) })
+  if case .depthwise(let depthwise) = method, planes, depthwise.deliversInputGradientPlanes {
+    require(
+      gradOutput.shape == g.outputShape,
+      "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
+    let dy = gradOutput.channelMajor(), w = weight.contiguous(), dw = Tensor(uninitializedShape: weight.shape, dtype: .float32)
+    depthwise.backwardInputByPlanes(dy, w, into: InputGradientTarget(destination))
+    depthwise.backwardWeight(dy, input.withDensePlanes(), into: dw, Float.self)
+    withExtendedLifetime(destination) {}
+    return dw
+  }
+  guard case .winograd(let winograd) = method, WinogradConvolution.handles(Float.self), planes else {
     let both = conv2dBackward(
       gradOutput, input: input, weight: weight, stride: stride, padding: padding, dilation: dilation, groups: groups)
     add(both.input, into: destination)

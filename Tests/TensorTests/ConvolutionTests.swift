@@ -248,6 +248,26 @@ final class ConvolutionTests: XCTestCase {
     }
   }
 
+  /// The same for depthwise convolutions: on the plane kernels' path (Float32 on AVX2, planes
+  /// larger than the channel lanes take), which writes or adds each plane where it goes, at stride
+  /// 1 and 2, on the channel lanes' (7x7 outputs), and on the others.
+  func testDepthwiseBackwardIntoPartsWritesOrAdds() {
+    var random = RandomGenerator(seed: 46)
+    for dtype in DType.allCases {
+      for (size, stride) in [(18, 1), (19, 2), (7, 1)] {
+        let x = channelMajor(Tensor(randomNormal: [3, 8, size, size], dtype: dtype, using: &random))
+        let w = Tensor(randomNormal: [8, 1, 3, 3], dtype: dtype, using: &random)
+        let dy = Tensor(randomNormal: conv2d(x, w, stride: .init(stride), padding: 1, groups: 8).shape, dtype: dtype, using: &random)
+        let expected = conv2dBackward(dy, input: x, weight: w, stride: .init(stride), padding: 1, groups: 8)
+        let context = "\(dtype), \(size)x\(size), stride \(stride)"
+        let dw = assertDeliversIntoParts(expected.input, split: 3, using: &random, context) {
+          conv2dBackward(dy, input: x, weight: w, stride: .init(stride), padding: 1, groups: 8, into: $0)
+        }
+        assertBitIdentical(dw, expected.weight, "weight, \(context)")
+      }
+    }
+  }
+
   /// Float64 kernels agree with the reference to near machine precision.
   func testFloat64() {
     let c = Configuration(
