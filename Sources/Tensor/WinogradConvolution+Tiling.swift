@@ -12,8 +12,8 @@ struct WinogradTiling {
   let pairsImages: Bool
 
   /// The tiling with tiles of `tile` x `tile` outputs of the images of `g`, in chunks of at most
-  /// a `minimumChunks`-th of the batch.
-  init(_ g: ConvolutionGeometry, tile: Int, minimumChunks: Int = 4) {
+  /// a `minimumChunks`-th of the batch and about `valuesPerChannel` transformed values per channel.
+  init(_ g: ConvolutionGeometry, tile: Int, minimumChunks: Int = 4, valuesPerChannel: Int = 4096) {
     self.tile = tile
     tilesPerImage = reprise_winograd_tiles(g.height, g.width, tile)
     pairsImages = reprise_winograd_pairs_images(g.height, g.width, tile) != 0
@@ -22,13 +22,29 @@ struct WinogradTiling {
     // 2.25 to 4 times its share of the input, so with small batches they stay within the input's
     // size (the padded copy the shifted grid would make), and the threads have at least 4 chunks
     // to share.
-    imagesPerChunk = max(1, min(g.batch / minimumChunks, 4096 / (tile + 2) / (tile + 2) / tilesPerImage))
+    imagesPerChunk = max(1, min(g.batch / minimumChunks, valuesPerChannel / (tile + 2) / (tile + 2) / tilesPerImage))
     // Rows a multiple of 8 floats plus 8 more: rows a power of two apart (256 tiles) fall into a
     // quarter of the L1 cache's sets, and the products, which read a column block down 16 to 384
     // rows, then evict their own operands. Planes taken in pairs (4 tiles each) fit too: an odd
     // chunk's 4k tiles round up to 4k + 4.
     tileCount = (imagesPerChunk * tilesPerImage + 7) / 8 * 8 + 8
   }
+
+  /// The forward pass's F(2x2, 3x3) tiling of `g`: chunks of about 4096 transformed values per
+  /// channel, and fewer where the layer is wide, so that a chunk's transformed input and its
+  /// products, about 1 MiB in all at most, are read back from the L2 cache rather than the L3: the
+  /// forward pass writes every position's patches before the products read them, and a chunk of
+  /// four 16x16 images of 192 channels and outputs (ShakeNet's second stage) holds 3 MiB of each
+  /// (docs/performance.md#wide-forward-chunks).
+  static func forward(_ g: ConvolutionGeometry) -> WinogradTiling {
+    let rows = g.inputChannels + g.outputChannels
+    return WinogradTiling(g, tile: 2, valuesPerChannel: min(4096, max(1024, forwardChunkValues / max(1, rows))))
+  }
+
+  /// The transformed values (inputs and products together) a forward chunk holds at most: 1 MiB,
+  /// a Zen 4 core's L2 cache; but at least 1024 a channel (64 tiles), over which a chunk's pass
+  /// through every position's weights is spread.
+  static let forwardChunkValues = 1 << 18
 
   /// This tiling of `g`'s images in chunks of at most a `minimumChunks`-th of the batch, with its
   /// ``blockBytes``.

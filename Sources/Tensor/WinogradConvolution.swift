@@ -33,7 +33,7 @@ struct WinogradConvolution {
   init(_ g: ConvolutionGeometry) {
     self.g = g
     grid = ShiftedGrid(g)
-    forwardTiling = WinogradTiling(g, tile: 2)
+    forwardTiling = WinogradTiling.forward(g)
     gradientTiling = WinogradTiling(g, tile: WinogradTiling.largestTile(g))
   }
 

@@ -147,6 +147,31 @@ final class WinogradConvolutionTests: XCTestCase {
       relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "weight gradient")
   }
 
+  /// Wide layers' forward chunks hold fewer images, so that their transformed data stays in the L2
+  /// cache (96 channels to 96 on 16x16 planes: one image, where 4096 values a channel would give
+  /// two at this batch), and give the bits of the larger chunks; narrow layers keep theirs; and no
+  /// chunk falls under 64 tiles (384 channels to 384 on 8x8 planes: four images).
+  func testWideLayersTakeSmallerForwardChunksWithTheSameBits() {
+    let wide = ConvolutionPlanTests.geometry(Self.layer(batch: 8, 96, 96, 16, 16))
+    let conv = WinogradConvolution(wide)
+    var larger = conv
+    larger.forwardTiling = WinogradTiling(wide, tile: 2)
+    XCTAssertEqual(conv.forwardTiling.imagesPerChunk, 1)
+    XCTAssertEqual(larger.forwardTiling.imagesPerChunk, 2)
+    let narrow = ConvolutionPlanTests.geometry(Self.layer(batch: 128, 16, 16, 32, 32))
+    XCTAssertEqual(WinogradTiling.forward(narrow).imagesPerChunk, WinogradTiling(narrow, tile: 2).imagesPerChunk)
+    let widest = ConvolutionPlanTests.geometry(Self.layer(batch: 32, 384, 384, 8, 8))
+    XCTAssertEqual(WinogradTiling.forward(widest).imagesPerChunk, 4)
+    var random = RandomGenerator(seed: 41)
+    let x = Tensor(randomNormal: [8, 96, 16, 16], using: &random), w = Tensor(randomNormal: [96, 96, 3, 3], using: &random)
+    func forward(_ c: WinogradConvolution) -> Tensor {
+      let y = Tensor(uninitializedShape: [8, 96, 16, 16], dtype: .float32)
+      c.forward(x, w, into: y, Float.self)
+      return y
+    }
+    assertBitIdentical(forward(conv), forward(larger), "forward")
+  }
+
   /// The products' AVX-512 version (wider blocks of the same 8-lane sums in 32 registers) adds the
   /// same multiply-adds in the same order, so that the forward pass and both gradients are bit for
   /// bit those of the AVX2 version: F(2x2, 3x3) and F(4x4, 3x3) in rows and in pairs of images,
