@@ -139,9 +139,10 @@ public func conv2dBackward(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
   destination.check(channels: input)
   let method = ConvolutionPlan(g).method
-  let planes = [gradOutput, input, weight].allSatisfy({ $0.dtype == .float32 })
+  // The kernels that deliver plane by plane take Float32 operands and destinations with dense planes.
+  let deliverable = [gradOutput, input, weight].allSatisfy({ $0.dtype == .float32 })
     && destination.parts.allSatisfy({ PlaneLayout.hasDensePlanes($0.tensor) })
-  if case .depthwise(let depthwise) = method, planes, depthwise.deliversInputGradientPlanes {
+  if case .depthwise(let depthwise) = method, deliverable, depthwise.deliversInputGradientPlanes {
     require(
       gradOutput.shape == g.outputShape,
       "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
@@ -151,7 +152,7 @@ public func conv2dBackward(
     withExtendedLifetime(destination) {}
     return dw
   }
-  guard case .winograd(let winograd) = method, WinogradConvolution.handles(Float.self), planes else {
+  guard case .winograd(let winograd) = method, WinogradConvolution.handles(Float.self), deliverable else {
     let both = conv2dBackward(
       gradOutput, input: input, weight: weight, stride: stride, padding: padding, dilation: dilation, groups: groups)
     add(both.input, into: destination)
