@@ -138,14 +138,15 @@ public func conv2dBackward(
   let g = ConvolutionGeometry(
     "conv2dBackward", input: input.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation, groups: groups)
   destination.check(channels: input)
+  // Every path's check (the fallback's own is the same), made once before choosing.
+  require(
+    gradOutput.shape == g.outputShape,
+    "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
   let method = ConvolutionPlan(g).method
   // The kernels that deliver plane by plane take Float32 operands and destinations with dense planes.
   let deliverable = [gradOutput, input, weight].allSatisfy({ $0.dtype == .float32 })
     && destination.parts.allSatisfy({ PlaneLayout.hasDensePlanes($0.tensor) })
   if case .depthwise(let depthwise) = method, deliverable, depthwise.deliversInputGradientPlanes {
-    require(
-      gradOutput.shape == g.outputShape,
-      "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
     let dy = gradOutput.channelMajor(), w = weight.contiguous(), dw = Tensor(uninitializedShape: weight.shape, dtype: .float32)
     depthwise.backwardInputByPlanes(dy, w, into: InputGradientTarget(destination))
     depthwise.backwardWeight(dy, input.withDensePlanes(), into: dw, Float.self)
@@ -158,9 +159,6 @@ public func conv2dBackward(
     add(both.input, into: destination)
     return both.weight
   }
-  require(
-    gradOutput.shape == g.outputShape,
-    "conv2dBackward: gradient \(gradOutput.shape) does not match output \(g.outputShape) (input \(input.shape), weight \(weight.shape))")
   let dw = winogradGradients(winograd, gradOutput, input, weight, scalingPlanes: nil, into: InputGradientTarget(destination))
   withExtendedLifetime(destination) {}
   return dw
