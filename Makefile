@@ -82,7 +82,7 @@ compare-models: deps
 	python3 Scripts/compare.py --model resnet20 --batch 128 --steps 5 --rounds 3 --modes plain,efficient,planned
 	python3 Scripts/compare.py --model mobilenetv2 --convs standard,multiception --batch 64 --steps 3 --rounds 3 --modes plain,efficient,planned
 	python3 Scripts/compare.py --model seresnet56 --convs standard --batch 128 --steps 3 --rounds 3 --modes plain,efficient,planned
-	python3 Scripts/compare.py --model shakenet26-2x96d --convs standard --batch 32 --steps 2 --rounds 3 --modes plain,efficient,planned
+	python3 Scripts/compare.py --model shakenet26-2x96d --convs standard --batch 32 --steps 3 --rounds 3 --modes plain,efficient,planned
 
 # Peak memory against depth (40 to 250), plain and memory-efficient: docs/memory-vs-depth.csv and .svg.
 sweep: deps
