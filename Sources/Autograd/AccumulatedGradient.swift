@@ -39,22 +39,23 @@ struct AccumulatedGradient {
   /// nothing else holds its buffer (a leaf's gradient a caller kept from an earlier pass is not
   /// added to in place). Nil otherwise, and the slot is left as it was.
   func destination(like x: Tensor) -> GradientDestination? {
-    // The slot is emptied while its buffer's references are counted, so that the one left is this
-    // function's own: the buffer is then the slot's alone.
     if let entry {
-      guard entry.backward != nil, var accumulated = entry.gradients[index], fits(accumulated, x) else { return nil }
-      entry.gradients[index] = nil
-      defer { entry.gradients[index] = accumulated }
-      return accumulated.ownsItsStorage() ? GradientDestination([(accumulated, false)]) : nil
+      guard entry.backward != nil else { return nil }
+      return Self.destination(in: &entry.gradients[index], like: x)
     }
-    guard let leaf, var accumulated = leaf.grad, fits(accumulated, x) else { return nil }
-    leaf.grad = nil
-    defer { leaf.grad = accumulated }
-    return accumulated.ownsItsStorage() ? GradientDestination([(accumulated, false)]) : nil
+    guard let leaf else { return nil }
+    return Self.destination(in: &leaf.grad, like: x)
   }
 
-  /// Whether `accumulated` can take the gradient of `x` in place: a 4-D map laid out like it.
-  private func fits(_ accumulated: Tensor, _ x: Tensor) -> Bool {
-    x.rank == 4 && accumulated.shape == x.shape && accumulated.strides == x.strides && accumulated.dtype == x.dtype
+  /// The gradient in `slot` as a destination for the gradient of `x`, if it is a 4-D map laid out
+  /// like `x` whose buffer only the slot holds. The slot is emptied while the buffer's references
+  /// are counted, so that the one left is this function's own, and then given its gradient back.
+  private static func destination(in slot: inout Tensor?, like x: Tensor) -> GradientDestination? {
+    guard var accumulated = slot, x.rank == 4, accumulated.shape == x.shape, accumulated.strides == x.strides,
+      accumulated.dtype == x.dtype
+    else { return nil }
+    slot = nil
+    defer { slot = accumulated }
+    return accumulated.ownsItsStorage() ? GradientDestination([(accumulated, false)]) : nil
   }
 }
