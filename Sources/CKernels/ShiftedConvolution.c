@@ -82,16 +82,19 @@ static inline void prefetchAhead(
     for (long j = 0; j < ahead + 16; j += 16) _mm_prefetch((const char *)(next + sizeof(float) * (uintptr_t)j), _MM_HINT_T0);
 }
 
-/// One tile: `rows` (1 to 6, a constant after inlining) outputs at segments a and b, over taps
-/// [firstTap, endTap) (`w` points at the first one's weights). Full segments use plain loads;
-/// partial ones masked loads and stores, which touch only their lanes.
+/// One tile: `rows` (1 to 6) outputs at segments a and b, over taps [firstTap, endTap) (`w` points
+/// at the first one's weights). With `full` (both segments 8 wide), plain loads and stores; else
+/// masked ones, which touch only their lanes. Both are constants after inlining: on AMD's
+/// processors a masked store takes many times as long as a plain one, and a tile's 12 masked
+/// stores held a tenth of the kernel's samples on the 16 channels of a stride-2 layer, while a
+/// choice made per store inside one body left the compiler short of registers for the 12 sums
+/// (docs/performance.md#plain-tile-stores).
 __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
-  int rows, const float *grid, long gridChannelStride, long channels, const float *w, const long *offsets,
+  int rows, int full, const float *grid, long gridChannelStride, long channels, const float *w, const long *offsets,
   long firstTap, long endTap, Segment a, Segment b, long outputChannelStride) {
   __m256 accA[MR], accB[MR];
   for (int i = 0; i < rows; i++) accA[i] = accB[i] = _mm256_setzero_ps();
   const __m256i maskA = lanesBelow(a.width), maskB = lanesBelow(b.width);
-  const int full = a.width == 8 && b.width == 8;
   for (long k = firstTap; k < endTap; k++) {
     const float *pa = grid + a.position + offsets[k], *pb = grid + b.position + offsets[k];
     for (long c = 0; c < channels; c++, pa += gridChannelStride, pb += gridChannelStride, w += MR) {
@@ -111,8 +114,13 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
     }
   }
   for (int i = 0; i < rows; i++) {
-    _mm256_maskstore_ps(a.output + i * outputChannelStride, maskA, accA[i]);
-    _mm256_maskstore_ps(b.output + i * outputChannelStride, maskB, accB[i]);
+    if (full) {
+      _mm256_storeu_ps(a.output + i * outputChannelStride, accA[i]);
+      _mm256_storeu_ps(b.output + i * outputChannelStride, accB[i]);
+    } else {
+      _mm256_maskstore_ps(a.output + i * outputChannelStride, maskA, accA[i]);
+      _mm256_maskstore_ps(b.output + i * outputChannelStride, maskB, accB[i]);
+    }
   }
 }
 
@@ -127,13 +135,25 @@ __attribute__((target("avx2,fma"))) static void segmentPair(
     Segment ta = a, tb = b;
     ta.output += o0 * outputChannelStride;
     tb.output += o0 * outputChannelStride;
-    switch (outputs - o0 < MR ? outputs - o0 : MR) {
-    case 1: tile(1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-    case 2: tile(2, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-    case 3: tile(3, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-    case 4: tile(4, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-    case 5: tile(5, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-    default: tile(6, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    const long rows = outputs - o0 < MR ? outputs - o0 : MR;
+    if (a.width == 8 && b.width == 8) {
+      switch (rows) {
+      case 1: tile(1, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 2: tile(2, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 3: tile(3, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 4: tile(4, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 5: tile(5, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      default: tile(6, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      }
+    } else {
+      switch (rows) {
+      case 1: tile(1, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 2: tile(2, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 3: tile(3, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 4: tile(4, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      case 5: tile(5, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      default: tile(6, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+      }
     }
   }
 }
