@@ -124,6 +124,14 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(
   }
 }
 
+/// `tile` for full segments or for partial ones, each with `full` a constant.
+__attribute__((target("avx2,fma"), always_inline)) static inline void segmentTile(
+  int rows, const float *grid, long gridChannelStride, long channels, const float *w, const long *offsets,
+  long firstTap, long endTap, Segment a, Segment b, long outputChannelStride) {
+  if (a.width == 8 && b.width == 8) tile(rows, 1, grid, gridChannelStride, channels, w, offsets, firstTap, endTap, a, b, outputChannelStride);
+  else tile(rows, 0, grid, gridChannelStride, channels, w, offsets, firstTap, endTap, a, b, outputChannelStride);
+}
+
 /// All outputs at two segments, tile by tile, over the taps that read anything but zeros at
 /// either.
 __attribute__((target("avx2,fma"))) static void segmentPair(
@@ -135,25 +143,13 @@ __attribute__((target("avx2,fma"))) static void segmentPair(
     Segment ta = a, tb = b;
     ta.output += o0 * outputChannelStride;
     tb.output += o0 * outputChannelStride;
-    const long rows = outputs - o0 < MR ? outputs - o0 : MR;
-    if (a.width == 8 && b.width == 8) {
-      switch (rows) {
-      case 1: tile(1, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 2: tile(2, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 3: tile(3, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 4: tile(4, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 5: tile(5, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      default: tile(6, 1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      }
-    } else {
-      switch (rows) {
-      case 1: tile(1, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 2: tile(2, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 3: tile(3, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 4: tile(4, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      case 5: tile(5, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      default: tile(6, 0, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
-      }
+    switch (outputs - o0 < MR ? outputs - o0 : MR) {
+    case 1: segmentTile(1, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 2: segmentTile(2, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 3: segmentTile(3, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 4: segmentTile(4, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    case 5: segmentTile(5, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
+    default: segmentTile(6, grid, gridChannelStride, channels, w, offsets, first, end, ta, tb, outputChannelStride); break;
     }
   }
 }
