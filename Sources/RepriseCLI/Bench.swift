@@ -38,9 +38,9 @@ struct Bench: ParsableCommand {
   @OptionGroup var threadOptions: ThreadOptions
   @Option(
     help: """
-      Also time --steps steps (or passes of --kernel stream) on this many threads, taking turns with --threads in \
-      turns of up to \(Bench.stepsPerTurn) (each after an untimed one), and report their median and the speedup of \
-      --threads over it: a scaling measured while both counts meet the same load on the machine.
+      Also time --steps steps (or passes of --kernel stream, or products of --kernel matmul) on this many threads, taking \
+      turns with --threads in turns of up to \(Bench.stepsPerTurn) (each after an untimed one), and report their median \
+      and the speedup of --threads over it: a scaling measured while both counts meet the same load on the machine.
       """)
   var compareThreads: Int?
 
@@ -77,8 +77,9 @@ struct Bench: ParsableCommand {
     guard convolution == nil || kernel == .conv2d else { throw ValidationError("--convolution is for --kernel conv2d") }
     if let compareThreads {
       try check("--compare-threads", compareThreads, in: 1...256)
-      guard kernel == nil || kernel == .stream, !distributedOptions.distributed else {
-        throw ValidationError("--compare-threads times a model's steps or --kernel stream in one process; drop --distributed and other kernels")
+      guard kernel == nil || kernel == .stream || kernel == .matmul, !distributedOptions.distributed else {
+        throw ValidationError(
+          "--compare-threads times a model's steps, --kernel stream or --kernel matmul in one process; drop --distributed and other kernels")
       }
     }
     try distributedOptions.check()
@@ -173,15 +174,19 @@ struct Bench: ParsableCommand {
     }
   }
 
+  /// `--kernel matmul`: a square product by a direct `cblas_sgemm` call on OpenBLAS's own threads,
+  /// and by `matmul`, which keeps OpenBLAS single-threaded and splits the product across the
+  /// kernels' thread pool. With `--compare-threads N`, `matmul` takes turns on both thread counts as
+  /// a model's steps do: a product bound by the multiply-add units alone, so its speedup is what the
+  /// host gives a second core's arithmetic in those minutes, the ceiling for a step's.
   func benchMatmul() throws {
     let n = size ?? Bench.defaultSize
     var random = RandomGenerator(seed: 1)
     let a = Tensor(randomNormal: [n, n], using: &random), b = Tensor(randomNormal: [n, n], using: &random)
     let lhs = a.scalars(as: Float.self), rhs = b.scalars(as: Float.self)
     var out = [Float](repeating: 0, count: n * n)
-    // The direct calls use OpenBLAS's own threads; Reprise keeps OpenBLAS single-threaded and splits
-    // its GEMMs across its own threads. Switching OpenBLAS's thread count between calls slows both
-    // sides, so each side runs its repetitions in one block.
+    // Switching OpenBLAS's thread count between calls slows both sides, so each side runs its
+    // repetitions in one block.
     let direct = {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(n), blasint(n), 1, lhs, blasint(n), rhs, blasint(n), 0, &out, blasint(n))
     }
@@ -191,20 +196,29 @@ struct Bench: ParsableCommand {
     direct()
     let directTimes = (0..<repeats).map { _ in seconds(direct) }
     openblas_set_num_threads(1)
-    api()
-    let apiTimes = (0..<repeats).map { _ in seconds(api) }
+    let (apiTimes, compared) = timedInTurns(passes: repeats, api)
     let d = median(directTimes), t = median(apiTimes), flops = 2 * pow(Double(n), 3)
+    let comparison = compareThreads.map { (threads: $0, median: median(compared), speedup: median(compared) / t) }
     if json {
       struct Output: Encodable {
         var kernel: String, size: Int, threads: Int, directSecondsMedian: Double, tensorSecondsMedian: Double, ratio: Double, tensorGflops: Double
+        /// With --compare-threads: its thread count, `matmul`'s median and every call on it, and the
+        /// speedup of --threads over it (the ratio of the medians).
+        var compareThreads: Int?, compareTensorSecondsMedian: Double?, compareTensorSeconds: [Double]?, speedup: Double?
       }
       try printJSON(Output(
         kernel: "matmul", size: n, threads: Parallel.threadCount, directSecondsMedian: d, tensorSecondsMedian: t, ratio: t / d,
-        tensorGflops: flops / t / 1e9))
+        tensorGflops: flops / t / 1e9, compareThreads: comparison?.threads, compareTensorSecondsMedian: comparison?.median,
+        compareTensorSeconds: comparison.map { _ in compared }, speedup: comparison?.speedup))
     } else {
       print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(directTimes.count):")
       print(String(format: "  cblas_sgemm direct  %.5f s  %.1f GFLOP/s", d, flops / d / 1e9))
       print(String(format: "  Tensor matmul       %.5f s  %.1f GFLOP/s  (%.3f x direct)", t, flops / t / 1e9, t / d))
+      if let comparison {
+        print(String(
+          format: "  Tensor matmul on %@, in turn: %.5f s, %.1f GFLOP/s; %@ are %.2fx as fast", Bench.threadsLabel(comparison.threads),
+          comparison.median, flops / comparison.median / 1e9, Bench.threadsLabel(Parallel.threadCount), comparison.speedup))
+      }
     }
   }
 }

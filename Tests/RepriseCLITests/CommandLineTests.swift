@@ -52,7 +52,7 @@ final class CommandLineTests: XCTestCase {
       (["bench", "--kernel", "conv2d", "--convolution", "8,40,1,1"], "larger than the padded 32x32 input"),
       (["bench", "--convolution", "8,3,1,1"], "--convolution is for --kernel conv2d"),
       (["bench", "--compare-threads", "0"], "--compare-threads must be in 1...256"),
-      (["bench", "--kernel", "matmul", "--compare-threads", "1"], "--compare-threads times a model's steps or --kernel stream"),
+      (["bench", "--kernel", "conv2d", "--compare-threads", "1"], "--compare-threads times a model's steps, --kernel stream or --kernel matmul"),
       (["bench", "--kernel", "stream", "--size", "0"], "--size must be in 1...268435456"),
       (["summary", "--input-size", "3,2,2"], "smaller than densenet-bc's smallest input, 4x4"),
       (["eval", "--weights", "missing.safetensors"], "does not exist"),
@@ -114,6 +114,16 @@ final class CommandLineTests: XCTestCase {
     XCTAssertEqual(comparedPasses.count, 3)
     XCTAssertEqual(streamed["compareSecondsMedian"] as? Double, comparedPasses.sorted()[1])
     XCTAssertEqual(try XCTUnwrap(streamed["speedup"] as? Double), comparedPasses.sorted()[1] / streamMedian, accuracy: 1e-12)
+    // The pool's product in turn on two counts; the direct call is timed as before.
+    let product = try reprise("bench", "--kernel", "matmul", "--size", "64", "--steps", "11", "--threads", "2", "--compare-threads", "1", "--json")
+    XCTAssertEqual(product.status, 0, product.err)
+    let multiplied = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(product.out.utf8)) as? [String: Any])
+    XCTAssertEqual(multiplied["compareThreads"] as? Int, 1)
+    let comparedProducts = try XCTUnwrap(multiplied["compareTensorSeconds"] as? [Double])
+    XCTAssertEqual(comparedProducts.count, 11)
+    XCTAssertEqual(multiplied["compareTensorSecondsMedian"] as? Double, comparedProducts.sorted()[5])
+    let productMedian = try XCTUnwrap(multiplied["tensorSecondsMedian"] as? Double)
+    XCTAssertEqual(try XCTUnwrap(multiplied["speedup"] as? Double), comparedProducts.sorted()[5] / productMedian, accuracy: 1e-12)
     let trip = try reprise("bench", "--kernel", "roundtrip", "--json")
     XCTAssertEqual(trip.status, 0, trip.err)
     let roundTrip = try JSONSerialization.jsonObject(with: Data(trip.out.utf8)) as? [String: Any]
