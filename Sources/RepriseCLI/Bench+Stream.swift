@@ -16,7 +16,7 @@ extension Bench {
   /// memory, not the cores, bounds those passes, and a step spends more of its time in them with
   /// each thread it adds; with `--compare-threads` the two counts take turns, as the steps of a
   /// model do, so that the speedup compares them under the same load from the machine's other
-  /// tenants (docs/performance.md#twelfth-stream).
+  /// tenants (docs/performance.md#stream).
   func benchStream() throws {
     let count = size ?? Bench.defaultStreamElements
     var random = RandomGenerator(seed: 1)
@@ -55,7 +55,7 @@ extension Bench {
   /// `passes` timed times on that many too, and returns the two lists of seconds in order. The
   /// counts take turns of up to ``stepsPerTurn`` timed runs, each turn after an untimed run at its
   /// count: the first run after a switch pays for waking the cores the turn before left idle, and
-  /// would charge the count with more threads for it (docs/performance.md#eleventh-in-turn).
+  /// would charge the count with more threads for it (docs/performance.md#threads-in-turn).
   /// Without `--compare-threads`, one untimed run and then all the timed ones. `body` is told
   /// whether the run is timed and at the compared count.
   func timedInTurns(passes: Int, _ body: (_ timed: Bool, _ comparing: Bool) -> Void) -> (times: [Double], compared: [Double]) {

@@ -40,7 +40,7 @@ public enum Allocator {
   /// last step's ranges served finds them cut otherwise, misses, and every step gives cached ranges
   /// back and faults fresh pages in for their like, and unmapping them interrupts the other core
   /// to flush its TLB. A little room lets the ranges settle into a layout that serves every step
-  /// (docs/performance.md#tenth-headroom).
+  /// (docs/performance.md#allocator-headroom).
   public static var footprintLimitBytes: Int { state.withLock { $0.footprintLimit } }
 
   /// Bytes held in the cache of freed buffers, ready for reuse.
