@@ -25,7 +25,7 @@ extension Bench {
     // The sums grow by b each pass and stay finite: b is unit normal, and --steps allows a million passes.
     let (times, compared) = timedInTurns(passes: steps) { a += b }
     let bytes = Double(12 * count), m = median(times)
-    let comparison = compareThreads.map { (threads: $0, median: median(compared), speedup: median(compared) / m) }
+    let comparison = threadComparison(compared, against: m)
     if json {
       struct Output: Encodable {
         var kernel: String, elements: Int, threads: Int, secondsMedian: Double, passSeconds: [Double], bytesPerSecond: Double
@@ -37,7 +37,7 @@ extension Bench {
       try printJSON(Output(
         kernel: "stream", elements: count, threads: Parallel.threadCount, secondsMedian: m, passSeconds: times,
         bytesPerSecond: bytes / m, compareThreads: comparison?.threads, compareSecondsMedian: comparison?.median,
-        comparePassSeconds: comparison.map { _ in compared }, compareBytesPerSecond: comparison.map { bytes / $0.median },
+        comparePassSeconds: comparison?.runs, compareBytesPerSecond: comparison.map { bytes / $0.median },
         speedup: comparison?.speedup))
     } else {
       print(String(format: "stream: a += b over Float32 tensors of %d elements (%.1f MiB each), %@, median of %d passes:",
@@ -73,6 +73,23 @@ extension Bench {
     }
     Parallel.setThreadCount(threads)
     return (times, compared)
+  }
+
+  /// With `--compare-threads`, the runs on its count against those on `--threads`.
+  struct ThreadComparison {
+    /// The compared thread count, the median of its runs, and every run in order.
+    let threads: Int, median: Double, runs: [Double]
+    /// How many times as fast `--threads` ran: the ratio of the two medians.
+    let speedup: Double
+  }
+
+  /// The comparison of `compared`, the runs `timedInTurns` timed on `--compare-threads`, with
+  /// `reference`, the median of those on `--threads`; nil without `--compare-threads`.
+  func threadComparison(_ compared: [Double], against reference: Double) -> ThreadComparison? {
+    compareThreads.map { threads in
+      let m = median(compared)
+      return ThreadComparison(threads: threads, median: m, runs: compared, speedup: m / reference)
+    }
   }
 
   /// ``timedInTurns(passes:_:)`` for a body that needs not know which run it is.

@@ -122,7 +122,7 @@ struct Bench: ParsableCommand {
       }
     }
     let m = median(times), peak = Allocator.peakBytes - base
-    let comparison = compareThreads.map { (threads: $0, median: median(compared), steps: compared, speedup: median(compared) / m) }
+    let comparison = threadComparison(compared, against: m)
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
     let rss = peakResidentBytes()
     // Every process's peak, for rank 0 to report.
@@ -153,7 +153,7 @@ struct Bench: ParsableCommand {
         syncBatchNorm: distributedOptions.syncBatchNorm, gradientOverlap: parallel.map { $0.overlap.rawValue },
         reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, reductionHiddenFractionMedian: parallel.map { _ in median(hidden) },
         peakResidentBytesPerProcess: residentPerProcess, compareThreads: comparison?.threads,
-        compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.steps, speedup: comparison?.speedup))
+        compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.runs, speedup: comparison?.speedup))
     } else {
       let distributed = parallel.map {
         ", \(processes) processes (gradient overlap \($0.overlap.rawValue)\($0.synchronizesBatchNorm ? ", synchronized batch norm" : ""))"
@@ -198,7 +198,7 @@ struct Bench: ParsableCommand {
     openblas_set_num_threads(1)
     let (apiTimes, compared) = timedInTurns(passes: repeats, api)
     let d = median(directTimes), t = median(apiTimes), flops = 2 * pow(Double(n), 3)
-    let comparison = compareThreads.map { (threads: $0, median: median(compared), speedup: median(compared) / t) }
+    let comparison = threadComparison(compared, against: t)
     if json {
       struct Output: Encodable {
         var kernel: String, size: Int, threads: Int, directSecondsMedian: Double, tensorSecondsMedian: Double, ratio: Double, tensorGflops: Double
@@ -209,7 +209,7 @@ struct Bench: ParsableCommand {
       try printJSON(Output(
         kernel: "matmul", size: n, threads: Parallel.threadCount, directSecondsMedian: d, tensorSecondsMedian: t, ratio: t / d,
         tensorGflops: flops / t / 1e9, compareThreads: comparison?.threads, compareTensorSecondsMedian: comparison?.median,
-        compareTensorSeconds: comparison.map { _ in compared }, speedup: comparison?.speedup))
+        compareTensorSeconds: comparison?.runs, speedup: comparison?.speedup))
     } else {
       print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(directTimes.count):")
       print(String(format: "  cblas_sgemm direct  %.5f s  %.1f GFLOP/s", d, flops / d / 1e9))
