@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test docs examples bench bench-matmul compare compare-models sweep
+.PHONY: deps demo test docs examples bench bench-matmul compare compare-models compare-threads sweep
 
 # OpenBLAS, zlib and Open MPI (found through pkg-config; mpirun for distributed runs) are the system
 # dependencies.
@@ -83,6 +83,12 @@ compare-models: deps
 	python3 Scripts/compare.py --model mobilenetv2 --convs standard,multiception --batch 64 --steps 3 --rounds 3 --modes plain,efficient,planned
 	python3 Scripts/compare.py --model seresnet56 --convs standard --batch 128 --steps 3 --rounds 3 --modes plain,efficient,planned
 	python3 Scripts/compare.py --model shakenet26-2x96d --convs standard --batch 32 --steps 3 --rounds 3 --modes plain,efficient,planned
+
+# Two threads against one, in turns, Reprise beside PyTorch: ResNet-20 batch 128, the pool's own 2048 x 2048
+# product (what the host gives a second core's arithmetic), DenseNet-BC-100 batch 64; three sets.
+compare-threads: deps
+	swift build -c release --product reprise
+	python3 Scripts/compare-threads.py --sets 3
 
 # Peak memory against depth (40 to 250), plain and memory-efficient: docs/memory-vs-depth.csv and .svg.
 sweep: deps

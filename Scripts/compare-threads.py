@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Two threads against one, Reprise beside PyTorch, in sets run one after another (never in CI).
+
+Usage (after `swift build -c release --product reprise`):
+  PYTHON=/path/to/python-with-torch python3 Scripts/compare-threads.py [--sets 3] [--threads 2] [--compare-threads 1]
+
+Each set runs, in this order, each on both thread counts in turns:
+  - Reprise's ResNet-20 step (batch 128) and PyTorch's (Scripts/torch_models.py), each within its own
+    process, a step on one count and then one on the other;
+  - the pool's own matrix product of 2048 x 2048 (`reprise bench --kernel matmul`): bound by the
+    multiply-add units alone, so its speedup is what the host gives a second core's arithmetic in
+    those minutes, the ceiling for a step's;
+  - Reprise's DenseNet-BC-100 step (batch 64), in turns within its process, and PyTorch's
+    (../shared/anchors/torch_densenet.py, which takes one thread count a run), in runs that
+    alternate between the counts.
+A host whose other tenants take a share of the cores moves every speedup between sets; the ratios
+within a set, taken minutes apart at most, are the comparison. Without PYTHON (or without torch in
+it), only Reprise's and the product's columns are filled.
+"""
+import argparse, json, os, statistics, subprocess, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOL = os.path.join(ROOT, ".build", "release", "reprise")
+ANCHOR = os.path.join(ROOT, "..", "shared", "anchors", "torch_densenet.py")
+
+
+def json_line(command):
+    """Runs `command` and returns the last line of its output that parses as a JSON object."""
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    sys.exit(f"{' '.join(command)} printed no JSON:\n{result.stdout[-2000:]}")
+
+
+def reprise(arguments, threads, compare):
+    d = json_line([TOOL, "bench", *arguments, "--threads", str(threads), "--compare-threads", str(compare), "--json"])
+    return d["speedup"]
+
+
+def torch_resnet20(python, threads, compare):
+    d = json_line([python, os.path.join(HERE, "torch_models.py"), "resnet20", "standard", "128", "0", "10",
+                   str(threads), str(compare)])
+    return d["speedup"]
+
+
+def torch_densenet(python, threads, compare, runs=2):
+    """The anchor's median step on `threads` against `compare`, from runs alternating between them."""
+    steps = {threads: [], compare: []}
+    for _ in range(runs):
+        for count in (threads, compare):
+            d = json_line([python, ANCHOR, "100", "12", "64", "0", "4", str(count)])
+            steps[count].append(d["step_s_median"])
+    return statistics.median(steps[compare]) / statistics.median(steps[threads])
+
+
+def has_torch(python):
+    return python and subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compare-threads", type=int, default=1)
+    args = parser.parse_args()
+    if not os.path.exists(TOOL):
+        sys.exit(f"{TOOL} is missing: run `swift build -c release --product reprise` first")
+    python = os.environ.get("PYTHON")
+    torch = has_torch(python)
+    if not torch:
+        print("PYTHON is unset or has no torch: PyTorch's columns stay empty", file=sys.stderr)
+    t, c = args.threads, args.compare_threads
+    columns = ["Reprise ResNet-20", "PyTorch ResNet-20", "matmul 2048", "Reprise DenseNet-BC-100", "PyTorch DenseNet-BC-100"]
+    rows = []
+    print(f"speedup of {t} threads over {c}, sets in order")
+    print("| set | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for s in range(args.sets):
+        row = [
+            reprise(["--model", "resnet20", "--batch-size", "128", "--steps", "20"], t, c),
+            torch_resnet20(python, t, c) if torch else None,
+            reprise(["--kernel", "matmul", "--size", "2048", "--steps", "10"], t, c),
+            reprise(["--model", "densenet-bc", "--depth", "100", "--batch-size", "64", "--steps", "8"], t, c),
+            torch_densenet(python, t, c) if torch else None,
+        ]
+        rows.append(row)
+        print(f"| {s + 1} | " + " | ".join("" if v is None else f"{v:.2f}x" for v in row) + " |", flush=True)
+    medians = [statistics.median([r[i] for r in rows]) if rows[0][i] is not None else None for i in range(len(columns))]
+    print("| median | " + " | ".join("" if v is None else f"{v:.2f}x" for v in medians) + " |")
+
+
+if __name__ == "__main__":
+    main()
