@@ -14,7 +14,9 @@ Each set runs, in this order, each on both thread counts in turns:
     (../shared/anchors/torch_densenet.py, which takes one thread count a run), in runs that
     alternate between the counts.
 A host whose other tenants take a share of the cores moves every speedup between sets; the ratios
-within a set, taken minutes apart at most, are the comparison. Without PYTHON (or without torch in
+within a set, taken minutes apart at most, are the comparison. Each set starts with the round trip
+of a cache line between the two cores (`reprise bench --kernel roundtrip`), which tells whether the
+host placed them on one die (about 60-130 ns) or on two (330-530 ns; docs/performance.md#two-dies). Without PYTHON (or without torch in
 it), only Reprise's and the product's columns are filled.
 """
 import argparse, json, os, statistics, subprocess, sys
@@ -74,12 +76,13 @@ def main():
     if not torch:
         print("PYTHON is unset or has no torch: PyTorch's columns stay empty", file=sys.stderr)
     t, c = args.threads, args.compare_threads
-    columns = ["Reprise ResNet-20", "PyTorch ResNet-20", "matmul 2048", "Reprise DenseNet-BC-100", "PyTorch DenseNet-BC-100"]
+    columns = ["round trip", "Reprise ResNet-20", "PyTorch ResNet-20", "matmul 2048", "Reprise DenseNet-BC-100", "PyTorch DenseNet-BC-100"]
     rows = []
     print(f"speedup of {t} threads over {c}, sets in order")
     print("| set | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for s in range(args.sets):
+        trip = json_line([TOOL, "bench", "--kernel", "roundtrip", "--json"])["nanosecondsMedian"]
         row = [
             reprise(["--model", "resnet20", "--batch-size", "128", "--steps", "20"], t, c),
             torch_resnet20(python, t, c) if torch else None,
@@ -88,9 +91,13 @@ def main():
             torch_densenet(python, t, c) if torch else None,
         ]
         rows.append(row)
-        print(f"| {s + 1} | " + " | ".join("" if v is None else f"{v:.2f}x" for v in row) + " |", flush=True)
-    medians = [statistics.median([r[i] for r in rows]) if rows[0][i] is not None else None for i in range(len(columns))]
-    print("| median | " + " | ".join("" if v is None else f"{v:.2f}x" for v in medians) + " |")
+        print(f"| {s + 1} | {trip:.0f} ns | " + " | ".join(speedup(v) for v in row) + " |", flush=True)
+    medians = [statistics.median([r[i] for r in rows]) if rows[0][i] is not None else None for i in range(len(columns) - 1)]
+    print("| median | | " + " | ".join(speedup(v) for v in medians) + " |")
+
+
+def speedup(value):
+    return "" if value is None else f"{value:.2f}x"
 
 
 if __name__ == "__main__":
