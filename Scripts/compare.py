@@ -18,7 +18,9 @@ side's fastest step over all rounds, and for each side what the memory-efficient
 plain: the median of the rounds' own ratios.
 PyTorch's side runs ../shared/anchors/torch_densenet.py for DenseNet-BC and Scripts/torch_models.py for
 the others, when `import torch` works (set PYTHON to the interpreter that has it); otherwise only
-Reprise's side is measured. The parameter counts of both sides are compared. Never part of CI."""
+Reprise's side is measured. The parameter counts of both sides are compared, and the multiply-accumulates of
+one image (`reprise summary` against Scripts/torch_models.py's count) where PyTorch's side counts them. Never
+part of CI."""
 import argparse, csv, json, os, subprocess, sys
 
 def reprise(model_args, batch, steps, threads, plan_args):
@@ -27,6 +29,11 @@ def reprise(model_args, batch, steps, threads, plan_args):
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     return {"step": result["stepSecondsMedian"], "fastest": result["stepSecondsMin"], "rssMiB": result["peakResidentBytes"] / 2**20, "tensorMiB": result["peakBytes"] / 2**20,
             "params": result["parameters"]}
+
+def summary_macs(model_args):
+    """Reprise's multiply-accumulates of one image of the model (`reprise summary --json`)."""
+    command = [".build/release/reprise", "summary"] + model_args + ["--json"]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)["macs"]
 
 def round_trip():
     """The cache-line round trip between two threads (`reprise bench --kernel roundtrip`), in ns: about 60-80
@@ -40,7 +47,8 @@ def pytorch(python, script, script_args, batch, steps, threads, efficient):
         return None
     command = [python, script] + script_args(batch, int(efficient), steps) + [str(threads)]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    return {"step": result["step_s_median"], "fastest": result["step_s_min"], "rssMiB": result["peak_rss_mib"], "params": result["params"]}
+    return {"step": result["step_s_median"], "fastest": result["step_s_min"], "rssMiB": result["peak_rss_mib"], "params": result["params"],
+            "macs": result.get("macs")}
 
 def smallest_peak_plan(model_args, batch, threads, path):
     """Writes the planner's plan of the smallest peak it reaches (`reprise plan --budget-fraction 0`) to path."""
@@ -134,6 +142,7 @@ def main():
         if "planned" in modes:
             path = f"/tmp/reprise-compare-plan-{os.getpid()}.json"
             plan_args["planned"] = ["--plan", smallest_peak_plan(model_args, args.batch, args.threads, path)]
+        macs = summary_macs(model_args)
         measured = {mode: [] for mode in modes}
         trips = {mode: [] for mode in modes}
         for _ in range(args.rounds):
@@ -161,6 +170,9 @@ def main():
                 line += f"  fastest steps {fastest:.2f}"
                 if rounds[0][0]["params"] != rounds[0][1]["params"]:
                     line += f"  PARAMETERS DIFFER: Reprise {rounds[0][0]['params']}, PyTorch {rounds[0][1]['params']}"
+                # The anchor of DenseNet-BC does not count them; torch_models.py does.
+                if rounds[0][1]["macs"] is not None and rounds[0][1]["macs"] != macs:
+                    line += f"  MULTIPLY-ACCUMULATES DIFFER: Reprise {macs}, PyTorch {rounds[0][1]['macs']}"
             else:
                 line += f"{'(no torch)':>12} {'':>8} |"
             print(line, flush=True)

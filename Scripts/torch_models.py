@@ -9,9 +9,9 @@ printed so the caller can check them against `reprise bench`.
 Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREADS [COMPARE_THREADS]]
        python torch_models.py resnet20|seresnet56|shakenet26-2x96d|mobilenetv2 CONV BATCH EFFICIENT(0/1) STEPS [THREADS [COMPARE_THREADS]]
 Prints one JSON line (the keys of ../shared/anchors/torch_densenet.py): params, median step seconds,
-peak RSS MiB. With COMPARE_THREADS, as many steps on that many threads take turns with those on
-THREADS, as `reprise bench --compare-threads` takes them, and the line adds their median and the
-speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
+peak RSS MiB; and macs, the multiply-accumulates of one image as `reprise summary` counts them. With
+COMPARE_THREADS, as many steps on that many threads take turns with those on THREADS, as `reprise
+bench --compare-threads` takes them, and the line adds their median and the speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
 import json, resource, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.utils.checkpoint as cp
@@ -251,6 +251,25 @@ class MobileNetV2(nn.Module):
         return self.fc(F.dropout(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1), 0.2, self.training))
 
 
+def multiply_accumulates(model):
+    """The multiply-accumulates of the model's convolutions and linear layers for one 3x32x32 image (as
+    `reprise summary` counts them), from one forward pass in eval mode with hooks."""
+    total, training = [0], model.training
+    def count(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total[0] += output[0].numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            total[0] += module.in_features * module.out_features
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    for hook in hooks: hook.remove()
+    model.train(training)
+    return total[0]
+
+
 if __name__ == "__main__":
     name, args = sys.argv[1], sys.argv[2:]
     if name == "seqresnet":
@@ -296,4 +315,5 @@ if __name__ == "__main__":
     if len(counts) == 2:
         result.update({"compare_threads": counts[1], "compare_step_s_median": median(compared), "compare_step_s": compared,
                        "speedup": median(compared) / result["step_s_median"]})
+    result["macs"] = multiply_accumulates(model)  # after the timed steps and the peak RSS: it changes neither
     print(json.dumps(result))
