@@ -16,10 +16,12 @@ Each set runs, in this order, each on both thread counts in turns:
 A host whose other tenants take a share of the cores moves every speedup between sets; the ratios
 within a set, taken minutes apart at most, are the comparison. Each set starts with the round trip
 of a cache line between the two cores (`reprise bench --kernel roundtrip`), which tells whether the
-host placed them on one die (about 60-130 ns) or on two (330-530 ns; docs/performance.md#two-dies). Without PYTHON (or without torch in
-it), only Reprise's and the product's columns are filled.
+host placed them on one die (about 60-130 ns) or on two (330-530 ns; docs/performance.md#two-dies).
+PyTorch's interpreter is found as Scripts/compare.py finds it (PYTHON, then this one, then python3);
+without one that has torch, only Reprise's and the product's columns are filled.
 """
 import argparse, json, os, statistics, subprocess, sys
+from compare import round_trip, torch_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -59,22 +61,21 @@ def torch_densenet(python, threads, compare, runs=2):
     return statistics.median(steps[compare]) / statistics.median(steps[threads])
 
 
-def has_torch(python):
-    return python and subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare-threads", type=int, default=1)
     args = parser.parse_args()
+    if args.sets < 1:
+        parser.error(f"--sets must be at least 1, got {args.sets}")
     if not os.path.exists(TOOL):
         sys.exit(f"{TOOL} is missing: run `swift build -c release --product reprise` first")
-    python = os.environ.get("PYTHON")
-    torch = has_torch(python)
+    os.chdir(ROOT)  # compare.py's helpers run the tool from the repository's root
+    python = torch_python()
+    torch = python is not None
     if not torch:
-        print("PYTHON is unset or has no torch: PyTorch's columns stay empty", file=sys.stderr)
+        print("no interpreter with torch (PYTHON, this one, python3): PyTorch's columns stay empty", file=sys.stderr)
     t, c = args.threads, args.compare_threads
     columns = ["round trip", "Reprise ResNet-20", "PyTorch ResNet-20", "matmul 2048", "Reprise DenseNet-BC-100", "PyTorch DenseNet-BC-100"]
     rows = []
@@ -82,7 +83,7 @@ def main():
     print("| set | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for s in range(args.sets):
-        trip = json_line([TOOL, "bench", "--kernel", "roundtrip", "--json"])["nanosecondsMedian"]
+        trip = round_trip()
         row = [
             reprise(["--model", "resnet20", "--batch-size", "128", "--steps", "20"], t, c),
             torch_resnet20(python, t, c) if torch else None,

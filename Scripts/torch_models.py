@@ -11,7 +11,8 @@ Usage: python torch_models.py seqresnet K R N BATCH EFFICIENT(0/1) STEPS [THREAD
 Prints one JSON line (the keys of ../shared/anchors/torch_densenet.py): params, median step seconds,
 peak RSS MiB; and macs, the multiply-accumulates of one image as `reprise summary` counts them. With
 COMPARE_THREADS, as many steps on that many threads take turns with those on THREADS, as `reprise
-bench --compare-threads` takes them, and the line adds their median and the speedup. One SGD step (Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
+bench --compare-threads` takes them, and the line adds their median and the speedup. One SGD step
+(Nesterov momentum 0.9, weight decay 1e-4) on random 3x32x32 images per step."""
 import json, resource, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.utils.checkpoint as cp
