@@ -23,7 +23,7 @@ extension Bench {
     var a = Tensor(randomNormal: [count], using: &random)
     let b = Tensor(randomNormal: [count], using: &random)
     // The sums grow by b each pass and stay finite: b is unit normal, and --steps allows a million passes.
-    let (times, compared) = timedInTurns(passes: steps) { a += b }
+    let (times, compared, _, _) = timedInTurns(passes: steps) { a += b }
     let bytes = Double(12 * count), m = median(times)
     let comparison = threadComparison(compared, against: m)
     if json {
@@ -57,22 +57,32 @@ extension Bench {
   /// count: the first run after a switch pays for waking the cores the turn before left idle, and
   /// would charge the count with more threads for it (docs/performance.md#threads-in-turn).
   /// Without `--compare-threads`, one untimed run and then all the timed ones. `body` is told
-  /// whether the run is timed and at the compared count.
-  func timedInTurns(passes: Int, _ body: (_ timed: Bool, _ comparing: Bool) -> Void) -> (times: [Double], compared: [Double]) {
+  /// whether the run is timed and at the compared count. With the seconds come what the pool's
+  /// threads did in the timed runs on each count (``Parallel/measuringWork(_:)``).
+  func timedInTurns(passes: Int, _ body: (_ timed: Bool, _ comparing: Bool) -> Void)
+    -> (times: [Double], compared: [Double], work: PoolWork, comparedWork: PoolWork)
+  {
     let threads = Parallel.threadCount, perTurn = compareThreads == nil ? passes : Bench.stepsPerTurn
     var times: [Double] = [], compared: [Double] = [], turn = 0
+    var work = PoolWork(threads: threads), comparedWork = PoolWork(threads: compareThreads ?? 0)
     while times.count < passes || (compareThreads != nil && compared.count < passes) {
       let comparing = compareThreads != nil && turn % 2 == 1
       if let compareThreads { Parallel.setThreadCount(comparing ? compareThreads : threads) }
       for s in 0...min(perTurn, passes - (comparing ? compared.count : times.count)) {
-        let t = seconds { body(s > 0, comparing) }
+        let (t, runWork) = Parallel.measuringWork { seconds { body(s > 0, comparing) } }
         if s == 0 { continue }
-        if comparing { compared.append(t) } else { times.append(t) }
+        if comparing {
+          compared.append(t)
+          comparedWork += runWork
+        } else {
+          times.append(t)
+          work += runWork
+        }
       }
       turn += 1
     }
     Parallel.setThreadCount(threads)
-    return (times, compared)
+    return (times, compared, work, comparedWork)
   }
 
   /// With `--compare-threads`, the runs on its count against those on `--threads`.
@@ -92,8 +102,38 @@ extension Bench {
     }
   }
 
+  /// What the pool's threads did over the timed steps on one thread count, per step.
+  struct PoolSummary {
+    /// The seconds each thread ran jobs' indices in a step, on average.
+    let busySecondsPerStep: [Double]
+    /// The share of the threads' time (their number times the steps' seconds) spent running indices.
+    let busyFraction: Double
+    /// The share of the indices a thread took from another thread's share.
+    let takenFraction: Double
+
+    init(_ work: PoolWork, seconds: [Double]) {
+      let steps = Double(max(1, seconds.count)), threads = Double(max(1, work.busySeconds.count))
+      busySecondsPerStep = work.busySeconds.map { $0 / steps }
+      busyFraction = work.totalBusySeconds / (threads * max(seconds.reduce(0, +), .leastNonzeroMagnitude))
+      takenFraction = work.takenFraction
+    }
+
+    /// The seconds all threads ran indices in a step.
+    var totalBusySecondsPerStep: Double { busySecondsPerStep.reduce(0, +) }
+
+    /// How much longer the same jobs took here than in `other`, another thread count's steps: the
+    /// ratio of the seconds all threads ran indices in a step; nil where `other` ran none.
+    ///
+    /// A speedup is the product of three factors: the threads' counts, the ratio of their busy
+    /// fractions, and the inverse of this ratio, which a host whose cores slow each other down
+    /// (shared caches, memory, a core's sibling busy with another tenant) raises above 1.
+    func busyTimeRatio(to other: PoolSummary) -> Double? {
+      other.totalBusySecondsPerStep > 0 ? totalBusySecondsPerStep / other.totalBusySecondsPerStep : nil
+    }
+  }
+
   /// ``timedInTurns(passes:_:)`` for a body that needs not know which run it is.
-  func timedInTurns(passes: Int, _ body: () -> Void) -> (times: [Double], compared: [Double]) {
+  func timedInTurns(passes: Int, _ body: () -> Void) -> (times: [Double], compared: [Double], work: PoolWork, comparedWork: PoolWork) {
     timedInTurns(passes: passes) { _, _ in body() }
   }
 }

@@ -110,9 +110,10 @@ struct Bench: ParsableCommand {
     let base = Allocator.liveBytes
     Allocator.resetPeak()
     var times: [Double] = [], compared: [Double] = [], waits: [Double] = [], hidden: [Double] = []
+    var work = PoolWork(threads: 0), comparedWork = PoolWork(threads: 0)
     let threads = Parallel.threadCount
     try withCheckpointPlan(plan, in: model) {
-      (times, compared) = timedInTurns(passes: steps) { timed, comparing in
+      (times, compared, work, comparedWork) = timedInTurns(passes: steps) { timed, comparing in
         if let parallel {
           parallel.trainStep(optimizer: optimizer, images: images, labels: labels, globalBatchSize: batchSize)
         } else {
@@ -123,6 +124,7 @@ struct Bench: ParsableCommand {
     }
     let m = median(times), peak = Allocator.peakBytes - base
     let comparison = threadComparison(compared, against: m)
+    let pool = PoolSummary(work, seconds: times), comparedPool = comparison.map { _ in PoolSummary(comparedWork, seconds: compared) }
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
     let rss = peakResidentBytes()
     // Every process's peak, for rank 0 to report.
@@ -143,6 +145,12 @@ struct Bench: ParsableCommand {
         /// With --compare-threads: its thread count, its steps' median and every step, and the
         /// speedup of --threads over it (the ratio of the medians).
         var compareThreads: Int?, compareStepSecondsMedian: Double?, compareStepSeconds: [Double]?, speedup: Double?
+        /// The seconds each thread ran the pool's jobs in a step, their share of the threads' time,
+        /// and the share of indices taken from another thread's share (Parallel.measuringWork).
+        var busySecondsPerStep: [Double], busyFraction: Double, takenIndexFraction: Double
+        /// With --compare-threads: the same on its count, and the ratio of all threads' seconds in
+        /// jobs a step on --threads to those on it: how much longer the same work took.
+        var compareBusySecondsPerStep: [Double]?, compareBusyFraction: Double?, busyTimeRatio: Double?
       }
       try printJSON(Output(
         model: modelOptions.networkLabel(for: state), batchSize: batchSize, memoryEfficient: memoryEfficient,
@@ -153,7 +161,10 @@ struct Bench: ParsableCommand {
         syncBatchNorm: distributedOptions.syncBatchNorm, gradientOverlap: parallel.map { $0.overlap.rawValue },
         reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, reductionHiddenFractionMedian: parallel.map { _ in median(hidden) },
         peakResidentBytesPerProcess: residentPerProcess, compareThreads: comparison?.threads,
-        compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.runs, speedup: comparison?.speedup))
+        compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.runs, speedup: comparison?.speedup,
+        busySecondsPerStep: pool.busySecondsPerStep, busyFraction: pool.busyFraction, takenIndexFraction: pool.takenFraction,
+        compareBusySecondsPerStep: comparedPool?.busySecondsPerStep, compareBusyFraction: comparedPool?.busyFraction,
+        busyTimeRatio: comparedPool.flatMap { pool.busyTimeRatio(to: $0) }))
     } else {
       let distributed = parallel.map {
         ", \(processes) processes (gradient overlap \($0.overlap.rawValue)\($0.synchronizesBatchNorm ? ", synchronized batch norm" : ""))"
@@ -165,6 +176,15 @@ struct Bench: ParsableCommand {
         print(String(
           format: "  median step on %@, in turn: %.4f s; %@ are %.2fx as fast", Bench.threadsLabel(comparison.threads), comparison.median,
           Bench.threadsLabel(threads), comparison.speedup))
+      }
+      print(String(
+        format: "  pool jobs: %.0f%% of the threads' time, %.4f s a step over all threads, %.1f%% of indices taken from another's share",
+        100 * pool.busyFraction, pool.totalBusySecondsPerStep, 100 * pool.takenFraction))
+      if let comparison, let comparedPool, let ratio = pool.busyTimeRatio(to: comparedPool) {
+        print(String(
+          format: "  pool jobs on %@, in turn: %.0f%% of the threads' time, %.4f s a step; on %@ the same work took %.2fx as long",
+          Bench.threadsLabel(comparison.threads), 100 * comparedPool.busyFraction, comparedPool.totalBusySecondsPerStep,
+          Bench.threadsLabel(threads), ratio))
       }
       if parallel != nil {
         print(String(format: "  after backward: %.0f%% of the gradient bytes reduced (median), median wait for the rest %.4f s", 100 * median(hidden), median(waits)))
@@ -196,7 +216,7 @@ struct Bench: ParsableCommand {
     direct()
     let directTimes = (0..<repeats).map { _ in seconds(direct) }
     openblas_set_num_threads(1)
-    let (apiTimes, compared) = timedInTurns(passes: repeats, api)
+    let (apiTimes, compared, _, _) = timedInTurns(passes: repeats, api)
     let d = median(directTimes), t = median(apiTimes), flops = 2 * pow(Double(n), 3)
     let comparison = threadComparison(compared, against: t)
     if json {

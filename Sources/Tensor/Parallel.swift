@@ -6,7 +6,7 @@ import COpenBLAS
 /// into blocks here, like every other loop. Two thread pools on the same cores (OpenBLAS's spinning
 /// workers and Reprise's) would take turns busy-waiting; one pool never does.
 public enum Parallel {
-  nonisolated(unsafe) private static var pool = ThreadPool(workerCount: defaultThreadCount() - 1)
+  nonisolated(unsafe) private(set) static var pool = ThreadPool(workerCount: defaultThreadCount() - 1)
 
   /// The number of threads kernels and OpenBLAS use.
   public static var threadCount: Int { pool.workerCount + 1 }

@@ -16,8 +16,18 @@ import Synchronization
 /// own caches. Where the processor's cores do not share a last-level cache (two dies), a share
 /// that moved between threads would cross between the dies for every line; a late thread (a
 /// worker waking, a busy core) still loses its work to the others rather than holding them up.
+///
+/// While ``measuring`` is set, each thread times the indices it runs into counters of its own
+/// (``Parallel/measuringWork(_:)``).
 final class ThreadPool: @unchecked Sendable {
   private(set) var workerCount = 0
+  /// While true, every index a thread runs is timed into its counters (``record(_:nanoseconds:indices:taken:)``).
+  let measuring = Atomic<Bool>(false)
+  /// Per thread, ``cursorStride`` slots apart: nanoseconds spent running indices, indices run,
+  /// and those of them taken from another thread's block. Each thread writes its own only.
+  private let counters: UnsafeMutablePointer<Atomic<Int>>
+  /// Cursor and counter slots allocated: `cursorStride` per thread asked for.
+  private let slots: Int
   private let generation = Atomic<Int>(0)
   /// The next index of each thread's block, one cache line apart, tagged with the job's generation
   /// (``tagged(_:generation:)``); ``closed`` between jobs.
@@ -50,9 +60,11 @@ final class ThreadPool: @unchecked Sendable {
   private static let cursorStride = 8
 
   init(workerCount: Int) {
-    let slots = (workerCount + 1) * ThreadPool.cursorStride
+    slots = (workerCount + 1) * ThreadPool.cursorStride
     cursors = .allocate(capacity: slots)
     for i in 0..<slots { (cursors + i).initialize(to: Atomic(ThreadPool.closed)) }
+    counters = .allocate(capacity: slots)
+    for i in 0..<slots { (counters + i).initialize(to: Atomic(0)) }
     pthread_mutex_init(&mutex, nil)
     pthread_cond_init(&condition, nil)
     // A worker that cannot be started (a thread or memory limit) is left out: the pool runs with
@@ -75,8 +87,10 @@ final class ThreadPool: @unchecked Sendable {
   }
 
   deinit {
-    cursors.deinitialize(count: (workerCount + 1) * ThreadPool.cursorStride)
+    cursors.deinitialize(count: slots)
     cursors.deallocate()
+    counters.deinitialize(count: slots)
+    counters.deallocate()
   }
 
   /// Stops the workers (after any running job) and waits for them.
@@ -96,6 +110,17 @@ final class ThreadPool: @unchecked Sendable {
     guard count > 1, workerCount > 0,
       busy.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
     else {
+      // Timed only when the pool is free: a job started from inside a job is part of that job's
+      // index, which is timed already.
+      if measuring.load(ordering: .relaxed), count > 0,
+        busy.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
+      {
+        let start = ThreadPool.nanoseconds()
+        for i in 0..<count { body(i, 0) }
+        record(0, nanoseconds: ThreadPool.nanoseconds() - start, indices: count, taken: 0)
+        busy.store(false, ordering: .sequentiallyConsistent)
+        return
+      }
       for i in 0..<count { body(i, 0) }
       return
     }
@@ -130,6 +155,37 @@ final class ThreadPool: @unchecked Sendable {
     cursors + thread * ThreadPool.cursorStride
   }
 
+  /// Adds to `thread`'s counters; only that thread calls this, so a load and a store suffice.
+  private func record(_ thread: Int, nanoseconds: Int, indices: Int, taken: Int) {
+    let c = counters + thread * ThreadPool.cursorStride
+    func add(_ slot: Int, _ value: Int) { (c + slot).pointee.store((c + slot).pointee.load(ordering: .relaxed) + value, ordering: .relaxed) }
+    add(0, nanoseconds)
+    add(1, indices)
+    add(2, taken)
+  }
+
+  /// Each thread's counters: nanoseconds running indices, indices run, and those taken from
+  /// another thread's block. Read them between jobs: a job's end orders its threads' counts
+  /// before `run` returns.
+  func counts() -> [(nanoseconds: Int, indices: Int, taken: Int)] {
+    (0...workerCount).map { t in
+      let c = counters + t * ThreadPool.cursorStride
+      return (c.pointee.load(ordering: .relaxed), (c + 1).pointee.load(ordering: .relaxed), (c + 2).pointee.load(ordering: .relaxed))
+    }
+  }
+
+  /// Zeroes every thread's counters. Call between jobs.
+  func resetCounts() {
+    for i in 0..<slots { (counters + i).pointee.store(0, ordering: .relaxed) }
+  }
+
+  /// The monotonic clock in nanoseconds.
+  private static func nanoseconds() -> Int {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return t.tv_sec * 1_000_000_000 + t.tv_nsec
+  }
+
   /// Claims and runs the indices of the job of `generation`, those of `thread`'s block first, then
   /// those left in the other blocks, until none is left or a later job has begun.
   private func work(thread: Int, generation g: Int) {
@@ -151,10 +207,12 @@ final class ThreadPool: @unchecked Sendable {
           ).exchanged
         else { continue }
         active.add(1, ordering: .sequentiallyConsistent)
+        let timing = measuring.load(ordering: .relaxed), start = timing ? ThreadPool.nanoseconds() : 0
         do {
           let body = job!
           body(i, thread)
         }
+        if timing { record(thread, nanoseconds: ThreadPool.nanoseconds() - start, indices: 1, taken: block == thread ? 0 : 1) }
         remaining.subtract(1, ordering: .sequentiallyConsistent)
         active.subtract(1, ordering: .sequentiallyConsistent)
       }

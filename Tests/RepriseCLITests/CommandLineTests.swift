@@ -79,6 +79,8 @@ final class CommandLineTests: XCTestCase {
     let timing = try JSONSerialization.jsonObject(with: Data(bench.out.utf8)) as? [String: Any]
     XCTAssertNotNil(timing?["stepSecondsMedian"] as? Double)
     XCTAssertNil(timing?["speedup"] as? Double)
+    XCTAssertNil(timing?["busyTimeRatio"] as? Double)
+    XCTAssertNotNil(timing?["busyFraction"] as? Double)
     // Two thread counts in turn: each has its own steps, and the speedup is the ratio of their medians.
     let scaling = try reprise(
       "bench", "--depth", "10", "--batch-size", "2", "--steps", "3", "--input-size", "3,8,8", "--threads", "2", "--compare-threads", "1",
@@ -94,6 +96,16 @@ final class CommandLineTests: XCTestCase {
     XCTAssertEqual(comparedMedian, compared.sorted()[1])
     let speedup = try XCTUnwrap(scaled["speedup"] as? Double)
     XCTAssertEqual(speedup, comparedMedian / (try XCTUnwrap(scaled["stepSecondsMedian"] as? Double)), accuracy: 1e-12)
+    // The pool's work on each count: a thread's busy seconds, its share of the threads' time, and
+    // the ratio of the two counts' work, which with the shares gives the ratio of the mean steps.
+    XCTAssertEqual((scaled["busySecondsPerStep"] as? [Double])?.count, 2)
+    XCTAssertEqual((scaled["compareBusySecondsPerStep"] as? [Double])?.count, 1)
+    let (busy, comparedBusy) = (try XCTUnwrap(scaled["busyFraction"] as? Double), try XCTUnwrap(scaled["compareBusyFraction"] as? Double))
+    for fraction in [busy, comparedBusy] { XCTAssert(fraction > 0 && fraction <= 1.01, "busy fraction \(fraction)") }
+    XCTAssert((0...1).contains(try XCTUnwrap(scaled["takenIndexFraction"] as? Double)))
+    let ratio = try XCTUnwrap(scaled["busyTimeRatio"] as? Double)
+    let means = compared.reduce(0, +) / (try XCTUnwrap(scaled["stepSeconds"] as? [Double])).reduce(0, +)
+    XCTAssertEqual(2 * busy / comparedBusy / ratio, means, accuracy: 1e-9 * means)
     let convolution = try reprise(
       "bench", "--kernel", "conv2d", "--batch-size", "2", "--input-size", "4,9,9", "--convolution", "6,3,2,1", "--steps", "1", "--json")
     XCTAssertEqual(convolution.status, 0, convolution.err)

@@ -65,4 +65,74 @@ final class ThreadPoolTests: XCTestCase {
     XCTAssertEqual(inner.load(ordering: .relaxed), 12)
     XCTAssertEqual(wrong.load(ordering: .relaxed), 0)
   }
+
+  /// While measuring, each thread counts the indices it ran, those of them from another thread's
+  /// block, and their time: the counts match what the job saw, a job started inside an index counts
+  /// as part of it, a job on the calling thread alone counts as thread 0's, and nothing counts
+  /// before measuring starts.
+  func testMeasuringCountsEachThreadsIndices() {
+    let pool = ThreadPool(workerCount: 1)
+    defer { pool.shutdown() }
+    pool.run(8) { _, _ in }
+    XCTAssertEqual(pool.counts().map(\.indices), [0, 0], "counted without measuring")
+    pool.measuring.store(true, ordering: .sequentiallyConsistent)
+    let count = 16, own = count / 2, spin = 20_000
+    // Per thread t: the indices it ran, ran(t), and those of them from the other's block, took(t).
+    let slots = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 4)
+    for i in 0..<4 { (slots + i).initialize(to: Atomic(0)) }
+    defer { slots.deallocate() }
+    func ran(_ t: Int) -> UnsafeMutablePointer<Atomic<Int>> { slots + t }
+    func took(_ t: Int) -> UnsafeMutablePointer<Atomic<Int>> { slots + 2 + t }
+    let inner = Atomic<Int>(0)
+    pool.run(count) { i, thread in
+      ran(thread).pointee.add(1, ordering: .relaxed)
+      if (i < own) != (thread == 0) { took(thread).pointee.add(1, ordering: .sequentiallyConsistent) }
+      // The worker's indices wait (bounded) until the caller has taken one of them, so that one is taken.
+      var spins = 0
+      while thread == 1 && took(0).pointee.load(ordering: .sequentiallyConsistent) == 0 && spins < 50_000_000 { spins += 1 }
+      busyWait(nanoseconds: spin)
+      pool.run(3) { _, _ in inner.add(1, ordering: .relaxed) }
+    }
+    pool.run(1) { _, _ in busyWait(nanoseconds: spin) }
+    pool.measuring.store(false, ordering: .sequentiallyConsistent)
+    pool.run(4) { _, _ in }
+    let counts = pool.counts()
+    XCTAssertEqual(inner.load(ordering: .relaxed), 3 * count)
+    XCTAssertEqual(counts.map(\.indices), [ran(0).pointee.load(ordering: .relaxed) + 1, ran(1).pointee.load(ordering: .relaxed)])
+    XCTAssertEqual(counts.map(\.taken), [took(0).pointee.load(ordering: .relaxed), took(1).pointee.load(ordering: .relaxed)])
+    XCTAssertGreaterThan(counts[0].taken, 0, "the caller took none of the worker's indices")
+    XCTAssertGreaterThanOrEqual(counts[0].nanoseconds + counts[1].nanoseconds, (count + 1) * spin)
+    pool.resetCounts()
+    XCTAssertEqual(pool.counts().map(\.nanoseconds), [0, 0])
+  }
+
+  /// `Parallel.measuringWork` returns its body's result and one entry per thread, counting every
+  /// index of the jobs the body ran.
+  func testMeasuringWorkReportsEveryThread() {
+    let (value, work) = Parallel.measuringWork { () -> Int in
+      Parallel.run(10) { _ in busyWait(nanoseconds: 10_000) }
+      return 42
+    }
+    XCTAssertEqual(value, 42)
+    XCTAssertEqual(work.busySeconds.count, Parallel.threadCount)
+    XCTAssertEqual(work.indices.reduce(0, +), 10)
+    XCTAssertGreaterThanOrEqual(work.totalBusySeconds, 10 * 10e-6)
+    XCTAssert((0...1).contains(work.takenFraction))
+    var sum = PoolWork(threads: 1)
+    sum += work
+    sum += work
+    XCTAssertEqual(sum.indices.reduce(0, +), 20)
+    XCTAssertEqual(sum.busySeconds.count, work.busySeconds.count)
+  }
+}
+
+/// Spins for at least `nanoseconds` on the monotonic clock.
+private func busyWait(nanoseconds: Int) {
+  func now() -> Int {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return t.tv_sec * 1_000_000_000 + t.tv_nsec
+  }
+  let end = now() + nanoseconds
+  while now() < end {}
 }
