@@ -104,29 +104,31 @@ extension Bench {
 
   /// What the pool's threads did over the timed steps on one thread count, per step.
   struct PoolSummary {
-    /// The seconds each thread ran jobs' indices in a step, on average.
+    /// The seconds each thread worked in a step, on average (``PoolWork``).
     let busySecondsPerStep: [Double]
-    /// The share of the threads' time (their number times the steps' seconds) spent running indices.
+    /// The share of the threads' time they worked.
     let busyFraction: Double
     /// The share of the indices a thread took from another thread's share.
     let takenFraction: Double
+    /// The share of the time the calling thread waited at the ends of jobs.
+    let waitFraction: Double
 
-    init(_ work: PoolWork, seconds: [Double]) {
-      let steps = Double(max(1, seconds.count)), threads = Double(max(1, work.busySeconds.count))
-      busySecondsPerStep = work.busySeconds.map { $0 / steps }
-      busyFraction = work.totalBusySeconds / (threads * max(seconds.reduce(0, +), .leastNonzeroMagnitude))
+    init(_ work: PoolWork, steps: Int) {
+      busySecondsPerStep = work.busySeconds.map { $0 / Double(max(1, steps)) }
+      busyFraction = work.busyFraction
       takenFraction = work.takenFraction
+      waitFraction = work.seconds > 0 ? work.waitingSeconds / work.seconds : 0
     }
 
-    /// The seconds all threads ran indices in a step.
+    /// The seconds all threads worked in a step.
     var totalBusySecondsPerStep: Double { busySecondsPerStep.reduce(0, +) }
 
-    /// How much longer the same jobs took here than in `other`, another thread count's steps: the
-    /// ratio of the seconds all threads ran indices in a step; nil where `other` ran none.
+    /// How much longer the same steps' work took here than in `other`, another thread count's: the
+    /// ratio of the seconds all threads worked in a step; nil where `other` did none.
     ///
-    /// A speedup is the product of three factors: the threads' counts, the ratio of their busy
-    /// fractions, and the inverse of this ratio, which a host whose cores slow each other down
-    /// (shared caches, memory, a core's sibling busy with another tenant) raises above 1.
+    /// A speedup is the ratio of the thread counts, times that of their busy fractions, divided by
+    /// this ratio, which a host whose cores slow each other down (shared caches and memory, a
+    /// core's sibling busy with another tenant) raises above 1.
     func busyTimeRatio(to other: PoolSummary) -> Double? {
       other.totalBusySecondsPerStep > 0 ? totalBusySecondsPerStep / other.totalBusySecondsPerStep : nil
     }

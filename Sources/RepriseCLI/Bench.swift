@@ -124,7 +124,7 @@ struct Bench: ParsableCommand {
     }
     let m = median(times), peak = Allocator.peakBytes - base
     let comparison = threadComparison(compared, against: m)
-    let pool = PoolSummary(work, seconds: times), comparedPool = comparison.map { _ in PoolSummary(comparedWork, seconds: compared) }
+    let pool = PoolSummary(work, steps: times.count), comparedPool = comparison.map { _ in PoolSummary(comparedWork, steps: compared.count) }
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
     let rss = peakResidentBytes()
     // Every process's peak, for rank 0 to report.
@@ -145,9 +145,10 @@ struct Bench: ParsableCommand {
         /// With --compare-threads: its thread count, its steps' median and every step, and the
         /// speedup of --threads over it (the ratio of the medians).
         var compareThreads: Int?, compareStepSecondsMedian: Double?, compareStepSeconds: [Double]?, speedup: Double?
-        /// The seconds each thread ran the pool's jobs in a step, their share of the threads' time,
-        /// and the share of indices taken from another thread's share (Parallel.measuringWork).
-        var busySecondsPerStep: [Double], busyFraction: Double, takenIndexFraction: Double
+        /// The seconds each thread worked in a step, their share of the threads' time, the share of
+        /// indices taken from another thread's share, and the share of the time the calling thread
+        /// waited at the ends of jobs (Parallel.measuringWork).
+        var busySecondsPerStep: [Double], busyFraction: Double, takenIndexFraction: Double, callerWaitFraction: Double
         /// With --compare-threads: the same on its count, and the ratio of all threads' seconds in
         /// jobs a step on --threads to those on it: how much longer the same work took.
         var compareBusySecondsPerStep: [Double]?, compareBusyFraction: Double?, busyTimeRatio: Double?
@@ -163,6 +164,7 @@ struct Bench: ParsableCommand {
         peakResidentBytesPerProcess: residentPerProcess, compareThreads: comparison?.threads,
         compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.runs, speedup: comparison?.speedup,
         busySecondsPerStep: pool.busySecondsPerStep, busyFraction: pool.busyFraction, takenIndexFraction: pool.takenFraction,
+        callerWaitFraction: pool.waitFraction,
         compareBusySecondsPerStep: comparedPool?.busySecondsPerStep, compareBusyFraction: comparedPool?.busyFraction,
         busyTimeRatio: comparedPool.flatMap { pool.busyTimeRatio(to: $0) }))
     } else {
@@ -178,11 +180,11 @@ struct Bench: ParsableCommand {
           Bench.threadsLabel(threads), comparison.speedup))
       }
       print(String(
-        format: "  pool jobs: %.0f%% of the threads' time, %.4f s a step over all threads, %.1f%% of indices taken from another's share",
-        100 * pool.busyFraction, pool.totalBusySecondsPerStep, 100 * pool.takenFraction))
+        format: "  threads worked %.1f%% of their time, %.4f s a step in all; the caller waited %.1f%% at jobs' ends; %.1f%% of indices taken",
+        100 * pool.busyFraction, pool.totalBusySecondsPerStep, 100 * pool.waitFraction, 100 * pool.takenFraction))
       if let comparison, let comparedPool, let ratio = pool.busyTimeRatio(to: comparedPool) {
         print(String(
-          format: "  pool jobs on %@, in turn: %.0f%% of the threads' time, %.4f s a step; on %@ the same work took %.2fx as long",
+          format: "  on %@, in turn: threads worked %.1f%% of their time, %.4f s a step; on %@ the same work took %.2fx as long",
           Bench.threadsLabel(comparison.threads), 100 * comparedPool.busyFraction, comparedPool.totalBusySecondsPerStep,
           Bench.threadsLabel(threads), ratio))
       }
@@ -216,20 +218,25 @@ struct Bench: ParsableCommand {
     direct()
     let directTimes = (0..<repeats).map { _ in seconds(direct) }
     openblas_set_num_threads(1)
-    let (apiTimes, compared, _, _) = timedInTurns(passes: repeats, api)
+    let (apiTimes, compared, work, comparedWork) = timedInTurns(passes: repeats, api)
     let d = median(directTimes), t = median(apiTimes), flops = 2 * pow(Double(n), 3)
     let comparison = threadComparison(compared, against: t)
+    let pool = PoolSummary(work, steps: apiTimes.count), comparedPool = comparison.map { _ in PoolSummary(comparedWork, steps: compared.count) }
     if json {
       struct Output: Encodable {
         var kernel: String, size: Int, threads: Int, directSecondsMedian: Double, tensorSecondsMedian: Double, ratio: Double, tensorGflops: Double
         /// With --compare-threads: its thread count, `matmul`'s median and every call on it, and the
         /// speedup of --threads over it (the ratio of the medians).
         var compareThreads: Int?, compareTensorSecondsMedian: Double?, compareTensorSeconds: [Double]?, speedup: Double?
+        /// With --compare-threads: the share of the threads' time `matmul`'s jobs took on each count,
+        /// and how much longer the same blocks took on --threads than on it (as for a model's steps).
+        var busyFraction: Double?, compareBusyFraction: Double?, busyTimeRatio: Double?
       }
       try printJSON(Output(
         kernel: "matmul", size: n, threads: Parallel.threadCount, directSecondsMedian: d, tensorSecondsMedian: t, ratio: t / d,
         tensorGflops: flops / t / 1e9, compareThreads: comparison?.threads, compareTensorSecondsMedian: comparison?.median,
-        compareTensorSeconds: comparison?.runs, speedup: comparison?.speedup))
+        compareTensorSeconds: comparison?.runs, speedup: comparison?.speedup, busyFraction: comparedPool.map { _ in pool.busyFraction },
+        compareBusyFraction: comparedPool?.busyFraction, busyTimeRatio: comparedPool.flatMap { pool.busyTimeRatio(to: $0) }))
     } else {
       print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(directTimes.count):")
       print(String(format: "  cblas_sgemm direct  %.5f s  %.1f GFLOP/s", d, flops / d / 1e9))

@@ -17,14 +17,15 @@ import Synchronization
 /// that moved between threads would cross between the dies for every line; a late thread (a
 /// worker waking, a busy core) still loses its work to the others rather than holding them up.
 ///
-/// While ``measuring`` is set, each thread times the indices it runs into counters of its own
-/// (``Parallel/measuringWork(_:)``).
+/// While ``measuring`` is set, each worker times the indices it runs and the calling thread its
+/// waits at the ends of jobs, into counters of their own (``Parallel/measuringWork(_:)``).
 final class ThreadPool: @unchecked Sendable {
   private(set) var workerCount = 0
-  /// While true, every index a thread runs is timed into its counters (``record(_:nanoseconds:indices:taken:)``).
+  /// While true, threads count into their ``counters``.
   let measuring = Atomic<Bool>(false)
-  /// Per thread, ``cursorStride`` slots apart: nanoseconds spent running indices, indices run,
-  /// and those of them taken from another thread's block. Each thread writes its own only.
+  /// Per thread, ``cursorStride`` slots apart: nanoseconds running indices (workers), indices run,
+  /// those of them taken from another thread's block, and nanoseconds waiting at the ends of jobs
+  /// (the calling thread). Each thread writes its own only.
   private let counters: UnsafeMutablePointer<Atomic<Int>>
   /// Cursor and counter slots allocated: `cursorStride` per thread asked for.
   private let slots: Int
@@ -110,17 +111,6 @@ final class ThreadPool: @unchecked Sendable {
     guard count > 1, workerCount > 0,
       busy.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
     else {
-      // Timed only when the pool is free: a job started from inside a job is part of that job's
-      // index, which is timed already.
-      if measuring.load(ordering: .relaxed), count > 0,
-        busy.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
-      {
-        let start = ThreadPool.nanoseconds()
-        for i in 0..<count { body(i, 0) }
-        record(0, nanoseconds: ThreadPool.nanoseconds() - start, indices: count, taken: 0)
-        busy.store(false, ordering: .sequentiallyConsistent)
-        return
-      }
       for i in 0..<count { body(i, 0) }
       return
     }
@@ -140,12 +130,14 @@ final class ThreadPool: @unchecked Sendable {
       if sleepers > 0 { pthread_cond_broadcast(&condition) }
       pthread_mutex_unlock(&mutex)
       work(thread: 0, generation: next)
+      let waitStart = measuring.load(ordering: .relaxed) ? ThreadPool.nanoseconds() : nil
       while remaining.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
       for t in 0..<threads { cursor(t).pointee.store(ThreadPool.closed, ordering: .sequentiallyConsistent) }
       // A thread that ran the last index may still hold the closure for an instant after counting
       // it done; it must let go before the closure's non-escaping lifetime ends. Threads that
       // arrive later claim no index and do not touch it.
       while active.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
+      if let waitStart { add(0, ThreadPool.waiting, ThreadPool.nanoseconds() - waitStart) }
       job = nil
     }
     busy.store(false, ordering: .sequentiallyConsistent)
@@ -155,22 +147,23 @@ final class ThreadPool: @unchecked Sendable {
     cursors + thread * ThreadPool.cursorStride
   }
 
-  /// Adds to `thread`'s counters; only that thread calls this, so a load and a store suffice.
-  private func record(_ thread: Int, nanoseconds: Int, indices: Int, taken: Int) {
-    let c = counters + thread * ThreadPool.cursorStride
-    func add(_ slot: Int, _ value: Int) { (c + slot).pointee.store((c + slot).pointee.load(ordering: .relaxed) + value, ordering: .relaxed) }
-    add(0, nanoseconds)
-    add(1, indices)
-    add(2, taken)
+  /// The slots of a thread's ``counters``.
+  private static let (running, indices, taken, waiting) = (0, 1, 2, 3)
+
+  /// Adds `value` to `thread`'s counter `slot`; only that thread calls this, so a load and a store suffice.
+  private func add(_ thread: Int, _ slot: Int, _ value: Int) {
+    let counter = counters + thread * ThreadPool.cursorStride + slot
+    counter.pointee.store(counter.pointee.load(ordering: .relaxed) + value, ordering: .relaxed)
   }
 
-  /// Each thread's counters: nanoseconds running indices, indices run, and those taken from
-  /// another thread's block. Read them between jobs: a job's end orders its threads' counts
-  /// before `run` returns.
-  func counts() -> [(nanoseconds: Int, indices: Int, taken: Int)] {
+  /// Each thread's counters: nanoseconds running indices (workers; 0 for the calling thread),
+  /// indices run, those of them taken from another thread's block, and nanoseconds waiting for
+  /// other threads at the ends of jobs (the calling thread; 0 for workers). Read them between jobs:
+  /// a job's end orders its threads' counts before `run` returns.
+  func counts() -> [(running: Int, indices: Int, taken: Int, waiting: Int)] {
     (0...workerCount).map { t in
-      let c = counters + t * ThreadPool.cursorStride
-      return (c.pointee.load(ordering: .relaxed), (c + 1).pointee.load(ordering: .relaxed), (c + 2).pointee.load(ordering: .relaxed))
+      func value(_ slot: Int) -> Int { (counters + t * ThreadPool.cursorStride + slot).pointee.load(ordering: .relaxed) }
+      return (value(ThreadPool.running), value(ThreadPool.indices), value(ThreadPool.taken), value(ThreadPool.waiting))
     }
   }
 
@@ -180,7 +173,7 @@ final class ThreadPool: @unchecked Sendable {
   }
 
   /// The monotonic clock in nanoseconds.
-  private static func nanoseconds() -> Int {
+  static func nanoseconds() -> Int {
     var t = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t)
     return t.tv_sec * 1_000_000_000 + t.tv_nsec
@@ -207,12 +200,17 @@ final class ThreadPool: @unchecked Sendable {
           ).exchanged
         else { continue }
         active.add(1, ordering: .sequentiallyConsistent)
-        let timing = measuring.load(ordering: .relaxed), start = timing ? ThreadPool.nanoseconds() : 0
+        // The calling thread's time is the measurement's own but for its waits: it is not timed here.
+        let timing = measuring.load(ordering: .relaxed), start = timing && thread > 0 ? ThreadPool.nanoseconds() : 0
         do {
           let body = job!
           body(i, thread)
         }
-        if timing { record(thread, nanoseconds: ThreadPool.nanoseconds() - start, indices: 1, taken: block == thread ? 0 : 1) }
+        if timing {
+          if thread > 0 { add(thread, ThreadPool.running, ThreadPool.nanoseconds() - start) }
+          add(thread, ThreadPool.indices, 1)
+          if block != thread { add(thread, ThreadPool.taken, 1) }
+        }
         remaining.subtract(1, ordering: .sequentiallyConsistent)
         active.subtract(1, ordering: .sequentiallyConsistent)
       }

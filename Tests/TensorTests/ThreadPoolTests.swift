@@ -66,10 +66,10 @@ final class ThreadPoolTests: XCTestCase {
     XCTAssertEqual(wrong.load(ordering: .relaxed), 0)
   }
 
-  /// While measuring, each thread counts the indices it ran, those of them from another thread's
-  /// block, and their time: the counts match what the job saw, a job started inside an index counts
-  /// as part of it, a job on the calling thread alone counts as thread 0's, and nothing counts
-  /// before measuring starts.
+  /// While measuring, each thread counts the indices it ran and those of them from another
+  /// thread's block, as the job saw them; a worker times its indices, the calling thread its waits
+  /// at the ends of jobs; a job started inside an index is part of it, a job on the calling thread
+  /// alone counts no index, and nothing counts before measuring starts.
   func testMeasuringCountsEachThreadsIndices() {
     let pool = ThreadPool(workerCount: 1)
     defer { pool.shutdown() }
@@ -93,21 +93,32 @@ final class ThreadPoolTests: XCTestCase {
       busyWait(nanoseconds: spin)
       pool.run(3) { _, _ in inner.add(1, ordering: .relaxed) }
     }
+    // The worker's last index outlasts the caller's: the caller waits for it.
+    pool.run(2) { i, thread in
+      if (i == 0) != (thread == 0) { took(thread).pointee.add(1, ordering: .relaxed) }
+      if thread == 1 { busyWait(nanoseconds: 10 * spin) }
+    }
     pool.run(1) { _, _ in busyWait(nanoseconds: spin) }
     pool.measuring.store(false, ordering: .sequentiallyConsistent)
     pool.run(4) { _, _ in }
     let counts = pool.counts()
     XCTAssertEqual(inner.load(ordering: .relaxed), 3 * count)
-    XCTAssertEqual(counts.map(\.indices), [ran(0).pointee.load(ordering: .relaxed) + 1, ran(1).pointee.load(ordering: .relaxed)])
+    XCTAssertEqual(counts.map(\.indices).reduce(0, +), count + 2)
     XCTAssertEqual(counts.map(\.taken), [took(0).pointee.load(ordering: .relaxed), took(1).pointee.load(ordering: .relaxed)])
     XCTAssertGreaterThan(counts[0].taken, 0, "the caller took none of the worker's indices")
-    XCTAssertGreaterThanOrEqual(counts[0].nanoseconds + counts[1].nanoseconds, (count + 1) * spin)
+    XCTAssertEqual(counts[0].running, 0, "the calling thread's indices are timed")
+    XCTAssertGreaterThanOrEqual(counts[1].running, ran(1).pointee.load(ordering: .relaxed) * spin)
+    XCTAssertEqual(counts[1].waiting, 0)
+    if counts[1].indices == ran(1).pointee.load(ordering: .relaxed) + 1 {
+      // The worker ran the slow index of the second job, so the caller waited for most of it.
+      XCTAssertGreaterThanOrEqual(counts[0].waiting, 5 * spin)
+    }
     pool.resetCounts()
-    XCTAssertEqual(pool.counts().map(\.nanoseconds), [0, 0])
+    XCTAssertEqual(pool.counts().map(\.running), [0, 0])
   }
 
-  /// `Parallel.measuringWork` returns its body's result and one entry per thread, counting every
-  /// index of the jobs the body ran.
+  /// `Parallel.measuringWork` returns its body's result, one entry per thread, the jobs' indices,
+  /// and, for the calling thread, the whole time but its waits.
   func testMeasuringWorkReportsEveryThread() {
     let (value, work) = Parallel.measuringWork { () -> Int in
       Parallel.run(10) { _ in busyWait(nanoseconds: 10_000) }
@@ -115,14 +126,15 @@ final class ThreadPoolTests: XCTestCase {
     }
     XCTAssertEqual(value, 42)
     XCTAssertEqual(work.busySeconds.count, Parallel.threadCount)
-    XCTAssertEqual(work.indices.reduce(0, +), 10)
+    XCTAssertEqual(work.indices.reduce(0, +), Parallel.threadCount > 1 ? 10 : 0)
+    XCTAssertEqual(work.busySeconds[0], work.seconds - work.waitingSeconds, accuracy: 1e-12)
     XCTAssertGreaterThanOrEqual(work.totalBusySeconds, 10 * 10e-6)
-    XCTAssert((0...1).contains(work.takenFraction))
+    XCTAssert(work.busyFraction > 0 && work.busyFraction <= 1)
     var sum = PoolWork(threads: 1)
     sum += work
     sum += work
-    XCTAssertEqual(sum.indices.reduce(0, +), 20)
-    XCTAssertEqual(sum.busySeconds.count, work.busySeconds.count)
+    XCTAssertEqual(sum.indices, work.indices.map { 2 * $0 })
+    XCTAssertEqual(sum.seconds, 2 * work.seconds, accuracy: 1e-12)
   }
 }
 
