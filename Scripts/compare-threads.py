@@ -14,7 +14,12 @@ Each set runs, in this order, each on both thread counts in turns:
     (../shared/anchors/torch_densenet.py, which takes one thread count a run), in runs that
     alternate between the counts.
 A host whose other tenants take a share of the cores moves every speedup between sets; the ratios
-within a set, taken minutes apart at most, are the comparison. Each set starts with the round trip
+within a set, taken minutes apart at most, are the comparison. A second table splits each of
+Reprise's speedups into its two factors (Parallel.measuringWork): the share of the threads' time
+they worked (the rest is the calling thread's waits at the ends of jobs and the workers' idle time
+while it runs code of its own), and how much longer the same work took in all on more threads,
+which is the host's: speedup = threads / compared threads x the ratio of the worked shares / work ratio
+(one thread works all its time). Each set starts with the round trip
 of a cache line between the two cores (`reprise bench --kernel roundtrip`), which tells whether the
 host placed them on one die (about 60-130 ns) or on two (330-530 ns; docs/performance.md#two-dies).
 PyTorch's interpreter is found as Scripts/compare.py finds it (PYTHON, then this one, then python3);
@@ -41,8 +46,9 @@ def json_line(command):
 
 
 def reprise(arguments, threads, compare):
+    """Reprise's speedup, and the share of the threads' time they worked and the work's ratio."""
     d = json_line([TOOL, "bench", *arguments, "--threads", str(threads), "--compare-threads", str(compare), "--json"])
-    return d["speedup"]
+    return d["speedup"], (d["busyFraction"], d["compareBusyFraction"], d["busyTimeRatio"])
 
 
 def torch_resnet20(python, threads, compare):
@@ -78,23 +84,36 @@ def main():
         print("no interpreter with torch (PYTHON, this one, python3): PyTorch's columns stay empty", file=sys.stderr)
     t, c = args.threads, args.compare_threads
     columns = ["round trip", "Reprise ResNet-20", "PyTorch ResNet-20", "matmul 2048", "Reprise DenseNet-BC-100", "PyTorch DenseNet-BC-100"]
-    rows = []
+    rows, factors = [], []
     print(f"speedup of {t} threads over {c}, sets in order")
     print("| set | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for s in range(args.sets):
         trip = round_trip()
-        row = [
-            reprise(["--model", "resnet20", "--batch-size", "128", "--steps", "20"], t, c),
-            torch_resnet20(python, t, c) if torch else None,
-            reprise(["--kernel", "matmul", "--size", "2048", "--steps", "10"], t, c),
-            reprise(["--model", "densenet-bc", "--depth", "100", "--batch-size", "64", "--steps", "8"], t, c),
-            torch_densenet(python, t, c) if torch else None,
-        ]
+        resnet, resnet_factors = reprise(["--model", "resnet20", "--batch-size", "128", "--steps", "20"], t, c)
+        torch_resnet = torch_resnet20(python, t, c) if torch else None
+        product, product_factors = reprise(["--kernel", "matmul", "--size", "2048", "--steps", "10"], t, c)
+        densenet, densenet_factors = reprise(["--model", "densenet-bc", "--depth", "100", "--batch-size", "64", "--steps", "8"], t, c)
+        row = [resnet, torch_resnet, product, densenet, torch_densenet(python, t, c) if torch else None]
         rows.append(row)
+        factors.append([resnet_factors, product_factors, densenet_factors])
         print(f"| {s + 1} | {trip:.0f} ns | " + " | ".join(speedup(v) for v in row) + " |", flush=True)
     medians = [statistics.median([r[i] for r in rows]) if rows[0][i] is not None else None for i in range(len(columns) - 1)]
     print("| median | | " + " | ".join(speedup(v) for v in medians) + " |")
+    print(f"\nReprise's speedups in factors: the share of {t} threads' time they worked"
+          + (f" (of {c} threads' in brackets)" if c > 1 else "")
+          + f", and how much longer the same work took in all on {t} threads than on {c}")
+    print("| set | ResNet-20 | matmul 2048 | DenseNet-BC-100 |")
+    print("|---|---|---|---|")
+    for s, row in enumerate(factors):
+        print(f"| {s + 1} | " + " | ".join(factor_cell(*f, c) for f in row) + " |")
+    print("| median | " + " | ".join(factor_cell(*(statistics.median(r[i][k] for r in factors) for k in range(3)), c)
+                                    for i in range(3)) + " |")
+
+
+def factor_cell(busy, compare_busy, ratio, compare):
+    worked = f"{100 * busy:.1f}%" + (f" ({100 * compare_busy:.1f}%)" if compare > 1 else "")
+    return f"{worked}, {ratio:.2f}x"
 
 
 def speedup(value):
