@@ -102,7 +102,9 @@ extension ConvolutionPlan {
     let panel = Tensor(uninitializedShape: [reprise_winograd_weight_plane(rows, depth)], dtype: .float32)
     let blocks = Tensor(uninitializedShape: [Parallel.threadCount * depth * pitch], dtype: .float32)
     let streaming: Int32 = g.inputChannels * n * MemoryLayout<Float>.size >= Self.streamingBytes ? 1 : 0
-    let pieces = max(1, min(4 * Parallel.threadCount, n / (4 * width)))
+    // Each column's sums are its own, so the pieces decide only the waits at the job's end: pieces
+    // of two blocks leave the thread done first waiting for at most two blocks of the other's.
+    let pieces = max(1, n / (2 * width))
     for group in 0..<g.groups {
       reprise_pack_transposed_panel_f32(pw + group * depth * g.patchSize, g.patchSize, rows, depth, panel.base(Float.self))
       Parallel.run(pieces, byThread: { p, thread in

@@ -5,8 +5,15 @@
 /// deterministic for a given thread count.
 
 /// Calls `body(c)` for every channel, split across threads.
+///
+/// A channel's results are its own, so the split decides only how long the thread done first waits
+/// at the job's end: for half of what the other is still running, on average. Where a channel is
+/// worth a claim (a few thousand values or more), the threads claim one channel at a time, not a
+/// quarter of their share (docs/performance.md#speedup-factors).
 func forEachChannel(_ x: Tensor, _ body: (Int) -> Void) {
-  Parallel.forRanges(x.shape[1], costPerItem: x.count / max(1, x.shape[1]) * 3) { r in for c in r { body(c) } }
+  let channels = x.shape[1], cost = x.count / max(1, channels) * 3
+  guard channels < 2 || cost < 32_768 else { return Parallel.run(channels, body) }
+  Parallel.forRanges(channels, costPerItem: cost) { r in for c in r { body(c) } }
 }
 
 /// Calls `body(plane, count)` for each of the N dense planes of channel `c`.

@@ -4,13 +4,19 @@ import XCTest
 
 /// The fused batch-norm kernels against the same formulas written with reductions and broadcasting.
 final class BatchNormTests: XCTestCase {
+  /// In two sizes: channels split into ranges, and channels large enough to be claimed one at a
+  /// time by the threads (12,288 values each).
   func testKernelsMatchComposedFormulas() {
+    for shape in [[3, 4, 5, 6], [2, 4, 64, 96]] { checkKernels(shape) }
+  }
+
+  private func checkKernels(_ shape: [Int], file: StaticString = #filePath, line: UInt = #line) {
     var random = RandomGenerator(seed: 21)
-    let plain = Tensor(randomNormal: [3, 4, 5, 6], mean: 1, standardDeviation: 2, dtype: .float64, using: &random)
+    let plain = Tensor(randomNormal: shape, mean: 1, standardDeviation: 2, dtype: .float64, using: &random)
     let channelMajor = permute(permute(plain, [1, 0, 2, 3]).contiguous(), [1, 0, 2, 3])
     let weight = Tensor(randomNormal: [4], dtype: .float64, using: &random)
     let bias = Tensor(randomNormal: [4], dtype: .float64, using: &random)
-    let dy = Tensor(randomNormal: [3, 4, 5, 6], dtype: .float64, using: &random)
+    let dy = Tensor(randomNormal: shape, dtype: .float64, using: &random)
     let eps = 1e-5
     let batchMean = mean(plain, alongAxes: [0, 2, 3], keepingDimensions: true)
     let batchVariance = variance(plain, alongAxes: [0, 2, 3], keepingDimensions: true)
@@ -21,15 +27,15 @@ final class BatchNormTests: XCTestCase {
       * (dy - mean(dy, alongAxes: [0, 2, 3], keepingDimensions: true) - xhat * mean(dy * xhat, alongAxes: [0, 2, 3], keepingDimensions: true))
     for x in [plain, channelMajor] {
       let stats = batchNormStatistics(x)
-      assertClose(stats.mean, reshape(batchMean, to: [4]), relativeTolerance: 1e-12)
-      assertClose(stats.variance, reshape(batchVariance, to: [4]), relativeTolerance: 1e-12)
+      assertClose(stats.mean, reshape(batchMean, to: [4]), relativeTolerance: 1e-12, "\(shape)", file: file, line: line)
+      assertClose(stats.variance, reshape(batchVariance, to: [4]), relativeTolerance: 1e-12, "\(shape)", file: file, line: line)
       let out = batchNormalized(x, mean: stats.mean, variance: stats.variance, weight: weight, bias: bias, epsilon: eps)
-      XCTAssertTrue(Shape.sameLayout(out.shape, out.strides, x.strides))
-      assertClose(out, y, relativeTolerance: 1e-10, absoluteTolerance: 1e-12)
+      XCTAssertTrue(Shape.sameLayout(out.shape, out.strides, x.strides), "\(shape)", file: file, line: line)
+      assertClose(out, y, relativeTolerance: 1e-10, absoluteTolerance: 1e-12, "\(shape)", file: file, line: line)
       let g = batchNormBackward(dy, x, mean: stats.mean, variance: stats.variance, weight: weight, epsilon: eps)
-      assertClose(g.input, dxExpected, relativeTolerance: 1e-9, absoluteTolerance: 1e-12)
-      assertClose(g.weight, sum(dy * xhat, alongAxes: [0, 2, 3]), relativeTolerance: 1e-10)
-      assertClose(g.bias, sum(dy, alongAxes: [0, 2, 3]), relativeTolerance: 1e-10)
+      assertClose(g.input, dxExpected, relativeTolerance: 1e-9, absoluteTolerance: 1e-12, "\(shape)", file: file, line: line)
+      assertClose(g.weight, sum(dy * xhat, alongAxes: [0, 2, 3]), relativeTolerance: 1e-10, "\(shape)", file: file, line: line)
+      assertClose(g.bias, sum(dy, alongAxes: [0, 2, 3]), relativeTolerance: 1e-10, "\(shape)", file: file, line: line)
     }
   }
 

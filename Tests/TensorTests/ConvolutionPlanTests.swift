@@ -54,9 +54,10 @@ final class ConvolutionPlanTests: XCTestCase {
     ConvolutionTests.checkAgainstReference(configurations, dtype: .float64, tolerance: 1e-10)
   }
 
-  /// Float32's pointwise input gradient through the register kernel splits the pixels among the
-  /// threads, and each sum runs over the layer's outputs in order whatever the split: the same bits
-  /// on 1, 2 and 3 threads, for pixels that split into blocks unevenly (2 x 21 x 23).
+  /// Float32's pointwise input gradient through the register kernel splits the pixels into pieces
+  /// claimed by the threads, and each sum runs over the layer's outputs in order whatever the split:
+  /// the same bits on 1, 2 and 3 threads, for pixels that split into blocks unevenly (2 x 21 x 23,
+  /// three pieces), and the Float64 gradient to Float32's rounding.
   func testPointwiseInputGradientDoesNotDependOnTheThreads() {
     let threads = Parallel.threadCount
     defer { Parallel.setThreadCount(threads) }
@@ -69,6 +70,8 @@ final class ConvolutionPlanTests: XCTestCase {
     }
     XCTAssertEqual(gradients[0], gradients[1], "1 and 2 threads")
     XCTAssertEqual(gradients[0], gradients[2], "1 and 3 threads")
+    let reference = conv2dBackward(dy.converted(to: .float64), input: x.converted(to: .float64), weight: w.converted(to: .float64)).input
+    assertClose(Tensor(gradients[0], shape: x.shape).converted(to: .float64), reference, relativeTolerance: 1e-5, absoluteTolerance: 1e-5)
   }
 
   /// The AVX-512 tiles of the direct kernels (shifted and phase grids) agree with the AVX2 tiles: the forward
