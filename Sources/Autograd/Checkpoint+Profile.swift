@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import TensorModule
 
 /// Measures units of a network during one training step, for the checkpoint planner: per unit,
@@ -107,11 +102,4 @@ public final class UnitProfiler {
 /// Runs `body` (one training step) with `profiler` measuring the units it names.
 public func profilingUnits<R>(_ profiler: UnitProfiler, _ body: () throws -> R) rethrows -> R {
   try Context.current.with(\.profiler, profiler, body)
-}
-
-/// Seconds on a monotonic clock, for timing steps and parts of them.
-public func monotonicSeconds() -> Double {
-  var t = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &t)
-  return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

@@ -102,26 +102,18 @@ extension Bench {
     }
   }
 
-  /// What the pool's threads did over the timed steps on one thread count, per step.
+  /// What the pool's threads did over the timed steps on one thread count.
   struct PoolSummary {
-    /// The seconds each thread worked in a step, on average (``PoolWork``).
-    let busySecondsPerStep: [Double]
-    /// The share of the threads' time they worked.
-    let busyFraction: Double
-    /// The share of the indices a thread took from another thread's share.
-    let takenFraction: Double
-    /// The share of the time the calling thread waited at the ends of jobs.
-    let waitFraction: Double
+    /// The threads' work over all the timed steps.
+    let work: PoolWork
+    /// The timed steps.
+    let steps: Int
 
-    init(_ work: PoolWork, steps: Int) {
-      busySecondsPerStep = work.busySeconds.map { $0 / Double(max(1, steps)) }
-      busyFraction = work.busyFraction
-      takenFraction = work.takenFraction
-      waitFraction = work.seconds > 0 ? work.waitingSeconds / work.seconds : 0
-    }
+    /// The seconds each thread worked in a step, on average.
+    var busySecondsPerStep: [Double] { work.busySeconds.map { $0 / Double(max(1, steps)) } }
 
     /// The seconds all threads worked in a step.
-    var totalBusySecondsPerStep: Double { busySecondsPerStep.reduce(0, +) }
+    var totalBusySecondsPerStep: Double { work.totalBusySeconds / Double(max(1, steps)) }
 
     /// How much longer the same steps' work took here than in `other`, another thread count's: the
     /// ratio of the seconds all threads worked in a step; nil where `other` did none.

@@ -124,7 +124,7 @@ struct Bench: ParsableCommand {
     }
     let m = median(times), peak = Allocator.peakBytes - base
     let comparison = threadComparison(compared, against: m)
-    let pool = PoolSummary(work, steps: times.count), comparedPool = comparison.map { _ in PoolSummary(comparedWork, steps: compared.count) }
+    let pool = PoolSummary(work: work, steps: times.count), comparedPool = comparison.map { _ in PoolSummary(work: comparedWork, steps: compared.count) }
     let mode = planOptions.label(memoryEfficient: memoryEfficient, model: modelOptions.name(for: state))
     let rss = peakResidentBytes()
     // Every process's peak, for rank 0 to report.
@@ -163,9 +163,9 @@ struct Bench: ParsableCommand {
         reductionWaitSecondsMedian: parallel.map { _ in median(waits) }, reductionHiddenFractionMedian: parallel.map { _ in median(hidden) },
         peakResidentBytesPerProcess: residentPerProcess, compareThreads: comparison?.threads,
         compareStepSecondsMedian: comparison?.median, compareStepSeconds: comparison?.runs, speedup: comparison?.speedup,
-        busySecondsPerStep: pool.busySecondsPerStep, busyFraction: pool.busyFraction, takenIndexFraction: pool.takenFraction,
-        callerWaitFraction: pool.waitFraction,
-        compareBusySecondsPerStep: comparedPool?.busySecondsPerStep, compareBusyFraction: comparedPool?.busyFraction,
+        busySecondsPerStep: pool.busySecondsPerStep, busyFraction: pool.work.busyFraction, takenIndexFraction: pool.work.takenFraction,
+        callerWaitFraction: pool.work.waitingFraction,
+        compareBusySecondsPerStep: comparedPool?.busySecondsPerStep, compareBusyFraction: comparedPool?.work.busyFraction,
         busyTimeRatio: comparedPool.flatMap { pool.busyTimeRatio(to: $0) }))
     } else {
       let distributed = parallel.map {
@@ -181,11 +181,11 @@ struct Bench: ParsableCommand {
       }
       print(String(
         format: "  threads worked %.1f%% of their time, %.4f s a step in all; the caller waited %.1f%% at jobs' ends; %.1f%% of indices taken",
-        100 * pool.busyFraction, pool.totalBusySecondsPerStep, 100 * pool.waitFraction, 100 * pool.takenFraction))
+        100 * pool.work.busyFraction, pool.totalBusySecondsPerStep, 100 * pool.work.waitingFraction, 100 * pool.work.takenFraction))
       if let comparison, let comparedPool, let ratio = pool.busyTimeRatio(to: comparedPool) {
         print(String(
           format: "  on %@, in turn: threads worked %.1f%% of their time, %.4f s a step; on %@ the same work took %.2fx as long",
-          Bench.threadsLabel(comparison.threads), 100 * comparedPool.busyFraction, comparedPool.totalBusySecondsPerStep,
+          Bench.threadsLabel(comparison.threads), 100 * comparedPool.work.busyFraction, comparedPool.totalBusySecondsPerStep,
           Bench.threadsLabel(threads), ratio))
       }
       if parallel != nil {
@@ -221,7 +221,7 @@ struct Bench: ParsableCommand {
     let (apiTimes, compared, work, comparedWork) = timedInTurns(passes: repeats, api)
     let d = median(directTimes), t = median(apiTimes), flops = 2 * pow(Double(n), 3)
     let comparison = threadComparison(compared, against: t)
-    let pool = PoolSummary(work, steps: apiTimes.count), comparedPool = comparison.map { _ in PoolSummary(comparedWork, steps: compared.count) }
+    let pool = PoolSummary(work: work, steps: apiTimes.count), comparedPool = comparison.map { _ in PoolSummary(work: comparedWork, steps: compared.count) }
     if json {
       struct Output: Encodable {
         var kernel: String, size: Int, threads: Int, directSecondsMedian: Double, tensorSecondsMedian: Double, ratio: Double, tensorGflops: Double
@@ -235,8 +235,8 @@ struct Bench: ParsableCommand {
       try printJSON(Output(
         kernel: "matmul", size: n, threads: Parallel.threadCount, directSecondsMedian: d, tensorSecondsMedian: t, ratio: t / d,
         tensorGflops: flops / t / 1e9, compareThreads: comparison?.threads, compareTensorSecondsMedian: comparison?.median,
-        compareTensorSeconds: comparison?.runs, speedup: comparison?.speedup, busyFraction: comparedPool.map { _ in pool.busyFraction },
-        compareBusyFraction: comparedPool?.busyFraction, busyTimeRatio: comparedPool.flatMap { pool.busyTimeRatio(to: $0) }))
+        compareTensorSeconds: comparison?.runs, speedup: comparison?.speedup, busyFraction: comparedPool.map { _ in pool.work.busyFraction },
+        compareBusyFraction: comparedPool?.work.busyFraction, busyTimeRatio: comparedPool.flatMap { pool.busyTimeRatio(to: $0) }))
     } else {
       print("matmul \(n)x\(n)x\(n), \(Parallel.threadCount) threads, median of \(directTimes.count):")
       print(String(format: "  cblas_sgemm direct  %.5f s  %.1f GFLOP/s", d, flops / d / 1e9))

@@ -1,3 +1,16 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Seconds on a monotonic clock, for timing steps and parts of them (the pool's measurements too).
+public func monotonicSeconds() -> Double {
+  var t = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &t)
+  return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
 /// What the pool's threads did while ``Parallel/measuringWork(_:)`` ran its body.
 ///
 /// Every thread is either working or idle. The calling thread works all the time but for its waits
@@ -34,6 +47,9 @@ public struct PoolWork: Sendable, Equatable {
     seconds > 0 && !busySeconds.isEmpty ? totalBusySeconds / (Double(busySeconds.count) * seconds) : 0
   }
 
+  /// The share of ``seconds`` the calling thread waited at the ends of jobs; 0 for no time.
+  public var waitingFraction: Double { seconds > 0 ? waitingSeconds / seconds : 0 }
+
   /// The share of the indices run that a thread took from another's share (0 without any).
   public var takenFraction: Double {
     let total = indices.reduce(0, +)
@@ -67,9 +83,9 @@ extension Parallel {
     measured.resetCounts()
     measured.measuring.store(true, ordering: .sequentiallyConsistent)
     defer { measured.measuring.store(false, ordering: .sequentiallyConsistent) }
-    let start = ThreadPool.nanoseconds()
+    let start = monotonicSeconds()
     let result = try body()
-    let seconds = Double(ThreadPool.nanoseconds() - start) / 1e9
+    let seconds = monotonicSeconds() - start
     require(measured === pool, "measuringWork: the thread count changed while measuring")
     let counts = measured.counts()
     var work = PoolWork(threads: counts.count)

@@ -130,14 +130,14 @@ final class ThreadPool: @unchecked Sendable {
       if sleepers > 0 { pthread_cond_broadcast(&condition) }
       pthread_mutex_unlock(&mutex)
       work(thread: 0, generation: next)
-      let waitStart = measuring.load(ordering: .relaxed) ? ThreadPool.nanoseconds() : nil
+      let waitStart = measuring.load(ordering: .relaxed) ? monotonicSeconds() : nil
       while remaining.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
       for t in 0..<threads { cursor(t).pointee.store(ThreadPool.closed, ordering: .sequentiallyConsistent) }
       // A thread that ran the last index may still hold the closure for an instant after counting
       // it done; it must let go before the closure's non-escaping lifetime ends. Threads that
       // arrive later claim no index and do not touch it.
       while active.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
-      if let waitStart { add(0, ThreadPool.waiting, ThreadPool.nanoseconds() - waitStart) }
+      if let waitStart { add(0, ThreadPool.waiting, ThreadPool.nanoseconds(since: waitStart)) }
       job = nil
     }
     busy.store(false, ordering: .sequentiallyConsistent)
@@ -172,12 +172,8 @@ final class ThreadPool: @unchecked Sendable {
     for i in 0..<slots { (counters + i).pointee.store(0, ordering: .relaxed) }
   }
 
-  /// The monotonic clock in nanoseconds.
-  static func nanoseconds() -> Int {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return t.tv_sec * 1_000_000_000 + t.tv_nsec
-  }
+  /// Nanoseconds since `start` (``monotonicSeconds()``), for the counters.
+  private static func nanoseconds(since start: Double) -> Int { Int(((monotonicSeconds() - start) * 1e9).rounded()) }
 
   /// Claims and runs the indices of the job of `generation`, those of `thread`'s block first, then
   /// those left in the other blocks, until none is left or a later job has begun.
@@ -201,13 +197,13 @@ final class ThreadPool: @unchecked Sendable {
         else { continue }
         active.add(1, ordering: .sequentiallyConsistent)
         // The calling thread's time is the measurement's own but for its waits: it is not timed here.
-        let timing = measuring.load(ordering: .relaxed), start = timing && thread > 0 ? ThreadPool.nanoseconds() : 0
+        let timing = measuring.load(ordering: .relaxed), start = timing && thread > 0 ? monotonicSeconds() : 0
         do {
           let body = job!
           body(i, thread)
         }
         if timing {
-          if thread > 0 { add(thread, ThreadPool.running, ThreadPool.nanoseconds() - start) }
+          if thread > 0 { add(thread, ThreadPool.running, ThreadPool.nanoseconds(since: start)) }
           add(thread, ThreadPool.indices, 1)
           if block != thread { add(thread, ThreadPool.taken, 1) }
         }

@@ -140,11 +140,6 @@ final class ThreadPoolTests: XCTestCase {
 
 /// Spins for at least `nanoseconds` on the monotonic clock.
 private func busyWait(nanoseconds: Int) {
-  func now() -> Int {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return t.tv_sec * 1_000_000_000 + t.tv_nsec
-  }
-  let end = now() + nanoseconds
-  while now() < end {}
+  let end = monotonicSeconds() + Double(nanoseconds) * 1e-9
+  while monotonicSeconds() < end {}
 }
