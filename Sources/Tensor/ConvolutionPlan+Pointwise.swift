@@ -125,9 +125,9 @@ extension ConvolutionPlan {
   /// max(x · scale + shift, 0), recomputed chunk by chunk.
   ///
   /// Where ``pointwiseInChunks``, the columns are cut into ranges (up to four per thread, fixed by
-  /// the thread count, so that a thread that starts late takes fewer); one thread sums a range's
-  /// chunk products in order into a weight gradient of the range's own, and these are added in range
-  /// order. The chunks do not depend on `affine`, so the bits are the same with it as for the map
+  /// the thread count, so that a thread that starts late takes fewer, and shrinking towards the end
+  /// of each thread's share); one thread sums a range's chunk products in order into a weight
+  /// gradient of the range's own, and these are added in range order. The chunks do not depend on `affine`, so the bits are the same with it as for the map
   /// normalised first, and depend on the thread count only. Float32 with the vector kernels takes
   /// the Winograd products' register kernel for the chunks: see ``chunkWeightProducts(_:_:_:_:_:_:_:_:panel:)``.
   func pointwiseBackwardWeight<T: TensorScalar>(
@@ -147,6 +147,9 @@ extension ConvolutionPlan {
     }
     let columns = chunkColumns(T.self), kernel = usesVectorKernels(T.self)
     let pieces = max(1, min(4 * Parallel.threadCount, n / (2 * columns)))
+    // Each thread's ranges shrink towards the end of its share, so that the thread done first waits
+    // for at most the other's smallest range (`Parallel.shrinkingPieces`); bounds on 16 columns.
+    let bounds = Parallel.shrinkingPieces(n / 16, pieces: pieces).map { Swift.min($0 * 16, n) }
     // The kernel's sums are transposed, one set per range; OpenBLAS's first range sums into dw.
     let partial = Tensor(uninitializedShape: [(kernel ? pieces : pieces - 1) * dw.count], dtype: T.dtype), ppartial = partial.base(T.self)
     let panelCount = kernel ? reprise_winograd_panel_count(g.groupOutputs, columns) : 0
@@ -154,7 +157,7 @@ extension ConvolutionPlan {
     withBlocks(affine == nil ? 0 : columns, T.self) { blocks in
       Parallel.run(pieces, byThread: { p, thread in
         let target = kernel ? ppartial + p * dw.count : p == 0 ? pdw : ppartial + (p - 1) * dw.count
-        let first = n * p / pieces / 16 * 16, end = p == pieces - 1 ? n : n * (p + 1) / pieces / 16 * 16
+        let first = bounds[p], end = p == pieces - 1 ? n : bounds[p + 1]
         for start in stride(from: first, to: end, by: columns) {
           let count = min(columns, end - start)
           let (b, ldb) = operand(px + start, ldx, count, affine, block: blocks + thread * g.inputChannels * columns)

@@ -41,6 +41,35 @@ public enum Parallel {
     pool.run(count, body)
   }
 
+  /// The bounds of `pieces` contiguous pieces of `0..<total` for ``run(_:byThread:)``, shrinking
+  /// within each thread's block: the `k` pieces of a thread's share of `total` (the pieces it takes
+  /// first, `total * t / T` to `total * (t + 1) / T` of them) have sizes in proportion to `k, k - 1,
+  /// ..., 1`, each at least 1 where the share allows. Another thread claims a block's pieces from
+  /// the end it has not reached, so what one thread can be left running after the other runs out is
+  /// the last and smallest piece, not an equal share's piece: guided scheduling with the pieces
+  /// fixed in advance, for kernels whose results depend on how the work is cut. The bounds depend on
+  /// `total`, `pieces` and `threads` only.
+  ///
+  /// - Returns: `pieces + 1` bounds from 0 to `total`, increasing where `pieces` is at most `total`.
+  static func shrinkingPieces(_ total: Int, pieces: Int, threads: Int = threadCount) -> [Int] {
+    var bounds = [0]
+    for t in 0..<threads {
+      let (p0, p1) = (pieces * t / threads, pieces * (t + 1) / threads), k = p1 - p0
+      let (start, end) = (bounds.last!, total * (t + 1) / threads)
+      let n = end - start, weights = k * (k + 1) / 2
+      var taken = 0  // weights of the pieces placed so far
+      for j in 0..<k {
+        taken += k - j
+        // Rounded to the nearest, then kept at least one past the last bound and one short of
+        // the end for each piece still to come, where the share has room for that.
+        var bound = start + (2 * n * taken + weights) / (2 * weights)
+        bound = min(max(bound, min(bounds.last! + 1, end)), max(end - (k - 1 - j), bounds.last!))
+        bounds.append(bound)
+      }
+    }
+    return bounds
+  }
+
   /// Runs `body` over `0..<count` split into contiguous ranges, up to four per thread, when the
   /// work is large enough (`count * costPerItem` above about 32k operations); otherwise on the
   /// caller. Each thread takes its own share of the ranges first (the first threads the first

@@ -44,18 +44,19 @@ struct WinogradConvolution {
       && min(g.inputChannels, g.outputChannels) >= 8 && min(g.height, g.width) >= 8
   }
 
-  /// Runs `body(piece, firstImage, images, buffers)` for every chunk: the batch split into up to
-  /// `pieces` contiguous shares of images (no more than `tiling` has chunks), each cut into chunks
-  /// of at most `tiling.imagesPerChunk` images, each thread taking its own shares first (the first
-  /// thread the first images) and then helping with the others' (`Parallel.run(_:byThread:)`; a
-  /// share is the unit whose chunks one thread takes in order), each thread with its own
+  /// Runs `body(piece, firstImage, images, buffers)` for every chunk: the batch split into shares
+  /// of images, share `p` from image `bounds[p]` to `bounds[p + 1]` (by default as many equal
+  /// shares as `tiling` has chunks), each cut into chunks of at most `tiling.imagesPerChunk`
+  /// images, each thread taking its own shares first (the first thread the first images) and then
+  /// helping with the others' (`Parallel.run(_:byThread:)`; a share is the unit whose chunks one
+  /// thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
   /// a chunk needs) and scratch space, and with `panels`, room for the weight gradient's panel.
   private func forEachChunk(
-    _ tiling: WinogradTiling, pieces: Int, rows: (Int, Int), panels: Bool = false,
+    _ tiling: WinogradTiling, bounds: [Int]? = nil, rows: (Int, Int), panels: Bool = false,
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
-    let chunks = tiling.chunks(g.batch), pieces = max(1, min(pieces, chunks))
+    let chunks = tiling.chunks(g.batch), bounds = bounds ?? (0...chunks).map { g.batch * $0 / chunks }
     let sizes =
       [tiling.size(rows: rows.0), tiling.size(rows: rows.1), reprise_winograd_scratch_count(g.height, g.width, tiling.tile)]
       + (panels ? [reprise_winograd_panel_count(g.inputChannels, tiling.tileCount)] : [])
@@ -67,7 +68,7 @@ struct WinogradConvolution {
       _ = storage.deinitialize()
       storage.deallocate()
     }
-    Parallel.run(pieces, byThread: { p, thread in
+    Parallel.run(bounds.count - 1, byThread: { p, thread in
       if storage[thread] == nil {
         let tensors = sizes.map { Tensor(uninitializedShape: [$0], dtype: .float32) }
         storage[thread] = (tensors, tensors.map { $0.base(Float.self) })
@@ -76,7 +77,7 @@ struct WinogradConvolution {
       // Shares are cut by images and then into as few chunks of equal size as fit, so that they are
       // equal where whole chunks would not divide among them: ShakeNet's 16x16 gradients at batch
       // 32 take chunks of up to 7 images in two shares, 14 and 18 images cut at chunk boundaries.
-      let start = g.batch * p / pieces, images = g.batch * (p + 1) / pieces - start
+      let start = bounds[p], images = bounds[p + 1] - start
       let count = (images + tiling.imagesPerChunk - 1) / tiling.imagesPerChunk
       for k in 0..<count {
         let first = start + images * k / count
@@ -120,7 +121,7 @@ struct WinogradConvolution {
     }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, forwardTiling)
     let u = transformedWeights(w, tiling), pu = u.base(Float.self)
-    forEachChunk(tiling, pieces: .max, rows: tiling.blockSizes(c, o)) { _, first, images, b in
+    forEachChunk(tiling, rows: tiling.blockSizes(c, o)) { _, first, images, b in
       convolveChunk(
         x, from: c, pu, to: o, normalizing: affine, scalingPlanes: planeScale, tiling, first: first, images: images, into: y, b[0],
         b[1], b[2])
@@ -133,7 +134,7 @@ struct WinogradConvolution {
     guard Self.handles(T.self) else { return grid.backwardInput(dy, w, into: dx, T.self) }
     let (c, o, tiling) = (g.inputChannels, g.outputChannels, gradientTiling)
     let u = transformedWeights(w, reversed: true, tiling), pu = u.base(Float.self), plain: (scale: [T], shift: [T])? = nil
-    forEachChunk(tiling, pieces: .max, rows: tiling.blockSizes(c, o)) { _, first, images, b in
+    forEachChunk(tiling, rows: tiling.blockSizes(c, o)) { _, first, images, b in
       convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: dx, b[1], b[0], b[2])
     }
     withExtendedLifetime(u) {}
@@ -261,7 +262,9 @@ struct WinogradConvolution {
   /// split between the threads, so the result depends on the thread count only and no part of it is
   /// serial. Up to 16 shares per thread, claimed as the threads finish, so that the threads end
   /// within a share of each other (a fixed half each left one waiting whenever the machine slowed
-  /// the other). Each share's sums are read once more by the final addition, so there are fewer
+  /// the other), and each thread's shares shrinking towards the end of its block, so that the share
+  /// one thread can be left running alone is the smallest (``Parallel/shrinkingPieces(_:pieces:threads:)``;
+  /// DenseNet-BC-100 and ResNet-20 waited less, docs/performance.md#factors). Each share's sums are read once more by the final addition, so there are fewer
   /// where that would cost more than a small part of the products (a share per 128 tiles of the
   /// batch at most) or the sums would pass 16 MB (wide layers), but one per thread at least; a
   /// single thread takes one share.
@@ -286,16 +289,18 @@ struct WinogradConvolution {
     // chunks' data, out of its L2 cache, cost more than the passes they saved.) The sums run over a
     // share's tiles in the same order unless the images pair up differently in 8x8 planes' mosaics
     // (chunks of odd sizes).
+    let pieces = threads == 1 ? 1 : max(1, min(tiling.chunks(g.batch), shares))
+    let bounds = Parallel.shrinkingPieces(g.batch, pieces: pieces)
     if threads > 1 && size > tiling.positions * (o + c) * tiling.imagesPerChunk * tiling.tilesPerImage {
-      tiling = tiling.withChunks(g, minimumChunks: shares)
+      let largest = zip(bounds.dropFirst(), bounds).map { $0 - $1 }.max()!
+      tiling = tiling.withChunks(g, minimumChunks: max(1, g.batch / largest))
     }
-    let chunks = tiling.chunks(g.batch), t = tiling.tileCount
-    let pieces = threads == 1 ? 1 : max(1, min(chunks, shares))
+    let t = tiling.tileCount
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
     let direct = planeScale == nil ? dx?.tensor : nil
-    forEachChunk(tiling, pieces: pieces, rows: (tiling.blockSize(of: c, facing: o), o), panels: true) { p, first, images, b in
+    forEachChunk(tiling, bounds: bounds, rows: (tiling.blockSize(of: c, facing: o), o), panels: true) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
       if let pu, let direct {  // the output gradient's patches into m, their products into v
         convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: direct, m, v, scratch)
@@ -306,7 +311,7 @@ struct WinogradConvolution {
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
-      let accumulate: Int32 = first == g.batch * p / pieces ? 0 : 1  // a share's first chunk starts its sums
+      let accumulate: Int32 = first == bounds[p] ? 0 : 1  // a share's first chunk starts its sums
       for block in tiling.blocks(of: c, facing: o) {  // columns `block` of each dU[ξ]
         transformPatches(
           x, channels: block, first: first, images: images, normalizing: affine, scalingPlanes: planeScale, tiling, into: v, scratch)
