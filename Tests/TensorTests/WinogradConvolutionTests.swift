@@ -50,13 +50,16 @@ final class WinogradConvolutionTests: XCTestCase {
   /// (two images to a vector) in chunks of one, two and three images (whose last pair has one), and
   /// a batch of one image; narrow layers whose products end in every partial block of rows (1 to 5
   /// of 6) and in a partial vector of columns (for the weight gradient, whose columns are the
-  /// channels: 9, 10, 12, 15 and 100), and 8 outputs; both gradients at once equal them apart.
+  /// channels: 9, 10, 12, 15 and 100), and 8 outputs; a weight gradient whose shares shrink (16
+  /// images of 32x32 on two threads: four shares a thread, of 3, 3, 1 and 1 images); both gradients
+  /// at once equal them apart.
   func testMatchesFloat64() {
     let layers = [
       Self.layer(batch: 4, 96, 100, 16, 17), Self.layer(batch: 3, 100, 64, 9, 8), Self.layer(batch: 1, 64, 96, 8, 11),
       Self.layer(batch: 2, 8, 13, 9, 10), Self.layer(batch: 3, 15, 9, 8, 8), Self.layer(batch: 2, 10, 11, 12, 9),
       Self.layer(batch: 2, 12, 8, 9, 10), Self.layer(batch: 2, 9, 12, 13, 37), Self.layer(batch: 3, 16, 10, 9, 13),
       Self.layer(batch: 9, 12, 16, 8, 8), Self.layer(batch: 12, 8, 9, 8, 8), Self.layer(batch: 11, 16, 16, 16, 16),
+      Self.layer(batch: 16, 8, 8, 32, 32),
     ]
     for (k, c) in layers.enumerated() {
       var random = RandomGenerator(seed: UInt64(500 + k))
