@@ -127,8 +127,9 @@ extension ConvolutionPlan {
   /// Where ``pointwiseInChunks``, the columns are cut into ranges (up to four per thread, fixed by
   /// the thread count, so that a thread that starts late takes fewer, and shrinking towards the end
   /// of each thread's share); one thread sums a range's chunk products in order into a weight
-  /// gradient of the range's own, and these are added in range order. The chunks do not depend on `affine`, so the bits are the same with it as for the map
-  /// normalised first, and depend on the thread count only. Float32 with the vector kernels takes
+  /// gradient of the range's own, and these are added in range order. The chunks do not depend on
+  /// `affine`, so the bits are the same with it as for the map normalised first, and depend on the
+  /// thread count only. Float32 with the vector kernels takes
   /// the Winograd products' register kernel for the chunks: see ``chunkWeightProducts(_:_:_:_:_:_:_:_:panel:)``.
   func pointwiseBackwardWeight<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, into dw: Tensor, _: T.Type, normalizing affine: (scale: [T], shift: [T])?
@@ -148,8 +149,10 @@ extension ConvolutionPlan {
     let columns = chunkColumns(T.self), kernel = usesVectorKernels(T.self)
     let pieces = max(1, min(4 * Parallel.threadCount, n / (2 * columns)))
     // Each thread's ranges shrink towards the end of its share, so that the thread done first waits
-    // for at most the other's smallest range (`Parallel.shrinkingPieces`); bounds on 16 columns.
-    let bounds = Parallel.shrinkingPieces(n / 16, pieces: pieces).map { Swift.min($0 * 16, n) }
+    // for at most the other's smallest range (`Parallel.shrinkingPieces`); bounds on 16 columns,
+    // the last range taking the columns past the last multiple of 16.
+    var bounds = Parallel.shrinkingPieces(n / 16, pieces: pieces).map { $0 * 16 }
+    bounds[pieces] = n
     // The kernel's sums are transposed, one set per range; OpenBLAS's first range sums into dw.
     let partial = Tensor(uninitializedShape: [(kernel ? pieces : pieces - 1) * dw.count], dtype: T.dtype), ppartial = partial.base(T.self)
     let panelCount = kernel ? reprise_winograd_panel_count(g.groupOutputs, columns) : 0
@@ -157,7 +160,7 @@ extension ConvolutionPlan {
     withBlocks(affine == nil ? 0 : columns, T.self) { blocks in
       Parallel.run(pieces, byThread: { p, thread in
         let target = kernel ? ppartial + p * dw.count : p == 0 ? pdw : ppartial + (p - 1) * dw.count
-        let first = bounds[p], end = p == pieces - 1 ? n : bounds[p + 1]
+        let first = bounds[p], end = bounds[p + 1]
         for start in stride(from: first, to: end, by: columns) {
           let count = min(columns, end - start)
           let (b, ldb) = operand(px + start, ldx, count, affine, block: blocks + thread * g.inputChannels * columns)

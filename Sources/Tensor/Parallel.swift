@@ -42,9 +42,9 @@ public enum Parallel {
   }
 
   /// The bounds of `pieces` contiguous pieces of `0..<total` for ``run(_:byThread:)``, shrinking
-  /// within each thread's block: the `k` pieces of a thread's share of `total` (the pieces it takes
-  /// first, `total * t / T` to `total * (t + 1) / T` of them) have sizes in proportion to `k, k - 1,
-  /// ..., 1`, each at least 1 where the share allows. Another thread claims a block's pieces from
+  /// within each thread's block: the `k` pieces thread `t` of `T` takes first (the pool's block of
+  /// indices) cover `total * t / T` to `total * (t + 1) / T` and have sizes in proportion to `k, k -
+  /// 1, ..., 1`, each at least 1 where the share allows. Another thread claims a block's pieces from
   /// the end it has not reached, so what one thread can be left running after the other runs out is
   /// the last and smallest piece, not an equal share's piece: guided scheduling with the pieces
   /// fixed in advance, for kernels whose results depend on how the work is cut. The bounds depend on

@@ -263,11 +263,12 @@ struct WinogradConvolution {
   /// serial. Up to 16 shares per thread, claimed as the threads finish, so that the threads end
   /// within a share of each other (a fixed half each left one waiting whenever the machine slowed
   /// the other), and each thread's shares shrinking towards the end of its block, so that the share
-  /// one thread can be left running alone is the smallest (``Parallel/shrinkingPieces(_:pieces:threads:)``;
-  /// DenseNet-BC-100 and ResNet-20 waited less, docs/performance.md#factors). Each share's sums are read once more by the final addition, so there are fewer
-  /// where that would cost more than a small part of the products (a share per 128 tiles of the
-  /// batch at most) or the sums would pass 16 MB (wide layers), but one per thread at least; a
-  /// single thread takes one share.
+  /// one thread can be left running alone is the smallest
+  /// (``Parallel/shrinkingPieces(_:pieces:threads:)``; DenseNet-BC-100 and ResNet-20 waited less,
+  /// docs/performance.md#factors). Each share's sums are read once more by the final addition, so
+  /// there are fewer where that would cost more than a small part of the products (a share per 128
+  /// tiles of the batch at most) or the sums would pass 16 MB (wide layers), but one per thread at
+  /// least; a single thread takes one share.
   ///
   /// With `planeScale` ([N][C], one factor per plane of `x`), the convolution is that of x · s:
   /// `x` is scaled as its patches are transformed, and the input gradient, s · conv_transpose(dy,
