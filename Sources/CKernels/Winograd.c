@@ -347,17 +347,17 @@ AVX2 static inline void prefetchPart(const float *p, long count, long k, long pa
 
 /// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border` (with the
 /// plane of image n + 1 beside it in a mosaic, or zeros where an odd last image has none), and its
-/// tiles transformed group by group by `transform` into the P streams of out[P][rows][tileCount].
-/// A group stores all 8 lanes, also past a partial group's tiles (AMD's processors take many times
+/// tiles transformed group by group by `transform` into the P streams of out[P][rows][tileCount],
+/// `stream` floats apart (the rows may be some of a larger matrix's: then its stream). A group stores all 8 lanes, also past a partial group's tiles (AMD's processors take many times
 /// longer over a masked store than a plain one, and planes 14 or 28 wide end every tile row in a
 /// partial group): the extra lanes land on the next tiles of the plane or the next image, which are
 /// written after them, or past the chunk's tiles, where `tileCount` leaves room for them.
 AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
   const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *out, long tileCount,
-  float *scratch, TileTransform transform) {
+  long stream, float *scratch, TileTransform transform) {
   const Tiling tiles = tiling(height, width, tile);
-  const long stream = reprise_winograd_stream(rows, tileCount), step = tiles.images;
+  const long step = tiles.images;
   memset(scratch, 0, sizeof(float) * (size_t)reprise_winograd_scratch_count(height, width, tile));
   for (long n = 0; n < images; n += step) {
     if (n + step > images)  // a mosaic without its second plane: zeros there, whose transforms are zeros
@@ -385,35 +385,36 @@ AVX2 __attribute__((always_inline)) static inline void transformPlanes(
 AVX2 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
   const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
-  float *scratch) {
+  long stream, float *scratch) {
   if (tile == 2)
     transformPlanes(
       input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, planeScaleStride, 2, v, tileCount,
-      scratch, patchTransform);
+      stream, scratch, patchTransform);
   else if (reprise_winograd_pairs_images(height, width, 4))
     transformPlanes(
       input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, planeScaleStride, 4, v, tileCount,
-      scratch, patchTransform4Mosaic);
+      stream, scratch, patchTransform4Mosaic);
   else
     transformPlanes(
       input, channelStride, imageStride, channels, images, height, width, 1, scale, shift, planeScale, planeScaleStride, 4, v, tileCount,
-      scratch, patchTransform4Rows);
+      stream, scratch, patchTransform4Rows);
 }
 
 AVX2 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
-  float *m, long tileCount, float *scratch) {
+  float *m, long tileCount, long stream, float *scratch) {
   if (tile == 2)
     transformPlanes(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 2, m, tileCount, scratch, gradientTransform);
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 2, m, tileCount, stream, scratch,
+      gradientTransform);
   else if (reprise_winograd_pairs_images(height, width, 4))
     transformPlanes(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 4, m, tileCount, scratch,
-      gradientTransform4Mosaic);
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 4, m, tileCount, stream,
+      scratch, gradientTransform4Mosaic);
   else
     transformPlanes(
-      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 4, m, tileCount, scratch,
-      gradientTransform4Rows);
+      gradient, channelStride, imageStride, outputs, images, height, width, 0, NULL, NULL, NULL, 0, 4, m, tileCount, stream,
+      scratch, gradientTransform4Rows);
 }
 
 /// One group's outputs (A^T M A) from the 16 streams at `in`, written as two rows of 2x2 tiles to the

@@ -2,9 +2,11 @@ import ArgumentParser
 import Foundation
 import Reprise
 
-/// `reprise bench --kernel conv2d`: one convolution's forward pass and its two gradients, each the
-/// median of several runs, in time and in GFLOP/s (2 · output elements · C/groups · K² multiply-adds
-/// counted as 2 operations each), for the geometry of one layer of a model.
+/// `reprise bench --kernel conv2d`: one convolution's forward pass, its two gradients one at a time,
+/// and both at once as a training step takes them (`conv2dBackward`, which shares work between
+/// them), each the median of several runs, in time and in GFLOP/s (2 · output elements · C/groups
+/// · K² multiply-adds counted as 2 operations each, twice for both gradients), for the geometry of
+/// one layer of a model.
 struct ConvolutionBenchmark {
   let input: [Int], weight: [Int], stride: Int, padding: Int, groups: Int
 
@@ -49,9 +51,9 @@ struct ConvolutionBenchmark {
   /// Multiply-adds of one pass (each gradient has as many as the forward pass), counted as 2 operations.
   var operations: Double { 2 * Double(output.reduce(1, *) * weight[1] * weight[2] * weight[3]) }
 
-  /// The median seconds of `repeats` runs of the forward pass, the input gradient and the weight
-  /// gradient, each after one run to warm up.
-  func run(dtype: DType, repeats: Int) -> (forward: Double, inputGradient: Double, weightGradient: Double) {
+  /// The median seconds of `repeats` runs of the forward pass, the input gradient, the weight
+  /// gradient and both gradients at once, each after one run to warm up.
+  func run(dtype: DType, repeats: Int) -> (forward: Double, inputGradient: Double, weightGradient: Double, gradients: Double) {
     var random = RandomGenerator(seed: 1)
     // The input channel-major, as a training step's feature maps are (convolution outputs).
     let planes = Tensor(randomNormal: [input[1], input[0], input[2], input[3]], dtype: dtype, using: &random)
@@ -67,7 +69,8 @@ struct ConvolutionBenchmark {
     return (
       time { _ = conv2d(x, w, stride: s, padding: p, groups: groups) },
       time { _ = conv2dBackwardInput(dy, w, inputShape: input, stride: s, padding: p, groups: groups) },
-      time { _ = conv2dBackwardWeight(dy, x, weightShape: weight, stride: s, padding: p, groups: groups) }
+      time { _ = conv2dBackwardWeight(dy, x, weightShape: weight, stride: s, padding: p, groups: groups) },
+      time { _ = conv2dBackward(dy, input: x, weight: w, stride: s, padding: p, groups: groups) }
     )
   }
 }
@@ -81,20 +84,26 @@ extension Bench {
       struct Output: Encodable {
         var kernel: String, input: [Int], weight: [Int], stride: Int, padding: Int, groups: Int, output: [Int], dtype: String
         var threads: Int, forwardSecondsMedian: Double, inputGradientSecondsMedian: Double, weightGradientSecondsMedian: Double
-        var forwardGflops: Double, inputGradientGflops: Double, weightGradientGflops: Double
+        var gradientsSecondsMedian: Double
+        var forwardGflops: Double, inputGradientGflops: Double, weightGradientGflops: Double, gradientsGflops: Double
       }
       try printJSON(Output(
         kernel: "conv2d", input: benchmark.input, weight: benchmark.weight, stride: benchmark.stride, padding: benchmark.padding,
         groups: benchmark.groups, output: benchmark.output, dtype: "\(dtype)", threads: Parallel.threadCount,
         forwardSecondsMedian: times.forward, inputGradientSecondsMedian: times.inputGradient,
-        weightGradientSecondsMedian: times.weightGradient, forwardGflops: flops / times.forward / 1e9,
-        inputGradientGflops: flops / times.inputGradient / 1e9, weightGradientGflops: flops / times.weightGradient / 1e9))
+        weightGradientSecondsMedian: times.weightGradient, gradientsSecondsMedian: times.gradients,
+        forwardGflops: flops / times.forward / 1e9, inputGradientGflops: flops / times.inputGradient / 1e9,
+        weightGradientGflops: flops / times.weightGradient / 1e9, gradientsGflops: 2 * flops / times.gradients / 1e9))
     } else {
       print(
         "conv2d \(benchmark.input) * \(benchmark.weight), stride \(benchmark.stride), padding \(benchmark.padding), groups \(benchmark.groups)"
           + " -> \(benchmark.output), \(dtype), \(Parallel.threadCount) threads, median of \(repeats):")
-      for (name, t) in [("forward", times.forward), ("input gradient", times.inputGradient), ("weight gradient", times.weightGradient)] {
-        print("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%.5f s  %.1f GFLOP/s", t, flops / t / 1e9))
+      let rows = [
+        ("forward", times.forward, flops), ("input gradient", times.inputGradient, flops),
+        ("weight gradient", times.weightGradient, flops), ("both gradients", times.gradients, 2 * flops),
+      ]
+      for (name, t, operations) in rows {
+        print("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%.5f s  %.1f GFLOP/s", t, operations / t / 1e9))
       }
     }
   }

@@ -29,12 +29,16 @@ struct WinogradConvolution {
   /// The gradients' tiles: F(4x4, 3x3) where the planes allow it. Its errors, a few parts in a
   /// million of the largest value, decide nothing: they reach the gradients as rounding does.
   var gradientTiling: WinogradTiling
+  /// Whether the weight gradient is split between the threads by transform position rather than by
+  /// images (``splitsByPosition(_:_:)``).
+  var splitsWeightGradientByPosition: Bool
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
     grid = ShiftedGrid(g)
     forwardTiling = WinogradTiling.forward(g)
     gradientTiling = WinogradTiling(g, tile: WinogradTiling.largestTile(g))
+    splitsWeightGradientByPosition = Self.splitsByPosition(g, gradientTiling)
   }
 
   /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, at least
@@ -52,7 +56,7 @@ struct WinogradConvolution {
   /// thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
   /// a chunk needs) and scratch space, and with `panels`, room for the weight gradient's panel.
-  private func forEachChunk(
+  func forEachChunk(
     _ tiling: WinogradTiling, bounds: [Int]? = nil, rows: (Int, Int), panels: Bool = false,
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
@@ -90,7 +94,7 @@ struct WinogradConvolution {
   /// convolution (the output gradient convolved with each filter rotated by 180°, from outputs to
   /// channels): [P][channels][outputs]; in the products' panels of rows
   /// (`reprise_winograd_weights_f32`).
-  private func transformedWeights(_ w: Tensor, reversed: Bool = false, _ tiling: WinogradTiling) -> Tensor {
+  func transformedWeights(_ w: Tensor, reversed: Bool = false, _ tiling: WinogradTiling) -> Tensor {
     let (rows, columns) = reversed ? (g.inputChannels, g.outputChannels) : (g.outputChannels, g.inputChannels)
     let u = Tensor(uninitializedShape: [reprise_winograd_weight_count(rows, columns, tiling.tile)], dtype: .float32)
     let pw = w.base(Float.self), pu = u.base(Float.self)
@@ -222,31 +226,42 @@ struct WinogradConvolution {
     into destination: Tensor, _ patches: UnsafeMutablePointer<Float>, _ products: UnsafeMutablePointer<Float>,
     _ scratch: UnsafeMutablePointer<Float>
   ) {
-    let layout = PlaneLayout(destination)
     convolveChunk(
       source, from: from, u, to: to, normalizing: affine, scalingPlanes: planeScale, tiling, first: first, images: images,
       patches, products, scratch
     ) { products, rows in
-      reprise_winograd_output_f32(
-        products, rows.count, images, g.height, g.width, tiling.tile, tiling.tileCount,
-        destination.base(Float.self) + first * layout.imageStride + rows.lowerBound * layout.channelStride, layout.channelStride,
-        layout.imageStride, scratch)
+      transformBack(products, rows: rows, into: destination, tiling, first: first, images: images, scratch)
     }
   }
 
+  /// Channels `rows` of one chunk transformed back from their products (matrices of those rows
+  /// alone) into the chunk's images of `destination`.
+  func transformBack(
+    _ products: UnsafeMutablePointer<Float>, rows: Range<Int>, into destination: Tensor, _ tiling: WinogradTiling, first: Int,
+    images: Int, _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    let layout = PlaneLayout(destination)
+    reprise_winograd_output_f32(
+      products, rows.count, images, g.height, g.width, tiling.tile, tiling.tileCount,
+      destination.base(Float.self) + first * layout.imageStride + rows.lowerBound * layout.channelStride, layout.channelStride,
+      layout.imageStride, scratch)
+  }
+
   /// The patches of channels `range` of one chunk of `source` transformed into `patches`, normalised
-  /// on the way with `affine` or scaled with `planeScale`.
-  private func transformPatches<T: TensorScalar>(
+  /// on the way with `affine` or scaled with `planeScale`: matrices of their own, or, with `stream`,
+  /// rows of matrices that far apart.
+  func transformPatches<T: TensorScalar>(
     _ source: Tensor, channels range: Range<Int>, first: Int, images: Int, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, _ tiling: WinogradTiling, into patches: UnsafeMutablePointer<Float>,
-    _ scratch: UnsafeMutablePointer<Float>
+    stream: Int? = nil, _ scratch: UnsafeMutablePointer<Float>
   ) {
     let layout = PlaneLayout(source), channels = source.shape[1]
     let start = source.base(Float.self) + first * layout.imageStride + range.lowerBound * layout.channelStride
     func run(_ scale: UnsafePointer<Float>?, _ shift: UnsafePointer<Float>?) {
       reprise_winograd_input_f32(
         start, layout.channelStride, layout.imageStride, range.count, images, g.height, g.width, scale, shift,
-        planeScale.map { $0 + first * channels + range.lowerBound }, channels, tiling.tile, patches, tiling.tileCount, scratch)
+        planeScale.map { $0 + first * channels + range.lowerBound }, channels, tiling.tile, patches, tiling.tileCount,
+        stream ?? reprise_winograd_stream(range.count, tiling.tileCount), scratch)
     }
     guard let affine else { return run(nil, nil) }
     affine.scale.withUnsafeBufferPointer { scale in
@@ -268,7 +283,8 @@ struct WinogradConvolution {
   /// docs/performance.md#factors). Each share's sums are read once more by the final addition, so
   /// there are fewer where that would cost more than a small part of the products (a share per 128
   /// tiles of the batch at most) or the sums would pass 16 MB (wide layers), but one per thread at
-  /// least; a single thread takes one share.
+  /// least; a single thread takes one share. Layers too wide for two shares a thread split by
+  /// position instead (WinogradConvolution+Positions.swift).
   ///
   /// With `planeScale` ([N][C], one factor per plane of `x`), the convolution is that of x · s:
   /// `x` is scaled as its patches are transformed, and the input gradient, s · conv_transpose(dy,
@@ -277,6 +293,10 @@ struct WinogradConvolution {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, inputGradient dx: InputGradientTarget?, weightGradient dw: Tensor
   ) {
+    if splitsWeightGradientByPosition {
+      return gradientsByPosition(
+        dy, x, w, normalizing: affine, scalingPlanes: planeScale, inputGradient: dx, weightGradient: dw)
+    }
     var tiling = gradientTiling
     let (c, o) = (g.inputChannels, g.outputChannels), size = tiling.positions * o * c
     let threads = Parallel.threadCount, tiles = g.batch * tiling.tilesPerImage
@@ -284,12 +304,12 @@ struct WinogradConvolution {
     let shares = threads == 1 ? 1 : threads * perThread
     // Each chunk after a share's first reads and writes the share's sums again, and the input
     // gradient reads all of `u` again. Where the sums outweigh a chunk's transformed data (wide
-    // layers on small planes: ShakeNet's 384 channels on 8x8 planes have 21 MB of sums against 3.5
-    // MB of data in a chunk of 8 images) and the threads share the memory's bandwidth, the chunks
-    // are as large as the shares allow. (One thread has the bandwidth to itself, and its larger
-    // chunks' data, out of its L2 cache, cost more than the passes they saved.) The sums run over a
-    // share's tiles in the same order unless the images pair up differently in 8x8 planes' mosaics
-    // (chunks of odd sizes).
+    // layers on small planes and batches: 128 channels on 8x8 planes at batch 16 have 2.4 MB of
+    // sums against 0.6 MB of data in a chunk of 4 images) and the threads share the memory's
+    // bandwidth, the chunks are as large as the shares allow. (One thread has the bandwidth to
+    // itself, and its larger chunks' data, out of its L2 cache, cost more than the passes they
+    // saved.) The sums run over a share's tiles in the same order unless the images pair up
+    // differently in 8x8 planes' mosaics (chunks of odd sizes).
     let pieces = threads == 1 ? 1 : max(1, min(tiling.chunks(g.batch), shares))
     let bounds = Parallel.shrinkingPieces(g.batch, pieces: pieces)
     if threads > 1 && size > tiling.positions * (o + c) * tiling.imagesPerChunk * tiling.tilesPerImage {
@@ -299,19 +319,15 @@ struct WinogradConvolution {
     let t = tiling.tileCount
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
-    let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
-    let direct = planeScale == nil ? dx?.tensor : nil
+    let pdy = dy.base(Float.self), gl = PlaneLayout(dy)
     forEachChunk(tiling, bounds: bounds, rows: (tiling.blockSize(of: c, facing: o), o), panels: true) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
-      if let pu, let direct {  // the output gradient's patches into m, their products into v
-        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, into: direct, m, v, scratch)
-      } else if let pu, let dx {  // the same, scaled and delivered plane by plane
-        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, m, v, scratch) {
-          dx.deliver($0, tiling, images: first..<first + images, channels: $1, scalingPlanes: planeScale, g, scratch)
-        }
+      if let pu, let dx {  // the output gradient's patches into m, their products into v
+        inputGradientChunk(dy, pu, into: dx, scalingPlanes: planeScale, tiling, first: first, images: images, m, v, scratch)
       }
       reprise_winograd_output_gradient_f32(
-        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t, scratch)
+        pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t,
+        reprise_winograd_stream(o, t), scratch)
       let accumulate: Int32 = first == bounds[p] ? 0 : 1  // a share's first chunk starts its sums
       for block in tiling.blocks(of: c, facing: o) {  // columns `block` of each dU[ξ]
         transformPatches(
@@ -321,10 +337,43 @@ struct WinogradConvolution {
       }
     }
     Parallel.addPieces(ps + size, pieces: pieces - 1, count: size, into: ps)
-    let pdw = dw.base(Float.self)
-    Parallel.forRanges(o, costPerItem: 4 * c * tiling.positions) { range in
-      reprise_winograd_weight_gradient_f32(ps, o, c, tiling.tile, range.lowerBound, range.count, pdw)
-    }
+    weightGradient(fromSums: ps, tiling, into: dw)
     withExtendedLifetime((sums, u)) {}
+  }
+
+  /// The weight gradient G^T dU G into `dw` from the transformed sums dU[P][outputs][channels],
+  /// split by outputs between the threads.
+  func weightGradient(fromSums sums: UnsafePointer<Float>, _ tiling: WinogradTiling, into dw: Tensor) {
+    let (c, o) = (g.inputChannels, g.outputChannels), pdw = dw.base(Float.self)
+    Parallel.forRanges(o, costPerItem: 4 * c * tiling.positions) { range in
+      reprise_winograd_weight_gradient_f32(sums, o, c, tiling.tile, range.lowerBound, range.count, pdw)
+    }
+  }
+
+  /// One chunk of the input gradient, s · conv_transpose(dy, w) from the reversed transformed
+  /// weights `u`: the output gradient's patches into `patches`, their products into `products`,
+  /// then into `dx` (``deliverInputGradient(_:rows:into:scalingPlanes:_:first:images:_:)``).
+  func inputGradientChunk(
+    _ dy: Tensor, _ u: UnsafeMutablePointer<Float>, into dx: InputGradientTarget, scalingPlanes planeScale: UnsafePointer<Float>?,
+    _ tiling: WinogradTiling, first: Int, images: Int, _ patches: UnsafeMutablePointer<Float>,
+    _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    let (c, o) = (g.inputChannels, g.outputChannels), plain: (scale: [Float], shift: [Float])? = nil
+    convolveChunk(dy, from: o, u, to: c, normalizing: plain, tiling, first: first, images: images, patches, products, scratch) {
+      deliverInputGradient($0, rows: $1, into: dx, scalingPlanes: planeScale, tiling, first: first, images: images, scratch)
+    }
+  }
+
+  /// The input gradient's channels `rows` of one chunk transformed back from their products
+  /// (matrices of those rows alone) into `dx`'s planes: written directly, or, with plane factors or
+  /// planes of their own, delivered plane by plane.
+  func deliverInputGradient(
+    _ products: UnsafeMutablePointer<Float>, rows: Range<Int>, into dx: InputGradientTarget, scalingPlanes planeScale: UnsafePointer<Float>?,
+    _ tiling: WinogradTiling, first: Int, images: Int, _ scratch: UnsafeMutablePointer<Float>
+  ) {
+    guard planeScale == nil, let direct = dx.tensor else {
+      return dx.deliver(products, tiling, images: first..<first + images, channels: rows, scalingPlanes: planeScale, g, scratch)
+    }
+    transformBack(products, rows: rows, into: direct, tiling, first: first, images: images, scratch)
   }
 }

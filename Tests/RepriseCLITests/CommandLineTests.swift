@@ -114,6 +114,10 @@ final class CommandLineTests: XCTestCase {
     let kernel = try JSONSerialization.jsonObject(with: Data(convolution.out.utf8)) as? [String: Any]
     XCTAssertEqual(kernel?["output"] as? [Int], [2, 6, 5, 5])
     XCTAssertNotNil(kernel?["weightGradientSecondsMedian"] as? Double)
+    // Both gradients at once count twice the operations of one pass.
+    let both = try XCTUnwrap(kernel?["gradientsSecondsMedian"] as? Double), forward = try XCTUnwrap(kernel?["forwardSecondsMedian"] as? Double)
+    let perSecond = try XCTUnwrap(kernel?["forwardGflops"] as? Double) * forward
+    XCTAssertEqual(try XCTUnwrap(kernel?["gradientsGflops"] as? Double), 2 * perSecond / both, accuracy: 1e-9 * perSecond / both)
     // The stream's passes in turn on two counts, as a model's steps; its rate counts 12 bytes an element.
     let stream = try reprise(
       "bench", "--kernel", "stream", "--size", "4096", "--steps", "3", "--threads", "2", "--compare-threads", "1", "--json")

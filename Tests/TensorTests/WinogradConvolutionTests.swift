@@ -224,6 +224,65 @@ final class WinogradConvolutionTests: XCTestCase {
     }
   }
 
+  /// Layers whose transformed sums pass 4 MB split the weight gradient by position (ShakeNet's 192
+  /// channels on 16x16 planes and 384 on 8x8; not its 96 on 32x32). Each sum runs over the tiles in
+  /// order either way, so that, on one thread and on two, plain, normalised and with plane factors,
+  /// both gradients are bit for bit those of one share (the path by images on one thread) where the
+  /// 8x8 planes' mosaics pair the same images, the same on two threads as on one, and the weight
+  /// gradient is the Float64 one's. Small layers forced to split take two chunks of the shared sums
+  /// each: 5 images of 13x13 (2 and 3), 24 of 8x8 (12 and 12, where one share takes 4 chunks of 6),
+  /// and 17 of 8x8 (8 and 9, its last mosaic with one image).
+  func testWideLayersSplitTheWeightGradientByPosition() {
+    func conv(_ c: Configuration) -> WinogradConvolution { WinogradConvolution(ConvolutionPlanTests.geometry(c)) }
+    XCTAssertTrue(conv(Self.layer(batch: 32, 384, 384, 8, 8)).splitsWeightGradientByPosition)
+    XCTAssertTrue(conv(Self.layer(batch: 32, 192, 192, 16, 16)).splitsWeightGradientByPosition)
+    XCTAssertFalse(conv(Self.layer(batch: 32, 96, 96, 32, 32)).splitsWeightGradientByPosition)
+    let threads = Parallel.threadCount
+    defer { Parallel.setThreadCount(threads) }
+    for (k, c) in [Self.layer(batch: 5, 24, 16, 13, 13), Self.layer(batch: 24, 16, 24, 8, 8), Self.layer(batch: 17, 8, 16, 8, 8)].enumerated() {
+      var random = RandomGenerator(seed: UInt64(41 + k))
+      let (n, ci, co, h, wd) = (c.batch, c.inputChannels, c.outputChannels, c.height, c.width)
+      let x = Tensor(randomNormal: [n, ci, h, wd], using: &random), w = Tensor(randomNormal: [co, ci, 3, 3], using: &random)
+      let dy = Tensor(randomNormal: [n, co, h, wd], using: &random)
+      let affine = (scale: (0..<ci).map { _ in random.nextUnit(Float.self) + 0.5 }, shift: (0..<ci).map { _ in random.nextUnit(Float.self) - 0.5 })
+      let planeScale = (0..<n * ci).map { _ in random.nextUnit(Float.self) < 0.25 ? 0 : Float(4.0 / 3) }
+      let byImages = conv(c)
+      var split = byImages
+      split.splitsWeightGradientByPosition = true
+      XCTAssertEqual(WinogradTiling(split.g, tile: 4, minimumChunks: 1, valuesPerChannel: 36 * 64).chunks(n), 2, "seed \(41 + k)")
+      planeScale.withUnsafeBufferPointer { planeScale in
+        func gradients(_ conv: WinogradConvolution, normalizing: Bool, scaling: Bool) -> (Tensor, Tensor) {
+          let dx = Tensor(uninitializedShape: x.shape, dtype: .float32), dw = Tensor(uninitializedShape: w.shape, dtype: .float32)
+          if scaling {
+            conv.backward(dy, x, w, scalingPlanes: planeScale.baseAddress!, inputGradient: InputGradientTarget(dx), weightGradient: dw)
+          } else {
+            conv.backward(dy, x, w, inputGradient: dx, weightGradient: dw, Float.self, normalizing: normalizing ? affine : nil)
+          }
+          return (dx, dw)
+        }
+        for (normalizing, scaling) in [(false, false), (true, false), (false, true)] {
+          let context = "seed \(41 + k) \(c), normalizing \(normalizing), scaling \(scaling)"
+          Parallel.setThreadCount(1)
+          let one = gradients(split, normalizing: normalizing, scaling: scaling)
+          if k < 2 {
+            let expected = gradients(byImages, normalizing: normalizing, scaling: scaling)
+            assertBitIdentical(one.0, expected.0, "input gradient, one share, \(context)")
+            assertBitIdentical(one.1, expected.1, "weight gradient, one share, \(context)")
+          }
+          Parallel.setThreadCount(2)
+          let two = gradients(split, normalizing: normalizing, scaling: scaling)
+          assertBitIdentical(two.0, one.0, "input gradient, two threads, \(context)")
+          assertBitIdentical(two.1, one.1, "weight gradient, two threads, \(context)")
+        }
+      }
+      let dw = Tensor(uninitializedShape: w.shape, dtype: .float32)
+      split.backwardWeight(dy, x, into: dw, Float.self)
+      assertClose(
+        dw.converted(to: .float64), conv2dBackwardWeight(dy.converted(to: .float64), x.converted(to: .float64), weightShape: w.shape, padding: 1),
+        relativeTolerance: 1e-4, absoluteTolerance: 2e-3, "weight gradient, seed \(41 + k) \(c)")
+    }
+  }
+
   /// The forward pass and the input gradient do not depend on the thread count (each chunk of images
   /// is one thread's; 6 images of 16 x 16 make two chunks), and the weight gradient is the same bits run after run at a thread count.
   func testThreadCountAndRepeatability() {

@@ -237,17 +237,20 @@ void reprise_winograd_weight_gradient_f32(
 /// or neither may be NULL), the patches are those of max(input · scale[c] + shift[c], 0): the
 /// pre-activation unit's batch normalisation and ReLU, bit for bit, applied on the way in. With
 /// `planeScale` instead (scale and shift NULL), those of input · planeScale[n * planeScaleStride +
-/// c], one factor per plane (a channel dropout's mask), bit for bit.
+/// c], one factor per plane (a channel dropout's mask), bit for bit. The P matrices are `stream`
+/// floats apart: `reprise_winograd_stream(channels, tileCount)` for matrices of these channels, or,
+/// where v points at row r of matrices of more rows, theirs (so that threads can transform blocks of
+/// rows of the same matrices).
 void reprise_winograd_input_f32(
   const float *input, long channelStride, long imageStride, long channels, long images, long height, long width,
   const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *v, long tileCount,
-  float *scratch);
+  long stream, float *scratch);
 
 /// The transformed output-gradient tiles m[P][outputs][tileCount] (A dY A^T), laid out like the
-/// input's.
+/// input's, the matrices `stream` floats apart.
 void reprise_winograd_output_gradient_f32(
   const float *gradient, long channelStride, long imageStride, long outputs, long images, long height, long width, long tile,
-  float *m, long tileCount, float *scratch);
+  float *m, long tileCount, long stream, float *scratch);
 
 /// The outputs (A^T M A) of the products m[P][outputs][tileCount], written to plane (n, o) at
 /// output[n * outputImageStride + o * outputChannelStride].
