@@ -1,28 +1,29 @@
 import CKernels
 
-/// The weight gradient of wide layers, split between the threads by transform position instead of
+/// The gradients of wide layers, split between the threads within each chunk of images instead of
 /// by images.
 ///
-/// Split by images, each share of the batch sums its products into sums of its own, P x outputs x
-/// channels floats, which are added at the end. For wide layers those sums outgrow what memory and
-/// the final addition can bear (21 MB a share for ShakeNet's 384 channels on 8x8 planes), so the
-/// threads get one share each and nothing to balance: the thread done first waits for the other's
-/// whole remainder. The P products of a chunk are independent, though, and each adds into its own
-/// dU[ξ]: split by position, the threads share one set of sums, take the chunks together in order
-/// (their transforms split by rows, their products by position) and end within one position's
-/// product of each other. The sums then run over the chunks in the same order whatever the thread
-/// count, and the chunks are as large as the sums (a chunk's transformed data, both sides, about
-/// P x outputs x channels floats), so that the sums are read and written once per chunk.
+/// Split by images, each share of the batch sums its weight-gradient products into sums of its
+/// own, P x outputs x channels floats, which are added at the end. For wide layers those sums
+/// outgrow what memory and the final addition can bear (21 MB a share for ShakeNet's 384 channels
+/// on 8x8 planes), so the threads get one share each and nothing to balance: the thread done first
+/// waits for the other's whole remainder. The P products of a chunk are independent, though, and
+/// each adds into its own dU[ξ]: split by position, the threads share one set of sums, take the
+/// chunks together in order (their transforms split by rows, their products by position) and end
+/// within about one position's product of each other. The sums then run over the tiles in the same
+/// order whatever the thread count. The input gradient's products go in the same job by blocks of
+/// channels, so that each thread reads its blocks' rows of the transformed weights, as large as the
+/// sums, once a chunk.
 extension WinogradConvolution {
-  /// Whether the weight gradient of `g` with `tiling` is split by position: where its transformed
+  /// Whether the gradients of `g` with `tiling` are split by position: where its transformed
   /// sums pass 4 MB, so that the 16 MB bound on the shares' sums leaves two threads fewer than two
   /// shares each. It does not depend on the thread count, so one thread takes the same chunks.
   static func splitsByPosition(_ g: ConvolutionGeometry, _ tiling: WinogradTiling) -> Bool {
     tiling.positions * g.outputChannels * g.inputChannels > 1 << 20
   }
 
-  /// The weight gradient, and with `w` and `dx` the input gradient, split by position (see above);
-  /// the same results as ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``. Each
+  /// The weight gradient, and with `w` and `dx` the input gradient, split within each chunk (see
+  /// above); the same results as ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``. Each
   /// chunk takes two jobs. The first transforms its data, split by rows: the output gradient's
   /// patches for the input gradient, its tiles for the weight gradient, and the input's patches. The
   /// second takes the weight gradient's products by position and the input gradient's by blocks of

@@ -29,16 +29,16 @@ struct WinogradConvolution {
   /// The gradients' tiles: F(4x4, 3x3) where the planes allow it. Its errors, a few parts in a
   /// million of the largest value, decide nothing: they reach the gradients as rounding does.
   var gradientTiling: WinogradTiling
-  /// Whether the weight gradient is split between the threads by transform position rather than by
-  /// images (``splitsByPosition(_:_:)``).
-  var splitsWeightGradientByPosition: Bool
+  /// Whether the gradients are split between the threads within each chunk, by transform position
+  /// and channels, rather than by images (``splitsByPosition(_:_:)``).
+  var splitsGradientsByPosition: Bool
 
   init(_ g: ConvolutionGeometry) {
     self.g = g
     grid = ShiftedGrid(g)
     forwardTiling = WinogradTiling.forward(g)
     gradientTiling = WinogradTiling(g, tile: WinogradTiling.largestTile(g))
-    splitsWeightGradientByPosition = Self.splitsByPosition(g, gradientTiling)
+    splitsGradientsByPosition = Self.splitsByPosition(g, gradientTiling)
   }
 
   /// Whether this path is the faster one: 3x3, stride 1, padding 1, no dilation or groups, at least
@@ -293,7 +293,7 @@ struct WinogradConvolution {
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>? = nil, inputGradient dx: InputGradientTarget?, weightGradient dw: Tensor
   ) {
-    if splitsWeightGradientByPosition {
+    if splitsGradientsByPosition {
       return gradientsByPosition(
         dy, x, w, normalizing: affine, scalingPlanes: planeScale, inputGradient: dx, weightGradient: dw)
     }

@@ -224,19 +224,20 @@ final class WinogradConvolutionTests: XCTestCase {
     }
   }
 
-  /// Layers whose transformed sums pass 4 MB split the weight gradient by position (ShakeNet's 192
-  /// channels on 16x16 planes and 384 on 8x8; not its 96 on 32x32). Each sum runs over the tiles in
-  /// order either way, so that, on one thread and on two, plain, normalised and with plane factors,
-  /// both gradients are bit for bit those of one share (the path by images on one thread) where the
-  /// 8x8 planes' mosaics pair the same images, the same on two threads as on one, and the weight
-  /// gradient is the Float64 one's. Small layers forced to split take two chunks of the shared sums
-  /// each: 5 images of 13x13 (2 and 3), 24 of 8x8 (12 and 12, where one share takes 4 chunks of 6),
-  /// and 17 of 8x8 (8 and 9, its last mosaic with one image).
-  func testWideLayersSplitTheWeightGradientByPosition() {
+  /// Layers whose transformed sums pass 4 MB split their gradients within each chunk, by position
+  /// and by blocks of channels (ShakeNet's 192 channels on 16x16 planes and 384 on 8x8; not its 96
+  /// on 32x32). Each sum runs over the tiles in order either way, so that, on one thread and on two,
+  /// plain, normalised and with plane factors, both gradients are bit for bit those of one share
+  /// (the path by images on one thread) where the 8x8 planes' mosaics pair the same images, the same
+  /// on two threads as on one, and the weight gradient is the Float64 one's. Small layers forced to
+  /// split take two chunks of the shared sums each: 5 images of 13x13 (2 and 3; 24 channels in two
+  /// blocks of 12), 24 of 8x8 (12 and 12, where one share takes 4 chunks of 6; 16 channels in blocks
+  /// of 12 and 4), and 17 of 8x8 (8 and 9, its last mosaic with one image).
+  func testWideLayersSplitTheGradientsByPosition() {
     func conv(_ c: Configuration) -> WinogradConvolution { WinogradConvolution(ConvolutionPlanTests.geometry(c)) }
-    XCTAssertTrue(conv(Self.layer(batch: 32, 384, 384, 8, 8)).splitsWeightGradientByPosition)
-    XCTAssertTrue(conv(Self.layer(batch: 32, 192, 192, 16, 16)).splitsWeightGradientByPosition)
-    XCTAssertFalse(conv(Self.layer(batch: 32, 96, 96, 32, 32)).splitsWeightGradientByPosition)
+    XCTAssertTrue(conv(Self.layer(batch: 32, 384, 384, 8, 8)).splitsGradientsByPosition)
+    XCTAssertTrue(conv(Self.layer(batch: 32, 192, 192, 16, 16)).splitsGradientsByPosition)
+    XCTAssertFalse(conv(Self.layer(batch: 32, 96, 96, 32, 32)).splitsGradientsByPosition)
     let threads = Parallel.threadCount
     defer { Parallel.setThreadCount(threads) }
     for (k, c) in [Self.layer(batch: 5, 24, 16, 13, 13), Self.layer(batch: 24, 16, 24, 8, 8), Self.layer(batch: 17, 8, 16, 8, 8)].enumerated() {
@@ -248,7 +249,7 @@ final class WinogradConvolutionTests: XCTestCase {
       let planeScale = (0..<n * ci).map { _ in random.nextUnit(Float.self) < 0.25 ? 0 : Float(4.0 / 3) }
       let byImages = conv(c)
       var split = byImages
-      split.splitsWeightGradientByPosition = true
+      split.splitsGradientsByPosition = true
       XCTAssertEqual(WinogradTiling(split.g, tile: 4, minimumChunks: 1, valuesPerChannel: 36 * 64).chunks(n), 2, "seed \(41 + k)")
       planeScale.withUnsafeBufferPointer { planeScale in
         func gradients(_ conv: WinogradConvolution, normalizing: Bool, scaling: Bool) -> (Tensor, Tensor) {
