@@ -23,13 +23,14 @@ extension WinogradConvolution {
   }
 
   /// The weight gradient, and with `w` and `dx` the input gradient, split within each chunk (see
-  /// above); the same results as ``backwardInput(_:_:into:_:)`` and ``backwardWeight(_:_:into:_:)``. Each
-  /// chunk takes two jobs. The first transforms its data, split by rows: the output gradient's
-  /// patches for the input gradient, its tiles for the weight gradient, and the input's patches. The
-  /// second takes the weight gradient's products by position and the input gradient's by blocks of
-  /// its channels, each block transformed back into `dx` by the thread that computed it: the input
-  /// gradient's transformed weights are as large as the sums, and each thread reads only its blocks'
-  /// rows of them once a chunk (split by images, every chunk read all of them).
+  /// above); the same results as ``backwardInput(_:_:into:_:)`` and
+  /// ``backwardWeight(_:_:into:_:)``. Each chunk takes two jobs. The first transforms its data,
+  /// split by rows: the output gradient's patches for the input gradient, its tiles for the weight
+  /// gradient, and the input's patches. The second takes the weight gradient's products by position
+  /// and the input gradient's by blocks of its channels, each block transformed back into `dx` by the
+  /// thread that computed it: the input gradient's transformed weights are as large as the sums, and
+  /// each thread reads only its blocks' rows of them once a chunk (split by images, every chunk read
+  /// all of them).
   func gradientsByPosition<T: TensorScalar>(
     _ dy: Tensor, _ x: Tensor, _ w: Tensor?, normalizing affine: (scale: [T], shift: [T])?,
     scalingPlanes planeScale: UnsafePointer<Float>?, inputGradient dx: InputGradientTarget?, weightGradient dw: Tensor
@@ -44,16 +45,20 @@ extension WinogradConvolution {
     let u = dx == nil ? nil : w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
     // Blocks of the input gradient's channels of about one weight-gradient position's work (c/P
     // rows), but two of the products' register blocks of 6 rows at least.
-    let blockRows = pu == nil ? 0 : max(12, (c + positions - 1) / positions), blocks = pu == nil ? 0 : (c + blockRows - 1) / blockRows
+    let blockRows = pu == nil ? 0 : max(12, (c + positions - 1) / positions)
+    let blocks = pu == nil ? 0 : (c + blockRows - 1) / blockRows
     let scratchCount = reprise_winograd_scratch_count(g.height, g.width, tile), panelCount = reprise_winograd_panel_count(c, t)
     let productCount = positions * reprise_winograd_stream(blockRows, t)
-    let patches = Tensor(uninitializedShape: [pu == nil ? 0 : positions * streams.o], dtype: .float32), pd = patches.base(Float.self)
+    let patches = Tensor(uninitializedShape: [pu == nil ? 0 : positions * streams.o], dtype: .float32)
+    let pd = patches.base(Float.self)
     let m = Tensor(uninitializedShape: [positions * streams.o], dtype: .float32), pm = m.base(Float.self)
     let v = Tensor(uninitializedShape: [positions * streams.c], dtype: .float32), pv = v.base(Float.self)
     let sums = Tensor(uninitializedShape: [positions * o * c], dtype: .float32), ps = sums.base(Float.self)
-    let perThread = Tensor(uninitializedShape: [threads * (scratchCount + panelCount + productCount)], dtype: .float32)
-    func buffers(_ thread: Int) -> (scratch: UnsafeMutablePointer<Float>, panel: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>) {
-      let base = perThread.base(Float.self) + thread * (scratchCount + panelCount + productCount)
+    let perThreadCount = scratchCount + panelCount + productCount
+    let perThread = Tensor(uninitializedShape: [threads * perThreadCount], dtype: .float32)
+    typealias Pointer = UnsafeMutablePointer<Float>
+    func buffers(_ thread: Int) -> (scratch: Pointer, panel: Pointer, products: Pointer) {
+      let base = perThread.base(Float.self) + thread * perThreadCount
       return (base, base + scratchCount, base + scratchCount + panelCount)
     }
     let pdy = dy.base(Float.self), gl = PlaneLayout(dy), chunks = tiling.chunks(g.batch)
@@ -77,8 +82,8 @@ extension WinogradConvolution {
         }
         if !tiles.isEmpty {
           reprise_winograd_output_gradient_f32(
-            pdy + first * gl.imageStride + tiles.lowerBound * gl.channelStride, gl.channelStride, gl.imageStride, tiles.count, images,
-            g.height, g.width, tile, pm + tiles.lowerBound * t, t, streams.o, scratch)
+            pdy + first * gl.imageStride + tiles.lowerBound * gl.channelStride, gl.channelStride, gl.imageStride, tiles.count,
+            images, g.height, g.width, tile, pm + tiles.lowerBound * t, t, streams.o, scratch)
         }
         if !channels.isEmpty {
           transformPatches(
@@ -92,7 +97,8 @@ extension WinogradConvolution {
         if let pu, let dx, item < blocks {  // channels of dx: U_rev[ξ] D[ξ] for every ξ, transformed back
           let block = item * blockRows..<min(c, (item + 1) * blockRows)
           reprise_winograd_products_f32(positions, pu, c, o, block.lowerBound, block.count, 0, o, pd, b.products, columns, t, 0)
-          deliverInputGradient(b.products, rows: block, into: dx, scalingPlanes: planeScale, tiling, first: first, images: images, b.scratch)
+          deliverInputGradient(
+            b.products, rows: block, into: dx, scalingPlanes: planeScale, tiling, first: first, images: images, b.scratch)
           return
         }
         let xi = item - blocks  // dU[ξ] (+)= M[ξ] V[ξ]ᵀ
