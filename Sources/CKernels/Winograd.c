@@ -348,10 +348,11 @@ AVX2 static inline void prefetchPart(const float *p, long count, long k, long pa
 /// Every plane (n, r) of `planes` copied into the scratch plane at row and column `border` (with the
 /// plane of image n + 1 beside it in a mosaic, or zeros where an odd last image has none), and its
 /// tiles transformed group by group by `transform` into the P streams of out[P][rows][tileCount],
-/// `stream` floats apart (the rows may be some of a larger matrix's: then its stream). A group stores all 8 lanes, also past a partial group's tiles (AMD's processors take many times
-/// longer over a masked store than a plain one, and planes 14 or 28 wide end every tile row in a
-/// partial group): the extra lanes land on the next tiles of the plane or the next image, which are
-/// written after them, or past the chunk's tiles, where `tileCount` leaves room for them.
+/// `stream` floats apart (the rows may be some of a larger matrix's: then its stream). A group
+/// stores all 8 lanes, also past a partial group's tiles (AMD's processors take many times longer
+/// over a masked store than a plain one, and planes 14 or 28 wide end every tile row in a partial
+/// group): the extra lanes land on the next tiles of the plane or the next image, which are written
+/// after them, or past the chunk's tiles, where `tileCount` leaves room for them.
 AVX2 __attribute__((always_inline)) static inline void transformPlanes(
   const float *planes, long rowStride, long imageStride, long rows, long images, long height, long width, long border,
   const float *scale, const float *shift, const float *planeScale, long planeScaleStride, long tile, float *out, long tileCount,

@@ -38,8 +38,9 @@ extension WinogradConvolution {
     let (c, o) = (g.inputChannels, g.outputChannels), (tile, positions) = (gradientTiling.tile, gradientTiling.positions)
     let threads = Parallel.threadCount, plain: (scale: [T], shift: [T])? = nil
     // Chunks whose transformed matrices (P x rows x tiles, three or four of them) hold about 2 MB
-    // each: 8 images of 384 channels on 8x8 planes, 4 of 192 on 16x16. Twice or half that took
-    // longer on both (as large as the sums, 1.4 times as long; docs/performance.md#wide-gradients).
+    // each: 8 images of 384 channels on 8x8 planes, 4 of 192 on 16x16. Twice that on 8x8 planes
+    // took longer (chunks as large as the sums 1.4-1.5 times as long), and so did half that on
+    // 16x16 planes (docs/performance.md#wide-gradients).
     let tiling = WinogradTiling(g, tile: tile, minimumChunks: 1, valuesPerChannel: (1 << 19) / max(o, c))
     let t = tiling.tileCount, streams = (o: reprise_winograd_stream(o, t), c: reprise_winograd_stream(c, t))
     let u = dx == nil ? nil : w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)

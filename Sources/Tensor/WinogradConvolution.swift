@@ -56,7 +56,7 @@ struct WinogradConvolution {
   /// thread takes in order), each thread with its own
   /// buffers for a chunk's transformed data of `rows` channels or outputs (the most either step of
   /// a chunk needs) and scratch space, and with `panels`, room for the weight gradient's panel.
-  func forEachChunk(
+  private func forEachChunk(
     _ tiling: WinogradTiling, bounds: [Int]? = nil, rows: (Int, Int), panels: Bool = false,
     _ body: (_ piece: Int, _ first: Int, _ images: Int, _ buffers: [UnsafeMutablePointer<Float>]) -> Void
   ) {
@@ -236,7 +236,7 @@ struct WinogradConvolution {
 
   /// Channels `rows` of one chunk transformed back from their products (matrices of those rows
   /// alone) into the chunk's images of `destination`.
-  func transformBack(
+  private func transformBack(
     _ products: UnsafeMutablePointer<Float>, rows: Range<Int>, into destination: Tensor, _ tiling: WinogradTiling, first: Int,
     images: Int, _ scratch: UnsafeMutablePointer<Float>
   ) {
@@ -319,11 +319,13 @@ struct WinogradConvolution {
     let t = tiling.tileCount
     let sums = Tensor(uninitializedShape: [pieces * size], dtype: .float32), ps = sums.base(Float.self)
     let u = w.map { transformedWeights($0, reversed: true, tiling) }, pu = u?.base(Float.self)
-    let pdy = dy.base(Float.self), gl = PlaneLayout(dy)
+    let pdy = dy.base(Float.self), gl = PlaneLayout(dy), plain: (scale: [T], shift: [T])? = nil
     forEachChunk(tiling, bounds: bounds, rows: (tiling.blockSize(of: c, facing: o), o), panels: true) { p, first, images, b in
       let (v, m, scratch) = (b[0], b[1], b[2])
-      if let pu, let dx {  // the output gradient's patches into m, their products into v
-        inputGradientChunk(dy, pu, into: dx, scalingPlanes: planeScale, tiling, first: first, images: images, m, v, scratch)
+      if let pu, let dx {  // the output gradient's patches into m, their products into v, then into dx
+        convolveChunk(dy, from: o, pu, to: c, normalizing: plain, tiling, first: first, images: images, m, v, scratch) {
+          deliverInputGradient($0, rows: $1, into: dx, scalingPlanes: planeScale, tiling, first: first, images: images, scratch)
+        }
       }
       reprise_winograd_output_gradient_f32(
         pdy + first * gl.imageStride, gl.channelStride, gl.imageStride, o, images, g.height, g.width, tiling.tile, m, t,
@@ -350,26 +352,13 @@ struct WinogradConvolution {
     }
   }
 
-  /// One chunk of the input gradient, s · conv_transpose(dy, w) from the reversed transformed
-  /// weights `u`: the output gradient's patches into `patches`, their products into `products`,
-  /// then into `dx` (``deliverInputGradient(_:rows:into:scalingPlanes:_:first:images:_:)``).
-  func inputGradientChunk(
-    _ dy: Tensor, _ u: UnsafeMutablePointer<Float>, into dx: InputGradientTarget, scalingPlanes planeScale: UnsafePointer<Float>?,
-    _ tiling: WinogradTiling, first: Int, images: Int, _ patches: UnsafeMutablePointer<Float>,
-    _ products: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>
-  ) {
-    let (c, o) = (g.inputChannels, g.outputChannels), plain: (scale: [Float], shift: [Float])? = nil
-    convolveChunk(dy, from: o, u, to: c, normalizing: plain, tiling, first: first, images: images, patches, products, scratch) {
-      deliverInputGradient($0, rows: $1, into: dx, scalingPlanes: planeScale, tiling, first: first, images: images, scratch)
-    }
-  }
-
   /// The input gradient's channels `rows` of one chunk transformed back from their products
   /// (matrices of those rows alone) into `dx`'s planes: written directly, or, with plane factors or
   /// planes of their own, delivered plane by plane.
   func deliverInputGradient(
-    _ products: UnsafeMutablePointer<Float>, rows: Range<Int>, into dx: InputGradientTarget, scalingPlanes planeScale: UnsafePointer<Float>?,
-    _ tiling: WinogradTiling, first: Int, images: Int, _ scratch: UnsafeMutablePointer<Float>
+    _ products: UnsafeMutablePointer<Float>, rows: Range<Int>, into dx: InputGradientTarget,
+    scalingPlanes planeScale: UnsafePointer<Float>?, _ tiling: WinogradTiling, first: Int, images: Int,
+    _ scratch: UnsafeMutablePointer<Float>
   ) {
     guard planeScale == nil, let direct = dx.tensor else {
       return dx.deliver(products, tiling, images: first..<first + images, channels: rows, scalingPlanes: planeScale, g, scratch)
